@@ -1,0 +1,105 @@
+import { z } from 'zod';
+import { ID_PATTERN } from './ids.ts';
+
+/**
+ * Contracts between the control plane and data planes.
+ *
+ * Control plane → data plane (internal :8081):
+ *   POST /internal/v1/routing      RoutingUpdate → 200 RoutingAck | 409 ERR_VERSION_GAP (send a snapshot)
+ *   POST /internal/v1/drain/wait   DrainWaitRequest → 200 DrainWaitResponse
+ * Data plane → control plane (:9090):
+ *   POST /internal/v1/dataplanes/register   RegisterDataplaneRequest → 200 {} (a snapshot follows on /routing)
+ *   POST /internal/v1/dataplanes/heartbeat  {dataplaneId} → 200 {} | 404 ERR_DATAPLANE_NOT_FOUND (register again)
+ *   POST /internal/v1/demand                DemandReport → 200 {}
+ *
+ * Routing state is keyed (functions by name, endpoints by sandbox id) so every change is
+ * idempotent. Each data plane's view has a version inside an epoch: a delta applies only when its
+ * `baseVersion` equals the receiver's version in the same epoch; otherwise the receiver answers
+ * ERR_VERSION_GAP and the control plane sends a snapshot, which replaces the whole view.
+ */
+
+const id = z.string().regex(ID_PATTERN);
+
+export const routingFunctionSchema = z.strictObject({
+  name: z.string(),
+  generation: z.number().int().min(1),
+  /** Max in-flight invocations per sandbox. */
+  concurrency: z.number().int().min(1),
+  timeoutMs: z.number().int().min(1),
+});
+export type RoutingFunction = z.infer<typeof routingFunctionSchema>;
+
+export const routingEndpointSchema = z.strictObject({
+  sandboxId: id,
+  function: z.string(),
+  /** `host:port` of the sandbox's HTTP server. */
+  address: z.string(),
+  /** A draining endpoint gets no new invocations; it is deleted once the control plane says so. */
+  isDraining: z.boolean(),
+});
+export type RoutingEndpoint = z.infer<typeof routingEndpointSchema>;
+
+export const routingChangeSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('function.put'), function: routingFunctionSchema }),
+  z.strictObject({ type: z.literal('function.delete'), name: z.string() }),
+  z.strictObject({ type: z.literal('endpoint.put'), endpoint: routingEndpointSchema }),
+  z.strictObject({ type: z.literal('endpoint.delete'), sandboxId: id }),
+]);
+export type RoutingChange = z.infer<typeof routingChangeSchema>;
+
+export const routingUpdateSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('delta'),
+    epoch: z.string(),
+    baseVersion: z.number().int().min(0),
+    version: z.number().int().min(1),
+    changes: z.array(routingChangeSchema),
+  }),
+  z.strictObject({
+    kind: z.literal('snapshot'),
+    epoch: z.string(),
+    version: z.number().int().min(0),
+    functions: z.array(routingFunctionSchema),
+    endpoints: z.array(routingEndpointSchema),
+  }),
+]);
+export type RoutingUpdate = z.infer<typeof routingUpdateSchema>;
+export interface RoutingAck { readonly epoch: string; readonly version: number }
+
+export const drainWaitRequestSchema = z.strictObject({
+  sandboxIds: z.array(id).max(100_000),
+  timeoutMs: z.number().int().min(0).max(3_600_000),
+});
+export type DrainWaitRequest = z.infer<typeof drainWaitRequestSchema>;
+/** `drained`: no invocation in flight (or unknown here). `pending`: still busy at the timeout. */
+export interface DrainWaitResponse { readonly drained: readonly string[]; readonly pending: readonly string[] }
+
+export const registerDataplaneRequestSchema = z.strictObject({
+  dataplaneId: id,
+  /** Base URL of the internal API (routing, drain), e.g. `http://127.0.0.1:8081`. */
+  url: z.url(),
+  /** Base URL clients invoke functions on, e.g. `http://127.0.0.1:8080`. */
+  proxyUrl: z.url(),
+});
+export type RegisterDataplaneRequest = z.infer<typeof registerDataplaneRequestSchema>;
+
+export const dataplaneHeartbeatSchema = z.strictObject({ dataplaneId: id });
+
+export const demandEntrySchema = z.strictObject({
+  function: z.string(),
+  /** Time-weighted average of (in flight + queued) over the report interval. */
+  concurrency: z.number().min(0),
+  /** Invocations waiting in the queue right now. */
+  queued: z.number().int().min(0),
+  /** Invocations at sandboxes right now. */
+  inflight: z.number().int().min(0),
+});
+export type DemandEntry = z.infer<typeof demandEntrySchema>;
+
+export const demandReportSchema = z.strictObject({
+  dataplaneId: id,
+  /** True when sent at once because an invocation found no free capacity (the "poke"). */
+  isPoke: z.boolean(),
+  entries: z.array(demandEntrySchema).max(1_000_000),
+});
+export type DemandReport = z.infer<typeof demandReportSchema>;

@@ -1,0 +1,94 @@
+import { z } from 'zod';
+
+/**
+ * The user-facing function spec (what `POST /v1/functions` and `baton.yaml` accept) and its
+ * compiled, fully-defaulted internal form. Units are in the names: `…Ms`, `…MiB`, `…Milli`.
+ */
+
+export const FUNCTION_NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
+export const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;
+/** `file.export`, e.g. `index.handler` or `lib/main.handle`: a module path without extension, then the export. */
+export const HANDLER_PATTERN = /^(?!\/)(?!.*(?:^|\/)\.\.(?:\/|\.))[A-Za-z0-9_\-/.]*[A-Za-z0-9_-]\.[A-Za-z_$][A-Za-z0-9_$]*$/;
+const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export const RUNTIMES = ['process'] as const;
+export type RuntimeName = (typeof RUNTIMES)[number];
+
+export const SCALING_DEFAULTS = {
+  minScale: 0,
+  maxScale: 100,
+  targetUtilization: 0.7,
+  stableWindowMs: 60_000,
+  panicWindowMs: 6_000,
+  panicThreshold: 2,
+  maxScaleUpRate: 1000,
+  maxScaleDownRate: 2,
+  scaleToZeroGraceMs: 30_000,
+} as const;
+
+export const RESOURCE_DEFAULTS = { cpuMilli: 100, memoryMiB: 128 } as const;
+export const DEFAULT_TIMEOUT_MS = 60_000;
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+
+export const scalingSchema = z.strictObject({
+  minScale: int(0, 10_000).default(SCALING_DEFAULTS.minScale),
+  maxScale: int(1, 10_000).default(SCALING_DEFAULTS.maxScale),
+  targetUtilization: z.number().gt(0).max(1).default(SCALING_DEFAULTS.targetUtilization),
+  stableWindowMs: int(100, 3_600_000).default(SCALING_DEFAULTS.stableWindowMs),
+  panicWindowMs: int(100, 3_600_000).default(SCALING_DEFAULTS.panicWindowMs),
+  panicThreshold: z.number().gt(1).max(10).default(SCALING_DEFAULTS.panicThreshold),
+  maxScaleUpRate: z.number().gt(1).default(SCALING_DEFAULTS.maxScaleUpRate),
+  maxScaleDownRate: z.number().gt(1).default(SCALING_DEFAULTS.maxScaleDownRate),
+  scaleToZeroGraceMs: int(0, 3_600_000).default(SCALING_DEFAULTS.scaleToZeroGraceMs),
+});
+
+export const resourcesSchema = z.strictObject({
+  cpuMilli: int(1, 1_000_000).default(RESOURCE_DEFAULTS.cpuMilli),
+  memoryMiB: int(1, 1_048_576).default(RESOURCE_DEFAULTS.memoryMiB),
+});
+
+const envSchema = z.record(
+  z.string().regex(ENV_KEY_PATTERN, 'must be a shell-style variable name')
+    .refine((k) => k !== 'PORT' && !k.startsWith('BATON_'), 'PORT and BATON_* are set by Baton'),
+  z.string().max(32_768),
+).refine((env) => Object.keys(env).length <= 256, 'at most 256 variables');
+
+export const functionSpecSchema = z.strictObject({
+  name: z.string().regex(FUNCTION_NAME_PATTERN, 'must match ^[a-z][a-z0-9-]{0,62}$'),
+  runtime: z.enum(RUNTIMES).default('process'),
+  artifact: z.string().regex(DIGEST_PATTERN, 'must be sha256:<64 lowercase hex>'),
+  handler: z.string().max(256).regex(HANDLER_PATTERN, 'must be FILE.EXPORT inside the artifact, e.g. index.handler').optional(),
+  command: z.array(z.string().min(1).max(4096)).min(1).max(256).optional(),
+  concurrency: int(1, 1000).default(1),
+  scaling: scalingSchema.default(() => scalingSchema.parse({})),
+  resources: resourcesSchema.default(() => resourcesSchema.parse({})),
+  timeoutMs: int(1, 900_000).default(DEFAULT_TIMEOUT_MS),
+  env: envSchema.default(() => ({})),
+}).superRefine((spec, ctx) => {
+  if ((spec.handler === undefined) === (spec.command === undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['handler'], message: 'exactly one of handler or command is required' });
+  }
+  if (spec.scaling.minScale > spec.scaling.maxScale) {
+    ctx.addIssue({ code: 'custom', path: ['scaling', 'minScale'], message: 'must not exceed scaling.maxScale' });
+  }
+  if (spec.scaling.panicWindowMs > spec.scaling.stableWindowMs) {
+    ctx.addIssue({ code: 'custom', path: ['scaling', 'panicWindowMs'], message: 'must not exceed scaling.stableWindowMs' });
+  }
+});
+
+/** What a user may send: every field but name and artifact is optional. */
+export type FunctionSpecInput = z.input<typeof functionSpecSchema>;
+/** The compiled form: every default applied. */
+export type FunctionSpec = z.output<typeof functionSpecSchema>;
+export type ScalingSpec = FunctionSpec['scaling'];
+export type ResourceSpec = FunctionSpec['resources'];
+
+/** A registered function as the control plane stores and serves it. */
+export interface FunctionRecord {
+  readonly spec: FunctionSpec;
+  /** Bumped on every update; sandboxes of older generations are drained and replaced. */
+  readonly generation: number;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}

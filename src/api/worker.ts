@@ -1,0 +1,107 @@
+import { z } from 'zod';
+import { DIGEST_PATTERN, RUNTIMES } from './function-spec.ts';
+import { ID_PATTERN } from './ids.ts';
+
+/**
+ * Contracts between the control plane and workers. Paths are relative to the receiver's base URL.
+ *
+ * Control plane → worker (worker :10010):
+ *   POST /internal/v1/sandboxes          CreateSandboxesRequest → 202 CreateSandboxesResponse
+ *   POST /internal/v1/sandboxes/delete   DeleteSandboxesRequest → 200 DeleteSandboxesResponse
+ *   GET  /internal/v1/sandboxes          → 200 ListSandboxesResponse
+ *   GET  /internal/v1/sandboxes/{id}/logs?tail=N → 200 SandboxLogsResponse
+ * Worker → control plane (:9090):
+ *   POST /internal/v1/workers/register   RegisterWorkerRequest → 200 RegisterWorkerResponse
+ *   POST /internal/v1/workers/heartbeat  HeartbeatRequest → 200 {} | 404 ERR_WORKER_NOT_FOUND (register again)
+ *   POST /internal/v1/workers/events     SandboxEventsRequest → 200 {}
+ *   GET  /v1/artifacts/{digest}          → 200 application/gzip
+ *
+ * Creation is asynchronous: the worker accepts a batch at once and reports each sandbox's outcome
+ * later as a `ready` or `failed` event (events are batched too). A sandbox that dies on its own is
+ * reported as `exited`.
+ */
+
+const id = z.string().regex(ID_PATTERN);
+
+/** What a worker needs to start a sandbox of a function. */
+export const sandboxFunctionSchema = z.strictObject({
+  name: z.string(),
+  generation: z.number().int().min(1),
+  runtime: z.enum(RUNTIMES),
+  artifact: z.string().regex(DIGEST_PATTERN),
+  handler: z.string().optional(),
+  command: z.array(z.string()).optional(),
+  concurrency: z.number().int().min(1),
+  timeoutMs: z.number().int().min(1),
+  env: z.record(z.string(), z.string()),
+  resources: z.strictObject({ cpuMilli: z.number().int(), memoryMiB: z.number().int() }),
+});
+export type SandboxFunction = z.infer<typeof sandboxFunctionSchema>;
+
+export const createSandboxesRequestSchema = z.strictObject({
+  sandboxes: z.array(z.strictObject({ sandboxId: id, function: sandboxFunctionSchema })).max(10_000),
+});
+export type CreateSandboxesRequest = z.infer<typeof createSandboxesRequestSchema>;
+export interface CreateSandboxesResponse { readonly accepted: number }
+
+export const deleteSandboxesRequestSchema = z.strictObject({ sandboxIds: z.array(id).max(10_000) });
+export type DeleteSandboxesRequest = z.infer<typeof deleteSandboxesRequestSchema>;
+export interface DeleteSandboxesResponse { readonly deleted: readonly string[]; readonly unknown: readonly string[] }
+
+export type SandboxState = 'starting' | 'ready' | 'stopping';
+
+export const sandboxInfoSchema = z.strictObject({
+  sandboxId: id,
+  function: z.string(),
+  generation: z.number().int(),
+  state: z.enum(['starting', 'ready', 'stopping']),
+  /** `host:port` the data plane connects to; present once ready. */
+  address: z.string().optional(),
+  pid: z.number().int().optional(),
+  startedAt: z.string(),
+});
+export type SandboxInfo = z.infer<typeof sandboxInfoSchema>;
+export interface ListSandboxesResponse { readonly sandboxes: readonly SandboxInfo[] }
+
+export interface SandboxLogLine { readonly ts: string; readonly stream: 'stdout' | 'stderr'; readonly line: string }
+export interface SandboxLogsResponse { readonly sandboxId: string; readonly lines: readonly SandboxLogLine[]; readonly dropped: number }
+
+/** Per-phase cold-start latency on the worker, milliseconds. */
+export const breakdownSchema = z.strictObject({
+  fetchMs: z.number().min(0),
+  startMs: z.number().min(0),
+  readyMs: z.number().min(0),
+  totalMs: z.number().min(0),
+});
+export type CreationBreakdown = z.infer<typeof breakdownSchema>;
+
+export const sandboxEventSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('ready'), sandboxId: id, address: z.string(), breakdown: breakdownSchema }),
+  z.strictObject({ type: z.literal('failed'), sandboxId: id, code: z.string(), message: z.string() }),
+  z.strictObject({ type: z.literal('exited'), sandboxId: id, exitCode: z.number().int().nullable(), signal: z.string().nullable() }),
+]);
+export type SandboxEvent = z.infer<typeof sandboxEventSchema>;
+
+export const sandboxEventsRequestSchema = z.strictObject({ workerId: id, events: z.array(sandboxEventSchema).max(100_000) });
+export type SandboxEventsRequest = z.infer<typeof sandboxEventsRequestSchema>;
+
+export const capacitySchema = z.strictObject({
+  cpuMilli: z.number().int().min(1),
+  memoryMiB: z.number().int().min(1),
+});
+export type Capacity = z.infer<typeof capacitySchema>;
+
+export const registerWorkerRequestSchema = z.strictObject({
+  workerId: id,
+  /** Base URL of the worker's internal API, e.g. `http://127.0.0.1:10010`. */
+  url: z.url(),
+  capacity: capacitySchema,
+  runtimes: z.array(z.enum(RUNTIMES)).min(1),
+  /** What the worker runs right now (after cleaning up a previous run): the control plane reconciles against it. */
+  sandboxes: z.array(sandboxInfoSchema),
+});
+export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
+export interface RegisterWorkerResponse { readonly heartbeatIntervalMs: number }
+
+export const heartbeatRequestSchema = z.strictObject({ workerId: id });
+export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;

@@ -1,0 +1,88 @@
+/**
+ * Every error Baton reports carries a stable `code` from this registry. Callers match on the code,
+ * never on the message. HTTP status is mapped at the edge from the same table, and
+ * `docs/errors.md` lists every code (a unit test keeps the two in step).
+ */
+export const ERROR_CODES = {
+  ERR_INVALID_SPEC: { status: 400, retryable: false, summary: 'A function spec broke a rule; `details` names the field and the rule.' },
+  ERR_INVALID_REQUEST: { status: 400, retryable: false, summary: 'A request body or parameter is malformed.' },
+  ERR_INVALID_CONFIG: { status: 400, retryable: false, summary: 'A daemon configuration key is unknown or its value breaks a rule.' },
+  ERR_INVALID_ARTIFACT: { status: 400, retryable: false, summary: 'An artifact is not a gzipped tar, or holds an absolute path, `..`, a link out of the tree or a special file.' },
+  ERR_ARTIFACT_TOO_LARGE: { status: 413, retryable: false, summary: 'An artifact is larger (packed or unpacked) than the configured limit.' },
+  ERR_ARTIFACT_NOT_FOUND: { status: 404, retryable: false, summary: 'No artifact has that digest.' },
+  ERR_DIGEST_MISMATCH: { status: 502, retryable: true, summary: 'A fetched artifact does not hash to its digest.' },
+  ERR_FUNCTION_NOT_FOUND: { status: 404, retryable: false, summary: 'No function has that name.' },
+  ERR_FUNCTION_EXISTS: { status: 409, retryable: false, summary: 'A function with that name already exists (use PUT to update it).' },
+  ERR_WORKER_NOT_FOUND: { status: 404, retryable: false, summary: 'The control plane does not know that worker (it must register again).' },
+  ERR_DATAPLANE_NOT_FOUND: { status: 404, retryable: false, summary: 'The control plane does not know that data plane (it must register again).' },
+  ERR_SANDBOX_NOT_FOUND: { status: 404, retryable: false, summary: 'No sandbox has that id.' },
+  ERR_NOT_FOUND: { status: 404, retryable: false, summary: 'No route matches the method and path.' },
+  ERR_VERSION_GAP: { status: 409, retryable: true, summary: 'An endpoint delta does not start at the receiver\'s version; the sender must send a snapshot.' },
+  ERR_QUEUE_FULL: { status: 503, retryable: true, summary: 'The function\'s invocation queue is at capacity.' },
+  ERR_COLD_START_TIMEOUT: { status: 504, retryable: true, summary: 'No sandbox became free for the invocation before its queue deadline.' },
+  ERR_FUNCTION_TIMEOUT: { status: 504, retryable: false, summary: 'The function did not answer within its `timeoutMs`.' },
+  ERR_SANDBOX_FAILED: { status: 502, retryable: true, summary: 'The sandbox failed while serving the invocation (connection refused or reset).' },
+  ERR_SANDBOX_START_FAILED: { status: 502, retryable: true, summary: 'A sandbox could not be started or did not become ready.' },
+  ERR_NO_CAPACITY: { status: 503, retryable: true, summary: 'No schedulable worker has the CPU and memory a sandbox needs.' },
+  ERR_RUNTIME_UNAVAILABLE: { status: 400, retryable: false, summary: 'The worker does not offer the function\'s runtime.' },
+  ERR_PAYLOAD_TOO_LARGE: { status: 413, retryable: false, summary: 'A request body is larger than allowed.' },
+  ERR_SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The daemon is closing and accepts no new work.' },
+  ERR_UNAVAILABLE: { status: 503, retryable: true, summary: 'A peer daemon could not be reached.' },
+  ERR_TIMEOUT: { status: 504, retryable: true, summary: 'A call between daemons passed its deadline.' },
+  ERR_INTERNAL: { status: 500, retryable: false, summary: 'An unexpected failure; the message and the logs say more.' },
+} as const satisfies Record<string, { status: number; retryable: boolean; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** The JSON shape of an error on the wire: `{ "error": { code, message, details } }`. */
+export interface ErrorBody {
+  readonly error: { readonly code: ErrorCode; readonly message: string; readonly details?: unknown };
+}
+
+export class BatonError extends Error {
+  override readonly name = 'BatonError';
+  readonly code: ErrorCode;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details;
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  get isRetryable(): boolean {
+    return ERROR_CODES[this.code].retryable;
+  }
+
+  toBody(): ErrorBody {
+    const error = this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+    return { error };
+  }
+
+  /** Rebuilds an error received from a peer; unknown shapes become ERR_INTERNAL. */
+  static fromBody(body: unknown, fallbackMessage: string): BatonError {
+    const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
+    if (error !== undefined && isErrorCode(error.code)) {
+      const message = typeof error.message === 'string' ? error.message : fallbackMessage;
+      return new BatonError(error.code, message, { details: error.details });
+    }
+    return new BatonError('ERR_INTERNAL', fallbackMessage);
+  }
+}
+
+/** Wraps anything thrown into a BatonError, keeping the original as `cause`. */
+export function toBatonError(err: unknown): BatonError {
+  if (err instanceof BatonError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new BatonError('ERR_INTERNAL', message, { cause: err });
+}

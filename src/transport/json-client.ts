@@ -1,0 +1,100 @@
+import { Pool } from 'undici';
+import { BatonError } from '../core/errors.ts';
+
+/**
+ * A JSON RPC client for one peer daemon, over a keep-alive connection pool. Every call has a
+ * deadline (`timeoutMs`, default the client's) and may take an AbortSignal. Errors from the peer
+ * come back as the BatonError it sent; transport failures as ERR_UNAVAILABLE or ERR_TIMEOUT.
+ */
+export interface CallOptions {
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export class JsonClient {
+  readonly baseUrl: string;
+  readonly #pool: Pool;
+  readonly #timeoutMs: number;
+
+  constructor(baseUrl: string, options: { timeoutMs?: number; connections?: number } = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.#pool = new Pool(this.baseUrl, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  get<T>(path: string, options?: CallOptions): Promise<T> {
+    return this.call<T>('GET', path, undefined, options);
+  }
+
+  post<T>(path: string, body: unknown, options?: CallOptions): Promise<T> {
+    return this.call<T>('POST', path, body, options);
+  }
+
+  async call<T>(method: string, path: string, body: unknown, options: CallOptions = {}): Promise<T> {
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    let res;
+    try {
+      res = await this.#pool.request({
+        method, path, signal,
+        ...(payload === undefined ? {} : { body: payload, headers: { 'content-type': 'application/json' } }),
+      });
+    } catch (err) {
+      if (timeout.aborted) throw new BatonError('ERR_TIMEOUT', `${method} ${this.baseUrl}${path} took longer than ${timeoutMs} ms`, { cause: err });
+      throw new BatonError('ERR_UNAVAILABLE', `${method} ${this.baseUrl}${path} failed: ${(err as Error).message}`, { cause: err });
+    }
+    const text = await res.body.text().catch((err: unknown) => {
+      throw new BatonError('ERR_UNAVAILABLE', `${method} ${this.baseUrl}${path}: reading the response failed`, { cause: err });
+    });
+    const parsed: unknown = text.length === 0 ? undefined : safeParse(text);
+    if (res.statusCode >= 400) {
+      throw BatonError.fromBody(parsed, `${method} ${this.baseUrl}${path} answered ${res.statusCode}`);
+    }
+    return parsed as T;
+  }
+
+  /** Raw GET returning the body bytes (artifacts). */
+  async getBytes(path: string, options: CallOptions & { maxBytes: number }): Promise<Buffer> {
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs);
+    const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
+    let res;
+    try {
+      res = await this.#pool.request({ method: 'GET', path, signal });
+    } catch (err) {
+      throw new BatonError('ERR_UNAVAILABLE', `GET ${this.baseUrl}${path} failed: ${(err as Error).message}`, { cause: err });
+    }
+    if (res.statusCode >= 400) {
+      const text = await res.body.text();
+      throw BatonError.fromBody(safeParse(text), `GET ${this.baseUrl}${path} answered ${res.statusCode}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > options.maxBytes) {
+        res.body.destroy();
+        throw new BatonError('ERR_ARTIFACT_TOO_LARGE', `GET ${path}: body exceeds ${options.maxBytes} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+
+  destroy(): void {
+    void this.#pool.destroy().catch(() => undefined);
+  }
+}
+
+function safeParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

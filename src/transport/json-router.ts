@@ -1,0 +1,173 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BatonError, toBatonError } from '../core/errors.ts';
+
+/**
+ * A small method + path router for the JSON APIs between and around the daemons. Handlers return
+ * a `Reply` (or a plain value, sent as 200 JSON) or throw a BatonError, which is sent as
+ * `{error:{code,message,details}}` with the code's status.
+ */
+
+export interface RouteContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  /** Reads and parses the JSON body (bounded by the router's `maxBodyBytes`). */
+  json(): Promise<unknown>;
+  /** Reads the raw body (bounded by `limitBytes`, default the router's `maxBodyBytes`). */
+  body(limitBytes?: number): Promise<Buffer>;
+}
+
+/** A reply with an explicit status; `body` undefined sends no body. `raw` sends bytes as-is. */
+export interface Reply {
+  readonly status: number;
+  readonly body?: unknown;
+  readonly raw?: { readonly data: Buffer | string; readonly contentType: string };
+  /** True when the handler already wrote the response itself (streaming). */
+  readonly isHandled?: boolean;
+}
+
+export type Handler = (ctx: RouteContext) => Promise<Reply | unknown> | Reply | unknown;
+
+interface Route {
+  readonly method: string;
+  readonly segments: readonly string[];
+  readonly handler: Handler;
+}
+
+export function reply(status: number, body?: unknown): Reply {
+  return body === undefined ? { status } : { status, body };
+}
+
+export const HANDLED: Reply = { status: 0, isHandled: true };
+
+export class JsonRouter {
+  readonly #routes: Route[] = [];
+  readonly #maxBodyBytes: number;
+  #onError: ((err: BatonError, req: IncomingMessage) => void) | undefined;
+
+  constructor(options: { maxBodyBytes?: number; onError?: (err: BatonError, req: IncomingMessage) => void } = {}) {
+    this.#maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
+    this.#onError = options.onError;
+  }
+
+  /** `path` segments starting with `:` are parameters, e.g. `/v1/functions/:name`. */
+  on(method: string, path: string, handler: Handler): this {
+    this.#routes.push({ method, segments: path.split('/').filter(Boolean), handler });
+    return this;
+  }
+
+  /** Node's `request` listener. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    this.#dispatch(req, res).catch((err: unknown) => this.#sendError(res, toBatonError(err), req));
+  };
+
+  async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const found = this.#match(req.method ?? 'GET', url.pathname);
+    if (found === undefined) {
+      req.resume();
+      throw new BatonError('ERR_NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
+    }
+    const body = (limit?: number) => readBody(req, limit ?? this.#maxBodyBytes);
+    const ctx: RouteContext = {
+      req, res, params: found.params, query: url.searchParams, body,
+      json: async () => parseJson(await body()),
+    };
+    let result: unknown;
+    try {
+      result = await found.route.handler(ctx);
+    } catch (err) {
+      this.#sendError(res, toBatonError(err), req);
+      return;
+    }
+    sendResult(res, result);
+  }
+
+  #match(method: string, pathname: string): { route: Route; params: Record<string, string> } | undefined {
+    const parts = pathname.split('/').filter(Boolean);
+    for (const route of this.#routes) {
+      if (route.method !== method || route.segments.length !== parts.length) continue;
+      const params: Record<string, string> = {};
+      let isMatch = true;
+      for (let i = 0; i < parts.length && isMatch; i++) {
+        const segment = route.segments[i] as string;
+        const part = parts[i] as string;
+        if (segment.startsWith(':')) params[segment.slice(1)] = decodeURIComponent(part);
+        else isMatch = segment === part;
+      }
+      if (isMatch) return { route, params };
+    }
+    return undefined;
+  }
+
+  #sendError(res: ServerResponse, err: BatonError, req: IncomingMessage): void {
+    this.#onError?.(err, req);
+    if (res.headersSent) {
+      res.destroy(err);
+      return;
+    }
+    sendJson(res, err.status, err.toBody());
+  }
+}
+
+function sendResult(res: ServerResponse, result: unknown): void {
+  if (isReply(result)) {
+    if (result.isHandled === true) return;
+    if (result.raw !== undefined) {
+      res.writeHead(result.status, { 'content-type': result.raw.contentType, 'content-length': Buffer.byteLength(result.raw.data) });
+      res.end(result.raw.data);
+    } else if (result.body === undefined) {
+      res.writeHead(result.status, { 'content-length': 0 }).end();
+    } else {
+      sendJson(res, result.status, result.body);
+    }
+    return;
+  }
+  sendJson(res, 200, result ?? {});
+}
+
+function isReply(value: unknown): value is Reply {
+  return typeof value === 'object' && value !== null && 'status' in value && typeof (value as Reply).status === 'number'
+    && Object.keys(value).every((k) => k === 'status' || k === 'body' || k === 'raw' || k === 'isHandled');
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
+  res.end(data);
+}
+
+export function readBody(req: IncomingMessage, limitBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limitBytes) {
+      req.resume();
+      reject(new BatonError('ERR_PAYLOAD_TOO_LARGE', `body of ${declared} bytes exceeds the limit of ${limitBytes}`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limitBytes) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new BatonError('ERR_PAYLOAD_TOO_LARGE', `body exceeds the limit of ${limitBytes} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function parseJson(buf: Buffer): unknown {
+  if (buf.length === 0) return {};
+  try {
+    return JSON.parse(buf.toString('utf8'));
+  } catch (err) {
+    throw new BatonError('ERR_INVALID_REQUEST', 'body is not valid JSON', { cause: err });
+  }
+}
