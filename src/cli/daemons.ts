@@ -1,0 +1,182 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { controlPlaneConfigSchema } from '../controlplane/config.ts';
+import { startControlPlane } from '../controlplane/main.ts';
+import { dataplaneConfigSchema } from '../dataplane/config.ts';
+import { startDataplane } from '../dataplane/main.ts';
+import { workerConfigSchema } from '../worker/config.ts';
+import { startWorker } from '../worker/main.ts';
+import { packDirectory } from '../core/archive.ts';
+import { BatonError } from '../core/errors.ts';
+import { loadConfig } from './load-config.ts';
+
+/**
+ * The daemon commands: `baton controlplane|dataplane|worker [--config FILE] [--key value]…` run
+ * one daemon in the foreground; `baton up` runs a whole local cluster, one process per daemon.
+ */
+export async function runDaemonCommand(command: string, argv: string[]): Promise<number> {
+  switch (command) {
+    case 'controlplane':
+      return runDaemon(argv, 'BATON_CONTROLPLANE_', async (flags, file) => {
+        const config = loadConfig(controlPlaneConfigSchema, { ...file, env: process.env, envPrefix: 'BATON_CONTROLPLANE_', flags });
+        return startControlPlane(config);
+      });
+    case 'dataplane':
+      return runDaemon(argv, 'BATON_DATAPLANE_', async (flags, file) => {
+        const config = loadConfig(dataplaneConfigSchema, { ...file, env: process.env, envPrefix: 'BATON_DATAPLANE_', flags });
+        return startDataplane(config);
+      });
+    case 'worker':
+      return runDaemon(argv, 'BATON_WORKER_', async (flags, file) => {
+        const config = loadConfig(workerConfigSchema, { ...file, env: process.env, envPrefix: 'BATON_WORKER_', flags });
+        return startWorker(config);
+      });
+    case 'up':
+      return runUp(argv);
+    default:
+      throw new BatonError('ERR_INVALID_REQUEST', `unknown daemon command '${command}'`);
+  }
+}
+
+type Flags = Record<string, string | boolean | undefined>;
+
+/** Splits `--key value`, `--key=value` and bare `--flag` (true) into a record; `--config` is taken out. */
+export function parseDaemonFlags(argv: readonly string[]): { flags: Flags; config: string | undefined } {
+  const flags: Flags = {};
+  let config: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (!arg.startsWith('--')) throw new BatonError('ERR_INVALID_CONFIG', `unexpected argument '${arg}' (flags are --key value)`);
+    const eq = arg.indexOf('=');
+    const key = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    let value: string | boolean;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else if (i + 1 < argv.length && !(argv[i + 1] as string).startsWith('--')) value = argv[++i] as string;
+    else value = true;
+    if (key === 'config') config = String(value);
+    else flags[key] = value;
+  }
+  return { flags, config };
+}
+
+async function runDaemon(
+  argv: string[],
+  _envPrefix: string,
+  start: (flags: Flags, file: { file?: string }) => Promise<{ close(): Promise<void> }>,
+): Promise<number> {
+  const { flags, config } = parseDaemonFlags(argv);
+  const daemon = await start(flags, config === undefined ? {} : { file: config });
+  const signal = await new Promise<string>((resolveSignal) => {
+    process.once('SIGINT', () => resolveSignal('SIGINT'));
+    process.once('SIGTERM', () => resolveSignal('SIGTERM'));
+  });
+  const force = setTimeout(() => process.exit(1), 15_000);
+  force.unref();
+  await daemon.close();
+  process.stderr.write(`stopped on ${signal}\n`);
+  return 0;
+}
+
+const HELLO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../examples/hello');
+
+/** `baton up`: control plane, data plane and one worker as child processes, then deploys `hello`. */
+async function runUp(argv: string[]): Promise<number> {
+  const { flags } = parseDaemonFlags(argv);
+  const allowed = new Set(['data-dir', 'port-offset', 'log-level']);
+  for (const key of Object.keys(flags)) {
+    if (!allowed.has(key)) throw new BatonError('ERR_INVALID_CONFIG', `unknown flag '--${key}' for 'baton up' (allowed: --data-dir, --port-offset, --log-level)`);
+  }
+  const dataDir = resolve(String(flags['data-dir'] ?? './.baton'));
+  const offset = Number(flags['port-offset'] ?? 0);
+  if (!Number.isInteger(offset) || offset < 0 || offset > 50_000) throw new BatonError('ERR_INVALID_CONFIG', `--port-offset must be an integer in [0, 50000], got '${flags['port-offset']}'`);
+  const logLevel = String(flags['log-level'] ?? 'warn');
+  const cpPort = 9090 + offset;
+  const cpUrl = `http://127.0.0.1:${cpPort}`;
+  const dpPort = 8080 + offset;
+  const children: ChildProcess[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const child of children.reverse()) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+    }
+  };
+  try {
+    children.push(spawnDaemon('controlplane', ['--port', String(cpPort), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]));
+    await waitHealthy(`${cpUrl}/healthz`, children);
+    children.push(spawnDaemon('worker', ['--port', String(10010 + offset), '--data-dir', join(dataDir, 'worker'), '--control-plane-url', cpUrl, '--log-level', logLevel]));
+    children.push(spawnDaemon('dataplane', ['--port', String(dpPort), '--internal-port', String(8081 + offset), '--control-plane-url', cpUrl, '--log-level', logLevel]));
+    await waitHealthy(`http://127.0.0.1:${10010 + offset}/healthz`, children);
+    await waitHealthy(`http://127.0.0.1:${8081 + offset}/healthz`, children);
+    await deployHello(cpUrl);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  process.stdout.write([
+    'Baton is running:',
+    `  control plane  ${cpUrl}`,
+    `  data plane     http://127.0.0.1:${dpPort}`,
+    `  worker         http://127.0.0.1:${10010 + offset}`,
+    '',
+    'Deployed examples/hello as the function "hello". Try:',
+    `  curl http://127.0.0.1:${dpPort}/fn/hello/`,
+    `  npx baton invoke hello${offset === 0 ? '' : ` --url ${cpUrl} --dataplane-url http://127.0.0.1:${dpPort}`}`,
+    '',
+    'Press Ctrl-C to stop everything.',
+    '',
+  ].join('\n'));
+  const exited = new Promise<string>((resolveExit) => {
+    for (const child of children) child.once('exit', () => resolveExit('a daemon exited'));
+  });
+  const reason = await Promise.race([
+    exited,
+    new Promise<string>((r) => process.once('SIGINT', () => r('SIGINT'))),
+    new Promise<string>((r) => process.once('SIGTERM', () => r('SIGTERM'))),
+  ]);
+  process.stderr.write(`stopping (${reason})…\n`);
+  await stopAll();
+  return reason.startsWith('SIG') ? 0 : 1;
+}
+
+function spawnDaemon(command: string, args: string[]): ChildProcess {
+  const entry = process.argv[1] as string;
+  const child = spawn(process.execPath, [...process.execArgv, entry, command, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+  return child;
+}
+
+async function waitHealthy(url: string, children: readonly ChildProcess[]): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (children.some((c) => c.exitCode !== null)) throw new BatonError('ERR_UNAVAILABLE', `a daemon exited during start-up (waiting for ${url})`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new BatonError('ERR_TIMEOUT', `${url} did not become healthy within 30 s`);
+}
+
+async function deployHello(cpUrl: string): Promise<void> {
+  const manifest = parseYaml(await readFile(join(HELLO_DIR, 'baton.yaml'), 'utf8')) as Record<string, unknown>;
+  const archive = await packDirectory(HELLO_DIR);
+  const upload = await fetch(`${cpUrl}/v1/artifacts`, { method: 'PUT', body: archive, headers: { 'content-type': 'application/gzip' } });
+  const { digest } = await upload.json() as { digest: string };
+  const spec = { ...manifest, artifact: digest };
+  delete spec['dir'];
+  const created = await fetch(`${cpUrl}/v1/functions`, { method: 'POST', body: JSON.stringify(spec), headers: { 'content-type': 'application/json' } });
+  if (created.status === 409) {
+    const updated = await fetch(`${cpUrl}/v1/functions/${String(spec['name'])}`, { method: 'PUT', body: JSON.stringify(spec), headers: { 'content-type': 'application/json' } });
+    if (!updated.ok) throw BatonError.fromBody(await updated.json(), `deploying hello failed (${updated.status})`);
+  } else if (!created.ok) {
+    throw BatonError.fromBody(await created.json(), `deploying hello failed (${created.status})`);
+  }
+}

@@ -1,0 +1,157 @@
+import type { Clock, Timer } from '../core/clock.ts';
+import { ConcurrencyWindow } from '../policy/autoscaling/window.ts';
+import { computeDesiredScale, initialKpaState, kpaSettingsFromSpec } from '../policy/autoscaling/kpa.ts';
+import { INITIAL_KPA_STATE, type KpaState } from '../policy/autoscaling/types.ts';
+import { countSandboxes, type FunctionEntry } from './model.ts';
+
+/** A data plane's last report is ignored after this many buckets without a new one. */
+const STALE_BUCKETS = 3;
+
+interface ScalingState {
+  readonly window: ConcurrencyWindow;
+  kpa: KpaState;
+  readonly demandByDataplane: Map<string, { concurrency: number; atMs: number }>;
+  isPanicking: boolean;
+  reason: string;
+}
+
+export interface AutoscalerOptions {
+  readonly clock: Clock;
+  readonly bucketMs: number;
+  readonly tickMs: number;
+  /** Called with each decision; the caller reconciles the function towards `fn.desired`. */
+  readonly onDecision: (fn: FunctionEntry) => void;
+}
+
+/**
+ * Drives one KPA decision per *active* function. A function becomes active when demand is
+ * reported for it, when it is poked, or when it has sandboxes or a minimum scale; it goes idle
+ * (and its windows are dropped) once it is at zero with no demand. One timer serves every active
+ * function: an idle function costs nothing.
+ */
+export class Autoscaler {
+  readonly #options: AutoscalerOptions;
+  readonly #active = new Map<FunctionEntry, ScalingState>();
+  #timer: Timer | undefined;
+  #bucketsSinceTick = 0;
+
+  constructor(options: AutoscalerOptions) {
+    this.#options = options;
+  }
+
+  get activeCount(): number {
+    return this.#active.size;
+  }
+
+  describe(fn: FunctionEntry): { isPanicking: boolean; reason: string } | undefined {
+    const state = this.#active.get(fn);
+    return state === undefined ? undefined : { isPanicking: state.isPanicking, reason: state.reason };
+  }
+
+  /** A data plane's average concurrency for `fn` over its last report interval. */
+  reportDemand(fn: FunctionEntry, dataplaneId: string, concurrency: number): void {
+    const state = this.#activate(fn);
+    state.demandByDataplane.set(dataplaneId, { concurrency, atMs: this.#options.clock.now() });
+  }
+
+  /**
+   * An invocation found no free capacity. At zero, scale up at once (Knative's poke) instead of
+   * waiting for the next tick: one sandbox per `targetPerSandbox` of waiting invocations.
+   */
+  poke(fn: FunctionEntry, waiting: number): void {
+    const state = this.#activate(fn);
+    const counts = countSandboxes(fn);
+    if (counts.current > 0 || waiting <= 0) return;
+    const { scaling, concurrency } = fn.record.spec;
+    const settings = kpaSettingsFromSpec(concurrency, scaling);
+    const wanted = Math.ceil(waiting / settings.targetPerSandbox);
+    fn.desired = Math.min(scaling.maxScale, Math.max(1, scaling.minScale, wanted));
+    state.reason = `poke: ${waiting} waiting at zero → ${fn.desired}`;
+    this.#options.onDecision(fn);
+  }
+
+  /** Makes sure a function with sandboxes or a minimum scale is being decided for. */
+  ensureActive(fn: FunctionEntry, options: { isRecovered?: boolean } = {}): void {
+    const state = this.#activate(fn);
+    if (options.isRecovered === true) {
+      // After a control-plane restart the windows are empty: start in panic at the current
+      // size so nothing is scaled down before the windows refill.
+      state.kpa = initialKpaState(countSandboxes(fn).ready, this.#options.clock.now());
+    }
+  }
+
+  forget(fn: FunctionEntry): void {
+    this.#active.delete(fn);
+  }
+
+  close(): void {
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#active.clear();
+  }
+
+  #activate(fn: FunctionEntry): ScalingState {
+    let state = this.#active.get(fn);
+    if (state === undefined) {
+      const { stableWindowMs } = fn.record.spec.scaling;
+      state = {
+        window: new ConcurrencyWindow({ bucketMs: this.#options.bucketMs, maxWindowMs: stableWindowMs }),
+        kpa: INITIAL_KPA_STATE,
+        demandByDataplane: new Map(),
+        isPanicking: false,
+        reason: 'activated',
+      };
+      this.#active.set(fn, state);
+      this.#arm();
+    }
+    return state;
+  }
+
+  #arm(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = this.#options.clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.#onBucket();
+      if (this.#active.size > 0) this.#arm();
+    }, this.#options.bucketMs);
+  }
+
+  #onBucket(): void {
+    const now = this.#options.clock.now();
+    const staleMs = STALE_BUCKETS * this.#options.bucketMs;
+    this.#bucketsSinceTick++;
+    const isTick = this.#bucketsSinceTick * this.#options.bucketMs >= this.#options.tickMs;
+    if (isTick) this.#bucketsSinceTick = 0;
+    for (const [fn, state] of this.#active) {
+      let total = 0;
+      for (const [dataplaneId, demand] of state.demandByDataplane) {
+        if (now - demand.atMs > staleMs) state.demandByDataplane.delete(dataplaneId);
+        else total += demand.concurrency;
+      }
+      state.window.record(now, total);
+      if (isTick) this.#decide(fn, state, now);
+    }
+  }
+
+  #decide(fn: FunctionEntry, state: ScalingState, now: number): void {
+    const { spec } = fn.record;
+    const counts = countSandboxes(fn);
+    const decision = computeDesiredScale({
+      now,
+      settings: kpaSettingsFromSpec(spec.concurrency, spec.scaling),
+      state: state.kpa,
+      stableAverage: state.window.average(now, spec.scaling.stableWindowMs),
+      panicAverage: state.window.average(now, spec.scaling.panicWindowMs),
+      readySandboxes: counts.ready,
+      currentScale: counts.current,
+    });
+    state.kpa = decision.state;
+    state.isPanicking = decision.isPanicking;
+    state.reason = decision.reason;
+    fn.desired = decision.desired;
+    this.#options.onDecision(fn);
+    const isIdle = decision.desired === 0 && counts.current === 0 && counts.draining === 0
+      && counts.outdatedReady === 0 && state.demandByDataplane.size === 0;
+    if (isIdle) this.#active.delete(fn);
+  }
+}

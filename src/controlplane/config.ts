@@ -1,0 +1,33 @@
+import { z } from 'zod';
+import { PLACEMENT_POLICIES } from '../policy/placement/types.ts';
+import { EVICTION_POLICIES } from '../policy/eviction/types.ts';
+
+/** Control-plane configuration: file → environment (BATON_CONTROLPLANE_*) → flags. Unknown keys are errors. */
+export const controlPlaneConfigSchema = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  /** REST API, internal API, /metrics and /healthz. 0 picks a free port. */
+  port: z.number().int().min(0).max(65535).default(9090),
+  /** Embedded file store (functions, workers, data planes, artifact blobs). */
+  dataDir: z.string().default('./.baton/controlplane'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  placementPolicy: z.enum(PLACEMENT_POLICIES).default('least-allocated'),
+  evictionPolicy: z.enum(EVICTION_POLICIES).default('oldest'),
+  /** Interval at which workers and data planes heartbeat. */
+  heartbeatIntervalMs: z.number().int().min(10).default(1000),
+  /** Missed heartbeats before a worker is unschedulable and its endpoints are withdrawn. */
+  heartbeatMissLimit: z.number().int().min(1).default(3),
+  /** Width of one autoscaler metric bucket (Knative: 1 s). */
+  autoscalerBucketMs: z.number().int().min(10).default(1000),
+  /** How often each active function's scale is decided (Knative: 2 s). */
+  autoscalerTickMs: z.number().int().min(10).default(2000),
+  /** A sandbox not ready this long after its creation was asked is given up and deleted. */
+  sandboxCreateTimeoutMs: z.number().int().min(100).default(30_000),
+  /** Longest a scale-down waits for in-flight invocations before deleting the sandbox. */
+  drainTimeoutMs: z.number().int().min(0).default(30_000),
+  maxArtifactBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+  maxUnpackedBytes: z.number().int().min(1024).default(512 * 1024 * 1024),
+  /** Seed for the placement and eviction policies' randomness (0 = from the crypto source). */
+  randomSeed: z.number().int().min(0).default(0),
+});
+
+export type ControlPlaneConfig = z.output<typeof controlPlaneConfigSchema>;

@@ -1,0 +1,143 @@
+import { functionSpecSchema, type FunctionRecord, type FunctionSpec } from '../api/function-spec.ts';
+import { parseOrThrow } from '../api/validate.ts';
+import { digestOf, inspectArchive } from '../core/archive.ts';
+import { wallTimeMs } from '../core/clock.ts';
+import { BatonError } from '../core/errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Store } from '../store/store.ts';
+import type { Autoscaler } from './autoscaler.ts';
+import type { ClusterState } from './cluster-state.ts';
+import { newFunctionEntry, toRoutingFunction, type FunctionEntry } from './model.ts';
+import type { SandboxManager } from './sandbox-manager.ts';
+
+export interface FunctionRegistryOptions {
+  readonly state: ClusterState;
+  readonly store: Store;
+  readonly log: Logger;
+  readonly sandboxes: SandboxManager;
+  readonly autoscaler: Autoscaler;
+  readonly limits: { readonly maxPackedBytes: number; readonly maxUnpackedBytes: number; readonly maxEntries: number };
+}
+
+/**
+ * Functions and artifacts: validated, persisted durably before they are acknowledged, then
+ * published to every data plane. An invalid request changes nothing.
+ */
+export class FunctionRegistry {
+  readonly #o: FunctionRegistryOptions;
+  /** Serialises changes per name so concurrent updates cannot interleave. */
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(options: FunctionRegistryOptions) {
+    this.#o = options;
+  }
+
+  async load(): Promise<void> {
+    for (const record of await this.#o.store.list<FunctionRecord>('functions')) {
+      const fn = newFunctionEntry(record);
+      this.#o.state.functions.set(record.spec.name, fn);
+      if (record.spec.scaling.minScale > 0) this.#activate(fn);
+    }
+  }
+
+  async putArtifact(archive: Buffer): Promise<{ digest: string; isNew: boolean }> {
+    await inspectArchive(archive, this.#o.limits);
+    const digest = digestOf(archive);
+    const isNew = !(await this.#o.store.hasBlob(digest));
+    if (isNew) await this.#o.store.putBlob(digest, archive);
+    return { digest, isNew };
+  }
+
+  async getArtifact(digest: string): Promise<Buffer> {
+    const blob = /^sha256:[0-9a-f]{64}$/.test(digest) ? await this.#o.store.getBlob(digest) : undefined;
+    if (blob === undefined) throw new BatonError('ERR_ARTIFACT_NOT_FOUND', `no artifact ${digest}`);
+    return blob;
+  }
+
+  get(name: string): FunctionEntry {
+    const fn = this.#o.state.functions.get(name);
+    if (fn === undefined || fn.isDeleting) throw new BatonError('ERR_FUNCTION_NOT_FOUND', `no function '${name}'`);
+    return fn;
+  }
+
+  list(): FunctionEntry[] {
+    return [...this.#o.state.functions.values()].filter((fn) => !fn.isDeleting);
+  }
+
+  create(body: unknown): Promise<FunctionRecord> {
+    const spec = parseOrThrow(functionSpecSchema, body, 'ERR_INVALID_SPEC', 'function spec');
+    return this.#serialise(spec.name, async () => {
+      if (this.#o.state.functions.has(spec.name)) throw new BatonError('ERR_FUNCTION_EXISTS', `function '${spec.name}' already exists`);
+      await this.#requireArtifact(spec);
+      const now = new Date(wallTimeMs()).toISOString();
+      const record: FunctionRecord = { spec, generation: 1, createdAt: now, updatedAt: now };
+      await this.#o.store.put('functions', spec.name, record);
+      const fn = newFunctionEntry(record);
+      this.#o.state.functions.set(spec.name, fn);
+      this.#o.state.publish({ type: 'function.put', function: toRoutingFunction(fn) });
+      if (spec.scaling.minScale > 0) this.#activate(fn);
+      this.#o.log.info({ fn: spec.name, generation: 1 }, 'function created');
+      return record;
+    });
+  }
+
+  update(name: string, body: unknown): Promise<FunctionRecord> {
+    const withName = typeof body === 'object' && body !== null && !('name' in body) ? { ...body, name } : body;
+    const spec = parseOrThrow(functionSpecSchema, withName, 'ERR_INVALID_SPEC', 'function spec');
+    if (spec.name !== name) {
+      throw new BatonError('ERR_INVALID_SPEC', `invalid function spec: name: must equal the name in the path ('${name}')`, { details: { issues: [{ field: 'name', rule: 'must equal the name in the path' }] } });
+    }
+    return this.#serialise(name, async () => {
+      const fn = this.get(name);
+      await this.#requireArtifact(spec);
+      const record: FunctionRecord = { spec, generation: fn.record.generation + 1, createdAt: fn.record.createdAt, updatedAt: new Date(wallTimeMs()).toISOString() };
+      await this.#o.store.put('functions', name, record);
+      fn.record = record;
+      this.#o.state.publish({ type: 'function.put', function: toRoutingFunction(fn) });
+      // Keep the current size: new sandboxes replace the old generation one for one as they become ready.
+      const ready = [...fn.sandboxes.values()].filter((s) => s.phase === 'ready').length;
+      fn.desired = Math.min(spec.scaling.maxScale, Math.max(fn.desired, ready, spec.scaling.minScale));
+      this.#activate(fn);
+      this.#o.log.info({ fn: name, generation: record.generation }, 'function updated');
+      return record;
+    });
+  }
+
+  delete(name: string): Promise<void> {
+    return this.#serialise(name, async () => {
+      const fn = this.get(name);
+      await this.#o.store.delete('functions', name);
+      fn.isDeleting = true;
+      fn.desired = 0;
+      this.#o.autoscaler.forget(fn);
+      await this.#o.sandboxes.removeAll(fn);
+      this.#o.state.functions.delete(name);
+      this.#o.state.publish({ type: 'function.delete', name });
+      this.#o.log.info({ fn: name }, 'function deleted');
+    });
+  }
+
+  #activate(fn: FunctionEntry): void {
+    this.#o.autoscaler.ensureActive(fn);
+    this.#o.sandboxes.reconcile(fn);
+  }
+
+  async #requireArtifact(spec: FunctionSpec): Promise<void> {
+    if (!(await this.#o.store.hasBlob(spec.artifact))) {
+      throw new BatonError('ERR_INVALID_SPEC', `invalid function spec: artifact: no artifact ${spec.artifact} has been uploaded`, {
+        details: { issues: [{ field: 'artifact', rule: 'must be the digest of an uploaded artifact (PUT /v1/artifacts)' }] },
+      });
+    }
+  }
+
+  async #serialise<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(name) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(work);
+    this.#locks.set(name, next);
+    try {
+      return await next;
+    } finally {
+      if (this.#locks.get(name) === next) this.#locks.delete(name);
+    }
+  }
+}

@@ -1,0 +1,111 @@
+import { createServer, type Server } from 'node:http';
+import { randomInt } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { createRandom } from '../core/random.ts';
+import { createLogger, type Logger } from '../observability/logger.ts';
+import { createRegistry } from '../observability/metrics.ts';
+import { createEvictionPolicy } from '../policy/eviction/index.ts';
+import { createPlacementPolicy } from '../policy/placement/index.ts';
+import { FileStore } from '../store/file-store.ts';
+import type { Store } from '../store/store.ts';
+import { JsonRouter } from '../transport/json-router.ts';
+import { Autoscaler } from './autoscaler.ts';
+import { ClusterState } from './cluster-state.ts';
+import type { ControlPlaneConfig } from './config.ts';
+import { FunctionRegistry } from './function-registry.ts';
+import { Membership } from './membership.ts';
+import { createControlPlaneMetrics } from './metrics.ts';
+import { createRoutes } from './routes.ts';
+import { SandboxManager } from './sandbox-manager.ts';
+import type { WorkerClient } from './worker-client.ts';
+
+export interface RunningControlPlane {
+  /** Base URL of the API, e.g. `http://127.0.0.1:9090`. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface ControlPlaneDeps {
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  readonly store?: Store;
+  readonly workerClientFactory?: (url: string) => WorkerClient;
+}
+
+/** The control plane's composition root: store, state, policies, loops and the HTTP server. */
+export async function startControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
+  const log = deps.logger ?? createLogger({ name: 'controlplane', level: config.logLevel });
+  const clock = deps.clock ?? systemClock;
+  const store = deps.store ?? await FileStore.open(config.dataDir);
+  const random = createRandom(config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed);
+  const state = new ClusterState();
+  const metricsRegistry = createRegistry('controlplane');
+  const metrics = createControlPlaneMetrics(metricsRegistry, state);
+
+  const sandboxManager = new SandboxManager({
+    state, clock, log, metrics,
+    placement: createPlacementPolicy(config.placementPolicy, { random }),
+    eviction: createEvictionPolicy(config.evictionPolicy, { random }),
+    createTimeoutMs: config.sandboxCreateTimeoutMs,
+    drainTimeoutMs: config.drainTimeoutMs,
+  });
+  const autoscaler = new Autoscaler({
+    clock, bucketMs: config.autoscalerBucketMs, tickMs: config.autoscalerTickMs,
+    onDecision: (fn) => {
+      metrics.scaleDecisions.inc();
+      sandboxManager.reconcile(fn);
+    },
+  });
+  const membership = new Membership({
+    state, store, clock, log, sandboxes: sandboxManager, autoscaler,
+    heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit,
+    ...(deps.workerClientFactory === undefined ? {} : { workerClientFactory: deps.workerClientFactory }),
+  });
+  const registry = new FunctionRegistry({
+    state, store, log, sandboxes: sandboxManager, autoscaler,
+    limits: { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: 100_000 },
+  });
+  await registry.load();
+  await membership.load();
+
+  let isClosing = false;
+  const router = createRoutes(
+    { state, registry, membership, autoscaler, sandboxManager, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: () => isClosing },
+    new JsonRouter({ onError: (err, req) => { if (err.status >= 500) log.error({ err, path: req.url }, 'request failed'); } }),
+  );
+  const server = createServer({ keepAliveTimeout: 65_000 }, router.handle);
+  await listen(server, config.port, config.host);
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${formatHost(config.host)}:${port}`;
+  membership.start();
+  log.info({ url, functions: state.functions.size, workers: state.workers.size }, 'control plane listening');
+
+  return {
+    url,
+    async close() {
+      if (isClosing) return;
+      isClosing = true;
+      autoscaler.close();
+      sandboxManager.close();
+      membership.close();
+      server.closeIdleConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await store.close();
+    },
+  };
+}
+
+export function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+export function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}

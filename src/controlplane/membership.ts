@@ -1,0 +1,210 @@
+import type { DemandReport, RegisterDataplaneRequest } from '../api/dataplane.ts';
+import type { RegisterWorkerRequest, RegisterWorkerResponse } from '../api/worker.ts';
+import type { Clock, Timer } from '../core/clock.ts';
+import { BatonError } from '../core/errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Store } from '../store/store.ts';
+import { JsonClient } from '../transport/json-client.ts';
+import type { Autoscaler } from './autoscaler.ts';
+import type { ClusterState, DataplaneEntry } from './cluster-state.ts';
+import { newWorkerEntry, type WorkerEntry } from './model.ts';
+import { RoutingPublisher } from './routing-publisher.ts';
+import type { SandboxManager } from './sandbox-manager.ts';
+import { httpWorkerClient, WorkerBatcher, type WorkerClient } from './worker-client.ts';
+
+export interface MembershipOptions {
+  readonly state: ClusterState;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly sandboxes: SandboxManager;
+  readonly autoscaler: Autoscaler;
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatMissLimit: number;
+  readonly workerClientFactory?: (url: string) => WorkerClient;
+}
+
+interface StoredWorker { id: string; url: string; capacity: { cpuMilli: number; memoryMiB: number }; runtimes: string[] }
+interface StoredDataplane { id: string; url: string; proxyUrl: string }
+
+/**
+ * Workers and data planes: registration (persisted), heartbeats, failure detection, and the
+ * reconciliation of what a registering worker runs against what the control plane believes.
+ */
+export class Membership {
+  readonly #o: MembershipOptions;
+  #monitor: Timer | undefined;
+
+  constructor(options: MembershipOptions) {
+    this.#o = options;
+  }
+
+  /** Loads persisted workers and data planes as `unregistered`: each must register again, reporting what it runs. */
+  async load(): Promise<void> {
+    const now = this.#o.clock.now();
+    for (const w of await this.#o.store.list<StoredWorker>('workers')) {
+      this.#o.state.workers.set(w.id, newWorkerEntry({ ...w, state: 'unregistered', nowMs: now }));
+    }
+    for (const d of await this.#o.store.list<StoredDataplane>('dataplanes')) {
+      this.#o.state.dataplanes.set(d.id, { ...d, state: 'unregistered', lastHeartbeatMs: now, publisher: undefined, drainWait: undefined, close: undefined });
+    }
+  }
+
+  start(): void {
+    const tick = (): void => {
+      this.#checkHeartbeats();
+      this.#monitor = this.#o.clock.setTimeout(tick, this.#o.heartbeatIntervalMs);
+    };
+    this.#monitor = this.#o.clock.setTimeout(tick, this.#o.heartbeatIntervalMs);
+  }
+
+  close(): void {
+    this.#monitor?.cancel();
+    for (const batcher of this.#o.state.batchers.values()) batcher.client.close();
+    for (const dataplane of this.#o.state.dataplanes.values()) dataplane.close?.();
+  }
+
+  async registerWorker(req: RegisterWorkerRequest): Promise<RegisterWorkerResponse> {
+    const { state, store, clock } = this.#o;
+    const now = clock.now();
+    let worker = state.workers.get(req.workerId);
+    const isChanged = worker === undefined || worker.url !== req.url
+      || worker.capacity.cpuMilli !== req.capacity.cpuMilli || worker.capacity.memoryMiB !== req.capacity.memoryMiB
+      || worker.runtimes.join() !== req.runtimes.join();
+    if (isChanged) {
+      await store.put('workers', req.workerId, { id: req.workerId, url: req.url, capacity: req.capacity, runtimes: req.runtimes } satisfies StoredWorker);
+    }
+    if (worker === undefined) {
+      worker = newWorkerEntry({ id: req.workerId, url: req.url, capacity: req.capacity, runtimes: req.runtimes, state: 'ready', nowMs: now });
+      state.workers.set(worker.id, worker);
+    }
+    if (worker.url !== req.url || !state.batchers.has(worker.id)) {
+      state.batchers.get(worker.id)?.client.close();
+      const client = (this.#o.workerClientFactory ?? httpWorkerClient)(req.url);
+      state.batchers.set(worker.id, new WorkerBatcher(client, (ids, err) => this.#o.sandboxes.onCreateUnreachable(ids, err)));
+    }
+    worker.url = req.url;
+    worker.capacity = { ...req.capacity };
+    worker.runtimes = req.runtimes;
+    worker.state = 'ready';
+    worker.lastHeartbeatMs = now;
+    this.#reconcileWorker(worker, req.sandboxes);
+    this.#o.log.info({ worker: worker.id, url: worker.url, sandboxes: req.sandboxes.length }, 'worker registered');
+    return { heartbeatIntervalMs: this.#o.heartbeatIntervalMs };
+  }
+
+  workerHeartbeat(workerId: string): void {
+    const worker = this.#o.state.workers.get(workerId);
+    if (worker === undefined || worker.state !== 'ready') {
+      throw new BatonError('ERR_WORKER_NOT_FOUND', `worker '${workerId}' must register`);
+    }
+    worker.lastHeartbeatMs = this.#o.clock.now();
+  }
+
+  requireWorker(workerId: string): WorkerEntry {
+    const worker = this.#o.state.workers.get(workerId);
+    if (worker === undefined || worker.state === 'unregistered') throw new BatonError('ERR_WORKER_NOT_FOUND', `worker '${workerId}' must register`);
+    return worker;
+  }
+
+  async registerDataplane(req: RegisterDataplaneRequest): Promise<void> {
+    const { state, store, clock, log } = this.#o;
+    let dataplane = state.dataplanes.get(req.dataplaneId);
+    if (dataplane === undefined || dataplane.url !== req.url || dataplane.proxyUrl !== req.proxyUrl) {
+      await store.put('dataplanes', req.dataplaneId, { id: req.dataplaneId, url: req.url, proxyUrl: req.proxyUrl } satisfies StoredDataplane);
+    }
+    if (dataplane === undefined) {
+      dataplane = { id: req.dataplaneId, url: req.url, proxyUrl: req.proxyUrl, state: 'ready', lastHeartbeatMs: clock.now(), publisher: undefined, drainWait: undefined, close: undefined };
+      state.dataplanes.set(dataplane.id, dataplane);
+    }
+    if (dataplane.publisher === undefined || dataplane.url !== req.url) this.#connectDataplane(dataplane, req.url);
+    dataplane.proxyUrl = req.proxyUrl;
+    dataplane.state = 'ready';
+    dataplane.lastHeartbeatMs = clock.now();
+    dataplane.publisher?.resync();
+    log.info({ dataplane: dataplane.id, url: dataplane.url }, 'data plane registered');
+  }
+
+  dataplaneHeartbeat(dataplaneId: string): void {
+    const dataplane = this.#o.state.dataplanes.get(dataplaneId);
+    if (dataplane === undefined || dataplane.state === 'unregistered') {
+      throw new BatonError('ERR_DATAPLANE_NOT_FOUND', `data plane '${dataplaneId}' must register`);
+    }
+    if (dataplane.state === 'unreachable') dataplane.publisher?.resync();
+    dataplane.state = 'ready';
+    dataplane.lastHeartbeatMs = this.#o.clock.now();
+  }
+
+  onDemand(report: DemandReport): void {
+    const dataplane = this.#o.state.dataplanes.get(report.dataplaneId);
+    if (dataplane === undefined || dataplane.state === 'unregistered') {
+      throw new BatonError('ERR_DATAPLANE_NOT_FOUND', `data plane '${report.dataplaneId}' must register`);
+    }
+    for (const entry of report.entries) {
+      const fn = this.#o.state.functions.get(entry.function);
+      if (fn === undefined || fn.isDeleting) continue;
+      this.#o.autoscaler.reportDemand(fn, report.dataplaneId, entry.concurrency);
+      if (report.isPoke) this.#o.autoscaler.poke(fn, entry.queued);
+    }
+  }
+
+  #connectDataplane(dataplane: DataplaneEntry, url: string): void {
+    dataplane.close?.();
+    const client = new JsonClient(url, { timeoutMs: 10_000, connections: 2 });
+    const publisher = new RoutingPublisher(
+      { send: (update) => client.post('/internal/v1/routing', update) },
+      { snapshot: () => this.#o.state.routingSnapshot() },
+      this.#o.clock,
+      this.#o.log.child({ dataplane: dataplane.id }),
+    );
+    dataplane.url = url;
+    dataplane.publisher = publisher;
+    dataplane.drainWait = (sandboxIds, timeoutMs) => client.post('/internal/v1/drain/wait', { sandboxIds, timeoutMs }, { timeoutMs: timeoutMs + 5_000 });
+    dataplane.close = () => {
+      publisher.close();
+      client.destroy();
+    };
+  }
+
+  /**
+   * Brings the control plane's view of a worker in line with what it reports: sandboxes the
+   * control plane had there but the worker does not run are gone (crashed or cleaned up); ready
+   * sandboxes it runs that the control plane does not know are adopted when their function still
+   * exists at that generation, and deleted otherwise.
+   */
+  #reconcileWorker(worker: WorkerEntry, reported: RegisterWorkerRequest['sandboxes']): void {
+    const { state, sandboxes, autoscaler } = this.#o;
+    const reportedIds = new Set(reported.map((s) => s.sandboxId));
+    for (const sandbox of [...worker.sandboxes.values()]) {
+      if (!reportedIds.has(sandbox.id)) sandboxes.remove(sandbox, { isDeleteOnWorker: false });
+    }
+    const toDelete: string[] = [];
+    for (const info of reported) {
+      if (state.sandboxes.has(info.sandboxId)) continue;
+      const fn = state.functions.get(info.function);
+      if (fn === undefined || fn.isDeleting || info.state !== 'ready' || info.address === undefined || info.generation !== fn.record.generation) {
+        toDelete.push(info.sandboxId);
+        continue;
+      }
+      sandboxes.adopt(worker, fn, { sandboxId: info.sandboxId, generation: info.generation, address: info.address });
+      autoscaler.ensureActive(fn, { isRecovered: true });
+    }
+    for (const id of toDelete) state.batchers.get(worker.id)?.delete(id);
+  }
+
+  #checkHeartbeats(): void {
+    const now = this.#o.clock.now();
+    const limitMs = this.#o.heartbeatIntervalMs * this.#o.heartbeatMissLimit;
+    for (const worker of this.#o.state.workers.values()) {
+      if (worker.state !== 'ready' || now - worker.lastHeartbeatMs <= limitMs) continue;
+      worker.state = 'unschedulable';
+      this.#o.log.warn({ worker: worker.id, silentMs: Math.round(now - worker.lastHeartbeatMs) }, 'worker missed heartbeats; withdrawing its sandboxes');
+      this.#o.sandboxes.withdrawWorker(worker);
+    }
+    for (const dataplane of this.#o.state.dataplanes.values()) {
+      if (dataplane.state !== 'ready' || now - dataplane.lastHeartbeatMs <= limitMs) continue;
+      dataplane.state = 'unreachable';
+      this.#o.log.warn({ dataplane: dataplane.id }, 'data plane missed heartbeats');
+    }
+  }
+}

@@ -1,0 +1,45 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { COLD_START_BUCKETS_SECONDS } from '../observability/metrics.ts';
+import type { ClusterState } from './cluster-state.ts';
+
+export interface ControlPlaneMetrics {
+  readonly coldStarts: Counter<'function'>;
+  readonly coldStartSeconds: Histogram<'phase'>;
+  readonly creationFailures: Counter<'function' | 'code'>;
+  readonly unplaced: Counter<'function'>;
+  readonly scaleDecisions: Counter;
+}
+
+export function createControlPlaneMetrics(registry: Registry, state: ClusterState): ControlPlaneMetrics {
+  new Gauge({
+    name: 'baton_controlplane_sandboxes', help: 'Sandboxes by phase', labelNames: ['state'], registers: [registry],
+    collect() {
+      const counts = { starting: 0, ready: 0, draining: 0 };
+      for (const sandbox of state.sandboxes.values()) counts[sandbox.phase]++;
+      for (const [phase, n] of Object.entries(counts)) this.set({ state: phase }, n);
+    },
+  });
+  new Gauge({
+    name: 'baton_controlplane_functions', help: 'Registered functions', registers: [registry],
+    collect() { this.set(state.functions.size); },
+  });
+  new Gauge({
+    name: 'baton_controlplane_workers', help: 'Workers by state', labelNames: ['state'], registers: [registry],
+    collect() {
+      const counts = { ready: 0, unschedulable: 0, unregistered: 0 };
+      for (const worker of state.workers.values()) counts[worker.state]++;
+      for (const [s, n] of Object.entries(counts)) this.set({ state: s }, n);
+    },
+  });
+  return {
+    coldStarts: new Counter({ name: 'baton_controlplane_cold_starts_total', help: 'Sandboxes that became ready', labelNames: ['function'], registers: [registry] }),
+    coldStartSeconds: new Histogram({
+      name: 'baton_controlplane_cold_start_seconds',
+      help: 'Sandbox creation latency by phase: fetch, start, ready (on the worker), controlplane (decision to ready, as seen here)',
+      labelNames: ['phase'], buckets: COLD_START_BUCKETS_SECONDS, registers: [registry],
+    }),
+    creationFailures: new Counter({ name: 'baton_controlplane_sandbox_failures_total', help: 'Sandbox creations that failed, and sandboxes that exited on their own', labelNames: ['function', 'code'], registers: [registry] }),
+    unplaced: new Counter({ name: 'baton_controlplane_unplaced_sandboxes_total', help: 'Sandboxes wanted that no worker had capacity for', labelNames: ['function'], registers: [registry] }),
+    scaleDecisions: new Counter({ name: 'baton_controlplane_scale_decisions_total', help: 'Autoscaler decisions taken', registers: [registry] }),
+  };
+}

@@ -1,0 +1,134 @@
+import type { Registry } from 'prom-client';
+import { dataplaneHeartbeatSchema, demandReportSchema, registerDataplaneRequestSchema } from '../api/dataplane.ts';
+import { parseOrThrow } from '../api/validate.ts';
+import { heartbeatRequestSchema, registerWorkerRequestSchema, sandboxEventsRequestSchema, type SandboxLogLine } from '../api/worker.ts';
+import type { Clock } from '../core/clock.ts';
+import { JsonRouter, reply } from '../transport/json-router.ts';
+import type { Autoscaler } from './autoscaler.ts';
+import type { ClusterState } from './cluster-state.ts';
+import type { FunctionRegistry } from './function-registry.ts';
+import type { Membership } from './membership.ts';
+import { countSandboxes, type FunctionEntry } from './model.ts';
+import type { SandboxManager } from './sandbox-manager.ts';
+
+export interface RouteDeps {
+  readonly state: ClusterState;
+  readonly registry: FunctionRegistry;
+  readonly membership: Membership;
+  readonly autoscaler: Autoscaler;
+  readonly sandboxManager: SandboxManager;
+  readonly clock: Clock;
+  readonly metrics: Registry;
+  readonly maxArtifactBytes: number;
+  readonly isClosing: () => boolean;
+}
+
+const MAX_LOG_TAIL = 10_000;
+
+/** The management REST API (`/v1/...`) and the internal API for workers and data planes. */
+export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
+  const { registry, membership, state } = deps;
+
+  router.on('GET', '/healthz', () => (deps.isClosing() ? reply(503, { status: 'closing' }) : { status: 'ok' }));
+  router.on('GET', '/metrics', async () => ({ status: 200, raw: { data: await deps.metrics.metrics(), contentType: deps.metrics.contentType } }));
+
+  router.on('PUT', '/v1/artifacts', async (ctx) => {
+    const { digest, isNew } = await registry.putArtifact(await ctx.body(deps.maxArtifactBytes));
+    return reply(isNew ? 201 : 200, { digest });
+  });
+  router.on('GET', '/v1/artifacts/:digest', async (ctx) => ({
+    status: 200, raw: { data: await registry.getArtifact(ctx.params.digest ?? ''), contentType: 'application/gzip' },
+  }));
+
+  router.on('POST', '/v1/functions', async (ctx) => reply(201, await registry.create(await ctx.json())));
+  router.on('GET', '/v1/functions', () => ({ functions: registry.list().map((fn) => describeFunction(fn, deps)) }));
+  router.on('GET', '/v1/functions/:name', (ctx) => describeFunction(registry.get(ctx.params.name ?? ''), deps));
+  router.on('PUT', '/v1/functions/:name', async (ctx) => registry.update(ctx.params.name ?? '', await ctx.json()));
+  router.on('DELETE', '/v1/functions/:name', async (ctx) => {
+    await registry.delete(ctx.params.name ?? '');
+    return { deleted: ctx.params.name };
+  });
+  router.on('GET', '/v1/functions/:name/sandboxes', (ctx) => {
+    const fn = registry.get(ctx.params.name ?? '');
+    return { sandboxes: [...fn.sandboxes.values()].map((s) => ({
+      sandboxId: s.id, workerId: s.worker.id, generation: s.generation, state: s.phase,
+      ...(s.address === undefined ? {} : { address: s.address }),
+      createdAt: s.createdAt,
+      ...(s.readyAt === undefined ? {} : { readyAt: s.readyAt }),
+      ...(s.breakdown === undefined ? {} : { breakdown: s.breakdown }),
+    })) };
+  });
+  router.on('GET', '/v1/functions/:name/logs', async (ctx) => {
+    const fn = registry.get(ctx.params.name ?? '');
+    const tail = Math.min(MAX_LOG_TAIL, Math.max(1, Number(ctx.query.get('tail') ?? 100) || 100));
+    return { lines: await collectLogs(fn, tail, state) };
+  });
+  router.on('GET', '/v1/workers', () => ({
+    workers: [...state.workers.values()].map((w) => ({
+      workerId: w.id, url: w.url, state: w.state, capacity: w.capacity, allocated: { ...w.allocated },
+      runtimes: w.runtimes, sandboxes: w.sandboxes.size, lastHeartbeatAgoMs: Math.round(deps.clock.now() - w.lastHeartbeatMs),
+    })),
+  }));
+  router.on('GET', '/v1/dataplanes', () => ({
+    dataplanes: [...state.dataplanes.values()].map((d) => ({
+      dataplaneId: d.id, url: d.url, proxyUrl: d.proxyUrl, state: d.state,
+      routingVersion: d.publisher?.version ?? 0, isSynced: d.publisher?.isSynced ?? false,
+      lastHeartbeatAgoMs: Math.round(deps.clock.now() - d.lastHeartbeatMs),
+    })),
+  }));
+
+  router.on('POST', '/internal/v1/workers/register', async (ctx) =>
+    membership.registerWorker(parseOrThrow(registerWorkerRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'worker registration')));
+  router.on('POST', '/internal/v1/workers/heartbeat', async (ctx) => {
+    membership.workerHeartbeat(parseOrThrow(heartbeatRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'heartbeat').workerId);
+    return {};
+  });
+  router.on('POST', '/internal/v1/workers/events', async (ctx) => {
+    const req = parseOrThrow(sandboxEventsRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'sandbox events');
+    const worker = membership.requireWorker(req.workerId);
+    for (const event of req.events) deps.sandboxManager.onEvent(worker, event);
+    return {};
+  });
+  router.on('POST', '/internal/v1/dataplanes/register', async (ctx) => {
+    await membership.registerDataplane(parseOrThrow(registerDataplaneRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'data plane registration'));
+    return {};
+  });
+  router.on('POST', '/internal/v1/dataplanes/heartbeat', async (ctx) => {
+    membership.dataplaneHeartbeat(parseOrThrow(dataplaneHeartbeatSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'heartbeat').dataplaneId);
+    return {};
+  });
+  router.on('POST', '/internal/v1/demand', async (ctx) => {
+    membership.onDemand(parseOrThrow(demandReportSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'demand report'));
+    return {};
+  });
+  return router;
+}
+
+function describeFunction(fn: FunctionEntry, deps: RouteDeps): unknown {
+  const counts = countSandboxes(fn);
+  const scaling = deps.autoscaler.describe(fn);
+  return {
+    ...fn.record,
+    status: {
+      desired: fn.desired, ready: counts.ready, starting: counts.starting, draining: counts.draining,
+      outdated: counts.outdatedReady, isPanicking: scaling?.isPanicking ?? false, reason: scaling?.reason ?? 'idle',
+    },
+    recentColdStarts: fn.recentColdStarts,
+  };
+}
+
+async function collectLogs(fn: FunctionEntry, tail: number, state: ClusterState): Promise<(SandboxLogLine & { sandboxId: string })[]> {
+  const all: (SandboxLogLine & { sandboxId: string })[] = [];
+  await Promise.all([...fn.sandboxes.values()].map(async (sandbox) => {
+    const batcher = state.batchers.get(sandbox.worker.id);
+    if (batcher === undefined) return;
+    try {
+      const { lines } = await batcher.client.logs(sandbox.id, tail);
+      for (const line of lines) all.push({ ...line, sandboxId: sandbox.id });
+    } catch {
+      // A sandbox that just went away has no logs to give; the others still do.
+    }
+  }));
+  all.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+  return all.slice(-tail);
+}

@@ -1,0 +1,167 @@
+import { randomBytes } from 'node:crypto';
+import type { RoutingAck, RoutingChange, RoutingEndpoint, RoutingFunction, RoutingUpdate } from '../api/dataplane.ts';
+import type { Clock, Timer } from '../core/clock.ts';
+import { BatonError } from '../core/errors.ts';
+import type { Logger } from '../observability/logger.ts';
+
+/** How the publisher reaches its data plane (the real one posts to /internal/v1/routing). */
+export interface RoutingTransport {
+  send(update: RoutingUpdate): Promise<RoutingAck>;
+}
+
+export interface RoutingSnapshotSource {
+  snapshot(): { functions: RoutingFunction[]; endpoints: RoutingEndpoint[] };
+}
+
+/** Changes beyond this many unsent are dropped in favour of one snapshot: memory stays bounded. */
+const MAX_PENDING_CHANGES = 50_000;
+const RETRY_MS = 250;
+
+/**
+ * Keeps one data plane's routing view in step with the control plane. Changes are batched (one
+ * message per event-loop turn, at most one in flight), versioned within an epoch, and replaced by
+ * a full snapshot whenever the data plane reports a gap, was unreachable, or registered again.
+ *
+ * Lifecycle: `open` (publishing) → `closed` (dropped; waiters released).
+ */
+export class RoutingPublisher {
+  readonly #transport: RoutingTransport;
+  readonly #source: RoutingSnapshotSource;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  #epoch = randomBytes(6).toString('hex');
+  #ackedVersion = 0;
+  #pending: RoutingChange[] = [];
+  #needsSnapshot = true;
+  #isSending = false;
+  #isScheduled = false;
+  #retry: Timer | undefined;
+  #isClosed = false;
+  /** Sequence numbers: every enqueue bumps `#enqueuedSeq`; an ack covers everything sent. */
+  #enqueuedSeq = 0;
+  #ackedSeq = 0;
+  #waiters: { seq: number; resolve: () => void }[] = [];
+
+  constructor(transport: RoutingTransport, source: RoutingSnapshotSource, clock: Clock, log: Logger) {
+    this.#transport = transport;
+    this.#source = source;
+    this.#clock = clock;
+    this.#log = log;
+  }
+
+  get version(): number {
+    return this.#ackedVersion;
+  }
+
+  get isSynced(): boolean {
+    return !this.#needsSnapshot && this.#pending.length === 0 && !this.#isSending;
+  }
+
+  enqueue(change: RoutingChange): void {
+    if (this.#isClosed) return;
+    this.#enqueuedSeq++;
+    if (!this.#needsSnapshot) {
+      if (this.#pending.length >= MAX_PENDING_CHANGES) {
+        this.#pending = [];
+        this.#needsSnapshot = true;
+      } else {
+        this.#pending.push(change);
+      }
+    }
+    this.#schedule();
+  }
+
+  /** Forces a snapshot (the data plane registered again or lost its state). */
+  resync(): void {
+    if (this.#isClosed) return;
+    this.#epoch = randomBytes(6).toString('hex');
+    this.#needsSnapshot = true;
+    this.#pending = [];
+    this.#enqueuedSeq++;
+    this.#schedule();
+  }
+
+  /**
+   * Resolves once every change enqueued so far has been acknowledged (or superseded by an
+   * acknowledged snapshot), or once the publisher is closed. Never rejects.
+   */
+  flushed(): Promise<void> {
+    if (this.#ackedSeq >= this.#enqueuedSeq || this.#isClosed) return Promise.resolve();
+    const seq = this.#enqueuedSeq;
+    return new Promise((resolve) => this.#waiters.push({ seq, resolve }));
+  }
+
+  close(): void {
+    this.#isClosed = true;
+    this.#retry?.cancel();
+    for (const waiter of this.#waiters) waiter.resolve();
+    this.#waiters = [];
+  }
+
+  #schedule(): void {
+    if (this.#isScheduled || this.#isSending || this.#retry !== undefined) return;
+    this.#isScheduled = true;
+    setImmediate(() => {
+      this.#isScheduled = false;
+      void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#isClosed || this.#isSending) return;
+    if (!this.#needsSnapshot && this.#pending.length === 0) return;
+    this.#isSending = true;
+    const seq = this.#enqueuedSeq;
+    const update = this.#nextUpdate();
+    const sentChanges = this.#pending;
+    this.#pending = [];
+    try {
+      const ack = await this.#transport.send(update);
+      this.#ackedVersion = ack.version;
+      this.#ackedSeq = seq;
+      this.#releaseWaiters();
+    } catch (err) {
+      this.#onFailure(err, sentChanges, update.kind);
+    } finally {
+      this.#isSending = false;
+    }
+    if (this.#retry === undefined && (this.#needsSnapshot || this.#pending.length > 0)) this.#schedule();
+  }
+
+  #nextUpdate(): RoutingUpdate {
+    const version = this.#ackedVersion + 1;
+    if (this.#needsSnapshot) {
+      this.#needsSnapshot = false;
+      const { functions, endpoints } = this.#source.snapshot();
+      return { kind: 'snapshot', epoch: this.#epoch, version, functions, endpoints };
+    }
+    return { kind: 'delta', epoch: this.#epoch, baseVersion: this.#ackedVersion, version, changes: this.#pending };
+  }
+
+  #onFailure(err: unknown, sentChanges: RoutingChange[], kind: RoutingUpdate['kind']): void {
+    const isGap = err instanceof BatonError && err.code === 'ERR_VERSION_GAP';
+    this.#log.debug({ err, kind, changes: sentChanges.length }, 'routing update not applied; will send a snapshot');
+    // Whatever the failure, the receiver's state is unknown now: the next message is a snapshot,
+    // which supersedes every change sent or pending.
+    this.#needsSnapshot = true;
+    this.#pending = [];
+    if (isGap) return;
+    // Unreachable: retry after a pause, but let drains proceed — an unreachable data plane routes nothing.
+    this.#ackedSeq = this.#enqueuedSeq;
+    this.#releaseWaiters();
+    this.#retry = this.#clock.setTimeout(() => {
+      this.#retry = undefined;
+      this.#schedule();
+    }, RETRY_MS);
+  }
+
+  #releaseWaiters(): void {
+    if (this.#waiters.length === 0) return;
+    const still: { seq: number; resolve: () => void }[] = [];
+    for (const waiter of this.#waiters) {
+      if (waiter.seq <= this.#ackedSeq) waiter.resolve();
+      else still.push(waiter);
+    }
+    this.#waiters = still;
+  }
+}

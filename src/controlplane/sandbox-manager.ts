@@ -1,0 +1,309 @@
+import { randomBytes } from 'node:crypto';
+import type { CreationBreakdown, SandboxEvent, SandboxFunction } from '../api/worker.ts';
+import { wallTimeMs, type Clock, type Timer } from '../core/clock.ts';
+import { BatonError } from '../core/errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { EvictionPolicy } from '../policy/eviction/types.ts';
+import type { PlacementPolicy } from '../policy/placement/types.ts';
+import type { ClusterState } from './cluster-state.ts';
+import type { ControlPlaneMetrics } from './metrics.ts';
+import { countSandboxes, toRoutingEndpoint, type FunctionEntry, type Sandbox, type WorkerEntry } from './model.ts';
+
+export interface SandboxManagerOptions {
+  readonly state: ClusterState;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly placement: PlacementPolicy;
+  readonly eviction: EvictionPolicy;
+  readonly metrics: ControlPlaneMetrics;
+  readonly createTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+}
+
+const RECENT_COLD_STARTS = 20;
+const FIRST_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 5_000;
+
+/**
+ * Moves each function's sandboxes towards `fn.desired`: places and creates (batched per worker),
+ * retires outdated generations as new ones become ready, and scales down by drain → delete. It
+ * also applies what workers report (ready, failed, exited) and withdraws a lost worker's sandboxes.
+ */
+export class SandboxManager {
+  readonly #o: SandboxManagerOptions;
+  readonly #idPrefix = randomBytes(3).toString('hex');
+  #idCounter = 0;
+  readonly #createTimers = new Map<string, Timer>();
+  readonly #backoff = new Map<FunctionEntry, { delayMs: number; timer: Timer | undefined }>();
+
+  constructor(options: SandboxManagerOptions) {
+    this.#o = options;
+  }
+
+  reconcile(fn: FunctionEntry): void {
+    if (fn.isDeleting || !this.#o.state.functions.has(fn.record.spec.name)) return;
+    const counts = countSandboxes(fn);
+    if (counts.outdatedReady > 0) this.#retireOutdated(fn, counts.outdatedReady - Math.max(0, fn.desired - counts.ready));
+    if (fn.desired > counts.current) {
+      const backoff = this.#backoff.get(fn);
+      if (backoff?.timer === undefined) this.#create(fn, fn.desired - counts.current);
+    } else if (fn.desired < counts.current) {
+      this.#scaleDown(fn, counts.current - fn.desired);
+    }
+  }
+
+  /** Drains and deletes every sandbox of a function (deletion); resolves when all are gone. */
+  async removeAll(fn: FunctionEntry): Promise<void> {
+    this.#clearBackoff(fn);
+    const starting = [...fn.sandboxes.values()].filter((s) => s.phase === 'starting');
+    for (const sandbox of starting) this.remove(sandbox, { isDeleteOnWorker: true });
+    await this.drain([...fn.sandboxes.values()].filter((s) => s.phase !== 'draining'));
+  }
+
+  onEvent(worker: WorkerEntry, event: SandboxEvent): void {
+    const sandbox = this.#o.state.sandboxes.get(event.sandboxId);
+    if (sandbox === undefined || sandbox.worker !== worker) {
+      // Not ours (any more): the worker should not keep running it.
+      if (event.type === 'ready') this.#o.state.batchers.get(worker.id)?.delete(event.sandboxId);
+      return;
+    }
+    switch (event.type) {
+      case 'ready':
+        this.#onReady(sandbox, event.address, event.breakdown);
+        return;
+      case 'failed':
+        this.#onFailure(sandbox, event.code, `creation failed: ${event.message}`);
+        return;
+      case 'exited':
+        this.#onFailure(sandbox, 'ERR_SANDBOX_FAILED', `exited (code ${event.exitCode}, signal ${event.signal})`);
+        return;
+      default: {
+        const never: never = event;
+        throw new Error(`unknown event ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** Adopts a sandbox a worker reports on registration (control-plane restart, or a worker back from a partition). */
+  adopt(worker: WorkerEntry, fn: FunctionEntry, info: { sandboxId: string; generation: number; address: string }): void {
+    const now = this.#o.clock.now();
+    const { resources } = fn.record.spec;
+    const sandbox = this.#newSandbox(info.sandboxId, fn, worker, info.generation, now);
+    sandbox.phase = 'ready';
+    sandbox.address = info.address;
+    sandbox.readyAtMs = now;
+    sandbox.readyAt = new Date(wallTimeMs()).toISOString();
+    this.#index(sandbox, resources);
+    worker.cachedArtifacts.add(fn.record.spec.artifact);
+    this.#o.state.publish({ type: 'endpoint.put', endpoint: toRoutingEndpoint(sandbox) });
+  }
+
+  /** Withdraws every sandbox of a worker that stopped heartbeating; the autoscaler replaces them elsewhere. */
+  withdrawWorker(worker: WorkerEntry): void {
+    const affected = new Set<FunctionEntry>();
+    for (const sandbox of [...worker.sandboxes.values()]) {
+      affected.add(sandbox.fn);
+      this.remove(sandbox, { isDeleteOnWorker: false });
+    }
+    for (const fn of affected) this.reconcile(fn);
+  }
+
+  /** Forgets a sandbox: releases its resources, withdraws its endpoint, optionally deletes it on its worker. */
+  remove(sandbox: Sandbox, options: { isDeleteOnWorker: boolean }): void {
+    if (sandbox.isRemoved) return;
+    sandbox.isRemoved = true;
+    this.#createTimers.get(sandbox.id)?.cancel();
+    this.#createTimers.delete(sandbox.id);
+    const { worker } = sandbox;
+    worker.allocated.cpuMilli -= sandbox.resources.cpuMilli;
+    worker.allocated.memoryMiB -= sandbox.resources.memoryMiB;
+    worker.sandboxes.delete(sandbox.id);
+    sandbox.fn.sandboxes.delete(sandbox.id);
+    this.#o.state.sandboxes.delete(sandbox.id);
+    if (sandbox.address !== undefined) this.#o.state.publish({ type: 'endpoint.delete', sandboxId: sandbox.id });
+    if (options.isDeleteOnWorker) this.#o.state.batchers.get(worker.id)?.delete(sandbox.id);
+  }
+
+  /**
+   * Scale-down without cutting a request: mark draining on every data plane, wait until each has
+   * acknowledged, wait for in-flight invocations to finish there (bounded), then delete.
+   */
+  async drain(sandboxes: readonly Sandbox[]): Promise<void> {
+    if (sandboxes.length === 0) return;
+    for (const sandbox of sandboxes) {
+      sandbox.phase = 'draining';
+      if (sandbox.address !== undefined) this.#o.state.publish({ type: 'endpoint.put', endpoint: toRoutingEndpoint(sandbox) });
+    }
+    await this.#o.state.flushed();
+    const ids = sandboxes.map((s) => s.id);
+    const waits: Promise<unknown>[] = [];
+    for (const dataplane of this.#o.state.dataplanes.values()) {
+      if (dataplane.state !== 'ready' || dataplane.drainWait === undefined) continue;
+      waits.push(dataplane.drainWait(ids, this.#o.drainTimeoutMs).catch((err: unknown) => {
+        this.#o.log.warn({ err, dataplane: dataplane.id }, 'drain wait failed; deleting anyway');
+      }));
+    }
+    await Promise.all(waits);
+    const affected = new Set<FunctionEntry>();
+    for (const sandbox of sandboxes) {
+      affected.add(sandbox.fn);
+      this.remove(sandbox, { isDeleteOnWorker: true });
+    }
+    for (const fn of affected) this.reconcile(fn);
+  }
+
+  close(): void {
+    for (const timer of this.#createTimers.values()) timer.cancel();
+    this.#createTimers.clear();
+    for (const fn of this.#backoff.keys()) this.#clearBackoff(fn);
+  }
+
+  #create(fn: FunctionEntry, count: number): void {
+    const { spec } = fn.record;
+    const decision = this.#o.placement.place(
+      { function: spec.name, runtime: spec.runtime, artifact: spec.artifact, resources: spec.resources, count },
+      [...this.#o.state.workers.values()],
+    );
+    if (decision.unplaced > 0) {
+      this.#o.metrics.unplaced.inc({ function: spec.name }, decision.unplaced);
+      this.#o.log.warn({ fn: spec.name, unplaced: decision.unplaced, reason: decision.reason }, 'no worker has capacity for a sandbox');
+      this.#startBackoff(fn);
+    }
+    const now = this.#o.clock.now();
+    const request = toSandboxFunction(fn);
+    for (const workerId of decision.workerIds) {
+      const worker = this.#o.state.workers.get(workerId);
+      const batcher = this.#o.state.batchers.get(workerId);
+      if (worker === undefined || batcher === undefined) continue;
+      const sandbox = this.#newSandbox(`${spec.name}-${this.#idPrefix}${(this.#idCounter++).toString(36)}`, fn, worker, fn.record.generation, now);
+      this.#index(sandbox, spec.resources);
+      this.#createTimers.set(sandbox.id, this.#o.clock.setTimeout(() => {
+        this.#onFailure(sandbox, 'ERR_SANDBOX_START_FAILED', `not ready within ${this.#o.createTimeoutMs} ms`);
+      }, this.#o.createTimeoutMs));
+      batcher.create(sandbox.id, request);
+    }
+  }
+
+  /** Called by a worker batcher when a create request did not reach the worker. */
+  onCreateUnreachable(sandboxIds: readonly string[], err: unknown): void {
+    for (const id of sandboxIds) {
+      const sandbox = this.#o.state.sandboxes.get(id);
+      if (sandbox !== undefined && sandbox.phase === 'starting') {
+        const message = err instanceof Error ? err.message : String(err);
+        this.#onFailure(sandbox, err instanceof BatonError ? err.code : 'ERR_UNAVAILABLE', `worker unreachable: ${message}`);
+      }
+    }
+  }
+
+  #newSandbox(id: string, fn: FunctionEntry, worker: WorkerEntry, generation: number, now: number): Sandbox {
+    return {
+      id, fn, generation, worker, resources: { ...fn.record.spec.resources },
+      phase: 'starting', address: undefined, requestedAtMs: now, createdAt: new Date(wallTimeMs()).toISOString(),
+      readyAtMs: undefined, readyAt: undefined, breakdown: undefined, lastUsedMs: now, isRemoved: false,
+    };
+  }
+
+  #index(sandbox: Sandbox, resources: { cpuMilli: number; memoryMiB: number }): void {
+    sandbox.worker.allocated.cpuMilli += resources.cpuMilli;
+    sandbox.worker.allocated.memoryMiB += resources.memoryMiB;
+    sandbox.worker.sandboxes.set(sandbox.id, sandbox);
+    sandbox.fn.sandboxes.set(sandbox.id, sandbox);
+    this.#o.state.sandboxes.set(sandbox.id, sandbox);
+  }
+
+  #onReady(sandbox: Sandbox, address: string, breakdown: CreationBreakdown): void {
+    if (sandbox.phase !== 'starting') return;
+    const now = this.#o.clock.now();
+    this.#createTimers.get(sandbox.id)?.cancel();
+    this.#createTimers.delete(sandbox.id);
+    this.#clearBackoff(sandbox.fn);
+    sandbox.phase = 'ready';
+    sandbox.address = address;
+    sandbox.readyAtMs = now;
+    sandbox.lastUsedMs = now;
+    sandbox.readyAt = new Date(wallTimeMs()).toISOString();
+    const full = { ...breakdown, controlPlaneMs: now - sandbox.requestedAtMs };
+    sandbox.breakdown = full;
+    sandbox.worker.cachedArtifacts.add(sandbox.fn.record.spec.artifact);
+    this.#o.state.publish({ type: 'endpoint.put', endpoint: toRoutingEndpoint(sandbox) });
+    this.#recordColdStart(sandbox, full);
+    this.reconcile(sandbox.fn);
+  }
+
+  #recordColdStart(sandbox: Sandbox, breakdown: NonNullable<Sandbox['breakdown']>): void {
+    const { metrics } = this.#o;
+    metrics.coldStarts.inc({ function: sandbox.fn.record.spec.name });
+    metrics.coldStartSeconds.observe({ phase: 'fetch' }, breakdown.fetchMs / 1000);
+    metrics.coldStartSeconds.observe({ phase: 'start' }, breakdown.startMs / 1000);
+    metrics.coldStartSeconds.observe({ phase: 'ready' }, breakdown.readyMs / 1000);
+    metrics.coldStartSeconds.observe({ phase: 'controlplane' }, breakdown.controlPlaneMs / 1000);
+    const recent = sandbox.fn.recentColdStarts;
+    recent.push({ sandboxId: sandbox.id, workerId: sandbox.worker.id, at: sandbox.readyAt ?? '', breakdown });
+    if (recent.length > RECENT_COLD_STARTS) recent.shift();
+    this.#o.log.debug({ fn: sandbox.fn.record.spec.name, sandboxId: sandbox.id, breakdown }, 'sandbox ready');
+  }
+
+  #onFailure(sandbox: Sandbox, code: string, message: string): void {
+    if (sandbox.isRemoved) return;
+    const { fn } = sandbox;
+    const wasStarting = sandbox.phase === 'starting';
+    this.#o.metrics.creationFailures.inc({ function: fn.record.spec.name, code });
+    this.#o.log.warn({ fn: fn.record.spec.name, sandboxId: sandbox.id, worker: sandbox.worker.id, code }, `sandbox ${message}`);
+    this.remove(sandbox, { isDeleteOnWorker: true });
+    if (wasStarting) this.#startBackoff(fn);
+    this.reconcile(fn);
+  }
+
+  /** After a failed creation, wait (100 ms doubling to 5 s) before creating again: a broken function does not spin. */
+  #startBackoff(fn: FunctionEntry): void {
+    const previous = this.#backoff.get(fn);
+    if (previous?.timer !== undefined) return;
+    const delayMs = previous === undefined ? FIRST_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, previous.delayMs * 2);
+    const entry = { delayMs, timer: undefined as Timer | undefined };
+    entry.timer = this.#o.clock.setTimeout(() => {
+      entry.timer = undefined;
+      this.reconcile(fn);
+    }, delayMs);
+    this.#backoff.set(fn, entry);
+  }
+
+  #clearBackoff(fn: FunctionEntry): void {
+    this.#backoff.get(fn)?.timer?.cancel();
+    this.#backoff.delete(fn);
+  }
+
+  #scaleDown(fn: FunctionEntry, count: number): void {
+    const generation = fn.record.generation;
+    const starting = [...fn.sandboxes.values()].filter((s) => s.phase === 'starting' && s.generation === generation);
+    // Sandboxes still starting serve nothing yet: cancel those first, newest first.
+    const cancelled = starting.slice(-count);
+    for (const sandbox of cancelled) this.remove(sandbox, { isDeleteOnWorker: true });
+    const rest = count - cancelled.length;
+    if (rest <= 0) return;
+    const candidates = [...fn.sandboxes.values()]
+      .filter((s) => s.phase === 'ready' && s.generation === generation)
+      .map((s) => ({ sandboxId: s.id, workerId: s.worker.id, readyAtMs: s.readyAtMs ?? s.requestedAtMs, lastUsedMs: s.lastUsedMs }));
+    const victims = this.#o.eviction.pickVictims(candidates, rest);
+    void this.drain(victims.map((id) => fn.sandboxes.get(id)).filter((s): s is Sandbox => s !== undefined));
+  }
+
+  #retireOutdated(fn: FunctionEntry, count: number): void {
+    if (count <= 0) return;
+    const outdated = [...fn.sandboxes.values()]
+      .filter((s) => s.phase === 'ready' && s.generation !== fn.record.generation)
+      .sort((a, b) => (a.readyAtMs ?? 0) - (b.readyAtMs ?? 0))
+      .slice(0, count);
+    void this.drain(outdated);
+  }
+}
+
+/** The part of a function's spec a worker needs, at its current generation. */
+export function toSandboxFunction(fn: FunctionEntry): SandboxFunction {
+  const { spec, generation } = fn.record;
+  return {
+    name: spec.name, generation, runtime: spec.runtime, artifact: spec.artifact,
+    ...(spec.handler === undefined ? {} : { handler: spec.handler }),
+    ...(spec.command === undefined ? {} : { command: spec.command }),
+    concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, env: spec.env, resources: spec.resources,
+  };
+}

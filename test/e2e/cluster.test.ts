@@ -1,0 +1,100 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startCluster, runCli, ROOT, type Cluster } from '../kit/cluster.ts';
+import { waitFor } from '../kit/wait-for.ts';
+
+/**
+ * The whole system as a user runs it: the three daemons as processes, functions as real
+ * processes, driven through the `baton` CLI and HTTP.
+ */
+
+let cluster: Cluster;
+const cli = (...args: string[]) => runCli([...args, '--url', cluster.cpUrl], { BATON_DATAPLANE_URL: cluster.dpUrl });
+
+async function api<T>(path: string, init?: RequestInit): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${cluster.cpUrl}${path}`, init);
+  return { status: res.status, body: await res.json() as T };
+}
+
+async function invoke(name: string, path = '/', init?: RequestInit): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${cluster.dpUrl}/fn/${name}${path}`, init);
+  const text = await res.text();
+  return { status: res.status, body: text.length === 0 ? {} : JSON.parse(text) as Record<string, unknown> };
+}
+
+interface SandboxView { sandboxId: string; state: string; generation: number; workerId: string }
+const sandboxesOf = async (name: string) => (await api<{ sandboxes: SandboxView[] }>(`/v1/functions/${name}/sandboxes`)).body.sandboxes;
+const workerSandboxes = async () => (await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`)).json() as { sandboxes: { sandboxId: string; function: string; pid?: number }[] }).sandboxes;
+
+before(async () => {
+  cluster = await startCluster();
+});
+
+after(async () => {
+  await cluster?.stop();
+});
+
+describe('deploy and invoke', () => {
+  it('serves a cold then a warm invocation of hello, from the same sandbox', async () => {
+    const deployed = await cli('deploy', '-f', join(ROOT, 'examples/hello/baton.yaml'));
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const cold = await invoke('hello', '/greet?x=1');
+    assert.equal(cold.status, 200);
+    const warm = await invoke('hello', '/greet?x=2');
+    assert.equal(warm.status, 200);
+    assert.equal(typeof cold.body['sandboxId'], 'string');
+    assert.equal(warm.body['sandboxId'], cold.body['sandboxId']);
+    const described = await api<{ recentColdStarts: unknown[]; status: { ready: number } }>('/v1/functions/hello');
+    assert.equal(described.body.recentColdStarts.length, 1);
+    assert.equal(described.body.status.ready, 1);
+  });
+
+  it('routes by Host header as well as by path prefix', async () => {
+    const res = await fetch(`${cluster.dpUrl}/greet`, { headers: { host: 'hello.functions.local' } });
+    assert.equal(res.status, 200);
+    assert.equal((await res.json() as Record<string, unknown>)['path'], '/greet');
+  });
+
+  it('answers an unknown function with 404 ERR_FUNCTION_NOT_FOUND', async () => {
+    const res = await invoke('no-such-fn');
+    assert.equal(res.status, 404);
+    assert.equal((res.body['error'] as { code: string }).code, 'ERR_FUNCTION_NOT_FOUND');
+  });
+
+  it('refuses an invalid spec with 400 ERR_INVALID_SPEC naming the field, and changes nothing', async () => {
+    const before = (await api<{ functions: unknown[] }>('/v1/functions')).body.functions.length;
+    const res = await api<{ error: { code: string; details: { issues: { field: string }[] } } }>('/v1/functions', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Bad_Name', artifact: 'sha256:00', handler: 'index.handler', concurrency: 0 }),
+    });
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error.code, 'ERR_INVALID_SPEC');
+    const fields = res.body.error.details.issues.map((i) => i.field);
+    assert.ok(fields.includes('name') && fields.includes('concurrency'), JSON.stringify(fields));
+    assert.equal((await api<{ functions: unknown[] }>('/v1/functions')).body.functions.length, before);
+  });
+
+  it('runs a Python command function', async () => {
+    const deployed = await cli('deploy', '-f', join(ROOT, 'examples/python-echo/baton.yaml'));
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const res = await invoke('python-echo', '/echo', { method: 'POST', body: 'abc' });
+    assert.equal(res.status, 200);
+    assert.equal(res.body['method'], 'POST');
+  });
+});
+
+describe('autoscaling', () => {
+  it('scales to N sandboxes under N concurrent slow invocations, then drains back to zero', async () => {
+    const n = 4;
+    const deployed = await cli('deploy', 'slow', '--dir', join(ROOT, 'examples/slow'), '--handler', 'index.handler',
+      '--concurrency', '1', '--max-scale', String(n), '--scaling', JSON.stringify({ targetUtilization: 1, stableWindowMs: 1000, panicWindowMs: 500, scaleToZeroGraceMs: 300 }));
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const results = await Promise.all(Array.from({ length: n }, () => invoke('slow', '/?ms=2500')));
+    for (const r of results) assert.equal(r.status, 200);
+    const used = new Set(results.map((r) => r.body['sandboxId']));
+    assert.equal(used.size, n, `each of ${n} concurrent invocations ran in its own sandbox`);
+    await waitFor(async () => (await sandboxesOf('slow')).length === 0, { timeoutMs: 20_000, message: 'slow to scale to zero' });
+    await waitFor(async () => (await workerSandboxes()).every((s) => s.function !== 'slow'), { timeoutMs: 10_000, message: 'worker to delete slow sandboxes' });
+  });
+});

@@ -1,0 +1,133 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = join(ROOT, 'src/cli/main.ts');
+
+/** One daemon running as its own process, with its JSON log lines kept for assertions. */
+export interface DaemonProcess {
+  readonly child: ChildProcess;
+  readonly logs: Record<string, unknown>[];
+  /** Resolves with the first log line for which `match` is true. */
+  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', args: readonly string[]): DaemonProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Record<string, unknown>[] = [];
+  const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const onLine = (text: string): void => {
+    let line: Record<string, unknown>;
+    try {
+      line = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      line = { msg: text };
+    }
+    logs.push(line);
+    if (process.env['BATON_TEST_VERBOSE'] === '1') process.stderr.write(`[${command}] ${text}\n`);
+    for (const waiter of [...waiters]) {
+      if (waiter.match(line)) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve(line);
+      }
+    }
+  };
+  createInterface({ input: child.stdout! }).on('line', onLine);
+  createInterface({ input: child.stderr! }).on('line', onLine);
+  return {
+    child,
+    logs,
+    waitForLog(match, timeoutMs = 20_000) {
+      const found = logs.find(match);
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolvePromise, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${command}: no matching log line within ${timeoutMs} ms; last lines: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
+        const onExit = () => reject(new Error(`${command} exited (code ${child.exitCode}); last lines: ${JSON.stringify(logs.slice(-8))}`));
+        child.once('exit', onExit);
+        waiters.push({ match, resolve: (l) => { clearTimeout(timer); child.off('exit', onExit); resolvePromise(l); } });
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+const urlOf = (line: Record<string, unknown>, key: string): string | undefined => (typeof line[key] === 'string' ? line[key] as string : undefined);
+
+export interface Cluster {
+  readonly dir: string;
+  readonly cpUrl: string;
+  readonly dpUrl: string;
+  readonly workerUrl: string;
+  controlplane: DaemonProcess;
+  readonly dataplane: DaemonProcess;
+  readonly worker: DaemonProcess;
+  /** Starts the control plane again (same data dir and port) after it was stopped or killed. */
+  restartControlPlane(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  readonly controlplane?: readonly string[];
+  readonly dataplane?: readonly string[];
+  readonly worker?: readonly string[];
+}
+
+/** Fast test settings: short heartbeats and autoscaler buckets, so scale decisions come in ~100s of ms. */
+const CP_TEST_FLAGS = ['--heartbeat-interval-ms', '200', '--autoscaler-bucket-ms', '100', '--autoscaler-tick-ms', '200', '--drain-timeout-ms', '10000'];
+
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  const dir = await mkdtemp(join(tmpdir(), 'baton-e2e-'));
+  const cpArgs = ['--port', '0', '--data-dir', join(dir, 'cp'), ...CP_TEST_FLAGS, ...(options.controlplane ?? [])];
+  let controlplane = spawnDaemon('controlplane', cpArgs);
+  const cpLine = await controlplane.waitForLog((l) => urlOf(l, 'url') !== undefined && String(l['msg']).includes('listening'));
+  const cpUrl = urlOf(cpLine, 'url') as string;
+  const cpPort = new URL(cpUrl).port;
+  const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
+  const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])]);
+  const workerLine = await worker.waitForLog((l) => urlOf(l, 'url') !== undefined && String(l['msg']).includes('listening'));
+  const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && String(l['msg']).includes('listening'));
+  await controlplane.waitForLog((l) => l['msg'] === 'worker registered');
+  await controlplane.waitForLog((l) => l['msg'] === 'data plane registered');
+  const cluster: Cluster = {
+    dir, cpUrl,
+    dpUrl: urlOf(dpLine, 'proxyUrl') as string,
+    workerUrl: urlOf(workerLine, 'url') as string,
+    controlplane, dataplane, worker,
+    async restartControlPlane() {
+      await cluster.controlplane.stop('SIGKILL');
+      const args = cpArgs.map((a) => a);
+      args[1] = cpPort;
+      cluster.controlplane = spawnDaemon('controlplane', args);
+      await cluster.controlplane.waitForLog((l) => String(l['msg']).includes('listening'));
+    },
+    async stop() {
+      await Promise.all([dataplane.stop(), worker.stop()]);
+      await cluster.controlplane.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return cluster;
+}
+
+/** Runs the `baton` CLI to completion; resolves with its exit code and output. */
+export async function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const [code] = await once(child, 'exit') as [number | null];
+  return { code: code ?? -1, stdout, stderr };
+}

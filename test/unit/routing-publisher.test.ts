@@ -1,0 +1,108 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as turn } from 'node:timers/promises';
+import type { RoutingAck, RoutingEndpoint, RoutingUpdate } from '../../src/api/dataplane.ts';
+import { BatonError } from '../../src/core/errors.ts';
+import { RoutingPublisher } from '../../src/controlplane/routing-publisher.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { ManualClock } from '../kit/manual-clock.ts';
+
+/** A receiver with the data plane's version rule: deltas apply only on top of the same epoch and version. */
+class FakeReceiver {
+  epoch = '';
+  version = 0;
+  endpoints = new Map<string, RoutingEndpoint>();
+  received: RoutingUpdate[] = [];
+  isDown = false;
+
+  async send(update: RoutingUpdate): Promise<RoutingAck> {
+    this.received.push(update);
+    if (this.isDown) throw new BatonError('ERR_UNAVAILABLE', 'down');
+    if (update.kind === 'snapshot') {
+      this.endpoints = new Map(update.endpoints.map((e) => [e.sandboxId, e]));
+    } else {
+      if (update.epoch !== this.epoch || update.baseVersion !== this.version) throw new BatonError('ERR_VERSION_GAP', 'gap');
+      for (const change of update.changes) {
+        if (change.type === 'endpoint.put') this.endpoints.set(change.endpoint.sandboxId, change.endpoint);
+        if (change.type === 'endpoint.delete') this.endpoints.delete(change.sandboxId);
+      }
+    }
+    this.epoch = update.epoch;
+    this.version = update.version;
+    return { epoch: this.epoch, version: this.version };
+  }
+}
+
+const endpoint = (id: string, isDraining = false): RoutingEndpoint => ({ sandboxId: id, function: 'f', address: `127.0.0.1:${id.length}`, isDraining });
+
+function setup(source: RoutingEndpoint[] = []) {
+  const receiver = new FakeReceiver();
+  const clock = new ManualClock();
+  const publisher = new RoutingPublisher(receiver, { snapshot: () => ({ functions: [], endpoints: source }) }, clock, silentLogger());
+  return { receiver, clock, publisher };
+}
+
+test('the first message is a snapshot; later changes of one turn travel as one delta', async () => {
+  const { receiver, publisher } = setup([endpoint('a')]);
+  publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
+  await publisher.flushed();
+  assert.equal(receiver.received[0]?.kind, 'snapshot');
+  publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('b') });
+  publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('c') });
+  publisher.enqueue({ type: 'endpoint.delete', sandboxId: 'a' });
+  await publisher.flushed();
+  assert.equal(receiver.received.length, 2);
+  const delta = receiver.received[1];
+  assert.ok(delta?.kind === 'delta');
+  assert.equal(delta.changes.length, 3);
+  assert.deepEqual([...receiver.endpoints.keys()].sort(), ['b', 'c']);
+  assert.equal(publisher.version, receiver.version);
+});
+
+test('a version gap is answered with a snapshot that replaces the whole view', async () => {
+  const source = [endpoint('a'), endpoint('b')];
+  const { receiver, publisher } = setup(source);
+  publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
+  await publisher.flushed();
+  // The data plane restarts: it has lost its view and its version.
+  receiver.version = 0;
+  receiver.epoch = '';
+  receiver.endpoints.clear();
+  publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('b') });
+  await publisher.flushed();
+  const kinds = receiver.received.map((u) => u.kind);
+  assert.deepEqual(kinds, ['snapshot', 'delta', 'snapshot']);
+  assert.deepEqual([...receiver.endpoints.keys()].sort(), ['a', 'b']);
+  assert.ok(publisher.isSynced);
+});
+
+test('an unreachable data plane releases waiters, and gets a snapshot when it is back', async () => {
+  const { receiver, clock, publisher } = setup([endpoint('a')]);
+  receiver.isDown = true;
+  publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
+  await publisher.flushed();
+  assert.equal(receiver.endpoints.size, 0);
+  receiver.isDown = false;
+  clock.advance(1_000);
+  await turn();
+  await turn();
+  await publisher.flushed();
+  await waitTurns(() => receiver.endpoints.size === 1);
+  assert.equal(receiver.received.at(-1)?.kind, 'snapshot');
+});
+
+test('resync sends a snapshot in a new epoch, so stale deltas can never apply', async () => {
+  const { receiver, publisher } = setup([endpoint('a')]);
+  publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
+  await publisher.flushed();
+  const firstEpoch = receiver.epoch;
+  publisher.resync();
+  await publisher.flushed();
+  assert.notEqual(receiver.epoch, firstEpoch);
+  assert.equal(receiver.received.at(-1)?.kind, 'snapshot');
+});
+
+async function waitTurns(predicate: () => boolean): Promise<void> {
+  for (let i = 0; i < 50 && !predicate(); i++) await turn();
+  assert.ok(predicate());
+}
