@@ -78,8 +78,8 @@ function podCount(average: number, target: number, maxDown: number, maxUp: numbe
   const unclamped = Math.ceil(observed / target);
   const pods = clamp(unclamped, maxDown, maxUp);
   let text = `ceil(${formatNumber(observed)}/${formatNumber(target)})=${unclamped}`;
-  if (pods > unclamped) text += ` raised to max-down ${pods}`;
-  if (pods < unclamped) text += ` cut to max-up ${pods}`;
+  if (pods > unclamped) text += ` → ${pods} (scale-down limit)`;
+  if (pods < unclamped) text += ` → ${pods} (scale-up limit)`;
   return { unclamped, pods, text };
 }
 
