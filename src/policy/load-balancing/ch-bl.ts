@@ -96,6 +96,8 @@ export class ChBlBalancer implements LoadBalancer {
   }
 
   #reposition(endpoints: readonly EndpointView[]): void {
+    // An owner missing from the array (ids repeated in it) must not keep a stale index.
+    this.#position.fill(-1);
     endpoints.forEach((endpoint, index) => {
       const owner = this.#ownerOf.get(endpoint.sandboxId);
       if (owner !== undefined) this.#position[owner] = index;
