@@ -1,0 +1,130 @@
+import type { ScalingSpec } from '../../api/function-spec.ts';
+import type { KpaDecision, KpaInput, KpaSettings, KpaState } from './types.ts';
+import { INITIAL_KPA_STATE } from './types.ts';
+
+/**
+ * Knative's KPA decision (knative-kpa.md §12.3), then bounds and the scale-to-zero gate (§12.4),
+ * as a pure function of the input: call it on every tick (and on a demand poke) with the state the
+ * previous call returned.
+ *
+ * 1. Rates: ready = max(1, readySandboxes); maxUp = ceil(maxScaleUpRate × ready);
+ *    maxDown = floor(ready / maxScaleDownRate).
+ * 2. dspc = ceil(stableAverage / target), dppc = ceil(panicAverage / target), each clamped to
+ *    [maxDown, maxUp].
+ * 3. Panic: entered (or extended) when dppc / ready ≥ panicThreshold; left once `now` is past the
+ *    last entry/extension + stableWindowMs. While panicking, desired = max(stable, panic) and never
+ *    drops below the highest value seen in this panic (maxPanicPods).
+ * 4. Bounds: clamp to [minScale, maxScale].
+ * 5. Scale-to-zero gate: a bounded 0 while sandboxes exist holds at 1 until the unbounded decision
+ *    has been 0 for scaleToZeroGraceMs (tracked in `state.zeroSinceMs`).
+ *
+ * Time to zero: after demand stops, the stable average only falls to 0 once a whole stable window
+ * of zero reports has passed (older non-zero buckets still count until then), and the rate limit
+ * halves the scale per tick; only then does the grace start. With the defaults (60 s window,
+ * 30 s grace) the last sandbox goes ≈ stableWindowMs + scaleToZeroGraceMs ≈ 90 s after the last
+ * invocation.
+ */
+export function computeDesiredScale(input: KpaInput): KpaDecision {
+  const { now, settings, state } = input;
+  const ready = Math.max(1, input.readySandboxes);
+  // ready 3, up rate 1000 → at most 3000; down rate 2 → at least floor(3 / 2) = 1.
+  const maxUp = Math.ceil(settings.maxScaleUpRate * ready);
+  const maxDown = Math.floor(ready / settings.maxScaleDownRate);
+  const stable = podCount(input.stableAverage, settings.targetPerSandbox, maxDown, maxUp);
+  const panic = podCount(input.panicAverage, settings.targetPerSandbox, maxDown, maxUp);
+
+  // Worked example: target 7, ready 3, panic average 50 → dppc 8, 8 / 3 = 2.67 ≥ 2 → panic.
+  const isOverPanic = panic.unclamped / ready >= settings.panicThreshold;
+  let panicStartMs = state.panicStartMs;
+  let maxPanicPods = state.maxPanicPods;
+  if (isOverPanic) {
+    panicStartMs = now;
+  } else if (panicStartMs !== null && now > panicStartMs + settings.stableWindowMs) {
+    panicStartMs = null;
+    maxPanicPods = 0;
+  }
+
+  let unbounded = stable.pods;
+  let reason = `stable: ${stable.text}`;
+  if (panicStartMs !== null) {
+    // Never scale down while panicking: 8 seen earlier in this panic, 5 wanted now → 8.
+    const wanted = Math.max(stable.pods, panic.pods);
+    maxPanicPods = Math.max(maxPanicPods, wanted);
+    unbounded = maxPanicPods;
+    reason = `panic: max(stable ${stable.text}, panic ${panic.text})=${wanted}` + (maxPanicPods > wanted ? `, held at ${maxPanicPods}` : '');
+  }
+
+  const bounded = clamp(unbounded, settings.minScale, settings.maxScale);
+  if (bounded !== unbounded) reason += `; bounded to [${settings.minScale}, ${settings.maxScale}]`;
+  const zeroSinceMs = unbounded === 0 ? (state.zeroSinceMs ?? now) : null;
+  const nextState: KpaState = { panicStartMs, maxPanicPods, zeroSinceMs };
+  const isPanicking = panicStartMs !== null;
+  if (bounded !== 0) return { desired: bounded, reason, state: nextState, isPanicking };
+  return { ...gateScaleToZero(input, now - (zeroSinceMs ?? now), reason), state: nextState, isPanicking };
+}
+
+interface PodCount {
+  /** ceil(average / target), before the rate limits; used for the panic test. */
+  readonly unclamped: number;
+  /** The same, clamped to [maxDown, maxUp]. */
+  readonly pods: number;
+  readonly text: string;
+}
+
+function podCount(average: number, target: number, maxDown: number, maxUp: number): PodCount {
+  // NaN and negative averages (no data) mean no demand.
+  const observed = average > 0 ? average : 0;
+  // 3.2 in flight, target 0.7 → ceil(4.57) = 5 sandboxes.
+  const unclamped = Math.ceil(observed / target);
+  const pods = clamp(unclamped, maxDown, maxUp);
+  let text = `ceil(${formatNumber(observed)}/${formatNumber(target)})=${unclamped}`;
+  if (pods > unclamped) text += ` → ${pods} (scale-down limit)`;
+  if (pods < unclamped) text += ` → ${pods} (scale-up limit)`;
+  return { unclamped, pods, text };
+}
+
+/** The bounded decision is 0: keep one sandbox until the decision has been 0 for the grace. */
+function gateScaleToZero(input: KpaInput, zeroForMs: number, reason: string): Pick<KpaDecision, 'desired' | 'reason'> {
+  const graceMs = input.settings.scaleToZeroGraceMs;
+  if (input.currentScale === 0) return { desired: 0, reason: `${reason}; at zero` };
+  if (zeroForMs >= graceMs) return { desired: 0, reason: `${reason}; scale to zero: no demand for ${zeroForMs} ms` };
+  return { desired: 1, reason: `${reason}; scale-to-zero grace: ${zeroForMs}/${graceMs} ms` };
+}
+
+function clamp(value: number, low: number, high: number): number {
+  return Math.min(Math.max(value, low), high);
+}
+
+function formatNumber(value: number): string {
+  // 3.14159 → "3.14"; 7 → "7".
+  return String(Math.round(value * 100) / 100);
+}
+
+/**
+ * The state to start a function's autoscaler with. When `readySandboxes` > 1 (sandboxes found
+ * running after a control-plane restart), it starts in panic with maxPanicPods = ready, so it does
+ * not scale down on lost history: it holds at least that many until a full stable window passes
+ * without a panic-level burst (knative-kpa.md §12.3, start-up rule).
+ */
+export function initialKpaState(readySandboxes: number, now: number): KpaState {
+  if (readySandboxes > 1) return { panicStartMs: now, maxPanicPods: readySandboxes, zeroSinceMs: null };
+  return INITIAL_KPA_STATE;
+}
+
+/**
+ * Compiles a function's scaling spec into KPA settings. The target per sandbox is
+ * concurrency × targetUtilization, at least 0.01: concurrency 10 at 70 % → 7 in flight per sandbox.
+ */
+export function kpaSettingsFromSpec(concurrency: number, scaling: ScalingSpec): KpaSettings {
+  return {
+    targetPerSandbox: Math.max(0.01, concurrency * scaling.targetUtilization),
+    stableWindowMs: scaling.stableWindowMs,
+    panicWindowMs: scaling.panicWindowMs,
+    panicThreshold: scaling.panicThreshold,
+    maxScaleUpRate: scaling.maxScaleUpRate,
+    maxScaleDownRate: scaling.maxScaleDownRate,
+    minScale: scaling.minScale,
+    maxScale: scaling.maxScale,
+    scaleToZeroGraceMs: scaling.scaleToZeroGraceMs,
+  };
+}

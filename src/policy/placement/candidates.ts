@@ -1,0 +1,102 @@
+import type { Random } from '../../core/random.ts';
+import type { PlacementDecision, PlacementPolicyName, PlacementRequest, WorkerSnapshot } from './types.ts';
+
+/**
+ * A worker that passed the static filter (schedulable, has the runtime), with the CPU and memory
+ * still free once the sandboxes placed so far in this call are counted.
+ */
+export interface Candidate {
+  /** Position in the `workers` array given to `place`. */
+  readonly index: number;
+  readonly worker: WorkerSnapshot;
+  freeCpuMilli: number;
+  freeMemoryMiB: number;
+}
+
+/** Chooses the worker for one sandbox; must return a candidate that `fits`, or undefined. */
+export type ChooseWorker = (candidates: readonly Candidate[], request: PlacementRequest) => Candidate | undefined;
+
+export function fits(candidate: Candidate, request: PlacementRequest): boolean {
+  return candidate.freeCpuMilli >= request.resources.cpuMilli && candidate.freeMemoryMiB >= request.resources.memoryMiB;
+}
+
+/**
+ * Filter → score → pick, one sandbox at a time: `choose` picks a worker among those that still
+ * fit, and its free resources shrink by the request before the next pick, so a worker is never
+ * overcommitted within one call. Stops at the first sandbox that fits nowhere.
+ */
+export function placeEach(name: PlacementPolicyName, request: PlacementRequest, workers: readonly WorkerSnapshot[], choose: ChooseWorker): PlacementDecision {
+  const candidates = filterCandidates(request, workers);
+  const workerIds: string[] = [];
+  const count = Math.max(0, Math.floor(request.count));
+  while (workerIds.length < count) {
+    const chosen = choose(candidates, request);
+    if (chosen === undefined || !fits(chosen, request)) break;
+    chosen.freeCpuMilli -= request.resources.cpuMilli;
+    chosen.freeMemoryMiB -= request.resources.memoryMiB;
+    workerIds.push(chosen.worker.id);
+  }
+  return { workerIds, unplaced: count - workerIds.length, reason: describe(name, request, count, workerIds, candidates.length, workers.length) };
+}
+
+function filterCandidates(request: PlacementRequest, workers: readonly WorkerSnapshot[]): Candidate[] {
+  const candidates: Candidate[] = [];
+  workers.forEach((worker, index) => {
+    if (!worker.isSchedulable || !worker.runtimes.includes(request.runtime)) return;
+    candidates.push({
+      index,
+      worker,
+      freeCpuMilli: worker.capacity.cpuMilli - worker.allocated.cpuMilli,
+      freeMemoryMiB: worker.capacity.memoryMiB - worker.allocated.memoryMiB,
+    });
+  });
+  return candidates;
+}
+
+function describe(name: PlacementPolicyName, request: PlacementRequest, count: number, workerIds: readonly string[], candidateCount: number, workerCount: number): string {
+  let reason = `${name}: placed ${workerIds.length}/${count} on ${new Set(workerIds).size} worker(s)`;
+  if (workerIds.length < count) {
+    const { cpuMilli, memoryMiB } = request.resources;
+    reason += `; ${count - workerIds.length} unplaced: no schedulable worker with runtime ${request.runtime} has ${cpuMilli}m CPU and ${memoryMiB} MiB free`
+      + ` (${candidateCount} of ${workerCount} workers are schedulable with the runtime)`;
+  }
+  return reason;
+}
+
+/** The fitting candidate with the highest score; ties go to the first, or to a uniform random one when `random` is given. */
+export function pickBest(candidates: readonly Candidate[], request: PlacementRequest, score: (c: Candidate, r: PlacementRequest) => number, random?: Random): Candidate | undefined {
+  let best: Candidate | undefined;
+  let bestScore = -Infinity;
+  let ties = 0;
+  for (const candidate of candidates) {
+    if (!fits(candidate, request)) continue;
+    const value = score(candidate, request);
+    if (value > bestScore) {
+      best = candidate;
+      bestScore = value;
+      ties = 1;
+    } else if (value === bestScore && random !== undefined) {
+      // Reservoir sampling: the k-th tie replaces the choice with probability 1/k.
+      ties++;
+      if (random.int(ties) === 0) best = candidate;
+    }
+  }
+  return best;
+}
+
+export function countFitting(candidates: readonly Candidate[], request: PlacementRequest): number {
+  let count = 0;
+  for (const candidate of candidates) if (fits(candidate, request)) count++;
+  return count;
+}
+
+/** The `n`-th (0-based) fitting candidate in array order. */
+export function nthFitting(candidates: readonly Candidate[], request: PlacementRequest, n: number): Candidate | undefined {
+  let seen = 0;
+  for (const candidate of candidates) {
+    if (!fits(candidate, request)) continue;
+    if (seen === n) return candidate;
+    seen++;
+  }
+  return undefined;
+}
