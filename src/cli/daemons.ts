@@ -21,17 +21,17 @@ import { loadConfig } from './load-config.ts';
 export async function runDaemonCommand(command: string, argv: string[]): Promise<number> {
   switch (command) {
     case 'controlplane':
-      return runDaemon(argv, 'BATON_CONTROLPLANE_', async (flags, file) => {
+      return runDaemon(argv, async (flags, file) => {
         const config = loadConfig(controlPlaneConfigSchema, { ...file, env: process.env, envPrefix: 'BATON_CONTROLPLANE_', flags });
         return startControlPlane(config);
       });
     case 'dataplane':
-      return runDaemon(argv, 'BATON_DATAPLANE_', async (flags, file) => {
+      return runDaemon(argv, async (flags, file) => {
         const config = loadConfig(dataplaneConfigSchema, { ...file, env: process.env, envPrefix: 'BATON_DATAPLANE_', flags });
         return startDataplane(config);
       });
     case 'worker':
-      return runDaemon(argv, 'BATON_WORKER_', async (flags, file) => {
+      return runDaemon(argv, async (flags, file) => {
         const config = loadConfig(workerConfigSchema, { ...file, env: process.env, envPrefix: 'BATON_WORKER_', flags });
         return startWorker(config);
       });
@@ -65,7 +65,6 @@ export function parseDaemonFlags(argv: readonly string[]): { flags: Flags; confi
 
 async function runDaemon(
   argv: string[],
-  _envPrefix: string,
   start: (flags: Flags, file: { file?: string }) => Promise<{ close(): Promise<void> }>,
 ): Promise<number> {
   const { flags, config } = parseDaemonFlags(argv);
@@ -170,7 +169,7 @@ async function deployHello(cpUrl: string): Promise<void> {
   const archive = await packDirectory(HELLO_DIR);
   const upload = await fetch(`${cpUrl}/v1/artifacts`, { method: 'PUT', body: archive, headers: { 'content-type': 'application/gzip' } });
   const { digest } = await upload.json() as { digest: string };
-  const spec = { ...manifest, artifact: digest };
+  const spec: Record<string, unknown> = { ...manifest, artifact: digest };
   delete spec['dir'];
   const created = await fetch(`${cpUrl}/v1/functions`, { method: 'POST', body: JSON.stringify(spec), headers: { 'content-type': 'application/json' } });
   if (created.status === 409) {
