@@ -1,0 +1,249 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { Agent, request } from 'undici';
+import type { FunctionRecord, FunctionSpecInput } from '../api/function-spec.ts';
+import { BatonError } from '../core/errors.ts';
+import { JsonClient, type CallOptions } from '../transport/json-client.ts';
+
+/**
+ * A typed client of the control plane's management REST API (`/v1/...`) and of the data plane's
+ * invocation port. Every error is a BatonError: the one the daemon sent, or ERR_UNAVAILABLE /
+ * ERR_TIMEOUT when it could not be reached in time.
+ *
+ * The response shapes below are what the CLI reads; they mirror the control plane's answers.
+ */
+
+export const DEFAULT_URL = 'http://127.0.0.1:9090';
+export const DEFAULT_DATAPLANE_URL = 'http://127.0.0.1:8080';
+
+export interface FunctionStatus {
+  readonly desired: number;
+  readonly ready: number;
+  readonly starting: number;
+  readonly draining: number;
+}
+
+export interface FunctionDetail extends FunctionRecord {
+  readonly status: FunctionStatus;
+}
+
+/** Per-phase latency of one cold start, in milliseconds. */
+export interface ColdStartBreakdown {
+  readonly fetchMs: number;
+  readonly startMs: number;
+  readonly readyMs: number;
+  readonly totalMs: number;
+  readonly scheduleMs?: number;
+  readonly endToEndMs?: number;
+}
+
+export type SandboxState = 'starting' | 'ready' | 'draining';
+
+export interface SandboxInfo {
+  readonly sandboxId: string;
+  readonly workerId: string;
+  readonly generation: number;
+  readonly state: SandboxState;
+  readonly address?: string;
+  readonly createdAt: string;
+  readonly readyAt?: string;
+  readonly breakdown?: ColdStartBreakdown;
+}
+
+export interface LogLine {
+  /** An ISO-8601 string or epoch milliseconds. */
+  readonly ts: string | number;
+  readonly sandboxId: string;
+  readonly stream: 'stdout' | 'stderr';
+  readonly line: string;
+}
+
+export interface WorkerInfo {
+  readonly workerId: string;
+  readonly url: string;
+  readonly state: 'ready' | 'unschedulable';
+  readonly capacity: unknown;
+  readonly allocated: unknown;
+  readonly sandboxes: unknown;
+  readonly lastHeartbeatAgoMs: number;
+}
+
+export interface DataplaneInfo {
+  readonly dataplaneId: string;
+  readonly url: string;
+  readonly proxyUrl: string;
+  readonly state: string;
+  readonly routingVersion: number;
+}
+
+export interface InvokeRequest {
+  /** Default GET, or POST when `data` is given. */
+  readonly method?: string;
+  /** Path (and query) after the function's prefix; default `/`. */
+  readonly path?: string;
+  readonly data?: Buffer | string | undefined;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly signal?: AbortSignal;
+}
+
+export interface InvokeResponse {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+export interface BatonClientOptions {
+  /** Control plane base URL; default {@link DEFAULT_URL}. */
+  readonly url?: string;
+  /** Data plane invocation base URL; default {@link DEFAULT_DATAPLANE_URL}. */
+  readonly dataplaneUrl?: string;
+  /** Deadline of each management call; default 10 000 ms. Uploads get 120 000 ms. */
+  readonly timeoutMs?: number;
+}
+
+/** Picks the URLs the way every command does: flag, then environment, then default. */
+export function resolveClientOptions(
+  flags: { url?: string | undefined; dataplaneUrl?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): { url: string; dataplaneUrl: string } {
+  return {
+    url: flags.url ?? nonEmpty(env['BATON_URL']) ?? DEFAULT_URL,
+    dataplaneUrl: flags.dataplaneUrl ?? nonEmpty(env['BATON_DATAPLANE_URL']) ?? DEFAULT_DATAPLANE_URL,
+  };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+const UPLOAD_TIMEOUT_MS = 120_000;
+
+export class BatonClient {
+  readonly url: string;
+  readonly dataplaneUrl: string;
+  readonly #json: JsonClient;
+  readonly #agent = new Agent({ keepAliveTimeout: 10_000 });
+
+  constructor(options: BatonClientOptions = {}) {
+    this.url = checkUrl(options.url ?? DEFAULT_URL, 'control plane');
+    this.dataplaneUrl = checkUrl(options.dataplaneUrl ?? DEFAULT_DATAPLANE_URL, 'data plane');
+    this.#json = new JsonClient(this.url, { connections: 4, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+  }
+
+  /** PUT /v1/artifacts: uploads a .tar.gz, answers its content digest. */
+  async uploadArtifact(data: Buffer, options: CallOptions = {}): Promise<{ digest: string }> {
+    const timeoutMs = options.timeoutMs ?? UPLOAD_TIMEOUT_MS;
+    const res = await this.#raw('PUT', `${this.url}/v1/artifacts`, {
+      body: data, headers: { 'content-type': 'application/gzip' }, timeoutMs, signal: options.signal,
+    });
+    const parsed = parseJson(res.body);
+    if (res.status >= 400) throw BatonError.fromBody(parsed, `PUT ${this.url}/v1/artifacts answered ${res.status}`);
+    return parsed as { digest: string };
+  }
+
+  /** POST /v1/functions; ERR_FUNCTION_EXISTS when the name is taken. */
+  createFunction(spec: FunctionSpecInput, options?: CallOptions): Promise<FunctionRecord> {
+    return this.#json.post<FunctionRecord>('/v1/functions', spec, options);
+  }
+
+  /** PUT /v1/functions/{name}: a new generation; ERR_FUNCTION_NOT_FOUND when absent. */
+  updateFunction(name: string, spec: FunctionSpecInput, options?: CallOptions): Promise<FunctionRecord> {
+    return this.#json.call<FunctionRecord>('PUT', fnPath(name), spec, options);
+  }
+
+  async listFunctions(options?: CallOptions): Promise<FunctionRecord[]> {
+    return (await this.#json.get<{ functions: FunctionRecord[] }>('/v1/functions', options)).functions;
+  }
+
+  getFunction(name: string, options?: CallOptions): Promise<FunctionDetail> {
+    return this.#json.get<FunctionDetail>(fnPath(name), options);
+  }
+
+  deleteFunction(name: string, options?: CallOptions): Promise<{ deleted: string }> {
+    return this.#json.call<{ deleted: string }>('DELETE', fnPath(name), undefined, options);
+  }
+
+  async listSandboxes(name: string, options?: CallOptions): Promise<SandboxInfo[]> {
+    return (await this.#json.get<{ sandboxes: SandboxInfo[] }>(`${fnPath(name)}/sandboxes`, options)).sandboxes;
+  }
+
+  /** The last `tail` log lines of the function's sandboxes (the control plane's default when omitted). */
+  async getLogs(name: string, query: { tail?: number } = {}, options?: CallOptions): Promise<LogLine[]> {
+    const qs = query.tail === undefined ? '' : `?tail=${query.tail}`;
+    return (await this.#json.get<{ lines: LogLine[] }>(`${fnPath(name)}/logs${qs}`, options)).lines;
+  }
+
+  async listWorkers(options?: CallOptions): Promise<WorkerInfo[]> {
+    return (await this.#json.get<{ workers: WorkerInfo[] }>('/v1/workers', options)).workers;
+  }
+
+  async listDataplanes(options?: CallOptions): Promise<DataplaneInfo[]> {
+    return (await this.#json.get<{ dataplanes: DataplaneInfo[] }>('/v1/dataplanes', options)).dataplanes;
+  }
+
+  /**
+   * Sends one invocation to `/fn/{name}{path}` on the data plane and returns the function's answer
+   * whatever its status (a non-2xx status is not thrown). No deadline unless `signal` sets one:
+   * a cold start may take long, and the data plane enforces the function's `timeoutMs`.
+   */
+  invoke(name: string, req: InvokeRequest = {}): Promise<InvokeResponse> {
+    const path = req.path ?? '/';
+    if (!path.startsWith('/')) throw new BatonError('ERR_INVALID_REQUEST', `invocation path must start with '/', got '${path}'`);
+    const method = (req.method ?? (req.data === undefined ? 'GET' : 'POST')).toUpperCase();
+    return this.#raw(method, `${this.dataplaneUrl}/fn/${encodeURIComponent(name)}${path}`, {
+      body: req.data, headers: req.headers ?? {}, signal: req.signal,
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#json.close(), this.#agent.close()]);
+  }
+
+  async #raw(
+    method: string,
+    url: string,
+    options: { body: Buffer | string | undefined; headers: Readonly<Record<string, string>>; timeoutMs?: number; signal: AbortSignal | undefined },
+  ): Promise<InvokeResponse> {
+    const signals = [options.signal, options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs)]
+      .filter((s): s is AbortSignal => s !== undefined);
+    const signal = signals.length === 0 ? undefined : AbortSignal.any(signals);
+    try {
+      const res = await request(url, {
+        method: method as 'GET', dispatcher: this.#agent, headers: options.headers,
+        ...(options.body === undefined ? {} : { body: options.body }),
+        ...(signal === undefined ? {} : { signal }),
+      });
+      const body = Buffer.from(await res.body.arrayBuffer());
+      return { status: res.statusCode, headers: res.headers, body };
+    } catch (err) {
+      if (err instanceof BatonError) throw err;
+      const isTimeout = signal?.aborted === true && options.signal?.aborted !== true;
+      if (isTimeout) throw new BatonError('ERR_TIMEOUT', `${method} ${url} took longer than ${options.timeoutMs} ms`, { cause: err });
+      throw new BatonError('ERR_UNAVAILABLE', `${method} ${url} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+function fnPath(name: string): string {
+  return `/v1/functions/${encodeURIComponent(name)}`;
+}
+
+function checkUrl(url: string, what: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new BatonError('ERR_INVALID_REQUEST', `${what} URL '${url}' is not a valid URL`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new BatonError('ERR_INVALID_REQUEST', `${what} URL '${url}' must be http:// or https://`);
+  }
+  return url.replace(/\/+$/, '');
+}
+
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}

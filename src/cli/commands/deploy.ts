@@ -1,0 +1,123 @@
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { FunctionRecord, FunctionSpecInput } from '../../api/function-spec.ts';
+import { packDirectory } from '../../core/archive.ts';
+import { BatonError } from '../../core/errors.ts';
+import { stringFlag, stringListFlag, UsageError, type Command, type CommandContext } from '../command.ts';
+import { applyDeployFlags, loadManifest, validateDraft, type DeployPlan } from '../manifest.ts';
+
+/**
+ * `baton deploy`: builds the spec from a manifest and/or flags, validates it, packs the folder,
+ * uploads the artifact, then creates the function — or updates it when it already exists. Nothing
+ * is sent before the spec is valid and the folder exists.
+ */
+export const deployCommand: Command = {
+  name: 'deploy',
+  summary: 'create or update a function from a folder',
+  usage: `baton deploy [-f baton.yaml] [NAME] [flags]
+       baton deploy NAME --dir DIR (--handler FILE.EXPORT | --command "CMD ARGS…") [flags]
+
+Without NAME and -f, ./baton.yaml is used when present. Flags override the manifest.
+
+flags:
+  -f, --file PATH       manifest (the spec's fields except artifact, plus dir)
+  --dir DIR             folder to pack and upload (default: the manifest's folder)
+  --handler FILE.EXPORT module and export of a handler function, e.g. index.handler
+  --command "CMD ARGS"  an executable serving HTTP on $PORT (split like a shell, not run by one)
+  --runtime NAME        sandbox runtime (default: process)
+  --concurrency N       in-flight invocations per sandbox (default: 1)
+  --min-scale N         sandboxes kept at all times (default: 0)
+  --max-scale N         sandboxes at most (default: 100)
+  --memory MiB          memory per sandbox (default: 128)
+  --cpu MILLI           CPU per sandbox in millicores (default: 100)
+  --timeout-ms N        invocation timeout (default: 60000)
+  --env K=V             environment variable; repeatable`,
+  options: {
+    file: { type: 'string', short: 'f' },
+    dir: { type: 'string' },
+    handler: { type: 'string' },
+    command: { type: 'string' },
+    runtime: { type: 'string' },
+    concurrency: { type: 'string' },
+    'min-scale': { type: 'string' },
+    'max-scale': { type: 'string' },
+    memory: { type: 'string' },
+    cpu: { type: 'string' },
+    'timeout-ms': { type: 'string' },
+    env: { type: 'string', multiple: true },
+  },
+  positionals: { min: 0, max: 1, names: 'NAME' },
+  run: runDeploy,
+};
+
+async function runDeploy(ctx: CommandContext): Promise<number> {
+  const plan = await buildPlan(ctx);
+  validateDraft(plan.spec);
+  if (plan.dir === undefined) throw new UsageError('--dir is required without a manifest (or pass -f baton.yaml)');
+  await assertDirectory(plan.dir);
+
+  const client = ctx.client();
+  const archive = await packDirectory(plan.dir);
+  const { digest } = await client.uploadArtifact(archive, ctx.io.signal === undefined ? {} : { signal: ctx.io.signal });
+  const spec = { ...plan.spec, artifact: digest } as FunctionSpecInput;
+  const { action, record } = await createOrUpdate(ctx, spec);
+
+  if (ctx.isJson) {
+    ctx.printJson({ action, function: record, artifact: { digest, bytes: archive.length } });
+    return 0;
+  }
+  ctx.print(`${action} function ${record.spec.name} (generation ${record.generation})`);
+  ctx.print(`  artifact  ${digest} (${archive.length} bytes from ${plan.dir})`);
+  ctx.print(`  invoke    baton invoke ${record.spec.name}`);
+  return 0;
+}
+
+/** Manifest (explicit, or ./baton.yaml when neither NAME nor -f is given) overlaid with flags. */
+export async function buildPlan(ctx: CommandContext): Promise<DeployPlan> {
+  const { values, positionals, io } = ctx;
+  const file = stringFlag(values, 'file');
+  let base: DeployPlan | undefined;
+  if (file !== undefined) base = await loadManifest(resolve(io.cwd, file));
+  else if (positionals.length === 0) {
+    const implicit = resolve(io.cwd, 'baton.yaml');
+    if (!(await isFile(implicit))) throw new UsageError("'baton deploy' needs NAME, -f MANIFEST, or a baton.yaml in the current folder");
+    base = await loadManifest(implicit);
+  }
+  return applyDeployFlags(base, {
+    name: positionals[0],
+    dir: stringFlag(values, 'dir'),
+    runtime: stringFlag(values, 'runtime'),
+    handler: stringFlag(values, 'handler'),
+    command: stringFlag(values, 'command'),
+    concurrency: stringFlag(values, 'concurrency'),
+    minScale: stringFlag(values, 'min-scale'),
+    maxScale: stringFlag(values, 'max-scale'),
+    memory: stringFlag(values, 'memory'),
+    cpu: stringFlag(values, 'cpu'),
+    timeoutMs: stringFlag(values, 'timeout-ms'),
+    env: stringListFlag(values, 'env'),
+  }, io.cwd);
+}
+
+async function createOrUpdate(ctx: CommandContext, spec: FunctionSpecInput): Promise<{ action: 'created' | 'updated'; record: FunctionRecord }> {
+  const client = ctx.client();
+  try {
+    return { action: 'created', record: await client.createFunction(spec) };
+  } catch (err) {
+    if (!(err instanceof BatonError) || err.code !== 'ERR_FUNCTION_EXISTS') throw err;
+  }
+  return { action: 'updated', record: await client.updateFunction(spec.name, spec) };
+}
+
+async function assertDirectory(dir: string): Promise<void> {
+  const info = await stat(dir).catch(() => undefined);
+  if (info?.isDirectory() !== true) {
+    throw new BatonError('ERR_INVALID_SPEC', `invalid function spec: dir: '${dir}' is not a folder`, {
+      details: { issues: [{ field: 'dir', rule: 'must be an existing folder' }] },
+    });
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isFile() === true;
+}
