@@ -1,16 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
 import { controlPlaneConfigSchema } from '../controlplane/config.ts';
 import { startControlPlane } from '../controlplane/main.ts';
 import { dataplaneConfigSchema } from '../dataplane/config.ts';
 import { startDataplane } from '../dataplane/main.ts';
 import { workerConfigSchema } from '../worker/config.ts';
 import { startWorker } from '../worker/main.ts';
-import { packDirectory } from '../core/archive.ts';
+import { BatonClient } from './client.ts';
+import { deployPlan } from './commands/deploy.ts';
+import { loadManifest } from './manifest.ts';
 import { BatonError } from '../core/errors.ts';
 import { loadConfig } from './load-config.ts';
 
@@ -165,17 +165,11 @@ async function waitHealthy(url: string, children: readonly ChildProcess[]): Prom
 }
 
 async function deployHello(cpUrl: string): Promise<void> {
-  const manifest = parseYaml(await readFile(join(HELLO_DIR, 'baton.yaml'), 'utf8')) as Record<string, unknown>;
-  const archive = await packDirectory(HELLO_DIR);
-  const upload = await fetch(`${cpUrl}/v1/artifacts`, { method: 'PUT', body: archive, headers: { 'content-type': 'application/gzip' } });
-  const { digest } = await upload.json() as { digest: string };
-  const spec: Record<string, unknown> = { ...manifest, artifact: digest };
-  delete spec['dir'];
-  const created = await fetch(`${cpUrl}/v1/functions`, { method: 'POST', body: JSON.stringify(spec), headers: { 'content-type': 'application/json' } });
-  if (created.status === 409) {
-    const updated = await fetch(`${cpUrl}/v1/functions/${String(spec['name'])}`, { method: 'PUT', body: JSON.stringify(spec), headers: { 'content-type': 'application/json' } });
-    if (!updated.ok) throw BatonError.fromBody(await updated.json(), `deploying hello failed (${updated.status})`);
-  } else if (!created.ok) {
-    throw BatonError.fromBody(await created.json(), `deploying hello failed (${created.status})`);
+  const plan = await loadManifest(join(HELLO_DIR, 'baton.yaml'));
+  const client = new BatonClient({ url: cpUrl });
+  try {
+    await deployPlan(client, { spec: plan.spec, dir: plan.dir ?? HELLO_DIR });
+  } finally {
+    client.close();
   }
 }

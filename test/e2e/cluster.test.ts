@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startCluster, runCli, ROOT, type Cluster } from '../kit/cluster.ts';
 import { waitFor } from '../kit/wait-for.ts';
@@ -87,8 +88,12 @@ describe('deploy and invoke', () => {
 describe('autoscaling', () => {
   it('scales to N sandboxes under N concurrent slow invocations, then drains back to zero', async () => {
     const n = 4;
-    const deployed = await cli('deploy', 'slow', '--dir', join(ROOT, 'examples/slow'), '--handler', 'index.handler',
-      '--concurrency', '1', '--max-scale', String(n), '--scaling', JSON.stringify({ targetUtilization: 1, stableWindowMs: 1000, panicWindowMs: 500, scaleToZeroGraceMs: 300 }));
+    const manifest = join(cluster.dir, 'slow.yaml');
+    await writeFile(manifest, [
+      'name: slow', `dir: ${join(ROOT, 'examples/slow')}`, 'handler: index.handler', 'concurrency: 1',
+      `scaling: { maxScale: ${n}, targetUtilization: 1, stableWindowMs: 1000, panicWindowMs: 500, scaleToZeroGraceMs: 300 }`,
+    ].join('\n'));
+    const deployed = await cli('deploy', '-f', manifest);
     assert.equal(deployed.code, 0, deployed.stderr);
     const results = await Promise.all(Array.from({ length: n }, () => invoke('slow', '/?ms=2500')));
     for (const r of results) assert.equal(r.status, 200);

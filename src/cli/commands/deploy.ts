@@ -4,6 +4,7 @@ import type { FunctionRecord, FunctionSpecInput } from '../../api/function-spec.
 import { packDirectory } from '../../core/archive.ts';
 import { BatonError } from '../../core/errors.ts';
 import { stringFlag, stringListFlag, UsageError, type Command, type CommandContext } from '../command.ts';
+import type { BatonClient } from '../client.ts';
 import { applyDeployFlags, loadManifest, validateDraft, type DeployPlan } from '../manifest.ts';
 
 /**
@@ -56,18 +57,14 @@ async function runDeploy(ctx: CommandContext): Promise<number> {
   if (plan.dir === undefined) throw new UsageError('--dir is required without a manifest (or pass -f baton.yaml)');
   await assertDirectory(plan.dir);
 
-  const client = ctx.client();
-  const archive = await packDirectory(plan.dir);
-  const { digest } = await client.uploadArtifact(archive, ctx.io.signal === undefined ? {} : { signal: ctx.io.signal });
-  const spec = { ...plan.spec, artifact: digest } as FunctionSpecInput;
-  const { action, record } = await createOrUpdate(ctx, spec);
+  const { action, record, digest, bytes } = await deployPlan(ctx.client(), { spec: plan.spec, dir: plan.dir }, ctx.io.signal);
 
   if (ctx.isJson) {
-    ctx.printJson({ action, function: record, artifact: { digest, bytes: archive.length } });
+    ctx.printJson({ action, function: record, artifact: { digest, bytes } });
     return 0;
   }
   ctx.print(`${action} function ${record.spec.name} (generation ${record.generation})`);
-  ctx.print(`  artifact  ${digest} (${archive.length} bytes from ${plan.dir})`);
+  ctx.print(`  artifact  ${digest} (${bytes} bytes from ${plan.dir})`);
   ctx.print(`  invoke    baton invoke ${record.spec.name}`);
   return 0;
 }
@@ -99,14 +96,21 @@ export async function buildPlan(ctx: CommandContext): Promise<DeployPlan> {
   }, io.cwd);
 }
 
-async function createOrUpdate(ctx: CommandContext, spec: FunctionSpecInput): Promise<{ action: 'created' | 'updated'; record: FunctionRecord }> {
-  const client = ctx.client();
+/** Packs `dir`, uploads it, then creates the function or, when it exists, updates it. */
+export async function deployPlan(
+  client: BatonClient,
+  plan: { readonly spec: DeployPlan['spec']; readonly dir: string },
+  signal?: AbortSignal,
+): Promise<{ action: 'created' | 'updated'; record: FunctionRecord; digest: string; bytes: number }> {
+  const archive = await packDirectory(plan.dir);
+  const { digest } = await client.uploadArtifact(archive, signal === undefined ? {} : { signal });
+  const spec = { ...plan.spec, artifact: digest } as FunctionSpecInput;
   try {
-    return { action: 'created', record: await client.createFunction(spec) };
+    return { action: 'created', record: await client.createFunction(spec), digest, bytes: archive.length };
   } catch (err) {
     if (!(err instanceof BatonError) || err.code !== 'ERR_FUNCTION_EXISTS') throw err;
   }
-  return { action: 'updated', record: await client.updateFunction(spec.name, spec) };
+  return { action: 'updated', record: await client.updateFunction(spec.name, spec), digest, bytes: archive.length };
 }
 
 async function assertDirectory(dir: string): Promise<void> {
