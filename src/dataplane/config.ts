@@ -1,0 +1,49 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { parseOrThrow } from '../api/validate.ts';
+import { ID_PATTERN } from '../api/ids.ts';
+
+const port = z.number().int().min(0).max(65_535);
+const intervalMs = z.number().int().min(10).max(3_600_000);
+
+/**
+ * The data plane's configuration: flat camelCase keys, every one defaulted. Unknown keys are
+ * rejected (ERR_INVALID_CONFIG names the key). `dataplaneId` defaults to `<hostname>-<port>` and
+ * `advertiseHost` to `host`; with `port: 0` set `dataplaneId` explicitly so that two data planes on
+ * one machine do not share an id.
+ */
+export const dataplaneConfigSchema = z.strictObject({
+  /** Interface both servers listen on. */
+  host: z.string().min(1).default('127.0.0.1'),
+  /** Invocation port (0 = any free port). */
+  port: port.default(8080),
+  /** Internal API port for the control plane, `/metrics`, `/healthz` (0 = any free port). */
+  internalPort: port.default(8081),
+  dataplaneId: z.string().regex(ID_PATTERN, 'must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$').optional(),
+  controlPlaneUrl: z.url().default('http://127.0.0.1:9090'),
+  /** Checked by the load-balancer factory at start; an unknown name is a config error. */
+  loadBalancingPolicy: z.string().min(1).default('least-inflight'),
+  /** Max invocations waiting per function; one more answers 503 ERR_QUEUE_FULL at once. */
+  queueCapacity: z.number().int().min(0).max(1_000_000).default(1000),
+  /** How long a queued invocation may wait for a free sandbox before 504 ERR_COLD_START_TIMEOUT. */
+  queueTimeoutMs: z.number().int().min(1).max(3_600_000).default(30_000),
+  demandReportIntervalMs: intervalMs.default(1000),
+  heartbeatIntervalMs: intervalMs.default(1000),
+  /** How long `close()` lets in-flight invocations finish before cutting them. */
+  shutdownGraceMs: z.number().int().min(0).max(3_600_000).default(10_000),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Host put in the URLs registered with the control plane; defaults to `host`. */
+  advertiseHost: z.string().min(1).optional(),
+}).transform((c) => ({
+  ...c,
+  dataplaneId: c.dataplaneId ?? `${hostname()}-${c.port}`,
+  advertiseHost: c.advertiseHost ?? c.host,
+}));
+
+export type DataplaneConfigInput = z.input<typeof dataplaneConfigSchema>;
+export type DataplaneConfig = Readonly<z.output<typeof dataplaneConfigSchema>>;
+
+/** Parses, defaults and freezes a configuration; throws ERR_INVALID_CONFIG naming the key and rule. */
+export function parseDataplaneConfig(input: unknown): DataplaneConfig {
+  return Object.freeze(parseOrThrow(dataplaneConfigSchema, input ?? {}, 'ERR_INVALID_CONFIG', 'data plane config'));
+}

@@ -1,0 +1,209 @@
+import type { DemandEntry, DemandReport } from '../api/dataplane.ts';
+import type { Clock, Timer } from '../core/clock.ts';
+import type { Logger } from '../observability/logger.ts';
+
+/**
+ * One function's demand as the data plane sees it: invocations in flight at sandboxes and
+ * invocations queued, and the integral of their sum over time since the last report.
+ * The proxy owns one per function and calls `change` on every transition (cheap: a few
+ * arithmetic operations, no allocation).
+ */
+export class DemandTracker {
+  readonly function: string;
+  inflight = 0;
+  queued = 0;
+  /** ∫ (inflight + queued) dt over the current interval, in invocation·ms. */
+  integral = 0;
+  lastChangeAt = 0;
+  isActive = false;
+  isPokePending = false;
+  isPokeInFlight = false;
+  /** Queue length sent with the last poke: a new poke goes out only if the queue grew. */
+  pokedQueued = 0;
+  readonly #reporter: DemandReporter;
+
+  constructor(fn: string, reporter: DemandReporter) {
+    this.function = fn;
+    this.#reporter = reporter;
+  }
+
+  get concurrency(): number {
+    return this.inflight + this.queued;
+  }
+
+  /** Moves the counts by the given deltas (e.g. dequeue to a sandbox is `change(+1, -1)`). */
+  change(deltaInflight: number, deltaQueued: number): void {
+    const now = this.#reporter.now();
+    if (this.isActive) this.integral += this.concurrency * (now - this.lastChangeAt);
+    else this.#reporter.activate(this, now);
+    this.lastChangeAt = now;
+    this.inflight += deltaInflight;
+    this.queued += deltaQueued;
+  }
+
+  /** An invocation found no free capacity: tell the control plane at the next turn. */
+  poke(): void {
+    this.#reporter.poke(this);
+  }
+}
+
+export interface DemandReporterOptions {
+  readonly dataplaneId: string;
+  readonly intervalMs: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Delivers one report; rejects when the control plane cannot be reached. */
+  readonly send: (report: DemandReport) => Promise<void>;
+  /** Runs `fn` at the next event-loop turn; `setImmediate` unless a test says otherwise. */
+  readonly defer?: (fn: () => void) => void;
+}
+
+/**
+ * Sends the control plane what the autoscaler needs, as few messages as possible:
+ *
+ * - Every `intervalMs`, ONE batched report with, per function active in the interval, the
+ *   time-weighted average of (in flight + queued). Worked numbers: interval 1000 ms, 2 invocations
+ *   for the first 250 ms, then 0 → integral 2 × 250 = 500 → concurrency 0.5. A function whose
+ *   count returned to 0 is reported once more (with 0) in the next interval, then leaves the active
+ *   set, so an idle function costs nothing; with no active function the timer stops.
+ * - The poke: when an invocation finds no free capacity, its function is sent at the next
+ *   event-loop turn in an `isPoke` report (all pokes of that turn batched), with its current
+ *   counts. While a poke for a function is in flight it is not poked again unless its queue grew.
+ *
+ * Failed sends are logged at debug and not retried as such: the next report carries the current
+ * state. Nothing accumulates: at most one periodic report in flight and one waiting; a function's
+ * closing zero entry is kept until a report carrying it succeeds.
+ */
+export class DemandReporter {
+  readonly #options: DemandReporterOptions;
+  readonly #defer: (fn: () => void) => void;
+  readonly #active = new Set<DemandTracker>();
+  readonly #pokes = new Set<DemandTracker>();
+  #isPokeFlushScheduled = false;
+  #timer: Timer | undefined;
+  #intervalStartedAt = 0;
+  #isSending = false;
+  #waiting: { report: DemandReport; closing: DemandTracker[] } | undefined;
+  #isClosed = false;
+
+  constructor(options: DemandReporterOptions) {
+    this.#options = options;
+    this.#defer = options.defer ?? setImmediate;
+  }
+
+  track(fn: string): DemandTracker {
+    return new DemandTracker(fn, this);
+  }
+
+  now(): number {
+    return this.#options.clock.now();
+  }
+
+  /** Called by a tracker on its first change since it left the active set. */
+  activate(tracker: DemandTracker, now: number): void {
+    tracker.isActive = true;
+    tracker.integral = 0;
+    this.#active.add(tracker);
+    if (this.#timer === undefined && !this.#isClosed) {
+      this.#intervalStartedAt = now;
+      this.#timer = this.#options.clock.setTimeout(this.#onTick, this.#options.intervalMs);
+    }
+  }
+
+  poke(tracker: DemandTracker): void {
+    if (this.#isClosed || tracker.isPokePending) return;
+    if (tracker.isPokeInFlight && tracker.queued <= tracker.pokedQueued) return;
+    tracker.isPokePending = true;
+    this.#pokes.add(tracker);
+    if (!this.#isPokeFlushScheduled) {
+      this.#isPokeFlushScheduled = true;
+      this.#defer(this.#flushPokes);
+    }
+  }
+
+  /** Builds the periodic report now (exposed for tests; the timer calls it every interval). */
+  tick(): void {
+    this.#timer = undefined;
+    const now = this.now();
+    const elapsed = now - this.#intervalStartedAt;
+    const entries: DemandEntry[] = [];
+    const closing: DemandTracker[] = [];
+    for (const tracker of this.#active) {
+      tracker.integral += tracker.concurrency * (now - tracker.lastChangeAt);
+      tracker.lastChangeAt = now;
+      const concurrency = elapsed > 0 ? tracker.integral / elapsed : tracker.concurrency;
+      tracker.integral = 0;
+      entries.push({ function: tracker.function, concurrency, queued: tracker.queued, inflight: tracker.inflight });
+      if (concurrency === 0 && tracker.concurrency === 0) {
+        tracker.isActive = false;
+        this.#active.delete(tracker);
+        closing.push(tracker);
+      }
+    }
+    if (this.#active.size > 0 && !this.#isClosed) {
+      this.#intervalStartedAt = now;
+      this.#timer = this.#options.clock.setTimeout(this.#onTick, this.#options.intervalMs);
+    }
+    if (entries.length > 0) this.#sendPeriodic({ report: { dataplaneId: this.#options.dataplaneId, isPoke: false, entries }, closing });
+  }
+
+  /** Stops the timer; pending sends finish on their own. */
+  close(): void {
+    this.#isClosed = true;
+    this.#timer?.cancel();
+    this.#timer = undefined;
+  }
+
+  readonly #onTick = (): void => this.tick();
+
+  #sendPeriodic(item: { report: DemandReport; closing: DemandTracker[] }): void {
+    if (this.#isSending) {
+      // Keep only the newest waiting report, but carry over the closing zeros of the one replaced.
+      if (this.#waiting !== undefined) this.#reactivate(this.#waiting.closing);
+      this.#waiting = item;
+      return;
+    }
+    this.#isSending = true;
+    this.#options.send(item.report).then(
+      () => undefined,
+      (err: unknown) => {
+        this.#options.logger.debug({ err }, 'demand report failed');
+        this.#reactivate(item.closing);
+      },
+    ).finally(() => {
+      this.#isSending = false;
+      const next = this.#waiting;
+      this.#waiting = undefined;
+      if (next !== undefined) this.#sendPeriodic(next);
+    });
+  }
+
+  /** A closing zero entry was not delivered: report the function again next interval. */
+  #reactivate(trackers: readonly DemandTracker[]): void {
+    if (this.#isClosed) return;
+    const now = this.now();
+    for (const tracker of trackers) {
+      if (!tracker.isActive) this.activate(tracker, now);
+      tracker.lastChangeAt = now;
+    }
+  }
+
+  readonly #flushPokes = (): void => {
+    this.#isPokeFlushScheduled = false;
+    if (this.#pokes.size === 0) return;
+    const trackers = [...this.#pokes];
+    this.#pokes.clear();
+    const entries: DemandEntry[] = [];
+    for (const tracker of trackers) {
+      tracker.isPokePending = false;
+      tracker.isPokeInFlight = true;
+      tracker.pokedQueued = tracker.queued;
+      entries.push({ function: tracker.function, concurrency: tracker.concurrency, queued: tracker.queued, inflight: tracker.inflight });
+    }
+    this.#options.send({ dataplaneId: this.#options.dataplaneId, isPoke: true, entries }).catch((err: unknown) => {
+      this.#options.logger.debug({ err }, 'demand poke failed');
+    }).finally(() => {
+      for (const tracker of trackers) tracker.isPokeInFlight = false;
+    });
+  };
+}

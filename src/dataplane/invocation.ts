@@ -1,0 +1,181 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher, Pool } from 'undici';
+import { BatonError, type ErrorCode } from '../core/errors.ts';
+import { stripResponseHeaders } from './forward-headers.ts';
+import type { QueueEntry } from './invocation-queue.ts';
+import { statusClass } from './metrics.ts';
+import type { EndpointEntry, FunctionEntry } from './routing-table.ts';
+
+/** What an invocation needs from the proxy that owns it. */
+export interface InvocationOwner<R> {
+  /** Frees the invocation's slot at its endpoint and counts the outcome `code`. */
+  release(invocation: Invocation<R>, code: string): void;
+  /** Moves a refused invocation to another endpoint; false when none is free. */
+  retryElsewhere(invocation: Invocation<R>): boolean;
+  /** Takes a queued invocation whose client went away out of the queue. */
+  abandonQueued(invocation: Invocation<R>): void;
+}
+
+/** `waiting`: admitted, queued or about to be; `running`: dispatched to an endpoint; `done`: answered. */
+export type InvocationState = 'waiting' | 'running' | 'done';
+
+const kInvocation = Symbol('baton.invocation');
+type TaggedResponse = ServerResponse & { [kInvocation]?: Invocation<unknown> };
+
+// Module-level listeners find their invocation through the response: no closure per request.
+function onResponseClose(this: ServerResponse): void {
+  (this as TaggedResponse)[kInvocation]?.onClientClose();
+}
+function onResponseDrain(this: ServerResponse): void {
+  (this as TaggedResponse)[kInvocation]?.onClientDrain();
+}
+function ignoreError(): void {
+  // The request stream's errors (client reset) surface through the response's 'close'.
+}
+
+const CLIENT_CLOSED = new Error('the client closed the connection');
+
+/**
+ * One invocation from admission to answer. It is also undici's dispatch handler, so the
+ * upstream response is streamed straight into the client's ServerResponse: `res.write` returning
+ * false pauses the upstream, the response's 'drain' resumes it.
+ *
+ * Errors before the response head: refused connection (nothing sent) → one retry on another
+ * endpoint, else 502 ERR_SANDBOX_FAILED; reset → 502 ERR_SANDBOX_FAILED (never retried: the sandbox
+ * may have run it); no head within the function's `timeoutMs` → 504 ERR_FUNCTION_TIMEOUT (undici
+ * closes the upstream connection). After the head, any failure cuts the client's response.
+ */
+export class Invocation<R> implements Dispatcher.DispatchHandler {
+  readonly fn: FunctionEntry<R>;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  state: InvocationState = 'waiting';
+  queueEntry: QueueEntry<Invocation<R>> | undefined;
+  endpoint: EndpointEntry | undefined;
+  readonly #owner: InvocationOwner<R>;
+  readonly #path: string;
+  readonly #headers: string[];
+  readonly #hasBody: boolean;
+  #controller: Dispatcher.DispatchController | undefined;
+  #isRequestStarted = false;
+  #hasRetried = false;
+  #isClientGone = false;
+  #status = 0;
+
+  constructor(owner: InvocationOwner<R>, fn: FunctionEntry<R>, req: IncomingMessage, res: ServerResponse, path: string, headers: string[], hasBody: boolean) {
+    this.#owner = owner;
+    this.fn = fn;
+    this.req = req;
+    this.res = res;
+    this.#path = path;
+    this.#headers = headers;
+    this.#hasBody = hasBody;
+    (res as TaggedResponse)[kInvocation] = this;
+    res.on('close', onResponseClose);
+    req.on('error', ignoreError);
+  }
+
+  /** Sends the request to `endpoint` over `pool`; the owner has already taken the slot. */
+  begin(endpoint: EndpointEntry, pool: Pool): void {
+    this.state = 'running';
+    this.endpoint = endpoint;
+    this.#controller = undefined;
+    this.#isRequestStarted = false;
+    const timeoutMs = this.fn.spec.timeoutMs;
+    pool.dispatch({
+      path: this.#path,
+      method: this.req.method as Dispatcher.HttpMethod,
+      headers: this.#headers,
+      body: this.#hasBody ? this.req : null,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    }, this);
+  }
+
+  /** Answers with a data-plane error (queue full, cold-start timeout, function deleted, …). */
+  fail(err: BatonError): void {
+    this.state = 'done';
+    sendError(this.res, err);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    this.#isRequestStarted = true;
+    if (this.#isClientGone) controller.abort(CLIENT_CLOSED);
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode < 200) return;
+    this.#status = statusCode;
+    if (this.#isClientGone) return;
+    stripResponseHeaders(headers);
+    if (statusMessage !== undefined && statusMessage !== '') this.res.writeHead(statusCode, statusMessage, headers);
+    else this.res.writeHead(statusCode, headers);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#isClientGone) return;
+    if (!this.res.write(chunk) && !controller.paused) {
+      controller.pause();
+      this.res.once('drain', onResponseDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.state !== 'running') return;
+    this.state = 'done';
+    if (!this.#isClientGone) this.res.end();
+    this.#owner.release(this, this.#isClientGone ? 'client_closed' : statusClass(this.#status));
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    if (this.state !== 'running') return;
+    if (this.#isClientGone) {
+      this.state = 'done';
+      this.#owner.release(this, 'client_closed');
+      return;
+    }
+    const code = (err as { code?: unknown }).code;
+    if (!this.#isRequestStarted && !this.#hasRetried && code === 'ECONNREFUSED') {
+      this.#hasRetried = true;
+      if (this.#owner.retryElsewhere(this)) return;
+    }
+    const errorCode: ErrorCode = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' ? 'ERR_FUNCTION_TIMEOUT' : 'ERR_SANDBOX_FAILED';
+    const message = errorCode === 'ERR_FUNCTION_TIMEOUT'
+      ? `function '${this.fn.name}' did not answer within ${this.fn.spec.timeoutMs} ms`
+      : `sandbox ${this.endpoint?.sandboxId ?? '?'} of function '${this.fn.name}' failed: ${err.message}`;
+    this.state = 'done';
+    sendError(this.res, new BatonError(errorCode, message, { cause: err }));
+    this.#owner.release(this, errorCode);
+  }
+
+  /** The client's response closed; if before the answer, the client went away. */
+  onClientClose(): void {
+    if (this.state === 'done' || this.res.writableFinished) return;
+    this.#isClientGone = true;
+    if (this.state === 'waiting') {
+      this.state = 'done';
+      this.#owner.abandonQueued(this);
+      return;
+    }
+    // Running: abort the upstream (its error callback frees the slot). Not yet on a socket: the
+    // abort happens in onRequestStart, or the pool's own error ends it.
+    this.#controller?.abort(CLIENT_CLOSED);
+  }
+
+  onClientDrain(): void {
+    this.#controller?.resume();
+  }
+}
+
+/** Sends a data-plane error as `{error:{code,message}}` with the code's status, or cuts the response if it has begun. */
+export function sendError(res: ServerResponse, err: BatonError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (res.destroyed) return;
+  const body = JSON.stringify({ error: { code: err.code, message: err.message } });
+  res.writeHead(err.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}

@@ -1,0 +1,136 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { systemClock } from '../core/clock.ts';
+import { BatonError } from '../core/errors.ts';
+import { createLogger, type Logger } from '../observability/logger.ts';
+import { createRegistry } from '../observability/metrics.ts';
+import type { LoadBalancer } from '../policy/load-balancing/types.ts';
+import { JsonClient } from '../transport/json-client.ts';
+import type { DataplaneConfig } from './config.ts';
+import { ControlPlaneLink } from './control-plane-link.ts';
+import { DemandReporter } from './demand-reporter.ts';
+import { LeastInflightBalancer } from './least-inflight.ts';
+import { DataplaneMetrics, type FunctionGaugeRow } from './metrics.ts';
+import { Proxy } from './proxy.ts';
+import { createInternalRouter } from './routes.ts';
+import { UpstreamPools } from './upstream-pools.ts';
+
+export interface DataplaneOptions {
+  readonly logger?: Logger;
+  /**
+   * Makes the load balancer of one function from the configured policy name; throws
+   * ERR_INVALID_CONFIG for an unknown name. Default: only `least-inflight`.
+   */
+  readonly createLoadBalancer?: (name: string, fn: string) => LoadBalancer;
+}
+
+export interface RunningDataplane {
+  /** Base URL clients invoke functions on (the real port when configured with 0). */
+  readonly proxyUrl: string;
+  /** Base URL of the internal API. */
+  readonly url: string;
+  /** Graceful stop: 503 for new invocations, queued ones fail, in-flight ones finish (bounded by `shutdownGraceMs`). */
+  close(): Promise<void>;
+}
+
+/** The built-in factory: `least-inflight` only, until the policy package provides the others. */
+export function defaultLoadBalancerFactory(name: string): LoadBalancer {
+  if (name === 'least-inflight') return new LeastInflightBalancer();
+  throw new BatonError('ERR_INVALID_CONFIG', `loadBalancingPolicy: unknown policy '${name}'`, { details: { issues: [{ field: 'loadBalancingPolicy', rule: 'unknown policy' }] } });
+}
+
+/**
+ * The data plane's composition root: the only place that opens sockets, creates the root logger
+ * and the metrics registry, and uses the real clock. Starts the invocation server, the internal
+ * API, the demand reporter and the control-plane link (registering the real URLs).
+ */
+export async function startDataplane(config: DataplaneConfig, options: DataplaneOptions = {}): Promise<RunningDataplane> {
+  const logger = options.logger ?? createLogger({ name: 'dataplane', level: config.logLevel });
+  const makeBalancer = options.createLoadBalancer ?? defaultLoadBalancerFactory;
+  makeBalancer(config.loadBalancingPolicy, '(config check)');
+  const clock = systemClock;
+  const registry = createRegistry('dataplane');
+  const client = new JsonClient(config.controlPlaneUrl, { timeoutMs: 5_000, connections: 4 });
+  let link: ControlPlaneLink | undefined;
+  const reporter = new DemandReporter({
+    dataplaneId: config.dataplaneId,
+    intervalMs: config.demandReportIntervalMs,
+    clock,
+    logger: logger.child({ component: 'demand' }),
+    send: (report) => (link === undefined ? Promise.resolve() : link.sendDemand(report)),
+  });
+  const pools = new UpstreamPools();
+  const metrics: DataplaneMetrics = new DataplaneMetrics(registry, (): Iterable<FunctionGaugeRow> => proxy.gaugeRows());
+  const proxy: Proxy = new Proxy({
+    clock,
+    logger: logger.child({ component: 'proxy' }),
+    metrics,
+    reporter,
+    pools,
+    queueCapacity: config.queueCapacity,
+    queueTimeoutMs: config.queueTimeoutMs,
+    createLoadBalancer: (fn) => makeBalancer(config.loadBalancingPolicy, fn),
+  });
+  const internalRouter = createInternalRouter({ proxy, registry, dataplaneId: config.dataplaneId, logger: logger.child({ component: 'internal' }) });
+
+  const proxyServer = createServer({ keepAliveTimeout: 65_000 }, proxy.handle);
+  const internalServer = createServer(internalRouter.handle);
+  try {
+    await listen(proxyServer, config.host, config.port);
+    await listen(internalServer, config.host, config.internalPort);
+  } catch (err) {
+    proxyServer.close();
+    internalServer.close();
+    await client.close();
+    throw err;
+  }
+  const proxyUrl = baseUrl(config.advertiseHost, proxyServer);
+  const url = baseUrl(config.advertiseHost, internalServer);
+
+  link = new ControlPlaneLink({
+    client,
+    clock,
+    logger: logger.child({ component: 'control-plane-link' }),
+    registration: { dataplaneId: config.dataplaneId, url, proxyUrl },
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+  });
+  link.start();
+  logger.info({ dataplaneId: config.dataplaneId, proxyUrl, url, controlPlaneUrl: config.controlPlaneUrl }, 'data plane started');
+
+  let closing: Promise<void> | undefined;
+  const close = async (): Promise<void> => {
+    logger.info({ inflight: proxy.inflight }, 'data plane closing');
+    const stopAccepting = closeServer(proxyServer);
+    proxyServer.closeIdleConnections();
+    await proxy.close(config.shutdownGraceMs);
+    proxyServer.closeAllConnections();
+    await stopAccepting;
+    reporter.close();
+    link?.close();
+    await pools.closeAll(true);
+    internalServer.closeAllConnections();
+    await closeServer(internalServer);
+    await client.close().catch(() => undefined);
+    logger.info('data plane closed');
+  };
+  return { proxyUrl, url, close: () => (closing ??= close()) };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+function baseUrl(host: string, server: Server): string {
+  const { port } = server.address() as AddressInfo;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}

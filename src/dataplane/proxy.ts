@@ -1,0 +1,306 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Pool } from 'undici';
+import type { RoutingFunction, DrainWaitResponse } from '../api/dataplane.ts';
+import type { Clock } from '../core/clock.ts';
+import { createDeferred, type Deferred } from '../core/deferred.ts';
+import { BatonError, type ErrorCode } from '../core/errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { LoadBalancer } from '../policy/load-balancing/types.ts';
+import type { DemandReporter, DemandTracker } from './demand-reporter.ts';
+import { DrainWaiter } from './drain-waiter.ts';
+import { scanRequestHeaders } from './forward-headers.ts';
+import { Invocation, sendError, type InvocationOwner } from './invocation.ts';
+import { InvocationQueue } from './invocation-queue.ts';
+import type { DataplaneMetrics, FunctionGaugeRow, FunctionMetrics } from './metrics.ts';
+import { resolveRoute } from './route.ts';
+import { RoutingTable, type EndpointEntry, type FunctionEntry } from './routing-table.ts';
+import type { UpstreamPools } from './upstream-pools.ts';
+
+/** The proxy's state for one function, created when the function enters the routing table. */
+export interface FunctionRuntime {
+  readonly balancer: LoadBalancer;
+  readonly queue: InvocationQueue<Invocation<FunctionRuntime>>;
+  readonly demand: DemandTracker;
+  readonly metrics: FunctionMetrics;
+  /** Re-entrancy guard for `dispatchQueued`. */
+  isDispatching: boolean;
+}
+
+export type FunctionState = FunctionEntry<FunctionRuntime>;
+
+export interface ProxyOptions {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: DataplaneMetrics;
+  readonly reporter: DemandReporter;
+  readonly pools: UpstreamPools;
+  readonly queueCapacity: number;
+  readonly queueTimeoutMs: number;
+  /** One load balancer per function. */
+  readonly createLoadBalancer: (fn: string) => LoadBalancer;
+}
+
+export type ProxyState = 'open' | 'closing' | 'closed';
+
+/**
+ * The invocation path: route → pick an endpoint with a free slot (or queue and poke) → forward
+ * over the endpoint's pooled connections → stream the answer back → release the slot and hand it
+ * to the oldest queued invocation. Per request: one header scan, one route lookup, one Invocation
+ * object (which is also undici's dispatch handler), no closures.
+ */
+export class Proxy implements InvocationOwner<FunctionRuntime> {
+  readonly table: RoutingTable<FunctionRuntime>;
+  readonly #options: ProxyOptions;
+  readonly #log: Logger;
+  readonly #drains: DrainWaiter;
+  /** Endpoints removed from routing that still have invocations in flight. */
+  readonly #lingering = new Map<string, EndpointEntry>();
+  #state: ProxyState = 'open';
+  #inflight = 0;
+  #idle: Deferred<void> | undefined;
+
+  constructor(options: ProxyOptions) {
+    this.#options = options;
+    this.#log = options.logger;
+    this.#drains = new DrainWaiter(options.clock);
+    this.table = new RoutingTable<FunctionRuntime>({
+      createRuntime: (spec) => this.#createRuntime(spec),
+      onFunctionRemoved: (fn) => this.#onFunctionRemoved(fn),
+      onEndpointAdded: (endpoint) => { endpoint.upstream = options.pools.acquire(endpoint.address); },
+      onEndpointRetired: (endpoint) => this.#onEndpointRetired(endpoint),
+      onCapacity: (fn) => this.dispatchQueued(fn),
+    });
+  }
+
+  get state(): ProxyState {
+    return this.#state;
+  }
+
+  /** Invocations at sandboxes now, over all functions. */
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /** Node's `request` listener for the invocation server. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = req.url ?? '/';
+    if (url.startsWith('/_baton/')) {
+      this.#handleReserved(url, res);
+      return;
+    }
+    if (this.#state !== 'open') {
+      res.shouldKeepAlive = false;
+      sendError(res, new BatonError('ERR_SHUTTING_DOWN', 'the data plane is shutting down'));
+      return;
+    }
+    const scanned = scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress);
+    const route = resolveRoute(scanned.host, url, (name) => this.table.getFunction(name));
+    if (route === undefined) {
+      sendError(res, new BatonError('ERR_FUNCTION_NOT_FOUND', `no function is named by host '${scanned.host}' or path '${url.split('?')[0] ?? ''}'`));
+      return;
+    }
+    const invocation = new Invocation<FunctionRuntime>(this, route.fn, req, res, route.path, scanned.headers, scanned.hasBody);
+    this.#admit(invocation);
+  };
+
+  /** Resolves when the named sandboxes have no invocation in flight here, or at `timeoutMs`. */
+  drainWait(sandboxIds: readonly string[], timeoutMs: number): Promise<DrainWaitResponse> {
+    const endpoints = sandboxIds.map((id) => this.table.getEndpoint(id) ?? this.#lingering.get(id));
+    return this.#drains.wait(sandboxIds, endpoints, timeoutMs);
+  }
+
+  /** One row per function for the scrape-time gauges. */
+  *gaugeRows(): Iterable<FunctionGaugeRow> {
+    for (const fn of this.table.functions()) {
+      const demand = fn.runtime.demand;
+      yield { function: fn.name, inflight: demand.inflight, queued: demand.queued, endpoints: fn.endpoints.size };
+    }
+  }
+
+  /**
+   * Stops admitting invocations (503 ERR_SHUTTING_DOWN), fails the queued ones with
+   * ERR_SHUTTING_DOWN and resolves when the in-flight ones have finished or `graceMs` passed.
+   */
+  async close(graceMs: number): Promise<void> {
+    if (this.#state === 'open') {
+      this.#state = 'closing';
+      for (const fn of this.table.functions()) this.#failQueued(fn, 'ERR_SHUTTING_DOWN', 'the data plane is shutting down');
+    }
+    if (this.#inflight > 0) {
+      this.#idle ??= createDeferred<void>();
+      const timer = this.#options.clock.setTimeout(() => this.#idle?.resolve(), graceMs);
+      await this.#idle.promise;
+      timer.cancel();
+    }
+    this.#state = 'closed';
+    this.#drains.settleAll();
+  }
+
+  #handleReserved(url: string, res: ServerResponse): void {
+    if (url === '/_baton/healthz') {
+      const status = this.#state === 'open' ? 200 : 503;
+      const body = JSON.stringify({ status: this.#state === 'open' ? 'ok' : 'closing' });
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+      return;
+    }
+    sendError(res, new BatonError('ERR_NOT_FOUND', `no reserved path ${url}`));
+  }
+
+  #admit(invocation: Invocation<FunctionRuntime>): void {
+    const fn = invocation.fn;
+    const runtime = fn.runtime;
+    if (runtime.queue.size === 0) {
+      const endpoint = this.#pick(fn, fn.list);
+      if (endpoint !== undefined) {
+        this.#start(invocation, endpoint, false);
+        return;
+      }
+    }
+    const entry = runtime.queue.push(invocation);
+    if (entry === undefined) {
+      this.#reject(invocation, new BatonError('ERR_QUEUE_FULL', `the queue of function '${fn.name}' is full (${runtime.queue.capacity})`));
+      return;
+    }
+    invocation.queueEntry = entry;
+    runtime.demand.change(0, 1);
+    runtime.demand.poke();
+  }
+
+  #pick(fn: FunctionState, endpoints: readonly EndpointEntry[]): EndpointEntry | undefined {
+    return fn.runtime.balancer.pick(endpoints) as EndpointEntry | undefined;
+  }
+
+  /** Dispatches queued invocations, oldest first, while an endpoint has a free slot. */
+  dispatchQueued(fn: FunctionState): void {
+    const runtime = fn.runtime;
+    if (runtime.isDispatching || this.#state !== 'open') return;
+    runtime.isDispatching = true;
+    try {
+      while (runtime.queue.size > 0) {
+        const endpoint = this.#pick(fn, fn.list);
+        if (endpoint === undefined) break;
+        const entry = runtime.queue.shift();
+        if (entry === undefined) break;
+        const invocation = entry.value;
+        invocation.queueEntry = undefined;
+        runtime.metrics.observeWait((this.#options.clock.now() - entry.enqueuedAt) / 1000);
+        this.#start(invocation, endpoint, true);
+      }
+    } finally {
+      runtime.isDispatching = false;
+    }
+  }
+
+  #start(invocation: Invocation<FunctionRuntime>, endpoint: EndpointEntry, isFromQueue: boolean): void {
+    endpoint.inflight++;
+    this.#inflight++;
+    invocation.fn.runtime.demand.change(1, isFromQueue ? -1 : 0);
+    invocation.begin(endpoint, endpoint.upstream as Pool);
+  }
+
+  /** The invocation left its endpoint (answered, failed or aborted): free the slot. */
+  release(invocation: Invocation<FunctionRuntime>, code: string): void {
+    const endpoint = invocation.endpoint;
+    if (endpoint === undefined) return;
+    invocation.endpoint = undefined;
+    invocation.fn.runtime.metrics.countInvocation(code);
+    this.#releaseSlot(invocation.fn, endpoint);
+  }
+
+  #releaseSlot(fn: FunctionState, endpoint: EndpointEntry): void {
+    endpoint.inflight--;
+    this.#inflight--;
+    fn.runtime.demand.change(-1, 0);
+    if (endpoint.inflight === 0) {
+      if (endpoint.isRetired) {
+        // A retired endpoint holds its pool until its last invocation ends (see #onEndpointRetired).
+        if (this.#lingering.get(endpoint.sandboxId) === endpoint) this.#lingering.delete(endpoint.sandboxId);
+        this.#options.pools.release(endpoint.address);
+      }
+      this.#drains.onIdle(endpoint);
+    }
+    if (this.#inflight === 0 && this.#idle !== undefined) this.#idle.resolve();
+    if (!endpoint.isRetired) this.dispatchQueued(fn);
+  }
+
+  /**
+   * The connection to the endpoint was refused before any byte of the request was sent (so the
+   * sandbox cannot have seen it, whatever the method): try one other endpoint with a free slot.
+   * Returns false when there is none; the caller then answers 502.
+   */
+  retryElsewhere(invocation: Invocation<FunctionRuntime>): boolean {
+    const failed = invocation.endpoint;
+    if (failed === undefined || this.#state !== 'open') return false;
+    const fn = invocation.fn;
+    const other = this.#pick(fn, fn.list.filter((e) => e !== failed));
+    if (other === undefined) return false;
+    this.#log.debug({ fn: fn.name, sandboxId: failed.sandboxId, retrySandboxId: other.sandboxId }, 'connection refused, retrying on another endpoint');
+    invocation.endpoint = undefined;
+    this.#start(invocation, other, false);
+    this.#releaseSlot(fn, failed);
+    return true;
+  }
+
+  /** A queued invocation's client went away: drop it from the queue. */
+  abandonQueued(invocation: Invocation<FunctionRuntime>): void {
+    const entry = invocation.queueEntry;
+    if (entry === undefined) return;
+    invocation.queueEntry = undefined;
+    const runtime = invocation.fn.runtime;
+    if (runtime.queue.remove(entry)) {
+      runtime.demand.change(0, -1);
+      runtime.metrics.countInvocation('client_closed');
+    }
+  }
+
+  #reject(invocation: Invocation<FunctionRuntime>, err: BatonError): void {
+    invocation.fn.runtime.metrics.countInvocation(err.code);
+    invocation.fail(err);
+  }
+
+  #createRuntime(spec: RoutingFunction): FunctionRuntime {
+    const options = this.#options;
+    const queue = new InvocationQueue<Invocation<FunctionRuntime>>({
+      capacity: options.queueCapacity,
+      timeoutMs: options.queueTimeoutMs,
+      clock: options.clock,
+      onExpired: (invocation) => this.#onExpired(invocation),
+    });
+    return {
+      balancer: options.createLoadBalancer(spec.name),
+      queue,
+      demand: options.reporter.track(spec.name),
+      metrics: options.metrics.forFunction(spec.name),
+      isDispatching: false,
+    };
+  }
+
+  #onExpired(invocation: Invocation<FunctionRuntime>): void {
+    invocation.queueEntry = undefined;
+    invocation.fn.runtime.demand.change(0, -1);
+    this.#reject(invocation, new BatonError('ERR_COLD_START_TIMEOUT', `no sandbox of function '${invocation.fn.name}' became free within ${this.#options.queueTimeoutMs} ms`));
+  }
+
+  #onFunctionRemoved(fn: FunctionState): void {
+    this.#failQueued(fn, 'ERR_FUNCTION_NOT_FOUND', `function '${fn.name}' was deleted`);
+    fn.runtime.metrics.remove();
+  }
+
+  #failQueued(fn: FunctionState, code: ErrorCode, message: string): void {
+    const waiting = fn.runtime.queue.drain();
+    if (waiting.length === 0) return;
+    fn.runtime.demand.change(0, -waiting.length);
+    for (const invocation of waiting) {
+      invocation.queueEntry = undefined;
+      this.#reject(invocation, new BatonError(code, message));
+    }
+  }
+
+  #onEndpointRetired(endpoint: EndpointEntry): void {
+    if (endpoint.inflight === 0) {
+      this.#options.pools.release(endpoint.address);
+      return;
+    }
+    this.#lingering.set(endpoint.sandboxId, endpoint);
+  }
+}

@@ -1,0 +1,49 @@
+import type { IncomingMessage } from 'node:http';
+import type { Registry } from 'prom-client';
+import { drainWaitRequestSchema, routingUpdateSchema, type DrainWaitResponse, type RoutingAck } from '../api/dataplane.ts';
+import { parseOrThrow } from '../api/validate.ts';
+import type { BatonError } from '../core/errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import { JsonRouter, reply } from '../transport/json-router.ts';
+import type { Proxy } from './proxy.ts';
+
+export interface InternalRoutesOptions {
+  readonly proxy: Proxy;
+  readonly registry: Registry;
+  readonly dataplaneId: string;
+  readonly logger: Logger;
+}
+
+/**
+ * The internal API on :8081, for the control plane and for operators:
+ *   POST /internal/v1/routing     RoutingUpdate → RoutingAck | 409 ERR_VERSION_GAP
+ *   POST /internal/v1/drain/wait  DrainWaitRequest → DrainWaitResponse
+ *   GET  /healthz                 status, epoch and version of the routing view
+ *   GET  /metrics                 Prometheus text
+ */
+export function createInternalRouter(options: InternalRoutesOptions): JsonRouter {
+  const { proxy, registry, logger } = options;
+  const onError = (err: BatonError, req: IncomingMessage): void => {
+    logger.debug({ code: err.code, method: req.method, url: req.url }, 'internal request failed');
+  };
+  return new JsonRouter({ maxBodyBytes: 64 * 1024 * 1024, onError })
+    .on('POST', '/internal/v1/routing', async (ctx): Promise<RoutingAck> => {
+      const update = parseOrThrow(routingUpdateSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'routing update');
+      const ack = proxy.table.apply(update);
+      if (update.kind === 'snapshot') {
+        logger.info({ epoch: ack.epoch, version: ack.version, functions: update.functions.length, endpoints: update.endpoints.length }, 'routing snapshot applied');
+      } else {
+        logger.debug({ epoch: ack.epoch, version: ack.version, changes: update.changes.length }, 'routing delta applied');
+      }
+      return ack;
+    })
+    .on('POST', '/internal/v1/drain/wait', async (ctx): Promise<DrainWaitResponse> => {
+      const request = parseOrThrow(drainWaitRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'drain wait request');
+      return proxy.drainWait(request.sandboxIds, request.timeoutMs);
+    })
+    .on('GET', '/healthz', () => {
+      const body = { status: proxy.state === 'open' ? 'ok' : proxy.state, dataplaneId: options.dataplaneId, epoch: proxy.table.epoch, version: proxy.table.version };
+      return reply(proxy.state === 'open' ? 200 : 503, body);
+    })
+    .on('GET', '/metrics', async () => ({ status: 200, raw: { data: await registry.metrics(), contentType: registry.contentType } }));
+}

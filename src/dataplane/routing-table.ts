@@ -1,0 +1,218 @@
+import type { RoutingEndpoint, RoutingFunction, RoutingUpdate, RoutingAck, RoutingChange } from '../api/dataplane.ts';
+import { BatonError } from '../core/errors.ts';
+import type { EndpointView } from '../policy/load-balancing/types.ts';
+
+/** One endpoint as the data plane tracks it; the load balancer sees it as an EndpointView. */
+export class EndpointEntry implements EndpointView {
+  readonly sandboxId: string;
+  readonly function: string;
+  readonly address: string;
+  isDraining: boolean;
+  /** The function's concurrency (max in flight at this endpoint from this data plane). */
+  capacity: number;
+  /** Invocations from this data plane at this endpoint right now. */
+  inflight = 0;
+  /** True once the endpoint left the routing table; it lingers while `inflight > 0`. */
+  isRetired = false;
+  /** Per-endpoint slot for the proxy (its upstream pool), set by `onEndpointAdded`. */
+  upstream: unknown;
+
+  constructor(endpoint: RoutingEndpoint, capacity: number) {
+    this.sandboxId = endpoint.sandboxId;
+    this.function = endpoint.function;
+    this.address = endpoint.address;
+    this.isDraining = endpoint.isDraining;
+    this.capacity = capacity;
+  }
+}
+
+/** One function: its spec, its endpoints, and the proxy's per-function state `R`. */
+export class FunctionEntry<R> {
+  readonly name: string;
+  spec: RoutingFunction;
+  readonly endpoints = new Map<string, EndpointEntry>();
+  /** The endpoints as an array for the load balancer, rebuilt when the set changes. */
+  list: readonly EndpointEntry[] = [];
+  readonly runtime: R;
+
+  constructor(spec: RoutingFunction, runtime: R) {
+    this.name = spec.name;
+    this.spec = spec;
+    this.runtime = runtime;
+  }
+}
+
+/** What the owner of the table does when routing changes. Called after the update is applied. */
+export interface RoutingHooks<R> {
+  createRuntime(spec: RoutingFunction): R;
+  /** The function left the table; its queued invocations must fail (ERR_FUNCTION_NOT_FOUND). */
+  onFunctionRemoved(fn: FunctionEntry<R>): void;
+  onEndpointAdded(endpoint: EndpointEntry): void;
+  /** The endpoint left the table; in-flight invocations at it finish normally. */
+  onEndpointRetired(endpoint: EndpointEntry): void;
+  /** The function may have new free capacity (endpoint added or undrained, concurrency raised). */
+  onCapacity(fn: FunctionEntry<R>): void;
+}
+
+/**
+ * The data plane's routing view: functions by name, endpoints by sandbox id, with the
+ * control plane's `epoch` and `version`. A snapshot replaces the view (keeping the state of
+ * endpoints that remain, so in-flight counts survive a resync); a delta applies only on top of
+ * the exact version it was computed from, otherwise ERR_VERSION_GAP and nothing changes. Every
+ * change is keyed, so applying one twice is harmless.
+ */
+export class RoutingTable<R> {
+  readonly #hooks: RoutingHooks<R>;
+  readonly #functions = new Map<string, FunctionEntry<R>>();
+  readonly #endpoints = new Map<string, EndpointEntry>();
+  #epoch = '';
+  #version = 0;
+  /** Functions touched by the update being applied that may have gained capacity. */
+  readonly #gained = new Set<FunctionEntry<R>>();
+  readonly #touched = new Set<FunctionEntry<R>>();
+
+  constructor(hooks: RoutingHooks<R>) {
+    this.#hooks = hooks;
+  }
+
+  get epoch(): string {
+    return this.#epoch;
+  }
+
+  get version(): number {
+    return this.#version;
+  }
+
+  get functionCount(): number {
+    return this.#functions.size;
+  }
+
+  getFunction(name: string): FunctionEntry<R> | undefined {
+    return this.#functions.get(name);
+  }
+
+  getEndpoint(sandboxId: string): EndpointEntry | undefined {
+    return this.#endpoints.get(sandboxId);
+  }
+
+  functions(): IterableIterator<FunctionEntry<R>> {
+    return this.#functions.values();
+  }
+
+  /** Applies a snapshot or a delta; throws ERR_VERSION_GAP (nothing changed) when a delta does not fit. */
+  apply(update: RoutingUpdate): RoutingAck {
+    if (update.kind === 'delta') {
+      if (update.epoch !== this.#epoch || update.baseVersion !== this.#version) {
+        throw new BatonError('ERR_VERSION_GAP', `delta ${update.epoch}/${update.baseVersion}→${update.version} does not start at ${this.#epoch || '(none)'}/${this.#version}`, {
+          details: { epoch: this.#epoch, version: this.#version },
+        });
+      }
+      for (const change of update.changes) this.#applyChange(change);
+    } else {
+      this.#applySnapshot(update.functions, update.endpoints);
+    }
+    this.#epoch = update.epoch;
+    this.#version = update.version;
+    this.#flush();
+    return { epoch: this.#epoch, version: this.#version };
+  }
+
+  #applySnapshot(functions: readonly RoutingFunction[], endpoints: readonly RoutingEndpoint[]): void {
+    const wantedFunctions = new Set<string>();
+    for (const spec of functions) wantedFunctions.add(spec.name);
+    for (const fn of [...this.#functions.values()]) {
+      if (!wantedFunctions.has(fn.name)) this.#deleteFunction(fn.name);
+    }
+    for (const spec of functions) this.#putFunction(spec);
+    const wantedEndpoints = new Set<string>();
+    for (const endpoint of endpoints) wantedEndpoints.add(endpoint.sandboxId);
+    for (const sandboxId of [...this.#endpoints.keys()]) {
+      if (!wantedEndpoints.has(sandboxId)) this.#deleteEndpoint(sandboxId);
+    }
+    for (const endpoint of endpoints) this.#putEndpoint(endpoint);
+  }
+
+  #applyChange(change: RoutingChange): void {
+    switch (change.type) {
+      case 'function.put': return this.#putFunction(change.function);
+      case 'function.delete': return this.#deleteFunction(change.name);
+      case 'endpoint.put': return this.#putEndpoint(change.endpoint);
+      case 'endpoint.delete': return this.#deleteEndpoint(change.sandboxId);
+      default: {
+        const never: never = change;
+        throw new Error(`unknown routing change ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  #putFunction(spec: RoutingFunction): void {
+    const fn = this.#functions.get(spec.name);
+    if (fn === undefined) {
+      this.#functions.set(spec.name, new FunctionEntry(spec, this.#hooks.createRuntime(spec)));
+      return;
+    }
+    const previous = fn.spec;
+    fn.spec = spec;
+    if (spec.concurrency !== previous.concurrency) {
+      for (const endpoint of fn.endpoints.values()) endpoint.capacity = spec.concurrency;
+      if (spec.concurrency > previous.concurrency) this.#gained.add(fn);
+    }
+  }
+
+  #deleteFunction(name: string): void {
+    const fn = this.#functions.get(name);
+    if (fn === undefined) return;
+    for (const sandboxId of [...fn.endpoints.keys()]) this.#deleteEndpoint(sandboxId);
+    this.#functions.delete(name);
+    this.#gained.delete(fn);
+    this.#touched.delete(fn);
+    this.#hooks.onFunctionRemoved(fn);
+  }
+
+  /**
+   * Adds or updates an endpoint. A sandbox id that reappears with another function or address is
+   * a new endpoint (the old one is retired); otherwise only `isDraining` can change. An endpoint of
+   * a function the table does not know is ignored: the control plane puts functions first.
+   */
+  #putEndpoint(endpoint: RoutingEndpoint): void {
+    const existing = this.#endpoints.get(endpoint.sandboxId);
+    if (existing !== undefined) {
+      if (existing.function === endpoint.function && existing.address === endpoint.address) {
+        if (existing.isDraining && !endpoint.isDraining) this.#gained.add(this.#functions.get(existing.function) as FunctionEntry<R>);
+        existing.isDraining = endpoint.isDraining;
+        return;
+      }
+      this.#deleteEndpoint(endpoint.sandboxId);
+    }
+    const fn = this.#functions.get(endpoint.function);
+    if (fn === undefined) return;
+    const entry = new EndpointEntry(endpoint, fn.spec.concurrency);
+    fn.endpoints.set(entry.sandboxId, entry);
+    this.#endpoints.set(entry.sandboxId, entry);
+    this.#touched.add(fn);
+    if (!entry.isDraining) this.#gained.add(fn);
+    this.#hooks.onEndpointAdded(entry);
+  }
+
+  #deleteEndpoint(sandboxId: string): void {
+    const entry = this.#endpoints.get(sandboxId);
+    if (entry === undefined) return;
+    this.#endpoints.delete(sandboxId);
+    const fn = this.#functions.get(entry.function);
+    if (fn !== undefined) {
+      fn.endpoints.delete(sandboxId);
+      this.#touched.add(fn);
+    }
+    entry.isRetired = true;
+    this.#hooks.onEndpointRetired(entry);
+  }
+
+  /** Rebuilds the endpoint arrays of touched functions, then lets the owner dispatch queued work. */
+  #flush(): void {
+    for (const fn of this.#touched) fn.list = [...fn.endpoints.values()];
+    this.#touched.clear();
+    const gained = [...this.#gained];
+    this.#gained.clear();
+    for (const fn of gained) this.#hooks.onCapacity(fn);
+  }
+}

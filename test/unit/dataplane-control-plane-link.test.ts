@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BatonError } from '../../src/core/errors.ts';
+import { ControlPlaneLink, type ControlPlaneClient } from '../../src/dataplane/control-plane-link.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { ManualClock } from '../kit/manual-clock.ts';
+
+/** A control plane whose answers the test scripts per path; unscripted calls succeed. */
+function fakeClient() {
+  const calls: string[] = [];
+  const failures = new Map<string, BatonError[]>();
+  const client: ControlPlaneClient = {
+    post: <T>(path: string): Promise<T> => {
+      calls.push(path.split('/').pop() ?? path);
+      const next = failures.get(path)?.shift();
+      return next === undefined ? Promise.resolve({} as T) : Promise.reject(next);
+    },
+  };
+  const failNext = (path: string, ...errors: BatonError[]) => failures.set(`/internal/v1/${path}`, errors);
+  return { client, calls, failNext };
+}
+
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+const unavailable = () => new BatonError('ERR_UNAVAILABLE', 'connection refused');
+
+function makeLink() {
+  const clock = new ManualClock();
+  const fake = fakeClient();
+  const link = new ControlPlaneLink({
+    client: fake.client, clock, logger: silentLogger(), heartbeatIntervalMs: 1000, initialRetryMs: 100, maxRetryMs: 400,
+    registration: { dataplaneId: 'dp-1', url: 'http://127.0.0.1:8081', proxyUrl: 'http://127.0.0.1:8080' },
+  });
+  return { clock, link, ...fake };
+}
+
+test('registers with exponential backoff until the control plane answers, then heartbeats', async () => {
+  const { clock, link, calls, failNext } = makeLink();
+  failNext('dataplanes/register', unavailable(), unavailable(), unavailable(), unavailable());
+  link.start();
+  await settle();
+  assert.equal(link.state, 'registering');
+  for (const wait of [100, 200, 400, 400]) {
+    clock.advance(wait - 1);
+    await settle();
+    const before = calls.length;
+    clock.advance(1);
+    await settle();
+    assert.equal(calls.length, before + 1, `a retry after ${wait} ms`);
+  }
+  assert.equal(link.state, 'registered');
+  assert.equal(link.registrations, 1);
+  clock.advance(1000);
+  await settle();
+  assert.equal(calls.at(-1), 'heartbeat');
+  link.close();
+  assert.equal(clock.pendingTimers, 0);
+});
+
+test('registers again when a heartbeat says ERR_DATAPLANE_NOT_FOUND or cannot reach the control plane', async () => {
+  const { clock, link, calls, failNext } = makeLink();
+  link.start();
+  await settle();
+  failNext('dataplanes/heartbeat', new BatonError('ERR_DATAPLANE_NOT_FOUND', 'unknown'), unavailable());
+  clock.advance(1000);
+  await settle();
+  await settle();
+  assert.equal(link.registrations, 2);
+  clock.advance(1000);
+  await settle();
+  await settle();
+  assert.equal(link.registrations, 3);
+  assert.deepEqual(calls, ['register', 'heartbeat', 'register', 'heartbeat', 'register']);
+  link.close();
+});
+
+test('a demand report answered ERR_DATAPLANE_NOT_FOUND triggers a registration and still rejects', async () => {
+  const { link, failNext } = makeLink();
+  link.start();
+  await settle();
+  failNext('demand', new BatonError('ERR_DATAPLANE_NOT_FOUND', 'unknown'));
+  await assert.rejects(link.sendDemand({ dataplaneId: 'dp-1', isPoke: false, entries: [] }));
+  await settle();
+  assert.equal(link.registrations, 2);
+  link.close();
+});

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BatonError } from '../../src/core/errors.ts';
+import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
+import { scanRequestHeaders, stripResponseHeaders } from '../../src/dataplane/forward-headers.ts';
+import { LeastInflightBalancer } from '../../src/dataplane/least-inflight.ts';
+import { resolveRoute } from '../../src/dataplane/route.ts';
+
+const known = new Map([['echo', 'ECHO'], ['a-b', 'AB']]);
+const lookup = (name: string) => known.get(name);
+
+test('resolveRoute: by Host, by first label, then by /fn/NAME prefix', () => {
+  const cases: [string, string, { fn: string; path: string } | undefined][] = [
+    ['echo', '/x?y=1', { fn: 'ECHO', path: '/x?y=1' }],
+    ['echo:8080', '/', { fn: 'ECHO', path: '/' }],
+    ['ECHO.example.com:80', '/p', { fn: 'ECHO', path: '/p' }],
+    ['127.0.0.1:8080', '/fn/echo/a/b?c=d', { fn: 'ECHO', path: '/a/b?c=d' }],
+    ['127.0.0.1:8080', '/fn/echo?c=d', { fn: 'ECHO', path: '/?c=d' }],
+    ['127.0.0.1:8080', '/fn/echo', { fn: 'ECHO', path: '/' }],
+    ['127.0.0.1:8080', '/fn/echo/', { fn: 'ECHO', path: '/' }],
+    ['[::1]:8080', '/fn/a-b/z', { fn: 'AB', path: '/z' }],
+    ['', '/fn/a-b', { fn: 'AB', path: '/' }],
+    ['localhost', '/fn/echoes/x', undefined],
+    ['localhost', '/fn/', undefined],
+    ['localhost', '/echo', undefined],
+  ];
+  for (const [host, url, expected] of cases) assert.deepEqual(resolveRoute(host, url, lookup), expected, `${host} ${url}`);
+});
+
+test('scanRequestHeaders drops hop-by-hop headers, keeps Host, adds x-forwarded-*', () => {
+  const scanned = scanRequestHeaders([
+    'Host', 'echo.local', 'Connection', 'keep-alive, X-Secret', 'Keep-Alive', 'timeout=5', 'X-Secret', 's',
+    'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Te', 'trailers', 'Proxy-Authorization', 'x',
+    'X-Forwarded-For', '10.0.0.1', 'Content-Type', 'text/plain', 'Expect', '100-continue',
+  ], '127.0.0.1');
+  assert.equal(scanned.host, 'echo.local');
+  assert.equal(scanned.hasBody, true);
+  assert.deepEqual(scanned.headers, [
+    'Host', 'echo.local', 'Content-Type', 'text/plain',
+    'x-forwarded-for', '10.0.0.1, 127.0.0.1', 'x-forwarded-host', 'echo.local', 'x-forwarded-proto', 'http',
+  ]);
+  assert.equal(scanRequestHeaders(['content-length', '0'], undefined).hasBody, false);
+  assert.equal(scanRequestHeaders(['content-length', '12'], undefined).hasBody, true);
+  assert.equal(scanRequestHeaders([], undefined).hasBody, false);
+});
+
+test('stripResponseHeaders removes hop-by-hop headers and those named in Connection', () => {
+  const headers = stripResponseHeaders({ connection: 'keep-alive, x-hop', 'keep-alive': 'timeout=5', 'x-hop': '1', 'transfer-encoding': 'chunked', 'content-type': 'a/b', 'set-cookie': ['a=1', 'b=2'] });
+  assert.deepEqual(headers, { 'content-type': 'a/b', 'set-cookie': ['a=1', 'b=2'] });
+});
+
+test('least-inflight picks the least loaded eligible endpoint, never draining or full ones', () => {
+  const lb = new LeastInflightBalancer();
+  const e = (sandboxId: string, inflight: number, capacity = 2, isDraining = false) => ({ sandboxId, inflight, capacity, isDraining });
+  assert.equal(lb.pick([]), undefined);
+  assert.equal(lb.pick([e('a', 2), e('b', 0, 2, true)]), undefined);
+  assert.equal(lb.pick([e('a', 1), e('b', 0), e('c', 0, 1, true)])?.sandboxId, 'b');
+  const picks = new Set<string>();
+  const even = [e('a', 0), e('b', 0), e('c', 0)];
+  for (let i = 0; i < 3; i++) picks.add(lb.pick(even)?.sandboxId ?? '');
+  assert.equal(picks.size, 3, 'ties rotate');
+});
+
+test('config: defaults, derived keys, unknown keys rejected with ERR_INVALID_CONFIG', () => {
+  const config = parseDataplaneConfig({ port: 0, dataplaneId: 'dp-1' });
+  assert.equal(config.host, '127.0.0.1');
+  assert.equal(config.advertiseHost, '127.0.0.1');
+  assert.equal(config.internalPort, 8081);
+  assert.equal(config.queueCapacity, 1000);
+  assert.equal(config.loadBalancingPolicy, 'least-inflight');
+  assert.ok(Object.isFrozen(config));
+  assert.match(parseDataplaneConfig({}).dataplaneId, /-8080$/);
+  assert.throws(() => parseDataplaneConfig({ queueCapcity: 1 }), (err: unknown) => err instanceof BatonError && err.code === 'ERR_INVALID_CONFIG' && err.message.includes('queueCapcity'));
+  assert.throws(() => parseDataplaneConfig({ port: -1 }), (err: unknown) => err instanceof BatonError && err.message.includes('port'));
+});
