@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlPlaneConfigSchema } from '../controlplane/config.ts';
 import { startControlPlane } from '../controlplane/main.ts';
-import { dataplaneConfigSchema } from '../dataplane/config.ts';
+import { dataplaneConfigKeysSchema, deriveDataplaneConfig } from '../dataplane/config.ts';
 import { startDataplane } from '../dataplane/main.ts';
 import { workerConfigSchema } from '../worker/config.ts';
 import { startWorker } from '../worker/main.ts';
@@ -27,7 +27,7 @@ export async function runDaemonCommand(command: string, argv: string[]): Promise
       });
     case 'dataplane':
       return runDaemon(argv, async (flags, file) => {
-        const config = loadConfig(dataplaneConfigSchema, { ...file, env: process.env, envPrefix: 'BATON_DATAPLANE_', flags });
+        const config = deriveDataplaneConfig(loadConfig(dataplaneConfigKeysSchema, { ...file, env: process.env, envPrefix: 'BATON_DATAPLANE_', flags }));
         return startDataplane(config);
       });
     case 'worker':

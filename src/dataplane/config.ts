@@ -12,7 +12,7 @@ const intervalMs = z.number().int().min(10).max(3_600_000);
  * `advertiseHost` to `host`; with `port: 0` set `dataplaneId` explicitly so that two data planes on
  * one machine do not share an id.
  */
-export const dataplaneConfigSchema = z.strictObject({
+export const dataplaneConfigKeysSchema = z.strictObject({
   /** Interface both servers listen on. */
   host: z.string().min(1).default('127.0.0.1'),
   /** Invocation port (0 = any free port). */
@@ -34,14 +34,17 @@ export const dataplaneConfigSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Host put in the URLs registered with the control plane; defaults to `host`. */
   advertiseHost: z.string().min(1).optional(),
-}).transform((c) => ({
-  ...c,
-  dataplaneId: c.dataplaneId ?? `${hostname()}-${c.port}`,
-  advertiseHost: c.advertiseHost ?? c.host,
-}));
+});
+
+/** Fills the keys derived from others. */
+export function deriveDataplaneConfig(c: z.output<typeof dataplaneConfigKeysSchema>): DataplaneConfig {
+  return Object.freeze({ ...c, dataplaneId: c.dataplaneId ?? `${hostname()}-${c.port}`, advertiseHost: c.advertiseHost ?? c.host });
+}
+
+export const dataplaneConfigSchema = dataplaneConfigKeysSchema.transform(deriveDataplaneConfig);
 
 export type DataplaneConfigInput = z.input<typeof dataplaneConfigSchema>;
-export type DataplaneConfig = Readonly<z.output<typeof dataplaneConfigSchema>>;
+export type DataplaneConfig = Readonly<z.output<typeof dataplaneConfigKeysSchema> & { dataplaneId: string; advertiseHost: string }>;
 
 /** Parses, defaults and freezes a configuration; throws ERR_INVALID_CONFIG naming the key and rule. */
 export function parseDataplaneConfig(input: unknown): DataplaneConfig {

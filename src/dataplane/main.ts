@@ -1,7 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { systemClock } from '../core/clock.ts';
-import { BatonError } from '../core/errors.ts';
+import { randomInt } from 'node:crypto';
+import { createRandom } from '../core/random.ts';
+import { createLoadBalancer, parseLoadBalancingPolicy } from '../policy/load-balancing/index.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
@@ -9,7 +11,6 @@ import { JsonClient } from '../transport/json-client.ts';
 import type { DataplaneConfig } from './config.ts';
 import { ControlPlaneLink } from './control-plane-link.ts';
 import { DemandReporter } from './demand-reporter.ts';
-import { LeastInflightBalancer } from './least-inflight.ts';
 import { DataplaneMetrics, type FunctionGaugeRow } from './metrics.ts';
 import { Proxy } from './proxy.ts';
 import { createInternalRouter } from './routes.ts';
@@ -19,7 +20,7 @@ export interface DataplaneOptions {
   readonly logger?: Logger;
   /**
    * Makes the load balancer of one function from the configured policy name; throws
-   * ERR_INVALID_CONFIG for an unknown name. Default: only `least-inflight`.
+   * ERR_INVALID_CONFIG for an unknown name. Default: the policies of `src/policy/load-balancing`.
    */
   readonly createLoadBalancer?: (name: string, fn: string) => LoadBalancer;
 }
@@ -33,10 +34,9 @@ export interface RunningDataplane {
   close(): Promise<void>;
 }
 
-/** The built-in factory: `least-inflight` only, until the policy package provides the others. */
+/** The default factory: every policy of `src/policy/load-balancing`, one balancer per function. */
 export function defaultLoadBalancerFactory(name: string): LoadBalancer {
-  if (name === 'least-inflight') return new LeastInflightBalancer();
-  throw new BatonError('ERR_INVALID_CONFIG', `loadBalancingPolicy: unknown policy '${name}'`, { details: { issues: [{ field: 'loadBalancingPolicy', rule: 'unknown policy' }] } });
+  return createLoadBalancer(parseLoadBalancingPolicy(name), { random: createRandom(randomInt(2 ** 31)) });
 }
 
 /**

@@ -3,7 +3,6 @@ import { test } from 'node:test';
 import { BatonError } from '../../src/core/errors.ts';
 import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
 import { scanRequestHeaders, stripResponseHeaders } from '../../src/dataplane/forward-headers.ts';
-import { LeastInflightBalancer } from '../../src/dataplane/least-inflight.ts';
 import { resolveRoute } from '../../src/dataplane/route.ts';
 
 const known = new Map([['echo', 'ECHO'], ['a-b', 'AB']]);
@@ -47,18 +46,6 @@ test('scanRequestHeaders drops hop-by-hop headers, keeps Host, adds x-forwarded-
 test('stripResponseHeaders removes hop-by-hop headers and those named in Connection', () => {
   const headers = stripResponseHeaders({ connection: 'keep-alive, x-hop', 'keep-alive': 'timeout=5', 'x-hop': '1', 'transfer-encoding': 'chunked', 'content-type': 'a/b', 'set-cookie': ['a=1', 'b=2'] });
   assert.deepEqual(headers, { 'content-type': 'a/b', 'set-cookie': ['a=1', 'b=2'] });
-});
-
-test('least-inflight picks the least loaded eligible endpoint, never draining or full ones', () => {
-  const lb = new LeastInflightBalancer();
-  const e = (sandboxId: string, inflight: number, capacity = 2, isDraining = false) => ({ sandboxId, inflight, capacity, isDraining });
-  assert.equal(lb.pick([]), undefined);
-  assert.equal(lb.pick([e('a', 2), e('b', 0, 2, true)]), undefined);
-  assert.equal(lb.pick([e('a', 1), e('b', 0), e('c', 0, 1, true)])?.sandboxId, 'b');
-  const picks = new Set<string>();
-  const even = [e('a', 0), e('b', 0), e('c', 0)];
-  for (let i = 0; i < 3; i++) picks.add(lb.pick(even)?.sandboxId ?? '');
-  assert.equal(picks.size, 3, 'ties rotate');
 });
 
 test('config: defaults, derived keys, unknown keys rejected with ERR_INVALID_CONFIG', () => {
