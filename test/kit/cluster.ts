@@ -91,13 +91,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const dir = await mkdtemp(join(tmpdir(), 'baton-e2e-'));
   const cpArgs = ['--port', '0', '--data-dir', join(dir, 'cp'), ...CP_TEST_FLAGS, ...(options.controlplane ?? [])];
   let controlplane = spawnDaemon('controlplane', cpArgs);
-  const cpLine = await controlplane.waitForLog((l) => urlOf(l, 'url') !== undefined && String(l['msg']).includes('listening'));
+  const cpLine = await controlplane.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
   const cpUrl = urlOf(cpLine, 'url') as string;
   const cpPort = new URL(cpUrl).port;
   const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
   const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])]);
-  const workerLine = await worker.waitForLog((l) => urlOf(l, 'url') !== undefined && String(l['msg']).includes('listening'));
-  const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && String(l['msg']).includes('listening'));
+  const workerLine = await worker.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
+  const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
   await controlplane.waitForLog((l) => l['msg'] === 'worker registered');
   await controlplane.waitForLog((l) => l['msg'] === 'data plane registered');
   const cluster: Cluster = {
@@ -110,7 +110,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       const args = cpArgs.map((a) => a);
       args[1] = cpPort;
       cluster.controlplane = spawnDaemon('controlplane', args);
-      await cluster.controlplane.waitForLog((l) => String(l['msg']).includes('listening'));
+      await cluster.controlplane.waitForLog((l) => /listening|started/.test(String(l['msg'])));
     },
     async stop() {
       await Promise.all([dataplane.stop(), worker.stop()]);
