@@ -277,6 +277,15 @@ describe('worker with the process runtime', () => {
     assert.equal(event.type === 'failed' && event.code, 'ERR_SANDBOX_START_FAILED');
   });
 
+  test('a handler module that is missing fails with the runner\'s reason', async () => {
+    const fn = fnOf('missing', digests['examples/hello'] as string, { handler: 'nothere.handler' });
+    await post(`${worker.url}/internal/v1/sandboxes`, { sandboxes: [{ sandboxId: 'missing-1', function: fn }] });
+    const event = await waitFor(() => cp.event('missing-1'));
+    assert.equal(event.type, 'failed');
+    assert.equal(event.type === 'failed' && event.code, 'ERR_SANDBOX_START_FAILED');
+    assert.match(event.type === 'failed' ? event.message : '', /nothere\{\.js,\.mjs,\.cjs\} not found/);
+  });
+
   test('an artifact that does not hash to its digest fails with ERR_DIGEST_MISMATCH', async () => {
     const wrong = `sha256:${'ab'.repeat(32)}`;
     cp.artifacts.set(wrong, cp.artifacts.get(digests['examples/hello'] as string) as Buffer);

@@ -225,6 +225,8 @@ function signalReady() {
 try {
   serve(await loadHandler());
 } catch (err) {
-  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  // The stack for the user, then the reason on the last line, which the worker quotes in its failure.
+  if (err instanceof Error && err.stack !== undefined) console.error(err.stack);
+  console.error(`baton handler runner: cannot start: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 }

@@ -137,7 +137,10 @@ export class ProcessRuntime implements SandboxRuntime {
     const { clock, readyTimeoutMs, sandboxHost } = this.#options;
     return new Promise<void>((resolve, reject) => {
       const cleanups: (() => void)[] = [];
+      let isSettled = false;
       const settle = (err?: BatonError): void => {
+        if (isSettled) return;
+        isSettled = true;
         for (const cleanup of cleanups) cleanup();
         if (err === undefined) resolve();
         else reject(err);
@@ -154,7 +157,9 @@ export class ProcessRuntime implements SandboxRuntime {
       const onAbort = (): void => settle(startFailed(sandbox.sandboxId, 'creation was cancelled'));
       signal.addEventListener('abort', onAbort, { once: true });
       cleanups.push(() => signal.removeEventListener('abort', onAbort));
-      void sandbox.exited.promise.then((exit) => {
+      void sandbox.exited.promise.then(async (exit) => {
+        // The last stderr lines (often the reason) may still be in the pipe when `exit` fires.
+        await outputDrained(sandbox.child, clock, 100);
         settle(startFailed(sandbox.sandboxId, `exited before becoming ready (${describeExit(exit)})${lastErrors(sandbox)}`));
       });
       if (signal.aborted) onAbort();
@@ -271,6 +276,18 @@ function pickFreePort(host: string): Promise<number> {
   });
 }
 
+/** Resolves when the child's stdio has closed, or after `maxMs` (a grandchild may hold the pipes). */
+function outputDrained(child: ChildProcess, clock: Clock, maxMs: number): Promise<void> {
+  if (child.stdout === null || child.stdout.readableEnded) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = clock.setTimeout(resolve, maxMs);
+    child.once('close', () => {
+      timer.cancel();
+      resolve();
+    });
+  });
+}
+
 function killGroup(pid: number, sig: NodeJS.Signals): void {
   try {
     process.kill(-pid, sig);
@@ -288,6 +305,6 @@ function describeExit(exit: SandboxExit): string {
 }
 
 function lastErrors(sandbox: ProcessSandbox): string {
-  const lines = sandbox.logs.tail(5).filter((l) => l.stream === 'stderr').map((l) => l.line);
+  const lines = sandbox.logs.tail(20).filter((l) => l.stream === 'stderr').slice(-3).map((l) => l.line);
   return lines.length === 0 ? '' : `; stderr: ${lines.join(' | ')}`;
 }
