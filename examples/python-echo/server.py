@@ -30,5 +30,5 @@ class Echo(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Echo)
+    server = ThreadingHTTPServer((os.environ.get("BATON_HOST", "127.0.0.1"), int(os.environ["PORT"])), Echo)
     server.serve_forever()
