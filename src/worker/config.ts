@@ -1,0 +1,54 @@
+import os from 'node:os';
+import { z } from 'zod';
+import { ID_PATTERN } from '../api/ids.ts';
+import { parseOrThrow } from '../api/validate.ts';
+
+const MIB = 1024 * 1024;
+
+/**
+ * The worker daemon's configuration: flat camelCase keys, every one defaulted, unknown keys
+ * refused. `workerId` defaults to `<hostname>-<port>` using the port actually bound, so it is
+ * resolved by `startWorker` (after listening) rather than here.
+ */
+export const workerConfigSchema = z.strictObject({
+  /** Interface of the internal API. */
+  host: z.string().min(1).default('127.0.0.1'),
+  /** Port of the internal API; 0 picks a free one. */
+  port: z.number().int().min(0).max(65_535).default(10_010),
+  workerId: z.string().regex(ID_PATTERN).optional(),
+  controlPlaneUrl: z.url().default('http://127.0.0.1:9090'),
+  /** Cache of artifacts, sandbox scratch directories and the sandbox state file. */
+  dataDir: z.string().min(1).default('./.baton/worker'),
+  /** Capacity advertised to the control plane. */
+  cpuMilli: z.number().int().min(1).default(() => os.availableParallelism() * 1000),
+  memoryMiB: z.number().int().min(1).default(() => Math.floor(os.totalmem() / MIB)),
+  /** Address sandboxes listen on and that is published to data planes. */
+  sandboxHost: z.string().min(1).default('127.0.0.1'),
+  /** How long a sandbox may take from spawn to ready before it is killed and reported failed. */
+  readyTimeoutMs: z.number().int().min(1).default(10_000),
+  heartbeatIntervalMs: z.number().int().min(10).default(1000),
+  /** How long a deleted sandbox gets between SIGTERM and SIGKILL. */
+  stopGraceMs: z.number().int().min(0).default(1000),
+  /** Lines of stdout/stderr kept per sandbox. */
+  logBufferLines: z.number().int().min(1).max(1_000_000).default(1000),
+  /** Sandboxes started at once (fetch + spawn + readiness); the rest wait their turn. */
+  maxConcurrentStarts: z.number().int().min(1).max(10_000).default(16),
+  maxArtifactBytes: z.number().int().min(1).default(64 * MIB),
+  maxUnpackedBytes: z.number().int().min(1).default(512 * MIB),
+  maxArtifactEntries: z.number().int().min(1).default(100_000),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type WorkerConfig = Readonly<z.output<typeof workerConfigSchema>>;
+export type WorkerConfigInput = z.input<typeof workerConfigSchema>;
+
+/** Parses and freezes a configuration. @throws BatonError ERR_INVALID_CONFIG naming the key and rule */
+export function parseWorkerConfig(input: unknown): WorkerConfig {
+  return Object.freeze(parseOrThrow(workerConfigSchema, input, 'ERR_INVALID_CONFIG', 'worker config'));
+}
+
+/** `<hostname>-<port>`, with characters an id may not hold replaced by `-`. */
+export function defaultWorkerId(port: number): string {
+  const host = os.hostname().replace(/[^A-Za-z0-9_.:-]/g, '-').replace(/^[^A-Za-z0-9]+/, '') || 'worker';
+  return `${host.slice(0, 100)}-${port}`;
+}

@@ -1,0 +1,52 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { SandboxState } from '../api/worker.ts';
+import { COLD_START_BUCKETS_SECONDS } from '../observability/metrics.ts';
+
+export type CreationOutcome = 'ready' | 'failed' | 'cancelled';
+export type ColdStartPhase = 'fetch' | 'start' | 'ready' | 'total';
+
+/** The worker's own metrics. Labels are bounded: function names and fixed sets, never sandbox ids. */
+export interface WorkerMetrics {
+  creation(fn: string, outcome: CreationOutcome): void;
+  coldStart(phase: ColdStartPhase, ms: number): void;
+  exit(fn: string): void;
+}
+
+export function createWorkerMetrics(registry: Registry, countByState: () => Record<SandboxState, number>): WorkerMetrics {
+  new Gauge({
+    name: 'baton_worker_sandboxes',
+    help: 'Sandboxes on this worker by state.',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      for (const [state, count] of Object.entries(countByState())) this.set({ state }, count);
+    },
+  });
+  const creations = new Counter({
+    name: 'baton_worker_sandbox_creations_total',
+    help: 'Sandbox creations by function and outcome (ready, failed, cancelled).',
+    labelNames: ['function', 'outcome'] as const,
+    registers: [registry],
+  });
+  const coldStart = new Histogram({
+    name: 'baton_worker_cold_start_seconds',
+    help: 'Sandbox creation latency on the worker by phase: fetch (artifact), start (spawn to alive), ready (alive to ready), total.',
+    labelNames: ['phase'] as const,
+    buckets: COLD_START_BUCKETS_SECONDS,
+    registers: [registry],
+  });
+  const exits = new Counter({
+    name: 'baton_worker_sandbox_exits_total',
+    help: 'Sandboxes that exited on their own (not deleted) by function.',
+    labelNames: ['function'] as const,
+    registers: [registry],
+  });
+  return {
+    creation: (fn, outcome) => creations.inc({ function: fn, outcome }),
+    coldStart: (phase, ms) => coldStart.observe({ phase }, ms / 1000),
+    exit: (fn) => exits.inc({ function: fn }),
+  };
+}
+
+/** Metrics that record nothing, for tests and embedding. */
+export const noopWorkerMetrics: WorkerMetrics = { creation: () => undefined, coldStart: () => undefined, exit: () => undefined };

@@ -1,0 +1,310 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import type { SandboxFunction, SandboxLogsResponse } from '../../api/worker.ts';
+import type { Clock } from '../../core/clock.ts';
+import { createDeferred, type Deferred } from '../../core/deferred.ts';
+import { BatonError } from '../../core/errors.ts';
+import type { Logger } from '../../observability/logger.ts';
+import type { SandboxExit, SandboxRuntime, StartedSandbox } from '../runtime.ts';
+import { LogBuffer, lineSplitter } from './log-buffer.ts';
+import { processStartTime } from './proc-stat.ts';
+import { probeTcp, waitForReadyLine } from './readiness.ts';
+import { SandboxStateFile } from './state-file.ts';
+
+const RUNNER_PATH = fileURLToPath(new URL('./handler-runner.js', import.meta.url));
+const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+export interface ProcessRuntimeOptions {
+  /** Holds `sandboxes.json` and `sandboxes/<id>/` (each sandbox's writable HOME and TMPDIR). */
+  readonly dataDir: string;
+  /** Interface sandboxes listen on and the host part of their address. */
+  readonly sandboxHost: string;
+  readonly readyTimeoutMs: number;
+  readonly stopGraceMs: number;
+  readonly logBufferLines: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+}
+
+interface ProcessSandbox {
+  readonly sandboxId: string;
+  readonly fn: SandboxFunction;
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly logs: LogBuffer;
+  readonly scratchDir: string;
+  readonly exited: Deferred<SandboxExit>;
+  isReady: boolean;
+  isStopping: boolean;
+}
+
+/**
+ * The `process` runtime: each sandbox is an OS process in its own process group (killed as a
+ * group), started in its unpacked artifact directory with a clean, explicit environment — never
+ * the daemon's own (NODE_EXTRA_CA_CERTS alone costs ~40 ms per Node start, and the daemon's
+ * variables are none of the function's business).
+ *
+ * - handler functions run Baton's runner (`handler-runner.js`) under this Node binary; the runner
+ *   writes `ready` on fd 3 once listening, so readiness costs no polling;
+ * - command functions run `command[0]` (from the artifact when it is there, else from PATH) and
+ *   are probed with TCP connects.
+ */
+export class ProcessRuntime implements SandboxRuntime {
+  readonly name = 'process' as const;
+  readonly #options: ProcessRuntimeOptions;
+  readonly #sandboxes = new Map<string, ProcessSandbox>();
+  readonly #exitListeners: ((exit: SandboxExit) => void)[] = [];
+  readonly #stateFile: SandboxStateFile;
+  readonly #scratchRoot: string;
+
+  constructor(options: ProcessRuntimeOptions) {
+    this.#options = options;
+    this.#stateFile = new SandboxStateFile(path.join(options.dataDir, 'sandboxes.json'));
+    this.#scratchRoot = path.join(options.dataDir, 'sandboxes');
+  }
+
+  onExit(listener: (exit: SandboxExit) => void): void {
+    this.#exitListeners.push(listener);
+  }
+
+  async create(sandboxId: string, fn: SandboxFunction, artifactDir: string, signal: AbortSignal): Promise<StartedSandbox> {
+    if (this.#sandboxes.has(sandboxId)) throw startFailed(sandboxId, 'a sandbox with this id is already running');
+    signal.throwIfAborted();
+    const { clock, sandboxHost } = this.#options;
+    const scratchDir = path.join(this.#scratchRoot, sandboxId);
+    await mkdir(path.join(scratchDir, 'tmp'), { recursive: true });
+    const port = await pickFreePort(sandboxHost);
+    const spawnedAt = clock.now();
+    const sandbox = await this.#spawn(sandboxId, fn, artifactDir, scratchDir, port).catch(async (err: unknown) => {
+      await rm(scratchDir, { recursive: true, force: true });
+      throw err;
+    });
+    const aliveAt = clock.now();
+    try {
+      await this.#waitReady(sandbox, port, signal);
+    } catch (err) {
+      await this.#stop(sandbox, 0);
+      throw err;
+    }
+    sandbox.isReady = true;
+    return { address: `${sandboxHost}:${port}`, pid: sandbox.pid, startMs: aliveAt - spawnedAt, readyMs: clock.now() - aliveAt };
+  }
+
+  async #spawn(sandboxId: string, fn: SandboxFunction, artifactDir: string, scratchDir: string, port: number): Promise<ProcessSandbox> {
+    const env = sandboxEnv(sandboxId, fn, port, scratchDir, this.#options.sandboxHost);
+    const [file, args, hasReadyPipe] = fn.handler !== undefined
+      ? [process.execPath, [RUNNER_PATH], true] as const
+      : [resolveCommand(fn.command ?? [], artifactDir), (fn.command ?? []).slice(1), false] as const;
+    const child = spawn(file, args, {
+      cwd: artifactDir, env, detached: true,
+      stdio: hasReadyPipe ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (err) => reject(startFailed(sandboxId, `spawning ${file} failed: ${err.message}`, err)));
+    });
+    const pid = child.pid as number;
+    const sandbox: ProcessSandbox = {
+      sandboxId, fn, child, pid, scratchDir, logs: new LogBuffer(this.#options.logBufferLines),
+      exited: createDeferred<SandboxExit>(), isReady: false, isStopping: false,
+    };
+    this.#sandboxes.set(sandboxId, sandbox);
+    this.#capture(sandbox, 'stdout', child.stdout);
+    this.#capture(sandbox, 'stderr', child.stderr);
+    child.on('error', () => undefined);
+    child.once('exit', (exitCode, sig) => this.#onChildExit(sandbox, exitCode, sig));
+    void processStartTime(pid).then((startTime) => {
+      if (startTime !== undefined && this.#sandboxes.get(sandboxId) === sandbox) this.#stateFile.set({ sandboxId, pid, startTime });
+    });
+    return sandbox;
+  }
+
+  #capture(sandbox: ProcessSandbox, stream: 'stdout' | 'stderr', pipe: Readable | null): void {
+    if (pipe === null) return;
+    const splitter = lineSplitter((line) => sandbox.logs.push(stream, line));
+    pipe.on('data', (chunk: Buffer) => splitter.write(chunk));
+    pipe.on('end', () => splitter.end());
+    pipe.on('error', () => undefined);
+  }
+
+  /** Resolves when ready; rejects (ERR_SANDBOX_START_FAILED) on exit, timeout or abort. */
+  #waitReady(sandbox: ProcessSandbox, port: number, signal: AbortSignal): Promise<void> {
+    const { clock, readyTimeoutMs, sandboxHost } = this.#options;
+    return new Promise<void>((resolve, reject) => {
+      const cleanups: (() => void)[] = [];
+      let isSettled = false;
+      const settle = (err?: BatonError): void => {
+        if (isSettled) return;
+        isSettled = true;
+        for (const cleanup of cleanups) cleanup();
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const readyPipe = sandbox.child.stdio[3] as Readable | null | undefined;
+      if (readyPipe) {
+        readyPipe.on('error', () => undefined);
+        cleanups.push(waitForReadyLine(readyPipe, () => settle()));
+      } else {
+        cleanups.push(probeTcp(sandboxHost, port, clock, () => settle()));
+      }
+      const timer = clock.setTimeout(() => settle(startFailed(sandbox.sandboxId, `not ready within ${readyTimeoutMs} ms${lastErrors(sandbox)}`)), readyTimeoutMs);
+      cleanups.push(() => timer.cancel());
+      const onAbort = (): void => settle(startFailed(sandbox.sandboxId, 'creation was cancelled'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      cleanups.push(() => signal.removeEventListener('abort', onAbort));
+      void sandbox.exited.promise.then(async (exit) => {
+        // The last stderr lines (often the reason) may still be in the pipe when `exit` fires.
+        await outputDrained(sandbox.child, clock, 100);
+        settle(startFailed(sandbox.sandboxId, `exited before becoming ready (${describeExit(exit)})${lastErrors(sandbox)}`));
+      });
+      if (signal.aborted) onAbort();
+    });
+  }
+
+  #onChildExit(sandbox: ProcessSandbox, exitCode: number | null, sig: NodeJS.Signals | null): void {
+    const exit: SandboxExit = { sandboxId: sandbox.sandboxId, exitCode, signal: sig };
+    // Children the sandbox left behind in its group go with it.
+    killGroup(sandbox.pid, 'SIGKILL');
+    sandbox.exited.resolve(exit);
+    if (sandbox.isStopping || !sandbox.isReady) return;
+    this.#forget(sandbox);
+    this.#options.logger.warn({ sandboxId: sandbox.sandboxId, fn: sandbox.fn.name, exitCode, signal: sig }, 'sandbox exited');
+    for (const listener of this.#exitListeners) listener(exit);
+  }
+
+  #forget(sandbox: ProcessSandbox): void {
+    if (this.#sandboxes.get(sandbox.sandboxId) === sandbox) this.#sandboxes.delete(sandbox.sandboxId);
+    this.#stateFile.delete(sandbox.sandboxId);
+    void rm(sandbox.scratchDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  async delete(sandboxId: string): Promise<void> {
+    const sandbox = this.#sandboxes.get(sandboxId);
+    if (sandbox === undefined) return;
+    await this.#stop(sandbox, this.#options.stopGraceMs);
+  }
+
+  /** SIGTERM to the group, SIGKILL after `graceMs` (at once when 0); resolves once it exited. */
+  async #stop(sandbox: ProcessSandbox, graceMs: number): Promise<void> {
+    sandbox.isStopping = true;
+    killGroup(sandbox.pid, graceMs === 0 ? 'SIGKILL' : 'SIGTERM');
+    const timer = graceMs === 0 ? undefined : this.#options.clock.setTimeout(() => killGroup(sandbox.pid, 'SIGKILL'), graceMs);
+    await sandbox.exited.promise;
+    timer?.cancel();
+    this.#forget(sandbox);
+  }
+
+  logs(sandboxId: string, tail: number): SandboxLogsResponse | undefined {
+    const sandbox = this.#sandboxes.get(sandboxId);
+    if (sandbox === undefined) return undefined;
+    return { sandboxId, lines: sandbox.logs.tail(tail), dropped: sandbox.logs.dropped };
+  }
+
+  async cleanupLeftovers(): Promise<number> {
+    let stopped = 0;
+    for (const entry of await this.#stateFile.read()) {
+      // Only a process with the recorded start time is ours: a reused pid is someone else's.
+      if (await processStartTime(entry.pid) !== entry.startTime) continue;
+      killGroup(entry.pid, 'SIGKILL');
+      stopped += 1;
+      this.#options.logger.info({ sandboxId: entry.sandboxId, pid: entry.pid }, 'stopped a sandbox left by a previous run');
+    }
+    await rm(this.#scratchRoot, { recursive: true, force: true });
+    await mkdir(this.#scratchRoot, { recursive: true });
+    await this.#stateFile.flush();
+    return stopped;
+  }
+
+  async close(options: { keepSandboxes?: boolean } = {}): Promise<void> {
+    const sandboxes = [...this.#sandboxes.values()];
+    if (options.keepSandboxes === true) {
+      for (const sandbox of sandboxes) {
+        sandbox.isStopping = true;
+        sandbox.child.unref();
+        for (const pipe of sandbox.child.stdio) pipe?.destroy();
+      }
+      this.#sandboxes.clear();
+    } else {
+      await Promise.all(sandboxes.map((sandbox) => this.#stop(sandbox, this.#options.stopGraceMs)));
+    }
+    await this.#stateFile.flush();
+  }
+}
+
+function sandboxEnv(sandboxId: string, fn: SandboxFunction, port: number, scratchDir: string, host: string): NodeJS.ProcessEnv {
+  return {
+    ...fn.env,
+    PATH: SANDBOX_PATH,
+    HOME: scratchDir,
+    TMPDIR: path.join(scratchDir, 'tmp'),
+    PORT: String(port),
+    BATON_HOST: host,
+    BATON_FUNCTION: fn.name,
+    BATON_SANDBOX_ID: sandboxId,
+    BATON_GENERATION: String(fn.generation),
+    BATON_TIMEOUT_MS: String(fn.timeoutMs),
+    BATON_MEMORY_MIB: String(fn.resources.memoryMiB),
+    ...(fn.handler === undefined ? {} : { BATON_HANDLER: fn.handler }),
+  };
+}
+
+/** A relative `command[0]` present in the artifact runs from there; otherwise spawn looks it up in PATH. */
+function resolveCommand(command: readonly string[], artifactDir: string): string {
+  const first = command[0];
+  if (first === undefined || first.length === 0) throw new BatonError('ERR_SANDBOX_START_FAILED', 'function has neither handler nor command');
+  if (path.isAbsolute(first)) return first;
+  const local = path.resolve(artifactDir, first);
+  return local.startsWith(artifactDir + path.sep) && existsSync(local) ? local : first;
+}
+
+/** A free port on `host`, found by binding port 0 and releasing it. */
+function pickFreePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves when the child's stdio has closed, or after `maxMs` (a grandchild may hold the pipes). */
+function outputDrained(child: ChildProcess, clock: Clock, maxMs: number): Promise<void> {
+  if (child.stdout === null || child.stdout.readableEnded) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = clock.setTimeout(resolve, maxMs);
+    child.once('close', () => {
+      timer.cancel();
+      resolve();
+    });
+  });
+}
+
+function killGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+function startFailed(sandboxId: string, why: string, cause?: unknown): BatonError {
+  return new BatonError('ERR_SANDBOX_START_FAILED', `sandbox ${sandboxId}: ${why}`, cause === undefined ? {} : { cause });
+}
+
+function describeExit(exit: SandboxExit): string {
+  return exit.signal !== null ? `signal ${exit.signal}` : `exit code ${exit.exitCode}`;
+}
+
+function lastErrors(sandbox: ProcessSandbox): string {
+  const lines = sandbox.logs.tail(20).filter((l) => l.stream === 'stderr').slice(-3).map((l) => l.line);
+  return lines.length === 0 ? '' : `; stderr: ${lines.join(' | ')}`;
+}

@@ -1,0 +1,49 @@
+import type { RuntimeName } from '../api/function-spec.ts';
+import type { SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
+
+/**
+ * What the worker core needs from a sandbox runtime (process today; container and emulated
+ * later). A runtime starts and stops sandboxes and tells when one dies on its own; the core keeps
+ * the table, the events and the metrics.
+ */
+export interface SandboxRuntime {
+  readonly name: RuntimeName;
+
+  /**
+   * Starts a sandbox of `fn` from the unpacked artifact in `artifactDir` and resolves once it is
+   * ready to serve. Aborting `signal` stops it and rejects.
+   * @throws BatonError ERR_SANDBOX_START_FAILED (spawn failed, exited early, not ready in time, aborted)
+   */
+  create(sandboxId: string, fn: SandboxFunction, artifactDir: string, signal: AbortSignal): Promise<StartedSandbox>;
+
+  /** Stops a sandbox; resolves once it is gone. Unknown ids resolve at once. Never reported via onExit. */
+  delete(sandboxId: string): Promise<void>;
+
+  /** Registers the listener told when a ready sandbox exits without being deleted. */
+  onExit(listener: (exit: SandboxExit) => void): void;
+
+  /** The last `tail` captured output lines, or undefined for an unknown sandbox. */
+  logs(sandboxId: string, tail: number): SandboxLogsResponse | undefined;
+
+  /** Stops whatever a previous run of this worker left running; returns how many were stopped. */
+  cleanupLeftovers(): Promise<number>;
+
+  /** Stops every sandbox (or, with `keepSandboxes`, only lets go of them: a test-only crash stand-in). */
+  close(options?: { keepSandboxes?: boolean }): Promise<void>;
+}
+
+export interface StartedSandbox {
+  /** `host:port` the data plane connects to. */
+  readonly address: string;
+  readonly pid?: number;
+  /** Spawn requested → process alive, ms. */
+  readonly startMs: number;
+  /** Process alive → ready signal (or first accepted connection), ms. */
+  readonly readyMs: number;
+}
+
+export interface SandboxExit {
+  readonly sandboxId: string;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+}
