@@ -56,15 +56,15 @@ export class Autoscaler {
 
   /**
    * An invocation found no free capacity. At zero, scale up at once (Knative's poke) instead of
-   * waiting for the next tick: one sandbox per `targetPerSandbox` of waiting invocations.
+   * waiting for the next tick, to exactly the capacity the waiting invocations need (one sandbox
+   * per `concurrency` of them); the next ticks add the target-utilisation headroom if demand stays.
    */
   poke(fn: FunctionEntry, waiting: number): void {
     const state = this.#activate(fn);
     const counts = countSandboxes(fn);
     if (counts.current > 0 || waiting <= 0) return;
     const { scaling, concurrency } = fn.record.spec;
-    const settings = kpaSettingsFromSpec(concurrency, scaling);
-    const wanted = Math.ceil(waiting / settings.targetPerSandbox);
+    const wanted = Math.ceil(waiting / concurrency);
     fn.desired = Math.min(scaling.maxScale, Math.max(1, scaling.minScale, wanted));
     state.reason = `poke: ${waiting} waiting at zero → ${fn.desired}`;
     this.#options.onDecision(fn);

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { startCluster, runCli, ROOT, type Cluster } from '../kit/cluster.ts';
 import { waitFor } from '../kit/wait-for.ts';
@@ -46,15 +47,25 @@ describe('deploy and invoke', () => {
     assert.equal(warm.status, 200);
     assert.equal(typeof cold.body['sandboxId'], 'string');
     assert.equal(warm.body['sandboxId'], cold.body['sandboxId']);
-    const described = await api<{ recentColdStarts: unknown[]; status: { ready: number } }>('/v1/functions/hello');
-    assert.equal(described.body.recentColdStarts.length, 1);
-    assert.equal(described.body.status.ready, 1);
+    const described = await api<{ recentColdStarts: { sandboxId: string; breakdown: Record<string, number> }[] }>('/v1/functions/hello');
+    const coldStart = described.body.recentColdStarts.find((c) => c.sandboxId === cold.body['sandboxId']);
+    assert.ok(coldStart !== undefined, 'the first invocation was served by a sandbox created for it');
+    for (const phase of ['fetchMs', 'startMs', 'readyMs', 'totalMs', 'controlPlaneMs']) assert.ok((coldStart.breakdown[phase] ?? -1) >= 0, phase);
   });
 
   it('routes by Host header as well as by path prefix', async () => {
-    const res = await fetch(`${cluster.dpUrl}/greet`, { headers: { host: 'hello.functions.local' } });
-    assert.equal(res.status, 200);
-    assert.equal((await res.json() as Record<string, unknown>)['path'], '/greet');
+    // fetch() may not set Host; node:http can.
+    const { status, body } = await new Promise<{ status: number; body: string }>((resolveRes, reject) => {
+      const req = request(`${cluster.dpUrl}/greet`, { headers: { host: 'hello.functions.local' } }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => { text += d.toString(); });
+        res.on('end', () => resolveRes({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(status, 200);
+    assert.equal((JSON.parse(body) as Record<string, unknown>)['path'], '/greet');
   });
 
   it('answers an unknown function with 404 ERR_FUNCTION_NOT_FOUND', async () => {

@@ -126,10 +126,13 @@ test('bad flags exit with 2 and say what is wrong', async () => {
   assert.match(help.stdout, /usage: baton list/);
 });
 
-test('daemon commands go to the daemons module', async () => {
+test('daemon commands reject unknown flags with a coded error naming the flag, before starting anything', async () => {
   const result = await runCli(['up', '--anything']);
   assert.equal(result.code, 1);
-  assert.match(result.stderr, /^error ERR_INTERNAL: /);
+  assert.match(result.stderr, /^error ERR_INVALID_CONFIG: unknown flag '--anything'/);
+  const worker = await runCli(['worker', '--no-such-key', '1']);
+  assert.equal(worker.code, 1);
+  assert.match(worker.stderr, /^error ERR_INVALID_CONFIG: .*no-such-key/);
 });
 
 test('an invalid spec is rejected before any request is sent', async (t) => {
