@@ -114,3 +114,105 @@ describe('autoscaling', () => {
     await waitFor(async () => (await workerSandboxes()).every((s) => s.function !== 'slow'), { timeoutMs: 10_000, message: 'worker to delete slow sandboxes' });
   });
 });
+
+describe('lifecycle', () => {
+  const deployEcho = async (version: string, extra: string[] = []) => {
+    const res = await cli('deploy', 'echo', '--dir', join(ROOT, 'examples/hello'), '--handler', 'index.handler', '--env', `GREETING_VERSION=${version}`, ...extra);
+    assert.equal(res.code, 0, res.stderr);
+  };
+
+  it('re-deploys to new code without failing a request', async () => {
+    await deployEcho('v1', ['--min-scale', '2']);
+    await waitFor(async () => (await sandboxesOf('echo')).filter((s) => s.state === 'ready').length === 2, { message: 'two ready sandboxes' });
+    let isLoading = true;
+    const statuses: number[] = [];
+    const versions = new Set<unknown>();
+    const load = (async () => {
+      while (isLoading) {
+        const results = await Promise.all([invoke('echo'), invoke('echo')]);
+        for (const r of results) {
+          statuses.push(r.status);
+          versions.add(r.body['version']);
+        }
+      }
+    })();
+    await deployEcho('v2', ['--min-scale', '2']);
+    await waitFor(async () => {
+      const sandboxes = await sandboxesOf('echo');
+      return sandboxes.length === 2 && sandboxes.every((s) => s.generation === 2 && s.state === 'ready');
+    }, { timeoutMs: 20_000, message: 'only generation-2 sandboxes' });
+    const after = await invoke('echo');
+    isLoading = false;
+    await load;
+    assert.equal(after.body['version'], 'v2');
+    assert.ok(statuses.length > 0);
+    assert.deepEqual([...new Set(statuses)], [200], 'every invocation during the update succeeded');
+    assert.ok(versions.has('v1') && versions.has('v2'));
+  });
+
+  it('replaces a sandbox whose process is killed', async () => {
+    const before = (await workerSandboxes()).filter((s) => s.function === 'echo');
+    const victim = before[0];
+    assert.ok(victim?.pid !== undefined);
+    process.kill(victim.pid, 'SIGKILL');
+    await waitFor(async () => {
+      const now = await sandboxesOf('echo');
+      return now.length === 2 && now.every((s) => s.state === 'ready') && !now.some((s) => s.sandboxId === victim.sandboxId);
+    }, { timeoutMs: 15_000, message: 'the killed sandbox to be replaced' });
+    assert.equal((await invoke('echo')).status, 200);
+  });
+
+  it('deletes a function with every one of its sandboxes', async () => {
+    const pids = (await workerSandboxes()).filter((s) => s.function === 'echo').map((s) => s.pid as number);
+    assert.equal(pids.length, 2);
+    const res = await cli('delete', 'echo');
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal((await api('/v1/functions/echo')).status, 404);
+    await waitFor(async () => (await workerSandboxes()).every((s) => s.function !== 'echo'), { message: 'worker to drop echo sandboxes' });
+    await waitFor(() => pids.every((pid) => !isAlive(pid)), { message: 'sandbox processes to exit' });
+    assert.equal((await invoke('echo')).status, 404);
+  });
+});
+
+describe('failures', () => {
+  it('keeps acknowledged functions and warm invocations across a control-plane kill -9, and rebuilds its sandboxes from the worker', async () => {
+    const first = await invoke('hello');
+    assert.equal(first.status, 200);
+    await cluster.controlplane.stop('SIGKILL');
+    // The control plane is gone: warm invocations still flow through the data plane.
+    const duringOutage = await invoke('hello');
+    assert.equal(duringOutage.status, 200);
+    assert.equal(duringOutage.body['sandboxId'], first.body['sandboxId']);
+    await cluster.restartControlPlane();
+    const functions = await waitFor(async () => (await api<{ functions: { spec: { name: string } }[] }>('/v1/functions')).body.functions.map((f) => f.spec.name));
+    assert.ok(functions.includes('hello') && functions.includes('slow') && functions.includes('python-echo'), JSON.stringify(functions));
+    await waitFor(async () => (await sandboxesOf('hello')).some((s) => s.sandboxId === first.body['sandboxId'] && s.state === 'ready'),
+      { timeoutMs: 15_000, message: 'the hello sandbox to be adopted from the worker' });
+    const afterRestart = await invoke('hello');
+    assert.equal(afterRestart.status, 200);
+  });
+
+  it('withdraws the sandboxes of a worker that stops heartbeating, and takes it back when it returns', async () => {
+    const pid = cluster.worker.child.pid as number;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await waitFor(async () => (await api<{ workers: { state: string }[] }>('/v1/workers')).body.workers.every((w) => w.state === 'unschedulable'),
+        { timeoutMs: 10_000, message: 'worker to be unschedulable' });
+      assert.equal((await sandboxesOf('hello')).length, 0);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await waitFor(async () => (await api<{ workers: { state: string }[] }>('/v1/workers')).body.workers.every((w) => w.state === 'ready'),
+      { timeoutMs: 10_000, message: 'worker to register again' });
+    assert.equal((await invoke('hello')).status, 200);
+  });
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
