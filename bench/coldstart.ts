@@ -1,0 +1,141 @@
+/**
+ * bench:coldstart — cold-start latency through Baton vs the same function process started directly.
+ *
+ * Starts a real cluster (control plane, data plane, one worker as processes), registers N fresh
+ * functions with the code of examples/hello (all at zero), and invokes each once, one at a time:
+ * every invocation is a cold start. In the same run, alternating with those, it spawns the same
+ * handler runner directly N times (clean environment, same cwd) and times spawn → first 200.
+ * Prints p50/p99 of both and the difference, and the per-phase breakdown Baton recorded.
+ *
+ *   npm run bench:coldstart -- [--functions 50] [--json bench/results/coldstart.json]
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { packDirectory, unpackArchive } from '../src/core/archive.ts';
+import { percentile } from './stats.ts';
+import { startCluster, ROOT } from '../test/kit/cluster.ts';
+
+const { values } = parseArgs({ options: { functions: { type: 'string', default: '50' }, json: { type: 'string', default: 'bench/results/coldstart.json' } } });
+const count = Number(values.functions);
+if (!Number.isInteger(count) || count < 1 || count > 500) throw new Error('--functions must be an integer in [1, 500]');
+
+const RUNNER = join(ROOT, 'src/worker/process/handler-runner.js');
+const HELLO = join(ROOT, 'examples/hello');
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+/** Spawn the handler runner the way the worker does, and time spawn → first 200 response. */
+async function rawColdStart(artifactDir: string, scratch: string, i: number): Promise<number> {
+  const port = await freePort();
+  const env = {
+    PATH: '/usr/local/bin:/usr/bin:/bin', HOME: scratch, TMPDIR: scratch, PORT: String(port), BATON_HOST: '127.0.0.1',
+    BATON_FUNCTION: `raw-${i}`, BATON_SANDBOX_ID: `raw-${i}`, BATON_GENERATION: '1', BATON_TIMEOUT_MS: '60000',
+    BATON_MEMORY_MIB: '128', BATON_HANDLER: 'index.handler',
+  };
+  const started = performance.now();
+  const child = spawn(process.execPath, [RUNNER], { cwd: artifactDir, env, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  try {
+    for (;;) {
+      try {
+        const res = await request(`http://127.0.0.1:${port}/`, { reset: true });
+        await res.body.text();
+        if (res.statusCode === 200) return performance.now() - started;
+      } catch {
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      if (performance.now() - started > 10_000) throw new Error('raw function did not answer within 10 s');
+    }
+  } finally {
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+  }
+}
+
+async function main(): Promise<void> {
+  const scratch = await mkdtemp(join(tmpdir(), 'baton-bench-cold-'));
+  const artifactDir = join(scratch, 'hello');
+  const archive = await packDirectory(HELLO);
+  await unpackArchive(archive, artifactDir, { maxPackedBytes: 1 << 26, maxUnpackedBytes: 1 << 28, maxEntries: 10_000 });
+  const cluster = await startCluster();
+  try {
+    const put = await request(`${cluster.cpUrl}/v1/artifacts`, { method: 'PUT', body: archive });
+    const { digest } = await put.body.json() as { digest: string };
+    const names = Array.from({ length: count + 1 }, (_, i) => `cold-${i}`);
+    for (const name of names) {
+      const res = await request(`${cluster.cpUrl}/v1/functions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        // maxScale 1 as in Dirigent's cold-start sweep; a small CPU request so that all N fit on one worker.
+        body: JSON.stringify({ name, artifact: digest, handler: 'index.handler', scaling: { maxScale: 1 }, resources: { cpuMilli: 10, memoryMiB: 64 } }),
+      });
+      if (res.statusCode !== 201) throw new Error(`creating ${name}: ${res.statusCode} ${await res.body.text()}`);
+      await res.body.dump();
+    }
+    // Function 0 warms the worker's artifact cache and both runtimes' code paths; it is not counted.
+    await invoke(cluster.dpUrl, names[0] as string);
+    await rawColdStart(artifactDir, scratch, -1);
+    const baton: number[] = [];
+    const raw: number[] = [];
+    for (let i = 1; i <= count; i++) {
+      raw.push(await rawColdStart(artifactDir, scratch, i));
+      baton.push(await invoke(cluster.dpUrl, names[i] as string));
+    }
+    const phases = await breakdowns(cluster.cpUrl, names.slice(1));
+    const result = {
+      functions: count,
+      raw: { p50Ms: percentile(raw, 50), p99Ms: percentile(raw, 99) },
+      baton: { p50Ms: percentile(baton, 50), p99Ms: percentile(baton, 99) },
+      addedP50Ms: percentile(baton, 50) - percentile(raw, 50),
+      phasesP50Ms: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, percentile(v, 50)])),
+    };
+    printTable(result);
+    await writeFile(values.json, `${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(`\nwrote ${values.json}\n`);
+  } finally {
+    await cluster.stop();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+async function invoke(dpUrl: string, name: string): Promise<number> {
+  const started = performance.now();
+  const res = await request(`${dpUrl}/fn/${name}/`);
+  await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`${name}: ${res.statusCode}`);
+  return performance.now() - started;
+}
+
+async function breakdowns(cpUrl: string, names: string[]): Promise<Record<string, number[]>> {
+  const phases: Record<string, number[]> = {};
+  for (const name of names) {
+    const res = await request(`${cpUrl}/v1/functions/${name}`);
+    const body = await res.body.json() as { recentColdStarts: { breakdown: Record<string, number> }[] };
+    for (const cold of body.recentColdStarts.slice(0, 1)) {
+      for (const [phase, ms] of Object.entries(cold.breakdown)) (phases[phase] ??= []).push(ms);
+    }
+  }
+  return phases;
+}
+
+function printTable(r: { functions: number; raw: { p50Ms: number; p99Ms: number }; baton: { p50Ms: number; p99Ms: number }; addedP50Ms: number; phasesP50Ms: Record<string, number> }): void {
+  const f = (n: number) => n.toFixed(1).padStart(8);
+  process.stdout.write(`cold starts: ${r.functions} fresh functions, one invocation each, sequential\n\n`);
+  process.stdout.write(`path                          p50 ms   p99 ms\n`);
+  process.stdout.write(`raw spawn → first 200       ${f(r.raw.p50Ms)} ${f(r.raw.p99Ms)}\n`);
+  process.stdout.write(`through Baton (end to end)  ${f(r.baton.p50Ms)} ${f(r.baton.p99Ms)}\n`);
+  process.stdout.write(`added by Baton (p50)        ${f(r.addedP50Ms)}\n\n`);
+  process.stdout.write(`Baton's recorded phases (p50 ms): ${Object.entries(r.phasesP50Ms).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}\n`);
+}
+
+await main();
