@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { functionSpecSchema, SCALING_DEFAULTS } from '../../src/api/function-spec.ts';
+import { parseOrThrow } from '../../src/api/validate.ts';
+import { BatonError } from '../../src/core/errors.ts';
+
+const artifact = `sha256:${'a'.repeat(64)}`;
+const parse = (value: unknown) => parseOrThrow(functionSpecSchema, value, 'ERR_INVALID_SPEC', 'function spec');
+
+function issuesOf(value: unknown): { field: string; rule: string }[] {
+  try {
+    parse(value);
+  } catch (err) {
+    assert.ok(err instanceof BatonError);
+    assert.equal(err.code, 'ERR_INVALID_SPEC');
+    return (err.details as { issues: { field: string; rule: string }[] }).issues;
+  }
+  assert.fail('expected the spec to be refused');
+}
+
+test('a minimal spec compiles to the fully-defaulted form', () => {
+  const spec = parse({ name: 'hello', artifact, handler: 'index.handler' });
+  assert.equal(spec.runtime, 'process');
+  assert.equal(spec.concurrency, 1);
+  assert.deepEqual(spec.scaling, { ...SCALING_DEFAULTS });
+  assert.deepEqual(spec.resources, { cpuMilli: 100, memoryMiB: 128 });
+  assert.equal(spec.timeoutMs, 60_000);
+  assert.deepEqual(spec.env, {});
+});
+
+test('partial scaling settings keep the other defaults', () => {
+  const spec = parse({ name: 'f', artifact, command: ['./serve'], scaling: { maxScale: 3 } });
+  assert.equal(spec.scaling.maxScale, 3);
+  assert.equal(spec.scaling.stableWindowMs, 60_000);
+});
+
+const cases: [string, Record<string, unknown>, string][] = [
+  ['name with capitals', { name: 'Hello' }, 'name'],
+  ['name starting with a digit', { name: '1abc' }, 'name'],
+  ['name longer than 63', { name: `a${'b'.repeat(63)}` }, 'name'],
+  ['artifact not a digest', { artifact: 'sha256:xyz' }, 'artifact'],
+  ['both handler and command', { command: ['x'] }, 'handler'],
+  ['neither handler nor command', { handler: undefined }, 'handler'],
+  ['handler escaping the artifact', { handler: '../up.handler' }, 'handler'],
+  ['handler without export', { handler: 'index' }, 'handler'],
+  ['concurrency 0', { concurrency: 0 }, 'concurrency'],
+  ['minScale above maxScale', { scaling: { minScale: 5, maxScale: 2 } }, 'scaling.minScale'],
+  ['panic window longer than stable', { scaling: { stableWindowMs: 1000, panicWindowMs: 2000 } }, 'scaling.panicWindowMs'],
+  ['targetUtilization above 1', { scaling: { targetUtilization: 1.5 } }, 'scaling.targetUtilization'],
+  ['scale-down rate of 1', { scaling: { maxScaleDownRate: 1 } }, 'scaling.maxScaleDownRate'],
+  ['env setting PORT', { env: { PORT: '1' } }, 'env.PORT'],
+  ['env setting BATON_*', { env: { BATON_X: '1' } }, 'env.BATON_X'],
+  ['unknown field', { replicas: 3 }, '(root)'],
+  ['unknown scaling field', { scaling: { window: 3 } }, 'scaling'],
+  ['unknown runtime', { runtime: 'vm' }, 'runtime'],
+  ['timeout of 0', { timeoutMs: 0 }, 'timeoutMs'],
+];
+
+for (const [what, change, field] of cases) {
+  test(`refuses ${what}, naming ${field}`, () => {
+    const issues = issuesOf({ name: 'fn', artifact, handler: 'index.handler', ...change });
+    assert.ok(issues.some((i) => i.field === field), JSON.stringify(issues));
+  });
+}
