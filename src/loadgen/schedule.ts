@@ -155,7 +155,7 @@ export function sampleMemoryMiB(percentilesMiB: readonly number[], random: Rando
 export function planTrace(functions: readonly TraceFunction[], options: TracePlanOptions): Plan {
   const { minutes, iatDistribution, seed } = options;
   const maxInvocations = options.maxInvocations ?? DEFAULT_MAX_INVOCATIONS;
-  const shortest = Math.min(...functions.map((f) => f.perMinute.length));
+  const shortest = functions.reduce((min, f) => Math.min(min, f.perMinute.length), Number.POSITIVE_INFINITY);
   if (!Number.isInteger(minutes) || minutes < 1 || (functions.length > 0 && minutes > shortest)) {
     throw invalid(`minutes must be an integer in [1, ${shortest}], got ${minutes}`, { minutes });
   }
