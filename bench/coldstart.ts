@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { packDirectory, unpackArchive } from '../src/core/archive.ts';
-import { percentile } from './stats.ts';
+import { percentiles } from '../src/loadgen/analysis.ts';
 import { startCluster, ROOT } from '../test/kit/cluster.ts';
 
 const { values } = parseArgs({ options: { functions: { type: 'string', default: '50' }, json: { type: 'string', default: 'bench/results/coldstart.json' } } });
@@ -94,10 +94,10 @@ async function main(): Promise<void> {
     const phases = await breakdowns(cluster.cpUrl, names.slice(1));
     const result = {
       functions: count,
-      raw: { p50Ms: percentile(raw, 50), p99Ms: percentile(raw, 99) },
-      baton: { p50Ms: percentile(baton, 50), p99Ms: percentile(baton, 99) },
-      addedP50Ms: percentile(baton, 50) - percentile(raw, 50),
-      phasesP50Ms: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, percentile(v, 50)])),
+      raw: { p50Ms: p(raw, 50), p99Ms: p(raw, 99) },
+      baton: { p50Ms: p(baton, 50), p99Ms: p(baton, 99) },
+      addedP50Ms: p(baton, 50) - p(raw, 50),
+      phasesP50Ms: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, p(v, 50)])),
     };
     printTable(result);
     await writeFile(values.json, `${JSON.stringify(result, null, 2)}\n`);
@@ -107,6 +107,8 @@ async function main(): Promise<void> {
     await rm(scratch, { recursive: true, force: true });
   }
 }
+
+const p = (values: readonly number[], q: number): number => percentiles(values, [q])[0] ?? Number.NaN;
 
 async function invoke(dpUrl: string, name: string): Promise<number> {
   const started = performance.now();
