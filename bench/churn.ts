@@ -1,0 +1,162 @@
+/**
+ * bench:churn — sandbox churn at cluster scale, as in Dirigent's cold-start sweep.
+ *
+ * Starts the real control plane, data plane and one process emulating W workers (emulated runtime)
+ * as separate processes. For each target rate R: F = ceil(R × cooldown) functions with maxScale 1
+ * and a short scale-to-zero, each invoked once per cooldown, staggered so that R invocations per
+ * second reach the data plane — every one a cold start. The load is open-loop (sent on schedule,
+ * whatever the responses do). Reports per R: achieved cold starts/s, latency and scheduling overhead
+ * percentiles, errors by code, CPU seconds of each process; JSON and an SVG plot.
+ *
+ *   npm run bench:churn -- --rates 100,500,2500 --seconds 15 --json FILE
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { summarizeRun } from '../src/loadgen/analysis.ts';
+import { renderLineChart } from '../src/loadgen/plot.ts';
+import { runPlan } from '../src/loadgen/runner.ts';
+import { planColdStartSweep, sweepFunctionNames } from '../src/loadgen/schedule.ts';
+import { startCluster, type Cluster } from '../test/kit/cluster.ts';
+
+const { values } = parseArgs({
+  options: {
+    rates: { type: 'string', default: '100,500,1000,2500,5000,10000' },
+    seconds: { type: 'string', default: '10' },
+    cooldown: { type: 'string', default: '5' },
+    workers: { type: 'string', default: '100' },
+    'exec-ms': { type: 'string', default: '10' },
+    'create-latency-ms': { type: 'string', default: '0' },
+    'max-total-seconds': { type: 'string', default: '600' },
+    json: { type: 'string', default: 'bench/results/churn.json' },
+    svg: { type: 'string', default: 'bench/results/churn.svg' },
+  },
+});
+const rates = values.rates.split(',').map(Number);
+const seconds = Number(values.seconds);
+const cooldownS = Number(values.cooldown);
+const workers = Number(values.workers);
+const execMs = Number(values['exec-ms']);
+const createLatencyMs = Number(values['create-latency-ms']);
+const maxTotalMs = Number(values['max-total-seconds']) * 1000;
+for (const [name, v] of [['seconds', seconds], ['cooldown', cooldownS], ['workers', workers], ['exec-ms', execMs + 1], ['create-latency-ms', createLatencyMs + 1]] as const) {
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
+}
+if (rates.some((r) => !Number.isFinite(r) || r <= 0)) throw new Error('--rates must be positive numbers');
+
+/** Overhead bound for the headline: the highest rate whose p99 scheduling overhead is at most this. */
+const OVERHEAD_BOUND_MS = 50;
+
+interface RatePoint {
+  rate: number;
+  achieved: number;
+  invocationsOk: number;
+  invocations: number;
+  p50Ms: number;
+  p99Ms: number;
+  overheadP50Ms: number;
+  overheadP99Ms: number;
+  sendLagP99Ms: number;
+  errors: Record<string, number>;
+  cpuSeconds: Record<string, number>;
+}
+
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (100/s)
+}
+
+async function coldStartsTotal(cpUrl: string): Promise<number> {
+  const res = await request(`${cpUrl}/metrics`);
+  const text = await res.body.text();
+  let total = 0;
+  for (const line of text.split('\n')) if (line.startsWith('baton_controlplane_cold_starts_total{')) total += Number(line.split(' ').pop());
+  return total;
+}
+
+async function register(cluster: Cluster, names: readonly string[]): Promise<void> {
+  const spec = (name: string) => JSON.stringify({
+    name, runtime: 'emulated', artifact: 'sha256:' + '0'.repeat(64), concurrency: 1,
+    scaling: { maxScale: 1, stableWindowMs: 2000, panicWindowMs: 500, scaleToZeroGraceMs: 0 },
+    resources: { cpuMilli: 1, memoryMiB: 1 },
+  });
+  let next = 0;
+  const worker = async () => {
+    while (next < names.length) {
+      const name = names[next++] as string;
+      const res = await request(`${cluster.cpUrl}/v1/functions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: spec(name) });
+      const text = await res.body.text();
+      if (res.statusCode !== 201 && res.statusCode !== 409) throw new Error(`registering ${name}: ${res.statusCode} ${text}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const cluster = await startCluster({
+    controlplane: ['--autoscaler-bucket-ms', '250', '--autoscaler-tick-ms', '500', '--log-level', 'info'],
+    worker: ['--emulate', String(workers), '--runtime', 'emulated', '--emulated-create-latency', `${createLatencyMs}ms`, '--cpu-milli', '100000', '--memory-mi-b', '100000'],
+    dataplane: ['--queue-timeout-ms', '10000', '--demand-report-interval-ms', '250'],
+  });
+  const points: RatePoint[] = [];
+  try {
+    const maxNames = sweepFunctionNames({ rate: Math.max(...rates), cooldownS, functionPrefix: 'churn-' });
+    process.stdout.write(`registering ${maxNames.length} functions…\n`);
+    await register(cluster, maxNames);
+    const pids = { controlplane: cluster.controlplane.child.pid!, dataplane: cluster.dataplane.child.pid!, workers: cluster.worker.child.pid! };
+    for (const rate of rates) {
+      if (Date.now() - started + (seconds + cooldownS) * 1000 > maxTotalMs) {
+        process.stdout.write(`stopping before ${rate}/s: --max-total-seconds reached\n`);
+        break;
+      }
+      const plan = planColdStartSweep({ rate, seconds, cooldownS, execMs, functionPrefix: 'churn-' });
+      const cpuBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
+      const coldBefore = await coldStartsTotal(cluster.cpUrl);
+      const result = await runPlan(plan, { baseUrl: cluster.dpUrl, connections: 2048, timeoutMs: 15_000 });
+      const coldAfter = await coldStartsTotal(cluster.cpUrl);
+      const cpuAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
+      const summary = summarizeRun(result, { creationLatencyMs: createLatencyMs });
+      const point: RatePoint = {
+        rate,
+        achieved: (coldAfter - coldBefore) / (result.durationMs / 1000),
+        invocationsOk: summary.ok,
+        invocations: summary.count,
+        p50Ms: summary.p50Ms, p99Ms: summary.p99Ms,
+        overheadP50Ms: summary.overheadP50Ms, overheadP99Ms: summary.overheadP99Ms,
+        sendLagP99Ms: result.sendLagP99Ms,
+        errors: { ...summary.errorsByCode },
+        cpuSeconds: Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Math.round((v - (cpuBefore[k] ?? 0)) * 100) / 100])),
+      };
+      points.push(point);
+      process.stdout.write(`${JSON.stringify(point)}\n`);
+      // Let every function of this step scale back to zero before the next step.
+      await new Promise((r) => setTimeout(r, (cooldownS + 1) * 1000));
+    }
+  } finally {
+    await cluster.stop();
+  }
+  await writeFile(values.json, `${JSON.stringify(points, null, 2)}\n`);
+  await writeFile(values.svg, renderLineChart({
+    title: `Cold starts through Baton (${workers} emulated workers, 2 cores)`,
+    xLabel: 'target cold starts per second', yLabel: 'end-to-end latency (ms)',
+    xScale: 'log', yScale: 'log',
+    series: [
+      { name: 'p50', points: points.map((p) => ({ x: p.rate, y: p.p50Ms })) },
+      { name: 'p99', points: points.map((p) => ({ x: p.rate, y: p.p99Ms })) },
+      { name: 'p99 scheduling overhead', points: points.map((p) => ({ x: p.rate, y: p.overheadP99Ms })) },
+    ],
+  }));
+  const meeting = points.filter((p) => p.overheadP99Ms <= OVERHEAD_BOUND_MS && Object.keys(p.errors).length === 0);
+  const best = meeting.sort((a, b) => b.achieved - a.achieved)[0];
+  process.stdout.write(`\n rate  achieved   p50 ms   p99 ms  ovh p50  ovh p99  errors\n`);
+  for (const p of points) {
+    const errors = Object.entries(p.errors).map(([k, v]) => `${k}:${v}`).join(' ') || '-';
+    process.stdout.write(`${String(p.rate).padStart(5)} ${p.achieved.toFixed(0).padStart(9)} ${p.p50Ms.toFixed(1).padStart(8)} ${p.p99Ms.toFixed(1).padStart(8)} ${p.overheadP50Ms.toFixed(1).padStart(8)} ${p.overheadP99Ms.toFixed(1).padStart(8)}  ${errors}\n`);
+  }
+  process.stdout.write(`\nhighest rate with p99 scheduling overhead ≤ ${OVERHEAD_BOUND_MS} ms and no errors: ${best === undefined ? 'none' : `${best.achieved.toFixed(0)} cold starts/s (target ${best.rate}/s)`}\n`);
+  process.stdout.write(`wrote ${values.json} and ${values.svg}\n`);
+}
+
+await main();
