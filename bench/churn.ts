@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const cluster = await startCluster({
     controlplane: ['--autoscaler-bucket-ms', '250', '--autoscaler-tick-ms', '500', '--log-level', 'info'],
-    worker: ['--emulate', String(workers), '--runtime', 'emulated', '--emulated-create-latency', `${createLatencyMs}ms`, '--cpu-milli', '100000', '--memory-mi-b', '100000'],
+    worker: ['--emulate', String(workers), '--runtime', 'emulated', '--emulated-create-latency', `${createLatencyMs}ms`, '--cpu-milli', '100000', '--memory-mib', '100000'],
     dataplane: ['--queue-timeout-ms', '10000', '--demand-report-interval-ms', '250'],
   });
   const points: RatePoint[] = [];

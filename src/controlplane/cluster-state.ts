@@ -21,9 +21,20 @@ export interface DataplaneEntry {
 export class ClusterState {
   readonly functions = new Map<string, FunctionEntry>();
   readonly workers = new Map<string, WorkerEntry>();
+  /** The workers as an array for placement, rebuilt only when a worker joins. */
+  #workerList: WorkerEntry[] = [];
   readonly batchers = new Map<string, WorkerBatcher>();
   readonly sandboxes = new Map<string, Sandbox>();
   readonly dataplanes = new Map<string, DataplaneEntry>();
+
+  addWorker(worker: WorkerEntry): void {
+    this.workers.set(worker.id, worker);
+    this.#workerList = [...this.workers.values()];
+  }
+
+  get workerList(): readonly WorkerEntry[] {
+    return this.#workerList;
+  }
 
   /** Sends one routing change to every data plane (batched per data plane). */
   publish(change: RoutingChange): void {

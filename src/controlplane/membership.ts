@@ -43,7 +43,7 @@ export class Membership {
   async load(): Promise<void> {
     const now = this.#o.clock.now();
     for (const w of await this.#o.store.list<StoredWorker>('workers')) {
-      this.#o.state.workers.set(w.id, newWorkerEntry({ ...w, state: 'unregistered', nowMs: now }));
+      this.#o.state.addWorker(newWorkerEntry({ ...w, state: 'unregistered', nowMs: now }));
     }
     for (const d of await this.#o.store.list<StoredDataplane>('dataplanes')) {
       this.#o.state.dataplanes.set(d.id, { ...d, state: 'unregistered', lastHeartbeatMs: now, publisher: undefined, drainWait: undefined, close: undefined });
@@ -76,7 +76,7 @@ export class Membership {
     }
     if (worker === undefined) {
       worker = newWorkerEntry({ id: req.workerId, url: req.url, capacity: req.capacity, runtimes: req.runtimes, state: 'ready', nowMs: now });
-      state.workers.set(worker.id, worker);
+      state.addWorker(worker);
     }
     if (worker.url !== req.url || !state.batchers.has(worker.id)) {
       state.batchers.get(worker.id)?.client.close();

@@ -162,7 +162,7 @@ export class SandboxManager {
     const { spec } = fn.record;
     const decision = this.#o.placement.place(
       { function: spec.name, runtime: spec.runtime, artifact: spec.artifact, resources: spec.resources, count },
-      [...this.#o.state.workers.values()],
+      this.#o.state.workerList,
     );
     if (decision.unplaced > 0) {
       this.#o.metrics.unplaced.inc({ function: spec.name }, decision.unplaced);

@@ -18,6 +18,7 @@ export interface InternalRoutesOptions {
  * The internal API on :8081, for the control plane and for operators:
  *   POST /internal/v1/routing     RoutingUpdate → RoutingAck | 409 ERR_VERSION_GAP
  *   POST /internal/v1/drain/wait  DrainWaitRequest → DrainWaitResponse
+ *   GET  /internal/v1/routing     the routing view: epoch, version, functions, endpoints with in-flight counts
  *   GET  /healthz                 status, epoch and version of the routing view
  *   GET  /metrics                 Prometheus text
  */
@@ -40,6 +41,15 @@ export function createInternalRouter(options: InternalRoutesOptions): JsonRouter
     .on('POST', '/internal/v1/drain/wait', async (ctx): Promise<DrainWaitResponse> => {
       const request = parseOrThrow(drainWaitRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'drain wait request');
       return proxy.drainWait(request.sandboxIds, request.timeoutMs);
+    })
+    .on('GET', '/internal/v1/routing', () => {
+      const functions = [];
+      const endpoints = [];
+      for (const fn of proxy.table.functions()) {
+        functions.push({ ...fn.spec });
+        for (const e of fn.endpoints.values()) endpoints.push({ sandboxId: e.sandboxId, function: e.function, address: e.address, isDraining: e.isDraining, inflight: e.inflight });
+      }
+      return { epoch: proxy.table.epoch, version: proxy.table.version, functions, endpoints };
     })
     .on('GET', '/healthz', () => {
       const body = { status: proxy.state === 'open' ? 'ok' : proxy.state, dataplaneId: options.dataplaneId, epoch: proxy.table.epoch, version: proxy.table.version };

@@ -27,7 +27,7 @@ async function invoke(name: string, path = '/', init?: RequestInit): Promise<{ s
 
 interface SandboxView { sandboxId: string; state: string; generation: number; workerId: string }
 const sandboxesOf = async (name: string) => (await api<{ sandboxes: SandboxView[] }>(`/v1/functions/${name}/sandboxes`)).body.sandboxes;
-const workerSandboxes = async () => (await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`)).json() as { sandboxes: { sandboxId: string; function: string; pid?: number }[] }).sandboxes;
+const workerSandboxes = async () => (await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`)).json() as { sandboxes: { sandboxId: string; function: string; state: string; pid?: number }[] }).sandboxes;
 
 before(async () => {
   cluster = await startCluster();
@@ -151,9 +151,9 @@ describe('lifecycle', () => {
   });
 
   it('replaces a sandbox whose process is killed', async () => {
-    const before = (await workerSandboxes()).filter((s) => s.function === 'echo');
-    const victim = before[0];
-    assert.ok(victim?.pid !== undefined);
+    const routed = (await sandboxesOf('echo')).filter((s) => s.state === 'ready').map((s) => s.sandboxId);
+    const victim = (await workerSandboxes()).find((s) => s.sandboxId === routed[0]);
+    assert.ok(victim?.pid !== undefined, 'a ready echo sandbox with a process');
     process.kill(victim.pid, 'SIGKILL');
     await waitFor(async () => {
       const now = await sandboxesOf('echo');
@@ -163,8 +163,10 @@ describe('lifecycle', () => {
   });
 
   it('deletes a function with every one of its sandboxes', async () => {
-    const pids = (await workerSandboxes()).filter((s) => s.function === 'echo').map((s) => s.pid as number);
-    assert.equal(pids.length, 2);
+    const routed = new Set((await sandboxesOf('echo')).map((s) => s.sandboxId));
+    assert.equal(routed.size, 2);
+    const pids = (await workerSandboxes()).filter((s) => s.function === 'echo' && s.pid !== undefined).map((s) => s.pid as number);
+    assert.ok(pids.length >= 2);
     const res = await cli('delete', 'echo');
     assert.equal(res.code, 0, res.stderr);
     assert.equal((await api('/v1/functions/echo')).status, 404);
@@ -216,3 +218,20 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+describe('consistency', () => {
+  it('ends with the same sandboxes in the control plane, the data plane and the worker', async () => {
+    await invoke('hello');
+    await waitFor(async () => {
+      const functions = (await api<{ functions: { spec: { name: string } }[] }>('/v1/functions')).body.functions.map((f) => f.spec.name);
+      const cp = new Set<string>();
+      for (const name of functions) for (const s of await sandboxesOf(name)) if (s.state !== 'starting') cp.add(s.sandboxId);
+      const dpInternal = (await (await fetch(`${cluster.cpUrl}/v1/dataplanes`)).json() as { dataplanes: { url: string }[] }).dataplanes[0]?.url;
+      const dpView = await (await fetch(`${dpInternal}/internal/v1/routing`)).json() as { endpoints: { sandboxId: string }[] };
+      const dp = new Set(dpView.endpoints.map((e) => e.sandboxId));
+      const worker = new Set((await workerSandboxes()).map((s) => s.sandboxId));
+      const same = (a: Set<string>, b: Set<string>) => a.size === b.size && [...a].every((x) => b.has(x));
+      return cp.size > 0 && same(cp, dp) && same(cp, worker);
+    }, { timeoutMs: 10_000, message: 'control plane, data plane and worker to agree on the sandboxes' });
+  });
+});
