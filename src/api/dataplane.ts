@@ -10,7 +10,7 @@ import { ID_PATTERN } from './ids.ts';
  * Data plane → control plane (:9090):
  *   POST /internal/v1/dataplanes/register   RegisterDataplaneRequest → 200 {} (a snapshot follows on /routing)
  *   POST /internal/v1/dataplanes/heartbeat  {dataplaneId} → 200 {} | 404 ERR_DATAPLANE_NOT_FOUND (register again)
- *   POST /internal/v1/demand                DemandReport → 200 {}
+ *   POST /internal/v1/demand                DemandReport → 200 DemandAck
  *
  * Routing state is keyed (functions by name, endpoints by sandbox id) so every change is
  * idempotent. Each data plane's view has a version inside an epoch: a delta applies only when its
@@ -103,3 +103,12 @@ export const demandReportSchema = z.strictObject({
   entries: z.array(demandEntrySchema).max(1_000_000),
 });
 export type DemandReport = z.infer<typeof demandReportSchema>;
+
+/**
+ * The control plane's answer to a demand report: functions with waiting invocations that no worker
+ * has room for (and that have no sandbox). The data plane fails their queued invocations at once
+ * with 503 ERR_NO_CAPACITY instead of letting them wait for their deadline.
+ */
+export interface DemandAck {
+  readonly noCapacity: readonly string[];
+}

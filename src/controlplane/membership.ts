@@ -1,4 +1,4 @@
-import type { DemandReport, RegisterDataplaneRequest } from '../api/dataplane.ts';
+import type { DemandAck, DemandReport, RegisterDataplaneRequest } from '../api/dataplane.ts';
 import type { RegisterWorkerRequest, RegisterWorkerResponse } from '../api/worker.ts';
 import type { Clock, Timer } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
@@ -135,17 +135,20 @@ export class Membership {
     dataplane.lastHeartbeatMs = this.#o.clock.now();
   }
 
-  onDemand(report: DemandReport): void {
+  onDemand(report: DemandReport): DemandAck {
     const dataplane = this.#o.state.dataplanes.get(report.dataplaneId);
     if (dataplane === undefined || dataplane.state === 'unregistered') {
       throw new BatonError('ERR_DATAPLANE_NOT_FOUND', `data plane '${report.dataplaneId}' must register`);
     }
+    const noCapacity: string[] = [];
     for (const entry of report.entries) {
       const fn = this.#o.state.functions.get(entry.function);
       if (fn === undefined || fn.isDeleting) continue;
       this.#o.autoscaler.reportDemand(fn, report.dataplaneId, entry.concurrency);
       if (report.isPoke) this.#o.autoscaler.poke(fn, entry.queued);
+      if (fn.hasNoCapacity && entry.queued > 0) noCapacity.push(entry.function);
     }
+    return { noCapacity };
   }
 
   #connectDataplane(dataplane: DataplaneEntry, url: string): void {

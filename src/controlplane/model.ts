@@ -49,6 +49,8 @@ export interface FunctionEntry {
   /** The scale the autoscaler last asked for (current generation only). */
   desired: number;
   isDeleting: boolean;
+  /** True while the last placement for this function found no worker with room and it has no sandbox. */
+  hasNoCapacity: boolean;
   /** Recent cold-start breakdowns, newest last (bounded). */
   readonly recentColdStarts: ColdStartRecord[];
 }
@@ -79,7 +81,7 @@ export function newWorkerEntry(init: { id: string; url: string; capacity: { cpuM
 }
 
 export function newFunctionEntry(record: FunctionRecord): FunctionEntry {
-  return { record, sandboxes: new Map(), desired: 0, isDeleting: false, recentColdStarts: [] };
+  return { record, sandboxes: new Map(), desired: 0, isDeleting: false, hasNoCapacity: false, recentColdStarts: [] };
 }
 
 export interface ScaleCounts {

@@ -98,8 +98,7 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
     return {};
   });
   router.on('POST', '/internal/v1/demand', async (ctx) => {
-    membership.onDemand(parseOrThrow(demandReportSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'demand report'));
-    return {};
+    return membership.onDemand(parseOrThrow(demandReportSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'demand report'));
   });
   return router;
 }

@@ -164,9 +164,11 @@ export class SandboxManager {
       { function: spec.name, runtime: spec.runtime, artifact: spec.artifact, resources: spec.resources, count },
       this.#o.state.workerList,
     );
+    fn.hasNoCapacity = decision.unplaced > 0 && decision.workerIds.length === 0 && countSandboxes(fn).current === 0;
     if (decision.unplaced > 0) {
       this.#o.metrics.unplaced.inc({ function: spec.name }, decision.unplaced);
-      this.#o.log.warn({ fn: spec.name, unplaced: decision.unplaced, reason: decision.reason }, 'no worker has capacity for a sandbox');
+      if (!fn.hasNoCapacity) this.#o.log.debug({ fn: spec.name, unplaced: decision.unplaced, reason: decision.reason }, 'not every sandbox found a worker');
+      else this.#o.log.warn({ fn: spec.name, reason: decision.reason }, 'no worker has room for a sandbox of this function');
       this.#startBackoff(fn);
     }
     const now = this.#o.clock.now();
