@@ -1,15 +1,22 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import type { SandboxFunction } from '../../src/api/worker.ts';
+import { systemClock } from '../../src/core/clock.ts';
+import { createRandom } from '../../src/core/random.ts';
 import { controlPlaneConfigSchema } from '../../src/controlplane/config.ts';
 import { startControlPlane } from '../../src/controlplane/main.ts';
 import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
 import { startDataplane } from '../../src/dataplane/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { parseWorkerConfig } from '../../src/worker/config.ts';
-import type { EmulatedAnswer } from '../../src/worker/emulated/invocation-handler.ts';
+import { EmulatedRuntime } from '../../src/worker/emulated/emulated-runtime.ts';
+import { createInvocationHandler, type EmulatedAnswer } from '../../src/worker/emulated/invocation-handler.ts';
+import { parseLatencySpec } from '../../src/worker/emulated/latency-spec.ts';
 import { startWorker } from '../../src/worker/main.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
@@ -89,4 +96,40 @@ test('20 emulated workers in one process serve an emulated function through the 
   const counts = await Promise.all(worker.workers.map(async (w) =>
     ((await fetch(`${w.url}/internal/v1/sandboxes`).then((r) => r.json())) as { sandboxes: unknown[] }).sandboxes.length));
   assert.deepEqual(counts, new Array(20).fill(0));
+});
+
+test('the emulated invocation listener: execution time headers, function name, bad input', async (t) => {
+  const runtime = new EmulatedRuntime({ address: 'unused:0', latency: parseLatencySpec('0'), random: createRandom(1), clock: systemClock });
+  const handler = createInvocationHandler({ workerId: 'w-7', runtime, clock: systemClock });
+  const server = createServer(handler.handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { handler.close(); server.close(() => resolve()); server.closeAllConnections(); }));
+  const port = (server.address() as AddressInfo).port;
+  const call = (urlPath: string, headers: Record<string, string> = {}) => new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: urlPath, method: 'POST', headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => { text += chunk; }).on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+    });
+    req.on('error', reject);
+    req.end('{"some":"payload"}');
+  });
+  const fn = (name: string): SandboxFunction => ({
+    name, generation: 1, runtime: 'emulated', concurrency: 1, timeoutMs: 1000, env: {}, resources: { cpuMilli: 100, memoryMiB: 128 },
+  });
+
+  const idle = await call('/');
+  assert.deepEqual({ ...idle.body, ExecutionTime: 0 }, { Status: 'OK', Function: '', MachineName: 'w-7', ExecutionTime: 0 });
+
+  await runtime.create('s1', fn('alpha'), '', new AbortController().signal);
+  assert.equal((await call('/anything?x=1')).body['Function'], 'alpha', 'the only function here');
+  await runtime.create('s2', fn('beta'), '', new AbortController().signal);
+  assert.equal((await call('/', { host: 'beta.example.com' })).body['Function'], 'beta');
+  assert.equal((await call('/fn/alpha/x', { host: 'beta' })).body['Function'], 'alpha');
+  assert.equal((await call('/', { host: 'gamma.example.com' })).body['Function'], '', 'no sandbox of gamma here');
+
+  const waited = await call('/', { 'requested_cpu': '30' });
+  assert.ok((waited.body['ExecutionTime'] as number) >= 30_000, JSON.stringify(waited.body));
+  const bad = await call('/', { 'x-baton-exec-ms': 'soon' });
+  assert.equal(bad.status, 400);
+  assert.equal((bad.body['error'] as { code: string }).code, 'ERR_INVALID_REQUEST');
 });
