@@ -69,6 +69,9 @@ export const workerConfigSchema = z.strictObject({
   if (config.emulate > 0 && config.runtime === 'process') {
     ctx.addIssue({ code: 'custom', path: ['runtime'], message: 'must be emulated (or unset) when emulate > 0' });
   }
+  if (config.emulatedPort > 0 && config.emulatedPort + Math.max(0, config.emulate - 1) > 65_535) {
+    ctx.addIssue({ code: 'custom', path: ['emulatedPort'], message: `emulatedPort + emulate - 1 must be at most 65535 (one port per emulated worker)` });
+  }
 });
 
 export type WorkerConfig = Readonly<z.output<typeof workerConfigSchema>>;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BatonError } from '../../src/core/errors.ts';
 import { createRandom } from '../../src/core/random.ts';
-import { parseWorkerConfig } from '../../src/worker/config.ts';
+import { parseWorkerConfig, workerRuntimeOf } from '../../src/worker/config.ts';
 import { MAX_LATENCY_MS, parseLatencySpec, sampleLatencyMs } from '../../src/worker/emulated/latency-spec.ts';
 
 test('parses the fixed, uniform and log-normal forms', () => {
@@ -59,8 +59,16 @@ test('the worker config parses the latency once and names the key when it is bad
 });
 
 test('emulate > 0 implies the emulated runtime and refuses the process one', () => {
-  assert.equal(parseWorkerConfig({ emulate: 3 }).runtime, undefined);
-  assert.equal(parseWorkerConfig({ emulate: 3, runtime: 'emulated' }).runtime, 'emulated');
+  assert.equal(workerRuntimeOf(parseWorkerConfig({})), 'process');
+  assert.equal(workerRuntimeOf(parseWorkerConfig({ runtime: 'emulated' })), 'emulated');
+  assert.equal(workerRuntimeOf(parseWorkerConfig({ emulate: 3 })), 'emulated');
+  assert.equal(workerRuntimeOf(parseWorkerConfig({ emulate: 3, runtime: 'emulated' })), 'emulated');
   assert.throws(() => parseWorkerConfig({ emulate: 3, runtime: 'process' }),
     (err) => err instanceof BatonError && err.code === 'ERR_INVALID_CONFIG' && err.message.includes('runtime'));
+});
+
+test('the emulated workers\' ports must fit below 65536', () => {
+  assert.equal(parseWorkerConfig({ emulate: 10, emulatedPort: 65_526 }).emulatedPort, 65_526);
+  assert.throws(() => parseWorkerConfig({ emulate: 11, emulatedPort: 65_526 }),
+    (err) => err instanceof BatonError && err.code === 'ERR_INVALID_CONFIG' && err.message.includes('emulatedPort'));
 });

@@ -61,13 +61,23 @@ export function createInvocationHandler(options: { workerId: string; runtime: Em
         answer(req, res, startedAt);
         return;
       }
-      const timer = clock.setTimeout(() => {
-        waiting.delete(timer);
-        if (!res.destroyed) answer(req, res, startedAt);
-      }, execMs);
-      waiting.add(timer);
+      let timer: Timer | undefined;
+      // A Node timer may fire up to a millisecond early by performance.now() (the loop's cached
+      // time), so wait again for whatever is left: the answer never reports less than was asked.
+      const wait = (ms: number): void => {
+        timer = clock.setTimeout(() => {
+          if (timer !== undefined) waiting.delete(timer);
+          timer = undefined;
+          if (res.destroyed) return;
+          const leftMs = execMs - (clock.now() - startedAt);
+          if (leftMs > 0) wait(leftMs);
+          else answer(req, res, startedAt);
+        }, ms);
+        waiting.add(timer);
+      };
+      wait(execMs);
       res.once('close', () => {
-        if (waiting.delete(timer)) timer.cancel();
+        if (timer !== undefined && waiting.delete(timer)) timer.cancel();
       });
     },
     close() {
