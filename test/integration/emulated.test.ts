@@ -133,3 +133,21 @@ test('the emulated invocation listener: execution time headers, function name, b
   assert.equal(bad.status, 400);
   assert.equal((bad.body['error'] as { code: string }).code, 'ERR_INVALID_REQUEST');
 });
+
+test('a single emulated worker registers its own URL and the emulated runtime only', async (t) => {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'baton-emulated-one-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({ port: 0, dataDir, heartbeatIntervalMs: 100, logLevel: 'silent' }), { logger: silentLogger() });
+  t.after(() => controlPlane.close());
+  const worker = await startWorker(parseWorkerConfig({
+    port: 0, workerId: 'solo', controlPlaneUrl: controlPlane.url, runtime: 'emulated', logLevel: 'silent',
+  }), { logger: silentLogger() });
+  t.after(() => worker.close());
+  assert.deepEqual(worker.workers, [{ workerId: 'solo', url: worker.url }]);
+  const listed = await waitFor(async () => {
+    const { workers } = await fetch(`${controlPlane.url}/v1/workers`).then((r) => r.json()) as { workers: WorkerView[] };
+    return workers.length === 1 && workers[0]?.state === 'ready' ? workers[0] : undefined;
+  }, { message: 'the worker to register' });
+  assert.equal(listed.url, worker.url);
+  assert.deepEqual(listed.runtimes, ['emulated']);
+});
