@@ -63,7 +63,7 @@ const envSchema = z.record(
 export const functionSpecSchema = z.strictObject({
   name: z.string().regex(FUNCTION_NAME_PATTERN, 'must match ^[a-z][a-z0-9-]{0,62}$'),
   runtime: z.enum(RUNTIMES).default('process'),
-  /** Required for `process`; optional for `emulated` (if given it must be uploaded, but no worker fetches it). */
+  /** Required for `process` (and must have been uploaded); optional and ignored for `emulated` (never checked or fetched). */
   artifact: z.string().regex(DIGEST_PATTERN, 'must be sha256:<64 lowercase hex>').optional(),
   handler: z.string().max(256).regex(HANDLER_PATTERN, 'must be FILE.EXPORT inside the artifact, e.g. index.handler').optional(),
   command: z.array(z.string().min(1).max(4096)).min(1).max(256).optional(),
@@ -85,7 +85,7 @@ export const functionSpecSchema = z.strictObject({
 /**
  * What a function's code is, by runtime:
  *   process   artifact required, and exactly one of handler or command;
- *   emulated  neither handler nor command (there is nothing to run); artifact optional.
+ *   emulated  neither handler nor command (there is nothing to run); artifact optional and ignored.
  */
 function checkCode(
   spec: { runtime: RuntimeName; artifact?: string | undefined; handler?: string | undefined; command?: string[] | undefined },

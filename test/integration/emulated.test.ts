@@ -61,6 +61,9 @@ test('20 emulated workers in one process serve an emulated function through the 
 
   const created = await cp('POST', '/v1/functions', { name: 'emu', runtime: 'emulated', concurrency: 1, scaling: { maxScale: 60 } });
   assert.equal(created.status, 201, JSON.stringify(created.body));
+  // An artifact an emulated function names is never fetched, so it need not have been uploaded.
+  const withArtifact = await cp('POST', '/v1/functions', { name: 'emu-art', runtime: 'emulated', artifact: `sha256:${'0'.repeat(64)}` });
+  assert.equal(withArtifact.status, 201, JSON.stringify(withArtifact.body));
 
   const invoke = async (execMs: number): Promise<{ status: number; answer: EmulatedAnswer }> => {
     const res = await fetch(`${dataplane.proxyUrl}/fn/emu/`, { headers: { 'x-baton-exec-ms': String(execMs) } });

@@ -75,6 +75,6 @@ test('an emulated function needs no code: no artifact, handler or command', () =
   assert.equal(spec.concurrency, 1);
 });
 
-test('an emulated function may name an artifact (it is never fetched)', () => {
+test('an emulated function may name an artifact (it is never checked or fetched)', () => {
   assert.equal(parse({ name: 'emu', runtime: 'emulated', artifact }).artifact, artifact);
 });
