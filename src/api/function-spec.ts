@@ -11,7 +11,13 @@ export const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;
 export const HANDLER_PATTERN = /^(?!\/)(?!.*(?:^|\/)\.\.(?:\/|\.))[A-Za-z0-9_\-/.]*[A-Za-z0-9_-]\.[A-Za-z_$][A-Za-z0-9_$]*$/;
 const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-export const RUNTIMES = ['process'] as const;
+/**
+ * `process`: the sandbox is an OS process started from the function's artifact (a handler module or
+ * a command). `emulated`: no code at all; the worker pretends to create a sandbox (a configurable
+ * latency) and answers invocations itself after the requested execution time. It exists to
+ * measure the control and data planes at cluster scale on one machine.
+ */
+export const RUNTIMES = ['process', 'emulated'] as const;
 export type RuntimeName = (typeof RUNTIMES)[number];
 
 export const SCALING_DEFAULTS = {
@@ -57,7 +63,8 @@ const envSchema = z.record(
 export const functionSpecSchema = z.strictObject({
   name: z.string().regex(FUNCTION_NAME_PATTERN, 'must match ^[a-z][a-z0-9-]{0,62}$'),
   runtime: z.enum(RUNTIMES).default('process'),
-  artifact: z.string().regex(DIGEST_PATTERN, 'must be sha256:<64 lowercase hex>'),
+  /** Required for `process` (and must have been uploaded); optional and ignored for `emulated` (never checked or fetched). */
+  artifact: z.string().regex(DIGEST_PATTERN, 'must be sha256:<64 lowercase hex>').optional(),
   handler: z.string().max(256).regex(HANDLER_PATTERN, 'must be FILE.EXPORT inside the artifact, e.g. index.handler').optional(),
   command: z.array(z.string().min(1).max(4096)).min(1).max(256).optional(),
   concurrency: int(1, 1000).default(1),
@@ -66,9 +73,7 @@ export const functionSpecSchema = z.strictObject({
   timeoutMs: int(1, 900_000).default(DEFAULT_TIMEOUT_MS),
   env: envSchema.default(() => ({})),
 }).superRefine((spec, ctx) => {
-  if ((spec.handler === undefined) === (spec.command === undefined)) {
-    ctx.addIssue({ code: 'custom', path: ['handler'], message: 'exactly one of handler or command is required' });
-  }
+  checkCode(spec, ctx);
   if (spec.scaling.minScale > spec.scaling.maxScale) {
     ctx.addIssue({ code: 'custom', path: ['scaling', 'minScale'], message: 'must not exceed scaling.maxScale' });
   }
@@ -77,7 +82,30 @@ export const functionSpecSchema = z.strictObject({
   }
 });
 
-/** What a user may send: every field but name and artifact is optional. */
+/**
+ * What a function's code is, by runtime:
+ *   process   artifact required, and exactly one of handler or command;
+ *   emulated  neither handler nor command (there is nothing to run); artifact optional and ignored.
+ */
+function checkCode(
+  spec: { runtime: RuntimeName; artifact?: string | undefined; handler?: string | undefined; command?: string[] | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  switch (spec.runtime) {
+    case 'process':
+      if (spec.artifact === undefined) ctx.addIssue({ code: 'custom', path: ['artifact'], message: 'is required for runtime process' });
+      if ((spec.handler === undefined) === (spec.command === undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['handler'], message: 'exactly one of handler or command is required' });
+      }
+      return;
+    case 'emulated':
+      if (spec.handler !== undefined) ctx.addIssue({ code: 'custom', path: ['handler'], message: 'is not allowed for runtime emulated (it runs no code)' });
+      if (spec.command !== undefined) ctx.addIssue({ code: 'custom', path: ['command'], message: 'is not allowed for runtime emulated (it runs no code)' });
+      return;
+  }
+}
+
+/** What a user may send: every field but name (and, for runtime process, artifact and handler or command) is optional. */
 export type FunctionSpecInput = z.input<typeof functionSpecSchema>;
 /** The compiled form: every default applied. */
 export type FunctionSpec = z.output<typeof functionSpecSchema>;

@@ -28,7 +28,8 @@ export const sandboxFunctionSchema = z.strictObject({
   name: z.string(),
   generation: z.number().int().min(1),
   runtime: z.enum(RUNTIMES),
-  artifact: z.string().regex(DIGEST_PATTERN),
+  /** Absent for functions without code (runtime emulated). */
+  artifact: z.string().regex(DIGEST_PATTERN).optional(),
   handler: z.string().optional(),
   command: z.array(z.string()).optional(),
   concurrency: z.number().int().min(1),

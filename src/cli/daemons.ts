@@ -82,17 +82,42 @@ async function runDaemon(
 
 const HELLO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../examples/hello');
 
-/** `baton up`: control plane, data plane and one worker as child processes, then deploys `hello`. */
-async function runUp(argv: string[]): Promise<number> {
+/** `baton up` as its flags ask. */
+export interface UpOptions {
+  readonly dataDir: string;
+  readonly offset: number;
+  readonly logLevel: string;
+  /** Workers: one process-runtime worker, or N emulated ones in one worker process. */
+  readonly runtime: 'process' | 'emulated';
+  readonly workers: number;
+}
+
+const UP_FLAGS = ['data-dir', 'port-offset', 'log-level', 'runtime', 'workers'];
+
+/** @throws BatonError ERR_INVALID_CONFIG naming the flag */
+export function parseUpFlags(argv: readonly string[]): UpOptions {
   const { flags } = parseDaemonFlags(argv);
-  const allowed = new Set(['data-dir', 'port-offset', 'log-level']);
   for (const key of Object.keys(flags)) {
-    if (!allowed.has(key)) throw new BatonError('ERR_INVALID_CONFIG', `unknown flag '--${key}' for 'baton up' (allowed: --data-dir, --port-offset, --log-level)`);
+    if (!UP_FLAGS.includes(key)) throw new BatonError('ERR_INVALID_CONFIG', `unknown flag '--${key}' for 'baton up' (allowed: ${UP_FLAGS.map((f) => `--${f}`).join(', ')})`);
   }
-  const dataDir = resolve(String(flags['data-dir'] ?? './.baton'));
   const offset = Number(flags['port-offset'] ?? 0);
   if (!Number.isInteger(offset) || offset < 0 || offset > 50_000) throw new BatonError('ERR_INVALID_CONFIG', `--port-offset must be an integer in [0, 50000], got '${flags['port-offset']}'`);
-  const logLevel = String(flags['log-level'] ?? 'warn');
+  const runtime = String(flags['runtime'] ?? 'process');
+  if (runtime !== 'process' && runtime !== 'emulated') throw new BatonError('ERR_INVALID_CONFIG', `--runtime must be process or emulated, got '${runtime}'`);
+  const workers = Number(flags['workers'] ?? 1);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 10_000) throw new BatonError('ERR_INVALID_CONFIG', `--workers must be an integer in [1, 10000], got '${flags['workers']}'`);
+  if (runtime === 'process' && workers > 1) {
+    throw new BatonError('ERR_INVALID_CONFIG', '--workers above 1 needs --runtime emulated (process-runtime workers on one machine would offer its capacity several times)');
+  }
+  return { dataDir: resolve(String(flags['data-dir'] ?? './.baton')), offset, logLevel: String(flags['log-level'] ?? 'warn'), runtime, workers };
+}
+
+/**
+ * `baton up`: control plane, data plane and the workers as child processes, then deploys `hello`
+ * (examples/hello with the process runtime; an emulated function with the emulated one).
+ */
+async function runUp(argv: string[]): Promise<number> {
+  const { dataDir, offset, logLevel, runtime, workers } = parseUpFlags(argv);
   const cpPort = 9090 + offset;
   const cpUrl = `http://127.0.0.1:${cpPort}`;
   const dpPort = 8080 + offset;
@@ -108,11 +133,14 @@ async function runUp(argv: string[]): Promise<number> {
   try {
     children.push(spawnDaemon('controlplane', ['--port', String(cpPort), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]));
     await waitHealthy(`${cpUrl}/healthz`, children);
-    children.push(spawnDaemon('worker', ['--port', String(10010 + offset), '--data-dir', join(dataDir, 'worker'), '--control-plane-url', cpUrl, '--log-level', logLevel]));
+    const workerArgs = ['--port', String(10010 + offset), '--data-dir', join(dataDir, 'worker'), '--control-plane-url', cpUrl, '--log-level', logLevel];
+    if (runtime === 'emulated') workerArgs.push('--runtime', 'emulated', '--emulate', String(workers === 1 ? 0 : workers));
+    children.push(spawnDaemon('worker', workerArgs));
     children.push(spawnDaemon('dataplane', ['--port', String(dpPort), '--internal-port', String(8081 + offset), '--control-plane-url', cpUrl, '--log-level', logLevel]));
     await waitHealthy(`http://127.0.0.1:${10010 + offset}/healthz`, children);
     await waitHealthy(`http://127.0.0.1:${8081 + offset}/healthz`, children);
-    await deployHello(cpUrl);
+    if (runtime === 'process') await deployHello(cpUrl);
+    else await deployEmulatedHello(cpUrl);
   } catch (err) {
     await stopAll();
     throw err;
@@ -121,10 +149,10 @@ async function runUp(argv: string[]): Promise<number> {
     'Baton is running:',
     `  control plane  ${cpUrl}`,
     `  data plane     http://127.0.0.1:${dpPort}`,
-    `  worker         http://127.0.0.1:${10010 + offset}`,
+    `  worker         http://127.0.0.1:${10010 + offset}${runtime === 'emulated' ? ` (${workers} emulated worker${workers === 1 ? '' : 's'})` : ''}`,
     '',
-    'Deployed examples/hello as the function "hello". Try:',
-    `  curl http://127.0.0.1:${dpPort}/fn/hello/`,
+    runtime === 'process' ? 'Deployed examples/hello as the function "hello". Try:' : 'Deployed the emulated function "hello" (it waits x-baton-exec-ms, then answers). Try:',
+    `  curl ${runtime === 'emulated' ? '-H "x-baton-exec-ms: 50" ' : ''}http://127.0.0.1:${dpPort}/fn/hello/`,
     `  npx baton invoke hello${offset === 0 ? '' : ` --url ${cpUrl} --dataplane-url http://127.0.0.1:${dpPort}`}`,
     '',
     'Press Ctrl-C to stop everything.',
@@ -162,6 +190,20 @@ async function waitHealthy(url: string, children: readonly ChildProcess[]): Prom
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new BatonError('ERR_TIMEOUT', `${url} did not become healthy within 30 s`);
+}
+
+/** Creates (or replaces) an emulated function named `hello`: no code to upload. */
+async function deployEmulatedHello(cpUrl: string): Promise<void> {
+  const client = new BatonClient({ url: cpUrl });
+  const spec = { name: 'hello', runtime: 'emulated' } as const;
+  try {
+    await client.createFunction(spec).catch(async (err: unknown) => {
+      if (!(err instanceof BatonError) || err.code !== 'ERR_FUNCTION_EXISTS') throw err;
+      await client.updateFunction(spec.name, spec);
+    });
+  } finally {
+    await client.close();
+  }
 }
 
 async function deployHello(cpUrl: string): Promise<void> {

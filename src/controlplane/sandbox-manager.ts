@@ -94,7 +94,7 @@ export class SandboxManager {
     sandbox.readyAtMs = now;
     sandbox.readyAt = new Date(wallTimeMs()).toISOString();
     this.#index(sandbox, resources);
-    worker.cachedArtifacts.add(fn.record.spec.artifact);
+    if (fn.record.spec.artifact !== undefined) worker.cachedArtifacts.add(fn.record.spec.artifact);
     this.#o.state.publish({ type: 'endpoint.put', endpoint: toRoutingEndpoint(sandbox) });
   }
 
@@ -226,7 +226,7 @@ export class SandboxManager {
     sandbox.readyAt = new Date(wallTimeMs()).toISOString();
     const full = { ...breakdown, controlPlaneMs: now - sandbox.requestedAtMs };
     sandbox.breakdown = full;
-    sandbox.worker.cachedArtifacts.add(sandbox.fn.record.spec.artifact);
+    if (sandbox.fn.record.spec.artifact !== undefined) sandbox.worker.cachedArtifacts.add(sandbox.fn.record.spec.artifact);
     this.#o.state.publish({ type: 'endpoint.put', endpoint: toRoutingEndpoint(sandbox) });
     this.#recordColdStart(sandbox, full);
     this.reconcile(sandbox.fn);
@@ -303,7 +303,8 @@ export class SandboxManager {
 export function toSandboxFunction(fn: FunctionEntry): SandboxFunction {
   const { spec, generation } = fn.record;
   return {
-    name: spec.name, generation, runtime: spec.runtime, artifact: spec.artifact,
+    name: spec.name, generation, runtime: spec.runtime,
+    ...(spec.artifact === undefined ? {} : { artifact: spec.artifact }),
     ...(spec.handler === undefined ? {} : { handler: spec.handler }),
     ...(spec.command === undefined ? {} : { command: spec.command }),
     concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, env: spec.env, resources: spec.resources,

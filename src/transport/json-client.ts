@@ -14,11 +14,19 @@ export interface CallOptions {
 export class JsonClient {
   readonly baseUrl: string;
   readonly #pool: Pool;
+  /** The base URL's path without its trailing slash ('' for a bare origin), put before every call's path. */
+  readonly #prefix: string;
   readonly #timeoutMs: number;
 
+  /**
+   * `baseUrl` may carry a path (`http://host:port/w/3`): the pool connects to its origin and every
+   * call's path is appended to that prefix (`/internal/v1/sandboxes` → `/w/3/internal/v1/sandboxes`).
+   */
   constructor(baseUrl: string, options: { timeoutMs?: number; connections?: number } = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
-    this.#pool = new Pool(this.baseUrl, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
+    const url = new URL(this.baseUrl);
+    this.#prefix = url.pathname.replace(/\/+$/, '');
+    this.#pool = new Pool(url.origin, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
     this.#timeoutMs = options.timeoutMs ?? 10_000;
   }
 
@@ -38,7 +46,7 @@ export class JsonClient {
     let res;
     try {
       res = await this.#pool.request({
-        method, path, signal,
+        method, path: this.#prefix + path, signal,
         ...(payload === undefined ? {} : { body: payload, headers: { 'content-type': 'application/json' } }),
       });
     } catch (err) {
@@ -61,7 +69,7 @@ export class JsonClient {
     const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
     let res;
     try {
-      res = await this.#pool.request({ method: 'GET', path, signal });
+      res = await this.#pool.request({ method: 'GET', path: this.#prefix + path, signal });
     } catch (err) {
       throw new BatonError('ERR_UNAVAILABLE', `GET ${this.baseUrl}${path} failed: ${(err as Error).message}`, { cause: err });
     }

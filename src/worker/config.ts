@@ -1,7 +1,10 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { RUNTIMES, type RuntimeName } from '../api/function-spec.ts';
 import { ID_PATTERN } from '../api/ids.ts';
 import { parseOrThrow } from '../api/validate.ts';
+import { BatonError } from '../core/errors.ts';
+import { parseLatencySpec } from './emulated/latency-spec.ts';
 
 const MIB = 1024 * 1024;
 
@@ -37,6 +40,38 @@ export const workerConfigSchema = z.strictObject({
   maxUnpackedBytes: z.number().int().min(1).default(512 * MIB),
   maxArtifactEntries: z.number().int().min(1).default(100_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * The one runtime this worker offers. Unset: `emulated` when `emulate` > 0, else `process`.
+   * A worker has exactly one: an emulated worker's capacity is make-believe, and real sandboxes
+   * placed against it would overcommit the machine.
+   */
+  runtime: z.enum(RUNTIMES).optional(),
+  /**
+   * Logical workers run by this process, each with its own id (`<workerId>-<i>`), capacity
+   * (`cpuMilli`, `memoryMiB` each), registration, heartbeats and sandboxes, all emulated.
+   * 0: this process is one worker.
+   */
+  emulate: z.number().int().min(0).max(10_000).default(0),
+  /** Port of the emulated sandboxes' invocation listener (logical worker i: this + i); 0 picks free ones. */
+  emulatedPort: z.number().int().min(0).max(65_535).default(0),
+  /** Creation latency of an emulated sandbox: `0`, `40ms`, `uniform:20-60`, `lognormal:median=40,sigma=0.5` (ms). */
+  emulatedCreateLatency: z.string().default('0').transform((text, ctx) => {
+    try {
+      return parseLatencySpec(text);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof BatonError ? String((err.details as { rule: string }).rule) : String(err) });
+      return z.NEVER;
+    }
+  }),
+  /** Seed of the emulated latency samples (logical worker i: this + i); 0 = from the crypto source. */
+  randomSeed: z.number().int().min(0).default(0),
+}).superRefine((config, ctx) => {
+  if (config.emulate > 0 && config.runtime === 'process') {
+    ctx.addIssue({ code: 'custom', path: ['runtime'], message: 'must be emulated (or unset) when emulate > 0' });
+  }
+  if (config.emulatedPort > 0 && config.emulatedPort + Math.max(0, config.emulate - 1) > 65_535) {
+    ctx.addIssue({ code: 'custom', path: ['emulatedPort'], message: `emulatedPort + emulate - 1 must be at most 65535 (one port per emulated worker)` });
+  }
 });
 
 export type WorkerConfig = Readonly<z.output<typeof workerConfigSchema>>;
@@ -45,6 +80,11 @@ export type WorkerConfigInput = z.input<typeof workerConfigSchema>;
 /** Parses and freezes a configuration. @throws BatonError ERR_INVALID_CONFIG naming the key and rule */
 export function parseWorkerConfig(input: unknown): WorkerConfig {
   return Object.freeze(parseOrThrow(workerConfigSchema, input, 'ERR_INVALID_CONFIG', 'worker config'));
+}
+
+/** The worker's one runtime: `runtime`, or `emulated` when `emulate` > 0, else `process`. */
+export function workerRuntimeOf(config: WorkerConfig): RuntimeName {
+  return config.runtime ?? (config.emulate > 0 ? 'emulated' : 'process');
 }
 
 /** `<hostname>-<port>`, with characters an id may not hold replaced by `-`. */

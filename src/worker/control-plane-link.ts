@@ -21,6 +21,14 @@ export interface ControlPlaneLinkOptions {
   readonly heartbeatIntervalMs: number;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Drives heartbeats instead of a timer of the link's own (many logical workers in one process). */
+  readonly ticker?: HeartbeatTicker;
+}
+
+/** Calls each subscribed beat once per interval, all on one timer. */
+export interface HeartbeatTicker {
+  /** Calls `beat` every `intervalMs` (the latest interval given is the ticker's) until the returned function is called. */
+  subscribe(beat: () => void, intervalMs: number): () => void;
 }
 
 export type LinkState = 'idle' | 'registering' | 'registered' | 'closed';
@@ -36,6 +44,8 @@ const MAX_RETRY_MS = 5000;
  *              └──── heartbeat succeeds after failing (the control plane ─┘
  *                    came back, maybe restarted: give it our sandboxes)
  * It never gives up and never throws: a worker started before its control plane just waits.
+ * With a `ticker`, the heartbeats follow the ticker (one skipped while the previous is in flight)
+ * instead of a timer per link; registration retries keep their own timer.
  */
 export class ControlPlaneLink {
   readonly #options: ControlPlaneLinkOptions;
@@ -45,6 +55,8 @@ export class ControlPlaneLink {
   #retryMs = FIRST_RETRY_MS;
   #intervalMs: number;
   #isUnreachable = false;
+  #isBeating = false;
+  #unsubscribe: (() => void) | undefined;
   #inflight: Promise<void> | undefined;
   /** Bumped on every registration, so callbacks of a superseded chain of calls do nothing. */
   #epoch = 0;
@@ -71,6 +83,7 @@ export class ControlPlaneLink {
   }
 
   #register(): void {
+    this.#stopTicks();
     this.#state = 'registering';
     const epoch = ++this.#epoch;
     const { calls, workerId, url, capacity, runtimes, listSandboxes, logger } = this.#options;
@@ -82,7 +95,7 @@ export class ControlPlaneLink {
       this.#isUnreachable = false;
       if (Number.isInteger(response?.heartbeatIntervalMs) && response.heartbeatIntervalMs > 0) this.#intervalMs = response.heartbeatIntervalMs;
       logger.info({ workerId, sandboxes: request.sandboxes.length, heartbeatIntervalMs: this.#intervalMs }, 'registered with the control plane');
-      this.#schedule(() => this.#heartbeat(), this.#intervalMs);
+      this.#nextHeartbeat();
     }, (err: unknown) => {
       if (this.#isStale(epoch)) return;
       logger.warn({ err: describe(err), retryInMs: this.#retryMs }, 'registering with the control plane failed');
@@ -93,15 +106,19 @@ export class ControlPlaneLink {
 
   #heartbeat(): void {
     const { calls, workerId, logger } = this.#options;
+    if (this.#isBeating) return;
+    this.#isBeating = true;
     const epoch = this.#epoch;
-    this.#track(calls.heartbeat({ workerId }, this.#abort.signal).then(() => {
+    this.#track(calls.heartbeat({ workerId }, this.#abort.signal).finally(() => {
+      this.#isBeating = false;
+    }).then(() => {
       if (this.#isStale(epoch)) return;
       if (this.#isUnreachable) {
         logger.info('control plane reachable again; registering again');
         this.#register();
         return;
       }
-      this.#schedule(() => this.#heartbeat(), this.#intervalMs);
+      this.#nextHeartbeat();
     }, (err: unknown) => {
       if (this.#isStale(epoch)) return;
       if (err instanceof BatonError && err.code === 'ERR_WORKER_NOT_FOUND') {
@@ -111,8 +128,20 @@ export class ControlPlaneLink {
       }
       if (!this.#isUnreachable) logger.warn({ err: describe(err) }, 'heartbeat failed');
       this.#isUnreachable = true;
-      this.#schedule(() => this.#heartbeat(), this.#intervalMs);
+      this.#nextHeartbeat();
     }));
+  }
+
+  /** Own timer: one heartbeat after the interval. Ticker: stay subscribed (once). */
+  #nextHeartbeat(): void {
+    const { ticker } = this.#options;
+    if (ticker === undefined) this.#schedule(() => this.#heartbeat(), this.#intervalMs);
+    else this.#unsubscribe ??= ticker.subscribe(() => this.#heartbeat(), this.#intervalMs);
+  }
+
+  #stopTicks(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
   }
 
   #isStale(epoch: number): boolean {
@@ -136,6 +165,7 @@ export class ControlPlaneLink {
   /** Stops heartbeats and cancels the call in flight. */
   async close(): Promise<void> {
     this.#state = 'closed';
+    this.#stopTicks();
     this.#timer?.cancel();
     this.#abort.abort();
     await this.#inflight?.catch(() => undefined);

@@ -1,119 +1,270 @@
+import { randomInt } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import type { RegisterWorkerResponse } from '../api/worker.ts';
-import { systemClock } from '../core/clock.ts';
+import type { Registry } from 'prom-client';
+import type { RegisterWorkerResponse, SandboxState } from '../api/worker.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
+import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import { JsonClient } from '../transport/json-client.ts';
-import { sendJson } from '../transport/json-router.ts';
+import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
 import { ArtifactCache } from './artifact-cache.ts';
-import { defaultWorkerId, type WorkerConfig } from './config.ts';
-import { ControlPlaneLink } from './control-plane-link.ts';
+import { defaultWorkerId, workerRuntimeOf, type WorkerConfig } from './config.ts';
+import { ControlPlaneLink, type HeartbeatTicker } from './control-plane-link.ts';
+import { EmulatedRuntime } from './emulated/emulated-runtime.ts';
+import { createInvocationHandler } from './emulated/invocation-handler.ts';
 import { BatchingEventSink } from './event-sink.ts';
-import { createWorkerMetrics } from './metrics.ts';
+import { ClockHeartbeatTicker } from './heartbeat-ticker.ts';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics.ts';
 import { ProcessRuntime } from './process/process-runtime.ts';
 import { createWorkerRouter } from './routes.ts';
-import { Worker } from './worker.ts';
+import type { SandboxRuntime } from './runtime.ts';
+import { Worker, type WorkerDeps } from './worker.ts';
 
 export interface RunningWorker {
   /** Base URL of the internal API, with the port actually bound. */
   readonly url: string;
+  /** The worker's id; with `emulate` > 0, the prefix of the logical workers' ids. */
   readonly workerId: string;
+  /** The workers this process is, as the control plane knows them: one, or `emulate` logical ones. */
+  readonly workers: readonly { readonly workerId: string; readonly url: string }[];
   /**
-   * Stops heartbeats, stops every sandbox and closes the server. `keepSandboxes` leaves the
+   * Stops heartbeats, stops every sandbox and closes the servers. `keepSandboxes` leaves the
    * sandbox processes running (tests only: it stands in for a crash, to exercise leftover cleanup).
    */
   close(options?: { keepSandboxes?: boolean }): Promise<void>;
 }
 
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** One worker as the control plane sees it: an id, a URL, a sandbox table, a link and an event sink. */
+interface WorkerNode {
+  readonly workerId: string;
+  readonly url: string;
+  readonly worker: Worker;
+  readonly link: ControlPlaneLink;
+  readonly handle: Handler;
+  close(options: { keepSandboxes?: boolean }): Promise<void>;
+}
+
+/** What every node of the process shares. */
+interface Shared {
+  readonly config: WorkerConfig;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly client: JsonClient;
+  readonly registry: Registry;
+  readonly metrics: WorkerMetrics;
+  readonly ticker?: HeartbeatTicker;
+}
+
 const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
 
 /**
- * The worker's composition root: stops sandboxes a previous run left, loads the artifact cache,
- * serves the internal API, and registers with the control plane (retrying until it answers).
- * Signal handling belongs to the CLI, not here.
+ * The worker's composition root: serves the internal API and registers with the control plane
+ * (retrying until it answers). With the process runtime it first stops sandboxes a previous run
+ * left and loads the artifact cache. With the emulated runtime each worker also listens for the
+ * invocations of its sandboxes; with `emulate: N` the process is N logical workers, each served
+ * under `<url>/w/<i>` and registered on its own. Signal handling belongs to the CLI, not here.
  */
 export async function startWorker(config: WorkerConfig, options: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = options.logger ?? createLogger({ name: 'worker', level: config.logLevel });
   const clock = systemClock;
+  let handle: Handler | undefined;
+  const server = createServer((req, res) => {
+    if (handle !== undefined) handle(req, res);
+    else sendJson(res, 503, new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody());
+  });
+  const port = await listen(server, config.port, config.host);
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const workerId = config.workerId ?? defaultWorkerId(port);
+  const client = new JsonClient(config.controlPlaneUrl, { connections: config.emulate > 0 ? 16 : 8 });
+  const registry = createRegistry('worker');
+  const nodes: WorkerNode[] = [];
+  const metrics = createWorkerMetrics(registry, () => countByState(nodes));
+  const ticker = config.emulate > 0 ? new ClockHeartbeatTicker(clock, config.heartbeatIntervalMs) : undefined;
+  const shared: Shared = { config, clock, logger, client, registry, metrics, ...(ticker === undefined ? {} : { ticker }) };
+
+  try {
+    if (workerRuntimeOf(config) === 'process') {
+      nodes.push(await createProcessNode(shared, workerId, url));
+    } else if (config.emulate === 0) {
+      nodes.push(await createEmulatedNode(shared, workerId, url, 0, seedOf(config)));
+    } else {
+      const seed = seedOf(config);
+      for (let i = 0; i < config.emulate; i++) nodes.push(await createEmulatedNode(shared, `${workerId}-${i}`, `${url}/w/${i}`, i, seed));
+    }
+  } catch (err) {
+    await Promise.all(nodes.map((node) => node.close({})));
+    await closeServer(server);
+    await client.close();
+    throw err;
+  }
+  handle = config.emulate === 0 ? (nodes[0] as WorkerNode).handle : routeByWorker(nodes, registry);
+  for (const node of nodes) node.link.start();
+  logger.info({ url, workerId, workers: nodes.length, runtime: workerRuntimeOf(config), controlPlaneUrl: config.controlPlaneUrl }, 'worker started');
+
+  let closing: Promise<void> | undefined;
+  const close = (closeOptions: { keepSandboxes?: boolean } = {}): Promise<void> => {
+    closing ??= (async () => {
+      await Promise.all(nodes.map((node) => node.link.close()));
+      ticker?.close();
+      await Promise.all(nodes.map((node) => node.close(closeOptions)));
+      await closeServer(server);
+      await client.close();
+      logger.info({ workerId }, 'worker stopped');
+    })();
+    return closing;
+  };
+  return { url, workerId, workers: nodes.map((n) => ({ workerId: n.workerId, url: n.url })), close };
+}
+
+/** The one worker of a process-runtime process: leftovers stopped, artifact cache loaded. */
+async function createProcessNode(shared: Shared, workerId: string, url: string): Promise<WorkerNode> {
+  const { config, clock, logger, client } = shared;
   const dataDir = path.resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true });
-
   const runtime = new ProcessRuntime({
     dataDir, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
     logBufferLines: config.logBufferLines, clock, logger: logger.child({ component: 'process-runtime' }),
   });
   const leftovers = await runtime.cleanupLeftovers();
   if (leftovers > 0) logger.info({ count: leftovers }, 'stopped sandboxes left by a previous run');
-
-  const client = new JsonClient(config.controlPlaneUrl);
   const limits = { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxArtifactEntries };
   const artifacts = new ArtifactCache({
     dir: path.join(dataDir, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),
     source: { fetch: (digest, o) => client.getBytes(`/v1/artifacts/${digest}`, { ...o, timeoutMs: ARTIFACT_FETCH_TIMEOUT_MS }) },
   });
   await artifacts.load();
+  logger.info({ dataDir }, 'process runtime ready');
+  return createNode(shared, workerId, url, runtime, artifacts, async () => undefined);
+}
 
-  let handle: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+/** Emulated sandboxes fetch nothing (their runtime says so); this is never called. */
+const NO_ARTIFACTS: WorkerDeps['artifacts'] = {
+  ensure: () => Promise.reject(new BatonError('ERR_INTERNAL', 'an emulated worker fetches no artifacts')),
+};
+
+/**
+ * An emulated worker: its sandboxes all share one address, a listener of its own on
+ * `sandboxHost` (port `emulatedPort + index`, or any when 0) that answers every invocation.
+ */
+async function createEmulatedNode(shared: Shared, workerId: string, url: string, index: number, seed: number): Promise<WorkerNode> {
+  const { config, clock } = shared;
+  let handle: Handler | undefined;
   const server = createServer((req, res) => {
     if (handle !== undefined) handle(req, res);
     else sendJson(res, 503, new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody());
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
+  const port = await listen(server, config.emulatedPort === 0 ? 0 : config.emulatedPort + index, config.sandboxHost);
+  const runtime = new EmulatedRuntime({
+    address: `${config.sandboxHost}:${port}`, latency: config.emulatedCreateLatency, random: createRandom(seed + index), clock,
   });
-  const port = (server.address() as AddressInfo).port;
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  const workerId = config.workerId ?? defaultWorkerId(port);
-  const log = logger.child({ workerId });
+  const invocations = createInvocationHandler({ workerId, runtime, clock });
+  handle = invocations.handle;
+  return createNode(shared, workerId, url, runtime, NO_ARTIFACTS, async () => {
+    invocations.close();
+    await closeServer(server);
+  });
+}
 
+function createNode(
+  shared: Shared, workerId: string, url: string, runtime: SandboxRuntime, artifacts: WorkerDeps['artifacts'], closeRuntimeServer: () => Promise<void>,
+): WorkerNode {
+  const { config, clock, client, registry, metrics, ticker } = shared;
+  const log = shared.logger.child({ workerId });
   let link: ControlPlaneLink | undefined;
   const events = new BatchingEventSink({
     workerId, clock, logger: log,
     send: (request, signal) => client.post<unknown>('/internal/v1/workers/events', request, { signal }).then(() => undefined),
     onUnknownWorker: () => link?.requestRegistration(),
   });
-  const registry = createRegistry('worker');
-  let worker: Worker | undefined;
-  const metrics = createWorkerMetrics(registry, () => worker?.countByState() ?? { starting: 0, ready: 0, stopping: 0 });
-  worker = new Worker({ runtimes: [runtime], artifacts, events, clock, logger: log, metrics, maxConcurrentStarts: config.maxConcurrentStarts });
-  const running = worker;
-  handle = createWorkerRouter(running, registry, {
+  const worker = new Worker({ runtimes: [runtime], artifacts, events, clock, logger: log, metrics, maxConcurrentStarts: config.maxConcurrentStarts });
+  const router = createWorkerRouter(worker, registry, {
     onError: (err) => { if (err.status >= 500) log.error({ code: err.code, err: err.message }, 'request failed'); },
-  }).handle;
-
+  });
   link = new ControlPlaneLink({
     workerId, url, clock, logger: log,
     capacity: { cpuMilli: config.cpuMilli, memoryMiB: config.memoryMiB },
-    runtimes: running.runtimeNames,
-    listSandboxes: () => running.list(),
+    runtimes: worker.runtimeNames,
+    listSandboxes: () => worker.list(),
     heartbeatIntervalMs: config.heartbeatIntervalMs,
+    ...(ticker === undefined ? {} : { ticker }),
     calls: {
       register: (request, signal) => client.post<RegisterWorkerResponse>('/internal/v1/workers/register', request, { signal }),
       heartbeat: (request, signal) => client.post<unknown>('/internal/v1/workers/heartbeat', request, { signal }).then(() => undefined),
     },
   });
-  link.start();
-  log.info({ url, dataDir, controlPlaneUrl: config.controlPlaneUrl }, 'worker started');
-
-  let closing: Promise<void> | undefined;
-  const close = (closeOptions: { keepSandboxes?: boolean } = {}): Promise<void> => {
-    closing ??= (async () => {
-      await link?.close();
-      await running.close(closeOptions);
+  const running = link;
+  return {
+    workerId, url, worker, link: running, handle: router.handle,
+    async close(options) {
+      await running.close();
+      await worker.close(options);
       await events.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      await client.close();
-      log.info('worker stopped');
-    })();
-    return closing;
+      await closeRuntimeServer();
+    },
   };
-  return { url, workerId, close };
+}
+
+/**
+ * The internal API of `emulate` logical workers on one server: `/w/<i>/…` is logical worker i's
+ * API with the prefix taken off; `/healthz` and `/metrics` (summed over all of them) are the
+ * process's.
+ */
+function routeByWorker(nodes: readonly WorkerNode[], registry: Registry): Handler {
+  const root = new JsonRouter()
+    .on('GET', '/healthz', () => reply(200, { status: 'ok' }))
+    .on('GET', '/metrics', async () => ({ status: 200, raw: { data: await registry.metrics(), contentType: registry.contentType } }));
+  return (req, res) => {
+    const match = /^\/w\/(\d+)(\/.*)?$/.exec(req.url ?? '');
+    const node = match === null ? undefined : nodes[Number(match[1])];
+    if (match === null || node === undefined) {
+      root.handle(req, res);
+      return;
+    }
+    req.url = match[2] ?? '/';
+    node.handle(req, res);
+  };
+}
+
+function countByState(nodes: readonly WorkerNode[]): Record<SandboxState, number> {
+  const total: Record<SandboxState, number> = { starting: 0, ready: 0, stopping: 0 };
+  for (const node of nodes) {
+    const counts = node.worker.countByState();
+    total.starting += counts.starting;
+    total.ready += counts.ready;
+    total.stopping += counts.stopping;
+  }
+  return total;
+}
+
+function seedOf(config: WorkerConfig): number {
+  return config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed;
+}
+
+async function listen(server: Server, port: number, host: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 }

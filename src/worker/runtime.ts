@@ -2,12 +2,13 @@ import type { RuntimeName } from '../api/function-spec.ts';
 import type { SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
 
 /**
- * What the worker core needs from a sandbox runtime (process today; container and emulated
- * later). A runtime starts and stops sandboxes and tells when one dies on its own; the core keeps
+ * What the worker core needs from a sandbox runtime (process and emulated; container later). A runtime starts and stops sandboxes and tells when one dies on its own; the core keeps
  * the table, the events and the metrics.
  */
 export interface SandboxRuntime {
   readonly name: RuntimeName;
+  /** False when sandboxes run no code (emulated): the worker then fetches no artifact and passes '' as `artifactDir`. */
+  readonly needsArtifact: boolean;
 
   /**
    * Starts a sandbox of `fn` from the unpacked artifact in `artifactDir` and resolves once it is

@@ -95,13 +95,13 @@ export class Worker {
   }
 
   async #start(entry: SandboxEntry): Promise<void> {
-    const { clock, artifacts, events, logger } = this.#deps;
+    const { clock, events, logger } = this.#deps;
     const { sandboxId, fn, abort } = entry;
     const acceptedAt = clock.now();
     let release: (() => void) | undefined;
     try {
       release = await this.#starts.acquire(abort.signal);
-      const artifact = await artifacts.ensure(fn.artifact, abort.signal);
+      const artifact = await this.#ensureArtifact(entry);
       const started = await entry.runtime.create(sandboxId, fn, artifact.dir, abort.signal);
       if (abort.signal.aborted) {
         // Deleted while its last step was finishing.
@@ -129,6 +129,15 @@ export class Worker {
     } finally {
       release?.();
     }
+  }
+
+  /** The unpacked artifact, or nothing to fetch for a runtime that runs no code. */
+  async #ensureArtifact(entry: SandboxEntry): Promise<{ dir: string; fetchMs: number }> {
+    if (!entry.runtime.needsArtifact) return { dir: '', fetchMs: 0 };
+    if (entry.fn.artifact === undefined) {
+      throw new BatonError('ERR_SANDBOX_START_FAILED', `function ${entry.fn.name} has no artifact and runtime ${entry.runtime.name} needs one`);
+    }
+    return this.#deps.artifacts.ensure(entry.fn.artifact, entry.abort.signal);
   }
 
   #fail(sandboxId: string, fn: SandboxFunction, err: BatonError): void {

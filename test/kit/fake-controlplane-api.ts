@@ -79,7 +79,7 @@ export class FakeControlPlane {
 
   #validate(body: unknown) {
     const spec = parseOrThrow(functionSpecSchema, body, 'ERR_INVALID_SPEC', 'function spec');
-    if (!this.artifacts.has(spec.artifact)) throw new BatonError('ERR_ARTIFACT_NOT_FOUND', `no artifact ${spec.artifact}`);
+    if (spec.runtime === 'process' && spec.artifact !== undefined && !this.artifacts.has(spec.artifact)) throw new BatonError('ERR_ARTIFACT_NOT_FOUND', `no artifact ${spec.artifact}`);
     return spec;
   }
 

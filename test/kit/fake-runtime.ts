@@ -5,6 +5,7 @@ import type { SandboxExit, SandboxRuntime, StartedSandbox } from '../../src/work
 /** A SandboxRuntime whose creations the test completes by hand (`finish`/`fail`) or kills (`exit`). */
 export class FakeRuntime implements SandboxRuntime {
   readonly name = 'process' as const;
+  readonly needsArtifact = true;
   readonly pending = new Map<string, { fn: SandboxFunction; signal: AbortSignal; done: Deferred<StartedSandbox> }>();
   readonly running = new Set<string>();
   readonly deleted: string[] = [];

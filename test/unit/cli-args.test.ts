@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseCommandArgs, UsageError } from '../../src/cli/command.ts';
+import { parseUpFlags } from '../../src/cli/daemons.ts';
 import { deployCommand } from '../../src/cli/commands/deploy.ts';
 import { parseHeaders } from '../../src/cli/commands/invoke.ts';
 import { LogCursor } from '../../src/cli/commands/logs.ts';
@@ -179,4 +180,14 @@ test('the log cursor prints each line once, in order', () => {
 
 test('tables align columns and right-align numbers', () => {
   assert.equal(formatTable(['NAME', 'GEN'], [['a', '1'], ['longer', '12']]), 'NAME    GEN\na         1\nlonger   12');
+});
+
+test('baton up: --runtime and --workers', () => {
+  assert.deepEqual({ ...parseUpFlags([]), dataDir: '' }, { dataDir: '', offset: 0, logLevel: 'warn', runtime: 'process', workers: 1 });
+  const emulated = parseUpFlags(['--runtime', 'emulated', '--workers', '200']);
+  assert.equal(emulated.runtime, 'emulated');
+  assert.equal(emulated.workers, 200);
+  for (const bad of [['--runtime', 'vm'], ['--workers', '0'], ['--workers', 'many'], ['--workers', '3'], ['--replicas', '2']]) {
+    assert.throws(() => parseUpFlags(bad), (err: unknown) => err instanceof Error && 'code' in err && err.code === 'ERR_INVALID_CONFIG', bad.join(' '));
+  }
 });

@@ -54,6 +54,9 @@ const cases: [string, Record<string, unknown>, string][] = [
   ['unknown scaling field', { scaling: { window: 3 } }, 'scaling'],
   ['unknown runtime', { runtime: 'vm' }, 'runtime'],
   ['timeout of 0', { timeoutMs: 0 }, 'timeoutMs'],
+  ['a process function without artifact', { artifact: undefined }, 'artifact'],
+  ['an emulated function with a handler', { runtime: 'emulated' }, 'handler'],
+  ['an emulated function with a command', { runtime: 'emulated', handler: undefined, command: ['./serve'] }, 'command'],
 ];
 
 for (const [what, change, field] of cases) {
@@ -62,3 +65,16 @@ for (const [what, change, field] of cases) {
     assert.ok(issues.some((i) => i.field === field), JSON.stringify(issues));
   });
 }
+
+test('an emulated function needs no code: no artifact, handler or command', () => {
+  const spec = parse({ name: 'emu', runtime: 'emulated' });
+  assert.equal(spec.runtime, 'emulated');
+  assert.equal(spec.artifact, undefined);
+  assert.equal(spec.handler, undefined);
+  assert.equal(spec.command, undefined);
+  assert.equal(spec.concurrency, 1);
+});
+
+test('an emulated function may name an artifact (it is never checked or fetched)', () => {
+  assert.equal(parse({ name: 'emu', runtime: 'emulated', artifact }).artifact, artifact);
+});

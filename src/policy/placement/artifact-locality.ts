@@ -6,10 +6,11 @@ import type { PlacementPolicy, PlacementRequest } from './types.ts';
 /**
  * Workers that already cache the artifact first (no fetch on the cold start), the least allocated
  * among them; when none fits, the least allocated of the rest. A cached worker scores 1 + its free
- * fraction (0–1), so it always beats an uncached one.
+ * fraction (0–1), so it always beats an uncached one. A function without code is cached nowhere.
  */
 function localityScore(candidate: Candidate, request: PlacementRequest): number {
-  return (candidate.worker.cachedArtifacts.has(request.artifact) ? 1 : 0) + freeFraction(candidate, request);
+  const isCached = request.artifact !== undefined && candidate.worker.cachedArtifacts.has(request.artifact);
+  return (isCached ? 1 : 0) + freeFraction(candidate, request);
 }
 
 export function createArtifactLocalityPlacement(): PlacementPolicy {

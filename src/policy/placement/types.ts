@@ -14,7 +14,8 @@ export interface WorkerSnapshot {
 export interface PlacementRequest {
   readonly function: string;
   readonly runtime: string;
-  readonly artifact: string;
+  /** Undefined for functions without code (runtime emulated). */
+  readonly artifact: string | undefined;
   readonly resources: { readonly cpuMilli: number; readonly memoryMiB: number };
   /** How many sandboxes to place. */
   readonly count: number;

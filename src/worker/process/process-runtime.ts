@@ -56,6 +56,7 @@ interface ProcessSandbox {
  */
 export class ProcessRuntime implements SandboxRuntime {
   readonly name = 'process' as const;
+  readonly needsArtifact = true;
   readonly #options: ProcessRuntimeOptions;
   readonly #sandboxes = new Map<string, ProcessSandbox>();
   readonly #exitListeners: ((exit: SandboxExit) => void)[] = [];

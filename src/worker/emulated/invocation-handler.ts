@@ -1,0 +1,109 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FUNCTION_NAME_PATTERN } from '../../api/function-spec.ts';
+import type { Clock, Timer } from '../../core/clock.ts';
+import { BatonError } from '../../core/errors.ts';
+import type { EmulatedRuntime } from './emulated-runtime.ts';
+
+/** The longest execution an invocation may ask for; longer requests are cut to it. */
+export const MAX_EXEC_MS = 60_000;
+
+/** The answer, shaped like the test function of Dirigent's emulated sandboxes. */
+export interface EmulatedAnswer {
+  readonly Status: 'OK';
+  readonly Function: string;
+  readonly MachineName: string;
+  /** Microseconds actually waited. */
+  readonly ExecutionTime: number;
+}
+
+export interface InvocationHandler {
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Cancels every invocation still waiting (their connections are closed by the server's owner). */
+  close(): void;
+}
+
+/**
+ * Serves every invocation sent to an emulated worker's shared sandbox address: it waits the
+ * requested execution time — header `x-baton-exec-ms`, else Invitro's `requested_cpu` (both in
+ * milliseconds; default 0, at most MAX_EXEC_MS) — then answers 200 with an EmulatedAnswer.
+ *
+ * The address is shared by all the worker's sandboxes, so the request does not say which sandbox
+ * it is for. `Function` is, in order: the `/fn/NAME/` path prefix or the Host header's first label
+ * when a sandbox of that function is ready here; else the function of every ready sandbox here
+ * when there is only one; else ''.
+ */
+export function createInvocationHandler(options: { workerId: string; runtime: EmulatedRuntime; clock: Clock }): InvocationHandler {
+  const { workerId, runtime, clock } = options;
+  const waiting = new Set<Timer>();
+  const answer = (req: IncomingMessage, res: ServerResponse, startedAt: number): void => {
+    const body: EmulatedAnswer = {
+      Status: 'OK',
+      Function: functionOf(req, runtime),
+      MachineName: workerId,
+      ExecutionTime: Math.round((clock.now() - startedAt) * 1000),
+    };
+    const text = JSON.stringify(body);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+  return {
+    handle(req, res) {
+      req.resume();
+      const startedAt = clock.now();
+      const execMs = requestedExecMs(req);
+      if (execMs instanceof BatonError) {
+        const text = JSON.stringify(execMs.toBody());
+        res.writeHead(execMs.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+        return;
+      }
+      if (execMs === 0) {
+        answer(req, res, startedAt);
+        return;
+      }
+      let timer: Timer | undefined;
+      // A Node timer may fire up to a millisecond early by performance.now() (the loop's cached
+      // time), so wait again for whatever is left: the answer never reports less than was asked.
+      const wait = (ms: number): void => {
+        timer = clock.setTimeout(() => {
+          if (timer !== undefined) waiting.delete(timer);
+          timer = undefined;
+          if (res.destroyed) return;
+          const leftMs = execMs - (clock.now() - startedAt);
+          if (leftMs > 0) wait(leftMs);
+          else answer(req, res, startedAt);
+        }, ms);
+        waiting.add(timer);
+      };
+      wait(execMs);
+      res.once('close', () => {
+        if (timer !== undefined && waiting.delete(timer)) timer.cancel();
+      });
+    },
+    close() {
+      for (const timer of waiting) timer.cancel();
+      waiting.clear();
+    },
+  };
+}
+
+/** The requested execution time in ms, or a 400 error for a value that is not a non-negative number. */
+function requestedExecMs(req: IncomingMessage): number | BatonError {
+  const raw = req.headers['x-baton-exec-ms'] ?? req.headers['requested_cpu'];
+  if (raw === undefined) return 0;
+  const text = Array.isArray(raw) ? raw[0] ?? '' : raw;
+  const ms = Number(text);
+  if (text.trim() === '' || !Number.isFinite(ms) || ms < 0) {
+    return new BatonError('ERR_INVALID_REQUEST', `the requested execution time must be a non-negative number of milliseconds, got '${text}'`);
+  }
+  return Math.min(MAX_EXEC_MS, ms);
+}
+
+function functionOf(req: IncomingMessage, runtime: EmulatedRuntime): string {
+  const fromPath = /^\/fn\/([^/?]+)/.exec(req.url ?? '')?.[1];
+  const fromHost = (req.headers.host ?? '').split('.')[0]?.split(':')[0];
+  for (const name of [fromPath, fromHost]) {
+    if (name !== undefined && FUNCTION_NAME_PATTERN.test(name) && runtime.hasFunction(name)) return name;
+  }
+  return runtime.soleFunction() ?? '';
+}
