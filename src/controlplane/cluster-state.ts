@@ -10,7 +10,8 @@ export interface DataplaneEntry {
   state: 'ready' | 'unreachable' | 'unregistered';
   lastHeartbeatMs: number;
   publisher: RoutingPublisher | undefined;
-  drainWait: ((sandboxIds: readonly string[], timeoutMs: number) => Promise<unknown>) | undefined;
+  /** Resolves when this data plane has no invocation in flight on these sandboxes (bounded; never rejects). */
+  drainWait: ((sandboxIds: readonly string[]) => Promise<void>) | undefined;
   close: (() => void) | undefined;
 }
 

@@ -48,7 +48,6 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     placement: createPlacementPolicy(config.placementPolicy, { random }),
     eviction: createEvictionPolicy(config.evictionPolicy, { random }),
     createTimeoutMs: config.sandboxCreateTimeoutMs,
-    drainTimeoutMs: config.drainTimeoutMs,
   });
   const autoscaler = new Autoscaler({
     clock, bucketMs: config.autoscalerBucketMs, tickMs: config.autoscalerTickMs,
@@ -59,7 +58,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   });
   const membership = new Membership({
     state, store, clock, log, sandboxes: sandboxManager, autoscaler,
-    heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit,
+    heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, drainTimeoutMs: config.drainTimeoutMs,
     ...(deps.workerClientFactory === undefined ? {} : { workerClientFactory: deps.workerClientFactory }),
   });
   const registry = new FunctionRegistry({

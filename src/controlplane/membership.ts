@@ -8,6 +8,7 @@ import { JsonClient } from '../transport/json-client.ts';
 import type { Autoscaler } from './autoscaler.ts';
 import type { ClusterState, DataplaneEntry } from './cluster-state.ts';
 import { newWorkerEntry, type WorkerEntry } from './model.ts';
+import { DrainBatcher } from './drain-batcher.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
 import type { SandboxManager } from './sandbox-manager.ts';
 import { httpWorkerClient, WorkerBatcher, type WorkerClient } from './worker-client.ts';
@@ -21,6 +22,7 @@ export interface MembershipOptions {
   readonly autoscaler: Autoscaler;
   readonly heartbeatIntervalMs: number;
   readonly heartbeatMissLimit: number;
+  readonly drainTimeoutMs: number;
   readonly workerClientFactory?: (url: string) => WorkerClient;
 }
 
@@ -153,19 +155,31 @@ export class Membership {
 
   #connectDataplane(dataplane: DataplaneEntry, url: string): void {
     dataplane.close?.();
-    const client = new JsonClient(url, { timeoutMs: 10_000, connections: 2 });
+    const client = new JsonClient(url, { timeoutMs: 10_000, connections: 1 });
+    // Drain waits may last up to drainTimeoutMs: they get connections of their own, so that they
+    // never hold up routing updates.
+    const drainClient = new JsonClient(url, { timeoutMs: this.#o.drainTimeoutMs + 5_000, connections: 4 });
+    const log = this.#o.log.child({ dataplane: dataplane.id });
+    const drains = new DrainBatcher(async (sandboxIds, timeoutMs) => {
+      try {
+        await drainClient.post('/internal/v1/drain/wait', { sandboxIds, timeoutMs });
+      } catch (err) {
+        log.warn({ err, sandboxes: sandboxIds.length }, 'drain wait failed; deleting anyway');
+      }
+    }, this.#o.drainTimeoutMs);
     const publisher = new RoutingPublisher(
       { send: (update) => client.post('/internal/v1/routing', update) },
       { snapshot: () => this.#o.state.routingSnapshot() },
       this.#o.clock,
-      this.#o.log.child({ dataplane: dataplane.id }),
+      log,
     );
     dataplane.url = url;
     dataplane.publisher = publisher;
-    dataplane.drainWait = (sandboxIds, timeoutMs) => client.post('/internal/v1/drain/wait', { sandboxIds, timeoutMs }, { timeoutMs: timeoutMs + 5_000 });
+    dataplane.drainWait = (sandboxIds) => drains.wait(sandboxIds);
     dataplane.close = () => {
       publisher.close();
       client.destroy();
+      drainClient.destroy();
     };
   }
 

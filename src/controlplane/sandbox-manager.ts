@@ -17,7 +17,6 @@ export interface SandboxManagerOptions {
   readonly eviction: EvictionPolicy;
   readonly metrics: ControlPlaneMetrics;
   readonly createTimeoutMs: number;
-  readonly drainTimeoutMs: number;
 }
 
 const RECENT_COLD_STARTS = 20;
@@ -139,9 +138,7 @@ export class SandboxManager {
     const waits: Promise<unknown>[] = [];
     for (const dataplane of this.#o.state.dataplanes.values()) {
       if (dataplane.state !== 'ready' || dataplane.drainWait === undefined) continue;
-      waits.push(dataplane.drainWait(ids, this.#o.drainTimeoutMs).catch((err: unknown) => {
-        this.#o.log.warn({ err, dataplane: dataplane.id }, 'drain wait failed; deleting anyway');
-      }));
+      waits.push(dataplane.drainWait(ids));
     }
     await Promise.all(waits);
     const affected = new Set<FunctionEntry>();

@@ -7,6 +7,16 @@ import { createInterface } from 'node:readline';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'src/cli/main.ts');
+const BUILT_CLI = join(ROOT, 'dist/cli/main.js');
+
+/**
+ * How daemons are started: from the TypeScript sources through tsx (tests), or — with
+ * BATON_BUILT=1, as the benchmarks do after `npm run build` — from the compiled `dist/`, exactly
+ * as `npm start` runs them.
+ */
+function daemonArgv(): string[] {
+  return process.env['BATON_BUILT'] === '1' ? [BUILT_CLI] : ['--import', 'tsx', CLI];
+}
 
 /** One daemon running as its own process, with its JSON log lines kept for assertions. */
 export interface DaemonProcess {
@@ -18,7 +28,10 @@ export interface DaemonProcess {
 }
 
 export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', args: readonly string[]): DaemonProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BATON_CPU_PROF_DIR=dir writes a V8 CPU profile of each daemon there when it exits (benchmarks).
+  const profDir = process.env['BATON_CPU_PROF_DIR'];
+  const prof = profDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profDir, command)}`];
+  const child = spawn(process.execPath, [...prof, ...daemonArgv(), command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   const onLine = (text: string): void => {
