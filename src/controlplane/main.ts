@@ -18,7 +18,8 @@ import { Membership } from './membership.ts';
 import { createControlPlaneMetrics } from './metrics.ts';
 import { createRoutes } from './routes.ts';
 import { SandboxManager } from './sandbox-manager.ts';
-import type { WorkerClient } from './worker-client.ts';
+import { httpWorkerClient, type WorkerClient } from './worker-client.ts';
+import { Agent } from 'undici';
 
 export interface RunningControlPlane {
   /** Base URL of the API, e.g. `http://127.0.0.1:9090`. */
@@ -40,6 +41,8 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const store = deps.store ?? await FileStore.open(config.dataDir);
   const random = createRandom(config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed);
   const state = new ClusterState();
+  // One connection pool per worker origin, shared by every worker client.
+  const workerAgent = new Agent({ connections: 8, keepAliveTimeout: 30_000 });
   const metricsRegistry = createRegistry('controlplane');
   const metrics = createControlPlaneMetrics(metricsRegistry, state);
 
@@ -59,7 +62,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const membership = new Membership({
     state, store, clock, log, sandboxes: sandboxManager, autoscaler,
     heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, drainTimeoutMs: config.drainTimeoutMs,
-    ...(deps.workerClientFactory === undefined ? {} : { workerClientFactory: deps.workerClientFactory }),
+    workerClientFactory: deps.workerClientFactory ?? ((workerUrl) => httpWorkerClient(workerUrl, workerAgent)),
   });
   const registry = new FunctionRegistry({
     state, store, log, sandboxes: sandboxManager, autoscaler,
@@ -90,6 +93,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       membership.close();
       server.closeIdleConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await workerAgent.close();
       await store.close();
     },
   };

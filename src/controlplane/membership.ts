@@ -11,7 +11,7 @@ import { newWorkerEntry, type WorkerEntry } from './model.ts';
 import { DrainBatcher } from './drain-batcher.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
 import type { SandboxManager } from './sandbox-manager.ts';
-import { httpWorkerClient, WorkerBatcher, type WorkerClient } from './worker-client.ts';
+import { WorkerBatcher, type WorkerClient } from './worker-client.ts';
 
 export interface MembershipOptions {
   readonly state: ClusterState;
@@ -23,7 +23,7 @@ export interface MembershipOptions {
   readonly heartbeatIntervalMs: number;
   readonly heartbeatMissLimit: number;
   readonly drainTimeoutMs: number;
-  readonly workerClientFactory?: (url: string) => WorkerClient;
+  readonly workerClientFactory: (url: string) => WorkerClient;
 }
 
 interface StoredWorker { id: string; url: string; capacity: { cpuMilli: number; memoryMiB: number }; runtimes: string[] }
@@ -82,7 +82,7 @@ export class Membership {
     }
     if (worker.url !== req.url || !state.batchers.has(worker.id)) {
       state.batchers.get(worker.id)?.client.close();
-      const client = (this.#o.workerClientFactory ?? httpWorkerClient)(req.url);
+      const client = this.#o.workerClientFactory(req.url);
       state.batchers.set(worker.id, new WorkerBatcher(client, (ids, err) => this.#o.sandboxes.onCreateUnreachable(ids, err)));
     }
     worker.url = req.url;

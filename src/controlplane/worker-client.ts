@@ -1,4 +1,5 @@
 import type { CreateSandboxesResponse, DeleteSandboxesResponse, SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
+import type { Dispatcher } from 'undici';
 import { JsonClient } from '../transport/json-client.ts';
 
 /** What the control plane needs from a worker. The HTTP adapter below is the real one. */
@@ -9,8 +10,9 @@ export interface WorkerClient {
   close(): void;
 }
 
-export function httpWorkerClient(url: string): WorkerClient {
-  const client = new JsonClient(url, { timeoutMs: 10_000, connections: 4 });
+/** `dispatcher`: shared connections per origin (several workers emulated by one process share one). */
+export function httpWorkerClient(url: string, dispatcher?: Dispatcher): WorkerClient {
+  const client = new JsonClient(url, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }) });
   return {
     createSandboxes: (items) => client.post('/internal/v1/sandboxes', { sandboxes: items }),
     deleteSandboxes: (sandboxIds) => client.post('/internal/v1/sandboxes/delete', { sandboxIds }),

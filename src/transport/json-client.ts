@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Pool, errors, type Dispatcher } from 'undici';
 import { BatonError } from '../core/errors.ts';
 
 /**
@@ -11,9 +11,22 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
+export interface JsonClientOptions {
+  readonly timeoutMs?: number;
+  /** Connections of the client's own pool (ignored with `dispatcher`). */
+  readonly connections?: number;
+  /**
+   * A dispatcher shared with other clients (an undici Agent): clients of peers behind one origin
+   * then share its connections. Its owner closes it; `close()`/`destroy()` leave it alone.
+   */
+  readonly dispatcher?: Dispatcher;
+}
+
 export class JsonClient {
   readonly baseUrl: string;
-  readonly #pool: Pool;
+  readonly #pool: Dispatcher;
+  readonly #origin: string;
+  readonly #isShared: boolean;
   /** The base URL's path without its trailing slash ('' for a bare origin), put before every call's path. */
   readonly #prefix: string;
   readonly #timeoutMs: number;
@@ -22,11 +35,13 @@ export class JsonClient {
    * `baseUrl` may carry a path (`http://host:port/w/3`): the pool connects to its origin and every
    * call's path is appended to that prefix (`/internal/v1/sandboxes` → `/w/3/internal/v1/sandboxes`).
    */
-  constructor(baseUrl: string, options: { timeoutMs?: number; connections?: number } = {}) {
+  constructor(baseUrl: string, options: JsonClientOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     const url = new URL(this.baseUrl);
     this.#prefix = url.pathname.replace(/\/+$/, '');
-    this.#pool = new Pool(url.origin, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
+    this.#origin = url.origin;
+    this.#isShared = options.dispatcher !== undefined;
+    this.#pool = options.dispatcher ?? new Pool(url.origin, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
     this.#timeoutMs = options.timeoutMs ?? 10_000;
   }
 
@@ -40,17 +55,18 @@ export class JsonClient {
 
   async call<T>(method: string, path: string, body: unknown, options: CallOptions = {}): Promise<T> {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     let res;
     try {
+      // The deadline is undici's own headers and body timeouts (cheaper than a timer signal per
+      // call); a caller's signal is passed through.
       res = await this.#pool.request({
-        method, path: this.#prefix + path, signal,
+        origin: this.#origin, method, path: this.#prefix + path, headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
         ...(payload === undefined ? {} : { body: payload, headers: { 'content-type': 'application/json' } }),
       });
     } catch (err) {
-      if (timeout.aborted) throw new BatonError('ERR_TIMEOUT', `${method} ${this.baseUrl}${path} took longer than ${timeoutMs} ms`, { cause: err });
+      if (err instanceof errors.HeadersTimeoutError) throw new BatonError('ERR_TIMEOUT', `${method} ${this.baseUrl}${path} took longer than ${timeoutMs} ms`, { cause: err });
       throw new BatonError('ERR_UNAVAILABLE', `${method} ${this.baseUrl}${path} failed: ${(err as Error).message}`, { cause: err });
     }
     const text = await res.body.text().catch((err: unknown) => {
@@ -69,7 +85,7 @@ export class JsonClient {
     const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
     let res;
     try {
-      res = await this.#pool.request({ method: 'GET', path: this.#prefix + path, signal });
+      res = await this.#pool.request({ origin: this.#origin, method: 'GET', path: this.#prefix + path, signal });
     } catch (err) {
       throw new BatonError('ERR_UNAVAILABLE', `GET ${this.baseUrl}${path} failed: ${(err as Error).message}`, { cause: err });
     }
@@ -91,11 +107,11 @@ export class JsonClient {
   }
 
   async close(): Promise<void> {
-    await this.#pool.close();
+    if (!this.#isShared) await this.#pool.close();
   }
 
   destroy(): void {
-    void this.#pool.destroy().catch(() => undefined);
+    if (!this.#isShared) void this.#pool.destroy().catch(() => undefined);
   }
 }
 
