@@ -1,0 +1,214 @@
+/**
+ * Proxy benchmark: warm invocations of `hello` through Baton's data plane, compared in the same run
+ * with the same function process called directly and with HAProxy in front of it.
+ *
+ *   npm run bench:proxy -- [--duration 10] [--connections 50] [--rounds 1] [--warmup 2]
+ *                          [--concurrency 1000] [--cpu-prof DIR] [--out bench/results/proxy.json]
+ *
+ * Each round runs wrk (1 thread, `--connections`, `--duration` s, `--latency`) against direct,
+ * HAProxy and the data plane in turn, after a short unrecorded warm-up of each; the table shows the
+ * median over rounds. Everything started is stopped at the end, on error and on Ctrl-C.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  REPO_ROOT, startDataplaneProcess, startFakeControlPlane, startHaproxy, startUpstream, waitForOk, type Stoppable,
+} from './lib/proxy-fixtures.ts';
+import { runWrk, type WrkResult } from './lib/wrk.ts';
+
+interface BenchOptions {
+  readonly durationS: number;
+  readonly connections: number;
+  readonly rounds: number;
+  readonly warmupS: number;
+  /** Max in-flight invocations per sandbox in the routing the fake control plane pushes. */
+  readonly concurrency: number;
+  readonly cpuProfDir: string | undefined;
+  readonly out: string;
+}
+
+type TargetName = 'direct' | 'haproxy' | 'dataplane';
+interface Target { readonly name: TargetName; readonly url: string }
+
+function parseOptions(argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string', default: '10' },
+      connections: { type: 'string', default: '50' },
+      rounds: { type: 'string', default: '1' },
+      warmup: { type: 'string', default: '2' },
+      concurrency: { type: 'string', default: '1000' },
+      'cpu-prof': { type: 'string' },
+      out: { type: 'string', default: join(REPO_ROOT, 'bench/results/proxy.json') },
+    },
+  });
+  const int = (name: string, raw: string, min: number, max: number): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in [${min}, ${max}], got '${raw}'`);
+    return n;
+  };
+  return {
+    durationS: int('duration', values.duration, 1, 120),
+    connections: int('connections', values.connections, 1, 10_000),
+    rounds: int('rounds', values.rounds, 1, 20),
+    warmupS: int('warmup', values.warmup, 0, 30),
+    concurrency: int('concurrency', values.concurrency, 1, 100_000),
+    cpuProfDir: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
+    out: resolve(values.out),
+  };
+}
+
+/** haproxy and wrk come from Debian; as root they are installed when missing, otherwise the command is printed. */
+function ensureTools(): void {
+  const missing = ['haproxy', 'wrk'].filter((tool) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length === 0) return;
+  const command = `apt-get update && apt-get install -y ${missing.join(' ')}`;
+  if (process.getuid?.() !== 0) throw new Error(`missing ${missing.join(', ')}; install with: sudo ${command}`);
+  process.stderr.write(`installing ${missing.join(', ')}…\n`);
+  execFileSync('sh', ['-c', command], { stdio: 'inherit', timeout: 300_000 });
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  ensureTools();
+  const abort = new AbortController();
+  const stops: Stoppable[] = [];
+  const scratch = await mkdtemp(join(tmpdir(), 'baton-bench-proxy-'));
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const upstream = await startUpstream(scratch, abort.signal);
+    stops.push(upstream);
+    const controlPlane = await startFakeControlPlane(upstream.address, options.concurrency);
+    stops.push(controlPlane);
+    const profFlags = options.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
+    const dataplane = await startDataplaneProcess(controlPlane, profFlags, abort.signal);
+    stops.unshift(dataplane);
+    const haproxy = await startHaproxy(upstream.address, scratch, abort.signal);
+    stops.unshift(haproxy);
+    const targets: Target[] = [
+      { name: 'direct', url: `http://${upstream.address}/` },
+      { name: 'haproxy', url: `${haproxy.url}/fn/hello/` },
+      { name: 'dataplane', url: `${dataplane.proxyUrl}/fn/hello/` },
+    ];
+    for (const target of targets) await waitForOk(target.url, abort.signal);
+    const runs = await measure(targets, options, abort.signal);
+    const summary = summarise(runs, options);
+    process.stdout.write(formatTable(summary));
+    await mkdir(dirname(options.out), { recursive: true });
+    await writeFile(options.out, `${JSON.stringify(summary, null, 2)}\n`);
+    process.stdout.write(`\nwrote ${options.out}\n`);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    for (const s of stops) await s.stop().catch(() => undefined);
+    await rm(scratch, { recursive: true, force: true });
+    if (options.cpuProfDir !== undefined) process.stdout.write(`data plane CPU profile in ${options.cpuProfDir}\n`);
+  }
+}
+
+async function measure(targets: readonly Target[], options: BenchOptions, signal: AbortSignal): Promise<Map<TargetName, WrkResult[]>> {
+  const runs = new Map<TargetName, WrkResult[]>(targets.map((t) => [t.name, []]));
+  const load = { connections: options.connections, timeoutS: 5 };
+  for (let round = 1; round <= options.rounds; round++) {
+    for (const target of targets) {
+      if (options.warmupS > 0) await runWrk({ ...load, url: target.url, durationS: options.warmupS }, signal);
+      const result = await runWrk({ ...load, url: target.url, durationS: options.durationS }, signal);
+      runs.get(target.name)?.push(result);
+      process.stderr.write(`round ${round}/${options.rounds} ${target.name.padEnd(9)} ${result.requestsPerSecond.toFixed(0)} req/s  p50 ${result.p50Ms.toFixed(3)} ms  p99 ${result.p99Ms.toFixed(3)} ms\n`);
+    }
+  }
+  return runs;
+}
+
+interface Row {
+  readonly target: TargetName;
+  readonly requestsPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** Throughput relative to HAProxy's in the same run. */
+  readonly ratioToHaproxy: number;
+  /** p50 minus the direct p50, in ms: what the hop adds. */
+  readonly addedP50Ms: number;
+  readonly errors: number;
+  readonly rounds: readonly WrkResult[];
+}
+
+interface Summary {
+  readonly params: { tool: string; threads: 1; connections: number; durationS: number; warmupS: number; rounds: number; concurrency: number };
+  readonly machine: { cpus: number; node: string; haproxy: string; wrk: string };
+  readonly at: string;
+  readonly rows: readonly Row[];
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function summarise(runs: Map<TargetName, WrkResult[]>, options: BenchOptions): Summary {
+  const med = (name: TargetName, pick: (r: WrkResult) => number): number => median((runs.get(name) ?? []).map(pick));
+  const haproxyRps = med('haproxy', (r) => r.requestsPerSecond);
+  const directP50 = med('direct', (r) => r.p50Ms);
+  const rows = [...runs.entries()].map(([target, results]): Row => ({
+    target,
+    requestsPerSecond: med(target, (r) => r.requestsPerSecond),
+    p50Ms: med(target, (r) => r.p50Ms),
+    p99Ms: med(target, (r) => r.p99Ms),
+    ratioToHaproxy: med(target, (r) => r.requestsPerSecond) / haproxyRps,
+    addedP50Ms: med(target, (r) => r.p50Ms) - directP50,
+    errors: results.reduce((sum, r) => sum + r.non2xx + r.socketErrors, 0),
+    rounds: results,
+  }));
+  return {
+    params: { tool: 'wrk', threads: 1, connections: options.connections, durationS: options.durationS, warmupS: options.warmupS, rounds: options.rounds, concurrency: options.concurrency },
+    machine: { cpus: availableParallelism(), node: process.version, haproxy: firstLine('haproxy', ['-v']), wrk: firstLine('wrk', ['-v']) },
+    at: new Date().toISOString(),
+    rows,
+  };
+}
+
+function firstLine(file: string, args: string[]): string {
+  try {
+    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0] ?? '';
+  } catch (err) {
+    // wrk -v exits 1 after printing its version.
+    const out = (err as { stdout?: string }).stdout ?? '';
+    return out.split('\n')[0] ?? '';
+  }
+}
+
+function formatTable(summary: Summary): string {
+  const header = ['path', 'req/s', 'p50 ms', 'p99 ms', '× HAProxy', 'added p50 ms', 'errors'];
+  const lines = summary.rows.map((r) => [
+    r.target, r.requestsPerSecond.toFixed(0), r.p50Ms.toFixed(3), r.p99Ms.toFixed(3), r.ratioToHaproxy.toFixed(2),
+    r.target === 'direct' ? '—' : r.addedP50Ms.toFixed(3), String(r.errors),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
+  const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
+  const p = summary.params;
+  return [
+    `wrk 1 thread, ${p.connections} connections, ${p.durationS} s per path, ${p.rounds} round(s) (median), ${p.warmupS} s warm-up`,
+    fmt(header),
+    ...lines.map(fmt),
+    '',
+  ].join('\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:proxy failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
