@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import {
   REPO_ROOT, startDataplaneProcess, startFakeControlPlane, startHaproxy, startUpstream, waitForOk, type Stoppable,
 } from './lib/proxy-fixtures.ts';
+import { processCpuMs } from './lib/proc-cpu.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
 
 interface BenchOptions {
@@ -28,10 +29,21 @@ interface BenchOptions {
   readonly concurrency: number;
   readonly cpuProfDir: string | undefined;
   readonly out: string;
+  /** Which paths to load (all three by default; fewer for profiling). */
+  readonly paths: readonly TargetName[];
 }
 
 type TargetName = 'direct' | 'haproxy' | 'dataplane';
-interface Target { readonly name: TargetName; readonly url: string }
+const TARGET_NAMES: readonly TargetName[] = ['direct', 'haproxy', 'dataplane'];
+/** `proxyPid`: the process between wrk and the upstream whose CPU time is charged to the path. */
+interface Target { readonly name: TargetName; readonly url: string; readonly proxyPid: number | undefined; readonly upstreamPid: number }
+
+/** One measured wrk run plus the CPU time the proxy and the upstream used during it. */
+interface Run extends WrkResult {
+  /** Proxy CPU (user + system) per request, in µs; 0 for direct. */
+  readonly proxyCpuUsPerRequest: number;
+  readonly upstreamCpuUsPerRequest: number;
+}
 
 function parseOptions(argv: string[]): BenchOptions {
   const { values } = parseArgs({
@@ -43,6 +55,7 @@ function parseOptions(argv: string[]): BenchOptions {
       warmup: { type: 'string', default: '2' },
       concurrency: { type: 'string', default: '1000' },
       'cpu-prof': { type: 'string' },
+      paths: { type: 'string', default: TARGET_NAMES.join(',') },
       out: { type: 'string', default: join(REPO_ROOT, 'bench/results/proxy.json') },
     },
   });
@@ -59,6 +72,10 @@ function parseOptions(argv: string[]): BenchOptions {
     concurrency: int('concurrency', values.concurrency, 1, 100_000),
     cpuProfDir: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     out: resolve(values.out),
+    paths: values.paths.split(',').map((p) => {
+      if (!(TARGET_NAMES as readonly string[]).includes(p)) throw new Error(`--paths takes a comma-separated subset of ${TARGET_NAMES.join(',')}, got '${p}'`);
+      return p as TargetName;
+    }),
   };
 }
 
@@ -98,11 +115,12 @@ async function main(): Promise<void> {
     stops.unshift(dataplane);
     const haproxy = await startHaproxy(upstream.address, scratch, abort.signal);
     stops.unshift(haproxy);
-    const targets: Target[] = [
-      { name: 'direct', url: `http://${upstream.address}/` },
-      { name: 'haproxy', url: `${haproxy.url}/fn/hello/` },
-      { name: 'dataplane', url: `${dataplane.proxyUrl}/fn/hello/` },
+    const all: Target[] = [
+      { name: 'direct', url: `http://${upstream.address}/`, proxyPid: undefined, upstreamPid: upstream.pid },
+      { name: 'haproxy', url: `${haproxy.url}/fn/hello/`, proxyPid: haproxy.pid, upstreamPid: upstream.pid },
+      { name: 'dataplane', url: `${dataplane.proxyUrl}/fn/hello/`, proxyPid: dataplane.pid, upstreamPid: upstream.pid },
     ];
+    const targets = all.filter((t) => options.paths.includes(t.name));
     for (const target of targets) await waitForOk(target.url, abort.signal);
     const runs = await measure(targets, options, abort.signal);
     const summary = summarise(runs, options);
@@ -119,15 +137,18 @@ async function main(): Promise<void> {
   }
 }
 
-async function measure(targets: readonly Target[], options: BenchOptions, signal: AbortSignal): Promise<Map<TargetName, WrkResult[]>> {
-  const runs = new Map<TargetName, WrkResult[]>(targets.map((t) => [t.name, []]));
+async function measure(targets: readonly Target[], options: BenchOptions, signal: AbortSignal): Promise<Map<TargetName, Run[]>> {
+  const runs = new Map<TargetName, Run[]>(targets.map((t) => [t.name, []]));
   const load = { connections: options.connections, timeoutS: 5 };
   for (let round = 1; round <= options.rounds; round++) {
     for (const target of targets) {
       if (options.warmupS > 0) await runWrk({ ...load, url: target.url, durationS: options.warmupS }, signal);
-      const result = await runWrk({ ...load, url: target.url, durationS: options.durationS }, signal);
+      const cpuBefore = [processCpuMs(target.proxyPid ?? 0), processCpuMs(target.upstreamPid)] as const;
+      const wrk = await runWrk({ ...load, url: target.url, durationS: options.durationS }, signal);
+      const perRequestUs = (pid: number | undefined, before: number): number => (pid === undefined ? 0 : ((processCpuMs(pid) - before) * 1000) / wrk.requests);
+      const result: Run = { ...wrk, proxyCpuUsPerRequest: perRequestUs(target.proxyPid, cpuBefore[0]), upstreamCpuUsPerRequest: perRequestUs(target.upstreamPid, cpuBefore[1]) };
       runs.get(target.name)?.push(result);
-      process.stderr.write(`round ${round}/${options.rounds} ${target.name.padEnd(9)} ${result.requestsPerSecond.toFixed(0)} req/s  p50 ${result.p50Ms.toFixed(3)} ms  p99 ${result.p99Ms.toFixed(3)} ms\n`);
+      process.stderr.write(`round ${round}/${options.rounds} ${target.name.padEnd(9)} ${result.requestsPerSecond.toFixed(0)} req/s  p50 ${result.p50Ms.toFixed(3)} ms  p99 ${result.p99Ms.toFixed(3)} ms  proxy CPU ${result.proxyCpuUsPerRequest.toFixed(1)} µs/req\n`);
     }
   }
   return runs;
@@ -142,8 +163,11 @@ interface Row {
   readonly ratioToHaproxy: number;
   /** p50 minus the direct p50, in ms: what the hop adds. */
   readonly addedP50Ms: number;
+  /** CPU time of the proxy process per request (µs); steadier than req/s on shared cores. */
+  readonly proxyCpuUsPerRequest: number;
+  readonly upstreamCpuUsPerRequest: number;
   readonly errors: number;
-  readonly rounds: readonly WrkResult[];
+  readonly rounds: readonly Run[];
 }
 
 interface Summary {
@@ -159,8 +183,8 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-function summarise(runs: Map<TargetName, WrkResult[]>, options: BenchOptions): Summary {
-  const med = (name: TargetName, pick: (r: WrkResult) => number): number => median((runs.get(name) ?? []).map(pick));
+function summarise(runs: Map<TargetName, Run[]>, options: BenchOptions): Summary {
+  const med = (name: TargetName, pick: (r: Run) => number): number => median((runs.get(name) ?? []).map(pick));
   const haproxyRps = med('haproxy', (r) => r.requestsPerSecond);
   const directP50 = med('direct', (r) => r.p50Ms);
   const rows = [...runs.entries()].map(([target, results]): Row => ({
@@ -170,6 +194,8 @@ function summarise(runs: Map<TargetName, WrkResult[]>, options: BenchOptions): S
     p99Ms: med(target, (r) => r.p99Ms),
     ratioToHaproxy: med(target, (r) => r.requestsPerSecond) / haproxyRps,
     addedP50Ms: med(target, (r) => r.p50Ms) - directP50,
+    proxyCpuUsPerRequest: med(target, (r) => r.proxyCpuUsPerRequest),
+    upstreamCpuUsPerRequest: med(target, (r) => r.upstreamCpuUsPerRequest),
     errors: results.reduce((sum, r) => sum + r.non2xx + r.socketErrors, 0),
     rounds: results,
   }));
@@ -192,10 +218,10 @@ function firstLine(file: string, args: string[]): string {
 }
 
 function formatTable(summary: Summary): string {
-  const header = ['path', 'req/s', 'p50 ms', 'p99 ms', '× HAProxy', 'added p50 ms', 'errors'];
+  const header = ['path', 'req/s', 'p50 ms', 'p99 ms', '× HAProxy', 'added p50 ms', 'proxy CPU µs/req', 'errors'];
   const lines = summary.rows.map((r) => [
     r.target, r.requestsPerSecond.toFixed(0), r.p50Ms.toFixed(3), r.p99Ms.toFixed(3), r.ratioToHaproxy.toFixed(2),
-    r.target === 'direct' ? '—' : r.addedP50Ms.toFixed(3), String(r.errors),
+    r.target === 'direct' ? '—' : r.addedP50Ms.toFixed(3), r.target === 'direct' ? '—' : r.proxyCpuUsPerRequest.toFixed(1), String(r.errors),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
   const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');

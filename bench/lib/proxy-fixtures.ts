@@ -23,6 +23,11 @@ export interface Stoppable {
   stop(): Promise<void>;
 }
 
+/** A started process: its pid for CPU accounting. */
+export interface Running extends Stoppable {
+  readonly pid: number;
+}
+
 /** A free port on loopback, found by binding port 0 and releasing it. */
 export function pickFreePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
@@ -52,7 +57,7 @@ function tail(stream: Readable | null, maxChars = 4_000): () => string {
   return () => text;
 }
 
-export interface Upstream extends Stoppable {
+export interface Upstream extends Running {
   readonly address: string;
 }
 
@@ -75,7 +80,7 @@ export async function startUpstream(scratchDir: string, signal: AbortSignal): Pr
     once(child, 'exit').then(() => { throw new Error(`the hello function process exited: ${stderr()}`); }),
     rejectAfter(10_000, 'the hello function process did not become ready', signal),
   ]);
-  return { address: `${HOST}:${port}`, stop: () => stopChild(child) };
+  return { address: `${HOST}:${port}`, pid: child.pid as number, stop: () => stopChild(child) };
 }
 
 export interface FakeControlPlane extends Stoppable {
@@ -122,7 +127,7 @@ export async function startFakeControlPlane(upstreamAddress: string, concurrency
   };
 }
 
-export interface DataplaneProcess extends Stoppable {
+export interface DataplaneProcess extends Running {
   /** Base URL of the invocation server. */
   readonly proxyUrl: string;
 }
@@ -142,7 +147,7 @@ export async function startDataplaneProcess(controlPlane: FakeControlPlane, node
       once(child, 'exit').then((): never => { throw new Error(`the data plane exited: ${stderr()}`); }),
       rejectAfter(30_000, 'the data plane did not register', signal),
     ]);
-    return { proxyUrl: registration.proxyUrl, stop: () => stopChild(child, 10_000) };
+    return { proxyUrl: registration.proxyUrl, pid: child.pid as number, stop: () => stopChild(child, 10_000) };
   } catch (err) {
     await stopChild(child);
     throw err;
@@ -154,7 +159,7 @@ export async function startDataplaneProcess(controlPlane: FakeControlPlane, node
  * HTTP mode, keep-alive on both sides with server connections reused, `/fn/hello/…` rewritten to
  * `/…`, and the same X-Forwarded-* headers added.
  */
-export async function startHaproxy(upstreamAddress: string, scratchDir: string, signal: AbortSignal): Promise<{ url: string } & Stoppable> {
+export async function startHaproxy(upstreamAddress: string, scratchDir: string, signal: AbortSignal): Promise<{ url: string } & Running> {
   const port = await pickFreePort();
   const cfgPath = join(scratchDir, 'haproxy.cfg');
   await writeFile(cfgPath, [
@@ -192,7 +197,7 @@ export async function startHaproxy(upstreamAddress: string, scratchDir: string, 
     await stopChild(child);
     throw err;
   }
-  return { url, stop: () => stopChild(child) };
+  return { url, pid: child.pid as number, stop: () => stopChild(child) };
 }
 
 /** Polls `url` until it answers 200 (bounded by the caller's race). */
