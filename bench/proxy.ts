@@ -4,10 +4,13 @@
  *
  *   npm run bench:proxy -- [--duration 10] [--connections 50] [--rounds 1] [--warmup 2]
  *                          [--concurrency 1000] [--cpu-prof DIR] [--out bench/results/proxy.json]
+ *                          [--paths direct,haproxy,dataplane] [--baseline DIR]
  *
  * Each round runs wrk (1 thread, `--connections`, `--duration` s, `--latency`) against direct,
  * HAProxy and the data plane in turn, after a short unrecorded warm-up of each; the table shows the
- * median over rounds. Everything started is stopped at the end, on error and on Ctrl-C.
+ * median over rounds. `--baseline DIR` also runs the data plane of another checkout of Baton (with
+ * its node_modules) as the path `dataplane-base`, to compare two versions in one run on a noisy
+ * machine. `--cpu-prof DIR` profiles this checkout's data plane. Everything started is stopped at the end, on error and on Ctrl-C.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -29,12 +32,15 @@ interface BenchOptions {
   readonly concurrency: number;
   readonly cpuProfDir: string | undefined;
   readonly out: string;
-  /** Which paths to load (all three by default; fewer for profiling). */
+  /** Which paths to load (direct, haproxy, dataplane by default; fewer for profiling). */
   readonly paths: readonly TargetName[];
+  /** A checkout (with node_modules) whose data plane runs as the path `dataplane-base`. */
+  readonly baseline: string | undefined;
 }
 
-type TargetName = 'direct' | 'haproxy' | 'dataplane';
-const TARGET_NAMES: readonly TargetName[] = ['direct', 'haproxy', 'dataplane'];
+/** `dataplane-base`: a second data plane from `--baseline DIR`, to compare two versions in one run. */
+type TargetName = 'direct' | 'haproxy' | 'dataplane' | 'dataplane-base';
+const TARGET_NAMES: readonly TargetName[] = ['direct', 'haproxy', 'dataplane', 'dataplane-base'];
 /** `proxyPid`: the process between wrk and the upstream whose CPU time is charged to the path. */
 interface Target { readonly name: TargetName; readonly url: string; readonly proxyPid: number | undefined; readonly upstreamPid: number }
 
@@ -55,7 +61,8 @@ function parseOptions(argv: string[]): BenchOptions {
       warmup: { type: 'string', default: '2' },
       concurrency: { type: 'string', default: '1000' },
       'cpu-prof': { type: 'string' },
-      paths: { type: 'string', default: TARGET_NAMES.join(',') },
+      paths: { type: 'string' },
+      baseline: { type: 'string' },
       out: { type: 'string', default: join(REPO_ROOT, 'bench/results/proxy.json') },
     },
   });
@@ -72,7 +79,8 @@ function parseOptions(argv: string[]): BenchOptions {
     concurrency: int('concurrency', values.concurrency, 1, 100_000),
     cpuProfDir: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     out: resolve(values.out),
-    paths: values.paths.split(',').map((p) => {
+    baseline: values.baseline === undefined ? undefined : resolve(values.baseline),
+    paths: (values.paths ?? `direct,haproxy,dataplane${values.baseline === undefined ? '' : ',dataplane-base'}`).split(',').map((p) => {
       if (!(TARGET_NAMES as readonly string[]).includes(p)) throw new Error(`--paths takes a comma-separated subset of ${TARGET_NAMES.join(',')}, got '${p}'`);
       return p as TargetName;
     }),
@@ -111,20 +119,25 @@ async function main(): Promise<void> {
     const controlPlane = await startFakeControlPlane(upstream.address, options.concurrency);
     stops.push(controlPlane);
     const profFlags = options.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
-    const dataplane = await startDataplaneProcess(controlPlane, profFlags, abort.signal);
+    const dataplane = await startDataplaneProcess(controlPlane, { dataplaneId: 'bench-dataplane', nodeFlags: profFlags }, abort.signal);
     stops.unshift(dataplane);
+    const base = options.baseline === undefined ? undefined
+      : await startDataplaneProcess(controlPlane, { dataplaneId: 'bench-dataplane-base', nodeFlags: [], root: options.baseline }, abort.signal);
+    if (base !== undefined) stops.unshift(base);
     const haproxy = await startHaproxy(upstream.address, scratch, abort.signal);
     stops.unshift(haproxy);
     const all: Target[] = [
       { name: 'direct', url: `http://${upstream.address}/`, proxyPid: undefined, upstreamPid: upstream.pid },
       { name: 'haproxy', url: `${haproxy.url}/fn/hello/`, proxyPid: haproxy.pid, upstreamPid: upstream.pid },
       { name: 'dataplane', url: `${dataplane.proxyUrl}/fn/hello/`, proxyPid: dataplane.pid, upstreamPid: upstream.pid },
+      ...(base === undefined ? [] : [{ name: 'dataplane-base' as const, url: `${base.proxyUrl}/fn/hello/`, proxyPid: base.pid, upstreamPid: upstream.pid }]),
     ];
     const targets = all.filter((t) => options.paths.includes(t.name));
     for (const target of targets) await waitForOk(target.url, abort.signal);
     const runs = await measure(targets, options, abort.signal);
     const summary = summarise(runs, options);
     process.stdout.write(formatTable(summary));
+    if (base !== undefined) process.stdout.write(formatComparison(summary));
     await mkdir(dirname(options.out), { recursive: true });
     await writeFile(options.out, `${JSON.stringify(summary, null, 2)}\n`);
     process.stdout.write(`\nwrote ${options.out}\n`);
@@ -141,7 +154,9 @@ async function measure(targets: readonly Target[], options: BenchOptions, signal
   const runs = new Map<TargetName, Run[]>(targets.map((t) => [t.name, []]));
   const load = { connections: options.connections, timeoutS: 5 };
   for (let round = 1; round <= options.rounds; round++) {
-    for (const target of targets) {
+    // Rotate the order each round so that no path always runs first (or right after another).
+    const order = targets.map((_, i) => targets[(i + round - 1) % targets.length] as Target);
+    for (const target of order) {
       if (options.warmupS > 0) await runWrk({ ...load, url: target.url, durationS: options.warmupS }, signal);
       const cpuBefore = [processCpuMs(target.proxyPid ?? 0), processCpuMs(target.upstreamPid)] as const;
       const wrk = await runWrk({ ...load, url: target.url, durationS: options.durationS }, signal);
@@ -215,6 +230,15 @@ function firstLine(file: string, args: string[]): string {
     const out = (err as { stdout?: string }).stdout ?? '';
     return out.split('\n')[0] ?? '';
   }
+}
+
+/** This checkout's data plane against the baseline's, from the same run. */
+function formatComparison(summary: Summary): string {
+  const now = summary.rows.find((r) => r.target === 'dataplane');
+  const base = summary.rows.find((r) => r.target === 'dataplane-base');
+  if (now === undefined || base === undefined) return '';
+  return `\nvs baseline (same run): req/s ×${(now.requestsPerSecond / base.requestsPerSecond).toFixed(3)}, `
+    + `proxy CPU/req ×${(now.proxyCpuUsPerRequest / base.proxyCpuUsPerRequest).toFixed(3)}, p50 ${base.p50Ms.toFixed(3)} → ${now.p50Ms.toFixed(3)} ms\n`;
 }
 
 function formatTable(summary: Summary): string {

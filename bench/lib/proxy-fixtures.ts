@@ -16,7 +16,6 @@ import type { RegisterDataplaneRequest, RoutingUpdate } from '../../src/api/data
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 const RUNNER = join(REPO_ROOT, 'src/worker/process/handler-runner.js');
 const HELLO_DIR = join(REPO_ROOT, 'examples/hello');
-const CLI = join(REPO_ROOT, 'src/cli/main.ts');
 const HOST = '127.0.0.1';
 
 export interface Stoppable {
@@ -85,19 +84,30 @@ export async function startUpstream(scratchDir: string, signal: AbortSignal): Pr
 
 export interface FakeControlPlane extends Stoppable {
   readonly url: string;
-  /** Resolves with the data plane's registration once it has registered and received the routing snapshot. */
-  readonly routed: Promise<RegisterDataplaneRequest>;
+  /** Resolves with a data plane's registration once it has registered and received the routing snapshot. */
+  routed(dataplaneId: string): Promise<RegisterDataplaneRequest>;
 }
 
 /**
- * Just enough control plane for one data plane: accepts register, heartbeat and demand, and after
- * each registration pushes a routing snapshot with the function `hello` (concurrency `concurrency`
- * per sandbox, so 50 connections never queue) and one endpoint, the upstream.
+ * Just enough control plane for the benchmark's data planes: accepts register, heartbeat and
+ * demand, and after each registration pushes a routing snapshot with the function `hello`
+ * (concurrency `concurrency` per sandbox, so 50 connections never queue) and one endpoint, the
+ * upstream.
  */
 export async function startFakeControlPlane(upstreamAddress: string, concurrency: number): Promise<FakeControlPlane> {
-  let onRouted: (r: RegisterDataplaneRequest) => void = () => undefined;
-  let onFailed: (err: Error) => void = () => undefined;
-  const routed = new Promise<RegisterDataplaneRequest>((ok, fail) => { onRouted = ok; onFailed = fail; });
+  const waiting = new Map<string, { promise: Promise<RegisterDataplaneRequest>; ok: (r: RegisterDataplaneRequest) => void; fail: (err: Error) => void }>();
+  const entry = (id: string) => {
+    let found = waiting.get(id);
+    if (found === undefined) {
+      let ok: (r: RegisterDataplaneRequest) => void = () => undefined;
+      let fail: (err: Error) => void = () => undefined;
+      const promise = new Promise<RegisterDataplaneRequest>((resolveRouted, rejectRouted) => { ok = resolveRouted; fail = rejectRouted; });
+      promise.catch(() => undefined);
+      found = { promise, ok, fail };
+      waiting.set(id, found);
+    }
+    return found;
+  };
   let version = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -111,7 +121,8 @@ export async function startFakeControlPlane(upstreamAddress: string, concurrency
         functions: [{ name: 'hello', generation: 1, concurrency, timeoutMs: 30_000 }],
         endpoints: [{ sandboxId: 'hello-bench-1', function: 'hello', address: upstreamAddress, isDraining: false }],
       };
-      postJson(`${registration.url}/internal/v1/routing`, snapshot).then(() => onRouted(registration), onFailed);
+      const { ok, fail } = entry(registration.dataplaneId);
+      postJson(`${registration.url}/internal/v1/routing`, snapshot).then(() => ok(registration), fail);
     });
   });
   server.listen(0, HOST);
@@ -119,7 +130,7 @@ export async function startFakeControlPlane(upstreamAddress: string, concurrency
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://${HOST}:${port}`,
-    routed,
+    routed: (dataplaneId) => entry(dataplaneId).promise,
     stop: async () => {
       server.closeAllConnections();
       await new Promise<void>((ok) => server.close(() => ok()));
@@ -132,18 +143,27 @@ export interface DataplaneProcess extends Running {
   readonly proxyUrl: string;
 }
 
+export interface DataplaneProcessOptions {
+  readonly dataplaneId: string;
+  /** Extra Node flags, e.g. `--cpu-prof`. */
+  readonly nodeFlags: readonly string[];
+  /** The checkout whose `src/cli/main.ts` runs (default: this one); another one compares two versions in one run. */
+  readonly root?: string;
+}
+
 /**
- * `baton dataplane` as a child process (`node --import tsx src/cli/main.ts dataplane …`), with
- * extra Node flags such as `--cpu-prof`. Resolves once it has registered and applied the routing.
+ * `baton dataplane` as a child process (`node --import tsx src/cli/main.ts dataplane …`).
+ * Resolves once it has registered and applied the routing.
  */
-export async function startDataplaneProcess(controlPlane: FakeControlPlane, nodeFlags: readonly string[], signal: AbortSignal): Promise<DataplaneProcess> {
-  const args = [...nodeFlags, '--import', 'tsx', CLI, 'dataplane', '--port', '0', '--internal-port', '0',
-    '--control-plane-url', controlPlane.url, '--dataplane-id', 'bench-dataplane', '--log-level', 'warn'];
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startDataplaneProcess(controlPlane: FakeControlPlane, options: DataplaneProcessOptions, signal: AbortSignal): Promise<DataplaneProcess> {
+  const root = options.root ?? REPO_ROOT;
+  const args = [...options.nodeFlags, '--import', 'tsx', join(root, 'src/cli/main.ts'), 'dataplane', '--port', '0', '--internal-port', '0',
+    '--control-plane-url', controlPlane.url, '--dataplane-id', options.dataplaneId, '--log-level', 'warn'];
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   const stderr = tail(child.stderr);
   try {
     const registration = await Promise.race([
-      controlPlane.routed,
+      controlPlane.routed(options.dataplaneId),
       once(child, 'exit').then((): never => { throw new Error(`the data plane exited: ${stderr()}`); }),
       rejectAfter(30_000, 'the data plane did not register', signal),
     ]);
