@@ -232,13 +232,17 @@ function firstLine(file: string, args: string[]): string {
   }
 }
 
-/** This checkout's data plane against the baseline's, from the same run. */
+/**
+ * This checkout's data plane against the baseline's, from the same run: the median over rounds of
+ * the per-round ratios (the two paths of a round run back to back, so they share the machine's mood).
+ */
 function formatComparison(summary: Summary): string {
   const now = summary.rows.find((r) => r.target === 'dataplane');
   const base = summary.rows.find((r) => r.target === 'dataplane-base');
   if (now === undefined || base === undefined) return '';
-  return `\nvs baseline (same run): req/s ×${(now.requestsPerSecond / base.requestsPerSecond).toFixed(3)}, `
-    + `proxy CPU/req ×${(now.proxyCpuUsPerRequest / base.proxyCpuUsPerRequest).toFixed(3)}, p50 ${base.p50Ms.toFixed(3)} → ${now.p50Ms.toFixed(3)} ms\n`;
+  const paired = (pick: (r: Run) => number): number => median(now.rounds.map((r, i) => pick(r) / pick(base.rounds[i] as Run)));
+  return `\nvs baseline (same run, median of per-round ratios): req/s ×${paired((r) => r.requestsPerSecond).toFixed(3)}, `
+    + `proxy CPU/req ×${paired((r) => r.proxyCpuUsPerRequest).toFixed(3)}, p50 ×${paired((r) => r.p50Ms).toFixed(3)}\n`;
 }
 
 function formatTable(summary: Summary): string {
