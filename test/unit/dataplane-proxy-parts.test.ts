@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BatonError } from '../../src/core/errors.ts';
 import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
-import { scanRequestHeaders, stripResponseHeaders } from '../../src/dataplane/forward-headers.ts';
+import { responseHeaders, scanRequestHeaders } from '../../src/dataplane/forward-headers.ts';
 import { resolveRoute } from '../../src/dataplane/route.ts';
 
 const known = new Map([['echo', 'ECHO'], ['a-b', 'AB']]);
@@ -43,9 +43,11 @@ test('scanRequestHeaders drops hop-by-hop headers, keeps Host, adds x-forwarded-
   assert.equal(scanRequestHeaders([], undefined).hasBody, false);
 });
 
-test('stripResponseHeaders removes hop-by-hop headers and those named in Connection', () => {
-  const headers = stripResponseHeaders({ connection: 'keep-alive, x-hop', 'keep-alive': 'timeout=5', 'x-hop': '1', 'transfer-encoding': 'chunked', 'content-type': 'a/b', 'set-cookie': ['a=1', 'b=2'] });
-  assert.deepEqual(headers, { 'content-type': 'a/b', 'set-cookie': ['a=1', 'b=2'] });
+test('responseHeaders drops hop-by-hop headers and those named in Connection, keeps case and repeats', () => {
+  const raw = ['Connection', 'keep-alive, X-Hop', 'Keep-Alive', 'timeout=5', 'x-hop', '1', 'Transfer-Encoding', 'chunked',
+    'Content-Type', 'a/b', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Proxy-Authenticate', 'Basic', 'TE', 'trailers'].map((s) => Buffer.from(s, 'latin1'));
+  assert.deepEqual(responseHeaders(raw), ['Content-Type', 'a/b', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2']);
+  assert.deepEqual(responseHeaders([]), []);
 });
 
 test('config: defaults, derived keys, unknown keys rejected with ERR_INVALID_CONFIG', () => {
