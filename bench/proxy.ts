@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import {
   REPO_ROOT, startDataplaneProcess, startFakeControlPlane, startHaproxy, startUpstream, waitForOk, type Stoppable,
 } from './lib/proxy-fixtures.ts';
-import { processCpuMs } from './lib/proc-cpu.ts';
+import { processCpuMs, processCpuTimes } from './lib/proc-cpu.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
 
 interface BenchOptions {
@@ -48,6 +48,8 @@ interface Target { readonly name: TargetName; readonly url: string; readonly pro
 interface Run extends WrkResult {
   /** Proxy CPU (user + system) per request, in µs; 0 for direct. */
   readonly proxyCpuUsPerRequest: number;
+  /** The user-space part of it: the proxy's own code, less disturbed by the kernel's loopback work. */
+  readonly proxyUserCpuUsPerRequest: number;
   readonly upstreamCpuUsPerRequest: number;
 }
 
@@ -158,12 +160,18 @@ async function measure(targets: readonly Target[], options: BenchOptions, signal
     const order = targets.map((_, i) => targets[(i + round - 1) % targets.length] as Target);
     for (const target of order) {
       if (options.warmupS > 0) await runWrk({ ...load, url: target.url, durationS: options.warmupS }, signal);
-      const cpuBefore = [processCpuMs(target.proxyPid ?? 0), processCpuMs(target.upstreamPid)] as const;
+      const cpuBefore = [processCpuMs(target.proxyPid ?? 0), processCpuMs(target.upstreamPid), processCpuTimes(target.proxyPid ?? 0).userMs] as const;
       const wrk = await runWrk({ ...load, url: target.url, durationS: options.durationS }, signal);
       const perRequestUs = (pid: number | undefined, before: number): number => (pid === undefined ? 0 : ((processCpuMs(pid) - before) * 1000) / wrk.requests);
-      const result: Run = { ...wrk, proxyCpuUsPerRequest: perRequestUs(target.proxyPid, cpuBefore[0]), upstreamCpuUsPerRequest: perRequestUs(target.upstreamPid, cpuBefore[1]) };
+      const userUs = target.proxyPid === undefined ? 0 : ((processCpuTimes(target.proxyPid).userMs - cpuBefore[2]) * 1000) / wrk.requests;
+      const result: Run = {
+        ...wrk,
+        proxyCpuUsPerRequest: perRequestUs(target.proxyPid, cpuBefore[0]),
+        proxyUserCpuUsPerRequest: userUs,
+        upstreamCpuUsPerRequest: perRequestUs(target.upstreamPid, cpuBefore[1]),
+      };
       runs.get(target.name)?.push(result);
-      process.stderr.write(`round ${round}/${options.rounds} ${target.name.padEnd(9)} ${result.requestsPerSecond.toFixed(0)} req/s  p50 ${result.p50Ms.toFixed(3)} ms  p99 ${result.p99Ms.toFixed(3)} ms  proxy CPU ${result.proxyCpuUsPerRequest.toFixed(1)} µs/req\n`);
+      process.stderr.write(`round ${round}/${options.rounds} ${target.name.padEnd(9)} ${result.requestsPerSecond.toFixed(0)} req/s  p50 ${result.p50Ms.toFixed(3)} ms  p99 ${result.p99Ms.toFixed(3)} ms  proxy CPU ${result.proxyCpuUsPerRequest.toFixed(1)} µs/req (user ${result.proxyUserCpuUsPerRequest.toFixed(1)})\n`);
     }
   }
   return runs;
@@ -242,7 +250,7 @@ function formatComparison(summary: Summary): string {
   if (now === undefined || base === undefined) return '';
   const paired = (pick: (r: Run) => number): number => median(now.rounds.map((r, i) => pick(r) / pick(base.rounds[i] as Run)));
   return `\nvs baseline (same run, median of per-round ratios): req/s ×${paired((r) => r.requestsPerSecond).toFixed(3)}, `
-    + `proxy CPU/req ×${paired((r) => r.proxyCpuUsPerRequest).toFixed(3)}, p50 ×${paired((r) => r.p50Ms).toFixed(3)}\n`;
+    + `proxy CPU/req ×${paired((r) => r.proxyCpuUsPerRequest).toFixed(3)} (user ×${paired((r) => r.proxyUserCpuUsPerRequest).toFixed(3)}), p50 ×${paired((r) => r.p50Ms).toFixed(3)}\n`;
 }
 
 function formatTable(summary: Summary): string {
