@@ -4,11 +4,12 @@
  *
  *   npm run bench:proxy -- [--duration 10] [--connections 50] [--rounds 1] [--warmup 2]
  *                          [--concurrency 1000] [--cpu-prof DIR] [--out bench/results/proxy.json]
- *                          [--paths direct,haproxy,dataplane] [--baseline DIR]
+ *                          [--paths direct,haproxy,dataplane] [--baseline DIR] [--light-connections 1]
  *
  * Each round runs wrk (1 thread, `--connections`, `--duration` s, `--latency`) against direct,
  * HAProxy and the data plane in turn, after a short unrecorded warm-up of each; the table shows the
- * median over rounds. `--baseline DIR` also runs the data plane of another checkout of Baton (with
+ * median over rounds. Then one light-load round (`--light-connections`, default 1) shows what each
+ * hop adds to latency when nothing queues. `--baseline DIR` also runs the data plane of another checkout of Baton (with
  * its node_modules) as the path `dataplane-base`, to compare two versions in one run on a noisy
  * machine. `--cpu-prof DIR` profiles this checkout's data plane. Everything started is stopped at the end, on error and on Ctrl-C.
  */
@@ -34,6 +35,8 @@ interface BenchOptions {
   readonly out: string;
   /** Which paths to load (direct, haproxy, dataplane by default; fewer for profiling). */
   readonly paths: readonly TargetName[];
+  /** Connections of the light-load pass (0: none), which shows the latency a hop adds without queueing. */
+  readonly lightConnections: number;
   /** A checkout (with node_modules) whose data plane runs as the path `dataplane-base`. */
   readonly baseline: string | undefined;
 }
@@ -64,6 +67,7 @@ function parseOptions(argv: string[]): BenchOptions {
       concurrency: { type: 'string', default: '1000' },
       'cpu-prof': { type: 'string' },
       paths: { type: 'string' },
+      'light-connections': { type: 'string', default: '1' },
       baseline: { type: 'string' },
       out: { type: 'string', default: join(REPO_ROOT, 'bench/results/proxy.json') },
     },
@@ -81,6 +85,7 @@ function parseOptions(argv: string[]): BenchOptions {
     concurrency: int('concurrency', values.concurrency, 1, 100_000),
     cpuProfDir: values['cpu-prof'] === undefined ? undefined : resolve(values['cpu-prof']),
     out: resolve(values.out),
+    lightConnections: int('light-connections', values['light-connections'], 0, 10_000),
     baseline: values.baseline === undefined ? undefined : resolve(values.baseline),
     paths: (values.paths ?? `direct,haproxy,dataplane${values.baseline === undefined ? '' : ',dataplane-base'}`).split(',').map((p) => {
       if (!(TARGET_NAMES as readonly string[]).includes(p)) throw new Error(`--paths takes a comma-separated subset of ${TARGET_NAMES.join(',')}, got '${p}'`);
@@ -136,9 +141,11 @@ async function main(): Promise<void> {
     ];
     const targets = all.filter((t) => options.paths.includes(t.name));
     for (const target of targets) await waitForOk(target.url, abort.signal);
-    const runs = await measure(targets, options, abort.signal);
-    const summary = summarise(runs, options);
-    process.stdout.write(formatTable(summary));
+    const runs = await measure(targets, options, options.connections, options.rounds, abort.signal);
+    const light = options.lightConnections === 0 ? undefined : await measure(targets, options, options.lightConnections, 1, abort.signal);
+    const summary = summarise(runs, light, options);
+    process.stdout.write(formatTable(summary.rows, `wrk 1 thread, ${options.connections} connections, ${options.durationS} s per path, ${options.rounds} round(s) (median), ${options.warmupS} s warm-up`));
+    if (summary.lightRows.length > 0) process.stdout.write(`\n${formatTable(summary.lightRows, `light load: wrk 1 thread, ${options.lightConnections} connection(s), ${options.durationS} s per path, 1 round`)}`);
     if (base !== undefined) process.stdout.write(formatComparison(summary));
     await mkdir(dirname(options.out), { recursive: true });
     await writeFile(options.out, `${JSON.stringify(summary, null, 2)}\n`);
@@ -152,10 +159,10 @@ async function main(): Promise<void> {
   }
 }
 
-async function measure(targets: readonly Target[], options: BenchOptions, signal: AbortSignal): Promise<Map<TargetName, Run[]>> {
+async function measure(targets: readonly Target[], options: BenchOptions, connections: number, rounds: number, signal: AbortSignal): Promise<Map<TargetName, Run[]>> {
   const runs = new Map<TargetName, Run[]>(targets.map((t) => [t.name, []]));
-  const load = { connections: options.connections, timeoutS: 5 };
-  for (let round = 1; round <= options.rounds; round++) {
+  const load = { connections, timeoutS: 5 };
+  for (let round = 1; round <= rounds; round++) {
     // Rotate the order each round so that no path always runs first (or right after another).
     const order = targets.map((_, i) => targets[(i + round - 1) % targets.length] as Target);
     for (const target of order) {
@@ -171,7 +178,7 @@ async function measure(targets: readonly Target[], options: BenchOptions, signal
         upstreamCpuUsPerRequest: perRequestUs(target.upstreamPid, cpuBefore[1]),
       };
       runs.get(target.name)?.push(result);
-      process.stderr.write(`round ${round}/${options.rounds} ${target.name.padEnd(9)} ${result.requestsPerSecond.toFixed(0)} req/s  p50 ${result.p50Ms.toFixed(3)} ms  p99 ${result.p99Ms.toFixed(3)} ms  proxy CPU ${result.proxyCpuUsPerRequest.toFixed(1)} µs/req (user ${result.proxyUserCpuUsPerRequest.toFixed(1)})\n`);
+      process.stderr.write(`c${connections} round ${round}/${rounds} ${target.name.padEnd(9)} ${result.requestsPerSecond.toFixed(0)} req/s  p50 ${result.p50Ms.toFixed(3)} ms  p99 ${result.p99Ms.toFixed(3)} ms  proxy CPU ${result.proxyCpuUsPerRequest.toFixed(1)} µs/req (user ${result.proxyUserCpuUsPerRequest.toFixed(1)})\n`);
     }
   }
   return runs;
@@ -194,10 +201,12 @@ interface Row {
 }
 
 interface Summary {
-  readonly params: { tool: string; threads: 1; connections: number; durationS: number; warmupS: number; rounds: number; concurrency: number };
+  readonly params: { tool: string; threads: 1; connections: number; durationS: number; warmupS: number; rounds: number; concurrency: number; lightConnections: number };
   readonly machine: { cpus: number; node: string; haproxy: string; wrk: string };
   readonly at: string;
   readonly rows: readonly Row[];
+  /** The light-load pass (`params.lightConnections`), one round. */
+  readonly lightRows: readonly Row[];
 }
 
 function median(values: readonly number[]): number {
@@ -206,11 +215,24 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-function summarise(runs: Map<TargetName, Run[]>, options: BenchOptions): Summary {
+function summarise(runs: Map<TargetName, Run[]>, light: Map<TargetName, Run[]> | undefined, options: BenchOptions): Summary {
+  return {
+    params: {
+      tool: 'wrk', threads: 1, connections: options.connections, durationS: options.durationS, warmupS: options.warmupS, rounds: options.rounds,
+      concurrency: options.concurrency, lightConnections: options.lightConnections,
+    },
+    machine: { cpus: availableParallelism(), node: process.version, haproxy: firstLine('haproxy', ['-v']), wrk: firstLine('wrk', ['-v']) },
+    at: new Date().toISOString(),
+    rows: toRows(runs),
+    lightRows: light === undefined ? [] : toRows(light),
+  };
+}
+
+function toRows(runs: Map<TargetName, Run[]>): Row[] {
   const med = (name: TargetName, pick: (r: Run) => number): number => median((runs.get(name) ?? []).map(pick));
   const haproxyRps = med('haproxy', (r) => r.requestsPerSecond);
   const directP50 = med('direct', (r) => r.p50Ms);
-  const rows = [...runs.entries()].map(([target, results]): Row => ({
+  return [...runs.entries()].map(([target, results]): Row => ({
     target,
     requestsPerSecond: med(target, (r) => r.requestsPerSecond),
     p50Ms: med(target, (r) => r.p50Ms),
@@ -222,12 +244,6 @@ function summarise(runs: Map<TargetName, Run[]>, options: BenchOptions): Summary
     errors: results.reduce((sum, r) => sum + r.non2xx + r.socketErrors, 0),
     rounds: results,
   }));
-  return {
-    params: { tool: 'wrk', threads: 1, connections: options.connections, durationS: options.durationS, warmupS: options.warmupS, rounds: options.rounds, concurrency: options.concurrency },
-    machine: { cpus: availableParallelism(), node: process.version, haproxy: firstLine('haproxy', ['-v']), wrk: firstLine('wrk', ['-v']) },
-    at: new Date().toISOString(),
-    rows,
-  };
 }
 
 function firstLine(file: string, args: string[]): string {
@@ -253,21 +269,15 @@ function formatComparison(summary: Summary): string {
     + `proxy CPU/req ×${paired((r) => r.proxyCpuUsPerRequest).toFixed(3)} (user ×${paired((r) => r.proxyUserCpuUsPerRequest).toFixed(3)}), p50 ×${paired((r) => r.p50Ms).toFixed(3)}\n`;
 }
 
-function formatTable(summary: Summary): string {
+function formatTable(rows: readonly Row[], title: string): string {
   const header = ['path', 'req/s', 'p50 ms', 'p99 ms', '× HAProxy', 'added p50 ms', 'proxy CPU µs/req', 'errors'];
-  const lines = summary.rows.map((r) => [
+  const lines = rows.map((r) => [
     r.target, r.requestsPerSecond.toFixed(0), r.p50Ms.toFixed(3), r.p99Ms.toFixed(3), r.ratioToHaproxy.toFixed(2),
     r.target === 'direct' ? '—' : r.addedP50Ms.toFixed(3), r.target === 'direct' ? '—' : r.proxyCpuUsPerRequest.toFixed(1), String(r.errors),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
   const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
-  const p = summary.params;
-  return [
-    `wrk 1 thread, ${p.connections} connections, ${p.durationS} s per path, ${p.rounds} round(s) (median), ${p.warmupS} s warm-up`,
-    fmt(header),
-    ...lines.map(fmt),
-    '',
-  ].join('\n');
+  return [title, fmt(header), ...lines.map(fmt), ''].join('\n');
 }
 
 main().catch((err: unknown) => {
