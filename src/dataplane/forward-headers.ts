@@ -1,5 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http';
-
 /**
  * Header handling for the proxy. Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection and
  * are not forwarded; neither is `expect` (Node's server has already answered `100 Continue`).
@@ -50,20 +48,46 @@ export function scanRequestHeaders(rawHeaders: readonly string[], remoteAddress:
   return { headers: connectionTokens === undefined ? headers : dropNamed(headers, connectionTokens), host, hasBody };
 }
 
-/** Removes hop-by-hop headers from an upstream response's parsed headers, in place. */
-export function stripResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const connection = headers.connection;
-  if (typeof connection === 'string') {
-    for (const token of connection.toLowerCase().split(',')) {
-      const name = token.trim();
-      if (name !== '') delete headers[name];
+/**
+ * An upstream response's raw headers (undici's `[name, value, …]` Buffers) as the flat
+ * `[name, value, …]` string list `res.writeHead` takes, without the hop-by-hop ones and those named
+ * in `Connection`. Names keep their case and repeated headers (Set-Cookie) stay separate, so the
+ * client sees what the sandbox sent; no header object is built.
+ */
+export function responseHeaders(rawHeaders: readonly Buffer[]): string[] {
+  const headers: string[] = [];
+  let connectionTokens: string[] | undefined;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = (rawHeaders[i] as Buffer).toString('latin1');
+    const kind = classifyResponse(name);
+    if (kind === KEEP) {
+      headers.push(name, (rawHeaders[i + 1] as Buffer).toString('latin1'));
+    } else if (kind === CONNECTION) {
+      (connectionTokens ??= []).push(...(rawHeaders[i + 1] as Buffer).toString('latin1').toLowerCase().split(',').map((t) => t.trim()));
     }
   }
-  for (const name of RESPONSE_HOP_BY_HOP) delete headers[name];
-  return headers;
+  return connectionTokens === undefined ? headers : dropNamed(headers, connectionTokens);
 }
 
-const RESPONSE_HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate'];
+/** Response side: the hop-by-hop headers (RFC 9110 §7.6.1) plus `Connection` itself, whose tokens name more. */
+function classifyResponse(name: string): number {
+  switch (name.length) {
+    case 2: return name.toLowerCase() === 'te' ? DROP : KEEP;
+    case 7: {
+      const lower = name.toLowerCase();
+      return lower === 'trailer' || lower === 'upgrade' ? DROP : KEEP;
+    }
+    case 10: {
+      const lower = name.toLowerCase();
+      if (lower === 'connection') return CONNECTION;
+      return lower === 'keep-alive' ? DROP : KEEP;
+    }
+    case 16: return name.toLowerCase() === 'proxy-connection' ? DROP : KEEP;
+    case 17: return name.toLowerCase() === 'transfer-encoding' ? DROP : KEEP;
+    case 18: return name.toLowerCase() === 'proxy-authenticate' ? DROP : KEEP;
+    default: return KEEP;
+  }
+}
 
 const KEEP = 0;
 const DROP = 1;

@@ -1,7 +1,7 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher, Pool } from 'undici';
 import { BatonError, type ErrorCode } from '../core/errors.ts';
-import { stripResponseHeaders } from './forward-headers.ts';
+import { responseHeaders } from './forward-headers.ts';
 import type { QueueEntry } from './invocation-queue.ts';
 import { statusClass } from './metrics.ts';
 import type { EndpointEntry, FunctionEntry } from './routing-table.ts';
@@ -40,6 +40,12 @@ const CLIENT_CLOSED = new Error('the client closed the connection');
  * upstream response is streamed straight into the client's ServerResponse: `res.write` returning
  * false pauses the upstream, the response's 'drain' resumes it.
  *
+ * It implements undici's raw handler interface (onConnect, onHeaders, onData, onComplete, onError),
+ * the one undici's HTTP/1.1 client calls: a handler with the newer onRequestStart/onResponse*
+ * methods is wrapped per request in an adapter that parses the response headers into an object,
+ * which the proxy would only take apart again. Here the raw header Buffers go straight into a flat
+ * list for `res.writeHead` (measured with `npm run bench:proxy`, see bench/README.md).
+ *
  * Errors before the response head: refused connection (nothing sent) → one retry on another
  * endpoint, else 502 ERR_SANDBOX_FAILED; reset → 502 ERR_SANDBOX_FAILED (never retried: the sandbox
  * may have run it); no head within the function's `timeoutMs` → 504 ERR_FUNCTION_TIMEOUT (undici
@@ -56,7 +62,11 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   readonly #path: string;
   readonly #headers: string[];
   readonly #hasBody: boolean;
-  #controller: Dispatcher.DispatchController | undefined;
+  /** Aborts the upstream request; set once undici has a connection for it. */
+  #abort: ((err?: Error) => void) | undefined;
+  /** Resumes a paused upstream response (from onHeaders). */
+  #resume: (() => void) | undefined;
+  #isPaused = false;
   #isRequestStarted = false;
   #hasRetried = false;
   #isClientGone = false;
@@ -79,7 +89,9 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   begin(endpoint: EndpointEntry, pool: Pool): void {
     this.state = 'running';
     this.endpoint = endpoint;
-    this.#controller = undefined;
+    this.#abort = undefined;
+    this.#resume = undefined;
+    this.#isPaused = false;
     this.#isRequestStarted = false;
     const timeoutMs = this.fn.spec.timeoutMs;
     pool.dispatch({
@@ -98,37 +110,42 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
     sendError(this.res, err);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller;
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
     this.#isRequestStarted = true;
-    if (this.#isClientGone) controller.abort(CLIENT_CLOSED);
+    if (this.#isClientGone) abort(CLIENT_CLOSED);
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
-    if (statusCode < 200) return;
+  /** Returns false to pause the upstream until `resume` is called. */
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true;
     this.#status = statusCode;
-    if (this.#isClientGone) return;
-    stripResponseHeaders(headers);
-    if (statusMessage !== undefined && statusMessage !== '') this.res.writeHead(statusCode, statusMessage, headers);
+    this.#resume = resume;
+    if (this.#isClientGone) return true;
+    const headers = responseHeaders(rawHeaders);
+    if (statusText !== '') this.res.writeHead(statusCode, statusText, headers);
     else this.res.writeHead(statusCode, headers);
+    return true;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#isClientGone) return;
-    if (!this.res.write(chunk) && !controller.paused) {
-      controller.pause();
+  /** Returns false when the client's socket is full: undici pauses until 'drain' resumes it. */
+  onData(chunk: Buffer): boolean {
+    if (this.#isClientGone || this.res.write(chunk)) return true;
+    if (!this.#isPaused) {
+      this.#isPaused = true;
       this.res.once('drain', onResponseDrain);
     }
+    return false;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     if (this.state !== 'running') return;
     this.state = 'done';
     if (!this.#isClientGone) this.res.end();
     this.#owner.release(this, this.#isClientGone ? 'client_closed' : statusClass(this.#status));
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+  onError(err: Error): void {
     if (this.state !== 'running') return;
     if (this.#isClientGone) {
       this.state = 'done';
@@ -159,12 +176,14 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
       return;
     }
     // Running: abort the upstream (its error callback frees the slot). Not yet on a socket: the
-    // abort happens in onRequestStart, or the pool's own error ends it.
-    this.#controller?.abort(CLIENT_CLOSED);
+    // abort happens in onConnect, or the pool's own error ends it.
+    this.#abort?.(CLIENT_CLOSED);
   }
 
   onClientDrain(): void {
-    this.#controller?.resume();
+    if (!this.#isPaused) return;
+    this.#isPaused = false;
+    this.#resume?.();
   }
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
@@ -444,6 +444,49 @@ test('a 5 MiB body streams both ways intact', async (t) => {
   assert.equal(res.body.length, payload.length);
   assert.equal(createHash('sha256').update(res.body).digest('hex'), digest, 'the client received it back intact');
   assert.ok(upstreamChunks > 1, 'the body arrived in pieces, not as one buffered blob');
+});
+
+test('a client that stops reading pauses the upstream response (backpressure), then gets every byte', async (t) => {
+  const { routing, dp } = await setup(t);
+  const up = await startUpstream(t, 'u');
+  const totalBytes = 64 * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let written = 0;
+  let isFinished = false;
+  let blockedSince: number | undefined;
+  up.handler = (req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(totalBytes) });
+    const pump = (): void => {
+      blockedSince = undefined;
+      while (written < totalBytes) {
+        written += chunk.length;
+        if (!res.write(chunk)) {
+          blockedSince = Date.now();
+          res.once('drain', pump);
+          return;
+        }
+      }
+      res.end();
+      isFinished = true;
+    };
+    pump();
+  };
+  await routing.snapshot([fn('stream')], [endpoint('s1', 'stream', up)]);
+  const res = await new Promise<IncomingMessage>((resolve, reject) => get(`${dp.proxyUrl}/fn/stream/`, resolve).once('error', reject));
+  res.pause();
+  // Good case: the upstream stays blocked until the client reads. A proxy that buffered the
+  // response would let the upstream finish; the 300 ms only bounds how long we wait to see that.
+  await waitFor(() => isFinished || (blockedSince !== undefined && Date.now() - blockedSince > 300), { timeoutMs: 20_000 });
+  assert.equal(isFinished, false, 'the upstream could not finish while the client was not reading');
+  assert.ok(written < totalBytes);
+  let received = 0;
+  res.on('data', (c: Buffer) => { received += c.length; });
+  res.resume();
+  await new Promise((resolve) => res.once('end', resolve));
+  assert.equal(res.statusCode, 200);
+  assert.equal(received, totalBytes);
+  assert.equal(isFinished, true);
 });
 
 test('demand reports arrive batched with the average concurrency, then a final zero', async (t) => {

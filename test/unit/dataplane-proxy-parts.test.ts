@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BatonError } from '../../src/core/errors.ts';
 import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
-import { scanRequestHeaders, stripResponseHeaders } from '../../src/dataplane/forward-headers.ts';
+import { DataplaneMetrics } from '../../src/dataplane/metrics.ts';
+import { createRegistry } from '../../src/observability/metrics.ts';
+import { responseHeaders, scanRequestHeaders } from '../../src/dataplane/forward-headers.ts';
 import { resolveRoute } from '../../src/dataplane/route.ts';
 
 const known = new Map([['echo', 'ECHO'], ['a-b', 'AB']]);
@@ -43,9 +45,11 @@ test('scanRequestHeaders drops hop-by-hop headers, keeps Host, adds x-forwarded-
   assert.equal(scanRequestHeaders([], undefined).hasBody, false);
 });
 
-test('stripResponseHeaders removes hop-by-hop headers and those named in Connection', () => {
-  const headers = stripResponseHeaders({ connection: 'keep-alive, x-hop', 'keep-alive': 'timeout=5', 'x-hop': '1', 'transfer-encoding': 'chunked', 'content-type': 'a/b', 'set-cookie': ['a=1', 'b=2'] });
-  assert.deepEqual(headers, { 'content-type': 'a/b', 'set-cookie': ['a=1', 'b=2'] });
+test('responseHeaders drops hop-by-hop headers and those named in Connection, keeps case and repeats', () => {
+  const raw = ['Connection', 'keep-alive, X-Hop', 'Keep-Alive', 'timeout=5', 'x-hop', '1', 'Transfer-Encoding', 'chunked',
+    'Content-Type', 'a/b', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Proxy-Authenticate', 'Basic', 'TE', 'trailers'].map((s) => Buffer.from(s, 'latin1'));
+  assert.deepEqual(responseHeaders(raw), ['Content-Type', 'a/b', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2']);
+  assert.deepEqual(responseHeaders([]), []);
 });
 
 test('config: defaults, derived keys, unknown keys rejected with ERR_INVALID_CONFIG', () => {
@@ -59,4 +63,20 @@ test('config: defaults, derived keys, unknown keys rejected with ERR_INVALID_CON
   assert.match(parseDataplaneConfig({}).dataplaneId, /-8080$/);
   assert.throws(() => parseDataplaneConfig({ queueCapcity: 1 }), (err: unknown) => err instanceof BatonError && err.code === 'ERR_INVALID_CONFIG' && err.message.includes('queueCapcity'));
   assert.throws(() => parseDataplaneConfig({ port: -1 }), (err: unknown) => err instanceof BatonError && err.message.includes('port'));
+});
+
+test('invocation counts are added to the counter at each scrape, cumulatively; a removed function drops its series', async () => {
+  const registry = createRegistry('dataplane');
+  const metrics = new DataplaneMetrics(registry, () => []);
+  const hello = metrics.forFunction('hello');
+  hello.countInvocation('2xx');
+  hello.countInvocation('2xx');
+  hello.countInvocation('ERR_QUEUE_FULL');
+  assert.match(await registry.metrics(), /baton_dataplane_invocations_total\{function="hello",code="2xx"\} 2/);
+  hello.countInvocation('2xx');
+  const text = await registry.metrics();
+  assert.match(text, /baton_dataplane_invocations_total\{function="hello",code="2xx"\} 3/);
+  assert.match(text, /baton_dataplane_invocations_total\{function="hello",code="ERR_QUEUE_FULL"\} 1/);
+  hello.remove();
+  assert.doesNotMatch(await registry.metrics(), /function="hello"/);
 });
