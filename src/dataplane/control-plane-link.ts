@@ -1,4 +1,4 @@
-import type { DemandReport, RegisterDataplaneRequest } from '../api/dataplane.ts';
+import type { DemandAck, DemandReport, RegisterDataplaneRequest } from '../api/dataplane.ts';
 import type { Clock, Timer } from '../core/clock.ts';
 import { toBatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -60,9 +60,9 @@ export class ControlPlaneLink {
   }
 
   /** Posts a demand report; a control plane that forgot us triggers a new registration. */
-  async sendDemand(report: DemandReport): Promise<void> {
+  async sendDemand(report: DemandReport): Promise<DemandAck | undefined> {
     try {
-      await this.#options.client.post('/internal/v1/demand', report, { signal: this.#abort.signal, timeoutMs: 5_000 });
+      return await this.#options.client.post<DemandAck | undefined>('/internal/v1/demand', report, { signal: this.#abort.signal, timeoutMs: 5_000 });
     } catch (err) {
       if (toBatonError(err).code === 'ERR_DATAPLANE_NOT_FOUND' && this.#state === 'registered') this.#reregister();
       throw err;

@@ -57,7 +57,10 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     intervalMs: config.demandReportIntervalMs,
     clock,
     logger: logger.child({ component: 'demand' }),
-    send: (report) => (link === undefined ? Promise.resolve() : link.sendDemand(report)),
+    send: async (report) => {
+      const ack = await link?.sendDemand(report);
+      for (const name of ack?.noCapacity ?? []) proxy.rejectForNoCapacity(name);
+    },
   });
   const pools = new UpstreamPools();
   const metrics: DataplaneMetrics = new DataplaneMetrics(registry, (): Iterable<FunctionGaugeRow> => proxy.gaugeRows());

@@ -286,6 +286,16 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     fn.runtime.metrics.remove();
   }
 
+  /**
+   * The control plane has no room for a sandbox of `name` (and it has none): its queued invocations
+   * fail now with 503 ERR_NO_CAPACITY instead of waiting for their deadline.
+   */
+  rejectForNoCapacity(name: string): void {
+    const fn = this.table.getFunction(name);
+    if (fn === undefined || fn.endpoints.size > 0) return;
+    this.#failQueued(fn, 'ERR_NO_CAPACITY', `no worker has room for a sandbox of function '${name}'`);
+  }
+
   #failQueued(fn: FunctionState, code: ErrorCode, message: string): void {
     const waiting = fn.runtime.queue.drain();
     if (waiting.length === 0) return;

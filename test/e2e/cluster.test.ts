@@ -87,6 +87,15 @@ describe('deploy and invoke', () => {
     assert.equal((await api<{ functions: unknown[] }>('/v1/functions')).body.functions.length, before);
   });
 
+  it('refuses at once with 503 ERR_NO_CAPACITY when no worker has room for the function', async () => {
+    const deployed = await cli('deploy', 'huge', '--dir', join(ROOT, 'examples/hello'), '--handler', 'index.handler', '--memory', '1048576');
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const res = await invoke('huge');
+    assert.equal(res.status, 503);
+    assert.equal((res.body['error'] as { code: string }).code, 'ERR_NO_CAPACITY');
+    assert.equal((await cli('delete', 'huge')).code, 0);
+  });
+
   it('runs a Python command function', async () => {
     const deployed = await cli('deploy', '-f', join(ROOT, 'examples/python-echo/baton.yaml'));
     assert.equal(deployed.code, 0, deployed.stderr);
