@@ -96,9 +96,11 @@ async function register(cluster: Cluster, names: readonly string[]): Promise<voi
 async function main(): Promise<void> {
   const started = Date.now();
   const cluster = await startCluster({
-    controlplane: ['--autoscaler-bucket-ms', '250', '--autoscaler-tick-ms', '500', '--log-level', 'info'],
-    worker: ['--emulate', String(workers), '--runtime', 'emulated', '--emulated-create-latency', `${createLatencyMs}ms`, '--cpu-milli', '100000', '--memory-mib', '100000'],
-    dataplane: ['--queue-timeout-ms', '10000', '--demand-report-interval-ms', '250'],
+    // Production heartbeats and reports (1 s); a shorter autoscaler tick so that functions reach zero
+    // within the cooldown.
+    controlplane: ['--heartbeat-interval-ms', '1000', '--autoscaler-bucket-ms', '250', '--autoscaler-tick-ms', '500'],
+    worker: ['--heartbeat-interval-ms', '1000', '--emulate', String(workers), '--runtime', 'emulated', '--emulated-create-latency', `${createLatencyMs}ms`, '--cpu-milli', '100000', '--memory-mib', '100000'],
+    dataplane: ['--heartbeat-interval-ms', '1000', '--queue-timeout-ms', '10000', '--demand-report-interval-ms', '1000'],
   });
   const points: RatePoint[] = [];
   try {
