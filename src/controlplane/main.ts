@@ -42,7 +42,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const random = createRandom(config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed);
   const state = new ClusterState();
   // One connection pool per worker origin, shared by every worker client.
-  const workerAgent = new Agent({ connections: 8, keepAliveTimeout: 30_000 });
+  const workerAgent = new Agent({ connections: 64, keepAliveTimeout: 30_000 });
   const metricsRegistry = createRegistry('controlplane');
   const metrics = createControlPlaneMetrics(metricsRegistry, state);
 

@@ -82,7 +82,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   const port = await listen(server, config.port, config.host);
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   const workerId = config.workerId ?? defaultWorkerId(port);
-  const client = new JsonClient(config.controlPlaneUrl, { connections: config.emulate > 0 ? 16 : 8 });
+  const client = new JsonClient(config.controlPlaneUrl, { connections: config.emulate > 0 ? 64 : 8 });
   const registry = createRegistry('worker');
   const nodes: WorkerNode[] = [];
   const metrics = createWorkerMetrics(registry, () => countByState(nodes));
