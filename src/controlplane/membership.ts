@@ -26,6 +26,9 @@ export interface MembershipOptions {
   readonly workerClientFactory: (url: string) => WorkerClient;
 }
 
+/** Demand entries applied per event-loop turn. */
+const DEMAND_CHUNK = 512;
+
 interface StoredWorker { id: string; url: string; capacity: { cpuMilli: number; memoryMiB: number }; runtimes: string[] }
 interface StoredDataplane { id: string; url: string; proxyUrl: string }
 
@@ -142,15 +145,35 @@ export class Membership {
     if (dataplane === undefined || dataplane.state === 'unregistered') {
       throw new BatonError('ERR_DATAPLANE_NOT_FOUND', `data plane '${report.dataplaneId}' must register`);
     }
+    const { length } = report.entries;
+    if (report.isPoke || length <= DEMAND_CHUNK) return { noCapacity: this.#applyDemand(report, 0, length) };
+    // A periodic report of thousands of functions is applied in slices, one per event-loop turn,
+    // so that it never holds up cold starts; its answer only needs the no-capacity check.
     const noCapacity: string[] = [];
     for (const entry of report.entries) {
+      if (entry.queued > 0 && this.#o.state.functions.get(entry.function)?.hasNoCapacity === true) noCapacity.push(entry.function);
+    }
+    const slice = (from: number): void => {
+      const to = Math.min(length, from + DEMAND_CHUNK);
+      this.#applyDemand(report, from, to);
+      if (to < length) setImmediate(slice, to);
+    };
+    slice(0);
+    return { noCapacity };
+  }
+
+  /** Feeds entries [from, to) to the autoscaler; returns the functions among them no worker has room for. */
+  #applyDemand(report: DemandReport, from: number, to: number): string[] {
+    const noCapacity: string[] = [];
+    for (let i = from; i < to; i++) {
+      const entry = report.entries[i] as DemandReport['entries'][number];
       const fn = this.#o.state.functions.get(entry.function);
       if (fn === undefined || fn.isDeleting) continue;
       this.#o.autoscaler.reportDemand(fn, report.dataplaneId, entry.concurrency);
       if (report.isPoke) this.#o.autoscaler.poke(fn, entry.queued);
       if (fn.hasNoCapacity && entry.queued > 0) noCapacity.push(entry.function);
     }
-    return { noCapacity };
+    return noCapacity;
   }
 
   #connectDataplane(dataplane: DataplaneEntry, url: string): void {
