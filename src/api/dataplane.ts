@@ -26,6 +26,8 @@ export const routingFunctionSchema = z.strictObject({
   /** Max in-flight invocations per sandbox. */
   concurrency: z.number().int().min(1),
   timeoutMs: z.number().int().min(1),
+  /** Header carrying the load-balancing key (see the function spec). */
+  affinityHeader: z.string().optional(),
 });
 export type RoutingFunction = z.infer<typeof routingFunctionSchema>;
 

@@ -71,6 +71,12 @@ export const functionSpecSchema = z.strictObject({
   scaling: scalingSchema.default(() => scalingSchema.parse({})),
   resources: resourcesSchema.default(() => resourcesSchema.parse({})),
   timeoutMs: int(1, 900_000).default(DEFAULT_TIMEOUT_MS),
+  /**
+   * A request header whose value is the load-balancing key (used by the `ch-bl` policy: invocations
+   * with the same value go to the same sandbox while its load stays within the bound). Without it,
+   * or when a request lacks the header, the key is the function's name.
+   */
+  affinityHeader: z.string().regex(/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a lower-case HTTP header name').optional(),
   env: envSchema.default(() => ({})),
 }).superRefine((spec, ctx) => {
   checkCode(spec, ctx);

@@ -112,7 +112,8 @@ export function countSandboxes(fn: FunctionEntry): ScaleCounts {
 
 export function toRoutingFunction(fn: FunctionEntry): RoutingFunction {
   const { spec } = fn.record;
-  return { name: spec.name, generation: fn.record.generation, concurrency: spec.concurrency, timeoutMs: spec.timeoutMs };
+  const routing = { name: spec.name, generation: fn.record.generation, concurrency: spec.concurrency, timeoutMs: spec.timeoutMs };
+  return spec.affinityHeader === undefined ? routing : { ...routing, affinityHeader: spec.affinityHeader };
 }
 
 export function toRoutingEndpoint(sandbox: Sandbox): RoutingEndpoint {

@@ -58,6 +58,8 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   state: InvocationState = 'waiting';
   queueEntry: QueueEntry<Invocation<R>> | undefined;
   endpoint: EndpointEntry | undefined;
+  /** The load-balancing key: the function's affinity header value, if it names one and it was sent. */
+  readonly key: string | undefined;
   readonly #owner: InvocationOwner<R>;
   readonly #path: string;
   readonly #headers: string[];
@@ -80,6 +82,8 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
     this.#path = path;
     this.#headers = headers;
     this.#hasBody = hasBody;
+    const affinity = fn.spec.affinityHeader === undefined ? undefined : req.headers[fn.spec.affinityHeader];
+    this.key = typeof affinity === 'string' ? affinity : undefined;
     (res as TaggedResponse)[kInvocation] = this;
     res.on('close', onResponseClose);
     req.on('error', ignoreError);

@@ -150,7 +150,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     const fn = invocation.fn;
     const runtime = fn.runtime;
     if (runtime.queue.size === 0) {
-      const endpoint = this.#pick(fn, fn.list);
+      const endpoint = this.#pick(fn, fn.list, invocation.key);
       if (endpoint !== undefined) {
         this.#start(invocation, endpoint, false);
         return;
@@ -166,8 +166,9 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     runtime.demand.poke();
   }
 
-  #pick(fn: FunctionState, endpoints: readonly EndpointEntry[]): EndpointEntry | undefined {
-    return fn.runtime.balancer.pick(endpoints) as EndpointEntry | undefined;
+  /** `key`: the invocation's affinity key; without one, the function's name (one ring position per function). */
+  #pick(fn: FunctionState, endpoints: readonly EndpointEntry[], key: string | undefined): EndpointEntry | undefined {
+    return fn.runtime.balancer.pick(endpoints, key ?? fn.name) as EndpointEntry | undefined;
   }
 
   /** Dispatches queued invocations, oldest first, while an endpoint has a free slot. */
@@ -177,7 +178,9 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     runtime.isDispatching = true;
     try {
       while (runtime.queue.size > 0) {
-        const endpoint = this.#pick(fn, fn.list);
+        const head = runtime.queue.peek();
+        if (head === undefined) break;
+        const endpoint = this.#pick(fn, fn.list, head.value.key);
         if (endpoint === undefined) break;
         const entry = runtime.queue.shift();
         if (entry === undefined) break;
@@ -232,7 +235,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     const failed = invocation.endpoint;
     if (failed === undefined || this.#state !== 'open') return false;
     const fn = invocation.fn;
-    const other = this.#pick(fn, fn.list.filter((e) => e !== failed));
+    const other = this.#pick(fn, fn.list.filter((e) => e !== failed), invocation.key);
     if (other === undefined) return false;
     this.#log.debug({ fn: fn.name, sandboxId: failed.sandboxId, retrySandboxId: other.sandboxId }, 'connection refused, retrying on another endpoint');
     invocation.endpoint = undefined;

@@ -547,3 +547,18 @@ async function metricsText(baseUrl: string): Promise<string> {
   const res = await request(`${baseUrl}/metrics`);
   return res.body.text();
 }
+
+test('ch-bl: invocations with the same affinity header value go to the same sandbox; different values spread', async (t) => {
+  const { routing, invoke } = await setup(t, { loadBalancingPolicy: 'ch-bl' });
+  const ups = await Promise.all(['u1', 'u2', 'u3', 'u4'].map((name) => startUpstream(t, name)));
+  await routing.snapshot([fn('aff', { concurrency: 100, affinityHeader: 'x-user' })], ups.map((u, i) => endpoint(`s${i}`, 'aff', u)));
+  const serverFor = async (user: string) => {
+    const seen = new Set<unknown>();
+    for (let i = 0; i < 5; i++) seen.add((await invoke('/fn/aff/', { headers: { 'x-user': user } })).json().server);
+    assert.equal(seen.size, 1, `every invocation of user ${user} went to one sandbox`);
+    return [...seen][0];
+  };
+  const servers = new Set<unknown>();
+  for (let user = 0; user < 24; user++) servers.add(await serverFor(`user-${user}`));
+  assert.ok(servers.size >= 2, `24 keys spread over more than one sandbox (${servers.size})`);
+});

@@ -54,6 +54,7 @@ const cases: [string, Record<string, unknown>, string][] = [
   ['unknown scaling field', { scaling: { window: 3 } }, 'scaling'],
   ['unknown runtime', { runtime: 'vm' }, 'runtime'],
   ['timeout of 0', { timeoutMs: 0 }, 'timeoutMs'],
+  ['affinity header with capitals', { affinityHeader: 'X-User' }, 'affinityHeader'],
   ['a process function without artifact', { artifact: undefined }, 'artifact'],
   ['an emulated function with a handler', { runtime: 'emulated' }, 'handler'],
   ['an emulated function with a command', { runtime: 'emulated', handler: undefined, command: ['./serve'] }, 'command'],
