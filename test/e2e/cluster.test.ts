@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { startCluster, runCli, ROOT, type Cluster } from '../kit/cluster.ts';
+import { isAlive } from '../kit/process.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
 /**
@@ -218,15 +219,6 @@ describe('failures', () => {
     assert.equal((await invoke('hello')).status, 200);
   });
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('consistency', () => {
   it('ends with the same sandboxes in the control plane, the data plane and the worker', async () => {

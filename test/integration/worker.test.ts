@@ -13,6 +13,7 @@ import { digestOf, packDirectory } from '../../src/core/archive.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { parseWorkerConfig } from '../../src/worker/config.ts';
 import { startWorker, type RunningWorker } from '../../src/worker/main.ts';
+import { isAlive } from '../kit/process.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -103,15 +104,6 @@ async function getJson<T>(url: string): Promise<T> {
   const res = await fetch(url);
   assert.equal(res.status, 200, `GET ${url}`);
   return await res.json() as T;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function tempDir(): Promise<string> {
