@@ -2,8 +2,8 @@
  * bench:scale — memory at cluster scale: 1,000 emulated workers and 10,000 registered functions.
  *
  * Starts the real control plane, data plane and one process emulating W workers (as separate
- * processes), then measures the heap of the control plane and the data plane (their own Prometheus
- * gauges, lowest of several samples after a settle) at three points: empty, with F idle functions
+ * processes), then measures the live heap of the control plane and the data plane (their own
+ * Prometheus gauge, read right after a forced full garbage collection) at three points: empty, with F idle functions
  * registered, and with S sandboxes (minScale 10 on S/10 of the functions, so that per-function
  * scaling state is shared by ten sandboxes, as in a cluster where busy functions have several).
  * Reports bytes per idle function (data plane, control plane) and per sandbox (control plane, data
@@ -42,11 +42,15 @@ async function gauge(url: string, name: string): Promise<number> {
   return Number(line.split(' ')[1]);
 }
 
-/** The lowest heap-used reading over a few seconds: the least garbage-laden view of the live heap. */
-async function settledHeap(url: string, plane: string): Promise<number> {
+/**
+ * The live heap: the daemon runs a full garbage collection on SIGUSR2 (bench/lib/gc-on-signal.mjs,
+ * loaded with --expose-gc), then its own heap gauge is read; the lowest of three such readings.
+ */
+async function settledHeap(url: string, plane: string, pid: number): Promise<number> {
   let lowest = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 8; i++) {
-    await new Promise((r) => setTimeout(r, 750));
+  for (let i = 0; i < 3; i++) {
+    process.kill(pid, 'SIGUSR2');
+    await new Promise((r) => setTimeout(r, 500));
     lowest = Math.min(lowest, await gauge(url, `baton_${plane}_nodejs_heap_size_used_bytes`));
   }
   return lowest;
@@ -66,6 +70,7 @@ async function post(url: string, method: 'POST' | 'PUT', body: unknown): Promise
 }
 
 async function main(): Promise<void> {
+  process.env['BATON_NODE_ARGS'] = `--expose-gc --import ${new URL('./lib/gc-on-signal.mjs', import.meta.url).pathname}`;
   const cluster: Cluster = await startCluster({
     controlplane: ['--heartbeat-interval-ms', '1000', '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000'],
     worker: ['--emulate', String(workers), '--runtime', 'emulated', '--heartbeat-interval-ms', '1000'],
@@ -74,22 +79,24 @@ async function main(): Promise<void> {
   try {
     const dpUrl = (await (await request(`${cluster.cpUrl}/v1/dataplanes`)).body.json() as { dataplanes: { url: string }[] }).dataplanes[0]?.url as string;
     await waitFor(async () => (await (await request(`${cluster.cpUrl}/v1/workers`)).body.json() as { workers: unknown[] }).workers.length === workers, { timeoutMs: 60_000, message: 'workers to register' });
-    const cp0 = await settledHeap(cluster.cpUrl, 'controlplane');
-    const dp0 = await settledHeap(dpUrl, 'dataplane');
+    const cpPid = cluster.controlplane.child.pid as number;
+    const dpPid = cluster.dataplane.child.pid as number;
+    const cp0 = await settledHeap(cluster.cpUrl, 'controlplane', cpPid);
+    const dp0 = await settledHeap(dpUrl, 'dataplane', dpPid);
     const spec = (name: string, minScale: number) => ({
       name, runtime: 'emulated', scaling: { minScale, maxScale: PER_FUNCTION }, resources: { cpuMilli: 10, memoryMiB: 10 },
     });
     await forEachFunction(functions, (name) => post(`${cluster.cpUrl}/v1/functions`, 'POST', spec(name, 0)));
-    const cp1 = await settledHeap(cluster.cpUrl, 'controlplane');
-    const dp1 = await settledHeap(dpUrl, 'dataplane');
+    const cp1 = await settledHeap(cluster.cpUrl, 'controlplane', cpPid);
+    const dp1 = await settledHeap(dpUrl, 'dataplane', dpPid);
     await forEachFunction(sandboxes / PER_FUNCTION, (name) => post(`${cluster.cpUrl}/v1/functions/${name}`, 'PUT', spec(name, PER_FUNCTION)));
     await waitFor(async () => {
       const body = await (await request(`${cluster.cpUrl}/metrics`)).body.text();
       const ready = body.split('\n').find((l) => l.startsWith('baton_controlplane_sandboxes{state="ready"}'));
       return Number(ready?.split(' ')[1]) === sandboxes;
     }, { timeoutMs: 300_000, intervalMs: 1000, message: `${sandboxes} ready sandboxes` });
-    const cp2 = await settledHeap(cluster.cpUrl, 'controlplane');
-    const dp2 = await settledHeap(dpUrl, 'dataplane');
+    const cp2 = await settledHeap(cluster.cpUrl, 'controlplane', cpPid);
+    const dp2 = await settledHeap(dpUrl, 'dataplane', dpPid);
     const result = {
       workers, functions, sandboxes,
       heapBytes: { controlplane: { empty: cp0, idleFunctions: cp1, withSandboxes: cp2 }, dataplane: { empty: dp0, idleFunctions: dp1, withSandboxes: dp2 } },

@@ -21,9 +21,10 @@ export interface Sandbox {
   address: string | undefined;
   /** Clock ms when the control plane decided to create it. */
   readonly requestedAtMs: number;
-  readonly createdAt: string;
+  /** Wall-clock ms (for display; formatted when read). */
+  readonly createdAtWallMs: number;
   readyAtMs: number | undefined;
-  readyAt: string | undefined;
+  readyAtWallMs: number | undefined;
   breakdown: (CreationBreakdown & { readonly controlPlaneMs: number }) | undefined;
   lastUsedMs: number;
   isRemoved: boolean;
@@ -55,10 +56,11 @@ export interface FunctionEntry {
   readonly recentColdStarts: ColdStartRecord[];
 }
 
+/** A recent cold start; the breakdown object is the sandbox's own (shared, not copied). */
 export interface ColdStartRecord {
   readonly sandboxId: string;
   readonly workerId: string;
-  readonly at: string;
+  readonly atWallMs: number;
   readonly breakdown: CreationBreakdown & { readonly controlPlaneMs: number };
 }
 

@@ -53,8 +53,8 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
     return { sandboxes: [...fn.sandboxes.values()].map((s) => ({
       sandboxId: s.id, workerId: s.worker.id, generation: s.generation, state: s.phase,
       ...(s.address === undefined ? {} : { address: s.address }),
-      createdAt: s.createdAt,
-      ...(s.readyAt === undefined ? {} : { readyAt: s.readyAt }),
+      createdAt: new Date(s.createdAtWallMs).toISOString(),
+      ...(s.readyAtWallMs === undefined ? {} : { readyAt: new Date(s.readyAtWallMs).toISOString() }),
       ...(s.breakdown === undefined ? {} : { breakdown: s.breakdown }),
     })) };
   });
@@ -112,7 +112,7 @@ function describeFunction(fn: FunctionEntry, deps: RouteDeps): unknown {
       desired: fn.desired, ready: counts.ready, starting: counts.starting, draining: counts.draining,
       outdated: counts.outdatedReady, isPanicking: scaling?.isPanicking ?? false, reason: scaling?.reason ?? 'idle',
     },
-    recentColdStarts: fn.recentColdStarts,
+    recentColdStarts: fn.recentColdStarts.map((c) => ({ sandboxId: c.sandboxId, workerId: c.workerId, at: new Date(c.atWallMs).toISOString(), breakdown: c.breakdown })),
   };
 }
 

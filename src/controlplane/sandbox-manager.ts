@@ -91,7 +91,7 @@ export class SandboxManager {
     sandbox.phase = 'ready';
     sandbox.address = info.address;
     sandbox.readyAtMs = now;
-    sandbox.readyAt = new Date(wallTimeMs()).toISOString();
+    sandbox.readyAtWallMs = wallTimeMs();
     this.#index(sandbox, resources);
     if (fn.record.spec.artifact !== undefined) worker.cachedArtifacts.add(fn.record.spec.artifact);
     this.#o.state.publish({ type: 'endpoint.put', endpoint: toRoutingEndpoint(sandbox) });
@@ -196,9 +196,10 @@ export class SandboxManager {
 
   #newSandbox(id: string, fn: FunctionEntry, worker: WorkerEntry, generation: number, now: number): Sandbox {
     return {
-      id, fn, generation, worker, resources: { ...fn.record.spec.resources },
-      phase: 'starting', address: undefined, requestedAtMs: now, createdAt: new Date(wallTimeMs()).toISOString(),
-      readyAtMs: undefined, readyAt: undefined, breakdown: undefined, lastUsedMs: now, isRemoved: false,
+      // The spec's resources object is never mutated (an update replaces the whole record): share it.
+      id, fn, generation, worker, resources: fn.record.spec.resources,
+      phase: 'starting', address: undefined, requestedAtMs: now, createdAtWallMs: wallTimeMs(),
+      readyAtMs: undefined, readyAtWallMs: undefined, breakdown: undefined, lastUsedMs: now, isRemoved: false,
     };
   }
 
@@ -220,7 +221,7 @@ export class SandboxManager {
     sandbox.address = address;
     sandbox.readyAtMs = now;
     sandbox.lastUsedMs = now;
-    sandbox.readyAt = new Date(wallTimeMs()).toISOString();
+    sandbox.readyAtWallMs = wallTimeMs();
     const full = { ...breakdown, controlPlaneMs: now - sandbox.requestedAtMs };
     sandbox.breakdown = full;
     if (sandbox.fn.record.spec.artifact !== undefined) sandbox.worker.cachedArtifacts.add(sandbox.fn.record.spec.artifact);
@@ -237,7 +238,7 @@ export class SandboxManager {
     metrics.coldStartSeconds.observe({ phase: 'ready' }, breakdown.readyMs / 1000);
     metrics.coldStartSeconds.observe({ phase: 'controlplane' }, breakdown.controlPlaneMs / 1000);
     const recent = sandbox.fn.recentColdStarts;
-    recent.push({ sandboxId: sandbox.id, workerId: sandbox.worker.id, at: sandbox.readyAt ?? '', breakdown });
+    recent.push({ sandboxId: sandbox.id, workerId: sandbox.worker.id, atWallMs: sandbox.readyAtWallMs ?? 0, breakdown });
     if (recent.length > RECENT_COLD_STARTS) recent.shift();
     this.#o.log.debug({ fn: sandbox.fn.record.spec.name, sandboxId: sandbox.id, breakdown }, 'sandbox ready');
   }

@@ -31,7 +31,9 @@ export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', ar
   // BATON_CPU_PROF_DIR=dir writes a V8 CPU profile of each daemon there when it exits (benchmarks).
   const profDir = process.env['BATON_CPU_PROF_DIR'];
   const prof = profDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profDir, command)}`];
-  const child = spawn(process.execPath, [...prof, ...daemonArgv(), command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BATON_NODE_ARGS="…" adds Node options to every daemon (benchmarks: e.g. --expose-gc).
+  const nodeArgs = (process.env['BATON_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...prof, ...nodeArgs, ...daemonArgv(), command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   const onLine = (text: string): void => {
