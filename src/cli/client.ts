@@ -24,16 +24,28 @@ export interface FunctionStatus {
 
 export interface FunctionDetail extends FunctionRecord {
   readonly status: FunctionStatus;
+  /** The function's latest cold starts, oldest first (also of sandboxes that are gone). */
+  readonly recentColdStarts?: readonly ColdStartRecord[];
 }
 
-/** Per-phase latency of one cold start, in milliseconds. */
+/**
+ * Per-phase latency of one cold start, in milliseconds: on the worker, fetch (artifact), start
+ * (spawn → process alive), ready (→ ready signal), total; and controlPlaneMs, from the control
+ * plane's decision to create the sandbox until it learned the sandbox was ready.
+ */
 export interface ColdStartBreakdown {
   readonly fetchMs: number;
   readonly startMs: number;
   readonly readyMs: number;
   readonly totalMs: number;
-  readonly scheduleMs?: number;
-  readonly endToEndMs?: number;
+  readonly controlPlaneMs?: number;
+}
+
+export interface ColdStartRecord {
+  readonly sandboxId: string;
+  readonly workerId: string;
+  readonly at: string;
+  readonly breakdown: ColdStartBreakdown;
 }
 
 export type SandboxState = 'starting' | 'ready' | 'draining';

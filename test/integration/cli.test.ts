@@ -66,8 +66,12 @@ test('list, describe and delete, as tables and as JSON', async (t) => {
   cp.status.set('hello', { desired: 2, ready: 1, starting: 1, draining: 0 });
   cp.sandboxes.set('hello', [
     { sandboxId: 'sb-1', workerId: 'w-1', generation: 1, state: 'ready', address: '127.0.0.1:40001', createdAt: '2025-01-01T00:05:00.000Z',
-      readyAt: '2025-01-01T00:05:01.000Z', breakdown: { scheduleMs: 1, fetchMs: 12.5, startMs: 40, readyMs: 30, totalMs: 82.5, endToEndMs: 90 } },
+      readyAt: '2025-01-01T00:05:01.000Z', breakdown: { fetchMs: 12.5, startMs: 40, readyMs: 30, totalMs: 82.5, controlPlaneMs: 90 } },
     { sandboxId: 'sb-2', workerId: 'w-2', generation: 1, state: 'starting', createdAt: '2025-01-01T00:09:00.000Z' },
+  ]);
+  cp.coldStarts.set('hello', [
+    { sandboxId: 'sb-0', workerId: 'w-9', at: '2025-01-01T00:01:00.000Z', breakdown: { fetchMs: 100, startMs: 41, readyMs: 31, totalMs: 172, controlPlaneMs: 180 } },
+    { sandboxId: 'sb-1', workerId: 'w-1', at: '2025-01-01T00:05:01.000Z', breakdown: { fetchMs: 12.5, startMs: 40, readyMs: 30, totalMs: 82.5, controlPlaneMs: 90 } },
   ]);
 
   const list = await runCli(['list'], { env });
@@ -85,7 +89,8 @@ test('list, describe and delete, as tables and as JSON', async (t) => {
   assert.match(describe.stdout, /handler: index\.handler/);
   assert.match(describe.stdout, /sb-1\s+w-1\s+1\s+ready\s+127\.0\.0\.1:40001\s+5m/);
   assert.match(describe.stdout, /sb-2\s+w-2\s+1\s+starting\s+-\s+1m/);
-  assert.match(describe.stdout, /recent cold starts \(ms\):\n\s+SANDBOX.*\n\s+sb-1\s+2025-01-01T00:05:01.000Z\s+1\s+12\.5\s+40\s+30\s+82\.5\s+90/);
+  // Newest first, including a sandbox that is gone (sb-0).
+  assert.match(describe.stdout, /recent cold starts \(ms; newest first\):\n\s+SANDBOX.*\n\s+sb-1\s+w-1\s+2025-01-01T00:05:01.000Z\s+12\.5\s+40\s+30\s+82\.5\s+90\n\s+sb-0\s+w-9\s+2025-01-01T00:01:00.000Z\s+100/);
   const describeJson = JSON.parse((await runCli(['describe', 'hello', '--json'], { env })).stdout) as { function: { status: unknown }; sandboxes: unknown[] };
   assert.deepEqual(describeJson.function.status, { desired: 2, ready: 1, starting: 1, draining: 0 });
   assert.equal(describeJson.sandboxes.length, 2);

@@ -22,8 +22,12 @@ export interface RecordedRequest {
 export interface FakeSandbox {
   sandboxId: string; workerId: string; generation: number; state: 'starting' | 'ready' | 'draining';
   address?: string; createdAt: string; readyAt?: string;
-  breakdown?: { fetchMs: number; startMs: number; readyMs: number; totalMs: number; scheduleMs?: number; endToEndMs?: number };
+  breakdown?: FakeBreakdown;
 }
+
+export interface FakeBreakdown { fetchMs: number; startMs: number; readyMs: number; totalMs: number; controlPlaneMs?: number }
+
+export interface FakeColdStart { sandboxId: string; workerId: string; at: string; breakdown: FakeBreakdown }
 
 export interface FakeLogLine { ts: string | number; sandboxId: string; stream: 'stdout' | 'stderr'; line: string }
 
@@ -33,6 +37,7 @@ export class FakeControlPlane {
   readonly functions = new Map<string, FunctionRecord>();
   readonly status = new Map<string, { desired: number; ready: number; starting: number; draining: number }>();
   readonly sandboxes = new Map<string, FakeSandbox[]>();
+  readonly coldStarts = new Map<string, FakeColdStart[]>();
   readonly logs = new Map<string, FakeLogLine[]>();
   workers: unknown[] = [];
   dataplanes: unknown[] = [];
@@ -103,7 +108,7 @@ export class FakeControlPlane {
       .on('GET', '/v1/functions/:name', (ctx) => {
         const name = ctx.params['name'] as string;
         const status = this.status.get(name) ?? { desired: 0, ready: 0, starting: 0, draining: 0 };
-        return { ...this.#get(name), status };
+        return { ...this.#get(name), status, recentColdStarts: this.coldStarts.get(name) ?? [] };
       })
       .on('PUT', '/v1/functions/:name', async (ctx) => {
         const name = ctx.params['name'] as string;

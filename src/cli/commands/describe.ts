@@ -1,5 +1,5 @@
 import { stringify as toYaml } from 'yaml';
-import type { SandboxInfo } from '../client.ts';
+import type { ColdStartRecord, SandboxInfo } from '../client.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { formatAge, formatMs, formatTable } from '../format.ts';
 
@@ -33,7 +33,7 @@ export const describeCommand: Command = {
     ctx.print();
     printSandboxes(ctx, sandboxes, now);
     ctx.print();
-    printColdStarts(ctx, sandboxes);
+    printColdStarts(ctx, detail.recentColdStarts ?? []);
     return 0;
   },
 };
@@ -49,20 +49,16 @@ function printSandboxes(ctx: CommandContext, sandboxes: readonly SandboxInfo[], 
   ]))));
 }
 
-function printColdStarts(ctx: CommandContext, sandboxes: readonly SandboxInfo[]): void {
-  const recent = sandboxes
-    .filter((s) => s.breakdown !== undefined)
-    .sort((a, b) => (b.readyAt ?? b.createdAt).localeCompare(a.readyAt ?? a.createdAt))
-    .slice(0, RECENT_COLD_STARTS);
+function printColdStarts(ctx: CommandContext, coldStarts: readonly ColdStartRecord[]): void {
+  const recent = coldStarts.slice(-RECENT_COLD_STARTS).reverse();
   if (recent.length === 0) {
     ctx.print('recent cold starts: none');
     return;
   }
-  ctx.print('recent cold starts (ms):');
-  ctx.print(indent(formatTable(['SANDBOX', 'READY AT', 'SCHEDULE', 'FETCH', 'START', 'READY', 'TOTAL', 'END-TO-END'], recent.map((s) => {
-    const b = s.breakdown;
-    return [s.sandboxId, s.readyAt ?? '-', formatMs(b?.scheduleMs), formatMs(b?.fetchMs), formatMs(b?.startMs),
-      formatMs(b?.readyMs), formatMs(b?.totalMs), formatMs(b?.endToEndMs)];
+  ctx.print('recent cold starts (ms; newest first):');
+  ctx.print(indent(formatTable(['SANDBOX', 'WORKER', 'READY AT', 'FETCH', 'START', 'READY', 'WORKER TOTAL', 'CONTROL PLANE'], recent.map((c) => {
+    const b = c.breakdown;
+    return [c.sandboxId, c.workerId, c.at, formatMs(b.fetchMs), formatMs(b.startMs), formatMs(b.readyMs), formatMs(b.totalMs), formatMs(b.controlPlaneMs)];
   }))));
 }
 
