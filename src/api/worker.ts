@@ -14,6 +14,8 @@ import { ID_PATTERN } from './ids.ts';
  *   POST /internal/v1/workers/register   RegisterWorkerRequest → 200 RegisterWorkerResponse
  *   POST /internal/v1/workers/heartbeat  HeartbeatRequest → 200 {} | 404 ERR_WORKER_NOT_FOUND (register again)
  *   POST /internal/v1/workers/events     SandboxEventsRequest → 200 {}
+ *   POST /internal/v1/workers/events/batch  SandboxEventBatchesRequest → 200 SandboxEventBatchesResponse
+ *                                        (the events of several workers that share a process, in one request)
  *   GET  /v1/artifacts/{digest}          → 200 application/gzip
  *
  * Creation is asynchronous: the worker accepts a batch at once and reports each sandbox's outcome
@@ -85,6 +87,11 @@ export type SandboxEvent = z.infer<typeof sandboxEventSchema>;
 
 export const sandboxEventsRequestSchema = z.strictObject({ workerId: id, events: z.array(sandboxEventSchema).max(100_000) });
 export type SandboxEventsRequest = z.infer<typeof sandboxEventsRequestSchema>;
+
+export const sandboxEventBatchesRequestSchema = z.strictObject({ batches: z.array(sandboxEventsRequestSchema).max(10_000) });
+export type SandboxEventBatchesRequest = z.infer<typeof sandboxEventBatchesRequestSchema>;
+/** Workers the control plane does not know (their events were not applied; each must register again). */
+export interface SandboxEventBatchesResponse { readonly unknownWorkers: readonly string[] }
 
 export const capacitySchema = z.strictObject({
   cpuMilli: z.number().int().min(1),

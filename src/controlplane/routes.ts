@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
 import { dataplaneHeartbeatSchema, demandReportSchema, registerDataplaneRequestSchema } from '../api/dataplane.ts';
 import { parseOrThrow } from '../api/validate.ts';
-import { heartbeatRequestSchema, registerWorkerRequestSchema, sandboxEventsRequestSchema, type SandboxLogLine } from '../api/worker.ts';
+import { heartbeatRequestSchema, registerWorkerRequestSchema, sandboxEventBatchesRequestSchema, sandboxEventsRequestSchema, type SandboxEventBatchesResponse, type SandboxLogLine } from '../api/worker.ts';
 import type { Clock } from '../core/clock.ts';
 import { JsonRouter, reply } from '../transport/json-router.ts';
 import type { Autoscaler } from './autoscaler.ts';
@@ -88,6 +88,19 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
     const worker = membership.requireWorker(req.workerId);
     for (const event of req.events) deps.sandboxManager.onEvent(worker, event);
     return {};
+  });
+  router.on('POST', '/internal/v1/workers/events/batch', async (ctx): Promise<SandboxEventBatchesResponse> => {
+    const req = parseOrThrow(sandboxEventBatchesRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'sandbox event batches');
+    const unknownWorkers: string[] = [];
+    for (const batch of req.batches) {
+      const worker = state.workers.get(batch.workerId);
+      if (worker === undefined || worker.state === 'unregistered') {
+        unknownWorkers.push(batch.workerId);
+        continue;
+      }
+      for (const event of batch.events) deps.sandboxManager.onEvent(worker, event);
+    }
+    return { unknownWorkers };
   });
   router.on('POST', '/internal/v1/dataplanes/register', async (ctx) => {
     await membership.registerDataplane(parseOrThrow(registerDataplaneRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'data plane registration'));

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
-import type { RegisterWorkerResponse, SandboxState } from '../api/worker.ts';
+import type { RegisterWorkerResponse, SandboxEventBatchesResponse, SandboxState } from '../api/worker.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import { createRandom } from '../core/random.ts';
@@ -18,6 +18,7 @@ import { ControlPlaneLink, type HeartbeatTicker } from './control-plane-link.ts'
 import { EmulatedRuntime } from './emulated/emulated-runtime.ts';
 import { createInvocationHandler } from './emulated/invocation-handler.ts';
 import { BatchingEventSink } from './event-sink.ts';
+import { EventCoalescer } from './event-coalescer.ts';
 import { ClockHeartbeatTicker } from './heartbeat-ticker.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.ts';
 import { ProcessRuntime } from './process/process-runtime.ts';
@@ -60,6 +61,8 @@ interface Shared {
   readonly registry: Registry;
   readonly metrics: WorkerMetrics;
   readonly ticker?: HeartbeatTicker;
+  /** With several workers in this process: their sandbox events leave in one request per turn. */
+  readonly events?: EventCoalescer;
 }
 
 const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
@@ -87,7 +90,13 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   const nodes: WorkerNode[] = [];
   const metrics = createWorkerMetrics(registry, () => countByState(nodes));
   const ticker = config.emulate > 0 ? new ClockHeartbeatTicker(clock, config.heartbeatIntervalMs) : undefined;
-  const shared: Shared = { config, clock, logger, client, registry, metrics, ...(ticker === undefined ? {} : { ticker }) };
+  const events = config.emulate > 0
+    ? new EventCoalescer((request, signal) => client.post<SandboxEventBatchesResponse>('/internal/v1/workers/events/batch', request, { signal }))
+    : undefined;
+  const shared: Shared = {
+    config, clock, logger, client, registry, metrics,
+    ...(ticker === undefined ? {} : { ticker }), ...(events === undefined ? {} : { events }),
+  };
 
   try {
     if (workerRuntimeOf(config) === 'process') {
@@ -114,6 +123,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
       await Promise.all(nodes.map((node) => node.link.close()));
       ticker?.close();
       await Promise.all(nodes.map((node) => node.close(closeOptions)));
+      events?.close();
       await closeServer(server);
       await client.close();
       logger.info({ workerId }, 'worker stopped');
@@ -180,7 +190,7 @@ function createNode(
   let link: ControlPlaneLink | undefined;
   const events = new BatchingEventSink({
     workerId, clock, logger: log,
-    send: (request, signal) => client.post<unknown>('/internal/v1/workers/events', request, { signal }).then(() => undefined),
+    send: shared.events?.send ?? ((request, signal) => client.post<unknown>('/internal/v1/workers/events', request, { signal }).then(() => undefined)),
     onUnknownWorker: () => link?.requestRegistration(),
   });
   const worker = new Worker({ runtimes: [runtime], artifacts, events, clock, logger: log, metrics, maxConcurrentStarts: config.maxConcurrentStarts });

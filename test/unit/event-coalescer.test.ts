@@ -1,0 +1,35 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { SandboxEventBatchesRequest, SandboxEventsRequest } from '../../src/api/worker.ts';
+import { BatonError } from '../../src/core/errors.ts';
+import { EventCoalescer } from '../../src/worker/event-coalescer.ts';
+
+const batch = (workerId: string): SandboxEventsRequest => ({ workerId, events: [{ type: 'exited', sandboxId: `${workerId}-s`, exitCode: 1, signal: null }] });
+const signal = new AbortController().signal;
+
+test('the batches of one event-loop turn travel in one request; each caller gets its own outcome', async () => {
+  const sent: SandboxEventBatchesRequest[] = [];
+  const coalescer = new EventCoalescer(async (request) => {
+    sent.push(request);
+    return { unknownWorkers: ['w-2'] };
+  });
+  const outcomes = await Promise.allSettled([coalescer.send(batch('w-1'), signal), coalescer.send(batch('w-2'), signal), coalescer.send(batch('w-3'), signal)]);
+  assert.equal(sent.length, 1);
+  assert.deepEqual(sent[0]?.batches.map((b) => b.workerId), ['w-1', 'w-2', 'w-3']);
+  assert.equal(outcomes[0]?.status, 'fulfilled');
+  assert.equal(outcomes[2]?.status, 'fulfilled');
+  assert.ok(outcomes[1]?.status === 'rejected' && outcomes[1].reason instanceof BatonError && outcomes[1].reason.code === 'ERR_WORKER_NOT_FOUND');
+});
+
+test('a transport failure fails every batch of the request, and the next turn sends a new request', async () => {
+  let calls = 0;
+  const coalescer = new EventCoalescer(async () => {
+    calls++;
+    if (calls === 1) throw new BatonError('ERR_UNAVAILABLE', 'down');
+    return { unknownWorkers: [] };
+  });
+  const first = await Promise.allSettled([coalescer.send(batch('a'), signal), coalescer.send(batch('b'), signal)]);
+  assert.deepEqual(first.map((o) => o.status), ['rejected', 'rejected']);
+  await coalescer.send(batch('a'), signal);
+  assert.equal(calls, 2);
+});
