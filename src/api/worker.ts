@@ -10,6 +10,9 @@ import { ID_PATTERN } from './ids.ts';
  *   POST /internal/v1/sandboxes/delete   DeleteSandboxesRequest → 200 DeleteSandboxesResponse
  *   GET  /internal/v1/sandboxes          → 200 ListSandboxesResponse
  *   GET  /internal/v1/sandboxes/{id}/logs?tail=N → 200 SandboxLogsResponse
+ *   POST {processUrl}/internal/v1/process/sandboxes  ProcessSandboxesRequest → 200 ProcessSandboxesResponse
+ *        (creations and deletions for every worker that shares a process, in one request; sent to
+ *        the `processUrl` a worker gave when it registered)
  * Worker → control plane (:9090):
  *   POST /internal/v1/workers/register   RegisterWorkerRequest → 200 RegisterWorkerResponse
  *   POST /internal/v1/workers/heartbeat  HeartbeatRequest → 200 {} | 404 ERR_WORKER_NOT_FOUND (register again)
@@ -103,6 +106,11 @@ export const registerWorkerRequestSchema = z.strictObject({
   workerId: id,
   /** Base URL of the worker's internal API, e.g. `http://127.0.0.1:10010`. */
   url: z.url(),
+  /**
+   * Base URL of the process this worker runs in, when several workers share one process (emulated
+   * workers): the control plane then sends the creations and deletions of all of them in one request.
+   */
+  processUrl: z.url().optional(),
   capacity: capacitySchema,
   runtimes: z.array(z.enum(RUNTIMES)).min(1),
   /** What the worker runs right now (after cleaning up a previous run): the control plane reconciles against it. */
@@ -113,3 +121,11 @@ export interface RegisterWorkerResponse { readonly heartbeatIntervalMs: number }
 
 export const heartbeatRequestSchema = z.strictObject({ workerId: id });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
+
+export const processSandboxesRequestSchema = z.strictObject({
+  creates: z.array(z.strictObject({ workerId: id, sandboxId: id, function: sandboxFunctionSchema })).max(10_000),
+  deletes: z.array(z.strictObject({ workerId: id, sandboxId: id })).max(10_000),
+});
+export type ProcessSandboxesRequest = z.infer<typeof processSandboxesRequestSchema>;
+/** `unknownWorkers`: ids this process does not run (their items were ignored). */
+export interface ProcessSandboxesResponse { readonly accepted: number; readonly unknownWorkers: readonly string[] }

@@ -1,6 +1,6 @@
 import type { RoutingChange, RoutingEndpoint, RoutingFunction } from '../api/dataplane.ts';
 import type { RoutingPublisher } from './routing-publisher.ts';
-import type { WorkerBatcher } from './worker-client.ts';
+import type { SandboxBatcher } from './worker-client.ts';
 import { toRoutingEndpoint, toRoutingFunction, type FunctionEntry, type Sandbox, type WorkerEntry } from './model.ts';
 
 export interface DataplaneEntry {
@@ -24,7 +24,7 @@ export class ClusterState {
   readonly workers = new Map<string, WorkerEntry>();
   /** The workers as an array for placement, rebuilt only when a worker joins. */
   #workerList: WorkerEntry[] = [];
-  readonly batchers = new Map<string, WorkerBatcher>();
+  readonly batchers = new Map<string, SandboxBatcher>();
   readonly sandboxes = new Map<string, Sandbox>();
   readonly dataplanes = new Map<string, DataplaneEntry>();
 

@@ -18,7 +18,7 @@ import { Membership } from './membership.ts';
 import { createControlPlaneMetrics } from './metrics.ts';
 import { createRoutes } from './routes.ts';
 import { SandboxManager } from './sandbox-manager.ts';
-import { httpWorkerClient, type WorkerClient } from './worker-client.ts';
+import { httpProcessClient, httpWorkerClient, type WorkerClient } from './worker-client.ts';
 import { Agent } from 'undici';
 
 export interface RunningControlPlane {
@@ -63,6 +63,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     state, store, clock, log, sandboxes: sandboxManager, autoscaler,
     heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, drainTimeoutMs: config.drainTimeoutMs,
     workerClientFactory: deps.workerClientFactory ?? ((workerUrl) => httpWorkerClient(workerUrl, workerAgent)),
+    processClientFactory: (processUrl) => httpProcessClient(processUrl, workerAgent),
   });
   const registry = new FunctionRegistry({
     state, store, log, sandboxes: sandboxManager, autoscaler,

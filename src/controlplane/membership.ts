@@ -11,7 +11,7 @@ import { newWorkerEntry, type WorkerEntry } from './model.ts';
 import { DrainBatcher } from './drain-batcher.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
 import type { SandboxManager } from './sandbox-manager.ts';
-import { WorkerBatcher, type WorkerClient } from './worker-client.ts';
+import { ProcessBatcher, WorkerBatcher, type PostProcessSandboxes, type WorkerClient } from './worker-client.ts';
 
 export interface MembershipOptions {
   readonly state: ClusterState;
@@ -24,6 +24,7 @@ export interface MembershipOptions {
   readonly heartbeatMissLimit: number;
   readonly drainTimeoutMs: number;
   readonly workerClientFactory: (url: string) => WorkerClient;
+  readonly processClientFactory: (processUrl: string) => { post: PostProcessSandboxes; close(): void };
 }
 
 /** Demand entries applied per event-loop turn. */
@@ -39,6 +40,9 @@ interface StoredDataplane { id: string; url: string; proxyUrl: string }
 export class Membership {
   readonly #o: MembershipOptions;
   #monitor: Timer | undefined;
+  /** What each worker's batcher was made for (its URL and process URL). */
+  readonly #batcherKeys = new Map<string, string>();
+  readonly #processBatchers = new Map<string, { batcher: ProcessBatcher; close(): void }>();
 
   constructor(options: MembershipOptions) {
     this.#o = options;
@@ -63,8 +67,19 @@ export class Membership {
     this.#monitor = this.#o.clock.setTimeout(tick, this.#o.heartbeatIntervalMs);
   }
 
+  #processBatcher(processUrl: string, onCreateFailed: (ids: readonly string[], err: unknown) => void): ProcessBatcher {
+    let entry = this.#processBatchers.get(processUrl);
+    if (entry === undefined) {
+      const client = this.#o.processClientFactory(processUrl);
+      entry = { batcher: new ProcessBatcher(client.post, onCreateFailed), close: client.close };
+      this.#processBatchers.set(processUrl, entry);
+    }
+    return entry.batcher;
+  }
+
   close(): void {
     this.#monitor?.cancel();
+    for (const entry of this.#processBatchers.values()) entry.close();
     for (const batcher of this.#o.state.batchers.values()) batcher.client.close();
     for (const dataplane of this.#o.state.dataplanes.values()) dataplane.close?.();
   }
@@ -83,10 +98,15 @@ export class Membership {
       worker = newWorkerEntry({ id: req.workerId, url: req.url, capacity: req.capacity, runtimes: req.runtimes, state: 'ready', nowMs: now });
       state.addWorker(worker);
     }
-    if (worker.url !== req.url || !state.batchers.has(worker.id)) {
+    const batcherKey = `${req.url} ${req.processUrl ?? ''}`;
+    if (this.#batcherKeys.get(worker.id) !== batcherKey || !state.batchers.has(worker.id)) {
       state.batchers.get(worker.id)?.client.close();
       const client = this.#o.workerClientFactory(req.url);
-      state.batchers.set(worker.id, new WorkerBatcher(client, (ids, err) => this.#o.sandboxes.onCreateUnreachable(ids, err)));
+      const onCreateFailed = (ids: readonly string[], err: unknown) => this.#o.sandboxes.onCreateUnreachable(ids, err);
+      state.batchers.set(worker.id, req.processUrl === undefined
+        ? new WorkerBatcher(client, onCreateFailed)
+        : this.#processBatcher(req.processUrl, onCreateFailed).forWorker(worker.id, client));
+      this.#batcherKeys.set(worker.id, batcherKey);
     }
     worker.url = req.url;
     worker.capacity = { ...req.capacity };

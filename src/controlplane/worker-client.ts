@@ -1,4 +1,5 @@
-import type { CreateSandboxesResponse, DeleteSandboxesResponse, SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
+import type { CreateSandboxesResponse, DeleteSandboxesResponse, ProcessSandboxesRequest, ProcessSandboxesResponse, SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
+import { BatonError } from '../core/errors.ts';
 import type { Dispatcher } from 'undici';
 import { JsonClient } from '../transport/json-client.ts';
 
@@ -21,11 +22,18 @@ export function httpWorkerClient(url: string, dispatcher?: Dispatcher): WorkerCl
   };
 }
 
+/** Where the sandbox manager sends one worker's creations and deletions. */
+export interface SandboxBatcher {
+  readonly client: WorkerClient;
+  create(sandboxId: string, fn: SandboxFunction): void;
+  delete(sandboxId: string): void;
+}
+
 /**
  * Batches sandbox creations and deletions per worker: everything asked in one event-loop turn
  * travels in one request. Failures are reported per item through the callbacks.
  */
-export class WorkerBatcher {
+export class WorkerBatcher implements SandboxBatcher {
   readonly #client: WorkerClient;
   readonly #onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void;
   #creates: { sandboxId: string; function: SandboxFunction }[] = [];
@@ -73,5 +81,62 @@ export class WorkerBatcher {
       // runs, and the control plane deletes whatever it does not know.
       this.#client.deleteSandboxes(deletes).catch(() => undefined);
     }
+  }
+}
+
+/** Sends one process-wide batch (POST {processUrl}/internal/v1/process/sandboxes). */
+export type PostProcessSandboxes = (request: ProcessSandboxesRequest) => Promise<ProcessSandboxesResponse>;
+
+export function httpProcessClient(processUrl: string, dispatcher?: Dispatcher): { post: PostProcessSandboxes; close(): void } {
+  const client = new JsonClient(processUrl, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }) });
+  return { post: (request) => client.post('/internal/v1/process/sandboxes', request), close: () => client.destroy() };
+}
+
+/**
+ * Batches the creations and deletions of every worker that shares one process (workers that
+ * registered the same `processUrl`): one request per event-loop turn for all of them.
+ */
+export class ProcessBatcher {
+  readonly #post: PostProcessSandboxes;
+  readonly #onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void;
+  #request: { creates: ProcessSandboxesRequest['creates'][number][]; deletes: ProcessSandboxesRequest['deletes'][number][] } = { creates: [], deletes: [] };
+  #isScheduled = false;
+
+  constructor(post: PostProcessSandboxes, onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void) {
+    this.#post = post;
+    this.#onCreateFailed = onCreateFailed;
+  }
+
+  /** The batcher of one worker of the process. */
+  forWorker(workerId: string, client: WorkerClient): SandboxBatcher {
+    return {
+      client,
+      create: (sandboxId, fn) => this.#add(() => this.#request.creates.push({ workerId, sandboxId, function: fn })),
+      delete: (sandboxId) => this.#add(() => this.#request.deletes.push({ workerId, sandboxId })),
+    };
+  }
+
+  #add(push: () => void): void {
+    push();
+    if (this.#isScheduled) return;
+    this.#isScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#isScheduled = false;
+    const request = this.#request;
+    this.#request = { creates: [], deletes: [] };
+    if (request.creates.length === 0 && request.deletes.length === 0) return;
+    this.#post(request).then(
+      (response) => {
+        if (response.unknownWorkers.length === 0) return;
+        const unknown = new Set(response.unknownWorkers);
+        const failed = request.creates.filter((c) => unknown.has(c.workerId)).map((c) => c.sandboxId);
+        if (failed.length > 0) this.#onCreateFailed(failed, new BatonError('ERR_WORKER_NOT_FOUND', 'the worker process does not run this worker'));
+      },
+      // Deletions that fail are harmless (see WorkerBatcher); creations are reported failed.
+      (err: unknown) => this.#onCreateFailed(request.creates.map((c) => c.sandboxId), err),
+    );
   }
 }

@@ -14,6 +14,8 @@ export interface ControlPlaneLinkOptions {
   readonly calls: ControlPlaneCalls;
   readonly workerId: string;
   readonly url: string;
+  /** The process's base URL when several workers share it (see RegisterWorkerRequest.processUrl). */
+  readonly processUrl?: string;
   readonly capacity: Capacity;
   readonly runtimes: readonly RuntimeName[];
   /** What the worker runs right now, sent with every registration for reconciliation. */
@@ -87,7 +89,10 @@ export class ControlPlaneLink {
     this.#state = 'registering';
     const epoch = ++this.#epoch;
     const { calls, workerId, url, capacity, runtimes, listSandboxes, logger } = this.#options;
-    const request: RegisterWorkerRequest = { workerId, url, capacity, runtimes: [...runtimes], sandboxes: listSandboxes() };
+    const request: RegisterWorkerRequest = {
+      workerId, url, capacity, runtimes: [...runtimes], sandboxes: listSandboxes(),
+      ...(this.#options.processUrl === undefined ? {} : { processUrl: this.#options.processUrl }),
+    };
     this.#track(calls.register(request, this.#abort.signal).then((response) => {
       if (this.#isStale(epoch)) return;
       this.#state = 'registered';

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
-import type { RegisterWorkerResponse, SandboxEventBatchesResponse, SandboxState } from '../api/worker.ts';
+import { processSandboxesRequestSchema, type ProcessSandboxesRequest, type ProcessSandboxesResponse, type RegisterWorkerResponse, type SandboxEventBatchesResponse, type SandboxFunction, type SandboxState } from '../api/worker.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import { createRandom } from '../core/random.ts';
@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import { JsonClient } from '../transport/json-client.ts';
 import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
+import { parseOrThrow } from '../api/validate.ts';
 import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, type WorkerConfig } from './config.ts';
 import { ControlPlaneLink, type HeartbeatTicker } from './control-plane-link.ts';
@@ -63,6 +64,8 @@ interface Shared {
   readonly ticker?: HeartbeatTicker;
   /** With several workers in this process: their sandbox events leave in one request per turn. */
   readonly events?: EventCoalescer;
+  /** With several workers in this process: its base URL, where their creations and deletions can go together. */
+  readonly processUrl?: string;
 }
 
 const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
@@ -96,6 +99,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   const shared: Shared = {
     config, clock, logger, client, registry, metrics,
     ...(ticker === undefined ? {} : { ticker }), ...(events === undefined ? {} : { events }),
+    ...(config.emulate > 0 ? { processUrl: url } : {}),
   };
 
   try {
@@ -199,6 +203,7 @@ function createNode(
   });
   link = new ControlPlaneLink({
     workerId, url, clock, logger: log,
+    ...(shared.processUrl === undefined ? {} : { processUrl: shared.processUrl }),
     capacity: { cpuMilli: config.cpuMilli, memoryMiB: config.memoryMiB },
     runtimes: worker.runtimeNames,
     listSandboxes: () => worker.list(),
@@ -226,8 +231,34 @@ function createNode(
  * API with the prefix taken off; `/healthz` and `/metrics` (summed over all of them) are the
  * process's.
  */
+/** Creations and deletions for the workers of this process, grouped per worker and handed to each. */
+function applyProcessSandboxes(byId: ReadonlyMap<string, WorkerNode>, request: ProcessSandboxesRequest): ProcessSandboxesResponse {
+  const unknown = new Set<string>();
+  const creates = new Map<WorkerNode, { sandboxId: string; function: SandboxFunction }[]>();
+  for (const item of request.creates) {
+    const node = byId.get(item.workerId);
+    if (node === undefined) unknown.add(item.workerId);
+    else (creates.get(node) ?? creates.set(node, []).get(node) as { sandboxId: string; function: SandboxFunction }[]).push({ sandboxId: item.sandboxId, function: item.function });
+  }
+  const deletes = new Map<WorkerNode, string[]>();
+  for (const item of request.deletes) {
+    const node = byId.get(item.workerId);
+    if (node === undefined) unknown.add(item.workerId);
+    else (deletes.get(node) ?? deletes.set(node, []).get(node) as string[]).push(item.sandboxId);
+  }
+  let accepted = 0;
+  for (const [node, items] of creates) accepted += node.worker.create(items);
+  for (const [node, ids] of deletes) node.worker.delete(ids);
+  return { accepted, unknownWorkers: [...unknown] };
+}
+
 function routeByWorker(nodes: readonly WorkerNode[], registry: Registry): Handler {
+  const byId = new Map(nodes.map((node) => [node.workerId, node]));
   const root = new JsonRouter()
+    .on('POST', '/internal/v1/process/sandboxes', async (ctx): Promise<ProcessSandboxesResponse> => {
+      const request = parseOrThrow(processSandboxesRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'process sandboxes request');
+      return applyProcessSandboxes(byId, request);
+    })
     .on('GET', '/healthz', () => reply(200, { status: 'ok' }))
     .on('GET', '/metrics', async () => ({ status: 200, raw: { data: await registry.metrics(), contentType: registry.contentType } }));
   return (req, res) => {
