@@ -171,8 +171,9 @@ export class Worker {
       if (entry.state === 'stopping') continue;
       const wasReady = entry.state === 'ready';
       entry.state = 'stopping';
-      entry.abort.abort(new BatonError('ERR_SANDBOX_START_FAILED', `sandbox ${sandboxId} was deleted while starting`));
+      // Only a start in progress has anything to cancel (and an error is costly to build).
       if (wasReady) void this.#stop(entry);
+      else entry.abort.abort(new BatonError('ERR_SANDBOX_START_FAILED', `sandbox ${sandboxId} was deleted while starting`));
     }
     return { deleted, unknown };
   }
