@@ -95,6 +95,8 @@ export const demandEntrySchema = z.strictObject({
   queued: z.number().int().min(0),
   /** Invocations at sandboxes right now. */
   inflight: z.number().int().min(0),
+  /** Sandboxes that received an invocation during the interval (feeds least-recently-used eviction). */
+  usedSandboxes: z.array(z.string()).max(100_000).optional(),
 });
 export type DemandEntry = z.infer<typeof demandEntrySchema>;
 

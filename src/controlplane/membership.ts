@@ -7,7 +7,7 @@ import type { Store } from '../store/store.ts';
 import { JsonClient } from '../transport/json-client.ts';
 import type { Autoscaler } from './autoscaler.ts';
 import type { ClusterState, DataplaneEntry } from './cluster-state.ts';
-import { newWorkerEntry, type WorkerEntry } from './model.ts';
+import { newWorkerEntry, type FunctionEntry, type WorkerEntry } from './model.ts';
 import { DrainBatcher } from './drain-batcher.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
 import type { SandboxManager } from './sandbox-manager.ts';
@@ -182,6 +182,14 @@ export class Membership {
     return { noCapacity };
   }
 
+  #markUsed(fn: FunctionEntry, sandboxIds: readonly string[]): void {
+    const now = this.#o.clock.now();
+    for (const id of sandboxIds) {
+      const sandbox = fn.sandboxes.get(id);
+      if (sandbox !== undefined) sandbox.lastUsedMs = now;
+    }
+  }
+
   /** Feeds entries [from, to) to the autoscaler; returns the functions among them no worker has room for. */
   #applyDemand(report: DemandReport, from: number, to: number): string[] {
     const noCapacity: string[] = [];
@@ -192,6 +200,7 @@ export class Membership {
       this.#o.autoscaler.reportDemand(fn, report.dataplaneId, entry.concurrency);
       if (report.isPoke) this.#o.autoscaler.poke(fn, entry.queued);
       if (fn.hasNoCapacity && entry.queued > 0) noCapacity.push(entry.function);
+      if (entry.usedSandboxes !== undefined) this.#markUsed(fn, entry.usedSandboxes);
     }
     return noCapacity;
   }

@@ -20,6 +20,8 @@ export class DemandTracker {
   isPokeInFlight = false;
   /** Queue length sent with the last poke: a new poke goes out only if the queue grew. */
   pokedQueued = 0;
+  /** Sandboxes that received an invocation in the current interval (for least-recently-used eviction). */
+  used: Set<string> | undefined;
   readonly #reporter: DemandReporter;
 
   constructor(fn: string, reporter: DemandReporter) {
@@ -39,6 +41,11 @@ export class DemandTracker {
     this.lastChangeAt = now;
     this.inflight += deltaInflight;
     this.queued += deltaQueued;
+  }
+
+  /** An invocation was sent to this sandbox. */
+  markUsed(sandboxId: string): void {
+    (this.used ??= new Set()).add(sandboxId);
   }
 
   /** An invocation found no free capacity: tell the control plane at the next turn. */
@@ -133,7 +140,13 @@ export class DemandReporter {
       tracker.lastChangeAt = now;
       const concurrency = elapsed > 0 ? tracker.integral / elapsed : tracker.concurrency;
       tracker.integral = 0;
-      entries.push({ function: tracker.function, concurrency, queued: tracker.queued, inflight: tracker.inflight });
+      const entry: DemandEntry = { function: tracker.function, concurrency, queued: tracker.queued, inflight: tracker.inflight };
+      if (tracker.used !== undefined && tracker.used.size > 0) {
+        entries.push({ ...entry, usedSandboxes: [...tracker.used] });
+        tracker.used.clear();
+      } else {
+        entries.push(entry);
+      }
       if (concurrency === 0 && tracker.concurrency === 0) {
         tracker.isActive = false;
         this.#active.delete(tracker);

@@ -198,6 +198,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     endpoint.inflight++;
     this.#inflight++;
     invocation.fn.runtime.demand.change(1, isFromQueue ? -1 : 0);
+    invocation.fn.runtime.demand.markUsed(endpoint.sandboxId);
     invocation.begin(endpoint, endpoint.upstream as Pool);
   }
 

@@ -144,3 +144,17 @@ test('while a periodic report is in flight, only the newest waits', async () => 
   await settle();
   assert.equal(sent.length, 2, 'then only the newest of the two waiting');
 });
+
+test('the sandboxes used during an interval are reported once, then forgotten', async () => {
+  const { clock, reporter, sent } = makeReporter();
+  const a = reporter.track('a');
+  a.change(1, 0);
+  a.markUsed('s1');
+  a.markUsed('s2');
+  a.markUsed('s1');
+  clock.advance(1000);
+  assert.deepEqual([...(sent[0]?.entries[0]?.usedSandboxes ?? [])].sort(), ['s1', 's2']);
+  await settle();
+  clock.advance(1000);
+  assert.equal(sent[1]?.entries[0]?.usedSandboxes, undefined, 'no invocation in the second interval');
+});
