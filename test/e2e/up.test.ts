@@ -56,3 +56,31 @@ test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, s
   assert.throws(() => process.kill(sandbox.pid, 0), 'the sandbox process is gone');
   for (const port of [8080, 8081, 9090, 10010]) assert.ok(await isFree(port + offset), `port ${port + offset} released`);
 });
+
+test('baton up --runtime emulated --workers 5 registers five workers and serves an emulated hello', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'baton-up-emu-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const offset = await freeOffset();
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--data-dir', dir, '--port-offset', String(offset), '--runtime', 'emulated', '--workers', '5'],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stderr: ${stderr.slice(-500)})` });
+  const workers = await waitFor(async () => {
+    const body = await (await fetch(`http://127.0.0.1:${9090 + offset}/v1/workers`)).json() as { workers: { state: string; runtimes: string[] }[] };
+    return body.workers.filter((w) => w.state === 'ready').length === 5 ? body.workers : undefined;
+  }, { message: 'five ready workers' });
+  assert.ok(workers.every((w) => w.runtimes.join() === 'emulated'));
+  const res = await fetch(`http://127.0.0.1:${8080 + offset}/fn/hello/`, { headers: { 'x-baton-exec-ms': '20' } });
+  assert.equal(res.status, 200);
+  const answer = await res.json() as { Status: string; ExecutionTime: number };
+  assert.equal(answer.Status, 'OK');
+  assert.ok(answer.ExecutionTime >= 20_000, `waited the requested 20 ms (${answer.ExecutionTime} µs)`);
+  const exited = once(child, 'exit');
+  child.kill('SIGINT');
+  const [code] = await exited as [number | null];
+  assert.equal(code, 0, stderr.slice(-1000));
+});
