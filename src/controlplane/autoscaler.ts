@@ -10,7 +10,9 @@ const STALE_BUCKETS = 3;
 const CHUNK = 256;
 
 interface ScalingState {
-  readonly window: ConcurrencyWindow;
+  window: ConcurrencyWindow;
+  /** The function's stable window the buffer was sized for; a spec update may change it. */
+  stableWindowMs: number;
   kpa: KpaState;
   readonly demandByDataplane: Map<string, { concurrency: number; atMs: number }>;
   isPanicking: boolean;
@@ -98,7 +100,8 @@ export class Autoscaler {
     if (state === undefined) {
       const { stableWindowMs } = fn.record.spec.scaling;
       state = {
-        window: new ConcurrencyWindow({ bucketMs: this.#options.bucketMs, maxWindowMs: stableWindowMs }),
+        window: this.#newWindow(stableWindowMs),
+        stableWindowMs,
         kpa: INITIAL_KPA_STATE,
         demandByDataplane: new Map(),
         isPanicking: false,
@@ -145,7 +148,20 @@ export class Autoscaler {
     sweep(0);
   }
 
+  /** A window holding at least one bucket, even when the stable window is shorter than a bucket. */
+  #newWindow(stableWindowMs: number): ConcurrencyWindow {
+    return new ConcurrencyWindow({ bucketMs: this.#options.bucketMs, maxWindowMs: Math.max(this.#options.bucketMs, stableWindowMs) });
+  }
+
   #sample(fn: FunctionEntry, state: ScalingState, now: number, isTick: boolean): void {
+    const { stableWindowMs } = fn.record.spec.scaling;
+    if (stableWindowMs !== state.stableWindowMs) {
+      // An update changed the window: start a new one, and hold the current size (panic mode at
+      // the ready count) until it has filled, as after a restart.
+      state.window = this.#newWindow(stableWindowMs);
+      state.stableWindowMs = stableWindowMs;
+      state.kpa = initialKpaState(countSandboxes(fn).ready, now);
+    }
     const staleMs = STALE_BUCKETS * this.#options.bucketMs;
     let total = 0;
     for (const [dataplaneId, demand] of state.demandByDataplane) {
