@@ -25,6 +25,8 @@ export interface AutoscalerOptions {
   readonly tickMs: number;
   /** Called with each decision; the caller reconciles the function towards `fn.desired`. */
   readonly onDecision: (fn: FunctionEntry) => void;
+  /** A function's sample or decision threw: reported here, and the sweep goes on with the others. */
+  readonly onError?: (fn: FunctionEntry, err: unknown) => void;
 }
 
 /**
@@ -139,7 +141,12 @@ export class Autoscaler {
       const to = Math.min(entries.length, from + CHUNK);
       for (let i = from; i < to; i++) {
         const [fn, state] = entries[i] as [FunctionEntry, ScalingState];
-        if (this.#active.get(fn) === state) this.#sample(fn, state, now, isTick);
+        if (this.#active.get(fn) !== state) continue;
+        try {
+          this.#sample(fn, state, now, isTick);
+        } catch (err) {
+          this.#options.onError?.(fn, err);
+        }
       }
       if (to < entries.length) setImmediate(sweep, to);
       else this.#isSweeping = false;

@@ -58,6 +58,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       metrics.scaleDecisions.inc();
       sandboxManager.reconcile(fn);
     },
+    onError: (fn, err) => log.error({ err, fn: fn.record.spec.name }, 'scaling a function failed; the others go on'),
   });
   const membership = new Membership({
     state, store, clock, log, sandboxes: sandboxManager, autoscaler,
