@@ -284,7 +284,11 @@ export class SandboxManager {
       .filter((s) => s.phase === 'ready' && s.generation === generation)
       .map((s) => ({ sandboxId: s.id, workerId: s.worker.id, readyAtMs: s.readyAtMs ?? s.requestedAtMs, lastUsedMs: s.lastUsedMs }));
     const victims = this.#o.eviction.pickVictims(candidates, rest);
-    void this.drain(victims.map((id) => fn.sandboxes.get(id)).filter((s): s is Sandbox => s !== undefined));
+    this.#drainInBackground(victims.map((id) => fn.sandboxes.get(id)).filter((s): s is Sandbox => s !== undefined));
+  }
+
+  #drainInBackground(sandboxes: readonly Sandbox[]): void {
+    this.drain(sandboxes).catch((err: unknown) => this.#o.log.error({ err }, 'draining sandboxes failed'));
   }
 
   #retireOutdated(fn: FunctionEntry, count: number): void {
@@ -293,7 +297,7 @@ export class SandboxManager {
       .filter((s) => s.phase === 'ready' && s.generation !== fn.record.generation)
       .sort((a, b) => (a.readyAtMs ?? 0) - (b.readyAtMs ?? 0))
       .slice(0, count);
-    void this.drain(outdated);
+    this.#drainInBackground(outdated);
   }
 }
 
