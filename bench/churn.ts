@@ -116,7 +116,9 @@ async function main(): Promise<void> {
       const plan = planColdStartSweep({ rate, seconds, cooldownS, execMs, functionPrefix: 'churn-' });
       const cpuBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
       const coldBefore = await coldStartsTotal(cluster.cpUrl);
+      const loadgenBefore = process.cpuUsage();
       const result = await runPlan(plan, { baseUrl: cluster.dpUrl, connections: 2048, timeoutMs: 15_000 });
+      const loadgen = process.cpuUsage(loadgenBefore);
       const coldAfter = await coldStartsTotal(cluster.cpUrl);
       const cpuAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
       const summary = summarizeRun(result, { creationLatencyMs: createLatencyMs });
@@ -129,7 +131,10 @@ async function main(): Promise<void> {
         overheadP50Ms: summary.overheadP50Ms, overheadP99Ms: summary.overheadP99Ms,
         sendLagP99Ms: result.sendLagP99Ms,
         errors: { ...summary.errorsByCode },
-        cpuSeconds: Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Math.round((v - (cpuBefore[k] ?? 0)) * 100) / 100])),
+        cpuSeconds: {
+          ...Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Math.round((v - (cpuBefore[k] ?? 0)) * 100) / 100])),
+          loadgen: Math.round((loadgen.user + loadgen.system) / 1e4) / 100,
+        },
       };
       points.push(point);
       process.stdout.write(`${JSON.stringify(point)}\n`);

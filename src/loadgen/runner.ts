@@ -4,9 +4,10 @@
  *
  * Timing: one scheduler loop. Each turn sends every invocation that is due (at most
  * SEND_BATCH per turn, so responses are still read during a burst), then sleeps with `setTimeout`
- * until ~1.5 ms before the next one and finishes the wait with `setImmediate` turns, which gives
- * sub-millisecond send times without spinning for long. How late each send was (sentMs −
- * scheduledMs) is recorded; `sendLagP99Ms` in the result says whether the run is valid.
+ * until the next one is due. It never waits by spinning (`setImmediate` turns): on the shared cores
+ * the benchmarks run on, a spinning sender takes a whole core from the system it measures. Node's
+ * timers have millisecond resolution, so a send may be up to ~1–2 ms late; how late each was
+ * (sentMs − scheduledMs) is recorded, and `sendLagP99Ms` in the result says whether the run is valid.
  *
  * Timeouts: every invocation has a deadline `timeoutMs` after its send. Sends are in order and the
  * timeout is one constant, so deadlines are in order too: one FIFO and one sweep every
@@ -203,8 +204,9 @@ class Run {
     }
     if (this.#next >= length) return this.#maybeFinish();
     const waitMs = (atMs[this.#next] ?? 0) - (this.#config.now() - this.#startMs);
-    if (waitMs > 2) this.#timer = setTimeout(this.#tick, waitMs - 1.5);
-    else this.#immediate = setImmediate(this.#tick);
+    // Due already (the batch limit stopped this turn): go on next turn; otherwise sleep.
+    if (waitMs <= 0) this.#immediate = setImmediate(this.#tick);
+    else this.#timer = setTimeout(this.#tick, Math.max(1, Math.floor(waitMs)));
   };
 
   #send(i: number): void {
