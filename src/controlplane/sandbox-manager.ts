@@ -86,13 +86,12 @@ export class SandboxManager {
   /** Adopts a sandbox a worker reports on registration (control-plane restart, or a worker back from a partition). */
   adopt(worker: WorkerEntry, fn: FunctionEntry, info: { sandboxId: string; generation: number; address: string }): void {
     const now = this.#o.clock.now();
-    const { resources } = fn.record.spec;
     const sandbox = this.#newSandbox(info.sandboxId, fn, worker, info.generation, now);
     sandbox.phase = 'ready';
     sandbox.address = info.address;
     sandbox.readyAtMs = now;
     sandbox.readyAtWallMs = wallTimeMs();
-    this.#index(sandbox, resources);
+    this.#index(sandbox);
     if (fn.record.spec.artifact !== undefined) worker.cachedArtifacts.add(fn.record.spec.artifact);
     this.#o.state.publish({ type: 'endpoint.put', endpoint: toRoutingEndpoint(sandbox) });
   }
@@ -175,7 +174,7 @@ export class SandboxManager {
       const batcher = this.#o.state.batchers.get(workerId);
       if (worker === undefined || batcher === undefined) continue;
       const sandbox = this.#newSandbox(`${spec.name}-${this.#idPrefix}${(this.#idCounter++).toString(36)}`, fn, worker, fn.record.generation, now);
-      this.#index(sandbox, spec.resources);
+      this.#index(sandbox);
       this.#createTimers.set(sandbox.id, this.#o.clock.setTimeout(() => {
         this.#onFailure(sandbox, 'ERR_SANDBOX_START_FAILED', `not ready within ${this.#o.createTimeoutMs} ms`);
       }, this.#o.createTimeoutMs));
@@ -203,9 +202,10 @@ export class SandboxManager {
     };
   }
 
-  #index(sandbox: Sandbox, resources: { cpuMilli: number; memoryMiB: number }): void {
-    sandbox.worker.allocated.cpuMilli += resources.cpuMilli;
-    sandbox.worker.allocated.memoryMiB += resources.memoryMiB;
+  /** Adds a sandbox to the indexes and its resources to its worker's allocation (undone by `remove`). */
+  #index(sandbox: Sandbox): void {
+    sandbox.worker.allocated.cpuMilli += sandbox.resources.cpuMilli;
+    sandbox.worker.allocated.memoryMiB += sandbox.resources.memoryMiB;
     sandbox.worker.sandboxes.set(sandbox.id, sandbox);
     sandbox.fn.sandboxes.set(sandbox.id, sandbox);
     this.#o.state.sandboxes.set(sandbox.id, sandbox);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { startCluster, runCli, ROOT, type Cluster } from '../kit/cluster.ts';
+import { startCluster, runCliProcess, ROOT, type Cluster } from '../kit/cluster.ts';
 import { isAlive } from '../kit/process.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
@@ -13,7 +13,7 @@ import { waitFor } from '../kit/wait-for.ts';
  */
 
 let cluster: Cluster;
-const cli = (...args: string[]) => runCli([...args, '--url', cluster.cpUrl], { BATON_DATAPLANE_URL: cluster.dpUrl });
+const cli = (...args: string[]) => runCliProcess([...args, '--url', cluster.cpUrl], { BATON_DATAPLANE_URL: cluster.dpUrl });
 
 async function api<T>(path: string, init?: RequestInit): Promise<{ status: number; body: T }> {
   const res = await fetch(`${cluster.cpUrl}${path}`, init);

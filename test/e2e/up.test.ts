@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -28,18 +28,31 @@ async function freeOffset(): Promise<number> {
   throw new Error('no free port offset');
 }
 
-test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, sandboxes included', async (t) => {
+/** Starts `baton up` on free ports with its own data dir; resolves once it says it is ready. */
+async function startUp(t: TestContext, extraArgs: readonly string[] = []) {
   const dir = await mkdtemp(join(tmpdir(), 'baton-up-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const offset = await freeOffset();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--data-dir', dir, '--port-offset', String(offset)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--data-dir', dir, '--port-offset', String(offset), ...extraArgs],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stderr: ${stderr.slice(-500)})` });
-  assert.match(stdout, new RegExp(`curl http://127\\.0\\.0\\.1:${8080 + offset}/fn/hello/`));
+  const output = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => { output.stdout += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { output.stderr += d.toString(); });
+  await waitFor(() => output.stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stderr: ${output.stderr.slice(-500)})` });
+  /** Ctrl-C; resolves with the exit code. */
+  const interrupt = async (): Promise<number | null> => {
+    const exited = once(child, 'exit');
+    child.kill('SIGINT');
+    const [code] = await exited as [number | null];
+    return code;
+  };
+  return { offset, output, interrupt };
+}
+
+test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, sandboxes included', async (t) => {
+  const { offset, output, interrupt } = await startUp(t);
+  assert.match(output.stdout, new RegExp(`curl http://127\\.0\\.0\\.1:${8080 + offset}/fn/hello/`));
 
   const res = await fetch(`http://127.0.0.1:${8080 + offset}/fn/hello/`);
   assert.equal(res.status, 200);
@@ -49,26 +62,13 @@ test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, s
   const sandbox = listed.sandboxes.find((s) => s.sandboxId === body.sandboxId);
   assert.ok(sandbox !== undefined);
 
-  const exited = once(child, 'exit');
-  child.kill('SIGINT');
-  const [code] = await exited as [number | null];
-  assert.equal(code, 0, stderr.slice(-1000));
+  assert.equal(await interrupt(), 0, output.stderr.slice(-1000));
   assert.throws(() => process.kill(sandbox.pid, 0), 'the sandbox process is gone');
   for (const port of [8080, 8081, 9090, 10010]) assert.ok(await isFree(port + offset), `port ${port + offset} released`);
 });
 
 test('baton up --runtime emulated --workers 5 registers five workers and serves an emulated hello', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'baton-up-emu-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const offset = await freeOffset();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--data-dir', dir, '--port-offset', String(offset), '--runtime', 'emulated', '--workers', '5'],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stderr: ${stderr.slice(-500)})` });
+  const { offset, output, interrupt } = await startUp(t, ['--runtime', 'emulated', '--workers', '5']);
   const workers = await waitFor(async () => {
     const body = await (await fetch(`http://127.0.0.1:${9090 + offset}/v1/workers`)).json() as { workers: { state: string; runtimes: string[] }[] };
     return body.workers.filter((w) => w.state === 'ready').length === 5 ? body.workers : undefined;
@@ -79,8 +79,5 @@ test('baton up --runtime emulated --workers 5 registers five workers and serves 
   const answer = await res.json() as { Status: string; ExecutionTime: number };
   assert.equal(answer.Status, 'OK');
   assert.ok(answer.ExecutionTime >= 20_000, `waited the requested 20 ms (${answer.ExecutionTime} µs)`);
-  const exited = once(child, 'exit');
-  child.kill('SIGINT');
-  const [code] = await exited as [number | null];
-  assert.equal(code, 0, stderr.slice(-1000));
+  assert.equal(await interrupt(), 0, output.stderr.slice(-1000));
 });
