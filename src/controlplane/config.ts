@@ -26,6 +26,8 @@ export const controlPlaneConfigSchema = z.strictObject({
   drainTimeoutMs: z.number().int().min(0).default(30_000),
   maxArtifactBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
   maxUnpackedBytes: z.number().int().min(1024).default(512 * 1024 * 1024),
+  /** How this daemon calls its peers: `rpc` (one upgraded connection per peer, framed calls) or `http` (a request per call). */
+  internalTransport: z.enum(['rpc', 'http']).default('rpc'),
   /** Seed for the placement and eviction policies' randomness (0 = from the crypto source). */
   randomSeed: z.number().int().min(0).default(0),
 });

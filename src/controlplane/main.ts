@@ -1,4 +1,7 @@
 import { createServer, type Server } from 'node:http';
+import { Gauge } from 'prom-client';
+import { RpcConnections } from '../transport/rpc-client.ts';
+import { serveRpc } from '../transport/rpc-server.ts';
 import { randomInt } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -43,6 +46,9 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const state = new ClusterState();
   // One connection pool per worker origin, shared by every worker client.
   const workerAgent = new Agent({ connections: 64, keepAliveTimeout: 30_000 });
+  // With the RPC transport every worker and data plane origin gets one stream connection, shared by
+  // the clients of the workers behind it.
+  const rpc = config.internalTransport === 'rpc' ? new RpcConnections() : undefined;
   const metricsRegistry = createRegistry('controlplane');
   const metrics = createControlPlaneMetrics(metricsRegistry, state);
 
@@ -63,8 +69,9 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const membership = new Membership({
     state, store, clock, log, sandboxes: sandboxManager, autoscaler,
     heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, drainTimeoutMs: config.drainTimeoutMs,
-    workerClientFactory: deps.workerClientFactory ?? ((workerUrl) => httpWorkerClient(workerUrl, workerAgent)),
-    processClientFactory: (processUrl) => httpProcessClient(processUrl, workerAgent),
+    workerClientFactory: deps.workerClientFactory ?? ((workerUrl) => httpWorkerClient(workerUrl, workerAgent, rpc?.for(workerUrl))),
+    processClientFactory: (processUrl) => httpProcessClient(processUrl, workerAgent, rpc?.for(processUrl)),
+    ...(rpc === undefined ? {} : { rpc }),
   });
   const registry = new FunctionRegistry({
     state, store, log, sandboxes: sandboxManager, autoscaler,
@@ -76,9 +83,14 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   let isClosing = false;
   const router = createRoutes(
     { state, registry, membership, autoscaler, sandboxManager, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: () => isClosing },
-    new JsonRouter({ onError: (err, req) => { if (err.status >= 500) log.error({ err, path: req.url }, 'request failed'); } }),
+    new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
   );
   const server = createServer({ keepAliveTimeout: 65_000 }, router.handle);
+  const rpcServer = serveRpc(server, router.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
+  new Gauge({
+    name: 'baton_controlplane_rpc_connections', help: 'RPC stream connections from workers and data planes', registers: [metricsRegistry],
+    collect() { this.set(rpcServer.connections); },
+  });
   await listen(server, config.port, config.host);
   const { port } = server.address() as AddressInfo;
   const url = `http://${formatHost(config.host)}:${port}`;
@@ -93,6 +105,8 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       autoscaler.close();
       sandboxManager.close();
       membership.close();
+      rpc?.close();
+      rpcServer.close();
       server.closeIdleConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await workerAgent.close();

@@ -5,6 +5,7 @@ import { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../store/store.ts';
 import { JsonClient } from '../transport/json-client.ts';
+import type { RpcConnections } from '../transport/rpc-client.ts';
 import type { Autoscaler } from './autoscaler.ts';
 import type { ClusterState, DataplaneEntry } from './cluster-state.ts';
 import { newWorkerEntry, type FunctionEntry, type WorkerEntry } from './model.ts';
@@ -25,6 +26,8 @@ export interface MembershipOptions {
   readonly drainTimeoutMs: number;
   readonly workerClientFactory: (url: string) => WorkerClient;
   readonly processClientFactory: (processUrl: string) => { post: PostProcessSandboxes; close(): void };
+  /** With the RPC transport: the stream connections that carry calls to data planes. */
+  readonly rpc?: RpcConnections;
 }
 
 /** Demand entries applied per event-loop turn. */
@@ -207,10 +210,11 @@ export class Membership {
 
   #connectDataplane(dataplane: DataplaneEntry, url: string): void {
     dataplane.close?.();
-    const client = new JsonClient(url, { timeoutMs: 10_000, connections: 1 });
-    // Drain waits may last up to drainTimeoutMs: they get connections of their own, so that they
-    // never hold up routing updates.
-    const drainClient = new JsonClient(url, { timeoutMs: this.#o.drainTimeoutMs + 5_000, connections: 4 });
+    const rpc = this.#o.rpc?.for(url);
+    const client = new JsonClient(url, { timeoutMs: 10_000, connections: 1, ...(rpc === undefined ? {} : { rpc }) });
+    // Drain waits may last up to drainTimeoutMs: over HTTP they get connections of their own, so
+    // that they never hold up routing updates (on the RPC stream calls do not wait for each other).
+    const drainClient = new JsonClient(url, { timeoutMs: this.#o.drainTimeoutMs + 5_000, connections: 4, ...(rpc === undefined ? {} : { rpc }) });
     const log = this.#o.log.child({ dataplane: dataplane.id });
     const drains = new DrainBatcher(async (sandboxIds, timeoutMs) => {
       try {
@@ -232,6 +236,7 @@ export class Membership {
       publisher.close();
       client.destroy();
       drainClient.destroy();
+      this.#o.rpc?.forget(url);
     };
   }
 

@@ -2,6 +2,7 @@ import type { CreateSandboxesResponse, DeleteSandboxesResponse, ProcessSandboxes
 import { BatonError } from '../core/errors.ts';
 import type { Dispatcher } from 'undici';
 import { JsonClient } from '../transport/json-client.ts';
+import type { RpcConnection } from '../transport/rpc-client.ts';
 
 /** What the control plane needs from a worker. The HTTP adapter below is the real one. */
 export interface WorkerClient {
@@ -11,9 +12,12 @@ export interface WorkerClient {
   close(): void;
 }
 
-/** `dispatcher`: shared connections per origin (several workers emulated by one process share one). */
-export function httpWorkerClient(url: string, dispatcher?: Dispatcher): WorkerClient {
-  const client = new JsonClient(url, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }) });
+/**
+ * `dispatcher`: shared connections per origin (several workers emulated by one process share one);
+ * `rpc`: the origin's RPC stream, which then carries the calls.
+ */
+export function httpWorkerClient(url: string, dispatcher?: Dispatcher, rpc?: RpcConnection): WorkerClient {
+  const client = new JsonClient(url, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
   return {
     createSandboxes: (items) => client.post('/internal/v1/sandboxes', { sandboxes: items }),
     deleteSandboxes: (sandboxIds) => client.post('/internal/v1/sandboxes/delete', { sandboxIds }),
@@ -87,8 +91,8 @@ export class WorkerBatcher implements SandboxBatcher {
 /** Sends one process-wide batch (POST {processUrl}/internal/v1/process/sandboxes). */
 export type PostProcessSandboxes = (request: ProcessSandboxesRequest) => Promise<ProcessSandboxesResponse>;
 
-export function httpProcessClient(processUrl: string, dispatcher?: Dispatcher): { post: PostProcessSandboxes; close(): void } {
-  const client = new JsonClient(processUrl, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }) });
+export function httpProcessClient(processUrl: string, dispatcher?: Dispatcher, rpc?: RpcConnection): { post: PostProcessSandboxes; close(): void } {
+  const client = new JsonClient(processUrl, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
   return { post: (request) => client.post('/internal/v1/process/sandboxes', request), close: () => client.destroy() };
 }
 

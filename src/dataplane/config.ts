@@ -29,6 +29,8 @@ export const dataplaneConfigKeysSchema = z.strictObject({
   queueTimeoutMs: z.number().int().min(1).max(3_600_000).default(30_000),
   demandReportIntervalMs: intervalMs.default(1000),
   heartbeatIntervalMs: intervalMs.default(1000),
+  /** How this daemon calls its peers: `rpc` (one upgraded connection per peer, framed calls) or `http` (a request per call). */
+  internalTransport: z.enum(['rpc', 'http']).default('rpc'),
   /** How long `close()` lets in-flight invocations finish before cutting them. */
   shutdownGraceMs: z.number().int().min(0).max(3_600_000).default(10_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

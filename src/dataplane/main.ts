@@ -1,4 +1,6 @@
 import { createServer, type Server } from 'node:http';
+import { RpcConnection } from '../transport/rpc-client.ts';
+import { serveRpc } from '../transport/rpc-server.ts';
 import type { AddressInfo } from 'node:net';
 import { systemClock } from '../core/clock.ts';
 import { randomInt } from 'node:crypto';
@@ -50,7 +52,8 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   makeBalancer(config.loadBalancingPolicy, '(config check)');
   const clock = systemClock;
   const registry = createRegistry('dataplane');
-  const client = new JsonClient(config.controlPlaneUrl, { timeoutMs: 5_000, connections: 4 });
+  const rpc = config.internalTransport === 'rpc' ? new RpcConnection(config.controlPlaneUrl) : undefined;
+  const client = new JsonClient(config.controlPlaneUrl, { timeoutMs: 5_000, connections: 4, ...(rpc === undefined ? {} : { rpc }) });
   let link: ControlPlaneLink | undefined;
   const reporter = new DemandReporter({
     dataplaneId: config.dataplaneId,
@@ -78,6 +81,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
 
   const proxyServer = createServer({ keepAliveTimeout: 65_000 }, proxy.handle);
   const internalServer = createServer(internalRouter.handle);
+  const rpcServer = serveRpc(internalServer, internalRouter.dispatch, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   try {
     await listen(proxyServer, config.host, config.port);
     await listen(internalServer, config.host, config.internalPort);
@@ -111,8 +115,10 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     reporter.close();
     link?.close();
     await pools.closeAll(true);
+    rpcServer.close();
     internalServer.closeAllConnections();
     await closeServer(internalServer);
+    rpc?.close();
     await client.close().catch(() => undefined);
     logger.info('data plane closed');
   };

@@ -1,10 +1,9 @@
-import type { IncomingMessage } from 'node:http';
 import type { Registry } from 'prom-client';
 import { drainWaitRequestSchema, routingUpdateSchema, type DrainWaitResponse, type RoutingAck } from '../api/dataplane.ts';
 import { parseOrThrow } from '../api/validate.ts';
 import type { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { JsonRouter, reply } from '../transport/json-router.ts';
+import { JsonRouter, reply, type RequestLine } from '../transport/json-router.ts';
 import type { Proxy } from './proxy.ts';
 
 export interface InternalRoutesOptions {
@@ -24,8 +23,8 @@ export interface InternalRoutesOptions {
  */
 export function createInternalRouter(options: InternalRoutesOptions): JsonRouter {
   const { proxy, registry, logger } = options;
-  const onError = (err: BatonError, req: IncomingMessage): void => {
-    logger.debug({ code: err.code, method: req.method, url: req.url }, 'internal request failed');
+  const onError = (err: BatonError, where: RequestLine): void => {
+    logger.debug({ code: err.code, method: where.method, url: where.path }, 'internal request failed');
   };
   return new JsonRouter({ maxBodyBytes: 64 * 1024 * 1024, onError })
     .on('POST', '/internal/v1/routing', async (ctx): Promise<RoutingAck> => {

@@ -1,5 +1,6 @@
 import { Pool, errors, type Dispatcher } from 'undici';
 import { BatonError } from '../core/errors.ts';
+import { RpcUnsupportedError, type RpcConnection } from './rpc-client.ts';
 
 /**
  * A JSON RPC client for one peer daemon, over a keep-alive connection pool. Every call has a
@@ -20,6 +21,12 @@ export interface JsonClientOptions {
    * then share its connections. Its owner closes it; `close()`/`destroy()` leave it alone.
    */
   readonly dispatcher?: Dispatcher;
+  /**
+   * The peer's RPC stream connection (shared by the clients of its origin, closed by its owner):
+   * JSON calls travel on it instead of as HTTP requests. A peer that does not serve the stream is
+   * called over HTTP.
+   */
+  readonly rpc?: RpcConnection;
 }
 
 export class JsonClient {
@@ -30,6 +37,7 @@ export class JsonClient {
   /** The base URL's path without its trailing slash ('' for a bare origin), put before every call's path. */
   readonly #prefix: string;
   readonly #timeoutMs: number;
+  readonly #rpc: RpcConnection | undefined;
 
   /**
    * `baseUrl` may carry a path (`http://host:port/w/3`): the pool connects to its origin and every
@@ -43,6 +51,7 @@ export class JsonClient {
     this.#isShared = options.dispatcher !== undefined;
     this.#pool = options.dispatcher ?? new Pool(url.origin, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
     this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#rpc = options.rpc;
   }
 
   get<T>(path: string, options?: CallOptions): Promise<T> {
@@ -55,6 +64,13 @@ export class JsonClient {
 
   async call<T>(method: string, path: string, body: unknown, options: CallOptions = {}): Promise<T> {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    if (this.#rpc !== undefined && !this.#rpc.isUnsupported) {
+      try {
+        return await this.#rpc.call(method, this.#prefix + path, body, timeoutMs, options.signal) as T;
+      } catch (err) {
+        if (!(err instanceof RpcUnsupportedError)) throw err;
+      }
+    }
     const payload = body === undefined ? undefined : JSON.stringify(body);
     let res;
     try {

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BatonError, toBatonError } from '../core/errors.ts';
+import type { RpcReply } from './rpc-server.ts';
 
 /**
  * A small method + path router for the JSON APIs between and around the daemons. Handlers return
@@ -8,14 +9,18 @@ import { BatonError, toBatonError } from '../core/errors.ts';
  */
 
 export interface RouteContext {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
   readonly params: Readonly<Record<string, string>>;
   readonly query: URLSearchParams;
   /** Reads and parses the JSON body (bounded by the router's `maxBodyBytes`). */
   json(): Promise<unknown>;
-  /** Reads the raw body (bounded by `limitBytes`, default the router's `maxBodyBytes`). */
+  /** Reads the raw body (bounded by `limitBytes`, default the router's `maxBodyBytes`); HTTP only. */
   body(limitBytes?: number): Promise<Buffer>;
+}
+
+/** Where an error was answered, for the router's `onError`. */
+export interface RequestLine {
+  readonly method: string;
+  readonly path: string;
 }
 
 /** A reply with an explicit status; `body` undefined sends no body. `raw` sends bytes as-is. */
@@ -23,8 +28,6 @@ export interface Reply {
   readonly status: number;
   readonly body?: unknown;
   readonly raw?: { readonly data: Buffer | string; readonly contentType: string };
-  /** True when the handler already wrote the response itself (streaming). */
-  readonly isHandled?: boolean;
 }
 
 export type Handler = (ctx: RouteContext) => Promise<Reply | unknown> | Reply | unknown;
@@ -39,14 +42,12 @@ export function reply(status: number, body?: unknown): Reply {
   return body === undefined ? { status } : { status, body };
 }
 
-export const HANDLED: Reply = { status: 0, isHandled: true };
-
 export class JsonRouter {
   readonly #routes: Route[] = [];
   readonly #maxBodyBytes: number;
-  #onError: ((err: BatonError, req: IncomingMessage) => void) | undefined;
+  #onError: ((err: BatonError, where: RequestLine) => void) | undefined;
 
-  constructor(options: { maxBodyBytes?: number; onError?: (err: BatonError, req: IncomingMessage) => void } = {}) {
+  constructor(options: { maxBodyBytes?: number; onError?: (err: BatonError, where: RequestLine) => void } = {}) {
     this.#maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
     this.#onError = options.onError;
   }
@@ -62,6 +63,31 @@ export class JsonRouter {
     this.#dispatch(req, res).catch((err: unknown) => this.#sendError(res, toBatonError(err), req));
   };
 
+  /**
+   * Runs a call that arrived on the RPC stream: the same route and handler as over HTTP, with the
+   * already-parsed body. Routes that answer raw bytes or read a raw body are HTTP only.
+   */
+  readonly dispatch = async (method: string, path: string, body: unknown): Promise<RpcReply> => {
+    const url = new URL(path, 'http://localhost');
+    try {
+      const found = this.#match(method, url.pathname);
+      if (found === undefined) throw new BatonError('ERR_NOT_FOUND', `no route for ${method} ${url.pathname}`);
+      const ctx: RouteContext = {
+        params: found.params, query: url.searchParams,
+        json: () => Promise.resolve(body ?? {}),
+        body: () => Promise.reject(new BatonError('ERR_INVALID_REQUEST', `${method} ${url.pathname} takes a raw body: call it over HTTP`)),
+      };
+      const result = await found.route.handler(ctx);
+      if (!isReply(result)) return { status: 200, body: result ?? {} };
+      if (result.raw !== undefined) throw new BatonError('ERR_INVALID_REQUEST', `${method} ${url.pathname} answers raw bytes: call it over HTTP`);
+      return { status: result.status, body: result.body };
+    } catch (err) {
+      const e = toBatonError(err);
+      this.#onError?.(e, { method, path });
+      return { status: e.status, body: e.toBody() };
+    }
+  };
+
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const found = this.#match(req.method ?? 'GET', url.pathname);
@@ -71,7 +97,7 @@ export class JsonRouter {
     }
     const body = (limit?: number) => readBody(req, limit ?? this.#maxBodyBytes);
     const ctx: RouteContext = {
-      req, res, params: found.params, query: url.searchParams, body,
+      params: found.params, query: url.searchParams, body,
       json: async () => parseJson(await body()),
     };
     let result: unknown;
@@ -102,7 +128,7 @@ export class JsonRouter {
   }
 
   #sendError(res: ServerResponse, err: BatonError, req: IncomingMessage): void {
-    this.#onError?.(err, req);
+    this.#onError?.(err, { method: req.method ?? 'GET', path: req.url ?? '/' });
     if (res.headersSent) {
       res.destroy(err);
       return;
@@ -113,7 +139,6 @@ export class JsonRouter {
 
 function sendResult(res: ServerResponse, result: unknown): void {
   if (isReply(result)) {
-    if (result.isHandled === true) return;
     if (result.raw !== undefined) {
       res.writeHead(result.status, { 'content-type': result.raw.contentType, 'content-length': Buffer.byteLength(result.raw.data) });
       res.end(result.raw.data);
@@ -129,7 +154,7 @@ function sendResult(res: ServerResponse, result: unknown): void {
 
 function isReply(value: unknown): value is Reply {
   return typeof value === 'object' && value !== null && 'status' in value && typeof (value as Reply).status === 'number'
-    && Object.keys(value).every((k) => k === 'status' || k === 'body' || k === 'raw' || k === 'isHandled');
+    && Object.keys(value).every((k) => k === 'status' || k === 'body' || k === 'raw');
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {

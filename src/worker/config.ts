@@ -30,6 +30,8 @@ export const workerConfigSchema = z.strictObject({
   /** How long a sandbox may take from spawn to ready before it is killed and reported failed. */
   readyTimeoutMs: z.number().int().min(1).default(10_000),
   heartbeatIntervalMs: z.number().int().min(10).default(1000),
+  /** How this daemon calls its peers: `rpc` (one upgraded connection per peer, framed calls) or `http` (a request per call). */
+  internalTransport: z.enum(['rpc', 'http']).default('rpc'),
   /** How long a deleted sandbox gets between SIGTERM and SIGKILL. */
   stopGraceMs: z.number().int().min(0).default(1000),
   /** Lines of stdout/stderr kept per sandbox. */

@@ -1,6 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { RpcConnection } from '../transport/rpc-client.ts';
+import { serveRpc, type RpcDispatch } from '../transport/rpc-server.ts';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
@@ -50,6 +52,7 @@ interface WorkerNode {
   readonly worker: Worker;
   readonly link: ControlPlaneLink;
   readonly handle: Handler;
+  readonly dispatch: RpcDispatch;
   close(options: { keepSandboxes?: boolean }): Promise<void>;
 }
 
@@ -81,14 +84,21 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   const logger = options.logger ?? createLogger({ name: 'worker', level: config.logLevel });
   const clock = systemClock;
   let handle: Handler | undefined;
+  let dispatch: RpcDispatch | undefined;
   const server = createServer((req, res) => {
     if (handle !== undefined) handle(req, res);
     else sendJson(res, 503, new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody());
   });
+  const rpcServer = serveRpc(server, (method, path, body) => {
+    if (dispatch !== undefined) return dispatch(method, path, body);
+    const err = new BatonError('ERR_UNAVAILABLE', 'the worker is starting');
+    return Promise.resolve({ status: err.status, body: err.toBody() });
+  }, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   const port = await listen(server, config.port, config.host);
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   const workerId = config.workerId ?? defaultWorkerId(port);
-  const client = new JsonClient(config.controlPlaneUrl, { connections: config.emulate > 0 ? 64 : 8 });
+  const rpc = config.internalTransport === 'rpc' ? new RpcConnection(config.controlPlaneUrl) : undefined;
+  const client = new JsonClient(config.controlPlaneUrl, { connections: config.emulate > 0 ? 64 : 8, ...(rpc === undefined ? {} : { rpc }) });
   const registry = createRegistry('worker');
   const nodes: WorkerNode[] = [];
   const metrics = createWorkerMetrics(registry, () => countByState(nodes));
@@ -113,11 +123,18 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     }
   } catch (err) {
     await Promise.all(nodes.map((node) => node.close({})));
+    rpcServer.close();
     await closeServer(server);
+    rpc?.close();
     await client.close();
     throw err;
   }
-  handle = config.emulate === 0 ? (nodes[0] as WorkerNode).handle : routeByWorker(nodes, registry);
+  if (config.emulate === 0) {
+    handle = (nodes[0] as WorkerNode).handle;
+    dispatch = (nodes[0] as WorkerNode).dispatch;
+  } else {
+    ({ handle, dispatch } = routeByWorker(nodes, registry));
+  }
   for (const node of nodes) node.link.start();
   logger.info({ url, workerId, workers: nodes.length, runtime: workerRuntimeOf(config), controlPlaneUrl: config.controlPlaneUrl }, 'worker started');
 
@@ -128,7 +145,9 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
       ticker?.close();
       await Promise.all(nodes.map((node) => node.close(closeOptions)));
       events?.close();
+      rpcServer.close();
       await closeServer(server);
+      rpc?.close();
       await client.close();
       logger.info({ workerId }, 'worker stopped');
     })();
@@ -216,7 +235,7 @@ function createNode(
   });
   const running = link;
   return {
-    workerId, url, worker, link: running, handle: router.handle,
+    workerId, url, worker, link: running, handle: router.handle, dispatch: router.dispatch,
     async close(options) {
       await running.close();
       await worker.close(options);
@@ -252,7 +271,7 @@ function applyProcessSandboxes(byId: ReadonlyMap<string, WorkerNode>, request: P
   return { accepted, unknownWorkers: [...unknown] };
 }
 
-function routeByWorker(nodes: readonly WorkerNode[], registry: Registry): Handler {
+function routeByWorker(nodes: readonly WorkerNode[], registry: Registry): { handle: Handler; dispatch: RpcDispatch } {
   const byId = new Map(nodes.map((node) => [node.workerId, node]));
   const root = new JsonRouter()
     .on('POST', '/internal/v1/process/sandboxes', async (ctx): Promise<ProcessSandboxesResponse> => {
@@ -261,15 +280,25 @@ function routeByWorker(nodes: readonly WorkerNode[], registry: Registry): Handle
     })
     .on('GET', '/healthz', () => reply(200, { status: 'ok' }))
     .on('GET', '/metrics', async () => ({ status: 200, raw: { data: await registry.metrics(), contentType: registry.contentType } }));
-  return (req, res) => {
-    const match = /^\/w\/(\d+)(\/.*)?$/.exec(req.url ?? '');
+  const nodeOf = (path: string): { node: WorkerNode; rest: string } | undefined => {
+    const match = /^\/w\/(\d+)(\/.*)?$/.exec(path);
     const node = match === null ? undefined : nodes[Number(match[1])];
-    if (match === null || node === undefined) {
-      root.handle(req, res);
-      return;
-    }
-    req.url = match[2] ?? '/';
-    node.handle(req, res);
+    return match === null || node === undefined ? undefined : { node, rest: match[2] ?? '/' };
+  };
+  return {
+    handle(req, res) {
+      const found = nodeOf(req.url ?? '');
+      if (found === undefined) {
+        root.handle(req, res);
+        return;
+      }
+      req.url = found.rest;
+      found.node.handle(req, res);
+    },
+    dispatch(method, path, body) {
+      const found = nodeOf(path);
+      return found === undefined ? root.dispatch(method, path, body) : found.node.dispatch(method, found.rest, body);
+    },
   };
 }
 

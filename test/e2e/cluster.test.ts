@@ -221,6 +221,13 @@ describe('failures', () => {
 });
 
 describe('consistency', () => {
+  it('carries the calls between the daemons on RPC streams: the worker and the data plane each hold one to the control plane', async () => {
+    await waitFor(async () => {
+      const text = await (await fetch(`${cluster.cpUrl}/metrics`)).text();
+      return /^baton_controlplane_rpc_connections 2$/m.test(text);
+    }, { timeoutMs: 5_000, message: 'two RPC connections to the control plane' });
+  });
+
   it('ends with the same sandboxes in the control plane, the data plane and the worker', async () => {
     await invoke('hello');
     await waitFor(async () => {

@@ -1,0 +1,262 @@
+import { request as httpRequest } from 'node:http';
+import type { Socket } from 'node:net';
+import { BatonError } from '../core/errors.ts';
+import { FrameDecoder, encodeFrame } from './rpc-frames.ts';
+import { DEFAULT_MAX_FRAME_BYTES, RPC_PATH, RPC_PROTOCOL } from './rpc-server.ts';
+
+/**
+ * The client side of Baton's internal RPC stream: one upgraded connection to a peer's origin that
+ * carries every call to it, answered by id (see rpc-server.ts). Opened on the first call and again
+ * after it breaks; a broken connection fails its calls in flight with ERR_UNAVAILABLE, as a failed
+ * HTTP request would. Deadlines are checked by one timer per connection, armed only while calls
+ * are in flight, not one timer per call.
+ */
+
+/** The peer answered the upgrade with something other than 101: it does not serve the RPC stream. */
+export class RpcUnsupportedError extends Error {}
+
+export interface RpcConnectionOptions {
+  readonly maxFrameBytes?: number;
+  /** Calls in flight at once; a call beyond it is refused at once with ERR_OVERLOADED. */
+  readonly maxPending?: number;
+  readonly connectTimeoutMs?: number;
+}
+
+interface PendingCall {
+  readonly what: string;
+  readonly deadline: number;
+  readonly timeoutMs: number;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (err: Error) => void;
+  readonly signal: AbortSignal | undefined;
+  readonly onAbort: (() => void) | undefined;
+}
+
+type State = 'idle' | 'connecting' | 'open';
+
+const SWEEP_MS = 50;
+
+export class RpcConnection {
+  readonly origin: string;
+  readonly #url: URL;
+  readonly #maxFrameBytes: number;
+  readonly #maxPending: number;
+  readonly #connectTimeoutMs: number;
+  readonly #pending = new Map<number, PendingCall>();
+  #nextId = 1;
+  #state: State = 'idle';
+  #socket: Socket | undefined;
+  /** Frames written while the connection opens. */
+  #queued: Buffer[] = [];
+  #sweep: NodeJS.Timeout | undefined;
+  #isCorked = false;
+  #isClosed = false;
+  /** Set once the peer refused the upgrade: callers use HTTP instead. */
+  isUnsupported = false;
+
+  constructor(origin: string, options: RpcConnectionOptions = {}) {
+    this.#url = new URL(origin);
+    this.origin = this.#url.origin;
+    this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.#maxPending = options.maxPending ?? 65_536;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
+  }
+
+  /** Calls in flight (tests, diagnostics). */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Sends one call and resolves with the answer's body (undefined when it has none); a status of
+   * 400 or more rejects with the BatonError the peer sent.
+   */
+  call(method: string, path: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
+    const what = `${method} ${this.origin}${path}`;
+    if (this.#isClosed) return Promise.reject(new BatonError('ERR_UNAVAILABLE', `${what}: the client is closed`));
+    if (this.isUnsupported) return Promise.reject(new RpcUnsupportedError(`${this.origin} does not serve ${RPC_PROTOCOL}`));
+    if (signal?.aborted === true) return Promise.reject(new BatonError('ERR_UNAVAILABLE', `${what}: aborted`));
+    if (this.#pending.size >= this.#maxPending) {
+      return Promise.reject(new BatonError('ERR_OVERLOADED', `${what}: ${this.#pending.size} calls already in flight to ${this.origin}`));
+    }
+    const id = this.#nextId++;
+    const frame = encodeFrame([id, method, path, body ?? null], this.#maxFrameBytes);
+    if (frame === undefined) return Promise.reject(new BatonError('ERR_PAYLOAD_TOO_LARGE', `${what}: the body is larger than the RPC frame limit of ${this.#maxFrameBytes} bytes`));
+    return new Promise<unknown>((resolve, reject) => {
+      const onAbort = signal === undefined ? undefined : () => this.#fail(id, new BatonError('ERR_UNAVAILABLE', `${what}: aborted`));
+      if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true });
+      this.#pending.set(id, { what, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject, signal, onAbort });
+      this.#sweep ??= setTimeout(this.#onSweep, SWEEP_MS);
+      this.#send(frame);
+    });
+  }
+
+  /** Fails the calls in flight and closes the connection; later calls are refused. */
+  close(): void {
+    this.#isClosed = true;
+    this.#drop(new BatonError('ERR_UNAVAILABLE', `the connection to ${this.origin} was closed`));
+  }
+
+  #send(frame: Buffer): void {
+    if (this.#state === 'open') {
+      const socket = this.#socket as Socket;
+      if (!this.#isCorked) {
+        this.#isCorked = true;
+        socket.cork();
+        process.nextTick(this.#uncork);
+      }
+      socket.write(frame);
+      return;
+    }
+    this.#queued.push(frame);
+    if (this.#state === 'idle') this.#connect();
+  }
+
+  readonly #uncork = (): void => {
+    this.#isCorked = false;
+    this.#socket?.uncork();
+  };
+
+  #connect(): void {
+    this.#state = 'connecting';
+    const req = httpRequest({
+      host: this.#url.hostname.replace(/^\[|\]$/g, ''), port: this.#url.port === '' ? 80 : Number(this.#url.port),
+      path: RPC_PATH, method: 'GET', agent: false,
+      headers: { connection: 'Upgrade', upgrade: RPC_PROTOCOL },
+    });
+    const timer = setTimeout(() => req.destroy(new Error(`no answer to the upgrade within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
+    req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
+      clearTimeout(timer);
+      if (this.#isClosed) {
+        socket.destroy();
+        return;
+      }
+      this.#open(socket, head);
+    });
+    req.on('response', (res) => {
+      clearTimeout(timer);
+      res.resume();
+      this.isUnsupported = true;
+      this.#state = 'idle';
+      this.#queued = [];
+      this.#drop(new RpcUnsupportedError(`${this.origin} answered the upgrade with ${res.statusCode}`));
+    });
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      if (this.#state !== 'connecting') return;
+      this.#state = 'idle';
+      this.#queued = [];
+      this.#drop(new BatonError('ERR_UNAVAILABLE', `connecting to ${this.origin} failed: ${err.message}`, { cause: err }));
+    });
+    req.end();
+  }
+
+  #open(socket: Socket, head: Buffer): void {
+    this.#state = 'open';
+    this.#socket = socket;
+    socket.setNoDelay(true);
+    const decoder = new FrameDecoder(this.#maxFrameBytes, (value) => this.#onAnswer(value));
+    const onData = (chunk: Buffer): void => {
+      try {
+        decoder.push(chunk);
+      } catch (err) {
+        socket.destroy(err as Error);
+      }
+    };
+    socket.on('data', onData);
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      if (this.#socket !== socket) return;
+      this.#socket = undefined;
+      this.#state = 'idle';
+      this.#isCorked = false;
+      this.#drop(new BatonError('ERR_UNAVAILABLE', `the connection to ${this.origin} closed`));
+    });
+    const queued = this.#queued;
+    this.#queued = [];
+    if (queued.length > 0) {
+      socket.cork();
+      for (const frame of queued) socket.write(frame);
+      socket.uncork();
+    }
+    if (head.length > 0) onData(head);
+  }
+
+  #onAnswer(value: unknown): void {
+    if (!Array.isArray(value) || value.length !== 3 || typeof value[0] !== 'number' || typeof value[1] !== 'number') {
+      this.#socket?.destroy(new Error('an answer frame must be [id, status, body]'));
+      return;
+    }
+    const [id, status, body] = value as [number, number, unknown];
+    const call = this.#take(id);
+    if (call === undefined) return; // timed out or aborted already
+    if (status >= 400) call.reject(BatonError.fromBody(body, `${call.what} answered ${status}`));
+    else call.resolve(body === null ? undefined : body);
+  }
+
+  #take(id: number): PendingCall | undefined {
+    const call = this.#pending.get(id);
+    if (call === undefined) return undefined;
+    this.#pending.delete(id);
+    if (call.onAbort !== undefined) call.signal?.removeEventListener('abort', call.onAbort);
+    return call;
+  }
+
+  #fail(id: number, err: Error): void {
+    this.#take(id)?.reject(err);
+  }
+
+  /** Fails every call in flight and drops the socket. */
+  #drop(err: Error): void {
+    const socket = this.#socket;
+    this.#socket = undefined;
+    if (this.#state === 'open') this.#state = 'idle';
+    socket?.destroy();
+    for (const id of [...this.#pending.keys()]) this.#fail(id, err);
+    if (this.#sweep !== undefined) {
+      clearTimeout(this.#sweep);
+      this.#sweep = undefined;
+    }
+  }
+
+  readonly #onSweep = (): void => {
+    this.#sweep = undefined;
+    const now = Date.now();
+    for (const [id, call] of this.#pending) {
+      if (call.deadline <= now) this.#fail(id, new BatonError('ERR_TIMEOUT', `${call.what} took longer than ${call.timeoutMs} ms`));
+    }
+    if (this.#pending.size > 0) this.#sweep = setTimeout(this.#onSweep, SWEEP_MS);
+  };
+}
+
+/** One RPC connection per origin, shared by every client of a peer behind it; the owner closes them. */
+export class RpcConnections {
+  readonly #options: RpcConnectionOptions;
+  readonly #byOrigin = new Map<string, RpcConnection>();
+
+  constructor(options: RpcConnectionOptions = {}) {
+    this.#options = options;
+  }
+
+  for(url: string): RpcConnection {
+    const origin = new URL(url).origin;
+    let connection = this.#byOrigin.get(origin);
+    if (connection === undefined) {
+      connection = new RpcConnection(origin, this.#options);
+      this.#byOrigin.set(origin, connection);
+    }
+    return connection;
+  }
+
+  /** Closes the connection to `url`'s origin (its peer left). */
+  forget(url: string): void {
+    const origin = new URL(url).origin;
+    this.#byOrigin.get(origin)?.close();
+    this.#byOrigin.delete(origin);
+  }
+
+  close(): void {
+    for (const connection of this.#byOrigin.values()) connection.close();
+    this.#byOrigin.clear();
+  }
+}
