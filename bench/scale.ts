@@ -2,8 +2,8 @@
  * bench:scale — memory at cluster scale: 1,000 emulated workers and 10,000 registered functions.
  *
  * Starts the real control plane, data plane and one process emulating W workers (as separate
- * processes), then measures the live heap of the control plane and the data plane (their own
- * Prometheus gauge, read right after a forced full garbage collection) at three points: empty, with F idle functions
+ * processes), then measures the live heap of the control plane and the data plane (the heap in use
+ * as each reports it right after a forced full garbage collection) at three points: empty, with F idle functions
  * registered, and with S sandboxes (minScale 10 on S/10 of the functions, so that per-function
  * scaling state is shared by ten sandboxes, as in a cluster where busy functions have several).
  * Reports bytes per idle function (data plane, control plane) and per sandbox (control plane, data
@@ -14,7 +14,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { startCluster, type Cluster } from '../test/kit/cluster.ts';
+import { startCluster, type Cluster, type DaemonProcess } from '../test/kit/cluster.ts';
 import { waitFor } from '../test/kit/wait-for.ts';
 
 const { values } = parseArgs({
@@ -35,23 +35,20 @@ if (!Number.isInteger(sandboxes) || sandboxes < PER_FUNCTION || sandboxes % PER_
   throw new Error(`--sandboxes must be a multiple of ${PER_FUNCTION}, at most ${PER_FUNCTION} × --functions`);
 }
 
-async function gauge(url: string, name: string): Promise<number> {
-  const text = await (await request(`${url}/metrics`)).body.text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  if (line === undefined) throw new Error(`${url}/metrics has no ${name}`);
-  return Number(line.split(' ')[1]);
-}
-
 /**
- * The live heap: the daemon runs a full garbage collection on SIGUSR2 (bench/lib/gc-on-signal.mjs,
- * loaded with --expose-gc), then its own heap gauge is read; the lowest of three such readings.
+ * The live heap: the daemon runs a full garbage collection on SIGUSR2 and reports the heap in use
+ * in the same turn (bench/lib/gc-on-signal.mjs, loaded with --expose-gc); the lowest of three
+ * such readings. (Reading the daemon's heap gauge over HTTP instead, half a second after the
+ * collection, counted the garbage that 1,000 workers' heartbeats make meanwhile: several MB, a
+ * few hundred bytes per item either way.)
  */
-async function settledHeap(url: string, plane: string, pid: number): Promise<number> {
+async function settledHeap(daemon: DaemonProcess): Promise<number> {
+  let seq = daemon.logs.filter((line) => line['msg'] === 'heap after gc').length;
   let lowest = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 3; i++) {
-    process.kill(pid, 'SIGUSR2');
-    await new Promise((r) => setTimeout(r, 500));
-    lowest = Math.min(lowest, await gauge(url, `baton_${plane}_nodejs_heap_size_used_bytes`));
+  for (let i = 0; i < 3; i++, seq++) {
+    const reading = daemon.waitForLog((line) => line['msg'] === 'heap after gc' && line['seq'] === seq, 10_000);
+    daemon.child.kill('SIGUSR2');
+    lowest = Math.min(lowest, Number((await reading)['heapUsedBytes']));
   }
   return lowest;
 }
@@ -77,26 +74,23 @@ async function main(): Promise<void> {
     dataplane: ['--demand-report-interval-ms', '1000'],
   });
   try {
-    const dpUrl = (await (await request(`${cluster.cpUrl}/v1/dataplanes`)).body.json() as { dataplanes: { url: string }[] }).dataplanes[0]?.url as string;
     await waitFor(async () => (await (await request(`${cluster.cpUrl}/v1/workers`)).body.json() as { workers: unknown[] }).workers.length === workers, { timeoutMs: 60_000, message: 'workers to register' });
-    const cpPid = cluster.controlplane.child.pid as number;
-    const dpPid = cluster.dataplane.child.pid as number;
-    const cp0 = await settledHeap(cluster.cpUrl, 'controlplane', cpPid);
-    const dp0 = await settledHeap(dpUrl, 'dataplane', dpPid);
+    const cp0 = await settledHeap(cluster.controlplane);
+    const dp0 = await settledHeap(cluster.dataplane);
     const spec = (name: string, minScale: number) => ({
       name, runtime: 'emulated', scaling: { minScale, maxScale: PER_FUNCTION }, resources: { cpuMilli: 10, memoryMiB: 10 },
     });
     await forEachFunction(functions, (name) => post(`${cluster.cpUrl}/v1/functions`, 'POST', spec(name, 0)));
-    const cp1 = await settledHeap(cluster.cpUrl, 'controlplane', cpPid);
-    const dp1 = await settledHeap(dpUrl, 'dataplane', dpPid);
+    const cp1 = await settledHeap(cluster.controlplane);
+    const dp1 = await settledHeap(cluster.dataplane);
     await forEachFunction(sandboxes / PER_FUNCTION, (name) => post(`${cluster.cpUrl}/v1/functions/${name}`, 'PUT', spec(name, PER_FUNCTION)));
     await waitFor(async () => {
       const body = await (await request(`${cluster.cpUrl}/metrics`)).body.text();
       const ready = body.split('\n').find((l) => l.startsWith('baton_controlplane_sandboxes{state="ready"}'));
       return Number(ready?.split(' ')[1]) === sandboxes;
     }, { timeoutMs: 300_000, intervalMs: 1000, message: `${sandboxes} ready sandboxes` });
-    const cp2 = await settledHeap(cluster.cpUrl, 'controlplane', cpPid);
-    const dp2 = await settledHeap(dpUrl, 'dataplane', dpPid);
+    const cp2 = await settledHeap(cluster.controlplane);
+    const dp2 = await settledHeap(cluster.dataplane);
     const result = {
       workers, functions, sandboxes,
       heapBytes: { controlplane: { empty: cp0, idleFunctions: cp1, withSandboxes: cp2 }, dataplane: { empty: dp0, idleFunctions: dp1, withSandboxes: dp2 } },

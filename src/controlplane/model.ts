@@ -11,23 +11,60 @@ import type { WorkerSnapshot } from '../policy/placement/types.ts';
 /** starting: asked of a worker, not ready · ready: routed · draining: no new invocations, being removed. */
 export type SandboxPhase = 'starting' | 'ready' | 'draining';
 
-export interface Sandbox {
+/** The cold-start breakdown shown for a sandbox: the worker's phases and the control plane's decision → ready. */
+export type ColdStartBreakdown = CreationBreakdown & { readonly controlPlaneMs: number };
+
+/**
+ * One sandbox. There are tens of thousands of these, so the record is kept flat: one object per
+ * sandbox with a fixed set of fields (a class, so every instance shares one hidden class), the
+ * cold-start breakdown held as numbers and built as an object only when read.
+ */
+export class Sandbox {
   readonly id: string;
   readonly fn: FunctionEntry;
   readonly generation: number;
   readonly worker: WorkerEntry;
   readonly resources: { readonly cpuMilli: number; readonly memoryMiB: number };
-  phase: SandboxPhase;
-  address: string | undefined;
+  phase: SandboxPhase = 'starting';
+  address: string | undefined = undefined;
   /** Clock ms when the control plane decided to create it. */
   readonly requestedAtMs: number;
   /** Wall-clock ms (for display; formatted when read). */
   readonly createdAtWallMs: number;
-  readyAtMs: number | undefined;
-  readyAtWallMs: number | undefined;
-  breakdown: (CreationBreakdown & { readonly controlPlaneMs: number }) | undefined;
+  readyAtMs: number | undefined = undefined;
+  readyAtWallMs: number | undefined = undefined;
   lastUsedMs: number;
-  isRemoved: boolean;
+  isRemoved = false;
+  /** The worker's creation phases, ms; NaN until the worker reports ready (and for an adopted sandbox). */
+  #fetchMs = Number.NaN;
+  #startMs = Number.NaN;
+  #readyMs = Number.NaN;
+  #totalMs = Number.NaN;
+
+  constructor(init: { id: string; fn: FunctionEntry; worker: WorkerEntry; generation: number; resources: Sandbox['resources']; requestedAtMs: number; createdAtWallMs: number }) {
+    this.id = init.id;
+    this.fn = init.fn;
+    this.generation = init.generation;
+    this.worker = init.worker;
+    this.resources = init.resources;
+    this.requestedAtMs = init.requestedAtMs;
+    this.createdAtWallMs = init.createdAtWallMs;
+    this.lastUsedMs = init.requestedAtMs;
+  }
+
+  /** Records the worker's breakdown of a creation (the control plane's share is readyAtMs − requestedAtMs). */
+  setCreationBreakdown(breakdown: CreationBreakdown): void {
+    this.#fetchMs = breakdown.fetchMs;
+    this.#startMs = breakdown.startMs;
+    this.#readyMs = breakdown.readyMs;
+    this.#totalMs = breakdown.totalMs;
+  }
+
+  /** The cold-start breakdown, once the worker has reported one (a new object on each read). */
+  get breakdown(): ColdStartBreakdown | undefined {
+    if (Number.isNaN(this.#totalMs) || this.readyAtMs === undefined) return undefined;
+    return { fetchMs: this.#fetchMs, startMs: this.#startMs, readyMs: this.#readyMs, totalMs: this.#totalMs, controlPlaneMs: this.readyAtMs - this.requestedAtMs };
+  }
 }
 
 export type WorkerState = 'ready' | 'unschedulable' | 'unregistered';
@@ -40,7 +77,8 @@ export interface WorkerEntry extends WorkerSnapshot {
   runtimes: readonly string[];
   state: WorkerState;
   lastHeartbeatMs: number;
-  readonly sandboxes: Map<string, Sandbox>;
+  /** Its sandboxes (a set: they are looked up by id in `ClusterState.sandboxes`, never here). */
+  readonly sandboxes: Set<Sandbox>;
   readonly cachedArtifacts: Set<string>;
 }
 
@@ -52,16 +90,12 @@ export interface FunctionEntry {
   isDeleting: boolean;
   /** True while the last placement for this function found no worker with room and it has no sandbox. */
   hasNoCapacity: boolean;
-  /** Recent cold-start breakdowns, newest last (bounded). */
-  readonly recentColdStarts: ColdStartRecord[];
-}
-
-/** A recent cold start; the breakdown object is the sandbox's own (shared, not copied). */
-export interface ColdStartRecord {
-  readonly sandboxId: string;
-  readonly workerId: string;
-  readonly atWallMs: number;
-  readonly breakdown: CreationBreakdown & { readonly controlPlaneMs: number };
+  /**
+   * The sandboxes of the recent cold starts, newest last (bounded): each one's id, worker, ready
+   * time and breakdown are what is shown, and none of those change once it is ready, so the
+   * sandbox itself is kept (also after it is removed) instead of a copy.
+   */
+  readonly recentColdStarts: Sandbox[];
 }
 
 export function newWorkerEntry(init: { id: string; url: string; capacity: { cpuMilli: number; memoryMiB: number }; runtimes: readonly string[]; state: WorkerState; nowMs: number }): WorkerEntry {
@@ -73,7 +107,7 @@ export function newWorkerEntry(init: { id: string; url: string; capacity: { cpuM
     runtimes: init.runtimes,
     state: init.state,
     lastHeartbeatMs: init.nowMs,
-    sandboxes: new Map(),
+    sandboxes: new Set(),
     cachedArtifacts: new Set(),
     get isSchedulable() {
       return entry.state === 'ready';

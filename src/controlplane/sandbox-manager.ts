@@ -7,7 +7,7 @@ import type { EvictionPolicy } from '../policy/eviction/types.ts';
 import type { PlacementPolicy } from '../policy/placement/types.ts';
 import type { ClusterState } from './cluster-state.ts';
 import type { ControlPlaneMetrics } from './metrics.ts';
-import { countSandboxes, toRoutingEndpoint, type FunctionEntry, type Sandbox, type WorkerEntry } from './model.ts';
+import { countSandboxes, Sandbox, toRoutingEndpoint, type FunctionEntry, type WorkerEntry } from './model.ts';
 
 export interface SandboxManagerOptions {
   readonly state: ClusterState;
@@ -115,7 +115,7 @@ export class SandboxManager {
     const { worker } = sandbox;
     worker.allocated.cpuMilli -= sandbox.resources.cpuMilli;
     worker.allocated.memoryMiB -= sandbox.resources.memoryMiB;
-    worker.sandboxes.delete(sandbox.id);
+    worker.sandboxes.delete(sandbox);
     sandbox.fn.sandboxes.delete(sandbox.id);
     this.#o.state.sandboxes.delete(sandbox.id);
     if (sandbox.address !== undefined) this.#o.state.publish({ type: 'endpoint.delete', sandboxId: sandbox.id });
@@ -173,7 +173,10 @@ export class SandboxManager {
       const worker = this.#o.state.workers.get(workerId);
       const batcher = this.#o.state.batchers.get(workerId);
       if (worker === undefined || batcher === undefined) continue;
-      const sandbox = this.#newSandbox(`${spec.name}-${this.#idPrefix}${(this.#idCounter++).toString(36)}`, fn, worker, fn.record.generation, now);
+      // join builds the id as one flat string; a template literal would leave a tree of
+      // concatenations (three or four heap objects per id, kept as long as the sandbox).
+      const id = [spec.name, '-', this.#idPrefix, (this.#idCounter++).toString(36)].join('');
+      const sandbox = this.#newSandbox(id, fn, worker, fn.record.generation, now);
       this.#index(sandbox);
       this.#createTimers.set(sandbox.id, this.#o.clock.setTimeout(() => {
         this.#onFailure(sandbox, 'ERR_SANDBOX_START_FAILED', `not ready within ${this.#o.createTimeoutMs} ms`);
@@ -194,19 +197,15 @@ export class SandboxManager {
   }
 
   #newSandbox(id: string, fn: FunctionEntry, worker: WorkerEntry, generation: number, now: number): Sandbox {
-    return {
-      // The spec's resources object is never mutated (an update replaces the whole record): share it.
-      id, fn, generation, worker, resources: fn.record.spec.resources,
-      phase: 'starting', address: undefined, requestedAtMs: now, createdAtWallMs: wallTimeMs(),
-      readyAtMs: undefined, readyAtWallMs: undefined, breakdown: undefined, lastUsedMs: now, isRemoved: false,
-    };
+    // The spec's resources object is never mutated (an update replaces the whole record): share it.
+    return new Sandbox({ id, fn, worker, generation, resources: fn.record.spec.resources, requestedAtMs: now, createdAtWallMs: wallTimeMs() });
   }
 
   /** Adds a sandbox to the indexes and its resources to its worker's allocation (undone by `remove`). */
   #index(sandbox: Sandbox): void {
     sandbox.worker.allocated.cpuMilli += sandbox.resources.cpuMilli;
     sandbox.worker.allocated.memoryMiB += sandbox.resources.memoryMiB;
-    sandbox.worker.sandboxes.set(sandbox.id, sandbox);
+    sandbox.worker.sandboxes.add(sandbox);
     sandbox.fn.sandboxes.set(sandbox.id, sandbox);
     this.#o.state.sandboxes.set(sandbox.id, sandbox);
   }
@@ -222,23 +221,25 @@ export class SandboxManager {
     sandbox.readyAtMs = now;
     sandbox.lastUsedMs = now;
     sandbox.readyAtWallMs = wallTimeMs();
-    const full = { ...breakdown, controlPlaneMs: now - sandbox.requestedAtMs };
-    sandbox.breakdown = full;
+    sandbox.setCreationBreakdown(breakdown);
     if (sandbox.fn.record.spec.artifact !== undefined) sandbox.worker.cachedArtifacts.add(sandbox.fn.record.spec.artifact);
     this.#o.state.publish({ type: 'endpoint.put', endpoint: toRoutingEndpoint(sandbox) });
-    this.#recordColdStart(sandbox, full);
+    this.#recordColdStart(sandbox);
     this.reconcile(sandbox.fn);
   }
 
-  #recordColdStart(sandbox: Sandbox, breakdown: NonNullable<Sandbox['breakdown']>): void {
+  #recordColdStart(sandbox: Sandbox): void {
     const { metrics } = this.#o;
     metrics.coldStarts.inc({ function: sandbox.fn.record.spec.name });
-    metrics.coldStartSeconds.observe({ phase: 'fetch' }, breakdown.fetchMs / 1000);
-    metrics.coldStartSeconds.observe({ phase: 'start' }, breakdown.startMs / 1000);
-    metrics.coldStartSeconds.observe({ phase: 'ready' }, breakdown.readyMs / 1000);
-    metrics.coldStartSeconds.observe({ phase: 'controlplane' }, breakdown.controlPlaneMs / 1000);
+    const breakdown = sandbox.breakdown;
+    if (breakdown !== undefined) {
+      metrics.coldStartSeconds.observe({ phase: 'fetch' }, breakdown.fetchMs / 1000);
+      metrics.coldStartSeconds.observe({ phase: 'start' }, breakdown.startMs / 1000);
+      metrics.coldStartSeconds.observe({ phase: 'ready' }, breakdown.readyMs / 1000);
+      metrics.coldStartSeconds.observe({ phase: 'controlplane' }, breakdown.controlPlaneMs / 1000);
+    }
     const recent = sandbox.fn.recentColdStarts;
-    recent.push({ sandboxId: sandbox.id, workerId: sandbox.worker.id, atWallMs: sandbox.readyAtWallMs ?? 0, breakdown });
+    recent.push(sandbox);
     if (recent.length > RECENT_COLD_STARTS) recent.shift();
     this.#o.log.debug({ fn: sandbox.fn.record.spec.name, sandboxId: sandbox.id, breakdown }, 'sandbox ready');
   }
