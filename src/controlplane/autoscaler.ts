@@ -1,7 +1,8 @@
 import type { Clock, Timer } from '../core/clock.ts';
 import { ConcurrencyWindow } from '../policy/autoscaling/window.ts';
 import { computeDesiredScale, initialKpaState, kpaSettingsFromSpec } from '../policy/autoscaling/kpa.ts';
-import { INITIAL_KPA_STATE, type KpaState } from '../policy/autoscaling/types.ts';
+import { INITIAL_KPA_STATE, type KpaSettings, type KpaState } from '../policy/autoscaling/types.ts';
+import type { FunctionSpec } from '../api/function-spec.ts';
 import { countSandboxes, type FunctionEntry } from './model.ts';
 
 /** A data plane's last report is ignored after this many buckets without a new one. */
@@ -16,8 +17,14 @@ interface ScalingState {
   kpa: KpaState;
   readonly demandByDataplane: Map<string, { concurrency: number; atMs: number }>;
   isPanicking: boolean;
-  reason: string;
+  /** KPA settings compiled from `settingsOf` (the function's spec; an update replaces it). */
+  settings: KpaSettings | undefined;
+  settingsOf: FunctionSpec | undefined;
+  /** The last decision; its `reason` is text built only when read (describe). */
+  last: { readonly reason: string };
 }
+
+const ACTIVATED = { reason: 'activated' };
 
 export interface AutoscalerOptions {
   readonly clock: Clock;
@@ -52,7 +59,7 @@ export class Autoscaler {
 
   describe(fn: FunctionEntry): { isPanicking: boolean; reason: string } | undefined {
     const state = this.#active.get(fn);
-    return state === undefined ? undefined : { isPanicking: state.isPanicking, reason: state.reason };
+    return state === undefined ? undefined : { isPanicking: state.isPanicking, reason: state.last.reason };
   }
 
   /** A data plane's average concurrency for `fn` over its last report interval. */
@@ -73,7 +80,8 @@ export class Autoscaler {
     const { scaling, concurrency } = fn.record.spec;
     const wanted = Math.ceil(waiting / concurrency);
     fn.desired = Math.min(scaling.maxScale, Math.max(1, scaling.minScale, wanted));
-    state.reason = `poke: ${waiting} waiting at zero → ${fn.desired}`;
+    const desired = fn.desired;
+    state.last = { get reason() { return `poke: ${waiting} waiting at zero → ${desired}`; } };
     this.#options.onDecision(fn);
   }
 
@@ -107,7 +115,9 @@ export class Autoscaler {
         kpa: INITIAL_KPA_STATE,
         demandByDataplane: new Map(),
         isPanicking: false,
-        reason: 'activated',
+        last: ACTIVATED,
+        settings: undefined,
+        settingsOf: undefined,
       };
       this.#active.set(fn, state);
       this.#arm();
@@ -182,9 +192,13 @@ export class Autoscaler {
   #decide(fn: FunctionEntry, state: ScalingState, now: number): void {
     const { spec } = fn.record;
     const counts = countSandboxes(fn);
+    if (state.settingsOf !== spec || state.settings === undefined) {
+      state.settings = kpaSettingsFromSpec(spec.concurrency, spec.scaling);
+      state.settingsOf = spec;
+    }
     const decision = computeDesiredScale({
       now,
-      settings: kpaSettingsFromSpec(spec.concurrency, spec.scaling),
+      settings: state.settings,
       state: state.kpa,
       stableAverage: state.window.average(now, spec.scaling.stableWindowMs),
       panicAverage: state.window.average(now, spec.scaling.panicWindowMs),
@@ -193,7 +207,7 @@ export class Autoscaler {
     });
     state.kpa = decision.state;
     state.isPanicking = decision.isPanicking;
-    state.reason = decision.reason;
+    state.last = decision;
     fn.desired = decision.desired;
     this.#options.onDecision(fn);
     const isIdle = decision.desired === 0 && counts.current === 0 && counts.draining === 0

@@ -1,10 +1,11 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { COLD_START_BUCKETS_SECONDS } from '../observability/metrics.ts';
 import type { ClusterState } from './cluster-state.ts';
+import type { ColdStartBreakdown } from './model.ts';
 
 export interface ControlPlaneMetrics {
-  readonly coldStarts: Counter<'function'>;
-  readonly coldStartSeconds: Histogram<'phase'>;
+  /** A sandbox became ready: counted for its function, its breakdown (when known) observed by phase. */
+  coldStart(fn: string, breakdown: ColdStartBreakdown | undefined): void;
   readonly creationFailures: Counter<'function' | 'code'>;
   readonly unplaced: Counter<'function'>;
   readonly scaleDecisions: Counter;
@@ -31,13 +32,34 @@ export function createControlPlaneMetrics(registry: Registry, state: ClusterStat
       for (const [s, n] of Object.entries(counts)) this.set({ state: s }, n);
     },
   });
+  // Cold starts are counted per function in plain numbers and added to the counter when it is
+  // scraped: prom-client hashes and validates the label set on every inc, at thousands per second.
+  const pending = new Map<string, number>();
+  const coldStarts: Counter<'function'> = new Counter({
+    name: 'baton_controlplane_cold_starts_total', help: 'Sandboxes that became ready', labelNames: ['function'], registers: [registry],
+    collect() {
+      for (const [fn, n] of pending) coldStarts.inc({ function: fn }, n);
+      pending.clear();
+    },
+  });
+  const coldStartSeconds = new Histogram({
+    name: 'baton_controlplane_cold_start_seconds',
+    help: 'Sandbox creation latency by phase: fetch, start, ready (on the worker), controlplane (decision to ready, as seen here)',
+    labelNames: ['phase'], buckets: COLD_START_BUCKETS_SECONDS, registers: [registry],
+  });
+  const fetch = coldStartSeconds.labels('fetch');
+  const start = coldStartSeconds.labels('start');
+  const ready = coldStartSeconds.labels('ready');
+  const controlplane = coldStartSeconds.labels('controlplane');
   return {
-    coldStarts: new Counter({ name: 'baton_controlplane_cold_starts_total', help: 'Sandboxes that became ready', labelNames: ['function'], registers: [registry] }),
-    coldStartSeconds: new Histogram({
-      name: 'baton_controlplane_cold_start_seconds',
-      help: 'Sandbox creation latency by phase: fetch, start, ready (on the worker), controlplane (decision to ready, as seen here)',
-      labelNames: ['phase'], buckets: COLD_START_BUCKETS_SECONDS, registers: [registry],
-    }),
+    coldStart(fn, breakdown) {
+      pending.set(fn, (pending.get(fn) ?? 0) + 1);
+      if (breakdown === undefined) return;
+      fetch.observe(breakdown.fetchMs / 1000);
+      start.observe(breakdown.startMs / 1000);
+      ready.observe(breakdown.readyMs / 1000);
+      controlplane.observe(breakdown.controlPlaneMs / 1000);
+    },
     creationFailures: new Counter({ name: 'baton_controlplane_sandbox_failures_total', help: 'Sandbox creations that failed, and sandboxes that exited on their own', labelNames: ['function', 'code'], registers: [registry] }),
     unplaced: new Counter({ name: 'baton_controlplane_unplaced_sandboxes_total', help: 'Sandboxes wanted that no worker had capacity for', labelNames: ['function'], registers: [registry] }),
     scaleDecisions: new Counter({ name: 'baton_controlplane_scale_decisions_total', help: 'Autoscaler decisions taken', registers: [registry] }),

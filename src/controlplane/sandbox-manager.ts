@@ -229,15 +229,8 @@ export class SandboxManager {
   }
 
   #recordColdStart(sandbox: Sandbox): void {
-    const { metrics } = this.#o;
-    metrics.coldStarts.inc({ function: sandbox.fn.record.spec.name });
     const breakdown = sandbox.breakdown;
-    if (breakdown !== undefined) {
-      metrics.coldStartSeconds.observe({ phase: 'fetch' }, breakdown.fetchMs / 1000);
-      metrics.coldStartSeconds.observe({ phase: 'start' }, breakdown.startMs / 1000);
-      metrics.coldStartSeconds.observe({ phase: 'ready' }, breakdown.readyMs / 1000);
-      metrics.coldStartSeconds.observe({ phase: 'controlplane' }, breakdown.controlPlaneMs / 1000);
-    }
+    this.#o.metrics.coldStart(sandbox.fn.record.spec.name, breakdown);
     const recent = sandbox.fn.recentColdStarts;
     recent.push(sandbox);
     if (recent.length > RECENT_COLD_STARTS) recent.shift();

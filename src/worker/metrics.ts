@@ -22,11 +22,21 @@ export function createWorkerMetrics(registry: Registry, countByState: () => Reco
       for (const [state, count] of Object.entries(countByState())) this.set({ state }, count);
     },
   });
-  const creations = new Counter({
+  // Creations are counted in plain numbers and added to the counter when it is scraped: prom-client
+  // hashes and validates the label set on every inc, which at thousands of creations per second
+  // cost more than the rest of the bookkeeping.
+  const pending = new Map<string, Record<CreationOutcome, number>>();
+  const creations: Counter<'function' | 'outcome'> = new Counter({
     name: 'baton_worker_sandbox_creations_total',
     help: 'Sandbox creations by function and outcome (ready, failed, cancelled).',
     labelNames: ['function', 'outcome'] as const,
     registers: [registry],
+    collect() {
+      for (const [fn, counts] of pending) {
+        for (const outcome of OUTCOMES) if (counts[outcome] > 0) creations.inc({ function: fn, outcome }, counts[outcome]);
+      }
+      pending.clear();
+    },
   });
   const coldStart = new Histogram({
     name: 'baton_worker_cold_start_seconds',
@@ -35,6 +45,9 @@ export function createWorkerMetrics(registry: Registry, countByState: () => Reco
     buckets: COLD_START_BUCKETS_SECONDS,
     registers: [registry],
   });
+  const phases: Record<ColdStartPhase, Histogram.Internal<'phase'>> = {
+    fetch: coldStart.labels('fetch'), start: coldStart.labels('start'), ready: coldStart.labels('ready'), total: coldStart.labels('total'),
+  };
   const exits = new Counter({
     name: 'baton_worker_sandbox_exits_total',
     help: 'Sandboxes that exited on their own (not deleted) by function.',
@@ -42,11 +55,17 @@ export function createWorkerMetrics(registry: Registry, countByState: () => Reco
     registers: [registry],
   });
   return {
-    creation: (fn, outcome) => creations.inc({ function: fn, outcome }),
-    coldStart: (phase, ms) => coldStart.observe({ phase }, ms / 1000),
+    creation(fn, outcome) {
+      let counts = pending.get(fn);
+      if (counts === undefined) pending.set(fn, counts = { ready: 0, failed: 0, cancelled: 0 });
+      counts[outcome]++;
+    },
+    coldStart: (phase, ms) => phases[phase].observe(ms / 1000),
     exit: (fn) => exits.inc({ function: fn }),
   };
 }
+
+const OUTCOMES: readonly CreationOutcome[] = ['ready', 'failed', 'cancelled'];
 
 /** Metrics that record nothing, for tests and embedding. */
 export const noopWorkerMetrics: WorkerMetrics = { creation: () => undefined, coldStart: () => undefined, exit: () => undefined };

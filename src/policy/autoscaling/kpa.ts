@@ -45,30 +45,40 @@ export function computeDesiredScale(input: KpaInput): KpaDecision {
   }
 
   let unbounded = stable.pods;
-  let reason = `stable: ${stable.text}`;
+  let wanted = stable.pods;
   if (panicStartMs !== null) {
     // Never scale down while panicking: 8 seen earlier in this panic, 5 wanted now → 8.
-    const wanted = Math.max(stable.pods, panic.pods);
+    wanted = Math.max(stable.pods, panic.pods);
     maxPanicPods = Math.max(maxPanicPods, wanted);
     unbounded = maxPanicPods;
-    reason = `panic: max(stable ${stable.text}, panic ${panic.text})=${wanted}` + (maxPanicPods > wanted ? `, held at ${maxPanicPods}` : '');
   }
 
   const bounded = clamp(unbounded, settings.minScale, settings.maxScale);
-  if (bounded !== unbounded) reason += `; bounded to [${settings.minScale}, ${settings.maxScale}]`;
   const zeroSinceMs = unbounded === 0 ? (state.zeroSinceMs ?? now) : null;
   const nextState: KpaState = { panicStartMs, maxPanicPods, zeroSinceMs };
   const isPanicking = panicStartMs !== null;
-  if (bounded !== 0) return { desired: bounded, reason, state: nextState, isPanicking };
-  return { ...gateScaleToZero(input, now - (zeroSinceMs ?? now), reason), state: nextState, isPanicking };
+  // The scale-to-zero gate: a bounded 0 keeps one sandbox until the decision has been 0 for the grace.
+  const zeroForMs = now - (zeroSinceMs ?? now);
+  const gate: Gate = bounded !== 0 ? 'none' : input.currentScale === 0 ? 'at-zero' : zeroForMs >= settings.scaleToZeroGraceMs ? 'to-zero' : 'grace';
+  const desired = gate === 'grace' ? 1 : bounded;
+  // The reason is text for people (describe, debug logs): it is built only when read, since the
+  // autoscaler decides for every active function on every tick.
+  return {
+    desired, state: nextState, isPanicking,
+    get reason() {
+      return explain(settings, stable, panic, { isPanicking, wanted, maxPanicPods, unbounded, bounded, gate, zeroForMs });
+    },
+  };
 }
 
+type Gate = 'none' | 'at-zero' | 'to-zero' | 'grace';
+
 interface PodCount {
+  readonly observed: number;
   /** ceil(average / target), before the rate limits; used for the panic test. */
   readonly unclamped: number;
   /** The same, clamped to [maxDown, maxUp]. */
   readonly pods: number;
-  readonly text: string;
 }
 
 function podCount(average: number, target: number, maxDown: number, maxUp: number): PodCount {
@@ -76,19 +86,30 @@ function podCount(average: number, target: number, maxDown: number, maxUp: numbe
   const observed = average > 0 ? average : 0;
   // 3.2 in flight, target 0.7 → ceil(4.57) = 5 sandboxes.
   const unclamped = Math.ceil(observed / target);
-  const pods = clamp(unclamped, maxDown, maxUp);
-  let text = `ceil(${formatNumber(observed)}/${formatNumber(target)})=${unclamped}`;
-  if (pods > unclamped) text += ` → ${pods} (scale-down limit)`;
-  if (pods < unclamped) text += ` → ${pods} (scale-up limit)`;
-  return { unclamped, pods, text };
+  return { observed, unclamped, pods: clamp(unclamped, maxDown, maxUp) };
 }
 
-/** The bounded decision is 0: keep one sandbox until the decision has been 0 for the grace. */
-function gateScaleToZero(input: KpaInput, zeroForMs: number, reason: string): Pick<KpaDecision, 'desired' | 'reason'> {
-  const graceMs = input.settings.scaleToZeroGraceMs;
-  if (input.currentScale === 0) return { desired: 0, reason: `${reason}; at zero` };
-  if (zeroForMs >= graceMs) return { desired: 0, reason: `${reason}; scale to zero: no demand for ${zeroForMs} ms` };
-  return { desired: 1, reason: `${reason}; scale-to-zero grace: ${zeroForMs}/${graceMs} ms` };
+function podText(count: PodCount, target: number): string {
+  let text = `ceil(${formatNumber(count.observed)}/${formatNumber(target)})=${count.unclamped}`;
+  if (count.pods > count.unclamped) text += ` → ${count.pods} (scale-down limit)`;
+  if (count.pods < count.unclamped) text += ` → ${count.pods} (scale-up limit)`;
+  return text;
+}
+
+function explain(
+  settings: KpaSettings, stable: PodCount, panic: PodCount,
+  d: { isPanicking: boolean; wanted: number; maxPanicPods: number; unbounded: number; bounded: number; gate: Gate; zeroForMs: number },
+): string {
+  const target = settings.targetPerSandbox;
+  let reason = `stable: ${podText(stable, target)}`;
+  if (d.isPanicking) {
+    reason = `panic: max(stable ${podText(stable, target)}, panic ${podText(panic, target)})=${d.wanted}` + (d.maxPanicPods > d.wanted ? `, held at ${d.maxPanicPods}` : '');
+  }
+  if (d.bounded !== d.unbounded) reason += `; bounded to [${settings.minScale}, ${settings.maxScale}]`;
+  if (d.gate === 'at-zero') return `${reason}; at zero`;
+  if (d.gate === 'to-zero') return `${reason}; scale to zero: no demand for ${d.zeroForMs} ms`;
+  if (d.gate === 'grace') return `${reason}; scale-to-zero grace: ${d.zeroForMs}/${settings.scaleToZeroGraceMs} ms`;
+  return reason;
 }
 
 function clamp(value: number, low: number, high: number): number {

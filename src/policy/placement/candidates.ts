@@ -6,8 +6,8 @@ import type { PlacementDecision, PlacementPolicyName, PlacementRequest, WorkerSn
  * still free once the sandboxes placed so far in this call are counted.
  */
 export interface Candidate {
-  /** Position in the `workers` array given to `place`. */
-  readonly index: number;
+  /** Position in the `workers` array given to `place` (this call's). */
+  index: number;
   readonly worker: WorkerSnapshot;
   freeCpuMilli: number;
   freeMemoryMiB: number;
@@ -36,20 +36,40 @@ export function placeEach(name: PlacementPolicyName, request: PlacementRequest, 
     chosen.freeMemoryMiB -= request.resources.memoryMiB;
     workerIds.push(chosen.worker.id);
   }
-  return { workerIds, unplaced: count - workerIds.length, reason: describe(name, request, count, workerIds, candidates.length, workers.length) };
+  const candidateCount = candidates.length;
+  // The reason is for logs and people: built only when read (placement runs for every cold start).
+  return {
+    workerIds, unplaced: count - workerIds.length,
+    get reason() {
+      return describe(name, request, count, workerIds, candidateCount, workers.length);
+    },
+  };
 }
+
+/**
+ * Each worker's Candidate, reused from call to call (placement is synchronous and no policy keeps
+ * one): a placement costs one array, not one object per worker.
+ */
+const candidateOf = new WeakMap<WorkerSnapshot, Candidate>();
 
 function filterCandidates(request: PlacementRequest, workers: readonly WorkerSnapshot[]): Candidate[] {
   const candidates: Candidate[] = [];
-  workers.forEach((worker, index) => {
-    if (!worker.isSchedulable || !worker.runtimes.includes(request.runtime)) return;
-    candidates.push({
-      index,
-      worker,
-      freeCpuMilli: worker.capacity.cpuMilli - worker.allocated.cpuMilli,
-      freeMemoryMiB: worker.capacity.memoryMiB - worker.allocated.memoryMiB,
-    });
-  });
+  for (let index = 0; index < workers.length; index++) {
+    const worker = workers[index] as WorkerSnapshot;
+    if (!worker.isSchedulable || !worker.runtimes.includes(request.runtime)) continue;
+    const freeCpuMilli = worker.capacity.cpuMilli - worker.allocated.cpuMilli;
+    const freeMemoryMiB = worker.capacity.memoryMiB - worker.allocated.memoryMiB;
+    let candidate = candidateOf.get(worker);
+    if (candidate === undefined) {
+      candidate = { index, worker, freeCpuMilli, freeMemoryMiB };
+      candidateOf.set(worker, candidate);
+    } else {
+      candidate.index = index;
+      candidate.freeCpuMilli = freeCpuMilli;
+      candidate.freeMemoryMiB = freeMemoryMiB;
+    }
+    candidates.push(candidate);
+  }
   return candidates;
 }
 
