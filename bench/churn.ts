@@ -12,7 +12,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
+import { Pool, request } from 'undici';
 import { summarizeRun } from '../src/loadgen/analysis.ts';
 import { renderLineChart } from '../src/loadgen/plot.ts';
 import { runPlan } from '../src/loadgen/runner.ts';
@@ -28,6 +28,7 @@ const { values } = parseArgs({
     'exec-ms': { type: 'string', default: '10' },
     'create-latency-ms': { type: 'string', default: '0' },
     'max-total-seconds': { type: 'string', default: '600' },
+    'warmup-rate': { type: 'string', default: '1000' },
     json: { type: 'string', default: 'bench/results/churn.json' },
     svg: { type: 'string', default: 'bench/results/churn.svg' },
   },
@@ -39,6 +40,8 @@ const workers = Number(values.workers);
 const execMs = Number(values['exec-ms']);
 const createLatencyMs = Number(values['create-latency-ms']);
 const maxTotalMs = Number(values['max-total-seconds']) * 1000;
+const warmupRate = Number(values['warmup-rate']);
+if (!Number.isFinite(warmupRate) || warmupRate < 0) throw new Error('--warmup-rate must be a number ≥ 0 (0: no warm-up)');
 for (const [name, v] of [['seconds', seconds], ['cooldown', cooldownS], ['workers', workers], ['exec-ms', execMs + 1], ['create-latency-ms', createLatencyMs + 1]] as const) {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
 }
@@ -103,10 +106,27 @@ async function main(): Promise<void> {
     dataplane: ['--heartbeat-interval-ms', '1000', '--queue-timeout-ms', '10000', '--demand-report-interval-ms', '1000'],
   });
   const points: RatePoint[] = [];
+  // One client population for the whole benchmark, as long-lived clients would be: its keep-alive
+  // connections to the data plane outlive the pauses between steps, so that no step pays for
+  // opening them (a pool per step made the first half second of each step the slowest).
+  const clients = new Pool(new URL(cluster.dpUrl).origin, { connections: 2048, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000 });
   try {
     const maxNames = sweepFunctionNames({ rate: Math.max(...rates), cooldownS, functionPrefix: 'churn-' });
     process.stdout.write(`registering ${maxNames.length} functions…\n`);
     await register(cluster, maxNames);
+    if (warmupRate > 0) {
+      // Warm-up, not recorded: every function of the sweep is invoked once, at a moderate rate, so
+      // that the steps measure the steady state — not the first invocation of each function ever
+      // (per-function state in all three daemons, connections, code not yet optimised).
+      const spanS = maxNames.length / warmupRate;
+      const warm = await runPlan(
+        planColdStartSweep({ rate: warmupRate, seconds: spanS, cooldownS: spanS, execMs, functionPrefix: 'churn-' }),
+        { baseUrl: cluster.dpUrl, dispatcher: clients, timeoutMs: 15_000 },
+      );
+      const s = summarizeRun(warm, { creationLatencyMs: createLatencyMs });
+      process.stdout.write(`warm-up (not recorded): ${s.count} invocations at ${warmupRate}/s, p50 ${s.p50Ms.toFixed(1)} ms, p99 ${s.p99Ms.toFixed(1)} ms, errors ${JSON.stringify(s.errorsByCode)}\n`);
+      await new Promise((r) => setTimeout(r, (cooldownS + 1) * 1000));
+    }
     const pids = { controlplane: cluster.controlplane.child.pid!, dataplane: cluster.dataplane.child.pid!, workers: cluster.worker.child.pid! };
     for (const rate of rates) {
       if (Date.now() - started + (seconds + cooldownS) * 1000 > maxTotalMs) {
@@ -117,7 +137,7 @@ async function main(): Promise<void> {
       const cpuBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
       const coldBefore = await coldStartsTotal(cluster.cpUrl);
       const loadgenBefore = process.cpuUsage();
-      const result = await runPlan(plan, { baseUrl: cluster.dpUrl, connections: 2048, timeoutMs: 15_000 });
+      const result = await runPlan(plan, { baseUrl: cluster.dpUrl, dispatcher: clients, timeoutMs: 15_000 });
       const loadgen = process.cpuUsage(loadgenBefore);
       const coldAfter = await coldStartsTotal(cluster.cpUrl);
       const cpuAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
@@ -142,6 +162,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, (cooldownS + 1) * 1000));
     }
   } finally {
+    await clients.close().catch(() => undefined);
     await cluster.stop();
   }
   await writeFile(values.json, `${JSON.stringify(points, null, 2)}\n`);
