@@ -62,6 +62,16 @@ interface RatePoint {
   sendLagP99Ms: number;
   errors: Record<string, number>;
   cpuSeconds: Record<string, number>;
+  /** The whole machine during the step (all processes): % of CPU time idle, and stolen by the hypervisor. */
+  machine: { idlePct: number; stealPct: number };
+}
+
+/** The aggregate `cpu` line of /proc/stat: [idle + iowait, steal, total] in clock ticks. */
+async function machineTicks(): Promise<[number, number, number]> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] as string;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return [(f[3] ?? 0) + (f[4] ?? 0), f[7] ?? 0, total];
 }
 
 async function cpuSeconds(pid: number): Promise<number> {
@@ -136,10 +146,13 @@ async function main(): Promise<void> {
       const plan = planColdStartSweep({ rate, seconds, cooldownS, execMs, functionPrefix: 'churn-' });
       const cpuBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
       const coldBefore = await coldStartsTotal(cluster.cpUrl);
+      const machineBefore = await machineTicks();
       const loadgenBefore = process.cpuUsage();
       const result = await runPlan(plan, { baseUrl: cluster.dpUrl, dispatcher: clients, timeoutMs: 15_000 });
       const loadgen = process.cpuUsage(loadgenBefore);
+      const machineAfter = await machineTicks();
       const coldAfter = await coldStartsTotal(cluster.cpUrl);
+      const machineTotal = machineAfter[2] - machineBefore[2];
       const cpuAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
       const summary = summarizeRun(result, { creationLatencyMs: createLatencyMs });
       const point: RatePoint = {
@@ -154,6 +167,10 @@ async function main(): Promise<void> {
         cpuSeconds: {
           ...Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Math.round((v - (cpuBefore[k] ?? 0)) * 100) / 100])),
           loadgen: Math.round((loadgen.user + loadgen.system) / 1e4) / 100,
+        },
+        machine: {
+          idlePct: Math.round((1000 * (machineAfter[0] - machineBefore[0])) / machineTotal) / 10,
+          stealPct: Math.round((1000 * (machineAfter[1] - machineBefore[1])) / machineTotal) / 10,
         },
       };
       points.push(point);
@@ -178,10 +195,10 @@ async function main(): Promise<void> {
   }));
   const meeting = points.filter((p) => p.overheadP99Ms <= OVERHEAD_BOUND_MS && Object.keys(p.errors).length === 0);
   const best = meeting.sort((a, b) => b.achieved - a.achieved)[0];
-  process.stdout.write(`\n rate  achieved   p50 ms   p99 ms  ovh p50  ovh p99  errors\n`);
+  process.stdout.write(`\n rate  achieved   p50 ms   p99 ms  ovh p50  ovh p99  idle%  errors\n`);
   for (const p of points) {
     const errors = Object.entries(p.errors).map(([k, v]) => `${k}:${v}`).join(' ') || '-';
-    process.stdout.write(`${String(p.rate).padStart(5)} ${p.achieved.toFixed(0).padStart(9)} ${p.p50Ms.toFixed(1).padStart(8)} ${p.p99Ms.toFixed(1).padStart(8)} ${p.overheadP50Ms.toFixed(1).padStart(8)} ${p.overheadP99Ms.toFixed(1).padStart(8)}  ${errors}\n`);
+    process.stdout.write(`${String(p.rate).padStart(5)} ${p.achieved.toFixed(0).padStart(9)} ${p.p50Ms.toFixed(1).padStart(8)} ${p.p99Ms.toFixed(1).padStart(8)} ${p.overheadP50Ms.toFixed(1).padStart(8)} ${p.overheadP99Ms.toFixed(1).padStart(8)} ${p.machine.idlePct.toFixed(0).padStart(6)}  ${errors}\n`);
   }
   process.stdout.write(`\nhighest rate with p99 scheduling overhead ≤ ${OVERHEAD_BOUND_MS} ms and no errors: ${best === undefined ? 'none' : `${best.achieved.toFixed(0)} cold starts/s (target ${best.rate}/s)`}\n`);
   process.stdout.write(`wrote ${values.json} and ${values.svg}\n`);
