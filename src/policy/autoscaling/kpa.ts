@@ -30,11 +30,13 @@ export function computeDesiredScale(input: KpaInput): KpaDecision {
   // ready 3, up rate 1000 → at most 3000; down rate 2 → at least floor(3 / 2) = 1.
   const maxUp = Math.ceil(settings.maxScaleUpRate * ready);
   const maxDown = Math.floor(ready / settings.maxScaleDownRate);
-  const stable = podCount(input.stableAverage, settings.targetPerSandbox, maxDown, maxUp);
-  const panic = podCount(input.panicAverage, settings.targetPerSandbox, maxDown, maxUp);
+  const target = settings.targetPerSandbox;
+  const stablePods = clamp(unclampedPods(input.stableAverage, target), maxDown, maxUp);
+  const panicUnclamped = unclampedPods(input.panicAverage, target);
+  const panicPods = clamp(panicUnclamped, maxDown, maxUp);
 
   // Worked example: target 7, ready 3, panic average 50 → dppc 8, 8 / 3 = 2.67 ≥ 2 → panic.
-  const isOverPanic = panic.unclamped / ready >= settings.panicThreshold;
+  const isOverPanic = panicUnclamped / ready >= settings.panicThreshold;
   let panicStartMs = state.panicStartMs;
   let maxPanicPods = state.maxPanicPods;
   if (isOverPanic) {
@@ -44,72 +46,91 @@ export function computeDesiredScale(input: KpaInput): KpaDecision {
     maxPanicPods = 0;
   }
 
-  let unbounded = stable.pods;
-  let wanted = stable.pods;
+  let unbounded = stablePods;
+  let wanted = stablePods;
   if (panicStartMs !== null) {
     // Never scale down while panicking: 8 seen earlier in this panic, 5 wanted now → 8.
-    wanted = Math.max(stable.pods, panic.pods);
+    wanted = Math.max(stablePods, panicPods);
     maxPanicPods = Math.max(maxPanicPods, wanted);
     unbounded = maxPanicPods;
   }
 
   const bounded = clamp(unbounded, settings.minScale, settings.maxScale);
   const zeroSinceMs = unbounded === 0 ? (state.zeroSinceMs ?? now) : null;
-  const nextState: KpaState = { panicStartMs, maxPanicPods, zeroSinceMs };
-  const isPanicking = panicStartMs !== null;
+  // The state is immutable: an unchanged one is handed back as it is.
+  const nextState: KpaState = panicStartMs === state.panicStartMs && maxPanicPods === state.maxPanicPods && zeroSinceMs === state.zeroSinceMs
+    ? state
+    : { panicStartMs, maxPanicPods, zeroSinceMs };
   // The scale-to-zero gate: a bounded 0 keeps one sandbox until the decision has been 0 for the grace.
   const zeroForMs = now - (zeroSinceMs ?? now);
-  const gate: Gate = bounded !== 0 ? 'none' : input.currentScale === 0 ? 'at-zero' : zeroForMs >= settings.scaleToZeroGraceMs ? 'to-zero' : 'grace';
-  const desired = gate === 'grace' ? 1 : bounded;
-  // The reason is text for people (describe, debug logs): it is built only when read, since the
-  // autoscaler decides for every active function on every tick.
-  return {
-    desired, state: nextState, isPanicking,
-    get reason() {
-      return explain(settings, stable, panic, { isPanicking, wanted, maxPanicPods, unbounded, bounded, gate, zeroForMs });
-    },
-  };
+  const gate = bounded !== 0 ? Gate.None : input.currentScale === 0 ? Gate.AtZero : zeroForMs >= settings.scaleToZeroGraceMs ? Gate.ToZero : Gate.Grace;
+  return new Decision(gate === Gate.Grace ? 1 : bounded, nextState, panicStartMs !== null, input, maxDown, maxUp, wanted, unbounded, bounded, gate, zeroForMs);
 }
 
-type Gate = 'none' | 'at-zero' | 'to-zero' | 'grace';
+const enum Gate { None, AtZero, ToZero, Grace }
 
-interface PodCount {
-  readonly observed: number;
-  /** ceil(average / target), before the rate limits; used for the panic test. */
-  readonly unclamped: number;
-  /** The same, clamped to [maxDown, maxUp]. */
-  readonly pods: number;
-}
+/**
+ * A decision. Its `reason` is text for people (describe, debug logs), built only when read: the
+ * autoscaler decides for every active function on every tick, and nearly no reason is ever read.
+ */
+class Decision implements KpaDecision {
+  readonly desired: number;
+  readonly state: KpaState;
+  readonly isPanicking: boolean;
+  readonly #input: KpaInput;
+  readonly #maxDown: number;
+  readonly #maxUp: number;
+  readonly #wanted: number;
+  readonly #unbounded: number;
+  readonly #bounded: number;
+  readonly #gate: Gate;
+  readonly #zeroForMs: number;
 
-function podCount(average: number, target: number, maxDown: number, maxUp: number): PodCount {
-  // NaN and negative averages (no data) mean no demand.
-  const observed = average > 0 ? average : 0;
-  // 3.2 in flight, target 0.7 → ceil(4.57) = 5 sandboxes.
-  const unclamped = Math.ceil(observed / target);
-  return { observed, unclamped, pods: clamp(unclamped, maxDown, maxUp) };
-}
-
-function podText(count: PodCount, target: number): string {
-  let text = `ceil(${formatNumber(count.observed)}/${formatNumber(target)})=${count.unclamped}`;
-  if (count.pods > count.unclamped) text += ` → ${count.pods} (scale-down limit)`;
-  if (count.pods < count.unclamped) text += ` → ${count.pods} (scale-up limit)`;
-  return text;
-}
-
-function explain(
-  settings: KpaSettings, stable: PodCount, panic: PodCount,
-  d: { isPanicking: boolean; wanted: number; maxPanicPods: number; unbounded: number; bounded: number; gate: Gate; zeroForMs: number },
-): string {
-  const target = settings.targetPerSandbox;
-  let reason = `stable: ${podText(stable, target)}`;
-  if (d.isPanicking) {
-    reason = `panic: max(stable ${podText(stable, target)}, panic ${podText(panic, target)})=${d.wanted}` + (d.maxPanicPods > d.wanted ? `, held at ${d.maxPanicPods}` : '');
+  constructor(desired: number, state: KpaState, isPanicking: boolean, input: KpaInput, maxDown: number, maxUp: number, wanted: number, unbounded: number, bounded: number, gate: Gate, zeroForMs: number) {
+    this.desired = desired;
+    this.state = state;
+    this.isPanicking = isPanicking;
+    this.#input = input;
+    this.#maxDown = maxDown;
+    this.#maxUp = maxUp;
+    this.#wanted = wanted;
+    this.#unbounded = unbounded;
+    this.#bounded = bounded;
+    this.#gate = gate;
+    this.#zeroForMs = zeroForMs;
   }
-  if (d.bounded !== d.unbounded) reason += `; bounded to [${settings.minScale}, ${settings.maxScale}]`;
-  if (d.gate === 'at-zero') return `${reason}; at zero`;
-  if (d.gate === 'to-zero') return `${reason}; scale to zero: no demand for ${d.zeroForMs} ms`;
-  if (d.gate === 'grace') return `${reason}; scale-to-zero grace: ${d.zeroForMs}/${settings.scaleToZeroGraceMs} ms`;
-  return reason;
+
+  get reason(): string {
+    const { settings } = this.#input;
+    const stable = this.#podText(this.#input.stableAverage);
+    let reason = `stable: ${stable}`;
+    if (this.isPanicking) {
+      reason = `panic: max(stable ${stable}, panic ${this.#podText(this.#input.panicAverage)})=${this.#wanted}`
+        + (this.state.maxPanicPods > this.#wanted ? `, held at ${this.state.maxPanicPods}` : '');
+    }
+    if (this.#bounded !== this.#unbounded) reason += `; bounded to [${settings.minScale}, ${settings.maxScale}]`;
+    if (this.#gate === Gate.AtZero) return `${reason}; at zero`;
+    if (this.#gate === Gate.ToZero) return `${reason}; scale to zero: no demand for ${this.#zeroForMs} ms`;
+    if (this.#gate === Gate.Grace) return `${reason}; scale-to-zero grace: ${this.#zeroForMs}/${settings.scaleToZeroGraceMs} ms`;
+    return reason;
+  }
+
+  /** "ceil(3.2/0.7)=5", with the rate limit that changed it, if any. */
+  #podText(average: number): string {
+    const target = this.#input.settings.targetPerSandbox;
+    const observed = average > 0 ? average : 0;
+    const unclamped = unclampedPods(average, target);
+    const pods = clamp(unclamped, this.#maxDown, this.#maxUp);
+    let text = `ceil(${formatNumber(observed)}/${formatNumber(target)})=${unclamped}`;
+    if (pods > unclamped) text += ` → ${pods} (scale-down limit)`;
+    if (pods < unclamped) text += ` → ${pods} (scale-up limit)`;
+    return text;
+  }
+}
+
+/** ceil(average / target); NaN and negative averages (no data) mean no demand. 3.2 in flight, target 0.7 → ceil(4.57) = 5. */
+function unclampedPods(average: number, target: number): number {
+  return Math.ceil((average > 0 ? average : 0) / target);
 }
 
 function clamp(value: number, low: number, high: number): number {
