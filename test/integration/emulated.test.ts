@@ -22,20 +22,20 @@ import { waitFor } from '../kit/wait-for.ts';
 
 interface WorkerView { workerId: string; url: string; state: string; runtimes: string[]; sandboxes: number; capacity: { cpuMilli: number } }
 
-test('20 emulated workers in one process serve an emulated function through the real planes', async (t) => {
+for (const internalTransport of ['rpc', 'http'] as const) test(`20 emulated workers in one process serve an emulated function through the real planes (internal calls over ${internalTransport})`, async (t) => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'baton-emulated-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
   const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
-    port: 0, dataDir, heartbeatIntervalMs: 100, autoscalerBucketMs: 100, autoscalerTickMs: 200, logLevel: 'silent',
+    port: 0, dataDir, heartbeatIntervalMs: 100, autoscalerBucketMs: 100, autoscalerTickMs: 200, logLevel: 'silent', internalTransport,
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());
   const dataplane = await startDataplane(parseDataplaneConfig({
-    port: 0, internalPort: 0, dataplaneId: 'dp-emulated', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 100, demandReportIntervalMs: 100, logLevel: 'silent',
+    port: 0, internalPort: 0, dataplaneId: 'dp-emulated', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 100, demandReportIntervalMs: 100, logLevel: 'silent', internalTransport,
   }), { logger: silentLogger() });
   t.after(() => dataplane.close());
   const worker = await startWorker(parseWorkerConfig({
     port: 0, workerId: 'emu', controlPlaneUrl: controlPlane.url, emulate: 20, cpuMilli: 1000, memoryMiB: 1024,
-    emulatedCreateLatency: 'uniform:5-15', randomSeed: 7, logLevel: 'silent',
+    emulatedCreateLatency: 'uniform:5-15', randomSeed: 7, logLevel: 'silent', internalTransport,
   }), { logger: silentLogger() });
   t.after(() => worker.close());
   const workerIds = worker.workers.map((w) => w.workerId);
@@ -99,6 +99,9 @@ test('20 emulated workers in one process serve an emulated function through the 
   const counts = await Promise.all(worker.workers.map(async (w) =>
     ((await fetch(`${w.url}/internal/v1/sandboxes`).then((r) => r.json())) as { sandboxes: unknown[] }).sandboxes.length));
   assert.deepEqual(counts, new Array(20).fill(0));
+  // The worker process and the data plane each called the control plane on one stream (rpc), or on none (http).
+  const metrics = await fetch(`${controlPlane.url}/metrics`).then((r) => r.text());
+  assert.match(metrics, new RegExp(`^baton_controlplane_rpc_connections ${internalTransport === 'rpc' ? 2 : 0}$`, 'm'));
 });
 
 test('the emulated invocation listener: execution time headers, function name, bad input', async (t) => {
