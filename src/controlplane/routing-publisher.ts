@@ -18,9 +18,18 @@ const MAX_PENDING_CHANGES = 50_000;
 const RETRY_MS = 250;
 
 /**
+ * Messages sent and not yet acknowledged, at most. The transport delivers them in order (one RPC
+ * stream, or one HTTP connection), and the data plane applies each delta only on top of the version
+ * before it, so a delta may leave before the previous one is acknowledged: a cold start's endpoint
+ * does not wait a round trip behind the changes sent just before it.
+ */
+const MAX_IN_FLIGHT = 8;
+
+/**
  * Keeps one data plane's routing view in step with the control plane. Changes are batched (one
- * message per event-loop turn, at most one in flight), versioned within an epoch, and replaced by
- * a full snapshot whenever the data plane reports a gap, was unreachable, or registered again.
+ * message per event-loop turn, up to MAX_IN_FLIGHT unacknowledged), versioned within an epoch, and
+ * replaced by a full snapshot whenever the data plane reports a gap, was unreachable, or registered
+ * again.
  *
  * Lifecycle: `open` (publishing) → `closed` (dropped; waiters released).
  */
@@ -31,13 +40,20 @@ export class RoutingPublisher {
   readonly #log: Logger;
   #epoch = randomBytes(6).toString('hex');
   #ackedVersion = 0;
+  /** Version of the last message sent (acknowledged or not). */
+  #sentVersion = 0;
+  #inFlight = 0;
+  /**
+   * Bumped whenever the data plane's state becomes unknown (a failure) or is replaced (a resync): the
+   * answers to messages sent before are ignored, so one failure in a pipeline causes one snapshot.
+   */
+  #generation = 0;
   #pending: RoutingChange[] = [];
   #needsSnapshot = true;
-  #isSending = false;
   #isScheduled = false;
   #retry: Timer | undefined;
   #isClosed = false;
-  /** Sequence numbers: every enqueue bumps `#enqueuedSeq`; an ack covers everything sent. */
+  /** Sequence numbers: every enqueue bumps `#enqueuedSeq`; an ack covers everything sent before it. */
   #enqueuedSeq = 0;
   #ackedSeq = 0;
   #waiters: { seq: number; resolve: () => void }[] = [];
@@ -54,7 +70,7 @@ export class RoutingPublisher {
   }
 
   get isSynced(): boolean {
-    return !this.#needsSnapshot && this.#pending.length === 0 && !this.#isSending;
+    return !this.#needsSnapshot && this.#pending.length === 0 && this.#inFlight === 0;
   }
 
   enqueue(change: RoutingChange): void {
@@ -75,6 +91,7 @@ export class RoutingPublisher {
   resync(): void {
     if (this.#isClosed) return;
     this.#epoch = randomBytes(6).toString('hex');
+    this.#generation++;
     this.#needsSnapshot = true;
     this.#pending = [];
     this.#enqueuedSeq++;
@@ -99,50 +116,63 @@ export class RoutingPublisher {
   }
 
   #schedule(): void {
-    if (this.#isScheduled || this.#isSending || this.#retry !== undefined) return;
+    if (this.#isScheduled || this.#retry !== undefined) return;
     this.#isScheduled = true;
     setImmediate(() => {
       this.#isScheduled = false;
-      void this.#flush();
+      this.#flush();
     });
   }
 
-  async #flush(): Promise<void> {
-    if (this.#isClosed || this.#isSending) return;
-    if (!this.#needsSnapshot && this.#pending.length === 0) return;
-    this.#isSending = true;
+  #flush(): void {
+    if (this.#isClosed || this.#retry !== undefined) return;
+    if (this.#needsSnapshot ? this.#inFlight > 0 : this.#pending.length === 0 || this.#inFlight >= MAX_IN_FLIGHT) return;
     const seq = this.#enqueuedSeq;
+    const generation = this.#generation;
     const update = this.#nextUpdate();
-    const sentChanges = this.#pending;
+    const changes = this.#pending.length;
     this.#pending = [];
-    try {
-      const ack = await this.#transport.send(update);
-      this.#ackedVersion = ack.version;
-      this.#ackedSeq = seq;
-      this.#releaseWaiters();
-    } catch (err) {
-      this.#onFailure(err, sentChanges, update.kind);
-    } finally {
-      this.#isSending = false;
-    }
+    this.#inFlight++;
+    this.#transport.send(update).then(
+      (ack) => {
+        this.#inFlight--;
+        if (generation === this.#generation) {
+          this.#ackedVersion = ack.version;
+          this.#ackedSeq = Math.max(this.#ackedSeq, seq);
+          this.#releaseWaiters();
+        }
+        this.#afterAnswer();
+      },
+      (err: unknown) => {
+        this.#inFlight--;
+        if (generation === this.#generation) this.#onFailure(err, changes, update.kind);
+        this.#afterAnswer();
+      },
+    );
+  }
+
+  #afterAnswer(): void {
     if (this.#retry === undefined && (this.#needsSnapshot || this.#pending.length > 0)) this.#schedule();
   }
 
   #nextUpdate(): RoutingUpdate {
-    const version = this.#ackedVersion + 1;
+    const version = this.#sentVersion + 1;
+    const baseVersion = this.#sentVersion;
+    this.#sentVersion = version;
     if (this.#needsSnapshot) {
       this.#needsSnapshot = false;
       const { functions, endpoints } = this.#source.snapshot();
       return { kind: 'snapshot', epoch: this.#epoch, version, functions, endpoints };
     }
-    return { kind: 'delta', epoch: this.#epoch, baseVersion: this.#ackedVersion, version, changes: this.#pending };
+    return { kind: 'delta', epoch: this.#epoch, baseVersion, version, changes: this.#pending };
   }
 
-  #onFailure(err: unknown, sentChanges: RoutingChange[], kind: RoutingUpdate['kind']): void {
+  #onFailure(err: unknown, changes: number, kind: RoutingUpdate['kind']): void {
     const isGap = err instanceof BatonError && err.code === 'ERR_VERSION_GAP';
-    this.#log.debug({ err, kind, changes: sentChanges.length }, 'routing update not applied; will send a snapshot');
+    this.#log.debug({ err, kind, changes }, 'routing update not applied; will send a snapshot');
     // Whatever the failure, the receiver's state is unknown now: the next message is a snapshot,
-    // which supersedes every change sent or pending.
+    // which supersedes every change sent or pending; the answers to messages still in flight are moot.
+    this.#generation++;
     this.#needsSnapshot = true;
     this.#pending = [];
     if (isGap) return;

@@ -106,3 +106,71 @@ async function waitTurns(predicate: () => boolean): Promise<void> {
   for (let i = 0; i < 50 && !predicate(); i++) await turn();
   assert.ok(predicate());
 }
+
+/** The receiver behind a slow, ordered link: messages are applied in order, and answered only when released. */
+class SlowLink {
+  readonly receiver = new FakeReceiver();
+  readonly #held: (() => void)[] = [];
+
+  send(update: RoutingUpdate): Promise<RoutingAck> {
+    return new Promise((resolve, reject) => {
+      this.#held.push(() => this.receiver.send(update).then(resolve, reject));
+    });
+  }
+
+  get held(): number {
+    return this.#held.length;
+  }
+
+  /** Delivers and answers the oldest `n` messages, in order. */
+  async release(n = this.#held.length): Promise<void> {
+    for (const deliver of this.#held.splice(0, n)) deliver();
+    await turn();
+  }
+}
+
+test('deltas leave without waiting for the previous acknowledgement, and apply in order', async () => {
+  const link = new SlowLink();
+  const publisher = new RoutingPublisher(link, { snapshot: () => ({ functions: [], endpoints: [] }) }, new ManualClock(), silentLogger());
+  publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
+  await turn();
+  assert.equal(link.held, 1, 'the first message (a snapshot) is out');
+  await link.release();
+  for (const id of ['b', 'c', 'd']) {
+    publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint(id) });
+    await turn();
+  }
+  assert.equal(link.held, 3, 'three deltas in flight at once, none acknowledged');
+  const done = publisher.flushed();
+  await link.release();
+  await done;
+  assert.deepEqual(link.receiver.received.map((u) => u.kind), ['snapshot', 'delta', 'delta', 'delta']);
+  assert.deepEqual([...link.receiver.endpoints.keys()].sort(), ['b', 'c', 'd']);
+  assert.equal(publisher.version, link.receiver.version);
+  assert.ok(publisher.isSynced);
+});
+
+test('a gap in the middle of a pipeline costs exactly one snapshot', async () => {
+  const source = [endpoint('x'), endpoint('y')];
+  const link = new SlowLink();
+  const publisher = new RoutingPublisher(link, { snapshot: () => ({ functions: [], endpoints: source }) }, new ManualClock(), silentLogger());
+  publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('x') });
+  await turn();
+  await link.release();
+  for (const id of ['p', 'q', 'r']) {
+    publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint(id) });
+    await turn();
+  }
+  // The data plane restarts before any of the three deltas reaches it: all three fail with a gap.
+  link.receiver.version = 0;
+  link.receiver.epoch = '';
+  link.receiver.endpoints.clear();
+  const done = publisher.flushed();
+  await link.release();
+  await turn();
+  await link.release();
+  await done;
+  assert.deepEqual(link.receiver.received.map((u) => u.kind), ['snapshot', 'delta', 'delta', 'delta', 'snapshot']);
+  assert.deepEqual([...link.receiver.endpoints.keys()].sort(), ['x', 'y']);
+  assert.ok(publisher.isSynced);
+});
