@@ -21,7 +21,10 @@ export class EventCoalescer {
   readonly #post: SendEventBatches;
   readonly #abort = new AbortController();
   #pending: Pending[] = [];
+  /** Work to run at the start of the next flush (the event sinks' own flushes), see `defer`. */
+  #deferred: (() => void)[] = [];
   #isScheduled = false;
+  #isFlushing = false;
 
   constructor(post: SendEventBatches) {
     this.#post = post;
@@ -30,19 +33,41 @@ export class EventCoalescer {
   /** A `SendEvents` for one worker's event sink. */
   readonly send: SendEvents = (request) => new Promise<void>((resolve, reject) => {
     this.#pending.push({ request, resolve, reject });
-    if (this.#isScheduled) return;
-    this.#isScheduled = true;
-    setImmediate(() => this.#flush());
+    this.#schedule();
   });
+
+  /**
+   * The event sinks' scheduler: their flushes run at the start of this coalescer's next flush and
+   * what they send leaves in that same request — one event-loop turn after the events, not two.
+   */
+  readonly defer = (fn: () => void): void => {
+    this.#deferred.push(fn);
+    this.#schedule();
+  };
 
   close(): void {
     this.#abort.abort();
   }
 
+  #schedule(): void {
+    if (this.#isScheduled || this.#isFlushing) return;
+    this.#isScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
   #flush(): void {
     this.#isScheduled = false;
+    this.#isFlushing = true;
+    try {
+      const deferred = this.#deferred;
+      this.#deferred = [];
+      for (const fn of deferred) fn();
+    } finally {
+      this.#isFlushing = false;
+    }
     const batch = this.#pending;
     this.#pending = [];
+    if (this.#deferred.length > 0) this.#schedule();
     if (batch.length === 0) return;
     this.#post({ batches: batch.map((p) => p.request) }, this.#abort.signal).then(
       (response) => {

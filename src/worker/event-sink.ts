@@ -37,7 +37,11 @@ export class BatchingEventSink implements EventSink {
   #dropped = 0;
   #isClosed = false;
 
-  constructor(options: { workerId: string; send: SendEvents; clock: Clock; logger: Logger; onUnknownWorker?: () => void }) {
+  /** Runs the flush at the next turn: `setImmediate`, or the coalescer's scheduler when several sinks share one. */
+  readonly #defer: (fn: () => void) => void;
+
+  constructor(options: { workerId: string; send: SendEvents; clock: Clock; logger: Logger; onUnknownWorker?: () => void; defer?: (fn: () => void) => void }) {
+    this.#defer = options.defer ?? setImmediate;
     this.#workerId = options.workerId;
     this.#send = options.send;
     this.#clock = options.clock;
@@ -68,7 +72,7 @@ export class BatchingEventSink implements EventSink {
   #schedule(): void {
     if (this.#isScheduled || this.#inflight !== undefined || this.#retryTimer !== undefined) return;
     this.#isScheduled = true;
-    setImmediate(() => {
+    this.#defer(() => {
       this.#isScheduled = false;
       this.#flush();
     });

@@ -214,6 +214,7 @@ function createNode(
   const events = new BatchingEventSink({
     workerId, clock, logger: log,
     send: shared.events?.send ?? ((request, signal) => client.post<unknown>('/internal/v1/workers/events', request, { signal }).then(() => undefined)),
+    ...(shared.events === undefined ? {} : { defer: shared.events.defer }),
     onUnknownWorker: () => link?.requestRegistration(),
   });
   const worker = new Worker({ runtimes: [runtime], artifacts, events, clock, logger: log, metrics, maxConcurrentStarts: config.maxConcurrentStarts });

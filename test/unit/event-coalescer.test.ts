@@ -2,7 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SandboxEventBatchesRequest, SandboxEventsRequest } from '../../src/api/worker.ts';
 import { BatonError } from '../../src/core/errors.ts';
+import { setImmediate as turn } from 'node:timers/promises';
+import { silentLogger } from '../../src/observability/logger.ts';
 import { EventCoalescer } from '../../src/worker/event-coalescer.ts';
+import { BatchingEventSink } from '../../src/worker/event-sink.ts';
+import { ManualClock } from '../kit/manual-clock.ts';
 
 const batch = (workerId: string): SandboxEventsRequest => ({ workerId, events: [{ type: 'exited', sandboxId: `${workerId}-s`, exitCode: 1, signal: null }] });
 const signal = new AbortController().signal;
@@ -32,4 +36,22 @@ test('a transport failure fails every batch of the request, and the next turn se
   assert.deepEqual(first.map((o) => o.status), ['rejected', 'rejected']);
   await coalescer.send(batch('a'), signal);
   assert.equal(calls, 2);
+});
+
+test('event sinks that flush through the coalescer\'s scheduler send in the next turn, all in one request', async () => {
+  const sent: SandboxEventBatchesRequest[] = [];
+  const coalescer = new EventCoalescer(async (request) => {
+    sent.push(request);
+    return { unknownWorkers: [] };
+  });
+  const sinks = ['w-1', 'w-2', 'w-3'].map((workerId) => new BatchingEventSink({
+    workerId, send: coalescer.send, defer: coalescer.defer, clock: new ManualClock(), logger: silentLogger(),
+  }));
+  sinks.forEach((sink, i) => sink.push({ type: 'exited', sandboxId: `s-${i}`, exitCode: 0, signal: null }));
+  sinks[0]?.push({ type: 'exited', sandboxId: 's-0b', exitCode: 0, signal: null });
+  await turn();
+  assert.equal(sent.length, 1, 'one request, one turn after the events');
+  assert.deepEqual(sent[0]?.batches.map((b) => [b.workerId, b.events.length]), [['w-1', 2], ['w-2', 1], ['w-3', 1]]);
+  await turn();
+  assert.ok(sinks.every((sink) => sink.pending === 0), 'every sink saw its batch delivered');
 });

@@ -47,6 +47,12 @@ export class EmulatedRuntime implements SandboxRuntime {
         reject(startFailed(sandboxId, signal.reason));
         return;
       }
+      if (delayMs <= 0) {
+        // No creation latency: ready now, not at the next timer turn.
+        this.#add(sandboxId, fn.name);
+        resolve({ address, startMs: clock.now() - startedAt, readyMs: 0 });
+        return;
+      }
       const onAbort = (): void => {
         this.#starting.get(sandboxId)?.timer.cancel();
         this.#starting.delete(sandboxId);
