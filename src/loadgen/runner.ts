@@ -225,15 +225,23 @@ class Run {
   }
 
   async #readResponse(i: number, response: Dispatcher.ResponseData): Promise<void> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of response.body as AsyncIterable<Buffer>) {
-      if (size + chunk.length <= this.#config.maxBodyBytes) chunks.push(chunk);
-      size += chunk.length;
+    let text: string | undefined;
+    const declared = Number(response.headers['content-length']);
+    if (Number.isInteger(declared) && declared <= this.#config.maxBodyBytes) {
+      // The common case, a body of known and acceptable size: read it whole (cheaper than iterating).
+      text = await response.body.text();
+    } else {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        if (size + chunk.length <= this.#config.maxBodyBytes) chunks.push(chunk);
+        size += chunk.length;
+      }
+      if (size <= this.#config.maxBodyBytes) text = Buffer.concat(chunks).toString('utf8');
     }
     this.#endMs[i] = this.#config.now() - this.#startMs;
     this.#status[i] = response.statusCode;
-    const body = size <= this.#config.maxBodyBytes && size > 0 ? parseJson(Buffer.concat(chunks).toString('utf8')) : undefined;
+    const body = text !== undefined && text.length > 0 ? parseJson(text) : undefined;
     if (response.statusCode >= 400) {
       const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
       this.#errorIndex[i] = this.#intern(typeof code === 'string' ? code : `HTTP_${response.statusCode}`);
