@@ -29,6 +29,8 @@ export function createInternalRouter(options: InternalRoutesOptions): JsonRouter
   return new JsonRouter({ maxBodyBytes: 64 * 1024 * 1024, onError })
     .on('POST', '/internal/v1/routing', async (ctx): Promise<RoutingAck> => {
       const update = parseOrThrow(routingUpdateSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'routing update');
+      // Applied at once after parsing, with no other await: updates that arrive in order apply in
+      // order, which the control plane relies on when it pipelines deltas on one connection.
       const ack = proxy.table.apply(update);
       if (update.kind === 'snapshot') {
         logger.info({ epoch: ack.epoch, version: ack.version, functions: update.functions.length, endpoints: update.endpoints.length }, 'routing snapshot applied');

@@ -5,11 +5,14 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import { Agent, request } from 'undici';
-import type { DemandReport, RegisterDataplaneRequest, RoutingChange, RoutingEndpoint, RoutingFunction } from '../../src/api/dataplane.ts';
+import type { DemandReport, RegisterDataplaneRequest, RoutingAck, RoutingChange, RoutingEndpoint, RoutingFunction, RoutingUpdate } from '../../src/api/dataplane.ts';
+import { systemClock } from '../../src/core/clock.ts';
+import { RoutingPublisher } from '../../src/controlplane/routing-publisher.ts';
 import { parseDataplaneConfig, type DataplaneConfigInput } from '../../src/dataplane/config.ts';
 import { startDataplane } from '../../src/dataplane/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { JsonClient } from '../../src/transport/json-client.ts';
+import { RpcConnection } from '../../src/transport/rpc-client.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
 // ---------- fakes: a control plane and sandboxes, real loopback servers on port 0 ----------
@@ -561,4 +564,47 @@ test('ch-bl: invocations with the same affinity header value go to the same sand
   const servers = new Set<unknown>();
   for (let user = 0; user < 24; user++) servers.add(await serverFor(`user-${user}`));
   assert.ok(servers.size >= 2, `24 keys spread over more than one sandbox (${servers.size})`);
+});
+
+test('routing deltas pipelined by the publisher on one RPC stream apply in order: no gap, no second snapshot', async (t) => {
+  const { dp } = await setup(t);
+  const connection = new RpcConnection(dp.url);
+  t.after(() => connection.close());
+  const client = new JsonClient(dp.url, { rpc: connection });
+  const outcomes: string[] = [];
+  let maxInFlight = 0;
+  let inFlight = 0;
+  const transport = {
+    async send(update: RoutingUpdate): Promise<RoutingAck> {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        const ack = await client.post<RoutingAck>('/internal/v1/routing', update);
+        outcomes.push(`${update.kind}:ok`);
+        return ack;
+      } catch (err) {
+        outcomes.push(`${update.kind}:${(err as { code?: string }).code ?? 'error'}`);
+        throw err;
+      } finally {
+        inFlight--;
+      }
+    },
+  };
+  const functions = [fn('p')];
+  const publisher = new RoutingPublisher(transport, { snapshot: () => ({ functions, endpoints: [] }) }, systemClock, silentLogger());
+  t.after(() => publisher.close());
+  publisher.enqueue({ type: 'function.put', function: functions[0] as RoutingFunction });
+  await publisher.flushed();
+  // 200 endpoints over 100 event-loop turns: many deltas leave before the first is acknowledged.
+  for (let i = 0; i < 200; i++) {
+    publisher.enqueue({ type: 'endpoint.put', endpoint: { sandboxId: `s-${i}`, function: 'p', address: `127.0.0.1:${10_000 + i}`, isDraining: false } });
+    if (i % 2 === 1) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await publisher.flushed();
+  assert.ok(maxInFlight > 1, `deltas were pipelined (at most ${maxInFlight} in flight)`);
+  assert.deepEqual(outcomes.filter((o) => !o.endsWith(':ok')), [], 'every update applied');
+  assert.equal(outcomes.filter((o) => o.startsWith('snapshot')).length, 1, 'only the first message was a snapshot');
+  const view = await client.get<{ version: number; endpoints: { sandboxId: string }[] }>('/internal/v1/routing');
+  assert.equal(view.endpoints.length, 200);
+  assert.equal(view.version, publisher.version);
 });
