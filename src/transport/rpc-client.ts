@@ -23,7 +23,8 @@ export interface RpcConnectionOptions {
 }
 
 interface PendingCall {
-  readonly what: string;
+  readonly method: string;
+  readonly path: string;
   readonly deadline: number;
   readonly timeoutMs: number;
   readonly resolve: (value: unknown) => void;
@@ -72,23 +73,29 @@ export class RpcConnection {
    * 400 or more rejects with the BatonError the peer sent.
    */
   call(method: string, path: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
-    const what = `${method} ${this.origin}${path}`;
-    if (this.#isClosed) return Promise.reject(new BatonError('ERR_UNAVAILABLE', `${what}: the client is closed`));
+    if (this.#isClosed) return Promise.reject(new BatonError('ERR_UNAVAILABLE', `${this.#what(method, path)}: the client is closed`));
     if (this.isUnsupported) return Promise.reject(new RpcUnsupportedError(`${this.origin} does not serve ${RPC_PROTOCOL}`));
-    if (signal?.aborted === true) return Promise.reject(new BatonError('ERR_UNAVAILABLE', `${what}: aborted`));
+    if (signal?.aborted === true) return Promise.reject(new BatonError('ERR_UNAVAILABLE', `${this.#what(method, path)}: aborted`));
     if (this.#pending.size >= this.#maxPending) {
-      return Promise.reject(new BatonError('ERR_OVERLOADED', `${what}: ${this.#pending.size} calls already in flight to ${this.origin}`));
+      return Promise.reject(new BatonError('ERR_OVERLOADED', `${this.#what(method, path)}: ${this.#pending.size} calls already in flight to ${this.origin}`));
     }
     const id = this.#nextId++;
     const frame = encodeFrame([id, method, path, body ?? null], this.#maxFrameBytes);
-    if (frame === undefined) return Promise.reject(new BatonError('ERR_PAYLOAD_TOO_LARGE', `${what}: the body is larger than the RPC frame limit of ${this.#maxFrameBytes} bytes`));
+    if (frame === undefined) {
+      return Promise.reject(new BatonError('ERR_PAYLOAD_TOO_LARGE', `${this.#what(method, path)}: the body is larger than the RPC frame limit of ${this.#maxFrameBytes} bytes`));
+    }
     return new Promise<unknown>((resolve, reject) => {
-      const onAbort = signal === undefined ? undefined : () => this.#fail(id, new BatonError('ERR_UNAVAILABLE', `${what}: aborted`));
+      const onAbort = signal === undefined ? undefined : () => this.#fail(id, new BatonError('ERR_UNAVAILABLE', `${this.#what(method, path)}: aborted`));
       if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(id, { what, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject, signal, onAbort });
+      this.#pending.set(id, { method, path, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject, signal, onAbort });
       this.#sweep ??= setTimeout(this.#onSweep, SWEEP_MS);
       this.#send(frame);
     });
+  }
+
+  /** "POST http://host:port/path", for messages (built only when one is needed). */
+  #what(method: string, path: string): string {
+    return `${method} ${this.origin}${path}`;
   }
 
   /** Fails the calls in flight and closes the connection; later calls are refused. */
@@ -190,7 +197,7 @@ export class RpcConnection {
     const [id, status, body] = value as [number, number, unknown];
     const call = this.#take(id);
     if (call === undefined) return; // timed out or aborted already
-    if (status >= 400) call.reject(BatonError.fromBody(body, `${call.what} answered ${status}`));
+    if (status >= 400) call.reject(BatonError.fromBody(body, `${this.#what(call.method, call.path)} answered ${status}`));
     else call.resolve(body === null ? undefined : body);
   }
 
@@ -223,7 +230,7 @@ export class RpcConnection {
     this.#sweep = undefined;
     const now = Date.now();
     for (const [id, call] of this.#pending) {
-      if (call.deadline <= now) this.#fail(id, new BatonError('ERR_TIMEOUT', `${call.what} took longer than ${call.timeoutMs} ms`));
+      if (call.deadline <= now) this.#fail(id, new BatonError('ERR_TIMEOUT', `${this.#what(call.method, call.path)} took longer than ${call.timeoutMs} ms`));
     }
     if (this.#pending.size > 0) this.#sweep = setTimeout(this.#onSweep, SWEEP_MS);
   };
