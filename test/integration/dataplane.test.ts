@@ -523,7 +523,13 @@ test('metrics expose invocations, in flight, queue depth, endpoints and cold-sta
   assert.match(text, /baton_dataplane_invocations_total\{function="m",code="2xx"\} 1/);
   assert.match(text, /baton_dataplane_endpoints\{function="m"\} 1/);
   assert.match(text, /baton_dataplane_inflight\{function="m"\} 0/);
-  assert.match(text, /baton_dataplane_cold_start_wait_seconds_count\{function="m"\} 1/);
+  assert.match(text, /^baton_dataplane_cold_start_wait_seconds_count 1$/m);
+  // A function with no endpoint and nothing in flight or queued has no gauge series.
+  assert.doesNotMatch(text, /baton_dataplane_endpoints\{function="nope"\}/);
+  await routing.snapshot([fn('m'), fn('idle')], [endpoint('s1', 'm', up)]);
+  const after = await metricsText(dp.url);
+  assert.doesNotMatch(after, /function="idle"/);
+  assert.match(after, /baton_dataplane_endpoints\{function="m"\} 1/);
   const health = await internal.get<{ status: string; version: number }>('/healthz');
   assert.equal(health.status, 'ok');
 });
