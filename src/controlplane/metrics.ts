@@ -1,5 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { COLD_START_BUCKETS_SECONDS } from '../observability/metrics.ts';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { COLD_START_BUCKETS_SECONDS, CounterFamily, type MetricsRegistry } from '../observability/metrics.ts';
 import type { ClusterState } from './cluster-state.ts';
 import type { ColdStartBreakdown } from './model.ts';
 
@@ -11,7 +11,7 @@ export interface ControlPlaneMetrics {
   readonly scaleDecisions: Counter;
 }
 
-export function createControlPlaneMetrics(registry: Registry, state: ClusterState): ControlPlaneMetrics {
+export function createControlPlaneMetrics(registry: MetricsRegistry, state: ClusterState): ControlPlaneMetrics {
   new Gauge({
     name: 'baton_controlplane_sandboxes', help: 'Sandboxes by phase', labelNames: ['state'], registers: [registry],
     collect() {
@@ -32,16 +32,10 @@ export function createControlPlaneMetrics(registry: Registry, state: ClusterStat
       for (const [s, n] of Object.entries(counts)) this.set({ state: s }, n);
     },
   });
-  // Cold starts are counted per function in plain numbers and added to the counter when it is
-  // scraped: prom-client hashes and validates the label set on every inc, at thousands per second.
-  const pending = new Map<string, number>();
-  const coldStarts: Counter<'function'> = new Counter({
-    name: 'baton_controlplane_cold_starts_total', help: 'Sandboxes that became ready', labelNames: ['function'], registers: [registry],
-    collect() {
-      for (const [fn, n] of pending) coldStarts.inc({ function: fn }, n);
-      pending.clear();
-    },
-  });
+  // Cold starts are counted per function in plain numbers, rendered by Baton at scrape time: one
+  // series per function, at thousands of cold starts per second (see CounterFamily).
+  const coldStarts = new CounterFamily('baton_controlplane_cold_starts_total', 'Sandboxes that became ready', ['function']);
+  registry.addExposition(() => coldStarts.render());
   const coldStartSeconds = new Histogram({
     name: 'baton_controlplane_cold_start_seconds',
     help: 'Sandbox creation latency by phase: fetch, start, ready (on the worker), controlplane (decision to ready, as seen here)',
@@ -53,7 +47,7 @@ export function createControlPlaneMetrics(registry: Registry, state: ClusterStat
   const controlplane = coldStartSeconds.labels('controlplane');
   return {
     coldStart(fn, breakdown) {
-      pending.set(fn, (pending.get(fn) ?? 0) + 1);
+      coldStarts.add([fn]);
       if (breakdown === undefined) return;
       fetch.observe(breakdown.fetchMs / 1000);
       start.observe(breakdown.startMs / 1000);

@@ -1,5 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { COLD_START_BUCKETS_SECONDS } from '../observability/metrics.ts';
+import { Gauge, Histogram } from 'prom-client';
+import { COLD_START_BUCKETS_SECONDS, CounterFamily, type MetricsRegistry } from '../observability/metrics.ts';
 
 /** What the gauges read at scrape time, one row per function. */
 export interface FunctionGaugeRow {
@@ -13,27 +13,28 @@ export interface FunctionGaugeRow {
  * The data plane's metrics. Gauges are computed when scraped (no cost per invocation), for the
  * functions that have endpoints or invocations now — an idle function has no gauge series (absent
  * means 0), so a data plane routing 10,000 mostly idle functions is not scraped as 30,000 zeros.
- * Invocations are counted per function in plain numbers (`FunctionMetrics`) and added to the
- * prom-client counter when it is scraped: prom-client's `inc` hashes and validates the label set on
- * every call, which cost more than the rest of the accounting per invocation. The cold-start wait is
+ * Invocations are counted per function in plain numbers (`FunctionMetrics`), added to their counter
+ * family when it is scraped and rendered by Baton (one series per function and outcome: prom-client
+ * would hash and validate the label set on every invocation, and format each series slowly). The cold-start wait is
  * one histogram for the data plane, not one per function: 17 series per function made a scrape of
  * 12,500 functions 20 MB of text and stalled the data plane for most of a second.
  */
 export class DataplaneMetrics {
-  readonly invocations: Counter<'function' | 'code'>;
+  readonly invocations: CounterFamily;
   readonly coldStartWait: Histogram;
   readonly #functions = new Set<FunctionMetrics>();
 
-  constructor(registry: Registry, rows: () => Iterable<FunctionGaugeRow>) {
+  constructor(registry: MetricsRegistry, rows: () => Iterable<FunctionGaugeRow>) {
     const functions = this.#functions;
-    this.invocations = new Counter({
-      name: 'baton_dataplane_invocations_total',
-      help: 'Invocations answered, by function and outcome (HTTP status class from the sandbox, or the data plane error code).',
-      labelNames: ['function', 'code'] as const,
-      registers: [registry],
-      collect() {
-        for (const fn of functions) fn.flushCounts();
-      },
+    const invocations = new CounterFamily(
+      'baton_dataplane_invocations_total',
+      'Invocations answered, by function and outcome (HTTP status class from the sandbox, or the data plane error code).',
+      ['function', 'code'],
+    );
+    this.invocations = invocations;
+    registry.addExposition(() => {
+      for (const fn of functions) fn.flushCounts();
+      return invocations.render();
     });
     this.coldStartWait = new Histogram({
       name: 'baton_dataplane_cold_start_wait_seconds',
@@ -92,7 +93,7 @@ export class FunctionMetrics {
   flushCounts(): void {
     for (const [code, n] of this.#counts) {
       if (n === 0) continue;
-      this.#metrics.invocations.inc({ function: this.#fn, code }, n);
+      this.#metrics.invocations.add([this.#fn, code], n);
       this.#codes.add(code);
       this.#counts.set(code, 0);
     }
@@ -105,7 +106,7 @@ export class FunctionMetrics {
   /** Drops the function's series (it was deleted). */
   remove(): void {
     this.#metrics.forget(this);
-    for (const code of this.#codes) this.#metrics.invocations.remove(this.#fn, code);
+    for (const code of this.#codes) this.#metrics.invocations.remove([this.#fn, code]);
     this.#codes.clear();
     this.#counts.clear();
   }

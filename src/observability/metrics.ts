@@ -1,10 +1,86 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 
+/**
+ * A prom-client registry that also serves text rendered by Baton itself (`addExposition`): for
+ * counter families with one series per function, which prom-client formats at ~4 µs a series — a
+ * scrape of 12,500 functions held the event loop for ~50 ms per family — and Baton in well under 1.
+ */
+export class MetricsRegistry extends Registry {
+  readonly #expositions: (() => string)[] = [];
+
+  addExposition(render: () => string): void {
+    this.#expositions.push(render);
+  }
+
+  override async metrics(): Promise<string> {
+    const text = await super.metrics();
+    if (this.#expositions.length === 0) return text;
+    let out = text.endsWith('\n') || text.length === 0 ? text : `${text}\n`;
+    for (const render of this.#expositions) out += render();
+    return out;
+  }
+}
+
 /** One registry per process, with Node's default process metrics prefixed by the plane. */
-export function createRegistry(plane: string, options: { withDefaults?: boolean } = {}): Registry {
-  const registry = new Registry();
+export function createRegistry(plane: string, options: { withDefaults?: boolean } = {}): MetricsRegistry {
+  const registry = new MetricsRegistry();
   if (options.withDefaults ?? true) collectDefaultMetrics({ register: registry, prefix: `baton_${plane}_` });
   return registry;
+}
+
+/**
+ * A Prometheus counter family kept as plain numbers and rendered as exposition text at scrape time:
+ * `add` costs a map update, not a label-set hash and validation. Label values are escaped when
+ * rendered (backslash, double quote, newline).
+ */
+export class CounterFamily {
+  readonly #name: string;
+  readonly #help: string;
+  readonly #labelNames: readonly string[];
+  /** Label values joined by NUL (a single label: the value itself) → count. */
+  readonly #values = new Map<string, number>();
+
+  constructor(name: string, help: string, labelNames: readonly string[]) {
+    this.#name = name;
+    this.#help = help;
+    this.#labelNames = labelNames;
+  }
+
+  add(labelValues: readonly string[], n = 1): void {
+    const key = this.#key(labelValues);
+    this.#values.set(key, (this.#values.get(key) ?? 0) + n);
+  }
+
+  /** Drops a series (its subject is gone). */
+  remove(labelValues: readonly string[]): void {
+    this.#values.delete(this.#key(labelValues));
+  }
+
+  /** The series' value, or undefined (tests). */
+  get(labelValues: readonly string[]): number | undefined {
+    return this.#values.get(this.#key(labelValues));
+  }
+
+  render(): string {
+    let out = `# HELP ${this.#name} ${this.#help}\n# TYPE ${this.#name} counter\n`;
+    for (const [key, value] of this.#values) {
+      const values = this.#labelNames.length === 1 ? [key] : key.split('\u0000');
+      let labels = '';
+      for (let i = 0; i < this.#labelNames.length; i++) {
+        labels += `${i === 0 ? '' : ','}${this.#labelNames[i]}="${escapeLabelValue(values[i] ?? '')}"`;
+      }
+      out += `${this.#name}{${labels}} ${value}\n`;
+    }
+    return out;
+  }
+
+  #key(labelValues: readonly string[]): string {
+    return labelValues.length === 1 ? (labelValues[0] as string) : labelValues.join('\u0000');
+  }
+}
+
+function escapeLabelValue(value: string): string {
+  return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value;
 }
 
 /** Cold-start phases shared by the worker and control-plane histograms. */

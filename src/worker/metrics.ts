@@ -1,6 +1,6 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import type { SandboxState } from '../api/worker.ts';
-import { COLD_START_BUCKETS_SECONDS } from '../observability/metrics.ts';
+import { COLD_START_BUCKETS_SECONDS, CounterFamily, type MetricsRegistry } from '../observability/metrics.ts';
 
 export type CreationOutcome = 'ready' | 'failed' | 'cancelled';
 export type ColdStartPhase = 'fetch' | 'start' | 'ready' | 'total';
@@ -12,7 +12,7 @@ export interface WorkerMetrics {
   exit(fn: string): void;
 }
 
-export function createWorkerMetrics(registry: Registry, countByState: () => Record<SandboxState, number>): WorkerMetrics {
+export function createWorkerMetrics(registry: MetricsRegistry, countByState: () => Record<SandboxState, number>): WorkerMetrics {
   new Gauge({
     name: 'baton_worker_sandboxes',
     help: 'Sandboxes on this worker by state.',
@@ -22,21 +22,16 @@ export function createWorkerMetrics(registry: Registry, countByState: () => Reco
       for (const [state, count] of Object.entries(countByState())) this.set({ state }, count);
     },
   });
-  // Creations are counted in plain numbers and added to the counter when it is scraped: prom-client
-  // hashes and validates the label set on every inc, which at thousands of creations per second
-  // cost more than the rest of the bookkeeping.
+  // Creations are counted in plain numbers per function and rendered by Baton at scrape time: one
+  // series per function and outcome, at thousands of creations per second (see CounterFamily).
   const pending = new Map<string, Record<CreationOutcome, number>>();
-  const creations: Counter<'function' | 'outcome'> = new Counter({
-    name: 'baton_worker_sandbox_creations_total',
-    help: 'Sandbox creations by function and outcome (ready, failed, cancelled).',
-    labelNames: ['function', 'outcome'] as const,
-    registers: [registry],
-    collect() {
-      for (const [fn, counts] of pending) {
-        for (const outcome of OUTCOMES) if (counts[outcome] > 0) creations.inc({ function: fn, outcome }, counts[outcome]);
-      }
-      pending.clear();
-    },
+  const creations = new CounterFamily('baton_worker_sandbox_creations_total', 'Sandbox creations by function and outcome (ready, failed, cancelled).', ['function', 'outcome']);
+  registry.addExposition(() => {
+    for (const [fn, counts] of pending) {
+      for (const outcome of OUTCOMES) if (counts[outcome] > 0) creations.add([fn, outcome], counts[outcome]);
+    }
+    pending.clear();
+    return creations.render();
   });
   const coldStart = new Histogram({
     name: 'baton_worker_cold_start_seconds',
