@@ -1,5 +1,5 @@
-import { Gauge, Histogram } from 'prom-client';
-import { COLD_START_BUCKETS_SECONDS, CounterFamily, type MetricsRegistry } from '../observability/metrics.ts';
+import { Histogram } from 'prom-client';
+import { COLD_START_BUCKETS_SECONDS, CounterFamily, escapeLabelValue, type MetricsRegistry } from '../observability/metrics.ts';
 
 /** What the gauges read at scrape time, one row per function. */
 export interface FunctionGaugeRow {
@@ -10,14 +10,14 @@ export interface FunctionGaugeRow {
 }
 
 /**
- * The data plane's metrics. Gauges are computed when scraped (no cost per invocation), for the
+ * The data plane's metrics. Per-function gauges are computed when scraped (no cost per invocation), for the
  * functions that have endpoints or invocations now — an idle function has no gauge series (absent
  * means 0), so a data plane routing 10,000 mostly idle functions is not scraped as 30,000 zeros.
  * Invocations are counted per function in plain numbers (`FunctionMetrics`), added to their counter
- * family when it is scraped and rendered by Baton (one series per function and outcome: prom-client
- * would hash and validate the label set on every invocation, and format each series slowly). The cold-start wait is
- * one histogram for the data plane, not one per function: 17 series per function made a scrape of
- * 12,500 functions 20 MB of text and stalled the data plane for most of a second.
+ * family when it is scraped; the per-function series are rendered by Baton, not prom-client (which
+ * would hash and validate the label set on every invocation, and formats each series slowly). The
+ * cold-start wait is one histogram for the data plane, not one per function: 17 series per function
+ * made a scrape of 12,500 functions 20 MB of text and stalled the data plane for most of a second.
  */
 export class DataplaneMetrics {
   readonly invocations: CounterFamily;
@@ -42,20 +42,8 @@ export class DataplaneMetrics {
       buckets: COLD_START_BUCKETS_SECONDS,
       registers: [registry],
     });
-    const gauge = (name: string, help: string, pick: (row: FunctionGaugeRow) => number): void => {
-      new Gauge({
-        name, help, labelNames: ['function'] as const, registers: [registry],
-        collect() {
-          this.reset();
-          for (const row of rows()) {
-            if (row.inflight > 0 || row.queued > 0 || row.endpoints > 0) this.set({ function: row.function }, pick(row));
-          }
-        },
-      });
-    };
-    gauge('baton_dataplane_inflight', 'Invocations at sandboxes now.', (r) => r.inflight);
-    gauge('baton_dataplane_queue_depth', 'Invocations queued waiting for a free sandbox now.', (r) => r.queued);
-    gauge('baton_dataplane_endpoints', 'Endpoints in the routing table.', (r) => r.endpoints);
+    // The per-function gauges, rendered from one pass over the functions at scrape time.
+    registry.addExposition(() => renderFunctionGauges(rows()));
   }
 
   forFunction(fn: string): FunctionMetrics {
@@ -110,6 +98,27 @@ export class FunctionMetrics {
     this.#codes.clear();
     this.#counts.clear();
   }
+}
+
+/** The three per-function gauges as exposition text, for the functions that are not idle. */
+function renderFunctionGauges(rows: Iterable<FunctionGaugeRow>): string {
+  let inflight = '';
+  let queued = '';
+  let endpoints = '';
+  for (const row of rows) {
+    if (row.inflight === 0 && row.queued === 0 && row.endpoints === 0) continue;
+    const label = `{function="${escapeLabelValue(row.function)}"} `;
+    inflight += `baton_dataplane_inflight${label}${row.inflight}\n`;
+    queued += `baton_dataplane_queue_depth${label}${row.queued}\n`;
+    endpoints += `baton_dataplane_endpoints${label}${row.endpoints}\n`;
+  }
+  return gaugeText('baton_dataplane_inflight', 'Invocations at sandboxes now.', inflight)
+    + gaugeText('baton_dataplane_queue_depth', 'Invocations queued waiting for a free sandbox now.', queued)
+    + gaugeText('baton_dataplane_endpoints', 'Endpoints in the routing table.', endpoints);
+}
+
+function gaugeText(name: string, help: string, series: string): string {
+  return `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${series}`;
 }
 
 /** `2xx`, `3xx`, … for an HTTP status. */

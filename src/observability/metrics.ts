@@ -79,7 +79,8 @@ export class CounterFamily {
   }
 }
 
-function escapeLabelValue(value: string): string {
+/** A Prometheus label value, escaped for the exposition format. */
+export function escapeLabelValue(value: string): string {
   return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value;
 }
 
