@@ -20,6 +20,8 @@ export interface RpcConnectionOptions {
   /** Calls in flight at once; a call beyond it is refused at once with ERR_OVERLOADED. */
   readonly maxPending?: number;
   readonly connectTimeoutMs?: number;
+  /** Bytes written and not yet taken by the peer (or waiting for the connection) beyond which calls are refused with ERR_OVERLOADED. */
+  readonly maxUnsentBytes?: number;
 }
 
 interface PendingCall {
@@ -43,12 +45,14 @@ export class RpcConnection {
   readonly #maxFrameBytes: number;
   readonly #maxPending: number;
   readonly #connectTimeoutMs: number;
+  readonly #maxUnsentBytes: number;
   readonly #pending = new Map<number, PendingCall>();
   #nextId = 1;
   #state: State = 'idle';
   #socket: Socket | undefined;
   /** Frames written while the connection opens. */
   #queued: Buffer[] = [];
+  #queuedBytes = 0;
   #sweep: NodeJS.Timeout | undefined;
   #isCorked = false;
   #isClosed = false;
@@ -61,6 +65,7 @@ export class RpcConnection {
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.#maxPending = options.maxPending ?? 65_536;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
+    this.#maxUnsentBytes = options.maxUnsentBytes ?? 64 * 1024 * 1024;
   }
 
   /** Calls in flight (tests, diagnostics). */
@@ -76,6 +81,10 @@ export class RpcConnection {
     if (this.#isClosed) return Promise.reject(new BatonError('ERR_UNAVAILABLE', `${this.#what(method, path)}: the client is closed`));
     if (this.isUnsupported) return Promise.reject(new RpcUnsupportedError(`${this.origin} does not serve ${RPC_PROTOCOL}`));
     if (signal?.aborted === true) return Promise.reject(new BatonError('ERR_UNAVAILABLE', `${this.#what(method, path)}: aborted`));
+    const unsent = this.#socket === undefined ? this.#queuedBytes : this.#socket.writableLength;
+    if (unsent > this.#maxUnsentBytes) {
+      return Promise.reject(new BatonError('ERR_OVERLOADED', `${this.#what(method, path)}: ${unsent} bytes already waiting to be sent to ${this.origin}`));
+    }
     if (this.#pending.size >= this.#maxPending) {
       return Promise.reject(new BatonError('ERR_OVERLOADED', `${this.#what(method, path)}: ${this.#pending.size} calls already in flight to ${this.origin}`));
     }
@@ -116,6 +125,7 @@ export class RpcConnection {
       return;
     }
     this.#queued.push(frame);
+    this.#queuedBytes += frame.length;
     if (this.#state === 'idle') this.#connect();
   }
 
@@ -146,6 +156,7 @@ export class RpcConnection {
       this.isUnsupported = true;
       this.#state = 'idle';
       this.#queued = [];
+      this.#queuedBytes = 0;
       this.#drop(new RpcUnsupportedError(`${this.origin} answered the upgrade with ${res.statusCode}`));
     });
     req.on('error', (err) => {
@@ -153,6 +164,7 @@ export class RpcConnection {
       if (this.#state !== 'connecting') return;
       this.#state = 'idle';
       this.#queued = [];
+      this.#queuedBytes = 0;
       this.#drop(new BatonError('ERR_UNAVAILABLE', `connecting to ${this.origin} failed: ${err.message}`, { cause: err }));
     });
     req.end();
@@ -181,6 +193,7 @@ export class RpcConnection {
     });
     const queued = this.#queued;
     this.#queued = [];
+    this.#queuedBytes = 0;
     if (queued.length > 0) {
       socket.cork();
       for (const frame of queued) socket.write(frame);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { BatonError } from '../../src/core/errors.ts';
 import { JsonClient } from '../../src/transport/json-client.ts';
@@ -224,4 +224,34 @@ describe('rpc stream', () => {
       assert.match(text, /^HTTP\/1\.1 400 /);
     }
   });
+});
+
+test('calls to a peer that stops reading are refused with ERR_OVERLOADED once too many bytes wait unsent', async (t) => {
+  // A peer that accepts the upgrade and then never reads.
+  const sockets: import('node:net').Socket[] = [];
+  const server = createNetServer((socket) => {
+    sockets.push(socket);
+    socket.pause();
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${RPC_PROTOCOL}\r\n\r\n`);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()); }));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const connection = new RpcConnection(url, { maxUnsentBytes: 1024 * 1024 });
+  t.after(() => connection.close());
+  const client = new JsonClient(url, { rpc: connection, timeoutMs: 5_000 });
+  const body = { s: 'x'.repeat(256 * 1024) };
+  const calls: Promise<unknown>[] = [];
+  let refused: BatonError | undefined;
+  for (let i = 0; i < 400 && refused === undefined; i++) {
+    const call = client.post('/echo/x', body);
+    calls.push(call.catch(() => undefined));
+    const outcome = await Promise.race([call.then(() => undefined, (e: unknown) => e), new Promise((r) => setImmediate(() => r(undefined)))]);
+    if (outcome instanceof BatonError && outcome.code === 'ERR_OVERLOADED') refused = outcome;
+  }
+  assert.ok(refused !== undefined, 'a call was refused once the unsent bytes passed the limit');
+  assert.match(refused.message, /bytes already waiting to be sent/);
+  assert.ok(connection.pending < 400, `at most a bounded number of calls were accepted (${connection.pending})`);
+  connection.close();
+  await Promise.all(calls);
 });
