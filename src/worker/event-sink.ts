@@ -16,7 +16,8 @@ const MAX_QUEUED = 100_000;
 
 /**
  * Batches events: everything pushed during one event-loop turn leaves in one request (flushed by
- * `setImmediate`), one request in flight at a time so order is kept. When the control plane is
+ * `setImmediate`, or inside the turn of the coalescer that workers sharing a process use), one
+ * request in flight at a time so order is kept. When the control plane is
  * unreachable the batch is retried with backoff (100 ms doubling to 2 s); beyond MAX_QUEUED the
  * oldest events are dropped — the control plane reconciles from the sandbox list it gets when the
  * worker registers again. When the control plane does not know the worker (ERR_WORKER_NOT_FOUND),
