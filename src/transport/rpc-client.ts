@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import { BatonError } from '../core/errors.ts';
-import { FrameDecoder, encodeFrame } from './rpc-frames.ts';
+import { FrameDecoder, encodeFrame, writeCorked } from './rpc-frames.ts';
 import { DEFAULT_MAX_FRAME_BYTES, RPC_PATH, RPC_PROTOCOL } from './rpc-server.ts';
 
 /**
@@ -54,7 +54,6 @@ export class RpcConnection {
   #queued: Buffer[] = [];
   #queuedBytes = 0;
   #sweep: NodeJS.Timeout | undefined;
-  #isCorked = false;
   #isClosed = false;
   /** Set once the peer refused the upgrade: callers use HTTP instead. */
   isUnsupported = false;
@@ -115,24 +114,13 @@ export class RpcConnection {
 
   #send(frame: Buffer): void {
     if (this.#state === 'open') {
-      const socket = this.#socket as Socket;
-      if (!this.#isCorked) {
-        this.#isCorked = true;
-        socket.cork();
-        process.nextTick(this.#uncork);
-      }
-      socket.write(frame);
+      writeCorked(this.#socket as Socket, frame);
       return;
     }
     this.#queued.push(frame);
     this.#queuedBytes += frame.length;
     if (this.#state === 'idle') this.#connect();
   }
-
-  readonly #uncork = (): void => {
-    this.#isCorked = false;
-    this.#socket?.uncork();
-  };
 
   #connect(): void {
     this.#state = 'connecting';
@@ -155,16 +143,12 @@ export class RpcConnection {
       res.resume();
       this.isUnsupported = true;
       this.#state = 'idle';
-      this.#queued = [];
-      this.#queuedBytes = 0;
       this.#drop(new RpcUnsupportedError(`${this.origin} answered the upgrade with ${res.statusCode}`));
     });
     req.on('error', (err) => {
       clearTimeout(timer);
       if (this.#state !== 'connecting') return;
       this.#state = 'idle';
-      this.#queued = [];
-      this.#queuedBytes = 0;
       this.#drop(new BatonError('ERR_UNAVAILABLE', `connecting to ${this.origin} failed: ${err.message}`, { cause: err }));
     });
     req.end();
@@ -188,7 +172,6 @@ export class RpcConnection {
       if (this.#socket !== socket) return;
       this.#socket = undefined;
       this.#state = 'idle';
-      this.#isCorked = false;
       this.#drop(new BatonError('ERR_UNAVAILABLE', `the connection to ${this.origin} closed`));
     });
     const queued = this.#queued;
@@ -226,10 +209,12 @@ export class RpcConnection {
     this.#take(id)?.reject(err);
   }
 
-  /** Fails every call in flight and drops the socket. */
+  /** Fails every call in flight and drops the socket and the frames waiting for it. */
   #drop(err: Error): void {
     const socket = this.#socket;
     this.#socket = undefined;
+    this.#queued = [];
+    this.#queuedBytes = 0;
     if (this.#state === 'open') this.#state = 'idle';
     socket?.destroy();
     for (const id of [...this.#pending.keys()]) this.#fail(id, err);

@@ -1,8 +1,26 @@
+import type { Writable } from 'node:stream';
+
 /**
  * Framing of Baton's internal RPC stream: each frame is a 4-byte big-endian length followed by
  * that many bytes of UTF-8 JSON. A request is `[id, method, path, body]`, a response
  * `[id, status, body]` (`body` null when there is none).
  */
+
+/**
+ * Writes a frame; the frames written in one tick leave in one write: the first corks the socket and
+ * the next tick uncorks it.
+ */
+export function writeCorked(socket: Writable, frame: Buffer): void {
+  if (socket.writableCorked === 0) {
+    socket.cork();
+    process.nextTick(uncork, socket);
+  }
+  socket.write(frame);
+}
+
+function uncork(socket: Writable): void {
+  socket.uncork();
+}
 
 /** Thrown by the decoder: the peer broke the framing; the connection cannot go on. */
 export class FrameError extends Error {}

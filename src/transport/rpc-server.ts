@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BatonError, toBatonError } from '../core/errors.ts';
-import { FrameDecoder, FrameError, encodeFrame } from './rpc-frames.ts';
+import { FrameDecoder, FrameError, encodeFrame, writeCorked } from './rpc-frames.ts';
 
 /**
  * The server side of Baton's internal RPC stream. A peer upgrades one HTTP/1.1 connection
@@ -71,11 +71,6 @@ function serveConnection(
 ): void {
   (socket as Duplex & { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
   let inFlight = 0;
-  let isCorked = false;
-  const uncork = (): void => {
-    isCorked = false;
-    socket.uncork();
-  };
   const isOverloaded = (): boolean => inFlight >= maxInFlight || socket.writableLength > HIGH_WATER_BYTES;
   const maybeResume = (): void => {
     if (socket.isPaused() && !isOverloaded() && !socket.destroyed) socket.resume();
@@ -89,12 +84,7 @@ function serveConnection(
       const err = new BatonError('ERR_INTERNAL', `the answer is larger than the RPC frame limit of ${maxFrameBytes} bytes`);
       frame = encodeFrame([id, err.status, err.toBody()], maxFrameBytes) as Buffer;
     }
-    if (!isCorked) {
-      isCorked = true;
-      socket.cork();
-      process.nextTick(uncork);
-    }
-    socket.write(frame);
+    writeCorked(socket, frame);
   };
 
   const onCall = (value: unknown): void => {

@@ -39,7 +39,7 @@ async function startUp(t: TestContext, extraArgs: readonly string[] = []) {
   const output = { stdout: '', stderr: '' };
   child.stdout.on('data', (d: Buffer) => { output.stdout += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { output.stderr += d.toString(); });
-  await waitFor(() => output.stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stderr: ${output.stderr.slice(-500)})` });
+  await waitFor(() => output.stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stdout: ${output.stdout.slice(-500)}; stderr: ${output.stderr.slice(-500)})` });
   /** Ctrl-C; resolves with the exit code. */
   const interrupt = async (): Promise<number | null> => {
     const exited = once(child, 'exit');
