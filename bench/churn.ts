@@ -62,6 +62,8 @@ interface RatePoint {
   sendLagP99Ms: number;
   errors: Record<string, number>;
   cpuSeconds: Record<string, number>;
+  /** Write syscalls of each daemon during the step (`syscw` of /proc/PID/io), per cold start. */
+  writesPerColdStart: Record<string, number>;
   /** The whole machine during the step (all processes): % of CPU time idle, and stolen by the hypervisor. */
   machine: { idlePct: number; stealPct: number };
 }
@@ -72,6 +74,12 @@ async function machineTicks(): Promise<[number, number, number]> {
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
   return [(f[3] ?? 0) + (f[4] ?? 0), f[7] ?? 0, total];
+}
+
+/** Write syscalls (write, writev, send…) the process has made: `syscw` of /proc/PID/io. */
+async function writeSyscalls(pid: number): Promise<number> {
+  const io = await readFile(`/proc/${pid}/io`, 'utf8');
+  return Number(/^syscw:\s*(\d+)/m.exec(io)?.[1] ?? Number.NaN);
 }
 
 async function cpuSeconds(pid: number): Promise<number> {
@@ -145,6 +153,7 @@ async function main(): Promise<void> {
       }
       const plan = planColdStartSweep({ rate, seconds, cooldownS, execMs, functionPrefix: 'churn-' });
       const cpuBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
+      const writesBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await writeSyscalls(pid)] as const)));
       const coldBefore = await coldStartsTotal(cluster.cpUrl);
       const machineBefore = await machineTicks();
       const loadgenBefore = process.cpuUsage();
@@ -152,6 +161,7 @@ async function main(): Promise<void> {
       const loadgen = process.cpuUsage(loadgenBefore);
       const machineAfter = await machineTicks();
       const coldAfter = await coldStartsTotal(cluster.cpUrl);
+      const writesAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await writeSyscalls(pid)] as const)));
       const machineTotal = machineAfter[2] - machineBefore[2];
       const cpuAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
       const summary = summarizeRun(result, { creationLatencyMs: createLatencyMs });
@@ -168,6 +178,7 @@ async function main(): Promise<void> {
           ...Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Math.round((v - (cpuBefore[k] ?? 0)) * 100) / 100])),
           loadgen: Math.round((loadgen.user + loadgen.system) / 1e4) / 100,
         },
+        writesPerColdStart: Object.fromEntries(Object.entries(writesAfter).map(([k, v]) => [k, Math.round((100 * (v - (writesBefore[k] ?? 0))) / Math.max(1, coldAfter - coldBefore)) / 100])),
         machine: {
           idlePct: Math.round((1000 * (machineAfter[0] - machineBefore[0])) / machineTotal) / 10,
           stealPct: Math.round((1000 * (machineAfter[1] - machineBefore[1])) / machineTotal) / 10,

@@ -2,7 +2,10 @@
  * Where a `node --cpu-prof` profile spent its time: self time per function and per file, and the
  * inclusive time of the functions matching `--grep`.
  *
- *   node --import tsx bench/profile-top.ts FILE.cpuprofile [--top 40] [--grep dataplane]
+ *   node --import tsx bench/profile-top.ts FILE.cpuprofile [--top 40] [--grep dataplane] [--last 10]
+ *
+ * `--last S` counts only the samples of the profile's last S seconds (the measured step of a
+ * benchmark, without registration and warm-up).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -14,7 +17,7 @@ interface ProfileNode {
 }
 interface Profile { readonly nodes: ProfileNode[]; readonly samples: number[]; readonly timeDeltas: number[] }
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '40' }, grep: { type: 'string' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '40' }, grep: { type: 'string' }, last: { type: 'string' } } });
 const file = positionals[0];
 if (file === undefined) throw new Error('usage: profile-top.ts FILE.cpuprofile [--top N] [--grep TEXT]');
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
@@ -22,7 +25,13 @@ const top = Number(values.top);
 
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 const selfUs = new Map<number, number>();
-profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+const spanUs = profile.timeDeltas.reduce((a, b) => a + b, 0);
+const fromUs = values.last === undefined ? 0 : spanUs - Number(values.last) * 1e6;
+let atUs = 0;
+profile.samples.forEach((id, i) => {
+  atUs += profile.timeDeltas[i] ?? 0;
+  if (atUs >= fromUs) selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+});
 const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 const idle = [...selfUs.entries()].filter(([id]) => byId.get(id)?.callFrame.functionName === '(idle)').reduce((a, [, t]) => a + t, 0);
 const busy = total - idle;

@@ -7,7 +7,7 @@ import { countSandboxes, type FunctionEntry } from './model.ts';
 
 /** A data plane's last report is ignored after this many buckets without a new one. */
 const STALE_BUCKETS = 3;
-/** Active functions sampled per event-loop turn. */
+/** Active functions sampled (and, on a tick, decided) per event-loop turn. */
 const CHUNK = 256;
 
 interface ScalingState {
@@ -30,8 +30,15 @@ export interface AutoscalerOptions {
   readonly clock: Clock;
   readonly bucketMs: number;
   readonly tickMs: number;
-  /** Called with each decision; the caller reconciles the function towards `fn.desired`. */
+  /**
+   * Called with each decision that asks for a change — `fn.desired` differs from the function's
+   * current scale, or sandboxes of an older generation are ready — and with every poke; the caller
+   * reconciles the function towards `fn.desired`. A decision that keeps a converged function as it
+   * is calls nothing: at thousands of active functions per tick those are most decisions.
+   */
   readonly onDecision: (fn: FunctionEntry) => void;
+  /** How many decisions each tick took (converged ones included), once per tick. */
+  readonly onDecisions?: (count: number) => void;
   /** A function's sample or decision threw: reported here, and the sweep goes on with the others. */
   readonly onError?: (fn: FunctionEntry, err: unknown) => void;
 }
@@ -146,23 +153,33 @@ export class Autoscaler {
     this.#bucketsSinceTick++;
     const isTick = this.#bucketsSinceTick * this.#options.bucketMs >= this.#options.tickMs;
     if (isTick) this.#bucketsSinceTick = 0;
-    const entries = [...this.#active];
-    const sweep = (from: number): void => {
-      const to = Math.min(entries.length, from + CHUNK);
-      for (let i = from; i < to; i++) {
-        const [fn, state] = entries[i] as [FunctionEntry, ScalingState];
-        if (this.#active.get(fn) !== state) continue;
+    // A live iterator over the active functions, advanced one slice per turn: a function that goes
+    // idle meanwhile is skipped, one that becomes active is sampled in this sweep too.
+    const entries = this.#active.entries();
+    let decisions = 0;
+    const sweep = (): void => {
+      for (let n = 0; n < CHUNK; n++) {
+        const next = entries.next();
+        if (next.done === true) {
+          this.#isSweeping = false;
+          if (isTick) this.#options.onDecisions?.(decisions);
+          return;
+        }
+        const [fn, state] = next.value;
         try {
-          this.#sample(fn, state, now, isTick);
+          this.#sample(fn, state, now);
+          if (isTick) {
+            decisions++;
+            this.#decide(fn, state, now);
+          }
         } catch (err) {
           this.#options.onError?.(fn, err);
         }
       }
-      if (to < entries.length) setImmediate(sweep, to);
-      else this.#isSweeping = false;
+      setImmediate(sweep);
     };
     this.#isSweeping = true;
-    sweep(0);
+    sweep();
   }
 
   /** A window holding at least one bucket, even when the stable window is shorter than a bucket. */
@@ -170,7 +187,7 @@ export class Autoscaler {
     return new ConcurrencyWindow({ bucketMs: this.#options.bucketMs, maxWindowMs: Math.max(this.#options.bucketMs, stableWindowMs) });
   }
 
-  #sample(fn: FunctionEntry, state: ScalingState, now: number, isTick: boolean): void {
+  #sample(fn: FunctionEntry, state: ScalingState, now: number): void {
     const { stableWindowMs } = fn.record.spec.scaling;
     if (stableWindowMs !== state.stableWindowMs) {
       // An update changed the window: start a new one, and hold the current size (panic mode at
@@ -186,7 +203,6 @@ export class Autoscaler {
       else total += demand.concurrency;
     }
     state.window.record(now, total);
-    if (isTick) this.#decide(fn, state, now);
   }
 
   #decide(fn: FunctionEntry, state: ScalingState, now: number): void {
@@ -209,7 +225,7 @@ export class Autoscaler {
     state.isPanicking = decision.isPanicking;
     state.last = decision;
     fn.desired = decision.desired;
-    this.#options.onDecision(fn);
+    if (decision.desired !== counts.current || counts.outdatedReady > 0) this.#options.onDecision(fn);
     const isIdle = decision.desired === 0 && counts.current === 0 && counts.draining === 0
       && counts.outdatedReady === 0 && state.demandByDataplane.size === 0;
     if (isIdle) this.#active.delete(fn);

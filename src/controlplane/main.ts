@@ -60,10 +60,8 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   });
   const autoscaler = new Autoscaler({
     clock, bucketMs: config.autoscalerBucketMs, tickMs: config.autoscalerTickMs,
-    onDecision: (fn) => {
-      metrics.scaleDecisions.inc();
-      sandboxManager.reconcile(fn);
-    },
+    onDecision: (fn) => sandboxManager.reconcile(fn),
+    onDecisions: (count) => metrics.scaleDecisions.inc(count),
     onError: (fn, err) => log.error({ err, fn: fn.record.spec.name }, 'scaling a function failed; the others go on'),
   });
   const membership = new Membership({

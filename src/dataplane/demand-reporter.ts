@@ -66,9 +66,23 @@ export interface DemandReporterOptions {
 }
 
 /**
+ * Functions per periodic message. A report of thousands of functions leaves as several messages,
+ * each sent when the one before has been answered, so that neither end holds its event loop for
+ * long on one (its encoding here; parsing, validating and applying it at the control plane). One
+ * message of 5,000 functions held each end for 10–20 ms once a second — the largest stall of both.
+ */
+export const REPORT_CHUNK = 256;
+
+interface ReportPart {
+  readonly report: DemandReport;
+  /** Functions whose closing zero this part carries: reported again if it is not delivered. */
+  readonly closing: DemandTracker[];
+}
+
+/**
  * Sends the control plane what the autoscaler needs, as few messages as possible:
  *
- * - Every `intervalMs`, ONE batched report with, per function active in the interval, the
+ * - Every `intervalMs`, one batched report (in parts of REPORT_CHUNK functions) with, per function active in the interval, the
  *   time-weighted average of (in flight + queued). Worked numbers: interval 1000 ms, 2 invocations
  *   for the first 250 ms, then 0 → integral 2 × 250 = 500 → concurrency 0.5. A function whose
  *   count returned to 0 is reported once more (with 0) in the next interval, then leaves the active
@@ -78,7 +92,8 @@ export interface DemandReporterOptions {
  *   counts. While a poke for a function is in flight it is not poked again unless its queue grew.
  *
  * Failed sends are logged at debug and not retried as such: the next report carries the current
- * state. Nothing accumulates: at most one periodic report in flight and one waiting; a function's
+ * state. Nothing accumulates: at most one part of a periodic report in flight, and the parts of the
+ * newest report waiting (a new report replaces the unsent parts of the one before); a function's
  * closing zero entry is kept until a report carrying it succeeds.
  */
 export class DemandReporter {
@@ -90,7 +105,8 @@ export class DemandReporter {
   #timer: Timer | undefined;
   #intervalStartedAt = 0;
   #isSending = false;
-  #waiting: { report: DemandReport; closing: DemandTracker[] } | undefined;
+  /** Unsent parts of the newest periodic report. */
+  #queue: ReportPart[] = [];
   #isClosed = false;
 
   constructor(options: DemandReporterOptions) {
@@ -133,13 +149,18 @@ export class DemandReporter {
     this.#timer = undefined;
     const now = this.now();
     const elapsed = now - this.#intervalStartedAt;
-    const entries: DemandEntry[] = [];
-    const closing: DemandTracker[] = [];
+    const parts: ReportPart[] = [];
+    let part: ReportPart | undefined;
     for (const tracker of this.#active) {
       tracker.integral += tracker.concurrency * (now - tracker.lastChangeAt);
       tracker.lastChangeAt = now;
       const concurrency = elapsed > 0 ? tracker.integral / elapsed : tracker.concurrency;
       tracker.integral = 0;
+      if (part === undefined || part.report.entries.length >= REPORT_CHUNK) {
+        part = { report: { dataplaneId: this.#options.dataplaneId, isPoke: false, entries: [] }, closing: [] };
+        parts.push(part);
+      }
+      const entries = part.report.entries as DemandEntry[];
       const entry: DemandEntry = { function: tracker.function, concurrency, queued: tracker.queued, inflight: tracker.inflight };
       if (tracker.used !== undefined && tracker.used.size > 0) {
         entries.push({ ...entry, usedSandboxes: [...tracker.used] });
@@ -150,14 +171,14 @@ export class DemandReporter {
       if (concurrency === 0 && tracker.concurrency === 0) {
         tracker.isActive = false;
         this.#active.delete(tracker);
-        closing.push(tracker);
+        part.closing.push(tracker);
       }
     }
     if (this.#active.size > 0 && !this.#isClosed) {
       this.#intervalStartedAt = now;
       this.#timer = this.#options.clock.setTimeout(this.#onTick, this.#options.intervalMs);
     }
-    if (entries.length > 0) this.#sendPeriodic({ report: { dataplaneId: this.#options.dataplaneId, isPoke: false, entries }, closing });
+    if (parts.length > 0) this.#sendPeriodic(parts);
   }
 
   /** Stops the timer; pending sends finish on their own. */
@@ -169,25 +190,26 @@ export class DemandReporter {
 
   readonly #onTick = (): void => this.tick();
 
-  #sendPeriodic(item: { report: DemandReport; closing: DemandTracker[] }): void {
-    if (this.#isSending) {
-      // Keep only the newest waiting report, but carry over the closing zeros of the one replaced.
-      if (this.#waiting !== undefined) this.#reactivate(this.#waiting.closing);
-      this.#waiting = item;
-      return;
-    }
+  #sendPeriodic(parts: ReportPart[]): void {
+    // Unsent parts of an older report are replaced; their closing zeros go into the next report.
+    for (const old of this.#queue) this.#reactivate(old.closing);
+    this.#queue = parts;
+    if (!this.#isSending) this.#sendNextPart();
+  }
+
+  #sendNextPart(): void {
+    const part = this.#queue.shift();
+    if (part === undefined) return;
     this.#isSending = true;
-    this.#options.send(item.report).then(
+    this.#options.send(part.report).then(
       () => undefined,
       (err: unknown) => {
         this.#options.logger.debug({ err }, 'demand report failed');
-        this.#reactivate(item.closing);
+        this.#reactivate(part.closing);
       },
     ).finally(() => {
       this.#isSending = false;
-      const next = this.#waiting;
-      this.#waiting = undefined;
-      if (next !== undefined) this.#sendPeriodic(next);
+      this.#sendNextPart();
     });
   }
 

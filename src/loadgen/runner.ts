@@ -142,7 +142,7 @@ class Run {
   readonly #errorIndex: Uint16Array;
   readonly #execUs: Float64Array;
   readonly #errorCodes: string[] = [''];
-  readonly #inFlight = new Map<number, AbortController>();
+  readonly #inFlight = new Map<number, Exchange>();
   /** Indexes in send order, for the deadline sweep; [#head, #next) may still be in flight. */
   #head = 0;
   #next = 0;
@@ -214,49 +214,36 @@ class Run {
     const host = this.#config.hosts[fn];
     const headers = [...this.#config.headers, EXEC_MS_HEADER, String(this.#plan.execMs[i] ?? 0)];
     if (host !== undefined) headers.push('host', host);
-    const controller = new AbortController();
-    this.#inFlight.set(i, controller);
+    const exchange = new Exchange(this, i, this.#config.maxBodyBytes);
+    this.#inFlight.set(i, exchange);
     this.#maxInFlight = Math.max(this.#maxInFlight, this.#inFlight.size);
     this.#sentMs[i] = this.#config.now() - this.#startMs;
-    this.#dispatcher.request({ path: this.#config.paths[fn] ?? '/', method: this.#config.method, headers, signal: controller.signal })
-      .then((response) => this.#readResponse(i, response))
-      .catch((err: unknown) => this.#recordFailure(i, controller.signal, err))
-      .finally(() => this.#done(i));
+    this.#dispatcher.dispatch({ origin: this.#config.origin, path: this.#config.paths[fn] ?? '/', method: this.#config.method, headers }, exchange);
   }
 
-  async #readResponse(i: number, response: Dispatcher.ResponseData): Promise<void> {
-    let text: string | undefined;
-    const declared = Number(response.headers['content-length']);
-    if (Number.isInteger(declared) && declared <= this.#config.maxBodyBytes) {
-      // The common case, a body of known and acceptable size: read it whole (cheaper than iterating).
-      text = await response.body.text();
-    } else {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        if (size + chunk.length <= this.#config.maxBodyBytes) chunks.push(chunk);
-        size += chunk.length;
-      }
-      if (size <= this.#config.maxBodyBytes) text = Buffer.concat(chunks).toString('utf8');
-    }
+  /** An answer came in full (`text` undefined when its body was over maxBodyBytes). */
+  complete(i: number, statusCode: number, text: string | undefined): void {
+    if (!this.#inFlight.has(i)) return;
     this.#endMs[i] = this.#config.now() - this.#startMs;
-    this.#status[i] = response.statusCode;
+    this.#status[i] = statusCode;
     const body = text !== undefined && text.length > 0 ? parseJson(text) : undefined;
-    if (response.statusCode >= 400) {
+    if (statusCode >= 400) {
       const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
-      this.#errorIndex[i] = this.#intern(typeof code === 'string' ? code : `HTTP_${response.statusCode}`);
-      return;
+      this.#errorIndex[i] = this.#intern(typeof code === 'string' ? code : `HTTP_${statusCode}`);
+    } else {
+      const executionUs = (body as { ExecutionTime?: unknown } | undefined)?.ExecutionTime;
+      if (typeof executionUs === 'number' && Number.isFinite(executionUs)) this.#execUs[i] = executionUs;
     }
-    const executionUs = (body as { ExecutionTime?: unknown } | undefined)?.ExecutionTime;
-    if (typeof executionUs === 'number' && Number.isFinite(executionUs)) this.#execUs[i] = executionUs;
+    this.#done(i);
   }
 
-  #recordFailure(i: number, signal: AbortSignal, err: unknown): void {
-    if (Number.isNaN(this.#endMs[i] ?? Number.NaN)) this.#endMs[i] = this.#config.now() - this.#startMs;
+  /** The invocation failed: a transport error's code, or the runner's own TIMEOUT / ABORTED. */
+  fail(i: number, code: string): void {
+    if (!this.#inFlight.has(i)) return;
+    this.#endMs[i] = this.#config.now() - this.#startMs;
     this.#status[i] = 0;
-    const reason: unknown = signal.aborted ? signal.reason : undefined;
-    const code = typeof reason === 'string' ? reason : transportErrorName(err);
     this.#errorIndex[i] = this.#intern(code);
+    this.#done(i);
   }
 
   #done(i: number): void {
@@ -268,10 +255,10 @@ class Run {
   #sweep(): void {
     const deadline = this.#config.now() - this.#startMs - this.#config.timeoutMs;
     while (this.#head < this.#next) {
-      const controller = this.#inFlight.get(this.#head);
-      if (controller !== undefined) {
+      const exchange = this.#inFlight.get(this.#head);
+      if (exchange !== undefined) {
         if ((this.#sentMs[this.#head] ?? 0) > deadline) return;
-        controller.abort(RUNNER_ERRORS.timeout);
+        exchange.cancel(RUNNER_ERRORS.timeout);
       }
       this.#head++;
     }
@@ -283,7 +270,7 @@ class Run {
     this.#stopReason = 'aborted';
     clearTimeout(this.#timer);
     if (this.#immediate !== undefined) clearImmediate(this.#immediate);
-    for (const controller of this.#inFlight.values()) controller.abort(RUNNER_ERRORS.aborted);
+    for (const exchange of [...this.#inFlight.values()]) exchange.cancel(RUNNER_ERRORS.aborted);
   }
 
   #maybeFinish(): void {
@@ -312,6 +299,70 @@ class Run {
       scheduledMs, sentMs, endMs: this.#endMs.subarray(0, sent), status: this.#status.subarray(0, sent),
       errorIndex: this.#errorIndex.subarray(0, sent), errorCodes: this.#errorCodes, execUs: this.#execUs.subarray(0, sent),
     };
+  }
+}
+
+/**
+ * One invocation on the wire, as an undici dispatch handler: the body is collected as it comes (up
+ * to maxBodyBytes), with no stream and no AbortSignal per invocation — at thousands per second those
+ * cost the load generator more than the HTTP itself, on the cores it shares with what it measures.
+ */
+interface ExchangeOwner {
+  complete(i: number, statusCode: number, text: string | undefined): void;
+  fail(i: number, code: string): void;
+}
+
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly #run: ExchangeOwner;
+  readonly #index: number;
+  readonly #maxBodyBytes: number;
+  #abort: ((err?: Error) => void) | undefined;
+  #cancelled: string | undefined;
+  #statusCode = 0;
+  #chunks: Buffer[] = [];
+  #size = 0;
+
+  constructor(run: ExchangeOwner, index: number, maxBodyBytes: number) {
+    this.#run = run;
+    this.#index = index;
+    this.#maxBodyBytes = maxBodyBytes;
+  }
+
+  /** Records `code` now and stops the request (at once if it is on a connection, else when it reaches one). */
+  cancel(code: string): void {
+    if (this.#cancelled !== undefined) return;
+    this.#cancelled = code;
+    this.#run.fail(this.#index, code);
+    this.#abort?.(new Error(code));
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.#cancelled !== undefined) abort(new Error(this.#cancelled));
+    else this.#abort = abort;
+  }
+
+  onHeaders(statusCode: number): boolean {
+    if (statusCode >= 200) this.#statusCode = statusCode;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#size + chunk.length <= this.#maxBodyBytes) this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    return true;
+  }
+
+  onComplete(): void {
+    if (this.#cancelled !== undefined) return;
+    const chunks = this.#chunks;
+    let text: string | undefined;
+    if (this.#size <= this.#maxBodyBytes) text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+    this.#run.complete(this.#index, this.#statusCode, text);
+  }
+
+  onError(err: Error): void {
+    if (this.#cancelled !== undefined) return;
+    this.#run.fail(this.#index, transportErrorName(err));
   }
 }
 

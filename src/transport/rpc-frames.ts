@@ -7,13 +7,15 @@ import type { Writable } from 'node:stream';
  */
 
 /**
- * Writes a frame; the frames written in one tick leave in one write: the first corks the socket and
- * the next tick uncorks it.
+ * Writes a frame; the frames written in one turn of the event loop leave in one write: the first
+ * corks the socket and an immediate (run after the loop has handled all the I/O and timers that were
+ * due) uncorks it. On loopback a write costs the sender the receiver's TCP processing too (10–20 µs),
+ * so under load one write per turn instead of one per callback is most of the stream's saving.
  */
 export function writeCorked(socket: Writable, frame: Buffer): void {
   if (socket.writableCorked === 0) {
     socket.cork();
-    process.nextTick(uncork, socket);
+    setImmediate(uncork, socket);
   }
   socket.write(frame);
 }

@@ -91,6 +91,24 @@ describe('runPlan', () => {
     assert.equal(errorCodeOf(refused, 0), 'ECONNREFUSED');
   });
 
+  it('times out an invocation still queued for a connection, and caps the body it reads', async (t) => {
+    const { url, server } = await startFunctionServer();
+    t.after(() => closeServer(server));
+    // One connection: 'hang' holds it, so the 'ok' sent at the same time waits in the client's queue.
+    const queued = createPlan([{ atMs: 0, function: 'hang', execMs: 1 }, { atMs: 0, function: 'ok', execMs: 1 }]);
+    const started = performance.now();
+    const result = await runPlan(queued, { baseUrl: url, connections: 1, timeoutMs: 200 });
+    assert.ok(performance.now() - started < 2_000);
+    assert.deepEqual([errorCodeOf(result, 0), errorCodeOf(result, 1)], ['TIMEOUT', 'TIMEOUT']);
+    assert.deepEqual([result.status[0], result.status[1]], [0, 0]);
+
+    // A body over maxBodyBytes is not kept: the answer counts by its status, without ExecutionTime.
+    const capped = await runPlan(createPlan([{ atMs: 0, function: 'ok', execMs: 1 }]), { baseUrl: url, maxBodyBytes: 10 });
+    assert.equal(capped.status[0], 200);
+    assert.equal(errorCodeOf(capped, 0), '');
+    assert.ok(Number.isNaN(capped.execUs[0]));
+  });
+
   it('stops on abort: sends nothing more and aborts in-flight invocations', async (t) => {
     const { url, server } = await startFunctionServer();
     t.after(() => closeServer(server));

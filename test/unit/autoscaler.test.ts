@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { functionSpecSchema, type FunctionSpecInput } from '../../src/api/function-spec.ts';
 import { Autoscaler } from '../../src/controlplane/autoscaler.ts';
-import { newFunctionEntry, type FunctionEntry } from '../../src/controlplane/model.ts';
+import { newFunctionEntry, newWorkerEntry, Sandbox, type FunctionEntry } from '../../src/controlplane/model.ts';
 import { ManualClock } from '../kit/manual-clock.ts';
 
 const record = (scaling: FunctionSpecInput['scaling'], generation = 1) => ({
@@ -13,9 +13,20 @@ const record = (scaling: FunctionSpecInput['scaling'], generation = 1) => ({
 function setup(scaling: FunctionSpecInput['scaling']) {
   const clock = new ManualClock(0);
   const decisions: number[] = [];
-  const autoscaler = new Autoscaler({ clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => decisions.push(fn.desired) });
+  const taken: number[] = [];
+  const autoscaler = new Autoscaler({
+    clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => decisions.push(fn.desired), onDecisions: (count) => taken.push(count),
+  });
   const fn: FunctionEntry = newFunctionEntry(record(scaling));
-  return { clock, autoscaler, fn, decisions };
+  return { clock, autoscaler, fn, decisions, taken };
+}
+
+/** Gives `fn` a ready sandbox of its current generation, as the sandbox manager would after a creation. */
+function addReadySandbox(fn: FunctionEntry, id: string): void {
+  const worker = newWorkerEntry({ id: 'w', url: 'http://127.0.0.1:1', capacity: { cpuMilli: 1000, memoryMiB: 1024 }, runtimes: ['emulated'], state: 'ready', nowMs: 0 });
+  const sandbox = new Sandbox({ id, fn, worker, generation: fn.record.generation, resources: fn.record.spec.resources, requestedAtMs: 0, createdAtWallMs: 0 });
+  sandbox.phase = 'ready';
+  fn.sandboxes.set(id, sandbox);
 }
 
 test('the poke scales a function at zero to the capacity its waiting invocations need, at once', () => {
@@ -44,4 +55,28 @@ test('an idle function is forgotten: no timer is left once it is at zero with no
   clock.advance(20_000);
   assert.equal(autoscaler.activeCount, 0);
   assert.equal(clock.pendingTimers, 0);
+});
+
+test('a decision that keeps a converged function as it is asks for nothing; a change does', () => {
+  const { clock, autoscaler, fn, decisions, taken } = setup({ stableWindowMs: 4000, panicWindowMs: 2000, maxScale: 10, scaleToZeroGraceMs: 0 });
+  autoscaler.poke(fn, 1);
+  assert.deepEqual(decisions, [1]);
+  addReadySandbox(fn, 's1');
+  // Steady demand that one sandbox serves (0.5 in flight, under the target utilisation): every tick decides 1.
+  for (let t = 0; t < 10; t++) {
+    autoscaler.reportDemand(fn, 'dp', 0.5);
+    clock.advance(1000);
+  }
+  assert.deepEqual(decisions, [1], 'ticks that keep one sandbox call nothing');
+  assert.equal(taken.reduce((a, b) => a + b, 0), 5, 'five ticks, five decisions counted');
+  assert.equal(fn.desired, 1);
+  // Demand gone: the stable average falls to zero and that decision is passed on — at every tick
+  // until the function has converged (here nothing removes the sandbox, so it never does).
+  clock.advance(10_000);
+  assert.deepEqual(decisions.slice(0, 2), [1, 0]);
+  assert.ok(decisions.slice(1).every((d) => d === 0));
+  fn.sandboxes.clear();
+  const before = decisions.length;
+  clock.advance(10_000);
+  assert.equal(decisions.length, before, 'at zero with no demand: nothing to ask for');
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DemandReport } from '../../src/api/dataplane.ts';
 import { createDeferred, type Deferred } from '../../src/core/deferred.ts';
-import { DemandReporter } from '../../src/dataplane/demand-reporter.ts';
+import { DemandReporter, REPORT_CHUNK } from '../../src/dataplane/demand-reporter.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { ManualClock } from '../kit/manual-clock.ts';
 
@@ -157,4 +157,54 @@ test('the sandboxes used during an interval are reported once, then forgotten', 
   await settle();
   clock.advance(1000);
   assert.equal(sent[1]?.entries[0]?.usedSandboxes, undefined, 'no invocation in the second interval');
+});
+
+test('a report of many functions leaves in parts, each sent once the one before is answered', async () => {
+  const { clock, reporter, sent, pending } = makeReporter({ hold: true });
+  const n = 2 * REPORT_CHUNK + 1;
+  const trackers = Array.from({ length: n }, (_, i) => reporter.track(`f${i}`));
+  for (const t of trackers) t.change(1, 0);
+  clock.advance(1000);
+  assert.equal(sent.length, 1, 'one part in flight');
+  assert.equal(sent[0]?.entries.length, REPORT_CHUNK);
+  pending[0]?.resolve();
+  await settle();
+  assert.equal(sent.length, 2);
+  pending[1]?.resolve();
+  await settle();
+  assert.equal(sent.length, 3);
+  assert.equal(sent[2]?.entries.length, 1);
+  const names = sent.flatMap((r) => r.entries.map((e) => e.function));
+  assert.equal(new Set(names).size, n, 'every function exactly once');
+  assert.ok(sent.every((r) => r.isPoke === false && r.dataplaneId === 'dp-1'));
+});
+
+test('a new report replaces the unsent parts of the one before; their closing zeros are sent later', async () => {
+  const { clock, reporter, sent, pending } = makeReporter({ hold: true });
+  const n = 2 * REPORT_CHUNK;
+  const trackers = Array.from({ length: n }, (_, i) => reporter.track(`f${i}`));
+  for (const t of trackers) {
+    t.change(1, 0);
+    t.change(-1, 0); // in and out at once: each closes with a zero in the first report
+  }
+  clock.advance(1000); // report A: two parts of closing zeros; part 1 in flight
+  assert.equal(sent.length, 1);
+  const busy = reporter.track('busy');
+  busy.change(1, 0);
+  clock.advance(1000); // report B ([busy]) replaces A's unsent part 2
+  pending[0]?.resolve();
+  await settle();
+  assert.equal(sent.length, 2);
+  assert.deepEqual(sent[1]?.entries.map((e) => e.function), ['busy'], 'B, not the rest of A');
+  pending[1]?.resolve();
+  await settle();
+  clock.advance(1000); // report C: busy and the closing zeros A could not send
+  for (let k = 2; k < 4; k++) {
+    pending[k]?.resolve();
+    await settle();
+  }
+  assert.equal(sent.length, 4);
+  const zeros = sent.flatMap((r) => r.entries.filter((e) => e.function !== 'busy').map((e) => { assert.equal(e.concurrency, 0); return e.function; }));
+  assert.equal(zeros.length, n, 'each zero sent once');
+  assert.equal(new Set(zeros).size, n);
 });
