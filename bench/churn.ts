@@ -64,6 +64,11 @@ interface RatePoint {
   cpuSeconds: Record<string, number>;
   /** Write syscalls of each daemon during the step (`syscw` of /proc/PID/io), per cold start. */
   writesPerColdStart: Record<string, number>;
+  /**
+   * Times each daemon's main thread went to sleep (voluntary context switches, /proc/PID/status),
+   * per cold start: each is a wakeup later, which costs these machines ~90 µs of CPU (bench/README.md).
+   */
+  sleepsPerColdStart: Record<string, number>;
   /** The whole machine during the step (all processes): % of CPU time idle, and stolen by the hypervisor. */
   machine: { idlePct: number; stealPct: number };
 }
@@ -80,6 +85,12 @@ async function machineTicks(): Promise<[number, number, number]> {
 async function writeSyscalls(pid: number): Promise<number> {
   const io = await readFile(`/proc/${pid}/io`, 'utf8');
   return Number(/^syscw:\s*(\d+)/m.exec(io)?.[1] ?? Number.NaN);
+}
+
+/** Voluntary context switches of the process's main thread: how often its event loop slept. */
+async function sleeps(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? Number.NaN);
 }
 
 async function cpuSeconds(pid: number): Promise<number> {
@@ -154,6 +165,7 @@ async function main(): Promise<void> {
       const plan = planColdStartSweep({ rate, seconds, cooldownS, execMs, functionPrefix: 'churn-' });
       const cpuBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
       const writesBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await writeSyscalls(pid)] as const)));
+      const sleepsBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await sleeps(pid)] as const)));
       const coldBefore = await coldStartsTotal(cluster.cpUrl);
       const machineBefore = await machineTicks();
       const loadgenBefore = process.cpuUsage();
@@ -162,6 +174,7 @@ async function main(): Promise<void> {
       const machineAfter = await machineTicks();
       const coldAfter = await coldStartsTotal(cluster.cpUrl);
       const writesAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await writeSyscalls(pid)] as const)));
+      const sleepsAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await sleeps(pid)] as const)));
       const machineTotal = machineAfter[2] - machineBefore[2];
       const cpuAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
       const summary = summarizeRun(result, { creationLatencyMs: createLatencyMs });
@@ -179,6 +192,7 @@ async function main(): Promise<void> {
           loadgen: Math.round((loadgen.user + loadgen.system) / 1e4) / 100,
         },
         writesPerColdStart: Object.fromEntries(Object.entries(writesAfter).map(([k, v]) => [k, Math.round((100 * (v - (writesBefore[k] ?? 0))) / Math.max(1, coldAfter - coldBefore)) / 100])),
+        sleepsPerColdStart: Object.fromEntries(Object.entries(sleepsAfter).map(([k, v]) => [k, Math.round((100 * (v - (sleepsBefore[k] ?? 0))) / Math.max(1, coldAfter - coldBefore)) / 100])),
         machine: {
           idlePct: Math.round((1000 * (machineAfter[0] - machineBefore[0])) / machineTotal) / 10,
           stealPct: Math.round((1000 * (machineAfter[1] - machineBefore[1])) / machineTotal) / 10,
