@@ -19,7 +19,8 @@ import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, type WorkerConfig } from './config.ts';
 import { ControlPlaneLink, type HeartbeatTicker } from './control-plane-link.ts';
 import { EmulatedRuntime } from './emulated/emulated-runtime.ts';
-import { createInvocationHandler } from './emulated/invocation-handler.ts';
+import { ResponderServer } from './emulated/http-responder.ts';
+import { createInvocationHandler, INVOCATION_HEADERS, type InvocationHandler } from './emulated/invocation-handler.ts';
 import { BatchingEventSink } from './event-sink.ts';
 import { EventCoalescer } from './event-coalescer.ts';
 import { ClockHeartbeatTicker } from './heartbeat-ticker.ts';
@@ -184,24 +185,28 @@ const NO_ARTIFACTS: WorkerDeps['artifacts'] = {
 
 /**
  * An emulated worker: its sandboxes all share one address, a listener of its own on
- * `sandboxHost` (port `emulatedPort + index`, or any when 0) that answers every invocation.
+ * `sandboxHost` (port `emulatedPort + index`, or any when 0) that answers every invocation —
+ * a ResponderServer, not Node's HTTP server, which cost more per invocation than the worker's
+ * whole control path (bench/README.md).
  */
 async function createEmulatedNode(shared: Shared, workerId: string, url: string, index: number, seed: number): Promise<WorkerNode> {
   const { config, clock } = shared;
-  let handle: Handler | undefined;
-  const server = createServer((req, res) => {
-    if (handle !== undefined) handle(req, res);
-    else sendJson(res, 503, new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody());
-  });
-  const port = await listen(server, config.emulatedPort === 0 ? 0 : config.emulatedPort + index, config.sandboxHost);
+  let invocations: InvocationHandler | undefined;
+  const starting = { status: 503, body: JSON.stringify(new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody()) };
+  const server = new ResponderServer((req, respond) => {
+    if (invocations !== undefined) return invocations.handle(req, respond);
+    respond(starting);
+    return undefined;
+  }, INVOCATION_HEADERS);
+  const port = await server.listen(config.emulatedPort === 0 ? 0 : config.emulatedPort + index, config.sandboxHost);
   const runtime = new EmulatedRuntime({
     address: `${config.sandboxHost}:${port}`, latency: config.emulatedCreateLatency, random: createRandom(seed + index), clock,
   });
-  const invocations = createInvocationHandler({ workerId, runtime, clock });
-  handle = invocations.handle;
+  const handler = createInvocationHandler({ workerId, runtime, clock });
+  invocations = handler;
   return createNode(shared, workerId, url, runtime, NO_ARTIFACTS, async () => {
-    invocations.close();
-    await closeServer(server);
+    handler.close();
+    await server.close();
   });
 }
 
