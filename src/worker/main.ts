@@ -19,8 +19,7 @@ import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, type WorkerConfig } from './config.ts';
 import { ControlPlaneLink, type HeartbeatTicker } from './control-plane-link.ts';
 import { EmulatedRuntime } from './emulated/emulated-runtime.ts';
-import { ResponderServer } from './emulated/http-responder.ts';
-import { createInvocationHandler, INVOCATION_HEADERS, type InvocationHandler } from './emulated/invocation-handler.ts';
+import { createInvocationHandler } from './emulated/invocation-handler.ts';
 import { BatchingEventSink } from './event-sink.ts';
 import { EventCoalescer } from './event-coalescer.ts';
 import { ClockHeartbeatTicker } from './heartbeat-ticker.ts';
@@ -185,28 +184,24 @@ const NO_ARTIFACTS: WorkerDeps['artifacts'] = {
 
 /**
  * An emulated worker: its sandboxes all share one address, a listener of its own on
- * `sandboxHost` (port `emulatedPort + index`, or any when 0) that answers every invocation —
- * a ResponderServer, not Node's HTTP server, which cost more per invocation than the worker's
- * whole control path (bench/README.md).
+ * `sandboxHost` (port `emulatedPort + index`, or any when 0) that answers every invocation.
  */
 async function createEmulatedNode(shared: Shared, workerId: string, url: string, index: number, seed: number): Promise<WorkerNode> {
   const { config, clock } = shared;
-  let invocations: InvocationHandler | undefined;
-  const starting = { status: 503, body: JSON.stringify(new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody()) };
-  const server = new ResponderServer((req, respond) => {
-    if (invocations !== undefined) return invocations.handle(req, respond);
-    respond(starting);
-    return undefined;
-  }, INVOCATION_HEADERS);
-  const port = await server.listen(config.emulatedPort === 0 ? 0 : config.emulatedPort + index, config.sandboxHost);
+  let handle: Handler | undefined;
+  const server = createServer((req, res) => {
+    if (handle !== undefined) handle(req, res);
+    else sendJson(res, 503, new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody());
+  });
+  const port = await listen(server, config.emulatedPort === 0 ? 0 : config.emulatedPort + index, config.sandboxHost);
   const runtime = new EmulatedRuntime({
     address: `${config.sandboxHost}:${port}`, latency: config.emulatedCreateLatency, random: createRandom(seed + index), clock,
   });
-  const handler = createInvocationHandler({ workerId, runtime, clock });
-  invocations = handler;
+  const invocations = createInvocationHandler({ workerId, runtime, clock });
+  handle = invocations.handle;
   return createNode(shared, workerId, url, runtime, NO_ARTIFACTS, async () => {
-    handler.close();
-    await server.close();
+    invocations.close();
+    await closeServer(server);
   });
 }
 

@@ -1,11 +1,8 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FUNCTION_NAME_PATTERN } from '../../api/function-spec.ts';
 import type { Clock, Timer } from '../../core/clock.ts';
 import { BatonError } from '../../core/errors.ts';
 import type { EmulatedRuntime } from './emulated-runtime.ts';
-import type { LeanAnswer, LeanRequest } from './http-responder.ts';
-
-/** The request headers an emulated invocation reads (the server keeps only these). */
-export const INVOCATION_HEADERS = ['x-baton-exec-ms', 'requested_cpu', 'host'] as const;
 
 /** The longest execution an invocation may ask for; longer requests are cut to it. */
 export const MAX_EXEC_MS = 60_000;
@@ -20,8 +17,7 @@ export interface EmulatedAnswer {
 }
 
 export interface InvocationHandler {
-  /** Answers through `respond`; returns a cancel for an invocation still waiting. */
-  handle(req: LeanRequest, respond: (answer: LeanAnswer) => void): (() => void) | undefined;
+  handle(req: IncomingMessage, res: ServerResponse): void;
   /** Cancels every invocation still waiting (their connections are closed by the server's owner). */
   close(): void;
 }
@@ -39,26 +35,31 @@ export interface InvocationHandler {
 export function createInvocationHandler(options: { workerId: string; runtime: EmulatedRuntime; clock: Clock }): InvocationHandler {
   const { workerId, runtime, clock } = options;
   const waiting = new Set<Timer>();
-  const answer = (req: LeanRequest, respond: (answer: LeanAnswer) => void, startedAt: number): void => {
+  const answer = (req: IncomingMessage, res: ServerResponse, startedAt: number): void => {
     const body: EmulatedAnswer = {
       Status: 'OK',
       Function: functionOf(req, runtime),
       MachineName: workerId,
       ExecutionTime: Math.round((clock.now() - startedAt) * 1000),
     };
-    respond({ status: 200, body: JSON.stringify(body) });
+    const text = JSON.stringify(body);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
   };
   return {
-    handle(req, respond) {
+    handle(req, res) {
+      req.resume();
       const startedAt = clock.now();
       const execMs = requestedExecMs(req);
       if (execMs instanceof BatonError) {
-        respond({ status: execMs.status, body: JSON.stringify(execMs.toBody()) });
-        return undefined;
+        const text = JSON.stringify(execMs.toBody());
+        res.writeHead(execMs.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+        return;
       }
       if (execMs === 0) {
-        answer(req, respond, startedAt);
-        return undefined;
+        answer(req, res, startedAt);
+        return;
       }
       let timer: Timer | undefined;
       // A Node timer may fire up to a millisecond early by performance.now() (the loop's cached
@@ -67,17 +68,17 @@ export function createInvocationHandler(options: { workerId: string; runtime: Em
         timer = clock.setTimeout(() => {
           if (timer !== undefined) waiting.delete(timer);
           timer = undefined;
+          if (res.destroyed) return;
           const leftMs = execMs - (clock.now() - startedAt);
           if (leftMs > 0) wait(leftMs);
-          else answer(req, respond, startedAt);
+          else answer(req, res, startedAt);
         }, ms);
         waiting.add(timer);
       };
       wait(execMs);
-      return () => {
+      res.once('close', () => {
         if (timer !== undefined && waiting.delete(timer)) timer.cancel();
-        timer = undefined;
-      };
+      });
     },
     close() {
       for (const timer of waiting) timer.cancel();
@@ -87,9 +88,10 @@ export function createInvocationHandler(options: { workerId: string; runtime: Em
 }
 
 /** The requested execution time in ms, or a 400 error for a value that is not a non-negative number. */
-function requestedExecMs(req: LeanRequest): number | BatonError {
-  const text = req.headers.get('x-baton-exec-ms') ?? req.headers.get('requested_cpu');
-  if (text === undefined) return 0;
+function requestedExecMs(req: IncomingMessage): number | BatonError {
+  const raw = req.headers['x-baton-exec-ms'] ?? req.headers['requested_cpu'];
+  if (raw === undefined) return 0;
+  const text = Array.isArray(raw) ? raw[0] ?? '' : raw;
   const ms = Number(text);
   if (text.trim() === '' || !Number.isFinite(ms) || ms < 0) {
     return new BatonError('ERR_INVALID_REQUEST', `the requested execution time must be a non-negative number of milliseconds, got '${text}'`);
@@ -97,9 +99,9 @@ function requestedExecMs(req: LeanRequest): number | BatonError {
   return Math.min(MAX_EXEC_MS, ms);
 }
 
-function functionOf(req: LeanRequest, runtime: EmulatedRuntime): string {
-  const fromPath = /^\/fn\/([^/?]+)/.exec(req.target)?.[1];
-  const fromHost = (req.headers.get('host') ?? '').split('.')[0]?.split(':')[0];
+function functionOf(req: IncomingMessage, runtime: EmulatedRuntime): string {
+  const fromPath = /^\/fn\/([^/?]+)/.exec(req.url ?? '')?.[1];
+  const fromHost = (req.headers.host ?? '').split('.')[0]?.split(':')[0];
   for (const name of [fromPath, fromHost]) {
     if (name !== undefined && FUNCTION_NAME_PATTERN.test(name) && runtime.hasFunction(name)) return name;
   }
