@@ -157,15 +157,18 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, (cooldownS + 1) * 1000));
     }
     const pids = { controlplane: cluster.controlplane.child.pid!, dataplane: cluster.dataplane.child.pid!, workers: cluster.worker.child.pid! };
+    /** One reading per daemon, e.g. `readEach(cpuSeconds)` → `{ controlplane: 1.2, … }`. */
+    const readEach = async (read: (pid: number) => Promise<number>): Promise<Record<string, number>> =>
+      Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await read(pid)] as const)));
     for (const rate of rates) {
       if (Date.now() - started + (seconds + cooldownS) * 1000 > maxTotalMs) {
         process.stdout.write(`stopping before ${rate}/s: --max-total-seconds reached\n`);
         break;
       }
       const plan = planColdStartSweep({ rate, seconds, cooldownS, execMs, functionPrefix: 'churn-' });
-      const cpuBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
-      const writesBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await writeSyscalls(pid)] as const)));
-      const sleepsBefore = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await sleeps(pid)] as const)));
+      const cpuBefore = await readEach(cpuSeconds);
+      const writesBefore = await readEach(writeSyscalls);
+      const sleepsBefore = await readEach(sleeps);
       const coldBefore = await coldStartsTotal(cluster.cpUrl);
       const machineBefore = await machineTicks();
       const loadgenBefore = process.cpuUsage();
@@ -173,10 +176,13 @@ async function main(): Promise<void> {
       const loadgen = process.cpuUsage(loadgenBefore);
       const machineAfter = await machineTicks();
       const coldAfter = await coldStartsTotal(cluster.cpUrl);
-      const writesAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await writeSyscalls(pid)] as const)));
-      const sleepsAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await sleeps(pid)] as const)));
+      const writesAfter = await readEach(writeSyscalls);
+      const sleepsAfter = await readEach(sleeps);
       const machineTotal = machineAfter[2] - machineBefore[2];
-      const cpuAfter = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await cpuSeconds(pid)] as const)));
+      const cpuAfter = await readEach(cpuSeconds);
+      const coldStarts = Math.max(1, coldAfter - coldBefore);
+      const perColdStart = (after: Record<string, number>, before: Record<string, number>): Record<string, number> =>
+        Object.fromEntries(Object.entries(after).map(([k, v]) => [k, Math.round((100 * (v - (before[k] ?? 0))) / coldStarts) / 100]));
       const summary = summarizeRun(result, { creationLatencyMs: createLatencyMs });
       const point: RatePoint = {
         rate,
@@ -191,8 +197,8 @@ async function main(): Promise<void> {
           ...Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Math.round((v - (cpuBefore[k] ?? 0)) * 100) / 100])),
           loadgen: Math.round((loadgen.user + loadgen.system) / 1e4) / 100,
         },
-        writesPerColdStart: Object.fromEntries(Object.entries(writesAfter).map(([k, v]) => [k, Math.round((100 * (v - (writesBefore[k] ?? 0))) / Math.max(1, coldAfter - coldBefore)) / 100])),
-        sleepsPerColdStart: Object.fromEntries(Object.entries(sleepsAfter).map(([k, v]) => [k, Math.round((100 * (v - (sleepsBefore[k] ?? 0))) / Math.max(1, coldAfter - coldBefore)) / 100])),
+        writesPerColdStart: perColdStart(writesAfter, writesBefore),
+        sleepsPerColdStart: perColdStart(sleepsAfter, sleepsBefore),
         machine: {
           idlePct: Math.round((1000 * (machineAfter[0] - machineBefore[0])) / machineTotal) / 10,
           stealPct: Math.round((1000 * (machineAfter[1] - machineBefore[1])) / machineTotal) / 10,

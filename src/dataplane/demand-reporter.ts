@@ -69,12 +69,13 @@ export interface DemandReporterOptions {
  * Functions per periodic message. A report of thousands of functions leaves as several messages,
  * each sent when the one before has been answered, so that neither end holds its event loop for
  * long on one (its encoding here; parsing, validating and applying it at the control plane). One
- * message of 5,000 functions held each end for 10–20 ms once a second — the largest stall of both.
+ * message of 5,000 functions (491 KiB) took the control plane ~8 ms to parse and validate on an idle
+ * machine; a part of 256 takes ~0.3 ms.
  */
 export const REPORT_CHUNK = 256;
 
 interface ReportPart {
-  readonly report: DemandReport;
+  readonly entries: DemandEntry[];
   /** Functions whose closing zero this part carries: reported again if it is not delivered. */
   readonly closing: DemandTracker[];
 }
@@ -82,8 +83,8 @@ interface ReportPart {
 /**
  * Sends the control plane what the autoscaler needs, as few messages as possible:
  *
- * - Every `intervalMs`, one batched report (in parts of REPORT_CHUNK functions) with, per function active in the interval, the
- *   time-weighted average of (in flight + queued). Worked numbers: interval 1000 ms, 2 invocations
+ * - Every `intervalMs`, one batched report (sent in parts of REPORT_CHUNK functions) with, per
+ *   function active in the interval, the time-weighted average of (in flight + queued). Worked numbers: interval 1000 ms, 2 invocations
  *   for the first 250 ms, then 0 → integral 2 × 250 = 500 → concurrency 0.5. A function whose
  *   count returned to 0 is reported once more (with 0) in the next interval, then leaves the active
  *   set, so an idle function costs nothing; with no active function the timer stops.
@@ -156,11 +157,11 @@ export class DemandReporter {
       tracker.lastChangeAt = now;
       const concurrency = elapsed > 0 ? tracker.integral / elapsed : tracker.concurrency;
       tracker.integral = 0;
-      if (part === undefined || part.report.entries.length >= REPORT_CHUNK) {
-        part = { report: { dataplaneId: this.#options.dataplaneId, isPoke: false, entries: [] }, closing: [] };
+      if (part === undefined || part.entries.length >= REPORT_CHUNK) {
+        part = { entries: [], closing: [] };
         parts.push(part);
       }
-      const entries = part.report.entries as DemandEntry[];
+      const { entries } = part;
       const entry: DemandEntry = { function: tracker.function, concurrency, queued: tracker.queued, inflight: tracker.inflight };
       if (tracker.used !== undefined && tracker.used.size > 0) {
         entries.push({ ...entry, usedSandboxes: [...tracker.used] });
@@ -201,7 +202,7 @@ export class DemandReporter {
     const part = this.#queue.shift();
     if (part === undefined) return;
     this.#isSending = true;
-    this.#options.send(part.report).then(
+    this.#options.send({ dataplaneId: this.#options.dataplaneId, isPoke: false, entries: part.entries }).then(
       () => undefined,
       (err: unknown) => {
         this.#options.logger.debug({ err }, 'demand report failed');

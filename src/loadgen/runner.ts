@@ -302,16 +302,18 @@ class Run {
   }
 }
 
-/**
- * One invocation on the wire, as an undici dispatch handler: the body is collected as it comes (up
- * to maxBodyBytes), with no stream and no AbortSignal per invocation — at thousands per second those
- * cost the load generator more than the HTTP itself, on the cores it shares with what it measures.
- */
+/** Where an Exchange reports how its invocation ended (the Run; each index is reported once). */
 interface ExchangeOwner {
   complete(i: number, statusCode: number, text: string | undefined): void;
   fail(i: number, code: string): void;
 }
 
+/**
+ * One invocation on the wire, as an undici dispatch handler: the body is collected as it comes (up
+ * to maxBodyBytes), with no stream and no AbortSignal per invocation. With `request()` those cost
+ * the load generator about a third more CPU at 1,000–2,500 invocations/s (bench/README.md), on the
+ * cores it shares with what it measures.
+ */
 class Exchange implements Dispatcher.DispatchHandler {
   readonly #run: ExchangeOwner;
   readonly #index: number;
