@@ -8,6 +8,10 @@
  * whatever the responses do). Reports per R: achieved cold starts/s, latency and scheduling overhead
  * percentiles, errors by code, CPU seconds of each process; JSON and an SVG plot.
  *
+ * Each step begins with a warm-up at the step's rate (default: one cooldown, so that every function
+ * of the step is invoked once), as Invitro's warm-up phase: it is reported on its own and left out
+ * of the step's figures, which measure the steady state of `--seconds` after it.
+ *
  *   npm run bench:churn -- --rates 100,500,2500 --seconds 15 --json FILE
  */
 import { readFile, writeFile } from 'node:fs/promises';
@@ -24,6 +28,7 @@ const { values } = parseArgs({
     rates: { type: 'string', default: '100,500,1000,2500,5000,10000' },
     seconds: { type: 'string', default: '10' },
     cooldown: { type: 'string', default: '5' },
+    'step-warmup-seconds': { type: 'string' },
     workers: { type: 'string', default: '100' },
     'exec-ms': { type: 'string', default: '10' },
     'create-latency-ms': { type: 'string', default: '0' },
@@ -36,12 +41,14 @@ const { values } = parseArgs({
 const rates = values.rates.split(',').map(Number);
 const seconds = Number(values.seconds);
 const cooldownS = Number(values.cooldown);
+const stepWarmupS = Number(values['step-warmup-seconds'] ?? cooldownS);
 const workers = Number(values.workers);
 const execMs = Number(values['exec-ms']);
 const createLatencyMs = Number(values['create-latency-ms']);
 const maxTotalMs = Number(values['max-total-seconds']) * 1000;
 const warmupRate = Number(values['warmup-rate']);
 if (!Number.isFinite(warmupRate) || warmupRate < 0) throw new Error('--warmup-rate must be a number ≥ 0 (0: no warm-up)');
+if (!Number.isFinite(stepWarmupS) || stepWarmupS < 0) throw new Error('--step-warmup-seconds must be a number ≥ 0 (0: none)');
 for (const [name, v] of [['seconds', seconds], ['cooldown', cooldownS], ['workers', workers], ['exec-ms', execMs + 1], ['create-latency-ms', createLatencyMs + 1]] as const) {
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
 }
@@ -71,6 +78,19 @@ interface RatePoint {
   sleepsPerColdStart: Record<string, number>;
   /** The whole machine during the step (all processes): % of CPU time idle, and stolen by the hypervisor. */
   machine: { idlePct: number; stealPct: number };
+  /** The step's warm-up (its first `seconds` at the same rate), left out of every figure above. */
+  warmup: { seconds: number; invocations: number; p99Ms: number; overheadP99Ms: number; errors: Record<string, number> };
+}
+
+/** Every per-process counter the benchmark reads, at one moment. */
+interface Counters {
+  cpu: Record<string, number>;
+  writes: Record<string, number>;
+  sleeps: Record<string, number>;
+  coldStarts: number;
+  machine: [number, number, number];
+  /** This process's CPU time (the load generator), µs. */
+  loadgenUs: number;
 }
 
 /** The aggregate `cpu` line of /proc/stat: [idle + iowait, steal, total] in clock ticks. */
@@ -161,48 +181,52 @@ async function main(): Promise<void> {
     const readEach = async (read: (pid: number) => Promise<number>): Promise<Record<string, number>> =>
       Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await read(pid)] as const)));
     for (const rate of rates) {
-      if (Date.now() - started + (seconds + cooldownS) * 1000 > maxTotalMs) {
+      if (Date.now() - started + (stepWarmupS + seconds + cooldownS) * 1000 > maxTotalMs) {
         process.stdout.write(`stopping before ${rate}/s: --max-total-seconds reached\n`);
         break;
       }
-      const plan = planColdStartSweep({ rate, seconds, cooldownS, execMs, functionPrefix: 'churn-' });
-      const cpuBefore = await readEach(cpuSeconds);
-      const writesBefore = await readEach(writeSyscalls);
-      const sleepsBefore = await readEach(sleeps);
-      const coldBefore = await coldStartsTotal(cluster.cpUrl);
-      const machineBefore = await machineTicks();
-      const loadgenBefore = process.cpuUsage();
+      const plan = planColdStartSweep({ rate, seconds: stepWarmupS + seconds, cooldownS, execMs, functionPrefix: 'churn-' });
+      const readCounters = async (): Promise<Counters> => ({
+        cpu: await readEach(cpuSeconds), writes: await readEach(writeSyscalls), sleeps: await readEach(sleeps),
+        coldStarts: await coldStartsTotal(cluster.cpUrl), machine: await machineTicks(),
+        loadgenUs: ((usage) => usage.user + usage.system)(process.cpuUsage()),
+      });
+      const atStart = await readCounters();
+      // The measured part begins when the warm-up ends: the counters are read again then.
+      const atWarmupEnd = stepWarmupS === 0 ? Promise.resolve(atStart) : new Promise<Counters>((resolve, reject) => {
+        setTimeout(() => readCounters().then(resolve, reject), stepWarmupS * 1000);
+      });
       const result = await runPlan(plan, { baseUrl: cluster.dpUrl, dispatcher: clients, timeoutMs: 15_000 });
-      const loadgen = process.cpuUsage(loadgenBefore);
-      const machineAfter = await machineTicks();
-      const coldAfter = await coldStartsTotal(cluster.cpUrl);
-      const writesAfter = await readEach(writeSyscalls);
-      const sleepsAfter = await readEach(sleeps);
-      const machineTotal = machineAfter[2] - machineBefore[2];
-      const cpuAfter = await readEach(cpuSeconds);
-      const coldStarts = Math.max(1, coldAfter - coldBefore);
-      const perColdStart = (after: Record<string, number>, before: Record<string, number>): Record<string, number> =>
-        Object.fromEntries(Object.entries(after).map(([k, v]) => [k, Math.round((100 * (v - (before[k] ?? 0))) / coldStarts) / 100]));
-      const summary = summarizeRun(result, { creationLatencyMs: createLatencyMs });
+      const before = await atWarmupEnd;
+      const after = await readCounters();
+      const machineTotal = after.machine[2] - before.machine[2];
+      const coldStarts = Math.max(1, after.coldStarts - before.coldStarts);
+      const perColdStart = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
+        Object.fromEntries(Object.entries(a).map(([k, v]) => [k, Math.round((100 * (v - (b[k] ?? 0))) / coldStarts) / 100]));
+      const warmupMs = stepWarmupS * 1000;
+      const summary = summarizeRun(result, { creationLatencyMs: createLatencyMs, fromMs: warmupMs });
+      const warm = summarizeRun(result, { creationLatencyMs: createLatencyMs, untilMs: warmupMs });
+      const measuredS = Math.max(1e-3, (result.durationMs - warmupMs) / 1000);
       const point: RatePoint = {
         rate,
-        achieved: (coldAfter - coldBefore) / (result.durationMs / 1000),
+        achieved: (after.coldStarts - before.coldStarts) / measuredS,
         invocationsOk: summary.ok,
         invocations: summary.count,
         p50Ms: summary.p50Ms, p99Ms: summary.p99Ms,
         overheadP50Ms: summary.overheadP50Ms, overheadP99Ms: summary.overheadP99Ms,
-        sendLagP99Ms: result.sendLagP99Ms,
+        sendLagP99Ms: summary.sendLagP99Ms,
         errors: { ...summary.errorsByCode },
         cpuSeconds: {
-          ...Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, Math.round((v - (cpuBefore[k] ?? 0)) * 100) / 100])),
-          loadgen: Math.round((loadgen.user + loadgen.system) / 1e4) / 100,
+          ...Object.fromEntries(Object.entries(after.cpu).map(([k, v]) => [k, Math.round((v - (before.cpu[k] ?? 0)) * 100) / 100])),
+          loadgen: Math.round((after.loadgenUs - before.loadgenUs) / 1e4) / 100,
         },
-        writesPerColdStart: perColdStart(writesAfter, writesBefore),
-        sleepsPerColdStart: perColdStart(sleepsAfter, sleepsBefore),
+        writesPerColdStart: perColdStart(after.writes, before.writes),
+        sleepsPerColdStart: perColdStart(after.sleeps, before.sleeps),
         machine: {
-          idlePct: Math.round((1000 * (machineAfter[0] - machineBefore[0])) / machineTotal) / 10,
-          stealPct: Math.round((1000 * (machineAfter[1] - machineBefore[1])) / machineTotal) / 10,
+          idlePct: Math.round((1000 * (after.machine[0] - before.machine[0])) / machineTotal) / 10,
+          stealPct: Math.round((1000 * (after.machine[1] - before.machine[1])) / machineTotal) / 10,
         },
+        warmup: { seconds: stepWarmupS, invocations: warm.count, p99Ms: warm.p99Ms, overheadP99Ms: warm.overheadP99Ms, errors: { ...warm.errorsByCode } },
       };
       points.push(point);
       process.stdout.write(`${JSON.stringify(point)}\n`);
@@ -224,12 +248,13 @@ async function main(): Promise<void> {
       { name: 'p99 scheduling overhead', points: points.map((p) => ({ x: p.rate, y: p.overheadP99Ms })) },
     ],
   }));
-  const meeting = points.filter((p) => p.overheadP99Ms <= OVERHEAD_BOUND_MS && Object.keys(p.errors).length === 0);
+  // Errors count against a step wherever they happened, warm-up included.
+  const meeting = points.filter((p) => p.overheadP99Ms <= OVERHEAD_BOUND_MS && Object.keys(p.errors).length === 0 && Object.keys(p.warmup.errors).length === 0);
   const best = meeting.sort((a, b) => b.achieved - a.achieved)[0];
-  process.stdout.write(`\n rate  achieved   p50 ms   p99 ms  ovh p50  ovh p99  idle%  errors\n`);
+  process.stdout.write(`\n rate  achieved   p50 ms   p99 ms  ovh p50  ovh p99  idle%  warm-up ovh p99  errors\n`);
   for (const p of points) {
-    const errors = Object.entries(p.errors).map(([k, v]) => `${k}:${v}`).join(' ') || '-';
-    process.stdout.write(`${String(p.rate).padStart(5)} ${p.achieved.toFixed(0).padStart(9)} ${p.p50Ms.toFixed(1).padStart(8)} ${p.p99Ms.toFixed(1).padStart(8)} ${p.overheadP50Ms.toFixed(1).padStart(8)} ${p.overheadP99Ms.toFixed(1).padStart(8)} ${p.machine.idlePct.toFixed(0).padStart(6)}  ${errors}\n`);
+    const errors = Object.entries({ ...p.warmup.errors, ...p.errors }).map(([k]) => `${k}:${(p.errors[k] ?? 0) + (p.warmup.errors[k] ?? 0)}`).join(' ') || '-';
+    process.stdout.write(`${String(p.rate).padStart(5)} ${p.achieved.toFixed(0).padStart(9)} ${p.p50Ms.toFixed(1).padStart(8)} ${p.p99Ms.toFixed(1).padStart(8)} ${p.overheadP50Ms.toFixed(1).padStart(8)} ${p.overheadP99Ms.toFixed(1).padStart(8)} ${p.machine.idlePct.toFixed(0).padStart(6)} ${p.warmup.overheadP99Ms.toFixed(1).padStart(16)}  ${errors}\n`);
   }
   process.stdout.write(`\nhighest rate with p99 scheduling overhead ≤ ${OVERHEAD_BOUND_MS} ms and no errors: ${best === undefined ? 'none' : `${best.achieved.toFixed(0)} cold starts/s (target ${best.rate}/s)`}\n`);
   process.stdout.write(`wrote ${values.json} and ${values.svg}\n`);

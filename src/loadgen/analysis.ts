@@ -37,10 +37,16 @@ export interface SummaryOptions {
   readonly creationLatencyMs?: number;
   /** Default 'scheduled'. */
   readonly latencyFrom?: LatencyFrom;
+  /**
+   * Only the invocations scheduled in [fromMs, untilMs) count: e.g. `{ fromMs: 5000 }` leaves out
+   * a first 5 s of warm-up, as Invitro's warm-up phase and Dirigent's analysis do. Default: all.
+   */
+  readonly fromMs?: number;
+  readonly untilMs?: number;
 }
 
 export interface RunSummary {
-  /** Invocations sent. */
+  /** Invocations sent (in the window, when `fromMs`/`untilMs` set one). */
   readonly count: number;
   /** Invocations answered with 2xx and no error. */
   readonly ok: number;
@@ -81,14 +87,20 @@ export function executionMs(records: InvocationRecords, i: number): number {
 export function summarizeRun(records: InvocationRecords, options: SummaryOptions = {}): RunSummary {
   const from = options.latencyFrom ?? 'scheduled';
   const creationMs = options.creationLatencyMs ?? 0;
-  const n = records.length;
+  const fromMs = options.fromMs ?? Number.NEGATIVE_INFINITY;
+  const untilMs = options.untilMs ?? Number.POSITIVE_INFINITY;
+  const inWindow = (i: number): boolean => {
+    const at = records.scheduledMs[i] ?? 0;
+    return at >= fromMs && at < untilMs;
+  };
   const latencies: number[] = [];
   const fromSent: number[] = [];
   const overheads: number[] = [];
-  const lags = new Float64Array(n);
+  const lags: number[] = [];
   const errors = new Map<string, number>();
-  for (let i = 0; i < n; i++) {
-    lags[i] = (records.sentMs[i] ?? 0) - (records.scheduledMs[i] ?? 0);
+  for (let i = 0; i < records.length; i++) {
+    if (!inWindow(i)) continue;
+    lags.push((records.sentMs[i] ?? 0) - (records.scheduledMs[i] ?? 0));
     if (isOk(records, i)) {
       const latency = latencyMs(records, i, from);
       latencies.push(latency);
@@ -102,7 +114,8 @@ export function summarizeRun(records: InvocationRecords, options: SummaryOptions
   const [p50Ms = Number.NaN, p99Ms = Number.NaN] = percentiles(latencies, [50, 99]);
   const [p50FromSentMs = Number.NaN, p99FromSentMs = Number.NaN] = percentiles(fromSent, [50, 99]);
   const [overheadP50Ms = Number.NaN, overheadP99Ms = Number.NaN] = percentiles(overheads, [50, 99]);
-  const sentRps = sendRate(records);
+  const sentRps = sendRate(records, inWindow);
+  const n = lags.length;
   return {
     count: n, ok: latencies.length, errorsByCode: Object.fromEntries([...errors].sort(([a], [b]) => a.localeCompare(b))),
     sentRps, achievedRps: n === 0 ? 0 : (sentRps * latencies.length) / n,
@@ -112,16 +125,18 @@ export function summarizeRun(records: InvocationRecords, options: SummaryOptions
 }
 
 /** (count − 1) / span of the send times in s: for n sends evenly spaced at rate R, exactly R. */
-function sendRate(records: InvocationRecords): number {
-  if (records.length < 2) return 0;
+function sendRate(records: InvocationRecords, counts: (i: number) => boolean): number {
+  let n = 0;
   let first = Number.POSITIVE_INFINITY;
   let last = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < records.length; i++) {
+    if (!counts(i)) continue;
     const sent = records.sentMs[i] ?? 0;
     first = Math.min(first, sent);
     last = Math.max(last, sent);
+    n++;
   }
-  return last > first ? ((records.length - 1) * 1000) / (last - first) : 0;
+  return n >= 2 && last > first ? ((n - 1) * 1000) / (last - first) : 0;
 }
 
 /**

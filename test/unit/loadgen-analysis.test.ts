@@ -64,6 +64,26 @@ describe('summarizeRun', () => {
     assert.equal(empty.achievedRps, 0);
     assert.ok(Number.isNaN(empty.p50Ms));
   });
+  it('counts only the invocations scheduled in [fromMs, untilMs) when a window is given', () => {
+    const records = recordsFromRows(rows);
+    // A 500 ms warm-up left out: the last three count (ok one at 500, then a 503 and a timeout).
+    const after = summarizeRun(records, { fromMs: 500 });
+    assert.equal(after.count, 3);
+    assert.equal(after.ok, 1);
+    assert.deepEqual(after.errorsByCode, { ERR_QUEUE_FULL: 1, TIMEOUT: 1 });
+    assert.equal(after.p99Ms, 60);
+    close(after.sentRps, 2 / 0.502, 'sentRps'); // 2 gaps, sent at 502 … 1004
+    assert.equal(after.sendLagP99Ms, 4); // lags 2, 0, 4
+    // The warm-up alone: the first two, both ok.
+    const warmup = summarizeRun(records, { untilMs: 500 });
+    assert.equal(warmup.count, 2);
+    assert.equal(warmup.ok, 2);
+    assert.deepEqual(warmup.errorsByCode, {});
+    assert.equal(warmup.p99Ms, 50);
+    assert.equal(warmup.sendLagP99Ms, 1);
+    // Both bounds: only the one scheduled at 500.
+    assert.equal(summarizeRun(records, { fromMs: 500, untilMs: 750 }).count, 1);
+  });
   it('can measure latency from the send time', () => {
     const s = summarizeRun(recordsFromRows(rows), { latencyFrom: 'sent' });
     assert.equal(s.p50Ms, 49);
