@@ -90,12 +90,10 @@ export class InvocationQueue<T> {
     return true;
   }
 
-  /** Empties the queue, returning the values oldest first, and cancels the timer. */
+  /** Empties the queue, returning the values oldest first (the timer goes with the last one). */
   drain(): T[] {
     const values: T[] = [];
     for (let node = this.shift(); node !== undefined; node = this.shift()) values.push(node.value);
-    this.#timer?.cancel();
-    this.#timer = undefined;
     return values;
   }
 
@@ -108,6 +106,14 @@ export class InvocationQueue<T> {
     node.next = undefined;
     node.isQueued = false;
     this.#size--;
+    if (this.#size === 0 && this.#timer !== undefined) {
+      // Nothing left to expire: drop the timer now rather than let it fire on an empty queue at the
+      // deadline. A cold start empties its function's queue within milliseconds, and a timer kept
+      // for the whole queue timeout (seconds) outlives young-generation collections: at thousands
+      // of cold starts per second that was thousands of timers promoted to the old generation.
+      this.#timer.cancel();
+      this.#timer = undefined;
+    }
   }
 
   #arm(at: number): void {

@@ -29,6 +29,28 @@ test('capacity: a push beyond it returns undefined and changes nothing', () => {
   assert.deepEqual(queue.drain(), [2, 4]);
 });
 
+test('an emptied queue holds no timer, whether by shift, remove or drain; a new push arms one again', () => {
+  const { clock, queue, expired } = makeQueue(10, 10_000);
+  queue.push(1);
+  queue.push(2);
+  assert.equal(clock.pendingTimers, 1);
+  queue.shift();
+  assert.equal(clock.pendingTimers, 1, 'one entry is still waiting');
+  queue.shift();
+  assert.equal(clock.pendingTimers, 0);
+  const entry = queue.push(3) as QueueEntry<number>;
+  assert.equal(clock.pendingTimers, 1);
+  queue.remove(entry);
+  assert.equal(clock.pendingTimers, 0);
+  queue.push(4);
+  queue.drain();
+  assert.equal(clock.pendingTimers, 0);
+  queue.push(5);
+  clock.advance(10_000);
+  assert.deepEqual(expired, [5], 'the re-armed timer still expires what is queued');
+  assert.equal(clock.pendingTimers, 0);
+});
+
 test('capacity 0 refuses everything', () => {
   const { queue } = makeQueue(0, 100);
   assert.equal(queue.push(1), undefined);
