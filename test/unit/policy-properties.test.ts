@@ -10,6 +10,10 @@ import { createLoadBalancer, LOAD_BALANCING_POLICIES } from '../../src/policy/lo
 import type { EndpointView } from '../../src/policy/load-balancing/index.ts';
 import { createPlacementPolicy, PLACEMENT_POLICIES } from '../../src/policy/placement/index.ts';
 import type { PlacementRequest, WorkerSnapshot } from '../../src/policy/placement/index.ts';
+import { localityScore } from '../../src/policy/placement/artifact-locality.ts';
+import { pickBest, placeEach } from '../../src/policy/placement/candidates.ts';
+import { kubernetesScore } from '../../src/policy/placement/kubernetes.ts';
+import { freeFraction, usedFraction } from '../../src/policy/placement/scores.ts';
 
 const RUNS = { numRuns: 150 };
 const isEligible = (e: EndpointView): boolean => !e.isDraining && e.inflight < e.capacity;
@@ -98,6 +102,31 @@ const requestArb = fc.record({
 }).map(({ cpuMilli, memoryMiB, count }): PlacementRequest => ({ function: 'f', runtime: 'process', artifact: 'sha256:aa', resources: { cpuMilli, memoryMiB }, count }));
 
 describe('placement properties', () => {
+  it('one sandbox by score: the single pass over the workers decides as filter → score → pick does', () => {
+    // Few distinct sizes, so that equal scores (and the tie rules) come up often.
+    const tieWorkersArb = fc.array(fc.record({
+      cpu: fc.constantFrom(1_000, 2_000), memory: fc.constantFrom(1_000, 2_000),
+      usedCpu: fc.constantFrom(0, 500, 1_000), usedMemory: fc.constantFrom(0, 500, 1_000),
+      isSchedulable: fc.boolean(), cached: fc.boolean(),
+    }), { maxLength: 10 }).map((list) => list.map((w, i): WorkerSnapshot => ({
+      id: `w${i}`, capacity: { cpuMilli: w.cpu, memoryMiB: w.memory }, allocated: { cpuMilli: w.usedCpu, memoryMiB: w.usedMemory },
+      runtimes: ['process'], isSchedulable: w.isSchedulable, cachedArtifacts: new Set(w.cached ? ['sha256:aa'] : []),
+    })));
+    const scored = [
+      ['least-allocated', freeFraction, false], ['kubernetes', kubernetesScore, true],
+      ['bin-packing', usedFraction, false], ['artifact-locality', localityScore, false],
+    ] as const;
+    fc.assert(fc.property(fc.constantFrom(...scored), fc.nat(), fc.oneof(workersArb, tieWorkersArb), requestArb, ([name, score, isRandomTie], seed, workers, anyRequest) => {
+      const request = { ...anyRequest, count: 1 };
+      const fast = createPlacementPolicy(name, { random: createRandom(seed) }).place(request, workers);
+      const random = createRandom(seed);
+      const general = placeEach(name, request, workers, (candidates) => pickBest(candidates, request, score, isRandomTie ? random : undefined));
+      assert.deepEqual(fast.workerIds, general.workerIds);
+      assert.equal(fast.unplaced, general.unplaced);
+      assert.equal(fast.reason, general.reason);
+    }), RUNS);
+  });
+
   it('(b) never overcommits, picks only schedulable workers with the runtime, and places all that fit', () => {
     fc.assert(fc.property(fc.constantFrom(...PLACEMENT_POLICIES), fc.nat(), workersArb, requestArb, (name, seed, workers, request) => {
       const decision = createPlacementPolicy(name, { random: createRandom(seed) }).place(request, workers);

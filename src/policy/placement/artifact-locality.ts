@@ -1,5 +1,4 @@
-import type { Candidate } from './candidates.ts';
-import { pickBest, placeEach } from './candidates.ts';
+import { placeByScore, type Candidate } from './candidates.ts';
 import { freeFraction } from './scores.ts';
 import type { PlacementPolicy, PlacementRequest } from './types.ts';
 
@@ -8,7 +7,7 @@ import type { PlacementPolicy, PlacementRequest } from './types.ts';
  * among them; when none fits, the least allocated of the rest. A cached worker scores 1 + its free
  * fraction (0–1), so it always beats an uncached one. A function without code is cached nowhere.
  */
-function localityScore(candidate: Candidate, request: PlacementRequest): number {
+export function localityScore(candidate: Candidate, request: PlacementRequest): number {
   const isCached = request.artifact !== undefined && candidate.worker.cachedArtifacts.has(request.artifact);
   return (isCached ? 1 : 0) + freeFraction(candidate, request);
 }
@@ -16,6 +15,6 @@ function localityScore(candidate: Candidate, request: PlacementRequest): number 
 export function createArtifactLocalityPlacement(): PlacementPolicy {
   return {
     name: 'artifact-locality',
-    place: (request, workers) => placeEach('artifact-locality', request, workers, (candidates) => pickBest(candidates, request, localityScore)),
+    place: (request, workers) => placeByScore('artifact-locality', request, workers, localityScore),
   };
 }

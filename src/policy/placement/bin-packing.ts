@@ -1,4 +1,4 @@
-import { pickBest, placeEach } from './candidates.ts';
+import { placeByScore } from './candidates.ts';
 import { usedFraction } from './scores.ts';
 import type { PlacementPolicy } from './types.ts';
 
@@ -6,6 +6,6 @@ import type { PlacementPolicy } from './types.ts';
 export function createBinPackingPlacement(): PlacementPolicy {
   return {
     name: 'bin-packing',
-    place: (request, workers) => placeEach('bin-packing', request, workers, (candidates) => pickBest(candidates, request, usedFraction)),
+    place: (request, workers) => placeByScore('bin-packing', request, workers, usedFraction),
   };
 }

@@ -1,6 +1,5 @@
 import type { Random } from '../../core/random.ts';
-import type { Candidate } from './candidates.ts';
-import { pickBest, placeEach } from './candidates.ts';
+import { placeByScore, type Candidate } from './candidates.ts';
 import { balancedAllocationScore, leastAllocatedScore } from './scores.ts';
 import type { PlacementPolicy, PlacementRequest } from './types.ts';
 
@@ -13,6 +12,6 @@ export function kubernetesScore(candidate: Candidate, request: PlacementRequest)
 export function createKubernetesPlacement(random: Random): PlacementPolicy {
   return {
     name: 'kubernetes',
-    place: (request, workers) => placeEach('kubernetes', request, workers, (candidates) => pickBest(candidates, request, kubernetesScore, random)),
+    place: (request, workers) => placeByScore('kubernetes', request, workers, kubernetesScore, random),
   };
 }

@@ -1,4 +1,4 @@
-import { pickBest, placeEach } from './candidates.ts';
+import { placeByScore } from './candidates.ts';
 import { freeFraction } from './scores.ts';
 import type { PlacementPolicy } from './types.ts';
 
@@ -6,6 +6,6 @@ import type { PlacementPolicy } from './types.ts';
 export function createLeastAllocatedPlacement(): PlacementPolicy {
   return {
     name: 'least-allocated',
-    place: (request, workers) => placeEach('least-allocated', request, workers, (candidates) => pickBest(candidates, request, freeFraction)),
+    place: (request, workers) => placeByScore('least-allocated', request, workers, freeFraction),
   };
 }
