@@ -57,7 +57,8 @@ export function placeEach(name: PlacementPolicyName, request: PlacementRequest, 
 export function placeByScore(name: PlacementPolicyName, request: PlacementRequest, workers: readonly WorkerSnapshot[], score: (c: Candidate, r: PlacementRequest) => number, random?: Random): PlacementDecision {
   if (Math.max(0, Math.floor(request.count)) !== 1) return placeEach(name, request, workers, (candidates) => pickBest(candidates, request, score, random));
   const { runtime, resources } = request;
-  const scratch = { index: 0, worker: workers[0] as WorkerSnapshot, freeCpuMilli: 0, freeMemoryMiB: 0 };
+  // Filled in for each worker that fits; scores read it and keep nothing.
+  const scratch: { -readonly [K in keyof Candidate]: Candidate[K] } = { index: 0, worker: workers[0] as WorkerSnapshot, freeCpuMilli: 0, freeMemoryMiB: 0 };
   let best: WorkerSnapshot | undefined;
   let bestScore = -Infinity;
   let ties = 0;
