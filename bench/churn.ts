@@ -256,7 +256,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n rate  achieved   p50 ms   p99 ms  ovh p50  ovh p99  idle%  warm-up ovh p99  errors\n`);
   for (const p of points) {
     const errors = Object.entries({ ...p.warmup.errors, ...p.errors }).map(([k]) => `${k}:${(p.errors[k] ?? 0) + (p.warmup.errors[k] ?? 0)}`).join(' ') || '-';
-    process.stdout.write(`${String(p.rate).padStart(5)} ${p.achieved.toFixed(0).padStart(9)} ${p.p50Ms.toFixed(1).padStart(8)} ${p.p99Ms.toFixed(1).padStart(8)} ${p.overheadP50Ms.toFixed(1).padStart(8)} ${p.overheadP99Ms.toFixed(1).padStart(8)} ${p.machine.idlePct.toFixed(0).padStart(6)} ${p.warmup.overheadP99Ms.toFixed(1).padStart(16)}  ${errors}\n`);
+    process.stdout.write(`${String(p.rate).padStart(5)} ${p.achieved.toFixed(0).padStart(9)} ${p.p50Ms.toFixed(1).padStart(8)} ${p.p99Ms.toFixed(1).padStart(8)} ${p.overheadP50Ms.toFixed(1).padStart(8)} ${p.overheadP99Ms.toFixed(1).padStart(8)} ${p.machine.idlePct.toFixed(0).padStart(6)} ${(p.warmup.invocations === 0 ? "-" : p.warmup.overheadP99Ms.toFixed(1)).padStart(16)}  ${errors}\n`);
   }
   process.stdout.write(`\nhighest rate with p99 scheduling overhead ≤ ${OVERHEAD_BOUND_MS} ms and no errors: ${best === undefined ? 'none' : `${best.achieved.toFixed(0)} cold starts/s (target ${best.rate}/s)`}\n`);
   process.stdout.write(`wrote ${values.json} and ${values.svg}\n`);
