@@ -59,9 +59,7 @@ export function placeByScore(name: PlacementPolicyName, request: PlacementReques
   const { runtime, resources } = request;
   // Filled in for each worker that fits; scores read it and keep nothing.
   const scratch: { -readonly [K in keyof Candidate]: Candidate[K] } = { index: 0, worker: workers[0] as WorkerSnapshot, freeCpuMilli: 0, freeMemoryMiB: 0 };
-  let best: WorkerSnapshot | undefined;
-  let bestScore = -Infinity;
-  let ties = 0;
+  const best = new Best<WorkerSnapshot>(random);
   let candidateCount = 0;
   for (let index = 0; index < workers.length; index++) {
     const worker = workers[index] as WorkerSnapshot;
@@ -74,17 +72,9 @@ export function placeByScore(name: PlacementPolicyName, request: PlacementReques
     scratch.worker = worker;
     scratch.freeCpuMilli = freeCpuMilli;
     scratch.freeMemoryMiB = freeMemoryMiB;
-    const value = score(scratch, request);
-    if (value > bestScore) {
-      best = worker;
-      bestScore = value;
-      ties = 1;
-    } else if (value === bestScore && random !== undefined) {
-      ties++;
-      if (random.int(ties) === 0) best = worker;
-    }
+    best.offer(worker, score(scratch, request));
   }
-  const workerIds = best === undefined ? [] : [best.id];
+  const workerIds = best.item === undefined ? [] : [best.item.id];
   return {
     workerIds, unplaced: 1 - workerIds.length,
     get reason() {
@@ -132,23 +122,35 @@ function describe(name: PlacementPolicyName, request: PlacementRequest, count: n
 
 /** The fitting candidate with the highest score; ties go to the first, or to a uniform random one when `random` is given. */
 export function pickBest(candidates: readonly Candidate[], request: PlacementRequest, score: (c: Candidate, r: PlacementRequest) => number, random?: Random): Candidate | undefined {
-  let best: Candidate | undefined;
-  let bestScore = -Infinity;
-  let ties = 0;
+  const best = new Best<Candidate>(random);
   for (const candidate of candidates) {
-    if (!fits(candidate, request)) continue;
-    const value = score(candidate, request);
-    if (value > bestScore) {
-      best = candidate;
-      bestScore = value;
-      ties = 1;
-    } else if (value === bestScore && random !== undefined) {
+    if (fits(candidate, request)) best.offer(candidate, score(candidate, request));
+  }
+  return best.item;
+}
+
+/** The highest-scoring item offered so far; a tie keeps the first or, with `random`, a uniform random one. */
+class Best<T> {
+  item: T | undefined;
+  #score = -Infinity;
+  #ties = 0;
+  readonly #random: Random | undefined;
+
+  constructor(random: Random | undefined) {
+    this.#random = random;
+  }
+
+  offer(item: T, score: number): void {
+    if (score > this.#score) {
+      this.item = item;
+      this.#score = score;
+      this.#ties = 1;
+    } else if (score === this.#score && this.#random !== undefined) {
       // Reservoir sampling: the k-th tie replaces the choice with probability 1/k.
-      ties++;
-      if (random.int(ties) === 0) best = candidate;
+      this.#ties++;
+      if (this.#random.int(this.#ties) === 0) this.item = item;
     }
   }
-  return best;
 }
 
 export function countFitting(candidates: readonly Candidate[], request: PlacementRequest): number {
