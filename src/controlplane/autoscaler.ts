@@ -11,11 +11,13 @@ const STALE_BUCKETS = 3;
 const CHUNK = 256;
 
 interface ScalingState {
+  readonly fn: FunctionEntry;
   window: ConcurrencyWindow;
   /** The function's stable window the buffer was sized for; a spec update may change it. */
   stableWindowMs: number;
   kpa: KpaState;
-  readonly demandByDataplane: Map<string, { concurrency: number; atMs: number }>;
+  /** Each data plane's last report, updated in place (one report per function per data plane per second). */
+  readonly demandByDataplane: Map<string, { readonly dataplaneId: string; concurrency: number; atMs: number }>;
   isPanicking: boolean;
   /** KPA settings compiled from `settingsOf` (the function's spec; an update replaces it). */
   settings: KpaSettings | undefined;
@@ -72,7 +74,14 @@ export class Autoscaler {
   /** A data plane's average concurrency for `fn` over its last report interval. */
   reportDemand(fn: FunctionEntry, dataplaneId: string, concurrency: number): void {
     const state = this.#activate(fn);
-    state.demandByDataplane.set(dataplaneId, { concurrency, atMs: this.#options.clock.now() });
+    const atMs = this.#options.clock.now();
+    const last = state.demandByDataplane.get(dataplaneId);
+    if (last === undefined) {
+      state.demandByDataplane.set(dataplaneId, { dataplaneId, concurrency, atMs });
+    } else {
+      last.concurrency = concurrency;
+      last.atMs = atMs;
+    }
   }
 
   /**
@@ -117,6 +126,7 @@ export class Autoscaler {
     if (state === undefined) {
       const { stableWindowMs } = fn.record.spec.scaling;
       state = {
+        fn,
         window: this.#newWindow(stableWindowMs),
         stableWindowMs,
         kpa: INITIAL_KPA_STATE,
@@ -155,17 +165,18 @@ export class Autoscaler {
     if (isTick) this.#bucketsSinceTick = 0;
     // A live iterator over the active functions, advanced one slice per turn: a function that goes
     // idle meanwhile is skipped, one that becomes active is sampled in this sweep too.
-    const entries = this.#active.entries();
+    const states = this.#active.values();
     let decisions = 0;
     const sweep = (): void => {
       for (let n = 0; n < CHUNK; n++) {
-        const next = entries.next();
+        const next = states.next();
         if (next.done === true) {
           this.#isSweeping = false;
           if (isTick) this.#options.onDecisions?.(decisions);
           return;
         }
-        const [fn, state] = next.value;
+        const state = next.value;
+        const { fn } = state;
         try {
           this.#sample(fn, state, now);
           if (isTick) {
@@ -198,8 +209,8 @@ export class Autoscaler {
     }
     const staleMs = STALE_BUCKETS * this.#options.bucketMs;
     let total = 0;
-    for (const [dataplaneId, demand] of state.demandByDataplane) {
-      if (now - demand.atMs > staleMs) state.demandByDataplane.delete(dataplaneId);
+    for (const demand of state.demandByDataplane.values()) {
+      if (now - demand.atMs > staleMs) state.demandByDataplane.delete(demand.dataplaneId);
       else total += demand.concurrency;
     }
     state.window.record(now, total);

@@ -34,6 +34,8 @@ export class SandboxManager {
   #idCounter = 0;
   readonly #createTimers = new Map<string, Timer>();
   readonly #backoff = new Map<FunctionEntry, { delayMs: number; timer: Timer | undefined }>();
+  /** Sandboxes to drain at the next turn: the scale-downs of one autoscaler slice drain together. */
+  #toDrain: Sandbox[] = [];
 
   constructor(options: SandboxManagerOptions) {
     this.#o = options;
@@ -128,10 +130,20 @@ export class SandboxManager {
    */
   async drain(sandboxes: readonly Sandbox[]): Promise<void> {
     if (sandboxes.length === 0) return;
+    this.#markDraining(sandboxes);
+    await this.#finishDrain(sandboxes);
+  }
+
+  /** No new invocation for these: draining here at once, and on every data plane with the next routing delta. */
+  #markDraining(sandboxes: readonly Sandbox[]): void {
     for (const sandbox of sandboxes) {
       sandbox.phase = 'draining';
       if (sandbox.address !== undefined) this.#o.state.publish({ type: 'endpoint.put', endpoint: toRoutingEndpoint(sandbox) });
     }
+  }
+
+  /** Waits until every data plane has them as draining and has nothing in flight on them, then deletes them. */
+  async #finishDrain(sandboxes: readonly Sandbox[]): Promise<void> {
     await this.#o.state.flushed();
     const ids = sandboxes.map((s) => s.id);
     const waits: Promise<unknown>[] = [];
@@ -268,21 +280,45 @@ export class SandboxManager {
 
   #scaleDown(fn: FunctionEntry, count: number): void {
     const generation = fn.record.generation;
-    const starting = [...fn.sandboxes.values()].filter((s) => s.phase === 'starting' && s.generation === generation);
+    const starting: Sandbox[] = [];
+    const ready: Sandbox[] = [];
+    for (const s of fn.sandboxes.values()) {
+      if (s.generation !== generation) continue;
+      if (s.phase === 'starting') starting.push(s);
+      else if (s.phase === 'ready') ready.push(s);
+    }
     // Sandboxes still starting serve nothing yet: cancel those first, newest first.
     const cancelled = starting.slice(-count);
     for (const sandbox of cancelled) this.remove(sandbox, { isDeleteOnWorker: true });
     const rest = count - cancelled.length;
-    if (rest <= 0) return;
-    const candidates = [...fn.sandboxes.values()]
-      .filter((s) => s.phase === 'ready' && s.generation === generation)
-      .map((s) => ({ sandboxId: s.id, workerId: s.worker.id, readyAtMs: s.readyAtMs ?? s.requestedAtMs, lastUsedMs: s.lastUsedMs }));
+    if (rest <= 0 || ready.length === 0) return;
+    // All of them go (scale to zero, the common case): there is nothing for the policy to choose.
+    if (rest >= ready.length) {
+      this.#drainInBackground(ready);
+      return;
+    }
+    const candidates = ready.map((s) => ({ sandboxId: s.id, workerId: s.worker.id, readyAtMs: s.readyAtMs ?? s.requestedAtMs, lastUsedMs: s.lastUsedMs }));
     const victims = this.#o.eviction.pickVictims(candidates, rest);
     this.#drainInBackground(victims.map((id) => fn.sandboxes.get(id)).filter((s): s is Sandbox => s !== undefined));
   }
 
+  /**
+   * Drains sandboxes without waiting for it. They are marked draining at once (so that no other
+   * decision counts or picks them again); the rest is done for all those of one event-loop turn
+   * together (a slice of the autoscaler's sweep decides hundreds of functions): one routing flush
+   * and one drain wait per data plane for all of them, instead of one each.
+   */
   #drainInBackground(sandboxes: readonly Sandbox[]): void {
-    this.drain(sandboxes).catch((err: unknown) => this.#o.log.error({ err }, 'draining sandboxes failed'));
+    if (sandboxes.length === 0) return;
+    this.#markDraining(sandboxes);
+    const isScheduled = this.#toDrain.length > 0;
+    for (const sandbox of sandboxes) this.#toDrain.push(sandbox);
+    if (isScheduled) return;
+    setImmediate(() => {
+      const batch = this.#toDrain;
+      this.#toDrain = [];
+      this.#finishDrain(batch).catch((err: unknown) => this.#o.log.error({ err }, 'draining sandboxes failed'));
+    });
   }
 
   #retireOutdated(fn: FunctionEntry, count: number): void {
