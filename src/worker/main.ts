@@ -19,6 +19,7 @@ import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, type WorkerConfig } from './config.ts';
 import { ControlPlaneLink, type HeartbeatTicker } from './control-plane-link.ts';
 import { EmulatedRuntime } from './emulated/emulated-runtime.ts';
+import { createResponder, type ResponderHandler } from './emulated/http-responder.ts';
 import { createInvocationHandler } from './emulated/invocation-handler.ts';
 import { BatchingEventSink } from './event-sink.ts';
 import { EventCoalescer } from './event-coalescer.ts';
@@ -188,12 +189,12 @@ const NO_ARTIFACTS: WorkerDeps['artifacts'] = {
  */
 async function createEmulatedNode(shared: Shared, workerId: string, url: string, index: number, seed: number): Promise<WorkerNode> {
   const { config, clock } = shared;
-  let handle: Handler | undefined;
-  const server = createServer((req, res) => {
-    if (handle !== undefined) handle(req, res);
-    else sendJson(res, 503, new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody());
+  let handle: ResponderHandler | undefined;
+  const server = createResponder((req, reply) => {
+    if (handle !== undefined) handle(req, reply);
+    else reply.send(503, JSON.stringify(new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody()));
   });
-  const port = await listen(server, config.emulatedPort === 0 ? 0 : config.emulatedPort + index, config.sandboxHost);
+  const port = await server.listen(config.emulatedPort === 0 ? 0 : config.emulatedPort + index, config.sandboxHost);
   const runtime = new EmulatedRuntime({
     address: `${config.sandboxHost}:${port}`, latency: config.emulatedCreateLatency, random: createRandom(seed + index), clock,
   });
@@ -201,7 +202,7 @@ async function createEmulatedNode(shared: Shared, workerId: string, url: string,
   handle = invocations.handle;
   return createNode(shared, workerId, url, runtime, NO_ARTIFACTS, async () => {
     invocations.close();
-    await closeServer(server);
+    await server.close();
   });
 }
 

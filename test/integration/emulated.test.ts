@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -15,6 +14,7 @@ import { startDataplane } from '../../src/dataplane/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { parseWorkerConfig } from '../../src/worker/config.ts';
 import { EmulatedRuntime } from '../../src/worker/emulated/emulated-runtime.ts';
+import { createResponder } from '../../src/worker/emulated/http-responder.ts';
 import { createInvocationHandler, type EmulatedAnswer } from '../../src/worker/emulated/invocation-handler.ts';
 import { parseLatencySpec } from '../../src/worker/emulated/latency-spec.ts';
 import { startWorker } from '../../src/worker/main.ts';
@@ -107,10 +107,9 @@ for (const internalTransport of ['rpc', 'http'] as const) test(`20 emulated work
 test('the emulated invocation listener: execution time headers, function name, bad input', async (t) => {
   const runtime = new EmulatedRuntime({ address: 'unused:0', latency: parseLatencySpec('0'), random: createRandom(1), clock: systemClock });
   const handler = createInvocationHandler({ workerId: 'w-7', runtime, clock: systemClock });
-  const server = createServer(handler.handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => { handler.close(); server.close(() => resolve()); server.closeAllConnections(); }));
-  const port = (server.address() as AddressInfo).port;
+  const server = createResponder(handler.handle);
+  const port = await server.listen(0, '127.0.0.1');
+  t.after(async () => { handler.close(); await server.close(); });
   const call = (urlPath: string, headers: Record<string, string> = {}) => new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: urlPath, method: 'POST', headers }, (res) => {
       let text = '';

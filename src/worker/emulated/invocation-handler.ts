@@ -1,8 +1,8 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FUNCTION_NAME_PATTERN } from '../../api/function-spec.ts';
 import type { Clock, Timer } from '../../core/clock.ts';
 import { BatonError } from '../../core/errors.ts';
 import type { EmulatedRuntime } from './emulated-runtime.ts';
+import type { ResponderReply, ResponderRequest } from './http-responder.ts';
 
 /** The longest execution an invocation may ask for; longer requests are cut to it. */
 export const MAX_EXEC_MS = 60_000;
@@ -17,7 +17,7 @@ export interface EmulatedAnswer {
 }
 
 export interface InvocationHandler {
-  handle(req: IncomingMessage, res: ServerResponse): void;
+  handle(req: ResponderRequest, reply: ResponderReply): void;
   /** Cancels every invocation still waiting (their connections are closed by the server's owner). */
   close(): void;
 }
@@ -35,30 +35,25 @@ export interface InvocationHandler {
 export function createInvocationHandler(options: { workerId: string; runtime: EmulatedRuntime; clock: Clock }): InvocationHandler {
   const { workerId, runtime, clock } = options;
   const waiting = new Set<Timer>();
-  const answer = (req: IncomingMessage, res: ServerResponse, startedAt: number): void => {
+  const answer = (req: ResponderRequest, reply: ResponderReply, startedAt: number): void => {
     const body: EmulatedAnswer = {
       Status: 'OK',
       Function: functionOf(req, runtime),
       MachineName: workerId,
       ExecutionTime: Math.round((clock.now() - startedAt) * 1000),
     };
-    const text = JSON.stringify(body);
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-    res.end(text);
+    reply.send(200, JSON.stringify(body));
   };
   return {
-    handle(req, res) {
-      req.resume();
+    handle(req, reply) {
       const startedAt = clock.now();
       const execMs = requestedExecMs(req);
       if (execMs instanceof BatonError) {
-        const text = JSON.stringify(execMs.toBody());
-        res.writeHead(execMs.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-        res.end(text);
+        reply.send(execMs.status, JSON.stringify(execMs.toBody()));
         return;
       }
       if (execMs === 0) {
-        answer(req, res, startedAt);
+        answer(req, reply, startedAt);
         return;
       }
       let timer: Timer | undefined;
@@ -68,15 +63,15 @@ export function createInvocationHandler(options: { workerId: string; runtime: Em
         timer = clock.setTimeout(() => {
           if (timer !== undefined) waiting.delete(timer);
           timer = undefined;
-          if (res.destroyed) return;
+          if (reply.isClosed) return;
           const leftMs = execMs - (clock.now() - startedAt);
           if (leftMs > 0) wait(leftMs);
-          else answer(req, res, startedAt);
+          else answer(req, reply, startedAt);
         }, ms);
         waiting.add(timer);
       };
       wait(execMs);
-      res.once('close', () => {
+      reply.onClose(() => {
         if (timer !== undefined && waiting.delete(timer)) timer.cancel();
       });
     },
@@ -88,10 +83,9 @@ export function createInvocationHandler(options: { workerId: string; runtime: Em
 }
 
 /** The requested execution time in ms, or a 400 error for a value that is not a non-negative number. */
-function requestedExecMs(req: IncomingMessage): number | BatonError {
-  const raw = req.headers['x-baton-exec-ms'] ?? req.headers['requested_cpu'];
-  if (raw === undefined) return 0;
-  const text = Array.isArray(raw) ? raw[0] ?? '' : raw;
+function requestedExecMs(req: ResponderRequest): number | BatonError {
+  const text = req.header('x-baton-exec-ms') ?? req.header('requested_cpu');
+  if (text === undefined) return 0;
   const ms = Number(text);
   if (text.trim() === '' || !Number.isFinite(ms) || ms < 0) {
     return new BatonError('ERR_INVALID_REQUEST', `the requested execution time must be a non-negative number of milliseconds, got '${text}'`);
@@ -99,9 +93,9 @@ function requestedExecMs(req: IncomingMessage): number | BatonError {
   return Math.min(MAX_EXEC_MS, ms);
 }
 
-function functionOf(req: IncomingMessage, runtime: EmulatedRuntime): string {
-  const fromPath = /^\/fn\/([^/?]+)/.exec(req.url ?? '')?.[1];
-  const fromHost = (req.headers.host ?? '').split('.')[0]?.split(':')[0];
+function functionOf(req: ResponderRequest, runtime: EmulatedRuntime): string {
+  const fromPath = /^\/fn\/([^/?]+)/.exec(req.url)?.[1];
+  const fromHost = (req.header('host') ?? '').split('.')[0]?.split(':')[0];
   for (const name of [fromPath, fromHost]) {
     if (name !== undefined && FUNCTION_NAME_PATTERN.test(name) && runtime.hasFunction(name)) return name;
   }
