@@ -246,7 +246,8 @@ export class SandboxManager {
     const recent = sandbox.fn.recentColdStarts;
     recent.push(sandbox);
     if (recent.length > RECENT_COLD_STARTS) recent.shift();
-    this.#o.log.debug({ fn: sandbox.fn.record.spec.name, sandboxId: sandbox.id, breakdown }, 'sandbox ready');
+    // Guarded: the fields object would be built for every cold start even with debug off.
+    if (this.#o.log.isLevelEnabled('debug')) this.#o.log.debug({ fn: sandbox.fn.record.spec.name, sandboxId: sandbox.id, breakdown }, 'sandbox ready');
   }
 
   #onFailure(sandbox: Sandbox, code: string, message: string): void {

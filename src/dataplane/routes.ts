@@ -35,7 +35,7 @@ export function createInternalRouter(options: InternalRoutesOptions): JsonRouter
       if (update.kind === 'snapshot') {
         logger.info({ epoch: ack.epoch, version: ack.version, functions: update.functions.length, endpoints: update.endpoints.length }, 'routing snapshot applied');
       } else {
-        logger.debug({ epoch: ack.epoch, version: ack.version, changes: update.changes.length }, 'routing delta applied');
+        if (logger.isLevelEnabled('debug')) logger.debug({ epoch: ack.epoch, version: ack.version, changes: update.changes.length }, 'routing delta applied');
       }
       return ack;
     })

@@ -118,7 +118,8 @@ export class Worker {
       this.#metrics.coldStart('start', breakdown.startMs);
       this.#metrics.coldStart('ready', breakdown.readyMs);
       this.#metrics.coldStart('total', breakdown.totalMs);
-      logger.debug({ sandboxId, fn: fn.name, ...breakdown }, 'sandbox ready');
+      // Guarded: the fields object would be built for every cold start even with debug off.
+      if (logger.isLevelEnabled('debug')) logger.debug({ sandboxId, fn: fn.name, ...breakdown }, 'sandbox ready');
     } catch (err) {
       this.#table.delete(sandboxId);
       if (abort.signal.aborted) {
