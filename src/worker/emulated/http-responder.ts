@@ -34,9 +34,10 @@ export interface ResponderOptions {
  *
  * Why not `node:http`: an emulated sandbox stands in for a function running on another machine,
  * but here it shares the two cores with the control plane, data plane and load generator it is
- * measured with. `node:http` spent ~120 µs of CPU per request in this role against ~80 µs for this
- * server (same load, 2,500 requests/s) — at 2,500 cold starts/s, a tenth of a core. The data plane
- * still talks real HTTP/1.1 to it with its ordinary client.
+ * measured with. Answering through the same handler, `node:http` took ~155 µs of CPU per request
+ * against ~118 µs for this server (`npm run bench:responder`: 2,500 requests/s, 10 ms each) — at
+ * 2,500 cold starts/s, a tenth of a core. The data plane still talks real HTTP/1.1 to it with its
+ * ordinary client.
  *
  * Malformed requests get 400 (a head too large 431, an unsupported transfer coding 501) and the
  * connection is closed, as `node:http` does.
