@@ -306,8 +306,9 @@ export class SandboxManager {
   /**
    * Drains sandboxes without waiting for it. They are marked draining at once (so that no other
    * decision counts or picks them again); the rest is done for all those of one event-loop turn
-   * together (a slice of the autoscaler's sweep decides hundreds of functions): one routing flush
-   * and one drain wait per data plane for all of them, instead of one each.
+   * together (a slice of the autoscaler's sweep decides hundreds of functions): one wait for the
+   * routing flush and one for the drain, instead of an async chain each. (The drain-wait calls
+   * themselves were already sent together per turn, by each data plane's DrainBatcher.)
    */
   #drainInBackground(sandboxes: readonly Sandbox[]): void {
     if (sandboxes.length === 0) return;
