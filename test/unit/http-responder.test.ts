@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { Readable } from 'node:stream';
 import { Client } from 'undici';
-import { createResponder, type ResponderHandler } from '../../src/worker/emulated/http-responder.ts';
+import { createResponder, MAX_WAITING_REQUESTS, type ResponderHandler } from '../../src/worker/emulated/http-responder.ts';
 
 /** Answers `{"url", "wait", "header"}` after `x-wait` ms; records every request it saw. */
 async function start(t: TestContext, options: { idleTimeoutMs?: number; maxHeadBytes?: number } = {}) {
@@ -165,5 +165,27 @@ describe('emulated sandbox responder (HTTP/1.1 on a real socket)', () => {
     socket.resetAndDestroy();
     await new Promise((r) => setTimeout(r, 30));
     assert.equal(closedBeforeAnswer, true);
+  });
+});
+
+describe('emulated sandbox responder under a flood of pipelined requests', () => {
+  it(`reads at most ${MAX_WAITING_REQUESTS} requests ahead of their answers, then the rest as answers leave, in order`, async (t) => {
+    const { port, seen } = await start(t);
+    const total = MAX_WAITING_REQUESTS * 3;
+    const heads = Array.from({ length: total }, (_, i) => `GET /r${i} HTTP/1.1\r\nx-wait: 40\r\n\r\n`).join('');
+    const socket = connect(port, '127.0.0.1', () => socket.write(heads, 'latin1'));
+    t.after(() => socket.destroy());
+    let text = '';
+    const done = new Promise<void>((resolve) => {
+      socket.setEncoding('latin1').on('data', (c: string) => {
+        text += c;
+        if (count(text, 'HTTP/1.1 200') === total && text.endsWith('}')) resolve();
+      });
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    assert.ok(seen.length <= MAX_WAITING_REQUESTS, `read ${seen.length} requests before any answer`);
+    await done;
+    const order = [...text.matchAll(/"url":"\/r(\d+)"/g)].map((m) => Number(m[1]));
+    assert.deepEqual(order, Array.from({ length: total }, (_, i) => i));
   });
 });

@@ -154,6 +154,13 @@ class Exchange implements ResponderReply {
 
 const enum Body { None, Length, Chunked }
 
+/**
+ * Requests read ahead of their answers on one connection. Past this the connection is not read
+ * until half of them are answered, as `node:http` stops reading when answers back up: a client
+ * that pipelines without end cannot make the server hold unbounded state.
+ */
+export const MAX_WAITING_REQUESTS = 256;
+
 /** One connection's parser: head → body (dropped) → next head; exchanges answered in order. */
 class Connection {
   readonly #socket: Socket;
@@ -169,6 +176,9 @@ class Connection {
   readonly #exchanges: Exchange[] = [];
   /** No more requests are read: the last one asked to close, or one was malformed. */
   #isEnding = false;
+  /** Not reading: MAX_WAITING_REQUESTS wait for their answers. `#backlog` holds what was read but not parsed. */
+  #isPaused = false;
+  #backlog = '';
   isClosed = false;
 
   constructor(socket: Socket, handler: ResponderHandler, idleTimeoutMs: number, maxHeadBytes: number) {
@@ -209,15 +219,39 @@ class Connection {
       this.#isEnding = true;
       this.#socket.end(text, 'latin1');
       for (const exchange of this.#exchanges.splice(0)) exchange.closed();
-    } else {
-      this.#socket.write(text, 'latin1');
+      return;
     }
+    this.#socket.write(text, 'latin1');
+    // After the write: requests read now may be answered at once, and those answers come after these.
+    if (this.#isPaused && this.#exchanges.length <= MAX_WAITING_REQUESTS / 2) this.#unpause();
   }
 
   #onData(chunk: Buffer): void {
     if (this.#isEnding) return;
-    let text = chunk.toString('latin1');
+    if (this.#isPaused) {
+      this.#backlog += chunk.toString('latin1');
+      return;
+    }
+    this.#consume(chunk.toString('latin1'));
+  }
+
+  #unpause(): void {
+    this.#isPaused = false;
+    const backlog = this.#backlog;
+    this.#backlog = '';
+    this.#consume(backlog);
+    if (!this.#isPaused && !this.#isEnding) this.#socket.resume();
+  }
+
+  #consume(input: string): void {
+    let text = input;
     while (text.length > 0 && !this.#isEnding) {
+      if (this.#body === Body.None && this.#exchanges.length >= MAX_WAITING_REQUESTS) {
+        this.#isPaused = true;
+        this.#backlog = text;
+        this.#socket.pause();
+        return;
+      }
       if (this.#body === Body.Length) text = this.#dropLength(text);
       else if (this.#body === Body.Chunked) text = this.#dropChunked(text);
       else text = this.#readHead(text);
