@@ -156,3 +156,42 @@ test('a single emulated worker registers its own URL and the emulated runtime on
   assert.equal(listed.url, worker.url);
   assert.deepEqual(listed.runtimes, ['emulated']);
 });
+
+test('a sandbox not ready within sandboxCreateTimeoutMs is given up, deleted on its worker and asked for again after a back-off', async (t) => {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'baton-emulated-slow-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
+    port: 0, dataDir, heartbeatIntervalMs: 100, sandboxCreateTimeoutMs: 200, logLevel: 'silent',
+  }), { logger: silentLogger() });
+  t.after(() => controlPlane.close());
+  // Creation takes 5 s here: every attempt outlives the control plane's 200 ms.
+  const worker = await startWorker(parseWorkerConfig({
+    port: 0, workerId: 'slow', controlPlaneUrl: controlPlane.url, runtime: 'emulated', emulatedCreateLatency: '5000', logLevel: 'silent',
+  }), { logger: silentLogger() });
+  t.after(() => worker.close());
+  await waitFor(async () => {
+    const { workers } = await fetch(`${controlPlane.url}/v1/workers`).then((r) => r.json()) as { workers: WorkerView[] };
+    return workers[0]?.state === 'ready' ? true : undefined;
+  }, { message: 'the worker to register' });
+
+  const startedAt = Date.now();
+  const created = await fetch(`${controlPlane.url}/v1/functions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'slow', runtime: 'emulated', scaling: { minScale: 1 } }),
+  });
+  assert.equal(created.status, 201);
+  const failuresOf = async (): Promise<number> => {
+    const text = await fetch(`${controlPlane.url}/metrics`).then((r) => r.text());
+    const line = text.split('\n').find((l) => l.startsWith('baton_controlplane_sandbox_failures_total{') && l.includes('function="slow"') && l.includes('code="ERR_SANDBOX_START_FAILED"'));
+    return line === undefined ? 0 : Number(line.split(' ').pop());
+  };
+  // Given up after 200 ms, again after the 100 ms back-off and another 200 ms: two failures in well under the 5 s creation.
+  await waitFor(async () => (await failuresOf()) >= 2 ? true : undefined, { message: 'two creations given up', timeoutMs: 4_000 });
+  assert.ok(Date.now() - startedAt >= 400, 'each attempt waited its 200 ms');
+  // The worker was told to delete each abandoned sandbox: at most the current attempt is left there.
+  const { sandboxes } = await fetch(`${worker.url}/internal/v1/sandboxes`).then((r) => r.json()) as { sandboxes: { sandboxId: string; state: string }[] };
+  assert.ok(sandboxes.length <= 1, JSON.stringify(sandboxes));
+  const { functions } = await fetch(`${controlPlane.url}/v1/functions`).then((r) => r.json()) as { functions: { spec: { name: string }; status: { starting: number; ready: number } }[] };
+  assert.equal(functions[0]?.status.ready, 0);
+  assert.ok((functions[0]?.status.starting ?? 0) <= 1);
+});
