@@ -32,13 +32,7 @@ export class SandboxManager {
   readonly #o: SandboxManagerOptions;
   readonly #idPrefix = randomBytes(3).toString('hex');
   #idCounter = 0;
-  /**
-   * Sandboxes still starting, in creation order — so their deadlines (creation + createTimeoutMs)
-   * come in this order too, and one timer for the first serves them all (instead of a timer per
-   * cold start).
-   */
-  readonly #starting = new Set<Sandbox>();
-  #deadlineTimer: Timer | undefined;
+  readonly #createTimers = new Map<string, Timer>();
   readonly #backoff = new Map<FunctionEntry, { delayMs: number; timer: Timer | undefined }>();
   /** Sandboxes to drain at the next turn: the scale-downs of one autoscaler slice drain together. */
   #toDrain: Sandbox[] = [];
@@ -118,7 +112,8 @@ export class SandboxManager {
   remove(sandbox: Sandbox, options: { isDeleteOnWorker: boolean }): void {
     if (sandbox.isRemoved) return;
     sandbox.isRemoved = true;
-    this.#starting.delete(sandbox);
+    this.#createTimers.get(sandbox.id)?.cancel();
+    this.#createTimers.delete(sandbox.id);
     const { worker } = sandbox;
     worker.allocated.cpuMilli -= sandbox.resources.cpuMilli;
     worker.allocated.memoryMiB -= sandbox.resources.memoryMiB;
@@ -166,9 +161,8 @@ export class SandboxManager {
   }
 
   close(): void {
-    this.#deadlineTimer?.cancel();
-    this.#deadlineTimer = undefined;
-    this.#starting.clear();
+    for (const timer of this.#createTimers.values()) timer.cancel();
+    this.#createTimers.clear();
     for (const fn of this.#backoff.keys()) this.#clearBackoff(fn);
   }
 
@@ -196,8 +190,9 @@ export class SandboxManager {
       const id = [spec.name, '-', this.#idPrefix, (this.#idCounter++).toString(36)].join('');
       const sandbox = this.#newSandbox(id, fn, worker, fn.record.generation, now);
       this.#index(sandbox);
-      this.#starting.add(sandbox);
-      if (this.#deadlineTimer === undefined) this.#armDeadline();
+      this.#createTimers.set(sandbox.id, this.#o.clock.setTimeout(() => {
+        this.#onFailure(sandbox, 'ERR_SANDBOX_START_FAILED', `not ready within ${this.#o.createTimeoutMs} ms`);
+      }, this.#o.createTimeoutMs));
       batcher.create(sandbox.id, request);
     }
   }
@@ -212,30 +207,6 @@ export class SandboxManager {
       }
     }
   }
-
-  /** Arms the timer for the first sandbox still starting (none: no timer). */
-  #armDeadline(): void {
-    const first = this.#starting.values().next();
-    if (first.done === true) {
-      this.#deadlineTimer = undefined;
-      return;
-    }
-    const delayMs = Math.max(0, first.value.requestedAtMs + this.#o.createTimeoutMs - this.#o.clock.now());
-    this.#deadlineTimer = this.#o.clock.setTimeout(this.#onDeadline, delayMs);
-  }
-
-  /** Gives up on every sandbox whose deadline has passed; a sandbox that became ready or was removed has left the set. */
-  readonly #onDeadline = (): void => {
-    this.#deadlineTimer = undefined;
-    const now = this.#o.clock.now();
-    for (const sandbox of this.#starting) {
-      if (sandbox.requestedAtMs + this.#o.createTimeoutMs > now) break;
-      this.#starting.delete(sandbox);
-      // Its replacement (after the back-off) joins the end of the set, with a later deadline.
-      this.#onFailure(sandbox, 'ERR_SANDBOX_START_FAILED', `not ready within ${this.#o.createTimeoutMs} ms`);
-    }
-    if (this.#deadlineTimer === undefined) this.#armDeadline();
-  };
 
   #newSandbox(id: string, fn: FunctionEntry, worker: WorkerEntry, generation: number, now: number): Sandbox {
     // The spec's resources object is never mutated (an update replaces the whole record): share it.
@@ -254,7 +225,8 @@ export class SandboxManager {
   #onReady(sandbox: Sandbox, address: string, breakdown: CreationBreakdown): void {
     if (sandbox.phase !== 'starting') return;
     const now = this.#o.clock.now();
-    this.#starting.delete(sandbox);
+    this.#createTimers.get(sandbox.id)?.cancel();
+    this.#createTimers.delete(sandbox.id);
     this.#clearBackoff(sandbox.fn);
     sandbox.phase = 'ready';
     sandbox.address = address;
