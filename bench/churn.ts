@@ -59,6 +59,7 @@ const OVERHEAD_BOUND_MS = 50;
 
 interface RatePoint {
   rate: number;
+  /** Cold starts per second the control plane counted over the whole step (its warm-up included, at the same rate). */
   achieved: number;
   invocationsOk: number;
   invocations: number;
@@ -87,6 +88,7 @@ interface Counters {
   cpu: Record<string, number>;
   writes: Record<string, number>;
   sleeps: Record<string, number>;
+  /** Cold starts the control plane has counted; read only while no load runs (see below). */
   coldStarts: number;
   machine: [number, number, number];
   /** This process's CPU time (the load generator), µs. */
@@ -186,32 +188,40 @@ async function main(): Promise<void> {
         break;
       }
       const plan = planColdStartSweep({ rate, seconds: stepWarmupS + seconds, cooldownS, execMs, functionPrefix: 'churn-' });
-      const readCounters = async (): Promise<Counters> => ({
+      // The control plane's cold-start counter comes from /metrics, a family with one series per
+      // function (~0.8 MB of text at 12,500 functions): rendering it holds the control plane's event
+      // loop and parsing it this process's (which sends the load) for 10–30 ms on a busy machine.
+      // Read at the warm-up's end, that made the first 100–200 ms of every measured step one of its
+      // slowest moments. So it is read only before the step and after its last answer, and the
+      // /proc counters (cheap) also at the warm-up's end.
+      const readCounters = async (withColdStarts: boolean): Promise<Counters> => ({
         cpu: await readEach(cpuSeconds), writes: await readEach(writeSyscalls), sleeps: await readEach(sleeps),
-        coldStarts: await coldStartsTotal(cluster.cpUrl), machine: await machineTicks(),
+        coldStarts: withColdStarts ? await coldStartsTotal(cluster.cpUrl) : Number.NaN, machine: await machineTicks(),
         loadgenUs: ((usage) => usage.user + usage.system)(process.cpuUsage()),
       });
-      const atStart = await readCounters();
+      const atStart = await readCounters(true);
       // The measured part begins when the warm-up ends: the counters are read again then.
       const atWarmupEnd = stepWarmupS === 0 ? Promise.resolve(atStart) : new Promise<Counters>((resolve, reject) => {
-        setTimeout(() => readCounters().then(resolve, reject), stepWarmupS * 1000);
+        setTimeout(() => readCounters(false).then(resolve, reject), stepWarmupS * 1000);
       });
       // A failed reading surfaces where it is awaited, after the run, not as an unhandled rejection during it.
       atWarmupEnd.catch(() => undefined);
       const result = await runPlan(plan, { baseUrl: cluster.dpUrl, dispatcher: clients, timeoutMs: 15_000 });
       const before = await atWarmupEnd;
-      const after = await readCounters();
+      const after = await readCounters(true);
       const machineTotal = after.machine[2] - before.machine[2];
-      const coldStarts = Math.max(1, after.coldStarts - before.coldStarts);
-      const perColdStart = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
-        Object.fromEntries(Object.entries(a).map(([k, v]) => [k, Math.round((100 * (v - (b[k] ?? 0))) / coldStarts) / 100]));
       const warmupMs = stepWarmupS * 1000;
       const summary = summarizeRun(result, { creationLatencyMs: createLatencyMs, fromMs: warmupMs });
       const warm = summarizeRun(result, { creationLatencyMs: createLatencyMs, untilMs: warmupMs });
-      const measuredS = Math.max(1e-3, (result.durationMs - warmupMs) / 1000);
+      // Cold starts of the whole step (warm-up included, at the same rate), and the measured part's
+      // share of them in proportion to its invocations (each one is a cold start here).
+      const stepColdStarts = after.coldStarts - atStart.coldStarts;
+      const coldStarts = Math.max(1, (stepColdStarts * summary.count) / Math.max(1, summary.count + warm.count));
+      const perColdStart = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
+        Object.fromEntries(Object.entries(a).map(([k, v]) => [k, Math.round((100 * (v - (b[k] ?? 0))) / coldStarts) / 100]));
       const point: RatePoint = {
         rate,
-        achieved: (after.coldStarts - before.coldStarts) / measuredS,
+        achieved: stepColdStarts / Math.max(1e-3, result.durationMs / 1000),
         invocationsOk: summary.ok,
         invocations: summary.count,
         p50Ms: summary.p50Ms, p99Ms: summary.p99Ms,
