@@ -9,6 +9,10 @@ import { countSandboxes, type FunctionEntry } from './model.ts';
 const STALE_BUCKETS = 3;
 /** Active functions sampled (and, on a tick, decided) per event-loop turn. */
 const CHUNK = 256;
+/** Scale-downs a tick decides are handed on over this share of the tick, in slices… */
+const SCALE_DOWN_SPREAD = 0.8;
+/** …one every this many milliseconds. */
+const SCALE_DOWN_SLICE_MS = 10;
 
 interface ScalingState {
   readonly fn: FunctionEntry;
@@ -50,6 +54,17 @@ export interface AutoscalerOptions {
  * reported for it, when it is poked, or when it has sandboxes or a minimum scale; it goes idle
  * (and its windows are dropped) once it is at zero with no demand. One timer serves every active
  * function: an idle function costs nothing.
+ *
+ * Scale-ups (and rollouts) are handed on as they are decided. Scale-downs are paced: the ones a
+ * tick decides are handed on in slices spread over most of the tick, as if each function were
+ * decided on its own timer (Knative's autoscaler has one per revision). One sweep decides every
+ * function at the same moment, and functions whose demand ended together — a burst, or demand
+ * reports that arrive once a second — would otherwise all drain and be deleted at once: under
+ * churn that was thousands of sandboxes in one burst of work for every daemon, once a second,
+ * which is what the cold starts of that moment waited behind. A scale-down is never urgent; when
+ * its turn comes the sandbox manager reads the function's desired scale as it is then, so demand
+ * that came back meanwhile (a later decision) wins, and a function that has converged meanwhile is
+ * skipped.
  */
 export class Autoscaler {
   readonly #options: AutoscalerOptions;
@@ -57,6 +72,10 @@ export class Autoscaler {
   #timer: Timer | undefined;
   #bucketsSinceTick = 0;
   #isSweeping = false;
+  /** Functions decided down and not yet handed on, oldest decision first. */
+  readonly #scaleDowns = new Set<FunctionEntry>();
+  #scaleDownTimer: Timer | undefined;
+  #scaleDownSlicesLeft = 0;
 
   constructor(options: AutoscalerOptions) {
     this.#options = options;
@@ -113,11 +132,20 @@ export class Autoscaler {
 
   forget(fn: FunctionEntry): void {
     this.#active.delete(fn);
+    this.#scaleDowns.delete(fn);
+  }
+
+  /** Scale-downs decided and not yet handed on. */
+  get scaleDownsWaiting(): number {
+    return this.#scaleDowns.size;
   }
 
   close(): void {
     this.#timer?.cancel();
     this.#timer = undefined;
+    this.#scaleDownTimer?.cancel();
+    this.#scaleDownTimer = undefined;
+    this.#scaleDowns.clear();
     this.#active.clear();
   }
 
@@ -172,7 +200,10 @@ export class Autoscaler {
         const next = states.next();
         if (next.done === true) {
           this.#isSweeping = false;
-          if (isTick) this.#options.onDecisions?.(decisions);
+          if (isTick) {
+            this.#options.onDecisions?.(decisions);
+            this.#paceScaleDowns();
+          }
           return;
         }
         const state = next.value;
@@ -236,9 +267,35 @@ export class Autoscaler {
     state.isPanicking = decision.isPanicking;
     state.last = decision;
     fn.desired = decision.desired;
-    if (decision.desired !== counts.current || counts.outdatedReady > 0) this.#options.onDecision(fn);
+    if (counts.outdatedReady > 0 || decision.desired > counts.current) this.#options.onDecision(fn);
+    else if (decision.desired < counts.current) this.#scaleDowns.add(fn);
     const isIdle = decision.desired === 0 && counts.current === 0 && counts.draining === 0
       && counts.outdatedReady === 0 && state.demandByDataplane.size === 0;
     if (isIdle) this.#active.delete(fn);
   }
+
+  /** Spreads the waiting scale-downs over the coming tick: a new tick starts the spread again. */
+  #paceScaleDowns(): void {
+    if (this.#scaleDowns.size === 0) return;
+    this.#scaleDownSlicesLeft = Math.max(1, Math.floor((this.#options.tickMs * SCALE_DOWN_SPREAD) / SCALE_DOWN_SLICE_MS));
+    this.#scaleDownTimer ??= this.#options.clock.setTimeout(this.#onScaleDownSlice, SCALE_DOWN_SLICE_MS);
+  }
+
+  readonly #onScaleDownSlice = (): void => {
+    this.#scaleDownTimer = undefined;
+    const slicesLeft = Math.max(1, this.#scaleDownSlicesLeft--);
+    let n = Math.ceil(this.#scaleDowns.size / slicesLeft);
+    for (const fn of this.#scaleDowns) {
+      if (n-- === 0) break;
+      this.#scaleDowns.delete(fn);
+      // Converged meanwhile (a later decision, a lost worker, a deletion): nothing to hand on.
+      if (fn.desired === countSandboxes(fn).current) continue;
+      try {
+        this.#options.onDecision(fn);
+      } catch (err) {
+        this.#options.onError?.(fn, err);
+      }
+    }
+    if (this.#scaleDowns.size > 0) this.#scaleDownTimer = this.#options.clock.setTimeout(this.#onScaleDownSlice, SCALE_DOWN_SLICE_MS);
+  };
 }

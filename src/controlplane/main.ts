@@ -18,7 +18,7 @@ import { ClusterState } from './cluster-state.ts';
 import type { ControlPlaneConfig } from './config.ts';
 import { FunctionRegistry } from './function-registry.ts';
 import { Membership } from './membership.ts';
-import { createControlPlaneMetrics } from './metrics.ts';
+import { addAutoscalerGauges, createControlPlaneMetrics } from './metrics.ts';
 import { createRoutes } from './routes.ts';
 import { SandboxManager } from './sandbox-manager.ts';
 import { httpProcessClient, httpWorkerClient, type WorkerClient } from './worker-client.ts';
@@ -64,6 +64,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     onDecisions: (count) => metrics.scaleDecisions.inc(count),
     onError: (fn, err) => log.error({ err, fn: fn.record.spec.name }, 'scaling a function failed; the others go on'),
   });
+  addAutoscalerGauges(metricsRegistry, autoscaler);
   const membership = new Membership({
     state, store, clock, log, sandboxes: sandboxManager, autoscaler,
     heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit, drainTimeoutMs: config.drainTimeoutMs,

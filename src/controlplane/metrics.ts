@@ -59,3 +59,15 @@ export function createControlPlaneMetrics(registry: MetricsRegistry, state: Clus
     scaleDecisions: new Counter({ name: 'baton_controlplane_scale_decisions_total', help: 'Autoscaler decisions taken', registers: [registry] }),
   };
 }
+
+/** Gauges read from the autoscaler at scrape time. */
+export function addAutoscalerGauges(registry: MetricsRegistry, autoscaler: { readonly activeCount: number; readonly scaleDownsWaiting: number }): void {
+  new Gauge({
+    name: 'baton_controlplane_autoscaler_active_functions', help: 'Functions the autoscaler decides for (with sandboxes, demand or a minimum scale)', registers: [registry],
+    collect() { this.set(autoscaler.activeCount); },
+  });
+  new Gauge({
+    name: 'baton_controlplane_scale_downs_waiting', help: 'Scale-downs decided and not yet handed on (they are spread over the tick)', registers: [registry],
+    collect() { this.set(autoscaler.scaleDownsWaiting); },
+  });
+}

@@ -80,3 +80,60 @@ test('a decision that keeps a converged function as it is asks for nothing; a ch
   clock.advance(10_000);
   assert.equal(decisions.length, before, 'at zero with no demand: nothing to ask for');
 });
+
+test('the scale-downs of one tick are handed on spread over the tick, not all at once; scale-ups are not held', () => {
+  const clock = new ManualClock(0);
+  const handed: { name: string; atMs: number; desired: number }[] = [];
+  const autoscaler = new Autoscaler({ clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => handed.push({ name: fn.record.spec.name, atMs: clock.now(), desired: fn.desired }) });
+  const fns: FunctionEntry[] = [];
+  for (let i = 0; i < 100; i++) {
+    const fn = newFunctionEntry({ ...record({ stableWindowMs: 2000, panicWindowMs: 1000, maxScale: 10, scaleToZeroGraceMs: 0 }), spec: functionSpecSchema.parse({ name: `f${i}`, runtime: 'emulated', scaling: { stableWindowMs: 2000, panicWindowMs: 1000, maxScale: 10, scaleToZeroGraceMs: 0 } }) });
+    addReadySandbox(fn, `s${i}`);
+    autoscaler.ensureActive(fn);
+    fns.push(fn);
+  }
+  // No demand at all: the first tick (t = 2 s) decides every function down to zero.
+  clock.advance(2000);
+  assert.equal(handed.length, 0, 'nothing handed on in the sweep itself');
+  assert.equal(autoscaler.scaleDownsWaiting, 100);
+  assert.ok(fns.every((fn) => fn.desired === 0));
+  // A scale-up decided meanwhile (a poke of a function at zero) goes out at once.
+  const cold = newFunctionEntry(record({ maxScale: 10 }));
+  autoscaler.poke(cold, 2);
+  assert.deepEqual(handed.map((h) => h.desired), [2]);
+  handed.length = 0;
+  // The 100 go out over 80 % of the 2 s tick, in 10 ms slices: never more than one slice's share at once.
+  const perStep: number[] = [];
+  for (let t = 0; t < 1600; t += 10) {
+    const before = handed.length;
+    clock.advance(10);
+    perStep.push(handed.length - before);
+  }
+  assert.equal(handed.length, 100, 'all handed on within 80 % of the tick');
+  assert.equal(new Set(handed.map((h) => h.name)).size, 100, 'each once');
+  assert.ok(Math.max(...perStep) <= 1, `at most one per slice, got ${Math.max(...perStep)}`);
+  assert.ok(handed[99]!.atMs - handed[0]!.atMs >= 900, 'spread over most of the tick');
+  assert.equal(autoscaler.scaleDownsWaiting, 0);
+});
+
+test('a paced scale-down hands on the function as it is when its turn comes: converged or forgotten ones are skipped', () => {
+  const clock = new ManualClock(0);
+  const handed: { name: string; desired: number }[] = [];
+  const autoscaler = new Autoscaler({ clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => handed.push({ name: fn.record.spec.name, desired: fn.desired }) });
+  const scaling = { stableWindowMs: 2000, panicWindowMs: 1000, maxScale: 10, scaleToZeroGraceMs: 0 };
+  const [a, b, c] = ['a', 'b', 'c'].map((name) => newFunctionEntry({ ...record(scaling), spec: functionSpecSchema.parse({ name, runtime: 'emulated', scaling }) })) as [FunctionEntry, FunctionEntry, FunctionEntry];
+  for (const fn of [a, b, c]) {
+    addReadySandbox(fn, `s-${fn.record.spec.name}`);
+    addReadySandbox(fn, `t-${fn.record.spec.name}`);
+    autoscaler.ensureActive(fn);
+  }
+  clock.advance(2000);
+  assert.equal(autoscaler.scaleDownsWaiting, 3);
+  b.desired = 2; // a later decision kept both sandboxes before b's turn
+  autoscaler.forget(c);
+  a.desired = 1; // and one asked for one sandbox instead of none
+  clock.advance(1600);
+  assert.deepEqual(handed, [{ name: 'a', desired: 1 }], 'a with its current desired scale; b converged, c forgotten');
+  autoscaler.close();
+  assert.equal(clock.pendingTimers, 0);
+});
