@@ -26,11 +26,26 @@ interface ScalingState {
   /** KPA settings compiled from `settingsOf` (the function's spec; an update replaces it). */
   settings: KpaSettings | undefined;
   settingsOf: FunctionSpec | undefined;
-  /** The last decision; its `reason` is text built only when read (describe). */
-  last: { readonly reason: string };
+  /**
+   * What the last decision was, kept as plain numbers: its reason is text built only when read
+   * (describe), by deciding again from the same input — the decision is a pure function of it. A
+   * decision object kept per function per tick would live just long enough to be copied out of the
+   * young generation, at thousands of active functions: most of what the control plane promoted.
+   */
+  lastKind: LastKind;
+  /** A poke's waiting invocations and the scale it asked for (lastKind Poke). */
+  pokeWaiting: number;
+  pokeDesired: number;
+  /** A tick's input (lastKind Tick): the state it started from, averages and counts. */
+  tickState: KpaState;
+  tickNow: number;
+  tickStable: number;
+  tickPanic: number;
+  tickReady: number;
+  tickCurrent: number;
 }
 
-const ACTIVATED = { reason: 'activated' };
+const enum LastKind { Activated, Poke, Tick }
 
 export interface AutoscalerOptions {
   readonly clock: Clock;
@@ -69,6 +84,12 @@ export interface AutoscalerOptions {
 export class Autoscaler {
   readonly #options: AutoscalerOptions;
   readonly #active = new Map<FunctionEntry, ScalingState>();
+  /**
+   * Each function's state, kept while it is idle and reset when it becomes active again: under
+   * churn a function is activated for every cold start, and a new state (windows, maps) each time
+   * would only be promoted to the old generation to die there.
+   */
+  readonly #states = new WeakMap<FunctionEntry, ScalingState>();
   #timer: Timer | undefined;
   #bucketsSinceTick = 0;
   #isSweeping = false;
@@ -87,7 +108,8 @@ export class Autoscaler {
 
   describe(fn: FunctionEntry): { isPanicking: boolean; reason: string } | undefined {
     const state = this.#active.get(fn);
-    return state === undefined ? undefined : { isPanicking: state.isPanicking, reason: state.last.reason };
+    if (state === undefined) return undefined;
+    return { isPanicking: state.isPanicking, reason: lastReason(state) };
   }
 
   /** A data plane's average concurrency for `fn` over its last report interval. */
@@ -116,7 +138,9 @@ export class Autoscaler {
     const wanted = Math.ceil(waiting / concurrency);
     fn.desired = Math.min(scaling.maxScale, Math.max(1, scaling.minScale, wanted));
     const desired = fn.desired;
-    state.last = { get reason() { return `poke: ${waiting} waiting at zero → ${desired}`; } };
+    state.lastKind = LastKind.Poke;
+    state.pokeWaiting = waiting;
+    state.pokeDesired = desired;
     this.#options.onDecision(fn);
   }
 
@@ -151,8 +175,10 @@ export class Autoscaler {
 
   #activate(fn: FunctionEntry): ScalingState {
     let state = this.#active.get(fn);
+    if (state !== undefined) return state;
+    const { stableWindowMs } = fn.record.spec.scaling;
+    state = this.#states.get(fn);
     if (state === undefined) {
-      const { stableWindowMs } = fn.record.spec.scaling;
       state = {
         fn,
         window: this.#newWindow(stableWindowMs),
@@ -160,13 +186,31 @@ export class Autoscaler {
         kpa: INITIAL_KPA_STATE,
         demandByDataplane: new Map(),
         isPanicking: false,
-        last: ACTIVATED,
         settings: undefined,
         settingsOf: undefined,
+        lastKind: LastKind.Activated,
+        pokeWaiting: 0,
+        pokeDesired: 0,
+        tickState: INITIAL_KPA_STATE,
+        tickNow: 0,
+        tickStable: 0,
+        tickPanic: 0,
+        tickReady: 0,
+        tickCurrent: 0,
       };
-      this.#active.set(fn, state);
-      this.#arm();
+      this.#states.set(fn, state);
+    } else {
+      // Back from idle: everything it knew is history.
+      if (stableWindowMs === state.stableWindowMs) state.window.reset();
+      else state.window = this.#newWindow(stableWindowMs);
+      state.stableWindowMs = stableWindowMs;
+      state.kpa = INITIAL_KPA_STATE;
+      state.demandByDataplane.clear();
+      state.isPanicking = false;
+      state.lastKind = LastKind.Activated;
     }
+    this.#active.set(fn, state);
+    this.#arm();
     return state;
   }
 
@@ -254,18 +298,21 @@ export class Autoscaler {
       state.settings = kpaSettingsFromSpec(spec.concurrency, spec.scaling);
       state.settingsOf = spec;
     }
+    const stableAverage = state.window.average(now, spec.scaling.stableWindowMs);
+    const panicAverage = state.window.average(now, spec.scaling.panicWindowMs);
     const decision = computeDesiredScale({
-      now,
-      settings: state.settings,
-      state: state.kpa,
-      stableAverage: state.window.average(now, spec.scaling.stableWindowMs),
-      panicAverage: state.window.average(now, spec.scaling.panicWindowMs),
-      readySandboxes: counts.ready,
-      currentScale: counts.current,
+      now, settings: state.settings, state: state.kpa, stableAverage, panicAverage,
+      readySandboxes: counts.ready, currentScale: counts.current,
     });
+    state.lastKind = LastKind.Tick;
+    state.tickState = state.kpa;
+    state.tickNow = now;
+    state.tickStable = stableAverage;
+    state.tickPanic = panicAverage;
+    state.tickReady = counts.ready;
+    state.tickCurrent = counts.current;
     state.kpa = decision.state;
     state.isPanicking = decision.isPanicking;
-    state.last = decision;
     fn.desired = decision.desired;
     if (counts.outdatedReady > 0 || decision.desired > counts.current) this.#options.onDecision(fn);
     else if (decision.desired < counts.current) this.#scaleDowns.add(fn);
@@ -298,4 +345,20 @@ export class Autoscaler {
     }
     if (this.#scaleDowns.size > 0) this.#scaleDownTimer = this.#options.clock.setTimeout(this.#onScaleDownSlice, SCALE_DOWN_SLICE_MS);
   };
+}
+
+/** The reason for a function's last decision, for people (describe). */
+function lastReason(state: ScalingState): string {
+  switch (state.lastKind) {
+    case LastKind.Activated:
+      return 'activated';
+    case LastKind.Poke:
+      return `poke: ${state.pokeWaiting} waiting at zero → ${state.pokeDesired}`;
+    case LastKind.Tick:
+      if (state.settings === undefined) return 'activated';
+      return computeDesiredScale({
+        now: state.tickNow, settings: state.settings, state: state.tickState, stableAverage: state.tickStable,
+        panicAverage: state.tickPanic, readySandboxes: state.tickReady, currentScale: state.tickCurrent,
+      }).reason;
+  }
 }

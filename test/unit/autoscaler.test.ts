@@ -137,3 +137,22 @@ test('a paced scale-down hands on the function as it is when its turn comes: con
   autoscaler.close();
   assert.equal(clock.pendingTimers, 0);
 });
+
+test('describe gives the reason of the last decision; a function back from idle starts afresh', () => {
+  const { clock, autoscaler, fn } = setup({ stableWindowMs: 2000, panicWindowMs: 1000, maxScale: 10, scaleToZeroGraceMs: 0 });
+  autoscaler.poke(fn, 3);
+  assert.deepEqual(autoscaler.describe(fn), { isPanicking: false, reason: 'poke: 3 waiting at zero → 3' });
+  autoscaler.reportDemand(fn, 'dp', 2);
+  clock.advance(2000);
+  const described = autoscaler.describe(fn);
+  assert.match(described?.reason ?? '', /stable ceil\(2\/0\.7\)=3/, `got ${described?.reason}`);
+  // Demand stops and nothing is left: the function goes idle and is forgotten…
+  clock.advance(20_000);
+  assert.equal(autoscaler.activeCount, 0);
+  assert.equal(autoscaler.describe(fn), undefined);
+  // …and when demand comes back, it starts with empty windows and no decision yet.
+  autoscaler.reportDemand(fn, 'dp', 1);
+  assert.deepEqual(autoscaler.describe(fn), { isPanicking: false, reason: 'activated' });
+  clock.advance(2000);
+  assert.match(autoscaler.describe(fn)?.reason ?? '', /ceil\(1\/0\.7\)=2/, 'decided from the new demand only');
+});
