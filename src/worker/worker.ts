@@ -26,8 +26,13 @@ interface SandboxEntry {
   readonly sandboxId: string;
   readonly fn: SandboxFunction;
   readonly runtime: SandboxRuntime;
-  readonly abort: AbortController;
-  readonly startedAt: string;
+  /**
+   * Cancels the start; dropped once the sandbox is ready (nothing is left to cancel), so that a
+   * controller and its signal do not live as long as the sandbox.
+   */
+  abort: AbortController | undefined;
+  /** Wall-clock ms; formatted when listed. */
+  readonly startedAtMs: number;
   state: SandboxState;
   address?: string;
   pid?: number;
@@ -86,7 +91,7 @@ export class Worker {
         continue;
       }
       const entry: SandboxEntry = {
-        sandboxId, fn, runtime, abort: new AbortController(), startedAt: new Date().toISOString(), state: 'starting',
+        sandboxId, fn, runtime, abort: new AbortController(), startedAtMs: Date.now(), state: 'starting',
       };
       this.#table.set(sandboxId, entry);
       void this.#start(entry);
@@ -96,7 +101,8 @@ export class Worker {
 
   async #start(entry: SandboxEntry): Promise<void> {
     const { clock, events, logger } = this.#deps;
-    const { sandboxId, fn, abort } = entry;
+    const { sandboxId, fn } = entry;
+    const abort = entry.abort as AbortController;
     const acceptedAt = clock.now();
     let release: (() => void) | undefined;
     try {
@@ -110,6 +116,7 @@ export class Worker {
       }
       const breakdown = { fetchMs: artifact.fetchMs, startMs: started.startMs, readyMs: started.readyMs, totalMs: clock.now() - acceptedAt };
       entry.state = 'ready';
+      entry.abort = undefined;
       entry.address = started.address;
       if (started.pid !== undefined) entry.pid = started.pid;
       events.push({ type: 'ready', sandboxId, address: started.address, breakdown });
@@ -138,7 +145,7 @@ export class Worker {
     if (entry.fn.artifact === undefined) {
       throw new BatonError('ERR_SANDBOX_START_FAILED', `function ${entry.fn.name} has no artifact and runtime ${entry.runtime.name} needs one`);
     }
-    return this.#deps.artifacts.ensure(entry.fn.artifact, entry.abort.signal);
+    return this.#deps.artifacts.ensure(entry.fn.artifact, entry.abort?.signal);
   }
 
   #fail(sandboxId: string, fn: SandboxFunction, err: BatonError): void {
@@ -174,7 +181,7 @@ export class Worker {
       entry.state = 'stopping';
       // Only a start in progress has anything to cancel (and an error is costly to build).
       if (wasReady) void this.#stop(entry);
-      else entry.abort.abort(new BatonError('ERR_SANDBOX_START_FAILED', `sandbox ${sandboxId} was deleted while starting`));
+      else entry.abort?.abort(new BatonError('ERR_SANDBOX_START_FAILED', `sandbox ${sandboxId} was deleted while starting`));
     }
     return { deleted, unknown };
   }
@@ -195,7 +202,7 @@ export class Worker {
       function: entry.fn.name,
       generation: entry.fn.generation,
       state: entry.state,
-      startedAt: entry.startedAt,
+      startedAt: new Date(entry.startedAtMs).toISOString(),
       ...(entry.address === undefined ? {} : { address: entry.address }),
       ...(entry.pid === undefined ? {} : { pid: entry.pid }),
     }));
@@ -223,7 +230,7 @@ export class Worker {
     if (this.#lifecycle !== 'running') return;
     this.#lifecycle = 'closing';
     for (const entry of this.#table.values()) {
-      if (entry.state === 'starting') entry.abort.abort(new BatonError('ERR_SHUTTING_DOWN', 'the worker is closing'));
+      if (entry.state === 'starting') entry.abort?.abort(new BatonError('ERR_SHUTTING_DOWN', 'the worker is closing'));
     }
     await Promise.all(this.#deps.runtimes.map((runtime) => runtime.close(options)));
     this.#table.clear();
