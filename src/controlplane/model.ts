@@ -90,12 +90,85 @@ export interface FunctionEntry {
   isDeleting: boolean;
   /** True while the last placement for this function found no worker with room and it has no sandbox. */
   hasNoCapacity: boolean;
-  /**
-   * The sandboxes of the recent cold starts, newest last (bounded): each one's id, worker, ready
-   * time and breakdown are what is shown, and none of those change once it is ready, so the
-   * sandbox itself is kept (also after it is removed) instead of a copy.
-   */
-  readonly recentColdStarts: Sandbox[];
+  /** The function's recent cold starts (describe). */
+  readonly recentColdStarts: ColdStartHistory;
+}
+
+/** Cold starts kept per function for describe. */
+export const RECENT_COLD_STARTS = 20;
+
+export interface ColdStartRecord {
+  readonly sandboxId: string;
+  readonly workerId: string;
+  /** Wall-clock ms when it became ready. */
+  readonly readyAtWallMs: number;
+  readonly breakdown: ColdStartBreakdown | undefined;
+}
+
+/** Numbers per cold start: readyAtWallMs, then the breakdown's fetch, start, ready, total, control plane. */
+const FIELDS = 6;
+
+/**
+ * A function's last `capacity` cold starts, as a ring: ids in two arrays, numbers in one typed
+ * array (allocated at the first cold start). A cold start's figures are kept long after its
+ * sandbox is gone: kept as objects — or as the sandboxes themselves — they were up to twenty per
+ * function of the control plane's longest-lived objects, for the garbage collector to trace.
+ */
+export class ColdStartHistory {
+  readonly #capacity: number;
+  readonly #sandboxIds: string[] = [];
+  readonly #workerIds: string[] = [];
+  #numbers: Float64Array | undefined;
+  /** Slot of the next record; with `#size` = capacity, also the oldest. */
+  #next = 0;
+  #size = 0;
+
+  constructor(capacity = RECENT_COLD_STARTS) {
+    this.#capacity = capacity;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  record(sandboxId: string, workerId: string, readyAtWallMs: number, breakdown: ColdStartBreakdown | undefined): void {
+    const numbers = (this.#numbers ??= new Float64Array(this.#capacity * FIELDS));
+    const slot = this.#next;
+    this.#sandboxIds[slot] = sandboxId;
+    this.#workerIds[slot] = workerId;
+    const at = slot * FIELDS;
+    numbers[at] = readyAtWallMs;
+    numbers[at + 1] = breakdown?.fetchMs ?? Number.NaN;
+    numbers[at + 2] = breakdown?.startMs ?? Number.NaN;
+    numbers[at + 3] = breakdown?.readyMs ?? Number.NaN;
+    numbers[at + 4] = breakdown?.totalMs ?? Number.NaN;
+    numbers[at + 5] = breakdown?.controlPlaneMs ?? Number.NaN;
+    this.#next = (slot + 1) % this.#capacity;
+    if (this.#size < this.#capacity) this.#size++;
+  }
+
+  /** Oldest first. */
+  entries(): ColdStartRecord[] {
+    const out: ColdStartRecord[] = [];
+    const numbers = this.#numbers;
+    if (numbers === undefined) return out;
+    const first = this.#size < this.#capacity ? 0 : this.#next;
+    for (let i = 0; i < this.#size; i++) {
+      const slot = (first + i) % this.#capacity;
+      const at = slot * FIELDS;
+      const totalMs = numbers[at + 4] as number;
+      out.push({
+        sandboxId: this.#sandboxIds[slot] as string,
+        workerId: this.#workerIds[slot] as string,
+        readyAtWallMs: numbers[at] as number,
+        breakdown: Number.isNaN(totalMs) ? undefined : {
+          fetchMs: numbers[at + 1] as number, startMs: numbers[at + 2] as number, readyMs: numbers[at + 3] as number,
+          totalMs, controlPlaneMs: numbers[at + 5] as number,
+        },
+      });
+    }
+    return out;
+  }
 }
 
 /**
@@ -134,7 +207,7 @@ export function newWorkerEntry(init: { id: string; url: string; capacity: { cpuM
 }
 
 export function newFunctionEntry(record: FunctionRecord): FunctionEntry {
-  return { record, sandboxes: new Map(), desired: 0, isDeleting: false, hasNoCapacity: false, recentColdStarts: [] };
+  return { record, sandboxes: new Map(), desired: 0, isDeleting: false, hasNoCapacity: false, recentColdStarts: new ColdStartHistory() };
 }
 
 export interface ScaleCounts {

@@ -125,7 +125,7 @@ function describeFunction(fn: FunctionEntry, deps: RouteDeps): unknown {
       desired: fn.desired, ready: counts.ready, starting: counts.starting, draining: counts.draining,
       outdated: counts.outdatedReady, isPanicking: scaling?.isPanicking ?? false, reason: scaling?.reason ?? 'idle',
     },
-    recentColdStarts: fn.recentColdStarts.map((s) => ({ sandboxId: s.id, workerId: s.worker.id, at: new Date(s.readyAtWallMs ?? 0).toISOString(), breakdown: s.breakdown })),
+    recentColdStarts: fn.recentColdStarts.entries().map((c) => ({ sandboxId: c.sandboxId, workerId: c.workerId, at: new Date(c.readyAtWallMs).toISOString(), breakdown: c.breakdown })),
   };
 }
 

@@ -19,7 +19,6 @@ export interface SandboxManagerOptions {
   readonly createTimeoutMs: number;
 }
 
-const RECENT_COLD_STARTS = 20;
 const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5_000;
 
@@ -243,9 +242,7 @@ export class SandboxManager {
   #recordColdStart(sandbox: Sandbox): void {
     const breakdown = sandbox.breakdown;
     this.#o.metrics.coldStart(sandbox.fn.record.spec.name, breakdown);
-    const recent = sandbox.fn.recentColdStarts;
-    recent.push(sandbox);
-    if (recent.length > RECENT_COLD_STARTS) recent.shift();
+    sandbox.fn.recentColdStarts.record(sandbox.id, sandbox.worker.id, sandbox.readyAtWallMs ?? wallTimeMs(), breakdown);
     // Guarded: the fields object would be built for every cold start even with debug off.
     if (this.#o.log.isLevelEnabled('debug')) this.#o.log.debug({ fn: sandbox.fn.record.spec.name, sandboxId: sandbox.id, breakdown }, 'sandbox ready');
   }
