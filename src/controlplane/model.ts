@@ -110,7 +110,7 @@ const FIELDS = 6;
 
 /**
  * A function's last `capacity` cold starts, as a ring: ids in two arrays, numbers in one typed
- * array (allocated at the first cold start). A cold start's figures are kept long after its
+ * array (allocated at the first cold start for a few, grown up to `capacity`). A cold start's figures are kept long after its
  * sandbox is gone: kept as objects — or as the sandboxes themselves — they were up to twenty per
  * function of the control plane's longest-lived objects, for the garbage collector to trace.
  */
@@ -132,8 +132,14 @@ export class ColdStartHistory {
   }
 
   record(sandboxId: string, workerId: string, readyAtWallMs: number, breakdown: ColdStartBreakdown | undefined): void {
-    const numbers = (this.#numbers ??= new Float64Array(this.#capacity * FIELDS));
     const slot = this.#next;
+    let numbers = this.#numbers;
+    if (numbers === undefined || numbers.length < (slot + 1) * FIELDS) {
+      // Not yet wrapped around (slot = size): grow 4 → 8 → … → capacity.
+      const grown = new Float64Array(Math.min(this.#capacity, Math.max(4, 2 * this.#size)) * FIELDS);
+      if (numbers !== undefined) grown.set(numbers);
+      this.#numbers = numbers = grown;
+    }
     this.#sandboxIds[slot] = sandboxId;
     this.#workerIds[slot] = workerId;
     const at = slot * FIELDS;

@@ -18,3 +18,13 @@ test('a cold-start history keeps the last N, oldest first, with their breakdowns
   assert.deepEqual(history.entries().map((e) => e.sandboxId), ['s5', 's6', 's7'], 'the oldest went first');
   assert.deepEqual(history.entries()[2], { sandboxId: 's7', workerId: 'w1', readyAtWallMs: 7000, breakdown: breakdown(7) });
 });
+
+test('a cold-start history grows its storage as it fills and keeps every record across the growth', () => {
+  const history = new ColdStartHistory(20);
+  for (let i = 1; i <= 25; i++) {
+    history.record(`s${i}`, 'w', i, breakdown(i));
+    const expected = Array.from({ length: Math.min(i, 20) }, (_, k) => i - Math.min(i, 20) + 1 + k);
+    assert.deepEqual(history.entries().map((e) => e.readyAtWallMs), expected, `after ${i} records`);
+  }
+  assert.deepEqual(history.entries()[0]?.breakdown, breakdown(6));
+});
