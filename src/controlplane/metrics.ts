@@ -35,7 +35,7 @@ export function createControlPlaneMetrics(registry: MetricsRegistry, state: Clus
   // Cold starts are counted per function in plain numbers, rendered by Baton at scrape time: one
   // series per function, at thousands of cold starts per second (see CounterFamily).
   const coldStarts = new CounterFamily('baton_controlplane_cold_starts_total', 'Sandboxes that became ready', ['function']);
-  registry.addExposition(() => coldStarts.render());
+  registry.addExposition(() => coldStarts.slices());
   const coldStartSeconds = new Histogram({
     name: 'baton_controlplane_cold_start_seconds',
     help: 'Sandbox creation latency by phase: fetch, start, ready (on the worker), controlplane (decision to ready, as seen here)',

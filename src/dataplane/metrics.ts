@@ -34,7 +34,7 @@ export class DataplaneMetrics {
     this.invocations = invocations;
     registry.addExposition(() => {
       for (const fn of functions) fn.flushCounts();
-      return invocations.render();
+      return invocations.slices();
     });
     this.coldStartWait = new Histogram({
       name: 'baton_dataplane_cold_start_wait_seconds',

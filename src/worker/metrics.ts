@@ -31,7 +31,7 @@ export function createWorkerMetrics(registry: MetricsRegistry, countByState: () 
       for (const outcome of OUTCOMES) if (counts[outcome] > 0) creations.add([fn, outcome], counts[outcome]);
     }
     pending.clear();
-    return creations.render();
+    return creations.slices();
   });
   const coldStart = new Histogram({
     name: 'baton_worker_cold_start_seconds',

@@ -32,3 +32,26 @@ test('a single-label family keys by the value itself; the registry serves its te
   assert.match(text, /^# TYPE y_total counter$/m);
   assert.match(text, /^y_total\{function="f"\} 2$/m);
 });
+
+test('a family renders in slices of whole series, and a scrape lets other work run between them', async () => {
+  const family = new CounterFamily('z_total', 'Z.', ['function']);
+  for (let i = 0; i < 3_500; i++) family.add([`f${i}`], i);
+  const slices = [...family.slices(1_000)];
+  assert.equal(slices.length, 4);
+  assert.equal(slices.join(''), family.render());
+  assert.ok(slices.every((slice) => slice.endsWith('\n')), 'no series is cut');
+
+  const registry = createRegistry('test', { withDefaults: false });
+  registry.addExposition(() => family.slices());
+  let isScraping = true;
+  let turns = 0;
+  const turn = (): void => {
+    turns++;
+    if (isScraping) setImmediate(turn);
+  };
+  setImmediate(turn);
+  const text = await registry.metrics();
+  isScraping = false;
+  assert.equal(text.trimStart(), family.render());
+  assert.ok(turns >= 3, `the event loop turned ${turns} times during the scrape`);
+});
