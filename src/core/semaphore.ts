@@ -1,3 +1,4 @@
+import type { CancelSignal } from './cancellation.ts';
 import { BatonError } from './errors.ts';
 
 /**
@@ -22,7 +23,7 @@ export class Semaphore {
     return this.#waiters.length;
   }
 
-  async acquire(signal?: AbortSignal): Promise<() => void> {
+  async acquire(signal?: CancelSignal): Promise<() => void> {
     signal?.throwIfAborted();
     if (this.#active < this.#limit) {
       this.#active += 1;

@@ -1,5 +1,6 @@
 import type { RuntimeName } from '../api/function-spec.ts';
 import type { SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
+import type { CancelSignal } from '../core/cancellation.ts';
 
 /**
  * What the worker core needs from a sandbox runtime (process and emulated; container later). A runtime starts and stops sandboxes and tells when one dies on its own; the core keeps
@@ -12,10 +13,11 @@ export interface SandboxRuntime {
 
   /**
    * Starts a sandbox of `fn` from the unpacked artifact in `artifactDir` and resolves once it is
-   * ready to serve. Aborting `signal` stops it and rejects.
+   * ready to serve. Aborting `signal` (an AbortSignal, or the worker's lighter Cancellation) stops it
+   * and rejects.
    * @throws BatonError ERR_SANDBOX_START_FAILED (spawn failed, exited early, not ready in time, aborted)
    */
-  create(sandboxId: string, fn: SandboxFunction, artifactDir: string, signal: AbortSignal): Promise<StartedSandbox>;
+  create(sandboxId: string, fn: SandboxFunction, artifactDir: string, signal: CancelSignal): Promise<StartedSandbox>;
 
   /** Stops a sandbox; resolves once it is gone. Unknown ids resolve at once. Never reported via onExit. */
   delete(sandboxId: string): Promise<void>;

@@ -2,6 +2,7 @@ import type { RuntimeName } from '../api/function-spec.ts';
 import type {
   CreateSandboxesRequest, DeleteSandboxesResponse, SandboxFunction, SandboxInfo, SandboxLogsResponse, SandboxState,
 } from '../api/worker.ts';
+import { Cancellation } from '../core/cancellation.ts';
 import type { Clock } from '../core/clock.ts';
 import { BatonError, toBatonError } from '../core/errors.ts';
 import { Semaphore } from '../core/semaphore.ts';
@@ -26,11 +27,8 @@ interface SandboxEntry {
   readonly sandboxId: string;
   readonly fn: SandboxFunction;
   readonly runtime: SandboxRuntime;
-  /**
-   * Cancels the start; dropped once the sandbox is ready (nothing is left to cancel), so that a
-   * controller and its signal do not live as long as the sandbox.
-   */
-  abort: AbortController | undefined;
+  /** Cancels the start; dropped once the sandbox is ready (nothing is left to cancel). */
+  abort: Cancellation | undefined;
   /** Wall-clock ms; formatted when listed. */
   readonly startedAtMs: number;
   state: SandboxState;
@@ -91,7 +89,7 @@ export class Worker {
         continue;
       }
       const entry: SandboxEntry = {
-        sandboxId, fn, runtime, abort: new AbortController(), startedAtMs: Date.now(), state: 'starting',
+        sandboxId, fn, runtime, abort: new Cancellation(), startedAtMs: Date.now(), state: 'starting',
       };
       this.#table.set(sandboxId, entry);
       void this.#start(entry);
@@ -102,17 +100,17 @@ export class Worker {
   async #start(entry: SandboxEntry): Promise<void> {
     const { clock, events, logger } = this.#deps;
     const { sandboxId, fn } = entry;
-    const abort = entry.abort as AbortController;
+    const abort = entry.abort as Cancellation;
     const acceptedAt = clock.now();
     let release: (() => void) | undefined;
     try {
-      release = await this.#starts.acquire(abort.signal);
+      release = await this.#starts.acquire(abort);
       const artifact = await this.#ensureArtifact(entry);
-      const started = await entry.runtime.create(sandboxId, fn, artifact.dir, abort.signal);
-      if (abort.signal.aborted) {
+      const started = await entry.runtime.create(sandboxId, fn, artifact.dir, abort);
+      if (abort.aborted) {
         // Deleted while its last step was finishing.
         await entry.runtime.delete(sandboxId);
-        throw abort.signal.reason;
+        throw abort.reason;
       }
       const breakdown = { fetchMs: artifact.fetchMs, startMs: started.startMs, readyMs: started.readyMs, totalMs: clock.now() - acceptedAt };
       entry.state = 'ready';
@@ -129,7 +127,7 @@ export class Worker {
       if (logger.isLevelEnabled('debug')) logger.debug({ sandboxId, fn: fn.name, ...breakdown }, 'sandbox ready');
     } catch (err) {
       this.#table.delete(sandboxId);
-      if (abort.signal.aborted) {
+      if (abort.aborted) {
         this.#metrics.creation(fn.name, 'cancelled');
       } else {
         this.#fail(sandboxId, fn, toBatonError(err));
@@ -145,7 +143,7 @@ export class Worker {
     if (entry.fn.artifact === undefined) {
       throw new BatonError('ERR_SANDBOX_START_FAILED', `function ${entry.fn.name} has no artifact and runtime ${entry.runtime.name} needs one`);
     }
-    return this.#deps.artifacts.ensure(entry.fn.artifact, entry.abort?.signal);
+    return this.#deps.artifacts.ensure(entry.fn.artifact, entry.abort?.toAbortSignal());
   }
 
   #fail(sandboxId: string, fn: SandboxFunction, err: BatonError): void {

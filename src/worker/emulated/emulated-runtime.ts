@@ -1,4 +1,5 @@
 import type { SandboxFunction, SandboxLogsResponse } from '../../api/worker.ts';
+import type { CancelSignal } from '../../core/cancellation.ts';
 import type { Clock, Timer } from '../../core/clock.ts';
 import { BatonError } from '../../core/errors.ts';
 import type { Random } from '../../core/random.ts';
@@ -38,7 +39,7 @@ export class EmulatedRuntime implements SandboxRuntime {
     return this.#options.address;
   }
 
-  create(sandboxId: string, fn: SandboxFunction, _artifactDir: string, signal: AbortSignal): Promise<StartedSandbox> {
+  create(sandboxId: string, fn: SandboxFunction, _artifactDir: string, signal: CancelSignal): Promise<StartedSandbox> {
     const { clock, latency, random, address } = this.#options;
     const startedAt = clock.now();
     const delayMs = sampleLatencyMs(latency, random);

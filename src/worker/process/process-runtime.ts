@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { SandboxFunction, SandboxLogsResponse } from '../../api/worker.ts';
+import type { CancelSignal } from '../../core/cancellation.ts';
 import type { Clock } from '../../core/clock.ts';
 import { createDeferred, type Deferred } from '../../core/deferred.ts';
 import { BatonError } from '../../core/errors.ts';
@@ -73,7 +74,7 @@ export class ProcessRuntime implements SandboxRuntime {
     this.#exitListeners.push(listener);
   }
 
-  async create(sandboxId: string, fn: SandboxFunction, artifactDir: string, signal: AbortSignal): Promise<StartedSandbox> {
+  async create(sandboxId: string, fn: SandboxFunction, artifactDir: string, signal: CancelSignal): Promise<StartedSandbox> {
     if (this.#sandboxes.has(sandboxId)) throw startFailed(sandboxId, 'a sandbox with this id is already running');
     signal.throwIfAborted();
     const { clock, sandboxHost } = this.#options;
@@ -134,7 +135,7 @@ export class ProcessRuntime implements SandboxRuntime {
   }
 
   /** Resolves when ready; rejects (ERR_SANDBOX_START_FAILED) on exit, timeout or abort. */
-  #waitReady(sandbox: ProcessSandbox, port: number, signal: AbortSignal): Promise<void> {
+  #waitReady(sandbox: ProcessSandbox, port: number, signal: CancelSignal): Promise<void> {
     const { clock, readyTimeoutMs, sandboxHost } = this.#options;
     return new Promise<void>((resolve, reject) => {
       const cleanups: (() => void)[] = [];
