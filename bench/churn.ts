@@ -13,11 +13,16 @@
  * of the step's figures, which measure the steady state of `--seconds` after it.
  *
  *   npm run bench:churn -- --rates 100,500,2500 --seconds 15 --json FILE
+ *
+ * `--records DIR` also writes each step's invocations, warm-up included, as Invitro's
+ * per-invocation CSV (`DIR/churn-<rate>.csv`), for analyses of single invocations over time.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool, request } from 'undici';
 import { summarizeRun } from '../src/loadgen/analysis.ts';
+import { formatInvitroCsv } from '../src/loadgen/invitro-csv.ts';
 import { renderLineChart } from '../src/loadgen/plot.ts';
 import { runPlan } from '../src/loadgen/runner.ts';
 import { planColdStartSweep, sweepFunctionNames } from '../src/loadgen/schedule.ts';
@@ -36,6 +41,7 @@ const { values } = parseArgs({
     'warmup-rate': { type: 'string', default: '1000' },
     json: { type: 'string', default: 'bench/results/churn.json' },
     svg: { type: 'string', default: 'bench/results/churn.svg' },
+    records: { type: 'string' },
   },
 });
 const rates = values.rates.split(',').map(Number);
@@ -207,6 +213,11 @@ async function main(): Promise<void> {
       // A failed reading surfaces where it is awaited, after the run, not as an unhandled rejection during it.
       atWarmupEnd.catch(() => undefined);
       const result = await runPlan(plan, { baseUrl: cluster.dpUrl, dispatcher: clients, timeoutMs: 15_000 });
+      if (values.records !== undefined) {
+        // Written after the step's last answer, before the pause: nothing is in flight.
+        await mkdir(values.records, { recursive: true });
+        await writeFile(path.join(values.records, `churn-${rate}.csv`), formatInvitroCsv(result, { startWallMs: result.startWallMs }));
+      }
       const before = await atWarmupEnd;
       const after = await readCounters(true);
       const machineTotal = after.machine[2] - before.machine[2];
