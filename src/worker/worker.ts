@@ -27,8 +27,8 @@ interface SandboxEntry {
   readonly sandboxId: string;
   readonly fn: SandboxFunction;
   readonly runtime: SandboxRuntime;
-  /** Cancels the start; dropped once the sandbox is ready (nothing is left to cancel). */
-  abort: Cancellation | undefined;
+  /** Cancels the start (a delete while starting, or closing). */
+  readonly abort: Cancellation;
   /** Wall-clock ms; formatted when listed. */
   readonly startedAtMs: number;
   state: SandboxState;
@@ -99,8 +99,7 @@ export class Worker {
 
   async #start(entry: SandboxEntry): Promise<void> {
     const { clock, events, logger } = this.#deps;
-    const { sandboxId, fn } = entry;
-    const abort = entry.abort as Cancellation;
+    const { sandboxId, fn, abort } = entry;
     const acceptedAt = clock.now();
     let release: (() => void) | undefined;
     try {
@@ -114,7 +113,6 @@ export class Worker {
       }
       const breakdown = { fetchMs: artifact.fetchMs, startMs: started.startMs, readyMs: started.readyMs, totalMs: clock.now() - acceptedAt };
       entry.state = 'ready';
-      entry.abort = undefined;
       entry.address = started.address;
       if (started.pid !== undefined) entry.pid = started.pid;
       events.push({ type: 'ready', sandboxId, address: started.address, breakdown });
@@ -143,7 +141,7 @@ export class Worker {
     if (entry.fn.artifact === undefined) {
       throw new BatonError('ERR_SANDBOX_START_FAILED', `function ${entry.fn.name} has no artifact and runtime ${entry.runtime.name} needs one`);
     }
-    return this.#deps.artifacts.ensure(entry.fn.artifact, entry.abort?.toAbortSignal());
+    return this.#deps.artifacts.ensure(entry.fn.artifact, entry.abort.toAbortSignal());
   }
 
   #fail(sandboxId: string, fn: SandboxFunction, err: BatonError): void {
@@ -179,7 +177,7 @@ export class Worker {
       entry.state = 'stopping';
       // Only a start in progress has anything to cancel (and an error is costly to build).
       if (wasReady) void this.#stop(entry);
-      else entry.abort?.abort(new BatonError('ERR_SANDBOX_START_FAILED', `sandbox ${sandboxId} was deleted while starting`));
+      else entry.abort.abort(new BatonError('ERR_SANDBOX_START_FAILED', `sandbox ${sandboxId} was deleted while starting`));
     }
     return { deleted, unknown };
   }
@@ -228,7 +226,7 @@ export class Worker {
     if (this.#lifecycle !== 'running') return;
     this.#lifecycle = 'closing';
     for (const entry of this.#table.values()) {
-      if (entry.state === 'starting') entry.abort?.abort(new BatonError('ERR_SHUTTING_DOWN', 'the worker is closing'));
+      if (entry.state === 'starting') entry.abort.abort(new BatonError('ERR_SHUTTING_DOWN', 'the worker is closing'));
     }
     await Promise.all(this.#deps.runtimes.map((runtime) => runtime.close(options)));
     this.#table.clear();
