@@ -3,10 +3,13 @@ import { ConcurrencyWindow } from '../policy/autoscaling/window.ts';
 import { computeDesiredScale, initialKpaState, kpaSettingsFromSpec } from '../policy/autoscaling/kpa.ts';
 import { INITIAL_KPA_STATE, type KpaSettings, type KpaState } from '../policy/autoscaling/types.ts';
 import type { FunctionSpec } from '../api/function-spec.ts';
+import { IntrusiveList } from '../core/intrusive-list.ts';
 import { countSandboxes, type FunctionEntry } from './model.ts';
 
 /** A data plane's last report is ignored after this many buckets without a new one. */
 const STALE_BUCKETS = 3;
+/** Stale demand samples a function keeps (for data planes that report again) before dropping them. */
+const KEPT_STALE_SAMPLES = 4;
 /** Active functions sampled (and, on a tick, decided) per event-loop turn. */
 const CHUNK = 256;
 /** Scale-downs a tick decides are handed on over this share of the tick, in slices… */
@@ -16,12 +19,28 @@ const SCALE_DOWN_SLICE_MS = 10;
 
 interface ScalingState {
   readonly fn: FunctionEntry;
+  /**
+   * Links in the list of active functions (`isLinked`: active). Under churn thousands of functions
+   * go active and idle every second; see IntrusiveList for why not a Map.
+   */
+  isLinked: boolean;
+  prev: ScalingState | undefined;
+  next: ScalingState | undefined;
+  /** Queued for a paced scale-down (in `#scaleDowns`, not yet handed on). */
+  isScaleDownQueued: boolean;
   window: ConcurrencyWindow;
   /** The function's stable window the buffer was sized for; a spec update may change it. */
   stableWindowMs: number;
   kpa: KpaState;
-  /** Each data plane's last report, updated in place (one report per function per data plane per second). */
-  readonly demandByDataplane: Map<string, { readonly dataplaneId: string; concurrency: number; atMs: number }>;
+  /**
+   * Each data plane's last report, updated in place (one report per function per data plane per
+   * second). An array, not a Map: it holds one entry per data plane, and a Map that empties on
+   * every scale to zero is given a new table each time (V8 shrinks a Map on delete, and `clear`
+   * allocates a new one).
+   */
+  readonly demand: DemandSample[];
+  /** Whether the last sample found a fresh report (one at most STALE_BUCKETS old). */
+  hasDemand: boolean;
   isPanicking: boolean;
   /** KPA settings compiled from `settingsOf` (the function's spec; an update replaces it). */
   settings: KpaSettings | undefined;
@@ -46,6 +65,8 @@ interface ScalingState {
 }
 
 const enum LastKind { Activated, Poke, Tick }
+
+interface DemandSample { readonly dataplaneId: string; concurrency: number; atMs: number }
 
 export interface AutoscalerOptions {
   readonly clock: Clock;
@@ -83,7 +104,8 @@ export interface AutoscalerOptions {
  */
 export class Autoscaler {
   readonly #options: AutoscalerOptions;
-  readonly #active = new Map<FunctionEntry, ScalingState>();
+  /** Active functions in activation order; a sweep walks it. */
+  readonly #active = new IntrusiveList<ScalingState>();
   /**
    * Each function's state, kept while it is idle and reset when it becomes active again: under
    * churn a function is activated for every cold start, and a new state (windows, maps) each time
@@ -93,8 +115,16 @@ export class Autoscaler {
   #timer: Timer | undefined;
   #bucketsSinceTick = 0;
   #isSweeping = false;
-  /** Functions decided down and not yet handed on, oldest decision first. */
-  readonly #scaleDowns = new Set<FunctionEntry>();
+  /**
+   * Functions decided down and not yet handed on, oldest decision first: a FIFO in an array that is
+   * reused from tick to tick (a Set filled and drained every tick was rehashed all the way up and
+   * down). Slots before `#scaleDownHead` are consumed; a state unqueued meanwhile (forgotten) has
+   * `isScaleDownQueued` false and is skipped.
+   */
+  readonly #scaleDowns: (ScalingState | undefined)[] = [];
+  #scaleDownHead = 0;
+  #scaleDownEnd = 0;
+  #scaleDownsQueued = 0;
   #scaleDownTimer: Timer | undefined;
   #scaleDownSlicesLeft = 0;
 
@@ -107,8 +137,8 @@ export class Autoscaler {
   }
 
   describe(fn: FunctionEntry): { isPanicking: boolean; reason: string } | undefined {
-    const state = this.#active.get(fn);
-    if (state === undefined) return undefined;
+    const state = this.#states.get(fn);
+    if (state === undefined || !state.isLinked) return undefined;
     return { isPanicking: state.isPanicking, reason: lastReason(state) };
   }
 
@@ -116,9 +146,9 @@ export class Autoscaler {
   reportDemand(fn: FunctionEntry, dataplaneId: string, concurrency: number): void {
     const state = this.#activate(fn);
     const atMs = this.#options.clock.now();
-    const last = state.demandByDataplane.get(dataplaneId);
+    const last = state.demand.find((d) => d.dataplaneId === dataplaneId);
     if (last === undefined) {
-      state.demandByDataplane.set(dataplaneId, { dataplaneId, concurrency, atMs });
+      state.demand.push({ dataplaneId, concurrency, atMs });
     } else {
       last.concurrency = concurrency;
       last.atMs = atMs;
@@ -155,13 +185,15 @@ export class Autoscaler {
   }
 
   forget(fn: FunctionEntry): void {
-    this.#active.delete(fn);
-    this.#scaleDowns.delete(fn);
+    const state = this.#states.get(fn);
+    if (state === undefined) return;
+    this.#active.remove(state);
+    this.#unqueueScaleDown(state);
   }
 
   /** Scale-downs decided and not yet handed on. */
   get scaleDownsWaiting(): number {
-    return this.#scaleDowns.size;
+    return this.#scaleDownsQueued;
   }
 
   close(): void {
@@ -169,22 +201,31 @@ export class Autoscaler {
     this.#timer = undefined;
     this.#scaleDownTimer?.cancel();
     this.#scaleDownTimer = undefined;
-    this.#scaleDowns.clear();
+    for (let i = this.#scaleDownHead; i < this.#scaleDownEnd; i++) {
+      const state = this.#scaleDowns[i];
+      if (state !== undefined) state.isScaleDownQueued = false;
+    }
+    this.#scaleDowns.length = 0;
+    this.#scaleDownHead = this.#scaleDownEnd = this.#scaleDownsQueued = 0;
     this.#active.clear();
   }
 
   #activate(fn: FunctionEntry): ScalingState {
-    let state = this.#active.get(fn);
-    if (state !== undefined) return state;
+    let state = this.#states.get(fn);
+    if (state?.isLinked === true) return state;
     const { stableWindowMs } = fn.record.spec.scaling;
-    state = this.#states.get(fn);
     if (state === undefined) {
       state = {
         fn,
+        isLinked: false,
+        prev: undefined,
+        next: undefined,
+        isScaleDownQueued: false,
         window: this.#newWindow(stableWindowMs),
         stableWindowMs,
         kpa: INITIAL_KPA_STATE,
-        demandByDataplane: new Map(),
+        demand: [],
+        hasDemand: false,
         isPanicking: false,
         settings: undefined,
         settingsOf: undefined,
@@ -205,13 +246,27 @@ export class Autoscaler {
       else state.window = this.#newWindow(stableWindowMs);
       state.stableWindowMs = stableWindowMs;
       state.kpa = INITIAL_KPA_STATE;
-      state.demandByDataplane.clear();
+      for (const sample of state.demand) sample.atMs = Number.NEGATIVE_INFINITY;
+      state.hasDemand = false;
       state.isPanicking = false;
       state.lastKind = LastKind.Activated;
     }
-    this.#active.set(fn, state);
+    this.#active.push(state);
     this.#arm();
     return state;
+  }
+
+  #queueScaleDown(state: ScalingState): void {
+    if (state.isScaleDownQueued) return;
+    state.isScaleDownQueued = true;
+    this.#scaleDowns[this.#scaleDownEnd++] = state;
+    this.#scaleDownsQueued++;
+  }
+
+  #unqueueScaleDown(state: ScalingState): void {
+    if (!state.isScaleDownQueued) return;
+    state.isScaleDownQueued = false;
+    this.#scaleDownsQueued--;
   }
 
   #arm(): void {
@@ -235,14 +290,14 @@ export class Autoscaler {
     this.#bucketsSinceTick++;
     const isTick = this.#bucketsSinceTick * this.#options.bucketMs >= this.#options.tickMs;
     if (isTick) this.#bucketsSinceTick = 0;
-    // A live iterator over the active functions, advanced one slice per turn: a function that goes
-    // idle meanwhile is skipped, one that becomes active is sampled in this sweep too.
-    const states = this.#active.values();
+    // A walk over the active list, advanced one slice per turn: a function that goes idle
+    // meanwhile is skipped, one that becomes active is sampled in this sweep too.
+    this.#active.startWalk();
     let decisions = 0;
     const sweep = (): void => {
       for (let n = 0; n < CHUNK; n++) {
-        const next = states.next();
-        if (next.done === true) {
+        const state = this.#active.step();
+        if (state === undefined) {
           this.#isSweeping = false;
           if (isTick) {
             this.#options.onDecisions?.(decisions);
@@ -250,7 +305,6 @@ export class Autoscaler {
           }
           return;
         }
-        const state = next.value;
         const { fn } = state;
         try {
           this.#sample(fn, state, now);
@@ -284,10 +338,21 @@ export class Autoscaler {
     }
     const staleMs = STALE_BUCKETS * this.#options.bucketMs;
     let total = 0;
-    for (const demand of state.demandByDataplane.values()) {
-      if (now - demand.atMs > staleMs) state.demandByDataplane.delete(demand.dataplaneId);
-      else total += demand.concurrency;
+    // Stale samples stay (an array that empties on every scale to zero would be given a new backing
+    // store each time) unless there are more than a few: data planes that left.
+    const { demand } = state;
+    let fresh = 0;
+    for (let i = demand.length - 1; i >= 0; i--) {
+      const sample = demand[i] as DemandSample;
+      if (now - sample.atMs <= staleMs) {
+        total += sample.concurrency;
+        fresh++;
+      } else if (demand.length > KEPT_STALE_SAMPLES) {
+        demand[i] = demand[demand.length - 1] as DemandSample;
+        demand.pop();
+      }
     }
+    state.hasDemand = fresh > 0;
     state.window.record(now, total);
   }
 
@@ -315,15 +380,15 @@ export class Autoscaler {
     state.isPanicking = decision.isPanicking;
     fn.desired = decision.desired;
     if (counts.outdatedReady > 0 || decision.desired > counts.current) this.#options.onDecision(fn);
-    else if (decision.desired < counts.current) this.#scaleDowns.add(fn);
+    else if (decision.desired < counts.current) this.#queueScaleDown(state);
     const isIdle = decision.desired === 0 && counts.current === 0 && counts.draining === 0
-      && counts.outdatedReady === 0 && state.demandByDataplane.size === 0;
-    if (isIdle) this.#active.delete(fn);
+      && counts.outdatedReady === 0 && !state.hasDemand;
+    if (isIdle) this.#active.remove(state);
   }
 
   /** Spreads the waiting scale-downs over the coming tick: a new tick starts the spread again. */
   #paceScaleDowns(): void {
-    if (this.#scaleDowns.size === 0) return;
+    if (this.#scaleDownsQueued === 0) return;
     this.#scaleDownSlicesLeft = Math.max(1, Math.floor((this.#options.tickMs * SCALE_DOWN_SPREAD) / SCALE_DOWN_SLICE_MS));
     this.#scaleDownTimer ??= this.#options.clock.setTimeout(this.#onScaleDownSlice, SCALE_DOWN_SLICE_MS);
   }
@@ -331,10 +396,14 @@ export class Autoscaler {
   readonly #onScaleDownSlice = (): void => {
     this.#scaleDownTimer = undefined;
     const slicesLeft = Math.max(1, this.#scaleDownSlicesLeft--);
-    let n = Math.ceil(this.#scaleDowns.size / slicesLeft);
-    for (const fn of this.#scaleDowns) {
-      if (n-- === 0) break;
-      this.#scaleDowns.delete(fn);
+    let n = Math.ceil(this.#scaleDownsQueued / slicesLeft);
+    while (n > 0 && this.#scaleDownHead < this.#scaleDownEnd) {
+      const state = this.#scaleDowns[this.#scaleDownHead] as ScalingState;
+      this.#scaleDowns[this.#scaleDownHead++] = undefined;
+      if (!state.isScaleDownQueued) continue;
+      n--;
+      this.#unqueueScaleDown(state);
+      const { fn } = state;
       // Converged meanwhile (a later decision, a lost worker, a deletion): nothing to hand on.
       if (fn.desired === countSandboxes(fn).current) continue;
       try {
@@ -343,7 +412,8 @@ export class Autoscaler {
         this.#options.onError?.(fn, err);
       }
     }
-    if (this.#scaleDowns.size > 0) this.#scaleDownTimer = this.#options.clock.setTimeout(this.#onScaleDownSlice, SCALE_DOWN_SLICE_MS);
+    if (this.#scaleDownHead === this.#scaleDownEnd) this.#scaleDownHead = this.#scaleDownEnd = 0;
+    if (this.#scaleDownsQueued > 0) this.#scaleDownTimer = this.#options.clock.setTimeout(this.#onScaleDownSlice, SCALE_DOWN_SLICE_MS);
   };
 }
 

@@ -1,3 +1,4 @@
+import type { Timer } from '../core/clock.ts';
 import type { FunctionRecord } from '../api/function-spec.ts';
 import type { CreationBreakdown } from '../api/worker.ts';
 import type { RoutingEndpoint, RoutingFunction } from '../api/dataplane.ts';
@@ -35,6 +36,12 @@ export class Sandbox {
   readyAtWallMs: number | undefined = undefined;
   lastUsedMs: number;
   isRemoved = false;
+  /**
+   * Fails the start if the worker has not reported it ready in time; cleared when it is. Kept here,
+   * not in a Map by id: a Map of the starting sandboxes grows and empties with every batch, and V8
+   * gives it a new table each time.
+   */
+  createTimer: Timer | undefined = undefined;
   /** The worker's creation phases, ms; NaN until the worker reports ready (and for an adopted sandbox). */
   #fetchMs = Number.NaN;
   #startMs = Number.NaN;

@@ -31,7 +31,6 @@ export class SandboxManager {
   readonly #o: SandboxManagerOptions;
   readonly #idPrefix = randomBytes(3).toString('hex');
   #idCounter = 0;
-  readonly #createTimers = new Map<string, Timer>();
   readonly #backoff = new Map<FunctionEntry, { delayMs: number; timer: Timer | undefined }>();
   /** Sandboxes to drain at the next turn: the scale-downs of one autoscaler slice drain together. */
   #toDrain: Sandbox[] = [];
@@ -111,8 +110,8 @@ export class SandboxManager {
   remove(sandbox: Sandbox, options: { isDeleteOnWorker: boolean }): void {
     if (sandbox.isRemoved) return;
     sandbox.isRemoved = true;
-    this.#createTimers.get(sandbox.id)?.cancel();
-    this.#createTimers.delete(sandbox.id);
+    sandbox.createTimer?.cancel();
+    sandbox.createTimer = undefined;
     const { worker } = sandbox;
     worker.allocated.cpuMilli -= sandbox.resources.cpuMilli;
     worker.allocated.memoryMiB -= sandbox.resources.memoryMiB;
@@ -160,8 +159,10 @@ export class SandboxManager {
   }
 
   close(): void {
-    for (const timer of this.#createTimers.values()) timer.cancel();
-    this.#createTimers.clear();
+    for (const sandbox of this.#o.state.sandboxes.values()) {
+      sandbox.createTimer?.cancel();
+      sandbox.createTimer = undefined;
+    }
     for (const fn of this.#backoff.keys()) this.#clearBackoff(fn);
   }
 
@@ -189,9 +190,9 @@ export class SandboxManager {
       const id = [spec.name, '-', this.#idPrefix, (this.#idCounter++).toString(36)].join('');
       const sandbox = this.#newSandbox(id, fn, worker, fn.record.generation, now);
       this.#index(sandbox);
-      this.#createTimers.set(sandbox.id, this.#o.clock.setTimeout(() => {
+      sandbox.createTimer = this.#o.clock.setTimeout(() => {
         this.#onFailure(sandbox, 'ERR_SANDBOX_START_FAILED', `not ready within ${this.#o.createTimeoutMs} ms`);
-      }, this.#o.createTimeoutMs));
+      }, this.#o.createTimeoutMs);
       batcher.create(sandbox.id, request);
     }
   }
@@ -224,8 +225,8 @@ export class SandboxManager {
   #onReady(sandbox: Sandbox, address: string, breakdown: CreationBreakdown): void {
     if (sandbox.phase !== 'starting') return;
     const now = this.#o.clock.now();
-    this.#createTimers.get(sandbox.id)?.cancel();
-    this.#createTimers.delete(sandbox.id);
+    sandbox.createTimer?.cancel();
+    sandbox.createTimer = undefined;
     this.#clearBackoff(sandbox.fn);
     sandbox.phase = 'ready';
     sandbox.address = address;

@@ -1,6 +1,7 @@
 import { FUNCTION_NAME_PATTERN } from '../../api/function-spec.ts';
 import type { Clock, Timer } from '../../core/clock.ts';
 import { BatonError } from '../../core/errors.ts';
+import { IntrusiveList, type ListLinks } from '../../core/intrusive-list.ts';
 import type { EmulatedRuntime } from './emulated-runtime.ts';
 import type { ResponderReply, ResponderRequest } from './http-responder.ts';
 
@@ -34,7 +35,7 @@ export interface InvocationHandler {
  */
 export function createInvocationHandler(options: { workerId: string; runtime: EmulatedRuntime; clock: Clock }): InvocationHandler {
   const { workerId, runtime, clock } = options;
-  const waiting = new Set<Timer>();
+  const waiting = new IntrusiveList<Waiting>();
   const answer = (req: ResponderRequest, reply: ResponderReply, startedAt: number): void => {
     const body: EmulatedAnswer = {
       Status: 'OK',
@@ -56,30 +57,35 @@ export function createInvocationHandler(options: { workerId: string; runtime: Em
         answer(req, reply, startedAt);
         return;
       }
-      let timer: Timer | undefined;
+      const wait: Waiting = { timer: undefined, prev: undefined, next: undefined, isLinked: false };
       // A Node timer may fire up to a millisecond early by performance.now() (the loop's cached
       // time), so wait again for whatever is left: the answer never reports less than was asked.
-      const wait = (ms: number): void => {
-        timer = clock.setTimeout(() => {
-          if (timer !== undefined) waiting.delete(timer);
-          timer = undefined;
+      const arm = (ms: number): void => {
+        wait.timer = clock.setTimeout(() => {
+          waiting.remove(wait);
+          wait.timer = undefined;
           if (reply.isClosed) return;
           const leftMs = execMs - (clock.now() - startedAt);
-          if (leftMs > 0) wait(leftMs);
+          if (leftMs > 0) arm(leftMs);
           else answer(req, reply, startedAt);
         }, ms);
-        waiting.add(timer);
+        waiting.push(wait);
       };
-      wait(execMs);
+      arm(execMs);
       reply.onClose(() => {
-        if (timer !== undefined && waiting.delete(timer)) timer.cancel();
+        if (waiting.remove(wait)) wait.timer?.cancel();
       });
     },
     close() {
-      for (const timer of waiting) timer.cancel();
+      for (const wait of waiting) wait.timer?.cancel();
       waiting.clear();
     },
   };
+}
+
+/** An invocation waiting out its execution time, in the handler's list (see IntrusiveList). */
+interface Waiting extends ListLinks<Waiting> {
+  timer: Timer | undefined;
 }
 
 /** The requested execution time in ms, or a 400 error for a value that is not a non-negative number. */
