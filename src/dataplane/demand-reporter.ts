@@ -74,10 +74,30 @@ export interface DemandReporterOptions {
  */
 export const REPORT_CHUNK = 256;
 
+/**
+ * Up to REPORT_CHUNK functions of a periodic report, as the numbers taken at the tick: the entries
+ * are built when the part is sent. The parts of a report leave one after another, so a part may
+ * wait through a scavenge or two, and an object per function kept that long is promoted.
+ */
 interface ReportPart {
-  readonly entries: DemandEntry[];
+  readonly trackers: DemandTracker[];
+  /** Per function: concurrency, queued, inflight. */
+  readonly numbers: number[];
+  /** Per function: the sandboxes it used in the interval, if any. */
+  readonly used: (string[] | undefined)[];
   /** Functions whose closing zero this part carries: reported again if it is not delivered. */
   readonly closing: DemandTracker[];
+}
+
+function partEntries(part: ReportPart): DemandEntry[] {
+  const { trackers, numbers, used } = part;
+  const entries: DemandEntry[] = [];
+  for (let i = 0; i < trackers.length; i++) {
+    const entry: DemandEntry = { function: (trackers[i] as DemandTracker).function, concurrency: numbers[3 * i] as number, queued: numbers[3 * i + 1] as number, inflight: numbers[3 * i + 2] as number };
+    const usedSandboxes = used[i];
+    entries.push(usedSandboxes === undefined ? entry : { ...entry, usedSandboxes });
+  }
+  return entries;
 }
 
 /**
@@ -157,17 +177,17 @@ export class DemandReporter {
       tracker.lastChangeAt = now;
       const concurrency = elapsed > 0 ? tracker.integral / elapsed : tracker.concurrency;
       tracker.integral = 0;
-      if (part === undefined || part.entries.length >= REPORT_CHUNK) {
-        part = { entries: [], closing: [] };
+      if (part === undefined || part.trackers.length >= REPORT_CHUNK) {
+        part = { trackers: [], numbers: [], used: [], closing: [] };
         parts.push(part);
       }
-      const { entries } = part;
-      const entry: DemandEntry = { function: tracker.function, concurrency, queued: tracker.queued, inflight: tracker.inflight };
+      part.trackers.push(tracker);
+      part.numbers.push(concurrency, tracker.queued, tracker.inflight);
       if (tracker.used !== undefined && tracker.used.size > 0) {
-        entries.push({ ...entry, usedSandboxes: [...tracker.used] });
+        part.used.push([...tracker.used]);
         tracker.used.clear();
       } else {
-        entries.push(entry);
+        part.used.push(undefined);
       }
       if (concurrency === 0 && tracker.concurrency === 0) {
         tracker.isActive = false;
@@ -202,7 +222,7 @@ export class DemandReporter {
     const part = this.#queue.shift();
     if (part === undefined) return;
     this.#isSending = true;
-    this.#options.send({ dataplaneId: this.#options.dataplaneId, isPoke: false, entries: part.entries }).then(
+    this.#options.send({ dataplaneId: this.#options.dataplaneId, isPoke: false, entries: partEntries(part) }).then(
       () => undefined,
       (err: unknown) => {
         this.#options.logger.debug({ err }, 'demand report failed');

@@ -16,6 +16,8 @@ export class EndpointEntry implements EndpointView {
   isRetired = false;
   /** Per-endpoint slot for the proxy (its upstream pool), set by `onEndpointAdded`. */
   upstream: unknown;
+  /** Position in its function's `endpoints` (-1 once retired). */
+  index = -1;
 
   constructor(endpoint: RoutingEndpoint, capacity: number) {
     this.sandboxId = endpoint.sandboxId;
@@ -30,9 +32,13 @@ export class EndpointEntry implements EndpointView {
 export class FunctionEntry<R> {
   readonly name: string;
   spec: RoutingFunction;
-  readonly endpoints = new Map<string, EndpointEntry>();
-  /** The endpoints as an array for the load balancer, rebuilt when the set changes. */
-  list: readonly EndpointEntry[] = [];
+  /**
+   * Its endpoints, in no particular order (a removal moves the last one into the gap): the load
+   * balancer's array itself. An array, not a Map by id (ids are looked up in the table's map): a
+   * function that scales 0 → 1 → 0 with every cold start would give a Map a new table each time,
+   * and a rebuilt array too, each promoted to die in the old generation.
+   */
+  readonly endpoints: EndpointEntry[] = [];
   readonly runtime: R;
 
   constructor(spec: RoutingFunction, runtime: R) {
@@ -69,7 +75,6 @@ export class RoutingTable<R> {
   #version = 0;
   /** Functions touched by the update being applied that may have gained capacity. */
   readonly #gained = new Set<FunctionEntry<R>>();
-  readonly #touched = new Set<FunctionEntry<R>>();
 
   constructor(hooks: RoutingHooks<R>) {
     this.#hooks = hooks;
@@ -154,7 +159,7 @@ export class RoutingTable<R> {
     const previous = fn.spec;
     fn.spec = spec;
     if (spec.concurrency !== previous.concurrency) {
-      for (const endpoint of fn.endpoints.values()) endpoint.capacity = spec.concurrency;
+      for (const endpoint of fn.endpoints) endpoint.capacity = spec.concurrency;
       if (spec.concurrency > previous.concurrency) this.#gained.add(fn);
     }
   }
@@ -162,10 +167,9 @@ export class RoutingTable<R> {
   #deleteFunction(name: string): void {
     const fn = this.#functions.get(name);
     if (fn === undefined) return;
-    for (const sandboxId of [...fn.endpoints.keys()]) this.#deleteEndpoint(sandboxId);
+    for (const endpoint of [...fn.endpoints]) this.#deleteEndpoint(endpoint.sandboxId);
     this.#functions.delete(name);
     this.#gained.delete(fn);
-    this.#touched.delete(fn);
     this.#hooks.onFunctionRemoved(fn);
   }
 
@@ -187,9 +191,9 @@ export class RoutingTable<R> {
     const fn = this.#functions.get(endpoint.function);
     if (fn === undefined) return;
     const entry = new EndpointEntry(endpoint, fn.spec.concurrency);
-    fn.endpoints.set(entry.sandboxId, entry);
+    entry.index = fn.endpoints.length;
+    fn.endpoints.push(entry);
     this.#endpoints.set(entry.sandboxId, entry);
-    this.#touched.add(fn);
     if (!entry.isDraining) this.#gained.add(fn);
     this.#hooks.onEndpointAdded(entry);
   }
@@ -199,18 +203,20 @@ export class RoutingTable<R> {
     if (entry === undefined) return;
     this.#endpoints.delete(sandboxId);
     const fn = this.#functions.get(entry.function);
-    if (fn !== undefined) {
-      fn.endpoints.delete(sandboxId);
-      this.#touched.add(fn);
+    if (fn !== undefined && fn.endpoints[entry.index] === entry) {
+      const last = fn.endpoints.pop() as EndpointEntry;
+      if (last !== entry) {
+        last.index = entry.index;
+        fn.endpoints[entry.index] = last;
+      }
     }
+    entry.index = -1;
     entry.isRetired = true;
     this.#hooks.onEndpointRetired(entry);
   }
 
-  /** Rebuilds the endpoint arrays of touched functions, then lets the owner dispatch queued work. */
+  /** Lets the owner dispatch the queued work of functions that may have gained capacity. */
   #flush(): void {
-    for (const fn of this.#touched) fn.list = [...fn.endpoints.values()];
-    this.#touched.clear();
     const gained = [...this.#gained];
     this.#gained.clear();
     for (const fn of gained) this.#hooks.onCapacity(fn);

@@ -26,7 +26,7 @@ const delta = (epoch: string, baseVersion: number, version: number, changes: Ext
 
 function view(table: RoutingTable<unknown>): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const f of table.functions()) out[f.name] = f.list.map((e) => `${e.sandboxId}${e.isDraining ? '(d)' : ''}`).sort();
+  for (const f of table.functions()) out[f.name] = f.endpoints.map((e) => `${e.sandboxId}${e.isDraining ? '(d)' : ''}`).sort();
   return out;
 }
 
@@ -126,5 +126,23 @@ test('an endpoint put with a new address replaces the old entry', () => {
   table.apply(delta('e1', 0, 1, [{ type: 'endpoint.put', endpoint: ep('s1', 'a', false, '127.0.0.1:2') }]));
   assert.equal(old?.isRetired, true);
   assert.equal(table.getEndpoint('s1')?.address, '127.0.0.1:2');
-  assert.equal(table.getFunction('a')?.list.length, 1);
+  assert.equal(table.getFunction('a')?.endpoints.length, 1);
+});
+
+test("a function's endpoint array stays whole and indexed through removals from anywhere in it", () => {
+  const { table } = makeTable();
+  const ids = ['s1', 's2', 's3', 's4', 's5'];
+  table.apply(snapshot('e1', 1, [fn('a')], ids.map((id) => ep(id, 'a'))));
+  let version = 1;
+  for (const gone of ['s2', 's5', 's1', 's4']) {
+    table.apply(delta('e1', version, version + 1, [{ type: 'endpoint.delete', sandboxId: gone }]));
+    version++;
+    const endpoints = table.getFunction('a')?.endpoints ?? [];
+    endpoints.forEach((e, i) => assert.equal(e.index, i));
+    assert.equal(table.getEndpoint(gone)?.index, undefined);
+  }
+  assert.deepEqual(view(table), { a: ['s3'] });
+  table.apply(delta('e1', version, version + 1, [{ type: 'endpoint.put', endpoint: ep('s6', 'a') }, { type: 'endpoint.delete', sandboxId: 's3' }]));
+  assert.deepEqual(view(table), { a: ['s6'] });
+  assert.equal(table.getFunction('a')?.endpoints[0]?.index, 0);
 });
