@@ -116,16 +116,17 @@ export interface ColdStartRecord {
 const FIELDS = 6;
 
 /**
- * A function's last `capacity` cold starts, as a ring: ids in two arrays, numbers in one typed
- * array (allocated at the first cold start for a few, grown up to `capacity`). A cold start's figures are kept long after its
- * sandbox is gone: kept as objects — or as the sandboxes themselves — they were up to twenty per
- * function of the control plane's longest-lived objects, for the garbage collector to trace.
+ * A function's last `capacity` cold starts, as a ring: ids in two arrays, numbers in a third (a
+ * plain array of doubles, which grows as the first `capacity` cold starts arrive; a typed array
+ * would add an ArrayBuffer and a view per function). A cold start's figures are kept long after
+ * its sandbox is gone: kept as objects — or as the sandboxes themselves — they were up to twenty
+ * per function of the control plane's longest-lived objects, for the garbage collector to trace.
  */
 export class ColdStartHistory {
   readonly #capacity: number;
   readonly #sandboxIds: string[] = [];
   readonly #workerIds: string[] = [];
-  #numbers: Float64Array | undefined;
+  #numbers: number[] | undefined;
   /** Slot of the next record; with `#size` = capacity, also the oldest. */
   #next = 0;
   #size = 0;
@@ -140,13 +141,8 @@ export class ColdStartHistory {
 
   record(sandboxId: string, workerId: string, readyAtWallMs: number, breakdown: ColdStartBreakdown | undefined): void {
     const slot = this.#next;
-    let numbers = this.#numbers;
-    if (numbers === undefined || numbers.length < (slot + 1) * FIELDS) {
-      // Not yet wrapped around (slot = size): grow 4 → 8 → … → capacity.
-      const grown = new Float64Array(Math.min(this.#capacity, Math.max(4, 2 * this.#size)) * FIELDS);
-      if (numbers !== undefined) grown.set(numbers);
-      this.#numbers = numbers = grown;
-    }
+    // Until the ring wraps around, slot = size: the writes below append.
+    const numbers = (this.#numbers ??= []);
     this.#sandboxIds[slot] = sandboxId;
     this.#workerIds[slot] = workerId;
     const at = slot * FIELDS;

@@ -118,10 +118,15 @@ export class InvocationQueue<T> {
 
   #arm(at: number): void {
     this.#timerAt = at;
+    // The callback is made at the first arming: a data plane holds a queue for every function it
+    // routes, and most never queue anything.
+    this.#onTimer ??= () => this.#expire();
     this.#timer = this.#options.clock.setTimeout(this.#onTimer, Math.max(0, at - this.#options.clock.now()));
   }
 
-  readonly #onTimer = (): void => {
+  #onTimer: (() => void) | undefined;
+
+  #expire(): void {
     this.#timer = undefined;
     const now = Math.max(this.#options.clock.now(), this.#timerAt);
     while (this.#head !== undefined && this.#head.deadlineAt <= now) {
@@ -130,5 +135,5 @@ export class InvocationQueue<T> {
       this.#options.onExpired(node.value);
     }
     if (this.#head !== undefined && this.#timer === undefined) this.#arm(this.#head.deadlineAt);
-  };
+  }
 }

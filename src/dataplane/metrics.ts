@@ -58,14 +58,16 @@ export class DataplaneMetrics {
   }
 }
 
-/** One function's invocation counts (flushed at scrape). */
+/**
+ * One function's invocation counts (flushed at scrape). One Map, created at the first invocation: by
+ * code, the count since the last scrape — a code stays in it at 0 once flushed, so its keys are also
+ * the codes the function has counter series for. A data plane holds one of these per function it
+ * routes, mostly idle ones.
+ */
 export class FunctionMetrics {
   readonly #fn: string;
   readonly #metrics: DataplaneMetrics;
-  /** Invocations counted since the last scrape, by outcome code. */
-  readonly #counts = new Map<string, number>();
-  /** Outcome codes this function has a counter series for. */
-  readonly #codes = new Set<string>();
+  #counts: Map<string, number> | undefined;
 
   constructor(fn: string, metrics: DataplaneMetrics) {
     this.#fn = fn;
@@ -74,15 +76,16 @@ export class FunctionMetrics {
 
   /** `code`: `2xx`…`5xx` for answers from the sandbox, an `ERR_*` code for the data plane's own. */
   countInvocation(code: string): void {
-    this.#counts.set(code, (this.#counts.get(code) ?? 0) + 1);
+    const counts = (this.#counts ??= new Map());
+    counts.set(code, (counts.get(code) ?? 0) + 1);
   }
 
   /** Adds the counts since the last scrape to the counter (called by its `collect`). */
   flushCounts(): void {
+    if (this.#counts === undefined) return;
     for (const [code, n] of this.#counts) {
       if (n === 0) continue;
       this.#metrics.invocations.add([this.#fn, code], n);
-      this.#codes.add(code);
       this.#counts.set(code, 0);
     }
   }
@@ -94,9 +97,9 @@ export class FunctionMetrics {
   /** Drops the function's series (it was deleted). */
   remove(): void {
     this.#metrics.forget(this);
-    for (const code of this.#codes) this.#metrics.invocations.remove([this.#fn, code]);
-    this.#codes.clear();
-    this.#counts.clear();
+    if (this.#counts === undefined) return;
+    for (const code of this.#counts.keys()) this.#metrics.invocations.remove([this.#fn, code]);
+    this.#counts = undefined;
   }
 }
 

@@ -268,7 +268,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
       capacity: options.queueCapacity,
       timeoutMs: options.queueTimeoutMs,
       clock: options.clock,
-      onExpired: (invocation) => this.#onExpired(invocation),
+      onExpired: this.#onExpired,
     });
     return {
       balancer: options.createLoadBalancer(spec.name),
@@ -279,11 +279,12 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     };
   }
 
-  #onExpired(invocation: Invocation<FunctionRuntime>): void {
+  /** One callback for every function's queue (not a closure per function). */
+  readonly #onExpired = (invocation: Invocation<FunctionRuntime>): void => {
     invocation.queueEntry = undefined;
     invocation.fn.runtime.demand.change(0, -1);
     this.#reject(invocation, new BatonError('ERR_COLD_START_TIMEOUT', `no sandbox of function '${invocation.fn.name}' became free within ${this.#options.queueTimeoutMs} ms`));
-  }
+  };
 
   #onFunctionRemoved(fn: FunctionState): void {
     this.#failQueued(fn, 'ERR_FUNCTION_NOT_FOUND', `function '${fn.name}' was deleted`);

