@@ -188,8 +188,8 @@ export class Membership {
   #markUsed(fn: FunctionEntry, sandboxIds: readonly string[]): void {
     const now = this.#o.clock.now();
     for (const id of sandboxIds) {
-      const sandbox = fn.sandboxes.get(id);
-      if (sandbox !== undefined) sandbox.lastUsedMs = now;
+      const sandbox = this.#o.state.sandboxes.get(id);
+      if (sandbox !== undefined && sandbox.fn === fn) sandbox.lastUsedMs = now;
     }
   }
 

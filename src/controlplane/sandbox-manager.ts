@@ -116,7 +116,7 @@ export class SandboxManager {
     worker.allocated.cpuMilli -= sandbox.resources.cpuMilli;
     worker.allocated.memoryMiB -= sandbox.resources.memoryMiB;
     worker.sandboxes.delete(sandbox);
-    sandbox.fn.sandboxes.delete(sandbox.id);
+    sandbox.fn.sandboxes.delete(sandbox);
     this.#o.state.sandboxes.delete(sandbox.id);
     if (sandbox.address !== undefined) this.#o.state.publish({ type: 'endpoint.delete', sandboxId: sandbox.id });
     if (options.isDeleteOnWorker) this.#o.state.batchers.get(worker.id)?.delete(sandbox.id);
@@ -218,7 +218,7 @@ export class SandboxManager {
     sandbox.worker.allocated.cpuMilli += sandbox.resources.cpuMilli;
     sandbox.worker.allocated.memoryMiB += sandbox.resources.memoryMiB;
     sandbox.worker.sandboxes.add(sandbox);
-    sandbox.fn.sandboxes.set(sandbox.id, sandbox);
+    sandbox.fn.sandboxes.add(sandbox);
     this.#o.state.sandboxes.set(sandbox.id, sandbox);
   }
 
@@ -298,7 +298,8 @@ export class SandboxManager {
     }
     const candidates = ready.map((s) => ({ sandboxId: s.id, workerId: s.worker.id, readyAtMs: s.readyAtMs ?? s.requestedAtMs, lastUsedMs: s.lastUsedMs }));
     const victims = this.#o.eviction.pickVictims(candidates, rest);
-    this.#drainInBackground(victims.map((id) => fn.sandboxes.get(id)).filter((s): s is Sandbox => s !== undefined));
+    const { sandboxes } = this.#o.state;
+    this.#drainInBackground(victims.map((id) => sandboxes.get(id)).filter((s): s is Sandbox => s !== undefined && s.fn === fn));
   }
 
   /**

@@ -26,7 +26,7 @@ function addReadySandbox(fn: FunctionEntry, id: string): void {
   const worker = newWorkerEntry({ id: 'w', url: 'http://127.0.0.1:1', capacity: { cpuMilli: 1000, memoryMiB: 1024 }, runtimes: ['emulated'], state: 'ready', nowMs: 0 });
   const sandbox = new Sandbox({ id, fn, worker, generation: fn.record.generation, resources: fn.record.spec.resources, requestedAtMs: 0, createdAtWallMs: 0 });
   sandbox.phase = 'ready';
-  fn.sandboxes.set(id, sandbox);
+  fn.sandboxes.add(sandbox);
 }
 
 test('the poke scales a function at zero to the capacity its waiting invocations need, at once', () => {
@@ -75,7 +75,7 @@ test('a decision that keeps a converged function as it is asks for nothing; a ch
   clock.advance(10_000);
   assert.deepEqual(decisions.slice(0, 2), [1, 0]);
   assert.ok(decisions.slice(1).every((d) => d === 0));
-  fn.sandboxes.clear();
+  for (const sandbox of [...fn.sandboxes]) fn.sandboxes.delete(sandbox);
   const before = decisions.length;
   clock.advance(10_000);
   assert.equal(decisions.length, before, 'at zero with no demand: nothing to ask for');
