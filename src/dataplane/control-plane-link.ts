@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { DemandAck, DemandReport, RegisterDataplaneRequest } from '../api/dataplane.ts';
 import type { Clock, Timer } from '../core/clock.ts';
 import { toBatonError } from '../core/errors.ts';
@@ -44,6 +45,9 @@ export class ControlPlaneLink {
     this.#options = options;
     this.#log = options.logger;
     this.#retryMs = options.initialRetryMs ?? 100;
+    // Every call to the control plane listens on this one signal, and under load many demand pokes
+    // are in flight at once: past Node's default of 10 listeners it would warn of a leak there is not.
+    setMaxListeners(0, this.#abort.signal);
   }
 
   get state(): LinkState {

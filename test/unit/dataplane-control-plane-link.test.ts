@@ -83,3 +83,29 @@ test('a demand report answered ERR_DATAPLANE_NOT_FOUND triggers a registration a
   assert.equal(link.registrations, 2);
   link.close();
 });
+
+test('many demand sends in flight at once share the link signal without a listener-leak warning', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    const client: ControlPlaneClient = {
+      // As the RPC client does: each call listens on the signal until it settles (here: never).
+      post: <T>(_path: string, _body: unknown, options?: { signal?: AbortSignal }): Promise<T> => {
+        options?.signal?.addEventListener('abort', () => undefined, { once: true });
+        return new Promise<T>(() => undefined);
+      },
+    };
+    const link = new ControlPlaneLink({
+      client, clock: new ManualClock(), logger: silentLogger(), heartbeatIntervalMs: 1000, initialRetryMs: 100, maxRetryMs: 400,
+      registration: { dataplaneId: 'dp-1', url: 'http://127.0.0.1:8081', proxyUrl: 'http://127.0.0.1:8080' },
+    });
+    for (let i = 0; i < 20; i++) void link.sendDemand({ dataplaneId: 'dp-1', isPoke: true, entries: [] }).catch(() => undefined);
+    await settle();
+    await settle();
+    assert.deepEqual(warnings, []);
+    link.close();
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
