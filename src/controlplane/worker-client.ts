@@ -78,7 +78,8 @@ export class WorkerBatcher implements SandboxBatcher {
     this.#creates = [];
     this.#deletes = [];
     if (creates.length > 0) {
-      this.#client.createSandboxes(creates).catch((err: unknown) => this.#onCreateFailed(creates.map((c) => c.sandboxId), err));
+      const sandboxIds = creates.map((c) => c.sandboxId);
+      this.#client.createSandboxes(creates).catch((err: unknown) => this.#onCreateFailed(sandboxIds, err));
     }
     if (deletes.length > 0) {
       // A failed delete is harmless to correctness: a worker that comes back reports what it
@@ -132,15 +133,19 @@ export class ProcessBatcher {
     const request = this.#request;
     this.#request = { creates: [], deletes: [] };
     if (request.creates.length === 0 && request.deletes.length === 0) return;
+    // The answer needs only the creations' ids: the request itself (each creation carries its
+    // function's spec) is not kept until it comes (see JsonClient.call).
+    const sandboxIds = request.creates.map((c) => c.sandboxId);
+    const workerIds = request.creates.map((c) => c.workerId);
     this.#post(request).then(
       (response) => {
         if (response.unknownWorkers.length === 0) return;
         const unknown = new Set(response.unknownWorkers);
-        const failed = request.creates.filter((c) => unknown.has(c.workerId)).map((c) => c.sandboxId);
+        const failed = sandboxIds.filter((_, i) => unknown.has(workerIds[i] as string));
         if (failed.length > 0) this.#onCreateFailed(failed, new BatonError('ERR_WORKER_NOT_FOUND', 'the worker process does not run this worker'));
       },
       // Deletions that fail are harmless (see WorkerBatcher); creations are reported failed.
-      (err: unknown) => this.#onCreateFailed(request.creates.map((c) => c.sandboxId), err),
+      (err: unknown) => this.#onCreateFailed(sandboxIds, err),
     );
   }
 }

@@ -64,13 +64,12 @@ export class ControlPlaneLink {
   }
 
   /** Posts a demand report; a control plane that forgot us triggers a new registration. */
-  async sendDemand(report: DemandReport): Promise<DemandAck | undefined> {
-    try {
-      return await this.#options.client.post<DemandAck | undefined>('/internal/v1/demand', report, { signal: this.#abort.signal, timeoutMs: 5_000 });
-    } catch (err) {
+  sendDemand(report: DemandReport): Promise<DemandAck | undefined> {
+    // Not an async function: its frame would keep `report` until the answer (see JsonClient.call).
+    return this.#options.client.post<DemandAck | undefined>('/internal/v1/demand', report, { signal: this.#abort.signal, timeoutMs: 5_000 }).catch((err: unknown) => {
       if (toBatonError(err).code === 'ERR_DATAPLANE_NOT_FOUND' && this.#state === 'registered') this.#reregister();
       throw err;
-    }
+    });
   }
 
   close(): void {

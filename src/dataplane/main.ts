@@ -60,10 +60,10 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     intervalMs: config.demandReportIntervalMs,
     clock,
     logger: logger.child({ component: 'demand' }),
-    send: async (report) => {
-      const ack = await link?.sendDemand(report);
+    // Not an async function, which would keep `report` until the answer (see JsonClient.call).
+    send: (report) => (link === undefined ? Promise.resolve() : link.sendDemand(report).then((ack) => {
       for (const name of ack?.noCapacity ?? []) proxy.rejectForNoCapacity(name);
-    },
+    })),
   });
   const pools = new UpstreamPools();
   const metrics: DataplaneMetrics = new DataplaneMetrics(registry, (): Iterable<FunctionGaugeRow> => proxy.gaugeRows());

@@ -62,8 +62,24 @@ export class JsonClient {
     return this.call<T>('POST', path, body, options);
   }
 
-  async call<T>(method: string, path: string, body: unknown, options: CallOptions = {}): Promise<T> {
+  call<T>(method: string, path: string, body: unknown, options: CallOptions = {}): Promise<T> {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    const rpc = this.#rpc;
+    // On an open stream the call cannot fall back to HTTP, so nothing here keeps `body` once it is
+    // encoded: under load an answer can take long enough for a body kept until then to be promoted
+    // to the old generation (demand reports, creation batches, routing deltas).
+    if (rpc !== undefined && rpc.isOpen) {
+      try {
+        return rpc.call(method, this.#prefix + path, body, timeoutMs, options.signal) as Promise<T>;
+      } catch (err) {
+        // A body JSON cannot encode (a BigInt, a cycle): rejected, as from an async call.
+        return Promise.reject(err);
+      }
+    }
+    return this.#callWithFallback<T>(method, path, body, timeoutMs, options);
+  }
+
+  async #callWithFallback<T>(method: string, path: string, body: unknown, timeoutMs: number, options: CallOptions): Promise<T> {
     if (this.#rpc !== undefined && !this.#rpc.isUnsupported) {
       try {
         return await this.#rpc.call(method, this.#prefix + path, body, timeoutMs, options.signal) as T;

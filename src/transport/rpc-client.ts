@@ -67,6 +67,14 @@ export class RpcConnection {
     this.#maxUnsentBytes = options.maxUnsentBytes ?? 64 * 1024 * 1024;
   }
 
+  /**
+   * The stream is up: a call made now is sent at once, and can fail but never with
+   * RpcUnsupportedError (that is only learnt while connecting).
+   */
+  get isOpen(): boolean {
+    return this.#state === 'open';
+  }
+
   /** Calls in flight (tests, diagnostics). */
   get pending(): number {
     return this.#pending.size;

@@ -139,6 +139,23 @@ describe('rpc stream', () => {
     }
   });
 
+  test('on an open stream a call answers as before, and a body JSON cannot encode rejects rather than throws', async () => {
+    const connection = new RpcConnection(peer.url);
+    try {
+      const client = new JsonClient(peer.url, { rpc: connection });
+      await client.post('/echo/first', { n: 1 });
+      assert.equal(connection.isOpen, true);
+      const before = peer.httpRequests;
+      assert.deepEqual(await client.post('/echo/again', { n: 2 }), await new JsonClient(peer.url).post('/echo/again', { n: 2 }));
+      assert.equal(peer.httpRequests, before + 1, 'only the plain client went over HTTP');
+      let call: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => { call = client.post('/echo/x', { n: 1n }); });
+      await assert.rejects(call as Promise<unknown>, TypeError);
+    } finally {
+      connection.close();
+    }
+  });
+
   test('a body over the frame limit is refused before it is sent', async () => {
     const connection = new RpcConnection(peer.url, { maxFrameBytes: 1024 });
     try {
