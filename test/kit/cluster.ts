@@ -18,6 +18,28 @@ function daemonArgv(): string[] {
   return process.env['BATON_BUILT'] === '1' ? [BUILT_CLI] : ['--import', 'tsx', CLI];
 }
 
+/**
+ * Daemons still running. When this process ends — normally, on an uncaught error, or on SIGINT or
+ * SIGTERM sent to it alone (a `timeout`, a `kill` of the benchmark) — they are killed with it
+ * rather than left running with nobody to stop them.
+ */
+const running = new Set<ChildProcess>();
+let isGuarded = false;
+
+function guardExit(): void {
+  if (isGuarded) return;
+  isGuarded = true;
+  process.once('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    process.once(signal, () => {
+      for (const child of running) child.kill('SIGTERM');
+      process.exit(code);
+    });
+  }
+}
+
 /** One daemon running as its own process, with its JSON log lines kept for assertions. */
 export interface DaemonProcess {
   readonly child: ChildProcess;
@@ -34,6 +56,9 @@ export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', ar
   // BATON_NODE_ARGS="…" adds Node options to every daemon (benchmarks: e.g. --expose-gc).
   const nodeArgs = (process.env['BATON_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...prof, ...nodeArgs, ...daemonArgv(), command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  guardExit();
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const logs: Record<string, unknown>[] = [];
   const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   const onLine = (text: string): void => {
