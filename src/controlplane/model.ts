@@ -1,4 +1,5 @@
 import type { Timer } from '../core/clock.ts';
+import { SlotSet } from '../core/slot-set.ts';
 import type { FunctionRecord } from '../api/function-spec.ts';
 import type { CreationBreakdown } from '../api/worker.ts';
 import type { RoutingEndpoint, RoutingFunction } from '../api/dataplane.ts';
@@ -42,7 +43,7 @@ export class Sandbox {
    * gives it a new table each time.
    */
   createTimer: Timer | undefined = undefined;
-  /** Its places in its function's and its worker's SandboxSet (-1: not in it). */
+  /** Its places in its function's and its worker's sandbox sets (SlotSet; -1: not in it). */
   functionSlot = -1;
   workerSlot = -1;
   /** The worker's creation phases, ms; NaN until the worker reports ready (and for an adopted sandbox). */
@@ -88,14 +89,14 @@ export interface WorkerEntry extends WorkerSnapshot {
   state: WorkerState;
   lastHeartbeatMs: number;
   /** Its sandboxes (looked up by id in `ClusterState.sandboxes`, never here). */
-  readonly sandboxes: SandboxSet;
+  readonly sandboxes: SlotSet<Sandbox, 'workerSlot'>;
   readonly cachedArtifacts: Set<string>;
 }
 
 export interface FunctionEntry {
   record: FunctionRecord;
   /** Its sandboxes (looked up by id in `ClusterState.sandboxes`). */
-  readonly sandboxes: SandboxSet;
+  readonly sandboxes: SlotSet<Sandbox, 'functionSlot'>;
   /** The scale the autoscaler last asked for (current generation only). */
   desired: number;
   isDeleting: boolean;
@@ -114,57 +115,6 @@ export interface ColdStartRecord {
   /** Wall-clock ms when it became ready. */
   readonly readyAtWallMs: number;
   readonly breakdown: ColdStartBreakdown | undefined;
-}
-
-/**
- * The sandboxes of one function or of one worker: an array that a removal fills by moving the last
- * sandbox into the gap, each sandbox knowing its place. A function under churn goes 0 → 1 → 0
- * sandboxes with every cold start, and a Map or Set that empties is given a new table by V8 each
- * time (and one that gains and loses members, every few changes): promoted to the old generation
- * to die there. This allocates only when it grows past its largest size so far.
- */
-export class SandboxSet {
-  readonly #items: Sandbox[] = [];
-  readonly #slot: 'functionSlot' | 'workerSlot';
-
-  constructor(slot: 'functionSlot' | 'workerSlot') {
-    this.#slot = slot;
-  }
-
-  get size(): number {
-    return this.#items.length;
-  }
-
-  has(sandbox: Sandbox): boolean {
-    return this.#items[sandbox[this.#slot]] === sandbox;
-  }
-
-  add(sandbox: Sandbox): void {
-    if (this.has(sandbox)) return;
-    sandbox[this.#slot] = this.#items.length;
-    this.#items.push(sandbox);
-  }
-
-  delete(sandbox: Sandbox): boolean {
-    if (!this.has(sandbox)) return false;
-    const at = sandbox[this.#slot];
-    const last = this.#items.pop() as Sandbox;
-    if (last !== sandbox) {
-      this.#items[at] = last;
-      last[this.#slot] = at;
-    }
-    sandbox[this.#slot] = -1;
-    return true;
-  }
-
-  /** In no particular order. Do not add or delete while iterating (copy first). */
-  values(): IterableIterator<Sandbox> {
-    return this.#items.values();
-  }
-
-  [Symbol.iterator](): IterableIterator<Sandbox> {
-    return this.#items.values();
-  }
 }
 
 /** Numbers per cold start: readyAtWallMs, then the breakdown's fetch, start, ready, total, control plane. */
@@ -249,7 +199,7 @@ class WorkerRecord implements WorkerEntry {
   runtimes: readonly string[];
   state: WorkerState;
   lastHeartbeatMs: number;
-  readonly sandboxes = new SandboxSet('workerSlot');
+  readonly sandboxes = new SlotSet<Sandbox, 'workerSlot'>('workerSlot');
   readonly cachedArtifacts = new Set<string>();
 
   constructor(init: { id: string; url: string; capacity: { cpuMilli: number; memoryMiB: number }; runtimes: readonly string[]; state: WorkerState; nowMs: number }) {
@@ -271,7 +221,7 @@ export function newWorkerEntry(init: { id: string; url: string; capacity: { cpuM
 }
 
 export function newFunctionEntry(record: FunctionRecord): FunctionEntry {
-  return { record, sandboxes: new SandboxSet('functionSlot'), desired: 0, isDeleting: false, hasNoCapacity: false, recentColdStarts: new ColdStartHistory() };
+  return { record, sandboxes: new SlotSet<Sandbox, 'functionSlot'>('functionSlot'), desired: 0, isDeleting: false, hasNoCapacity: false, recentColdStarts: new ColdStartHistory() };
 }
 
 export interface ScaleCounts {

@@ -26,10 +26,6 @@ export class IntrusiveList<T extends ListLinks<T>> {
     return this.#size;
   }
 
-  get first(): T | undefined {
-    return this.#head;
-  }
-
   /** Appends a value; one already in the list stays where it is. */
   push(value: T): void {
     if (value.isLinked) return;
@@ -73,7 +69,7 @@ export class IntrusiveList<T extends ListLinks<T>> {
     return value;
   }
 
-  /** Iterates a snapshot-free walk: do not remove values other than the current one meanwhile. */
+  /** Iterates from the first value; removing the current value meanwhile is safe, removing others is not. */
   *[Symbol.iterator](): IterableIterator<T> {
     let value = this.#head;
     while (value !== undefined) {

@@ -113,7 +113,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
   *gaugeRows(): Iterable<FunctionGaugeRow> {
     for (const fn of this.table.functions()) {
       const demand = fn.runtime.demand;
-      yield { function: fn.name, inflight: demand.inflight, queued: demand.queued, endpoints: fn.endpoints.length };
+      yield { function: fn.name, inflight: demand.inflight, queued: demand.queued, endpoints: fn.endpoints.size };
     }
   }
 
@@ -150,7 +150,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     const fn = invocation.fn;
     const runtime = fn.runtime;
     if (runtime.queue.size === 0) {
-      const endpoint = this.#pick(fn, fn.endpoints, invocation.key);
+      const endpoint = this.#pick(fn, fn.endpoints.items, invocation.key);
       if (endpoint !== undefined) {
         this.#start(invocation, endpoint, false);
         return;
@@ -180,7 +180,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
       while (runtime.queue.size > 0) {
         const head = runtime.queue.peek();
         if (head === undefined) break;
-        const endpoint = this.#pick(fn, fn.endpoints, head.value.key);
+        const endpoint = this.#pick(fn, fn.endpoints.items, head.value.key);
         if (endpoint === undefined) break;
         const entry = runtime.queue.shift();
         if (entry === undefined) break;
@@ -236,7 +236,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     const failed = invocation.endpoint;
     if (failed === undefined || this.#state !== 'open') return false;
     const fn = invocation.fn;
-    const other = this.#pick(fn, fn.endpoints.filter((e) => e !== failed), invocation.key);
+    const other = this.#pick(fn, fn.endpoints.items.filter((e) => e !== failed), invocation.key);
     if (other === undefined) return false;
     this.#log.debug({ fn: fn.name, sandboxId: failed.sandboxId, retrySandboxId: other.sandboxId }, 'connection refused, retrying on another endpoint');
     invocation.endpoint = undefined;
@@ -297,7 +297,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
    */
   rejectForNoCapacity(name: string): void {
     const fn = this.table.getFunction(name);
-    if (fn === undefined || fn.endpoints.length > 0) return;
+    if (fn === undefined || fn.endpoints.size > 0) return;
     this.#failQueued(fn, 'ERR_NO_CAPACITY', `no worker has room for a sandbox of function '${name}'`);
   }
 

@@ -1,5 +1,6 @@
 import type { RoutingEndpoint, RoutingFunction, RoutingUpdate, RoutingAck, RoutingChange } from '../api/dataplane.ts';
 import { BatonError } from '../core/errors.ts';
+import { SlotSet } from '../core/slot-set.ts';
 import type { EndpointView } from '../policy/load-balancing/types.ts';
 
 /** One endpoint as the data plane tracks it; the load balancer sees it as an EndpointView. */
@@ -16,7 +17,7 @@ export class EndpointEntry implements EndpointView {
   isRetired = false;
   /** Per-endpoint slot for the proxy (its upstream pool), set by `onEndpointAdded`. */
   upstream: unknown;
-  /** Position in its function's `endpoints` (-1 once retired). */
+  /** Its place in its function's `endpoints` (-1 once retired). */
   index = -1;
 
   constructor(endpoint: RoutingEndpoint, capacity: number) {
@@ -33,12 +34,10 @@ export class FunctionEntry<R> {
   readonly name: string;
   spec: RoutingFunction;
   /**
-   * Its endpoints, in no particular order (a removal moves the last one into the gap): the load
-   * balancer's array itself. An array, not a Map by id (ids are looked up in the table's map): a
-   * function that scales 0 → 1 → 0 with every cold start would give a Map a new table each time,
-   * and a rebuilt array too, each promoted to die in the old generation.
+   * Its endpoints, in no particular order; `endpoints.items` is the load balancer's array itself,
+   * not rebuilt at every change. Ids are looked up in the table's map.
    */
-  readonly endpoints: EndpointEntry[] = [];
+  readonly endpoints = new SlotSet<EndpointEntry, 'index'>('index');
   readonly runtime: R;
 
   constructor(spec: RoutingFunction, runtime: R) {
@@ -167,7 +166,7 @@ export class RoutingTable<R> {
   #deleteFunction(name: string): void {
     const fn = this.#functions.get(name);
     if (fn === undefined) return;
-    for (const endpoint of [...fn.endpoints]) this.#deleteEndpoint(endpoint.sandboxId);
+    for (const endpoint of [...fn.endpoints.items]) this.#deleteEndpoint(endpoint.sandboxId);
     this.#functions.delete(name);
     this.#gained.delete(fn);
     this.#hooks.onFunctionRemoved(fn);
@@ -191,8 +190,7 @@ export class RoutingTable<R> {
     const fn = this.#functions.get(endpoint.function);
     if (fn === undefined) return;
     const entry = new EndpointEntry(endpoint, fn.spec.concurrency);
-    entry.index = fn.endpoints.length;
-    fn.endpoints.push(entry);
+    fn.endpoints.add(entry);
     this.#endpoints.set(entry.sandboxId, entry);
     if (!entry.isDraining) this.#gained.add(fn);
     this.#hooks.onEndpointAdded(entry);
@@ -203,14 +201,7 @@ export class RoutingTable<R> {
     if (entry === undefined) return;
     this.#endpoints.delete(sandboxId);
     const fn = this.#functions.get(entry.function);
-    if (fn !== undefined && fn.endpoints[entry.index] === entry) {
-      const last = fn.endpoints.pop() as EndpointEntry;
-      if (last !== entry) {
-        last.index = entry.index;
-        fn.endpoints[entry.index] = last;
-      }
-    }
-    entry.index = -1;
+    fn?.endpoints.delete(entry);
     entry.isRetired = true;
     this.#hooks.onEndpointRetired(entry);
   }

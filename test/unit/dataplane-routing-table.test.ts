@@ -26,7 +26,7 @@ const delta = (epoch: string, baseVersion: number, version: number, changes: Ext
 
 function view(table: RoutingTable<unknown>): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const f of table.functions()) out[f.name] = f.endpoints.map((e) => `${e.sandboxId}${e.isDraining ? '(d)' : ''}`).sort();
+  for (const f of table.functions()) out[f.name] = f.endpoints.items.map((e) => `${e.sandboxId}${e.isDraining ? '(d)' : ''}`).sort();
   return out;
 }
 
@@ -126,7 +126,7 @@ test('an endpoint put with a new address replaces the old entry', () => {
   table.apply(delta('e1', 0, 1, [{ type: 'endpoint.put', endpoint: ep('s1', 'a', false, '127.0.0.1:2') }]));
   assert.equal(old?.isRetired, true);
   assert.equal(table.getEndpoint('s1')?.address, '127.0.0.1:2');
-  assert.equal(table.getFunction('a')?.endpoints.length, 1);
+  assert.equal(table.getFunction('a')?.endpoints.size, 1);
 });
 
 test("a function's endpoint array stays whole and indexed through removals from anywhere in it", () => {
@@ -137,12 +137,12 @@ test("a function's endpoint array stays whole and indexed through removals from 
   for (const gone of ['s2', 's5', 's1', 's4']) {
     table.apply(delta('e1', version, version + 1, [{ type: 'endpoint.delete', sandboxId: gone }]));
     version++;
-    const endpoints = table.getFunction('a')?.endpoints ?? [];
+    const endpoints = table.getFunction('a')?.endpoints.items ?? [];
     endpoints.forEach((e, i) => assert.equal(e.index, i));
     assert.equal(table.getEndpoint(gone)?.index, undefined);
   }
   assert.deepEqual(view(table), { a: ['s3'] });
   table.apply(delta('e1', version, version + 1, [{ type: 'endpoint.put', endpoint: ep('s6', 'a') }, { type: 'endpoint.delete', sandboxId: 's3' }]));
   assert.deepEqual(view(table), { a: ['s6'] });
-  assert.equal(table.getFunction('a')?.endpoints[0]?.index, 0);
+  assert.equal(table.getFunction('a')?.endpoints.items[0]?.index, 0);
 });
