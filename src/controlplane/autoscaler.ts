@@ -4,6 +4,7 @@ import { computeDesiredScale, initialKpaState, kpaSettingsFromSpec } from '../po
 import { INITIAL_KPA_STATE, type KpaSettings, type KpaState } from '../policy/autoscaling/types.ts';
 import type { FunctionSpec } from '../api/function-spec.ts';
 import { IntrusiveList } from '../core/intrusive-list.ts';
+import { computePokeScale } from '../policy/autoscaling/poke.ts';
 import { countSandboxes, type FunctionEntry } from './model.ts';
 
 /** A data plane's last report is ignored after this many buckets without a new one. */
@@ -32,6 +33,8 @@ interface ScalingState {
   /** The function's stable window the buffer was sized for; a spec update may change it. */
   stableWindowMs: number;
   kpa: KpaState;
+  /** The scale asked for (current generation only): the autoscaler is its one owner; 0 while idle. */
+  desired: number;
   /**
    * Each data plane's last report, updated in place (one report per function per data plane per
    * second). An array, not a Map: it holds one entry per data plane, and a Map that empties on
@@ -49,7 +52,8 @@ interface ScalingState {
    * What the last decision was, kept as plain numbers: its reason is text built only when read
    * (describe), by deciding again from the same input — the decision is a pure function of it. A
    * decision object kept per function per tick would live just long enough to be copied out of the
-   * young generation, at thousands of active functions: most of what the control plane promoted.
+   * young generation, at thousands of active functions: most of what the control plane promoted
+   * (bench/README.md, churn, "Garbage collection").
    */
   lastKind: LastKind;
   /** A poke's waiting invocations and the scale it asked for (lastKind Poke). */
@@ -64,7 +68,7 @@ interface ScalingState {
   tickCurrent: number;
 }
 
-const enum LastKind { Activated, Poke, Tick }
+type LastKind = 'activated' | 'poke' | 'tick';
 
 interface DemandSample { readonly dataplaneId: string; concurrency: number; atMs: number }
 
@@ -73,9 +77,9 @@ export interface AutoscalerOptions {
   readonly bucketMs: number;
   readonly tickMs: number;
   /**
-   * Called with each decision that asks for a change — `fn.desired` differs from the function's
+   * Called with each decision that asks for a change — the desired scale differs from the function's
    * current scale, or sandboxes of an older generation are ready — and with every poke; the caller
-   * reconciles the function towards `fn.desired`. A decision that keeps a converged function as it
+   * plans the function towards `desiredScale(fn)`. A decision that keeps a converged function as it
    * is calls nothing: at thousands of active functions per tick those are most decisions.
    */
   readonly onDecision: (fn: FunctionEntry) => void;
@@ -136,6 +140,12 @@ export class Autoscaler {
     return this.#active.size;
   }
 
+  /** The scale asked for `fn` (0 for an idle function). */
+  desiredScale(fn: FunctionEntry): number {
+    const state = this.#states.get(fn);
+    return state?.isLinked === true ? state.desired : 0;
+  }
+
   describe(fn: FunctionEntry): { isPanicking: boolean; reason: string } | undefined {
     const state = this.#states.get(fn);
     if (state === undefined || !state.isLinked) return undefined;
@@ -162,15 +172,25 @@ export class Autoscaler {
    */
   poke(fn: FunctionEntry, waiting: number): void {
     const state = this.#activate(fn);
-    const counts = countSandboxes(fn);
-    if (counts.current > 0 || waiting <= 0) return;
     const { scaling, concurrency } = fn.record.spec;
-    const wanted = Math.ceil(waiting / concurrency);
-    fn.desired = Math.min(scaling.maxScale, Math.max(1, scaling.minScale, wanted));
-    const desired = fn.desired;
-    state.lastKind = LastKind.Poke;
+    const desired = computePokeScale({ waiting, currentScale: countSandboxes(fn).current, concurrency, minScale: scaling.minScale, maxScale: scaling.maxScale });
+    if (desired === undefined) return;
+    state.desired = desired;
+    state.lastKind = 'poke';
     state.pokeWaiting = waiting;
     state.pokeDesired = desired;
+    this.#options.onDecision(fn);
+  }
+
+  /**
+   * A new generation was registered: keep the current size (at least the ready sandboxes and the
+   * minimum), so that new sandboxes replace the old generation one for one as they become ready.
+   */
+  onUpdated(fn: FunctionEntry): void {
+    const state = this.#activate(fn);
+    const { scaling } = fn.record.spec;
+    const ready = fn.sandboxes.values().filter((s) => s.phase === 'ready').length;
+    state.desired = Math.min(scaling.maxScale, Math.max(state.desired, ready, scaling.minScale));
     this.#options.onDecision(fn);
   }
 
@@ -187,6 +207,7 @@ export class Autoscaler {
   forget(fn: FunctionEntry): void {
     const state = this.#states.get(fn);
     if (state === undefined) return;
+    state.desired = 0;
     this.#active.remove(state);
     this.#unqueueScaleDown(state);
   }
@@ -224,12 +245,13 @@ export class Autoscaler {
         window: this.#newWindow(stableWindowMs),
         stableWindowMs,
         kpa: INITIAL_KPA_STATE,
+        desired: 0,
         demand: [],
         hasDemand: false,
         isPanicking: false,
         settings: undefined,
         settingsOf: undefined,
-        lastKind: LastKind.Activated,
+        lastKind: 'activated',
         pokeWaiting: 0,
         pokeDesired: 0,
         tickState: INITIAL_KPA_STATE,
@@ -246,10 +268,11 @@ export class Autoscaler {
       else state.window = this.#newWindow(stableWindowMs);
       state.stableWindowMs = stableWindowMs;
       state.kpa = INITIAL_KPA_STATE;
+      state.desired = 0;
       for (const sample of state.demand) sample.atMs = Number.NEGATIVE_INFINITY;
       state.hasDemand = false;
       state.isPanicking = false;
-      state.lastKind = LastKind.Activated;
+      state.lastKind = 'activated';
     }
     this.#active.push(state);
     this.#arm();
@@ -316,7 +339,7 @@ export class Autoscaler {
           this.#options.onError?.(fn, err);
         }
       }
-      setImmediate(sweep);
+      this.#options.clock.defer(sweep);
     };
     this.#isSweeping = true;
     sweep();
@@ -369,7 +392,7 @@ export class Autoscaler {
       now, settings: state.settings, state: state.kpa, stableAverage, panicAverage,
       readySandboxes: counts.ready, currentScale: counts.current,
     });
-    state.lastKind = LastKind.Tick;
+    state.lastKind = 'tick';
     state.tickState = state.kpa;
     state.tickNow = now;
     state.tickStable = stableAverage;
@@ -378,7 +401,7 @@ export class Autoscaler {
     state.tickCurrent = counts.current;
     state.kpa = decision.state;
     state.isPanicking = decision.isPanicking;
-    fn.desired = decision.desired;
+    state.desired = decision.desired;
     if (counts.outdatedReady > 0 || decision.desired > counts.current) this.#options.onDecision(fn);
     else if (decision.desired < counts.current) this.#queueScaleDown(state);
     const isIdle = decision.desired === 0 && counts.current === 0 && counts.draining === 0
@@ -405,7 +428,7 @@ export class Autoscaler {
       this.#unqueueScaleDown(state);
       const { fn } = state;
       // Converged meanwhile (a later decision, a lost worker, a deletion): nothing to hand on.
-      if (fn.desired === countSandboxes(fn).current) continue;
+      if (state.desired === countSandboxes(fn).current) continue;
       try {
         this.#options.onDecision(fn);
       } catch (err) {
@@ -420,11 +443,11 @@ export class Autoscaler {
 /** The reason for a function's last decision, for people (describe). */
 function lastReason(state: ScalingState): string {
   switch (state.lastKind) {
-    case LastKind.Activated:
+    case 'activated':
       return 'activated';
-    case LastKind.Poke:
+    case 'poke':
       return `poke: ${state.pokeWaiting} waiting at zero → ${state.pokeDesired}`;
-    case LastKind.Tick:
+    case 'tick':
       if (state.settings === undefined) return 'activated';
       return computeDesiredScale({
         now: state.tickNow, settings: state.settings, state: state.tickState, stableAverage: state.tickStable,

@@ -1,27 +1,28 @@
+import type { Backoff } from '../core/backoff.ts';
 import type { Timer } from '../core/clock.ts';
 import { SlotSet } from '../core/slot-set.ts';
+import type { SandboxPhase, SandboxView } from '../policy/plan/types.ts';
 import type { FunctionRecord } from '../api/function-spec.ts';
 import type { CreationBreakdown } from '../api/worker.ts';
 import type { RoutingEndpoint, RoutingFunction } from '../api/dataplane.ts';
 import type { WorkerSnapshot } from '../policy/placement/types.ts';
 
 /**
- * The control plane's in-memory cluster state. Nothing here is persisted: sandboxes are
- * reconstructed from what workers report when they (re)register.
+ * The control plane's in-memory model: functions, sandboxes and workers. Nothing of a sandbox is
+ * persisted: sandboxes are reconstructed from what workers report when they (re)register.
  */
 
-/** starting: asked of a worker, not ready · ready: routed · draining: no new invocations, being removed. */
-export type SandboxPhase = 'starting' | 'ready' | 'draining';
+export type { SandboxPhase } from '../policy/plan/types.ts';
 
 /** The cold-start breakdown shown for a sandbox: the worker's phases and the control plane's decision → ready. */
 export type ColdStartBreakdown = CreationBreakdown & { readonly controlPlaneMs: number };
 
 /**
- * One sandbox. There are tens of thousands of these, so the record is kept flat: one object per
- * sandbox with a fixed set of fields (a class, so every instance shares one hidden class), the
- * cold-start breakdown held as numbers and built as an object only when read.
+ * One sandbox. There are tens of thousands of these: a class, so that every instance shares one
+ * hidden class (bench/README.md, "What the control plane keeps per sandbox"). Created, changed and
+ * removed only by the sandbox table's owner, the plan executor; everything else reads it.
  */
-export class Sandbox {
+export class Sandbox implements SandboxView {
   readonly id: string;
   readonly fn: FunctionEntry;
   readonly generation: number;
@@ -37,20 +38,13 @@ export class Sandbox {
   readyAtWallMs: number | undefined = undefined;
   lastUsedMs: number;
   isRemoved = false;
-  /**
-   * Fails the start if the worker has not reported it ready in time; cleared when it is. Kept here,
-   * not in a Map by id: a Map of the starting sandboxes grows and empties with every batch, and V8
-   * gives it a new table each time.
-   */
+  /** Fails the start if the worker has not reported it ready in time; cleared when it is. */
   createTimer: Timer | undefined = undefined;
+  /** The worker's creation phases, as it reported them when the sandbox became ready (none for an adopted sandbox). */
+  creation: CreationBreakdown | undefined = undefined;
   /** Its places in its function's and its worker's sandbox sets (SlotSet; -1: not in it). */
   functionSlot = -1;
   workerSlot = -1;
-  /** The worker's creation phases, ms; NaN until the worker reports ready (and for an adopted sandbox). */
-  #fetchMs = Number.NaN;
-  #startMs = Number.NaN;
-  #readyMs = Number.NaN;
-  #totalMs = Number.NaN;
 
   constructor(init: { id: string; fn: FunctionEntry; worker: WorkerEntry; generation: number; resources: Sandbox['resources']; requestedAtMs: number; createdAtWallMs: number }) {
     this.id = init.id;
@@ -63,18 +57,14 @@ export class Sandbox {
     this.lastUsedMs = init.requestedAtMs;
   }
 
-  /** Records the worker's breakdown of a creation (the control plane's share is readyAtMs − requestedAtMs). */
-  setCreationBreakdown(breakdown: CreationBreakdown): void {
-    this.#fetchMs = breakdown.fetchMs;
-    this.#startMs = breakdown.startMs;
-    this.#readyMs = breakdown.readyMs;
-    this.#totalMs = breakdown.totalMs;
+  get workerId(): string {
+    return this.worker.id;
   }
 
-  /** The cold-start breakdown, once the worker has reported one (a new object on each read). */
+  /** The cold-start breakdown, once the worker has reported one. */
   get breakdown(): ColdStartBreakdown | undefined {
-    if (Number.isNaN(this.#totalMs) || this.readyAtMs === undefined) return undefined;
-    return { fetchMs: this.#fetchMs, startMs: this.#startMs, readyMs: this.#readyMs, totalMs: this.#totalMs, controlPlaneMs: this.readyAtMs - this.requestedAtMs };
+    if (this.creation === undefined || this.readyAtMs === undefined) return undefined;
+    return { ...this.creation, controlPlaneMs: this.readyAtMs - this.requestedAtMs };
   }
 }
 
@@ -88,22 +78,71 @@ export interface WorkerEntry extends WorkerSnapshot {
   runtimes: readonly string[];
   state: WorkerState;
   lastHeartbeatMs: number;
-  /** Its sandboxes (looked up by id in `ClusterState.sandboxes`, never here). */
+  /** Its sandboxes (looked up by id in the sandbox table, never here). */
   readonly sandboxes: SlotSet<Sandbox, 'workerSlot'>;
   readonly cachedArtifacts: Set<string>;
 }
 
-export interface FunctionEntry {
-  record: FunctionRecord;
-  /** Its sandboxes (looked up by id in `ClusterState.sandboxes`). */
-  readonly sandboxes: SlotSet<Sandbox, 'functionSlot'>;
-  /** The scale the autoscaler last asked for (current generation only). */
-  desired: number;
-  isDeleting: boolean;
-  /** True while the last placement for this function found no worker with room and it has no sandbox. */
-  hasNoCapacity: boolean;
-  /** The function's recent cold starts (describe). */
-  readonly recentColdStarts: ColdStartHistory;
+/**
+ * A registered function. Its record and deletion mark belong to the function registry; its
+ * sandboxes (`sandboxes`) to the sandbox table, the one place that adds and removes them.
+ */
+export class FunctionEntry {
+  #record: FunctionRecord;
+  #isDeleting = false;
+  readonly sandboxes: FunctionSandboxes = new FunctionSandboxes();
+
+  constructor(record: FunctionRecord) {
+    this.#record = record;
+  }
+
+  get record(): FunctionRecord {
+    return this.#record;
+  }
+
+  get name(): string {
+    return this.#record.spec.name;
+  }
+
+  get isDeleting(): boolean {
+    return this.#isDeleting;
+  }
+
+  /** The registry's: a new generation was registered (the record is durable). */
+  replaceRecord(record: FunctionRecord): void {
+    this.#record = record;
+  }
+
+  /** The registry's: the function is being deleted; nothing new is planned for it. */
+  markDeleting(): void {
+    this.#isDeleting = true;
+  }
+}
+
+/**
+ * A function's sandboxes and what the plan executor keeps about them: the set itself (looked up by
+ * id in the sandbox table, never here), whether placement last found no room, the back-off after
+ * failed creations, and the recent cold starts shown by describe.
+ */
+export class FunctionSandboxes {
+  readonly items = new SlotSet<Sandbox, 'functionSlot'>('functionSlot');
+  /** True while the last placement found no worker with room and the function has no sandbox. */
+  hasNoCapacity = false;
+  /** Set after a failed creation, while it waits before creating again (see PlanExecutor). */
+  backoff: { readonly delays: Backoff; timer: Timer | undefined } | undefined = undefined;
+  readonly recentColdStarts = new ColdStartHistory();
+
+  get size(): number {
+    return this.items.size;
+  }
+
+  values(): readonly Sandbox[] {
+    return this.items.items;
+  }
+
+  get isBackingOff(): boolean {
+    return this.backoff?.timer !== undefined;
+  }
 }
 
 /** Cold starts kept per function for describe. */
@@ -221,7 +260,7 @@ export function newWorkerEntry(init: { id: string; url: string; capacity: { cpuM
 }
 
 export function newFunctionEntry(record: FunctionRecord): FunctionEntry {
-  return { record, sandboxes: new SlotSet<Sandbox, 'functionSlot'>('functionSlot'), desired: 0, isDeleting: false, hasNoCapacity: false, recentColdStarts: new ColdStartHistory() };
+  return new FunctionEntry(record);
 }
 
 export interface ScaleCounts {

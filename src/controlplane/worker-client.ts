@@ -1,5 +1,7 @@
 import type { CreateSandboxesResponse, DeleteSandboxesResponse, ProcessSandboxesRequest, ProcessSandboxesResponse, SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
+import type { Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
+import { TurnBatcher } from '../core/turn-batcher.ts';
 import type { Dispatcher } from 'undici';
 import { JsonClient } from '../transport/json-client.ts';
 import type { RpcConnection } from '../transport/rpc-client.ts';
@@ -33,20 +35,23 @@ export interface SandboxBatcher {
   delete(sandboxId: string): void;
 }
 
+type CreationFailed = (sandboxIds: readonly string[], err: unknown) => void;
+
 /**
  * Batches sandbox creations and deletions per worker: everything asked in one event-loop turn
  * travels in one request. Failures are reported per item through the callbacks.
  */
 export class WorkerBatcher implements SandboxBatcher {
   readonly #client: WorkerClient;
-  readonly #onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void;
-  #creates: { sandboxId: string; function: SandboxFunction }[] = [];
-  #deletes: string[] = [];
-  #isScheduled = false;
+  readonly #onCreateFailed: CreationFailed;
+  readonly #creates: TurnBatcher<{ sandboxId: string; function: SandboxFunction }>;
+  readonly #deletes: TurnBatcher<string>;
 
-  constructor(client: WorkerClient, onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void) {
+  constructor(client: WorkerClient, clock: Clock, onCreateFailed: CreationFailed) {
     this.#client = client;
     this.#onCreateFailed = onCreateFailed;
+    this.#creates = new TurnBatcher(clock, (creates) => this.#sendCreates(creates));
+    this.#deletes = new TurnBatcher(clock, (deletes) => this.#sendDeletes(deletes));
   }
 
   get client(): WorkerClient {
@@ -54,38 +59,22 @@ export class WorkerBatcher implements SandboxBatcher {
   }
 
   create(sandboxId: string, fn: SandboxFunction): void {
-    this.#creates.push({ sandboxId, function: fn });
-    this.#schedule();
+    this.#creates.add({ sandboxId, function: fn });
   }
 
   delete(sandboxId: string): void {
-    this.#deletes.push(sandboxId);
-    this.#schedule();
+    this.#deletes.add(sandboxId);
   }
 
-  #schedule(): void {
-    if (this.#isScheduled) return;
-    this.#isScheduled = true;
-    setImmediate(() => {
-      this.#isScheduled = false;
-      this.#flush();
-    });
+  #sendCreates(creates: { sandboxId: string; function: SandboxFunction }[]): void {
+    const sandboxIds = creates.map((c) => c.sandboxId);
+    this.#client.createSandboxes(creates).catch((err: unknown) => this.#onCreateFailed(sandboxIds, err));
   }
 
-  #flush(): void {
-    const creates = this.#creates;
-    const deletes = this.#deletes;
-    this.#creates = [];
-    this.#deletes = [];
-    if (creates.length > 0) {
-      const sandboxIds = creates.map((c) => c.sandboxId);
-      this.#client.createSandboxes(creates).catch((err: unknown) => this.#onCreateFailed(sandboxIds, err));
-    }
-    if (deletes.length > 0) {
-      // A failed delete is harmless to correctness: a worker that comes back reports what it
-      // runs, and the control plane deletes whatever it does not know.
-      this.#client.deleteSandboxes(deletes).catch(() => undefined);
-    }
+  #sendDeletes(deletes: string[]): void {
+    // A failed delete is harmless to correctness: a worker that comes back reports what it runs,
+    // and the control plane deletes whatever it does not know.
+    this.#client.deleteSandboxes(deletes).catch(() => undefined);
   }
 }
 
@@ -103,33 +92,32 @@ export function httpProcessClient(processUrl: string, dispatcher?: Dispatcher, r
  */
 export class ProcessBatcher {
   readonly #post: PostProcessSandboxes;
-  readonly #onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void;
-  #request: { creates: ProcessSandboxesRequest['creates'][number][]; deletes: ProcessSandboxesRequest['deletes'][number][] } = { creates: [], deletes: [] };
-  #isScheduled = false;
+  readonly #onCreateFailed: CreationFailed;
+  readonly #turn: TurnBatcher<never>;
+  #request: ProcessSandboxesRequest = { creates: [], deletes: [] };
 
-  constructor(post: PostProcessSandboxes, onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void) {
+  constructor(post: PostProcessSandboxes, clock: Clock, onCreateFailed: CreationFailed) {
     this.#post = post;
     this.#onCreateFailed = onCreateFailed;
+    this.#turn = new TurnBatcher(clock, () => this.#send());
   }
 
   /** The batcher of one worker of the process. */
   forWorker(workerId: string, client: WorkerClient): SandboxBatcher {
     return {
       client,
-      create: (sandboxId, fn) => this.#add(() => this.#request.creates.push({ workerId, sandboxId, function: fn })),
-      delete: (sandboxId) => this.#add(() => this.#request.deletes.push({ workerId, sandboxId })),
+      create: (sandboxId, fn) => {
+        this.#request.creates.push({ workerId, sandboxId, function: fn });
+        this.#turn.schedule();
+      },
+      delete: (sandboxId) => {
+        this.#request.deletes.push({ workerId, sandboxId });
+        this.#turn.schedule();
+      },
     };
   }
 
-  #add(push: () => void): void {
-    push();
-    if (this.#isScheduled) return;
-    this.#isScheduled = true;
-    setImmediate(() => this.#flush());
-  }
-
-  #flush(): void {
-    this.#isScheduled = false;
+  #send(): void {
     const request = this.#request;
     this.#request = { creates: [], deletes: [] };
     if (request.creates.length === 0 && request.deletes.length === 0) return;

@@ -61,7 +61,7 @@ export interface DemandReporterOptions {
   readonly logger: Logger;
   /** Delivers one report; rejects when the control plane cannot be reached. */
   readonly send: (report: DemandReport) => Promise<void>;
-  /** Runs `fn` at the next event-loop turn; `setImmediate` unless a test says otherwise. */
+  /** Runs `fn` at the next event-loop turn; the clock's `defer` unless said otherwise. */
   readonly defer?: (fn: () => void) => void;
 }
 
@@ -132,7 +132,7 @@ export class DemandReporter {
 
   constructor(options: DemandReporterOptions) {
     this.#options = options;
-    this.#defer = options.defer ?? setImmediate;
+    this.#defer = options.defer ?? ((fn) => options.clock.defer(fn));
   }
 
   track(fn: string): DemandTracker {

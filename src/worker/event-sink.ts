@@ -16,7 +16,7 @@ const MAX_QUEUED = 100_000;
 
 /**
  * Batches events: everything pushed during one event-loop turn leaves in one request (flushed by
- * `setImmediate`, or inside the turn of the coalescer that workers sharing a process use), one
+ * the clock's `defer`, or inside the turn of the coalescer that workers sharing a process use), one
  * request in flight at a time so order is kept. When the control plane is
  * unreachable the batch is retried with backoff (100 ms doubling to 2 s); beyond MAX_QUEUED the
  * oldest events are dropped — the control plane reconciles from the sandbox list it gets when the
@@ -38,11 +38,11 @@ export class BatchingEventSink implements EventSink {
   #dropped = 0;
   #isClosed = false;
 
-  /** Runs the flush at the next turn: `setImmediate`, or the coalescer's scheduler when several sinks share one. */
+  /** Runs the flush at the next turn: the clock's `defer`, or the coalescer's scheduler when several sinks share one. */
   readonly #defer: (fn: () => void) => void;
 
   constructor(options: { workerId: string; send: SendEvents; clock: Clock; logger: Logger; onUnknownWorker?: () => void; defer?: (fn: () => void) => void }) {
-    this.#defer = options.defer ?? setImmediate;
+    this.#defer = options.defer ?? ((fn) => options.clock.defer(fn));
     this.#workerId = options.workerId;
     this.#send = options.send;
     this.#clock = options.clock;

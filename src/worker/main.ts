@@ -105,7 +105,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   const metrics = createWorkerMetrics(registry, () => countByState(nodes));
   const ticker = config.emulate > 0 ? new ClockHeartbeatTicker(clock, config.heartbeatIntervalMs) : undefined;
   const events = config.emulate > 0
-    ? new EventCoalescer((request, signal) => client.post<SandboxEventBatchesResponse>('/internal/v1/workers/events/batch', request, { signal }))
+    ? new EventCoalescer((request, signal) => client.post<SandboxEventBatchesResponse>('/internal/v1/workers/events/batch', request, { signal }), clock)
     : undefined;
   const shared: Shared = {
     config, clock, logger, client, registry, metrics,

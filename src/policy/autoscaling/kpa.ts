@@ -63,11 +63,11 @@ export function computeDesiredScale(input: KpaInput): KpaDecision {
     : { panicStartMs, maxPanicPods, zeroSinceMs };
   // The scale-to-zero gate: a bounded 0 keeps one sandbox until the decision has been 0 for the grace.
   const zeroForMs = now - (zeroSinceMs ?? now);
-  const gate = bounded !== 0 ? Gate.None : input.currentScale === 0 ? Gate.AtZero : zeroForMs >= settings.scaleToZeroGraceMs ? Gate.ToZero : Gate.Grace;
-  return new Decision(gate === Gate.Grace ? 1 : bounded, nextState, panicStartMs !== null, input, maxDown, maxUp, wanted, unbounded, bounded, gate, zeroForMs);
+  const gate = bounded !== 0 ? 'none' : input.currentScale === 0 ? 'at-zero' : zeroForMs >= settings.scaleToZeroGraceMs ? 'to-zero' : 'grace';
+  return new Decision(gate === 'grace' ? 1 : bounded, nextState, panicStartMs !== null, input, maxDown, maxUp, wanted, unbounded, bounded, gate, zeroForMs);
 }
 
-const enum Gate { None, AtZero, ToZero, Grace }
+type Gate = 'none' | 'at-zero' | 'to-zero' | 'grace';
 
 /**
  * A decision. Its `reason` is text for people (describe, debug logs), built only when read: the
@@ -109,9 +109,9 @@ class Decision implements KpaDecision {
         + (this.state.maxPanicPods > this.#wanted ? `, held at ${this.state.maxPanicPods}` : '');
     }
     if (this.#bounded !== this.#unbounded) reason += `; bounded to [${settings.minScale}, ${settings.maxScale}]`;
-    if (this.#gate === Gate.AtZero) return `${reason}; at zero`;
-    if (this.#gate === Gate.ToZero) return `${reason}; scale to zero: no demand for ${this.#zeroForMs} ms`;
-    if (this.#gate === Gate.Grace) return `${reason}; scale-to-zero grace: ${this.#zeroForMs}/${settings.scaleToZeroGraceMs} ms`;
+    if (this.#gate === 'at-zero') return `${reason}; at zero`;
+    if (this.#gate === 'to-zero') return `${reason}; scale to zero: no demand for ${this.#zeroForMs} ms`;
+    if (this.#gate === 'grace') return `${reason}; scale-to-zero grace: ${this.#zeroForMs}/${settings.scaleToZeroGraceMs} ms`;
     return reason;
   }
 
