@@ -1,9 +1,8 @@
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { Gauge } from 'prom-client';
 import { RpcConnections } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
 import { randomInt } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
@@ -13,6 +12,8 @@ import { createPlacementPolicy } from '../policy/placement/index.ts';
 import { FileStore } from '../store/file-store.ts';
 import type { Store } from '../store/store.ts';
 import { JsonRouter } from '../transport/json-router.ts';
+import { listen } from '../transport/listen.ts';
+import { controlPlaneToDataplane } from '../api/contracts.ts';
 import { JsonClient } from '../transport/json-client.ts';
 import { Autoscaler } from './autoscaler.ts';
 import type { ControlPlaneConfig } from './config.ts';
@@ -118,9 +119,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     name: 'baton_controlplane_rpc_connections', help: 'RPC stream connections from workers and data planes', registers: [metricsRegistry],
     collect() { this.set(rpcServer.connections); },
   });
-  await listen(server, config.port, config.host);
-  const { port } = server.address() as AddressInfo;
-  const url = `http://${formatHost(config.host)}:${port}`;
+  const { url } = await listen(server, config);
   workers.start();
   dataplanes.start();
   log.info({ url, functions: registry.size, workers: workers.size }, 'control plane listening');
@@ -142,20 +141,6 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       await store.close();
     },
   };
-}
-
-export function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
-export function formatHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
 }
 
 /**
@@ -194,12 +179,12 @@ function connectDataplane(url: string, o: {
   const drainClient = new JsonClient(url, { timeoutMs: o.drainTimeoutMs + 5_000, connections: 4, ...(rpc === undefined ? {} : { rpc }) });
   const drains = new DrainBatcher(async (sandboxIds, timeoutMs) => {
     try {
-      await drainClient.post('/internal/v1/drain/wait', { sandboxIds, timeoutMs });
+      await drainClient.invoke(controlPlaneToDataplane.drainSandboxes, { sandboxIds, timeoutMs });
     } catch (err) {
       o.log.warn({ err, sandboxes: sandboxIds.length }, 'drain wait failed; deleting anyway');
     }
   }, o.drainTimeoutMs, o.clock);
-  const publisher = new RoutingPublisher({ send: (update) => client.post('/internal/v1/routing', update) }, { snapshot: o.snapshot }, o.clock, o.log);
+  const publisher = new RoutingPublisher({ send: (update) => client.invoke(controlPlaneToDataplane.updateEndpoints, update) }, { snapshot: o.snapshot }, o.clock, o.log);
   return {
     publisher,
     drainWait: (sandboxIds) => drains.wait(sandboxIds),

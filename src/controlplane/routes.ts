@@ -1,7 +1,6 @@
 import type { Registry } from 'prom-client';
-import { dataplaneHeartbeatSchema, demandReportSchema, registerDataplaneRequestSchema } from '../api/dataplane.ts';
-import { parseOrThrow } from '../api/validate.ts';
-import { heartbeatRequestSchema, registerWorkerRequestSchema, sandboxEventBatchesRequestSchema, sandboxEventsRequestSchema, type SandboxEventBatchesResponse, type SandboxLogLine } from '../api/worker.ts';
+import { dataplaneToControlPlane, workerToControlPlane } from '../api/contracts.ts';
+import type { SandboxLogLine } from '../api/worker.ts';
 import type { Clock } from '../core/clock.ts';
 import { JsonRouter, reply } from '../transport/json-router.ts';
 import type { Autoscaler } from './autoscaler.ts';
@@ -79,22 +78,19 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
     })),
   }));
 
-  router.on('POST', '/internal/v1/workers/register', async (ctx) =>
-    workers.register(parseOrThrow(registerWorkerRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'worker registration')));
-  router.on('POST', '/internal/v1/workers/heartbeat', async (ctx) => {
-    workers.heartbeat(parseOrThrow(heartbeatRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'heartbeat').workerId);
+  router.serve(workerToControlPlane.registerWorker, (request) => workers.register(request));
+  router.serve(workerToControlPlane.workerHeartbeat, (request) => {
+    workers.heartbeat(request.workerId);
     return {};
   });
-  router.on('POST', '/internal/v1/workers/events', async (ctx) => {
-    const req = parseOrThrow(sandboxEventsRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'sandbox events');
-    const worker = workers.require(req.workerId);
-    for (const event of req.events) deps.executor.onEvent(worker, event);
+  router.serve(workerToControlPlane.sandboxEvents, (request) => {
+    const worker = workers.require(request.workerId);
+    for (const event of request.events) deps.executor.onEvent(worker, event);
     return {};
   });
-  router.on('POST', '/internal/v1/workers/events/batch', async (ctx): Promise<SandboxEventBatchesResponse> => {
-    const req = parseOrThrow(sandboxEventBatchesRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'sandbox event batches');
+  router.serve(workerToControlPlane.sandboxEventBatches, (request) => {
     const unknownWorkers: string[] = [];
-    for (const batch of req.batches) {
+    for (const batch of request.batches) {
       const worker = workers.find(batch.workerId);
       if (worker === undefined) {
         unknownWorkers.push(batch.workerId);
@@ -104,17 +100,15 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
     }
     return { unknownWorkers };
   });
-  router.on('POST', '/internal/v1/dataplanes/register', async (ctx) => {
-    await dataplanes.register(parseOrThrow(registerDataplaneRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'data plane registration'));
+  router.serve(dataplaneToControlPlane.registerDataplane, async (request) => {
+    await dataplanes.register(request);
     return {};
   });
-  router.on('POST', '/internal/v1/dataplanes/heartbeat', async (ctx) => {
-    dataplanes.heartbeat(parseOrThrow(dataplaneHeartbeatSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'heartbeat').dataplaneId);
+  router.serve(dataplaneToControlPlane.dataplaneHeartbeat, (request) => {
+    dataplanes.heartbeat(request.dataplaneId);
     return {};
   });
-  router.on('POST', '/internal/v1/demand', async (ctx) => {
-    return deps.demand.report(parseOrThrow(demandReportSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'demand report'));
-  });
+  router.serve(dataplaneToControlPlane.reportDemand, (request) => deps.demand.report(request));
   return router;
 }
 

@@ -1,3 +1,4 @@
+import { controlPlaneToWorker } from '../api/contracts.ts';
 import type { CreateSandboxesResponse, DeleteSandboxesResponse, ProcessSandboxesRequest, ProcessSandboxesResponse, SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
 import type { Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
@@ -21,9 +22,9 @@ export interface WorkerClient {
 export function httpWorkerClient(url: string, dispatcher?: Dispatcher, rpc?: RpcConnection): WorkerClient {
   const client = new JsonClient(url, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
   return {
-    createSandboxes: (items) => client.post('/internal/v1/sandboxes', { sandboxes: items }),
-    deleteSandboxes: (sandboxIds) => client.post('/internal/v1/sandboxes/delete', { sandboxIds }),
-    logs: (sandboxId, tail) => client.get(`/internal/v1/sandboxes/${encodeURIComponent(sandboxId)}/logs?tail=${tail}`),
+    createSandboxes: (items) => client.invoke(controlPlaneToWorker.createSandboxes, { sandboxes: items }),
+    deleteSandboxes: (sandboxIds) => client.invoke(controlPlaneToWorker.deleteSandboxes, { sandboxIds }),
+    logs: (sandboxId, tail) => client.invoke(controlPlaneToWorker.sandboxLogs, { sandboxId, tail }),
     close: () => client.destroy(),
   };
 }
@@ -83,7 +84,7 @@ export type PostProcessSandboxes = (request: ProcessSandboxesRequest) => Promise
 
 export function httpProcessClient(processUrl: string, dispatcher?: Dispatcher, rpc?: RpcConnection): { post: PostProcessSandboxes; close(): void } {
   const client = new JsonClient(processUrl, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
-  return { post: (request) => client.post('/internal/v1/process/sandboxes', request), close: () => client.destroy() };
+  return { post: (request) => client.invoke(controlPlaneToWorker.processSandboxes, request), close: () => client.destroy() };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { Pool, errors, type Dispatcher } from 'undici';
+import { pathOf, type Contract, type RequestOf, type ResponseOf } from '../api/contracts.ts';
 import { BatonError } from '../core/errors.ts';
 import { RpcUnsupportedError, type RpcConnection } from './rpc-client.ts';
 
@@ -52,6 +53,16 @@ export class JsonClient {
     this.#pool = options.dispatcher ?? new Pool(url.origin, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#rpc = options.rpc;
+  }
+
+  /**
+   * Makes one internal call by its contract (src/api/contracts.ts): the path and method come from
+   * the contract, and the answer is checked against its response schema (ERR_BAD_RESPONSE when it
+   * does not match), so what the caller gets is what the type says.
+   */
+  invoke<C extends Contract>(c: C, request: RequestOf<C>, options?: CallOptions): Promise<ResponseOf<C>> {
+    const answer = this.call<unknown>(c.method, pathOf(c, request), c.method === 'GET' ? undefined : request, options);
+    return answer.then((body) => checkResponse(c, body));
   }
 
   get<T>(path: string, options?: CallOptions): Promise<T> {
@@ -145,6 +156,14 @@ export class JsonClient {
   destroy(): void {
     if (!this.#isShared) void this.#pool.destroy().catch(() => undefined);
   }
+}
+
+function checkResponse<C extends Contract>(c: C, body: unknown): ResponseOf<C> {
+  const parsed = c.response.safeParse(body ?? {});
+  if (parsed.success) return parsed.data as ResponseOf<C>;
+  const issue = parsed.error.issues[0];
+  const where = issue === undefined ? '' : `: ${issue.path.join('.') || '(body)'}: ${issue.message}`;
+  throw new BatonError('ERR_BAD_RESPONSE', `${c.name} (${c.method} ${c.path}) answered a body its contract does not allow${where}`);
 }
 
 function safeParse(text: string): unknown {

@@ -64,3 +64,30 @@ test('event sinks that flush through the coalescer\'s scheduler send in the next
   await clock.settle();
   assert.ok(sinks.every((sink) => sink.pending === 0), 'every sink saw its batch delivered');
 });
+
+test('an event batch refused with a code that is not retryable is dropped and counted, not retried forever; a retryable failure is retried', async () => {
+  const clock = new ManualClock();
+  const answers: (BatonError | undefined)[] = [new BatonError('ERR_INVALID_REQUEST', 'bad'), new BatonError('ERR_UNAVAILABLE', 'down'), undefined];
+  const sent: number[] = [];
+  const sink = new BatchingEventSink({
+    workerId: 'w', clock, logger: silentLogger(),
+    send: async (request) => {
+      sent.push(request.events.length);
+      const answer = answers.shift();
+      if (answer !== undefined) throw answer;
+    },
+  });
+  sink.push({ type: 'exited', sandboxId: 's-1', exitCode: 0, signal: null });
+  await clock.settle();
+  assert.deepEqual(sent, [1]);
+  assert.equal(sink.pending, 0, 'the refused batch is gone');
+  assert.equal(sink.dropped, 1);
+  sink.push({ type: 'exited', sandboxId: 's-2', exitCode: 0, signal: null });
+  await clock.settle();
+  assert.equal(sink.pending, 1, 'unreachable: kept for a retry');
+  clock.advance(100);
+  await clock.settle();
+  assert.deepEqual(sent, [1, 1, 1]);
+  assert.equal(sink.pending, 0);
+  assert.equal(clock.pendingTimers, 0);
+});
