@@ -199,8 +199,11 @@ export class Autoscaler {
     const state = this.#activate(fn);
     if (options.isRecovered === true) {
       // After a control-plane restart the windows are empty: start in panic at the current
-      // size so nothing is scaled down before the windows refill.
-      state.kpa = initialKpaState(countSandboxes(fn).ready, this.#options.clock.now());
+      // size, and ask for that size until the first tick, so that nothing is scaled down before
+      // the windows refill.
+      const { ready } = countSandboxes(fn);
+      state.kpa = initialKpaState(ready, this.#options.clock.now());
+      state.desired = Math.max(state.desired, ready);
     }
   }
 

@@ -1,38 +1,26 @@
+import { randomInt } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Gauge } from 'prom-client';
-import { RpcConnections } from '../transport/rpc-client.ts';
-import { serveRpc } from '../transport/rpc-server.ts';
-import { randomInt } from 'node:crypto';
+import { Agent } from 'undici';
+import { controlPlaneToDataplane } from '../api/contracts.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
-import { createEvictionPolicy } from '../policy/eviction/index.ts';
-import { createPlacementPolicy } from '../policy/placement/index.ts';
 import { FileStore } from '../store/file-store.ts';
 import type { Store } from '../store/store.ts';
+import { JsonClient } from '../transport/json-client.ts';
 import { JsonRouter } from '../transport/json-router.ts';
 import { listen } from '../transport/listen.ts';
-import { controlPlaneToDataplane } from '../api/contracts.ts';
-import { JsonClient } from '../transport/json-client.ts';
-import { Autoscaler } from './autoscaler.ts';
+import { RpcConnections } from '../transport/rpc-client.ts';
+import { serveRpc } from '../transport/rpc-server.ts';
 import type { ControlPlaneConfig } from './config.ts';
-import { DataplaneMembership, type DataplaneChannel } from './dataplane-membership.ts';
-import { DemandIntake } from './demand-intake.ts';
+import { createControlPlaneCore, type DataplaneConnector, type WorkerConnector } from './core.ts';
+import type { DataplaneChannel } from './dataplane-membership.ts';
 import { DrainBatcher } from './drain-batcher.ts';
-import { FunctionRegistry } from './function-registry.ts';
-import { addAutoscalerGauges, createControlPlaneMetrics } from './metrics.ts';
-import { PlanExecutor } from './plan-executor.ts';
-import { Reconciler } from './reconciler.ts';
-import { RoutingFanout } from './routing-fanout.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
 import { createRoutes } from './routes.ts';
-import { SandboxTable } from './sandbox-table.ts';
-import { httpProcessClient, httpWorkerClient, ProcessBatcher, WorkerBatcher, type SandboxBatcher, type WorkerClient } from './worker-client.ts';
-import { WorkerMembership } from './worker-membership.ts';
-import { Agent } from 'undici';
-import type { RegisterWorkerRequest } from '../api/worker.ts';
-import type { RoutingEndpoint, RoutingFunction } from '../api/dataplane.ts';
+import { httpProcessClient, httpWorkerClient, ProcessBatcher, WorkerBatcher, type WorkerClient } from './worker-client.ts';
 
 export interface RunningControlPlane {
   /** Base URL of the API, e.g. `http://127.0.0.1:9090`. */
@@ -47,7 +35,10 @@ export interface ControlPlaneDeps {
   readonly workerClientFactory?: (url: string) => WorkerClient;
 }
 
-/** The control plane's composition root: store, state, policies, loops and the HTTP server. */
+/**
+ * The control plane's composition root: the store, the clients and sockets (worker and data-plane
+ * connectors, the RPC connections), the components (core.ts) and the HTTP server.
+ */
 export async function startControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
   const log = deps.logger ?? createLogger({ name: 'controlplane', level: config.logLevel });
   const clock = deps.clock ?? systemClock;
@@ -60,53 +51,13 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const rpc = config.internalTransport === 'rpc' ? new RpcConnections() : undefined;
   const metricsRegistry = createRegistry('controlplane');
 
-  // The components, each the one owner of its state: the registry (functions), the worker and
-  // data-plane memberships (workers, data planes and the channels to them), the autoscaler (demand
-  // and desired scale), the plan executor (sandboxes). Their references to each other are
-  // resolved when first called, so the order below is free.
-  const sandboxes = new SandboxTable();
-  const connectWorker = workerConnector({ clock, workerAgent, rpc, workerClientFactory: deps.workerClientFactory, onCreateFailed: (ids, err) => executor.onCreateUnreachable(ids, err) });
-  const dataplanes: DataplaneMembership = new DataplaneMembership({
-    store, clock, log, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit,
-    connect: (url, dataplaneId) => connectDataplane(url, { clock, log: log.child({ dataplane: dataplaneId }), drainTimeoutMs: config.drainTimeoutMs, rpc, snapshot: () => routing.snapshot() }),
+  const core = createControlPlaneCore({
+    config, store, clock, log, random, metricsRegistry,
+    connectWorker: workerConnector({ clock, workerAgent, rpc, workerClientFactory: deps.workerClientFactory }),
+    connectDataplane: (url, dataplaneId, snapshot) => connectDataplane(url, { clock, log: log.child({ dataplane: dataplaneId }), drainTimeoutMs: config.drainTimeoutMs, rpc, snapshot }),
   });
-  const registry: FunctionRegistry = new FunctionRegistry({
-    store, log, routing: { publish: (change) => routing.publish(change) },
-    autoscaler: { ensureActive: (fn) => autoscaler.ensureActive(fn), onUpdated: (fn) => autoscaler.onUpdated(fn), forget: (fn) => autoscaler.forget(fn) },
-    removeSandboxes: (fn) => executor.removeAll(fn),
-    limits: { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: 100_000 },
-  });
-  const routing: RoutingFanout = new RoutingFanout({ functions: registry, sandboxes, channels: () => dataplanes.channels() });
-  const metrics = createControlPlaneMetrics(metricsRegistry, { sandboxes, functions: registry, workers: { values: () => workers.values() } });
-  const executor: PlanExecutor = new PlanExecutor({
-    sandboxes, routing, drains: dataplanes, clock, log, metrics, createTimeoutMs: config.sandboxCreateTimeoutMs,
-    workers: { get: (id) => workers.get(id), batcher: (id) => workers.batcher(id) },
-    onChanged: (fn) => reconciler.converge(fn),
-  });
-  const workers: WorkerMembership = new WorkerMembership({
-    store, clock, log, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit,
-    functions: { get: (name) => registry.find(name) }, sandboxes: executor,
-    onRecovered: (fn) => autoscaler.ensureActive(fn, { isRecovered: true }),
-    connect: connectWorker,
-  });
-  const autoscaler: Autoscaler = new Autoscaler({
-    clock, bucketMs: config.autoscalerBucketMs, tickMs: config.autoscalerTickMs,
-    onDecision: (fn) => reconciler.converge(fn),
-    onDecisions: (count) => metrics.scaleDecisions.inc(count),
-    onError: (fn, err) => log.error({ err, fn: fn.name }, 'scaling a function failed; the others go on'),
-  });
-  addAutoscalerGauges(metricsRegistry, autoscaler);
-  const reconciler: Reconciler = new Reconciler({
-    policies: { placement: createPlacementPolicy(config.placementPolicy, { random }), eviction: createEvictionPolicy(config.evictionPolicy, { random }) },
-    executor, desiredScale: (fn) => autoscaler.desiredScale(fn), workers: () => workers.list(), log,
-  });
-  const demand = new DemandIntake({
-    clock, functions: { get: (name) => registry.find(name) }, requireDataplane: (id) => dataplanes.require(id),
-    autoscaler, markUsed: (fn, ids, nowMs) => executor.markUsed(fn, ids, nowMs),
-  });
-  await registry.load();
-  await workers.load();
-  await dataplanes.load();
+  await core.load();
+  const { registry, workers, dataplanes, demand, autoscaler, executor } = core;
 
   let isClosing = false;
   const router = createRoutes(
@@ -120,8 +71,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     collect() { this.set(rpcServer.connections); },
   });
   const { url } = await listen(server, config);
-  workers.start();
-  dataplanes.start();
+  core.start();
   log.info({ url, functions: registry.size, workers: workers.size }, 'control plane listening');
 
   return {
@@ -129,10 +79,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     async close() {
       if (isClosing) return;
       isClosing = true;
-      autoscaler.close();
-      executor.close();
-      workers.close();
-      dataplanes.close();
+      core.close();
       rpc?.close();
       rpcServer.close();
       server.closeIdleConnections();
@@ -150,17 +97,16 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
 function workerConnector(o: {
   clock: Clock; workerAgent: Agent; rpc: RpcConnections | undefined;
   workerClientFactory: ((url: string) => WorkerClient) | undefined;
-  onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void;
-}): (registration: RegisterWorkerRequest) => SandboxBatcher {
+}): WorkerConnector {
   const processBatchers = new Map<string, ProcessBatcher>();
-  return (registration) => {
+  return (registration, onCreateFailed) => {
     const client = o.workerClientFactory?.(registration.url) ?? httpWorkerClient(registration.url, o.workerAgent, o.rpc?.for(registration.url));
     const { processUrl } = registration;
-    if (processUrl === undefined) return new WorkerBatcher(client, o.clock, o.onCreateFailed);
+    if (processUrl === undefined) return new WorkerBatcher(client, o.clock, onCreateFailed);
     let batcher = processBatchers.get(processUrl);
     if (batcher === undefined) {
       const post = httpProcessClient(processUrl, o.workerAgent, o.rpc?.for(processUrl)).post;
-      batcher = new ProcessBatcher(post, o.clock, o.onCreateFailed);
+      batcher = new ProcessBatcher(post, o.clock, onCreateFailed);
       processBatchers.set(processUrl, batcher);
     }
     return batcher.forWorker(registration.workerId, client);
@@ -170,7 +116,7 @@ function workerConnector(o: {
 /** Opens the channel to one data plane: its routing publisher and its drain waits. */
 function connectDataplane(url: string, o: {
   clock: Clock; log: Logger; drainTimeoutMs: number; rpc: RpcConnections | undefined;
-  snapshot: () => { functions: RoutingFunction[]; endpoints: RoutingEndpoint[] };
+  snapshot: Parameters<DataplaneConnector>[2];
 }): DataplaneChannel {
   const rpc = o.rpc?.for(url);
   const client = new JsonClient(url, { timeoutMs: 10_000, connections: 1, ...(rpc === undefined ? {} : { rpc }) });

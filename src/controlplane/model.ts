@@ -81,6 +81,11 @@ export interface WorkerEntry extends WorkerSnapshot {
   /** Its sandboxes (looked up by id in the sandbox table, never here). */
   readonly sandboxes: SlotSet<Sandbox, 'workerSlot'>;
   readonly cachedArtifacts: Set<string>;
+  /**
+   * The sandboxes withdrawn when it missed its heartbeats (replaced elsewhere since): if it comes
+   * back still running them, it is told to delete them rather than have them adopted as duplicates.
+   */
+  withdrawnSandboxIds: ReadonlySet<string> | undefined;
 }
 
 /**
@@ -240,6 +245,7 @@ class WorkerRecord implements WorkerEntry {
   lastHeartbeatMs: number;
   readonly sandboxes = new SlotSet<Sandbox, 'workerSlot'>('workerSlot');
   readonly cachedArtifacts = new Set<string>();
+  withdrawnSandboxIds: ReadonlySet<string> | undefined = undefined;
 
   constructor(init: { id: string; url: string; capacity: { cpuMilli: number; memoryMiB: number }; runtimes: readonly string[]; state: WorkerState; nowMs: number }) {
     this.id = init.id;

@@ -57,6 +57,8 @@ export class PlanExecutor {
   #idCounter = 0;
   /** The scale-downs of one turn (a slice of the autoscaler's sweep decides hundreds) drain together. */
   readonly #toDrain: TurnBatcher<Sandbox>;
+  /** Functions backing off because no worker had room: tried again at once when capacity is added. */
+  readonly #waitingForRoom = new Set<FunctionEntry>();
 
   constructor(options: PlanExecutorOptions) {
     this.#o = options;
@@ -74,6 +76,7 @@ export class PlanExecutor {
       fn.sandboxes.hasNoCapacity = plan.hasNoCapacity;
     }
     if (plan.unplaced > 0) {
+      this.#waitingForRoom.add(fn);
       this.#o.metrics.unplaced.inc({ function: plan.function }, plan.unplaced);
       if (plan.hasNoCapacity) this.#o.log.warn({ fn: plan.function, reason: plan.placementReason }, 'no worker has room for a sandbox of this function');
       else this.#o.log.debug({ fn: plan.function, unplaced: plan.unplaced, reason: plan.placementReason }, 'not every sandbox found a worker');
@@ -149,6 +152,19 @@ export class PlanExecutor {
   /** Withdraws every sandbox of a worker that stopped heartbeating; new plans place them elsewhere. */
   withdrawWorker(worker: WorkerEntry): void {
     this.#removeAndNotify([...worker.sandboxes.items], { isDeleteOnWorker: false });
+  }
+
+  /**
+   * A worker joined or came back: functions that found no room are planned again now instead of
+   * at the end of their back-off (which may have grown to seconds while the cluster was full).
+   */
+  onCapacityAdded(): void {
+    const waiting = [...this.#waitingForRoom];
+    this.#waitingForRoom.clear();
+    for (const fn of waiting) {
+      this.#clearBackoff(fn);
+      if (!fn.isDeleting) this.#o.onChanged(fn);
+    }
   }
 
   /** Records that data planes used these sandboxes (eviction by least-recent use). */
@@ -282,6 +298,7 @@ export class PlanExecutor {
   #clearBackoff(fn: FunctionEntry): void {
     fn.sandboxes.backoff?.timer?.cancel();
     fn.sandboxes.backoff = undefined;
+    this.#waitingForRoom.delete(fn);
   }
 
   /** No new invocation for these: draining here at once, and on every data plane with the next routing delta. */

@@ -13,6 +13,8 @@ export interface WorkerSandboxes {
   forget(sandboxes: readonly Sandbox[]): void;
   deleteUnknown(worker: WorkerEntry, sandboxIds: readonly string[]): void;
   withdrawWorker(worker: WorkerEntry): void;
+  /** Capacity was added (a worker registered): plan again what found no room. */
+  onCapacityAdded(): void;
 }
 
 export interface WorkerMembershipOptions {
@@ -25,6 +27,8 @@ export interface WorkerMembershipOptions {
   readonly sandboxes: WorkerSandboxes;
   /** A function whose sandboxes were adopted after a restart: the autoscaler holds its size until its windows refill. */
   readonly onRecovered: (fn: FunctionEntry) => void;
+  /** How many more sandboxes of its current generation the function wants now (desired − starting − ready, ≥ 0). */
+  readonly shortfall: (fn: FunctionEntry) => number;
   /**
    * Opens the batcher for a worker's creations and deletions (main.ts: an HTTP or RPC client,
    * shared per process when several workers register one `processUrl`). `key` changes when the
@@ -123,6 +127,7 @@ export class WorkerMembership {
     worker.state = 'ready';
     worker.lastHeartbeatMs = now;
     this.#reconcile(worker, req.sandboxes);
+    this.#o.sandboxes.onCapacityAdded();
     this.#o.log.info({ worker: worker.id, url: worker.url, sandboxes: req.sandboxes.length }, 'worker registered');
     return { heartbeatIntervalMs: this.#o.heartbeatIntervalMs };
   }
@@ -156,6 +161,7 @@ export class WorkerMembership {
       if (worker.state !== 'ready' || now - worker.lastHeartbeatMs <= limitMs) continue;
       worker.state = 'unschedulable';
       this.#o.log.warn({ worker: worker.id, silentMs: Math.round(now - worker.lastHeartbeatMs) }, 'worker missed heartbeats; withdrawing its sandboxes');
+      if (worker.sandboxes.size > 0) worker.withdrawnSandboxIds = new Set(worker.sandboxes.items.map((s) => s.id));
       this.#o.sandboxes.withdrawWorker(worker);
     }
   }
@@ -169,17 +175,22 @@ export class WorkerMembership {
    * Brings the control plane's view of a worker in line with what it reports: sandboxes the
    * control plane had there but the worker does not run are gone (crashed or cleaned up); ready
    * sandboxes it runs that the control plane does not know are adopted when their function still
-   * exists at that generation, and deleted otherwise.
+   * exists at that generation (after a control-plane restart), and deleted otherwise. Those
+   * withdrawn when the worker missed its heartbeats are taken back as far as their function is
+   * still short of its desired scale, and deleted when they were replaced elsewhere meanwhile.
    */
   #reconcile(worker: WorkerEntry, reported: RegisterWorkerRequest['sandboxes']): void {
     const { functions, sandboxes } = this.#o;
     const reportedIds = new Set(reported.map((s) => s.sandboxId));
     sandboxes.forget(worker.sandboxes.items.filter((s) => !reportedIds.has(s.id)));
     const toDelete: string[] = [];
+    const withdrawn = worker.withdrawnSandboxIds;
+    worker.withdrawnSandboxIds = undefined;
     for (const info of reported) {
       if (sandboxes.get(info.sandboxId) !== undefined) continue;
       const fn = functions.get(info.function);
-      if (fn === undefined || fn.isDeleting || info.state !== 'ready' || info.address === undefined || info.generation !== fn.record.generation) {
+      if (fn === undefined || fn.isDeleting || info.state !== 'ready' || info.address === undefined || info.generation !== fn.record.generation
+        || (withdrawn?.has(info.sandboxId) === true && this.#o.shortfall(fn) === 0)) {
         toDelete.push(info.sandboxId);
         continue;
       }

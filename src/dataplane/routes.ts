@@ -39,6 +39,8 @@ export function createInternalRouter(options: InternalRoutesOptions): JsonRouter
       return ack;
     })
     .serve(controlPlaneToDataplane.drainSandboxes, (request): Promise<DrainWaitResponse> => proxy.drainWait(request.sandboxIds, request.timeoutMs))
+    // The routing view with in-flight counts, for people and tests; no plane calls it.
+    // eslint-disable-next-line no-restricted-syntax
     .on('GET', '/internal/v1/routing', () => {
       const functions = [];
       const endpoints = [];
