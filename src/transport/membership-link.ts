@@ -64,6 +64,8 @@ export class MembershipLink<R> {
   #inflight: Promise<void> | undefined;
   #epoch = 0;
   #registrations = 0;
+  /** Asked to register again while a registration was in flight: what that one reported may be out of date. */
+  #isRegistrationStale = false;
 
   constructor(options: MembershipLinkOptions<R>) {
     this.#o = options;
@@ -89,8 +91,16 @@ export class MembershipLink<R> {
     if (this.#state === 'idle') this.#register();
   }
 
-  /** Registers again at once (the control plane answered another call with `notFoundCode`). */
+  /**
+   * Registers again at once (the control plane answered another call with `notFoundCode`, so it
+   * has dropped something this daemon sent). While a registration is in flight, another follows
+   * it: the one in flight may report a state the dropped call would have changed.
+   */
   requestRegistration(): void {
+    if (this.#state === 'registering') {
+      this.#isRegistrationStale = true;
+      return;
+    }
     if (this.#state !== 'registered') return;
     this.#timer?.cancel();
     this.#register();
@@ -108,6 +118,7 @@ export class MembershipLink<R> {
   #register(): void {
     this.#stopTicks();
     this.#state = 'registering';
+    this.#isRegistrationStale = false;
     const epoch = ++this.#epoch;
     const log = this.#o.logger;
     this.#track(this.#o.calls.register(this.#abort.signal).then((response) => {
@@ -119,6 +130,10 @@ export class MembershipLink<R> {
       const intervalMs = this.#o.intervalOf?.(response);
       if (intervalMs !== undefined && Number.isInteger(intervalMs) && intervalMs > 0) this.#intervalMs = intervalMs;
       log.info({ ...this.#o.fields, heartbeatIntervalMs: this.#intervalMs }, 'registered with the control plane');
+      if (this.#isRegistrationStale) {
+        this.#register();
+        return;
+      }
       this.#nextHeartbeat();
     }, (err: unknown) => {
       if (this.#isStale(epoch)) return;
