@@ -102,7 +102,7 @@ export interface AutoscalerOptions {
  * reports that arrive once a second — would otherwise all drain and be deleted at once: under
  * churn that was thousands of sandboxes in one burst of work for every daemon, once a second,
  * which is what the cold starts of that moment waited behind. A scale-down is never urgent; when
- * its turn comes the sandbox manager reads the function's desired scale as it is then, so demand
+ * its turn comes the reconciler plans from the function's desired scale as it is then, so demand
  * that came back meanwhile (a later decision) wins, and a function that has converged meanwhile is
  * skipped.
  */

@@ -29,7 +29,7 @@ export function httpWorkerClient(url: string, dispatcher?: Dispatcher, rpc?: Rpc
   };
 }
 
-/** Where the sandbox manager sends one worker's creations and deletions. */
+/** Where the plan executor sends one worker's creations and deletions. */
 export interface SandboxBatcher {
   readonly client: WorkerClient;
   create(sandboxId: string, fn: SandboxFunction): void;
