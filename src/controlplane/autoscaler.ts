@@ -3,6 +3,7 @@ import { ConcurrencyWindow } from '../policy/autoscaling/window.ts';
 import { computeDesiredScale, initialKpaState, kpaSettingsFromSpec } from '../policy/autoscaling/kpa.ts';
 import { INITIAL_KPA_STATE, type KpaSettings, type KpaState } from '../policy/autoscaling/types.ts';
 import type { FunctionSpec } from '../api/function-spec.ts';
+import { ReusableFifo } from '../core/flat-records.ts';
 import { IntrusiveList } from '../core/intrusive-list.ts';
 import { computePokeScale } from '../policy/autoscaling/poke.ts';
 import { countSandboxes, type FunctionEntry } from './model.ts';
@@ -120,14 +121,10 @@ export class Autoscaler {
   #bucketsSinceTick = 0;
   #isSweeping = false;
   /**
-   * Functions decided down and not yet handed on, oldest decision first: a FIFO in an array that is
-   * reused from tick to tick (a Set filled and drained every tick was rehashed all the way up and
-   * down). Slots before `#scaleDownHead` are consumed; a state unqueued meanwhile (forgotten) has
-   * `isScaleDownQueued` false and is skipped.
+   * Functions decided down and not yet handed on, oldest decision first. A state unqueued meanwhile
+   * (forgotten) has `isScaleDownQueued` false and is skipped when its turn comes.
    */
-  readonly #scaleDowns: (ScalingState | undefined)[] = [];
-  #scaleDownHead = 0;
-  #scaleDownEnd = 0;
+  readonly #scaleDowns = new ReusableFifo<ScalingState>();
   #scaleDownsQueued = 0;
   #scaleDownTimer: Timer | undefined;
   #scaleDownSlicesLeft = 0;
@@ -225,12 +222,9 @@ export class Autoscaler {
     this.#timer = undefined;
     this.#scaleDownTimer?.cancel();
     this.#scaleDownTimer = undefined;
-    for (let i = this.#scaleDownHead; i < this.#scaleDownEnd; i++) {
-      const state = this.#scaleDowns[i];
-      if (state !== undefined) state.isScaleDownQueued = false;
-    }
-    this.#scaleDowns.length = 0;
-    this.#scaleDownHead = this.#scaleDownEnd = this.#scaleDownsQueued = 0;
+    this.#scaleDowns.forEach((state) => { state.isScaleDownQueued = false; });
+    this.#scaleDowns.clear();
+    this.#scaleDownsQueued = 0;
     this.#active.clear();
   }
 
@@ -285,7 +279,7 @@ export class Autoscaler {
   #queueScaleDown(state: ScalingState): void {
     if (state.isScaleDownQueued) return;
     state.isScaleDownQueued = true;
-    this.#scaleDowns[this.#scaleDownEnd++] = state;
+    this.#scaleDowns.push(state);
     this.#scaleDownsQueued++;
   }
 
@@ -423,9 +417,8 @@ export class Autoscaler {
     this.#scaleDownTimer = undefined;
     const slicesLeft = Math.max(1, this.#scaleDownSlicesLeft--);
     let n = Math.ceil(this.#scaleDownsQueued / slicesLeft);
-    while (n > 0 && this.#scaleDownHead < this.#scaleDownEnd) {
-      const state = this.#scaleDowns[this.#scaleDownHead] as ScalingState;
-      this.#scaleDowns[this.#scaleDownHead++] = undefined;
+    while (n > 0 && this.#scaleDowns.size > 0) {
+      const state = this.#scaleDowns.shift() as ScalingState;
       if (!state.isScaleDownQueued) continue;
       n--;
       this.#unqueueScaleDown(state);
@@ -438,7 +431,6 @@ export class Autoscaler {
         this.#options.onError?.(fn, err);
       }
     }
-    if (this.#scaleDownHead === this.#scaleDownEnd) this.#scaleDownHead = this.#scaleDownEnd = 0;
     if (this.#scaleDownsQueued > 0) this.#scaleDownTimer = this.#options.clock.setTimeout(this.#onScaleDownSlice, SCALE_DOWN_SLICE_MS);
   };
 }

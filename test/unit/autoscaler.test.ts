@@ -21,7 +21,7 @@ function setup(scaling: FunctionSpecInput['scaling']) {
   return { clock, autoscaler, fn, decisions, taken };
 }
 
-/** Gives `fn` a ready sandbox of its current generation, as the sandbox manager would after a creation. */
+/** Gives `fn` a ready sandbox of its current generation, as the plan executor would after a creation. */
 function addReadySandbox(fn: FunctionEntry, id: string): void {
   const worker = newWorkerEntry({ id: 'w', url: 'http://127.0.0.1:1', capacity: { cpuMilli: 1000, memoryMiB: 1024 }, runtimes: ['emulated'], state: 'ready', nowMs: 0 });
   const sandbox = new Sandbox({ id, fn, worker, generation: fn.record.generation, resources: fn.record.spec.resources, requestedAtMs: 0, createdAtWallMs: 0 });
