@@ -3,7 +3,7 @@ import { ConcurrencyWindow } from '../policy/autoscaling/window.ts';
 import { computeDesiredScale, initialKpaState, kpaSettingsFromSpec } from '../policy/autoscaling/kpa.ts';
 import { INITIAL_KPA_STATE, type KpaSettings, type KpaState } from '../policy/autoscaling/types.ts';
 import type { FunctionSpec } from '../api/function-spec.ts';
-import { ReusableFifo } from '../core/flat-records.ts';
+import { ReusableFifo } from '../core/reusable-fifo.ts';
 import { IntrusiveList } from '../core/intrusive-list.ts';
 import { computePokeScale } from '../policy/autoscaling/poke.ts';
 import { countSandboxes, type FunctionEntry } from './model.ts';

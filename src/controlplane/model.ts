@@ -1,4 +1,5 @@
 import type { Backoff } from '../core/backoff.ts';
+import { FlatRecords } from '../core/flat-records.ts';
 import type { Timer } from '../core/clock.ts';
 import { SlotSet } from '../core/slot-set.ts';
 import type { SandboxPhase, SandboxView } from '../policy/plan/types.ts';
@@ -86,6 +87,8 @@ export interface WorkerEntry extends WorkerSnapshot {
    * back still running them, it is told to delete them rather than have them adopted as duplicates.
    */
   withdrawnSandboxIds: ReadonlySet<string> | undefined;
+  /** Sandboxes it was asked to delete and still reported at its last registration (never adopted). */
+  readonly deletingSandboxIds: Set<string>;
 }
 
 /**
@@ -161,67 +164,60 @@ export interface ColdStartRecord {
   readonly breakdown: ColdStartBreakdown | undefined;
 }
 
-/** Numbers per cold start: readyAtWallMs, then the breakdown's fetch, start, ready, total, control plane. */
-const FIELDS = 6;
+const COLD_START_FIELDS = ['readyAtWallMs', 'fetchMs', 'startMs', 'readyMs', 'totalMs', 'controlPlaneMs'] as const;
 
 /**
- * A function's last `capacity` cold starts, as a ring: ids in two arrays, numbers in a third (a
- * plain array of doubles, which grows as the first `capacity` cold starts arrive; a typed array
- * would add an ArrayBuffer and a view per function). A cold start's figures are kept long after
- * its sandbox is gone: kept as objects — or as the sandboxes themselves — they were up to twenty
- * per function of the control plane's longest-lived objects, for the garbage collector to trace.
+ * A function's last `capacity` cold starts, as a ring: ids in two arrays, numbers in flat records
+ * (`core/flat-records.ts`: these are kept long after their sandboxes are gone, an object each was
+ * among the control plane's longest-lived objects).
  */
 export class ColdStartHistory {
   readonly #capacity: number;
   readonly #sandboxIds: string[] = [];
   readonly #workerIds: string[] = [];
-  #numbers: number[] | undefined;
-  /** Slot of the next record; with `#size` = capacity, also the oldest. */
+  #numbers: FlatRecords<(typeof COLD_START_FIELDS)[number]> | undefined;
+  /** Slot of the next record; once the ring is full, also the oldest. */
   #next = 0;
-  #size = 0;
 
   constructor(capacity = RECENT_COLD_STARTS) {
     this.#capacity = capacity;
   }
 
   get size(): number {
-    return this.#size;
+    return this.#numbers?.size ?? 0;
   }
 
   record(sandboxId: string, workerId: string, readyAtWallMs: number, breakdown: ColdStartBreakdown | undefined): void {
-    const slot = this.#next;
-    // Until the ring wraps around, slot = size: the writes below append.
-    const numbers = (this.#numbers ??= []);
+    const numbers = (this.#numbers ??= new FlatRecords(COLD_START_FIELDS));
+    const slot = numbers.size < this.#capacity ? numbers.append() : this.#next;
     this.#sandboxIds[slot] = sandboxId;
     this.#workerIds[slot] = workerId;
-    const at = slot * FIELDS;
-    numbers[at] = readyAtWallMs;
-    numbers[at + 1] = breakdown?.fetchMs ?? Number.NaN;
-    numbers[at + 2] = breakdown?.startMs ?? Number.NaN;
-    numbers[at + 3] = breakdown?.readyMs ?? Number.NaN;
-    numbers[at + 4] = breakdown?.totalMs ?? Number.NaN;
-    numbers[at + 5] = breakdown?.controlPlaneMs ?? Number.NaN;
+    numbers.set(slot, 'readyAtWallMs', readyAtWallMs);
+    numbers.set(slot, 'fetchMs', breakdown?.fetchMs ?? Number.NaN);
+    numbers.set(slot, 'startMs', breakdown?.startMs ?? Number.NaN);
+    numbers.set(slot, 'readyMs', breakdown?.readyMs ?? Number.NaN);
+    numbers.set(slot, 'totalMs', breakdown?.totalMs ?? Number.NaN);
+    numbers.set(slot, 'controlPlaneMs', breakdown?.controlPlaneMs ?? Number.NaN);
     this.#next = (slot + 1) % this.#capacity;
-    if (this.#size < this.#capacity) this.#size++;
   }
 
   /** Oldest first. */
   entries(): ColdStartRecord[] {
-    const out: ColdStartRecord[] = [];
     const numbers = this.#numbers;
-    if (numbers === undefined) return out;
-    const first = this.#size < this.#capacity ? 0 : this.#next;
-    for (let i = 0; i < this.#size; i++) {
+    if (numbers === undefined) return [];
+    const out: ColdStartRecord[] = [];
+    const size = numbers.size;
+    const first = size < this.#capacity ? 0 : this.#next;
+    for (let i = 0; i < size; i++) {
       const slot = (first + i) % this.#capacity;
-      const at = slot * FIELDS;
-      const totalMs = numbers[at + 4] as number;
+      const totalMs = numbers.get(slot, 'totalMs');
       out.push({
         sandboxId: this.#sandboxIds[slot] as string,
         workerId: this.#workerIds[slot] as string,
-        readyAtWallMs: numbers[at] as number,
+        readyAtWallMs: numbers.get(slot, 'readyAtWallMs'),
         breakdown: Number.isNaN(totalMs) ? undefined : {
-          fetchMs: numbers[at + 1] as number, startMs: numbers[at + 2] as number, readyMs: numbers[at + 3] as number,
-          totalMs, controlPlaneMs: numbers[at + 5] as number,
+          fetchMs: numbers.get(slot, 'fetchMs'), startMs: numbers.get(slot, 'startMs'), readyMs: numbers.get(slot, 'readyMs'),
+          totalMs, controlPlaneMs: numbers.get(slot, 'controlPlaneMs'),
         },
       });
     }
@@ -246,6 +242,7 @@ class WorkerRecord implements WorkerEntry {
   readonly sandboxes = new SlotSet<Sandbox, 'workerSlot'>('workerSlot');
   readonly cachedArtifacts = new Set<string>();
   withdrawnSandboxIds: ReadonlySet<string> | undefined = undefined;
+  readonly deletingSandboxIds = new Set<string>();
 
   constructor(init: { id: string; url: string; capacity: { cpuMilli: number; memoryMiB: number }; runtimes: readonly string[]; state: WorkerState; nowMs: number }) {
     this.id = init.id;

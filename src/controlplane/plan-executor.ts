@@ -94,7 +94,7 @@ export class PlanExecutor {
     const sandbox = this.#o.sandboxes.get(event.sandboxId);
     if (sandbox === undefined || sandbox.worker !== worker) {
       // Not ours (any more): the worker should not keep running it.
-      if (event.type === 'ready') this.#o.workers.batcher(worker.id)?.delete(event.sandboxId);
+      if (event.type === 'ready') this.#deleteOnWorker(worker, event.sandboxId);
       return;
     }
     switch (event.type) {
@@ -145,8 +145,7 @@ export class PlanExecutor {
 
   /** Asks a worker to delete sandboxes the control plane does not (or no longer) know. */
   deleteUnknown(worker: WorkerEntry, sandboxIds: readonly string[]): void {
-    const batcher = this.#o.workers.batcher(worker.id);
-    for (const id of sandboxIds) batcher?.delete(id);
+    for (const id of sandboxIds) this.#deleteOnWorker(worker, id);
   }
 
   /** Withdraws every sandbox of a worker that stopped heartbeating; new plans place them elsewhere. */
@@ -235,7 +234,16 @@ export class PlanExecutor {
   #remove(sandbox: Sandbox, options: { isDeleteOnWorker: boolean }): void {
     if (!this.#o.sandboxes.remove(sandbox)) return;
     if (sandbox.address !== undefined) this.#o.routing.publish({ type: 'endpoint.delete', sandboxId: sandbox.id });
-    if (options.isDeleteOnWorker) this.#o.workers.batcher(sandbox.worker.id)?.delete(sandbox.id);
+    if (options.isDeleteOnWorker) this.#deleteOnWorker(sandbox.worker, sandbox.id);
+  }
+
+  /**
+   * Asks the worker to delete a sandbox, and remembers it until the worker stops reporting it: a
+   * registration that crosses the deletion still lists it, and it must not be adopted then.
+   */
+  #deleteOnWorker(worker: WorkerEntry, sandboxId: string): void {
+    worker.deletingSandboxIds.add(sandboxId);
+    this.#o.workers.batcher(worker.id)?.delete(sandboxId);
   }
 
   #removeAndNotify(sandboxes: readonly Sandbox[], options: { isDeleteOnWorker: boolean }): void {

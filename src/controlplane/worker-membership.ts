@@ -186,11 +186,13 @@ export class WorkerMembership {
     const toDelete: string[] = [];
     const withdrawn = worker.withdrawnSandboxIds;
     worker.withdrawnSandboxIds = undefined;
+    // Deletions asked before are done once the worker stops reporting them.
+    for (const id of [...worker.deletingSandboxIds]) if (!reportedIds.has(id)) worker.deletingSandboxIds.delete(id);
     for (const info of reported) {
       if (sandboxes.get(info.sandboxId) !== undefined) continue;
       const fn = functions.get(info.function);
       if (fn === undefined || fn.isDeleting || info.state !== 'ready' || info.address === undefined || info.generation !== fn.record.generation
-        || (withdrawn?.has(info.sandboxId) === true && this.#o.shortfall(fn) === 0)) {
+        || worker.deletingSandboxIds.has(info.sandboxId) || (withdrawn?.has(info.sandboxId) === true && this.#o.shortfall(fn) === 0)) {
         toDelete.push(info.sandboxId);
         continue;
       }

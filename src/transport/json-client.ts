@@ -78,7 +78,8 @@ export class JsonClient {
     const rpc = this.#rpc;
     // On an open stream the call cannot fall back to HTTP, so nothing here keeps `body` once it is
     // encoded: under load an answer can take long enough for a body kept until then to be promoted
-    // to the old generation (demand reports, creation batches, routing deltas).
+    // to the old generation (demand reports, creation batches, routing deltas: bench/README.md,
+    // churn, sixth round).
     if (rpc !== undefined && rpc.isOpen) {
       try {
         return rpc.call(method, this.#prefix + path, body, timeoutMs, options.signal) as Promise<T>;

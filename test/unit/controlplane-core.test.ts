@@ -221,3 +221,31 @@ test('a worker that comes back before its sandboxes could be replaced gets them 
   assert.equal(fn.sandboxes.isBackingOff, false, 'capacity came back: no waiting out the back-off');
   kit.core.close();
 });
+
+test('a registration that crosses a deletion still lists the sandbox: it is deleted again, never adopted', async () => {
+  const kit = await setupCore();
+  const worker = await kit.registerWorker('w-1');
+  await kit.registerDataplane();
+  await kit.deploy(churny('f'));
+  kit.core.demand.report(poke('f', 1));
+  kit.clock.runTurns();
+  const id = worker.creates[0]!.sandboxId;
+  kit.ready('w-1', id);
+  const deleted = kit.core.registry.delete('f');
+  await kit.clock.settle();
+  for (const wait of kit.dataplane.drainWaits) wait.release();
+  await kit.clock.settle();
+  await deleted;
+  await kit.core.registry.create({ name: 'f', runtime: 'emulated' });
+  assert.ok(worker.deletes.includes(id), 'deleted with its function');
+  // The worker registers again before it has acted on the deletion: it still reports the sandbox
+  // (the re-created function is at generation 1 again, so it would match).
+  const info = { sandboxId: id, function: 'f', generation: 1, state: 'ready' as const, address: '127.0.0.1:9', startedAt: '' };
+  await kit.registerWorker('w-1', { sandboxes: [info] });
+  assert.equal(kit.core.sandboxes.get(id), undefined, 'not adopted');
+  assert.equal(worker.deletes.filter((d) => d === id).length, 2, 'asked again');
+  // Once it no longer reports it, the deletion is done and forgotten.
+  await kit.registerWorker('w-1', { sandboxes: [] });
+  assert.equal(kit.core.workers.get('w-1')?.deletingSandboxIds.size, 0);
+  kit.core.close();
+});
