@@ -57,16 +57,21 @@ interface ScalingState {
    * (bench/README.md, churn, "Garbage collection").
    */
   lastKind: LastKind;
-  /** A poke's waiting invocations and the scale it asked for (lastKind Poke). */
+  /** What the last decision was made from; one record per function, overwritten by each decision. */
+  readonly last: LastDecisionInput;
+}
+
+/** The input of a function's last decision: a poke's numbers, or a tick's KPA input without its settings. */
+interface LastDecisionInput {
   pokeWaiting: number;
   pokeDesired: number;
-  /** A tick's input (lastKind Tick): the state it started from, averages and counts. */
-  tickState: KpaState;
-  tickNow: number;
-  tickStable: number;
-  tickPanic: number;
-  tickReady: number;
-  tickCurrent: number;
+  /** The KPA state the tick started from, its instant, averages and counts. */
+  kpa: KpaState;
+  now: number;
+  stableAverage: number;
+  panicAverage: number;
+  readySandboxes: number;
+  currentScale: number;
 }
 
 type LastKind = 'activated' | 'poke' | 'tick';
@@ -174,8 +179,8 @@ export class Autoscaler {
     if (desired === undefined) return;
     state.desired = desired;
     state.lastKind = 'poke';
-    state.pokeWaiting = waiting;
-    state.pokeDesired = desired;
+    state.last.pokeWaiting = waiting;
+    state.last.pokeDesired = desired;
     this.#options.onDecision(fn);
   }
 
@@ -249,14 +254,7 @@ export class Autoscaler {
         settings: undefined,
         settingsOf: undefined,
         lastKind: 'activated',
-        pokeWaiting: 0,
-        pokeDesired: 0,
-        tickState: INITIAL_KPA_STATE,
-        tickNow: 0,
-        tickStable: 0,
-        tickPanic: 0,
-        tickReady: 0,
-        tickCurrent: 0,
+        last: { pokeWaiting: 0, pokeDesired: 0, kpa: INITIAL_KPA_STATE, now: 0, stableAverage: 0, panicAverage: 0, readySandboxes: 0, currentScale: 0 },
       };
       this.#states.set(fn, state);
     } else {
@@ -390,12 +388,13 @@ export class Autoscaler {
       readySandboxes: counts.ready, currentScale: counts.current,
     });
     state.lastKind = 'tick';
-    state.tickState = state.kpa;
-    state.tickNow = now;
-    state.tickStable = stableAverage;
-    state.tickPanic = panicAverage;
-    state.tickReady = counts.ready;
-    state.tickCurrent = counts.current;
+    const { last } = state;
+    last.kpa = state.kpa;
+    last.now = now;
+    last.stableAverage = stableAverage;
+    last.panicAverage = panicAverage;
+    last.readySandboxes = counts.ready;
+    last.currentScale = counts.current;
     state.kpa = decision.state;
     state.isPanicking = decision.isPanicking;
     state.desired = decision.desired;
@@ -441,12 +440,12 @@ function lastReason(state: ScalingState): string {
     case 'activated':
       return 'activated';
     case 'poke':
-      return `poke: ${state.pokeWaiting} waiting at zero → ${state.pokeDesired}`;
+      return `poke: ${state.last.pokeWaiting} waiting at zero → ${state.last.pokeDesired}`;
     case 'tick':
       if (state.settings === undefined) return 'activated';
       return computeDesiredScale({
-        now: state.tickNow, settings: state.settings, state: state.tickState, stableAverage: state.tickStable,
-        panicAverage: state.tickPanic, readySandboxes: state.tickReady, currentScale: state.tickCurrent,
+        now: state.last.now, settings: state.settings, state: state.last.kpa, stableAverage: state.last.stableAverage,
+        panicAverage: state.last.panicAverage, readySandboxes: state.last.readySandboxes, currentScale: state.last.currentScale,
       }).reason;
   }
 }
