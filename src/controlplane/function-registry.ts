@@ -86,7 +86,7 @@ export class FunctionRegistry {
     return [...this.#functions.values()].filter((fn) => !fn.isDeleting);
   }
 
-  create(body: unknown): Promise<FunctionRecord> {
+  async create(body: unknown): Promise<FunctionRecord> {
     const spec = parseOrThrow(functionSpecSchema, body, 'ERR_INVALID_SPEC', 'function spec');
     return this.#serialise(spec.name, async () => {
       if (this.#functions.has(spec.name)) throw new BatonError('ERR_FUNCTION_EXISTS', `function '${spec.name}' already exists`);
@@ -103,7 +103,7 @@ export class FunctionRegistry {
     });
   }
 
-  update(name: string, body: unknown): Promise<FunctionRecord> {
+  async update(name: string, body: unknown): Promise<FunctionRecord> {
     const withName = typeof body === 'object' && body !== null && !('name' in body) ? { ...body, name } : body;
     const spec = parseOrThrow(functionSpecSchema, withName, 'ERR_INVALID_SPEC', 'function spec');
     if (spec.name !== name) {
