@@ -1,5 +1,5 @@
 import type { RegisterWorkerRequest, RegisterWorkerResponse } from '../api/worker.ts';
-import type { Clock, Timer } from '../core/clock.ts';
+import { repeat, type Clock, type Timer } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../store/store.ts';
@@ -89,11 +89,7 @@ export class WorkerMembership {
   }
 
   start(): void {
-    const tick = (): void => {
-      this.checkHeartbeats();
-      this.#monitor = this.#o.clock.setTimeout(tick, this.#o.heartbeatIntervalMs);
-    };
-    this.#monitor = this.#o.clock.setTimeout(tick, this.#o.heartbeatIntervalMs);
+    this.#monitor = repeat(this.#o.clock, this.#o.heartbeatIntervalMs, () => this.checkHeartbeats());
   }
 
   close(): void {

@@ -46,6 +46,17 @@ export function nextTurn(clock: Clock = systemClock): Promise<void> {
   return new Promise((resolve) => clock.defer(resolve));
 }
 
+/** Calls `fn` every `ms` on `clock` until the returned timer is cancelled (each call arms the next). */
+export function repeat(clock: Clock, ms: number, fn: () => void): Timer {
+  let timer: Timer;
+  const tick = (): void => {
+    fn();
+    timer = clock.setTimeout(tick, ms);
+  };
+  timer = clock.setTimeout(tick, ms);
+  return { cancel: () => timer.cancel() };
+}
+
 /** Wall-clock milliseconds since the epoch, for timestamps shown to people. */
 export function wallTimeMs(): number {
   return Date.now();
