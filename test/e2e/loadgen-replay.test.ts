@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { parseResultsCsv } from '../../src/loadgen/invitro-csv.ts';
+import { planTrace } from '../../src/loadgen/schedule.ts';
+import { readTrace } from '../../src/loadgen/trace.ts';
+import { ROOT } from '../kit/cluster.ts';
+import { runCli } from '../kit/run-cli.ts';
+import { waitFor } from '../kit/wait-for.ts';
+
+/**
+ * `baton loadgen run --deploy --runtime emulated` against `baton up --runtime emulated`: the
+ * fixture trace replayed for two minutes, every invocation recorded and analyzed, the functions
+ * removed afterwards; and a fixed-rate run stopped midway that still writes what it recorded.
+ */
+
+const TRACE = join(ROOT, 'test/fixtures/azure2019-example');
+
+async function isFree(port: number): Promise<boolean> {
+  const server = createServer();
+  return new Promise((resolvePort) => {
+    server.once('error', () => resolvePort(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolvePort(true)));
+  });
+}
+
+async function startUp(t: TestContext): Promise<{ cpUrl: string; dpUrl: string; dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'baton-loadgen-up-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  let offset = 0;
+  for (let attempt = 0; attempt < 50 && offset === 0; attempt++) {
+    const candidate = 20_000 + Math.floor(Math.random() * 20_000);
+    if ((await Promise.all([8080, 8081, 9090, 10010].map((p) => isFree(p + candidate)))).every(Boolean)) offset = candidate;
+  }
+  assert.ok(offset > 0, 'a free port offset');
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--runtime', 'emulated', '--data-dir', join(dir, 'data'), '--port-offset', String(offset)], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+    // The emulated sandboxes' creation latency is the worker's setting.
+    env: { ...process.env, BATON_WORKER_EMULATED_CREATE_LATENCY: '30ms' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  t.after(async () => {
+    if (child.exitCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGINT');
+    await exited;
+  });
+  await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stderr: ${stderr.slice(-500)})` });
+  return { cpUrl: `http://127.0.0.1:${9090 + offset}`, dpUrl: `http://127.0.0.1:${8080 + offset}`, dir };
+}
+
+async function functionNames(cpUrl: string): Promise<string[]> {
+  const body = await (await fetch(`${cpUrl}/v1/functions`)).json() as { functions: { spec: { name: string } }[] };
+  return body.functions.map((f) => f.spec.name).sort();
+}
+
+test('a 2-minute replay of the fixture trace with --deploy records every invocation, and analyze reads it', async (t) => {
+  const { cpUrl, dpUrl, dir } = await startUp(t);
+  const out = join(dir, 'results.csv');
+  const result = await runCli(['loadgen', 'run', TRACE, '--minutes', '2', '--deploy', '--runtime', 'emulated', '--url', cpUrl, '--target', dpUrl, '--format', 'baton', '-o', out]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /deployed 4 functions \(runtime emulated\)/);
+  assert.match(result.stderr, /deleted 4 functions/);
+  assert.deepEqual(await functionNames(cpUrl), ['hello'], 'the trace functions are gone, hello stays');
+
+  const trace = await readTrace(TRACE);
+  const plan = planTrace(trace.functions, { minutes: 2, iatDistribution: 'exponential', seed: 42 });
+  const { records, hasBatonColumns } = parseResultsCsv(await readFile(out, 'utf8'));
+  assert.ok(hasBatonColumns);
+  assert.equal(records.length, plan.length, 'one row per planned invocation');
+  assert.ok(plan.length > 0);
+  for (let i = 0; i < records.length; i++) {
+    assert.equal(records.status[i], 200, `invocation ${i}: ${records.errorCodes[records.errorIndex[i] ?? 0]}`);
+    // The emulated sandbox reports the execution time it was asked for (the fixture's ~100–500 ms).
+    assert.ok((records.execUs[i] ?? 0) >= (records.requestedExecMs[i] ?? 0) * 1000, `ExecutionTime of invocation ${i}`);
+  }
+  const counts = (names: readonly string[], fi: ArrayLike<number>, n: number): Record<string, number> => {
+    const byName: Record<string, number> = {};
+    for (let i = 0; i < n; i++) byName[names[fi[i] ?? 0] ?? ''] = (byName[names[fi[i] ?? 0] ?? ''] ?? 0) + 1;
+    return byName;
+  };
+  assert.deepEqual(counts(records.functions, records.functionIndex, records.length), counts(plan.functions, plan.functionIndex, plan.length));
+
+  const analyzed = await runCli(['loadgen', 'analyze', out, '--json']);
+  assert.equal(analyzed.code, 0, analyzed.stderr);
+  const report = JSON.parse(analyzed.stdout) as { invocations: number; functions: number; failures: { total: number }; schedulingLatencyMs: { perFunctionMean: { p50: number; p99: number } } };
+  assert.equal(report.invocations, plan.length);
+  assert.equal(report.failures.total, 0);
+  assert.ok(report.schedulingLatencyMs.perFunctionMean.p50 >= 0);
+  assert.ok(report.schedulingLatencyMs.perFunctionMean.p99 >= report.schedulingLatencyMs.perFunctionMean.p50);
+});
+
+test('Ctrl-C stops a fixed-rate run cleanly: what was recorded is written and the function removed', async (t) => {
+  const { cpUrl, dpUrl, dir } = await startUp(t);
+  const out = join(dir, 'rps.csv');
+  const controller = new AbortController();
+  const running = runCli(['loadgen', 'run', '--rps', '20', '--seconds', '120', '--exec-ms', '5', '--deploy', '--url', cpUrl, '--target', dpUrl, '-o', out], { signal: controller.signal });
+  // Stop once the warm function has served invocations.
+  await waitFor(async () => {
+    const res = await fetch(`${cpUrl}/v1/functions/warm-function`);
+    if (res.status !== 200) return false;
+    const detail = await res.json() as { status: { ready: number } };
+    return detail.status.ready >= 1;
+  }, { timeoutMs: 30_000, message: 'the warm function to have a ready sandbox' });
+  controller.abort();
+  const result = await running;
+  assert.equal(result.code, 130, result.stderr);
+  assert.match(result.stdout, /^stopped: sent \d+ of 2400 invocations/);
+  const { records } = parseResultsCsv(await readFile(out, 'utf8'));
+  assert.ok(records.length >= 1 && records.length < 2400, `${records.length} rows`);
+  for (let i = 0; i < records.length; i++) {
+    const code = records.errorCodes[records.errorIndex[i] ?? 0];
+    assert.ok(records.status[i] === 200 || code === 'connectionTimeout', `row ${i}: ${records.status[i]} ${code}`);
+  }
+  assert.deepEqual(await functionNames(cpUrl), ['hello']);
+});
