@@ -19,6 +19,7 @@ import type { ControlPlaneConfig } from './config.ts';
 import { FunctionRegistry } from './function-registry.ts';
 import { Membership } from './membership.ts';
 import { addAutoscalerGauges, createControlPlaneMetrics } from './metrics.ts';
+import { addDirigentRoutes, createRegistrationRouter } from './dirigent-routes.ts';
 import { createRoutes } from './routes.ts';
 import { SandboxManager } from './sandbox-manager.ts';
 import { httpProcessClient, httpWorkerClient, type WorkerClient } from './worker-client.ts';
@@ -84,6 +85,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     { state, registry, membership, autoscaler, sandboxManager, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: () => isClosing },
     new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
   );
+  addDirigentRoutes(router, { registry, state });
   const server = createServer({ keepAliveTimeout: 65_000 }, router.handle);
   const rpcServer = serveRpc(server, router.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   new Gauge({
@@ -91,10 +93,13 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     collect() { this.set(rpcServer.connections); },
   });
   await listen(server, config.port, config.host);
+  const registrationServer = config.registrationPort === undefined ? undefined : createServer({ keepAliveTimeout: 65_000 }, createRegistrationRouter({ registry, state }).handle);
+  if (registrationServer !== undefined) await listen(registrationServer, config.registrationPort ?? 0, config.host);
   const { port } = server.address() as AddressInfo;
   const url = `http://${formatHost(config.host)}:${port}`;
   membership.start();
-  log.info({ url, functions: state.functions.size, workers: state.workers.size }, 'control plane listening');
+  const registrationUrl = registrationServer === undefined ? undefined : `http://${formatHost(config.host)}:${(registrationServer.address() as AddressInfo).port}`;
+  log.info({ url, registrationUrl, functions: state.functions.size, workers: state.workers.size }, 'control plane listening');
 
   return {
     url,
@@ -107,7 +112,8 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       rpc?.close();
       rpcServer.close();
       server.closeIdleConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      registrationServer?.closeIdleConnections();
+      await Promise.all([server, registrationServer].map((s) => (s === undefined ? undefined : new Promise<void>((resolve) => s.close(() => resolve())))));
       await workerAgent.close();
       await store.close();
     },

@@ -9,6 +9,7 @@ import { test, type TestContext } from 'node:test';
 import { parseResultsCsv } from '../../src/loadgen/invitro-csv.ts';
 import { planTrace } from '../../src/loadgen/schedule.ts';
 import { readTrace } from '../../src/loadgen/trace.ts';
+import { request } from 'undici';
 import { ROOT } from '../kit/cluster.ts';
 import { runCli } from '../kit/run-cli.ts';
 import { waitFor } from '../kit/wait-for.ts';
@@ -29,13 +30,13 @@ async function isFree(port: number): Promise<boolean> {
   });
 }
 
-async function startUp(t: TestContext): Promise<{ cpUrl: string; dpUrl: string; dir: string }> {
+async function startUp(t: TestContext): Promise<{ cpUrl: string; dpUrl: string; registrationUrl: string; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-loadgen-up-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   let offset = 0;
   for (let attempt = 0; attempt < 50 && offset === 0; attempt++) {
     const candidate = 20_000 + Math.floor(Math.random() * 20_000);
-    if ((await Promise.all([8080, 8081, 9090, 10010].map((p) => isFree(p + candidate)))).every(Boolean)) offset = candidate;
+    if ((await Promise.all([8080, 8081, 9090, 9091, 10010].map((p) => isFree(p + candidate)))).every(Boolean)) offset = candidate;
   }
   assert.ok(offset > 0, 'a free port offset');
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--runtime', 'emulated', '--data-dir', join(dir, 'data'), '--port-offset', String(offset)], {
@@ -54,7 +55,7 @@ async function startUp(t: TestContext): Promise<{ cpUrl: string; dpUrl: string; 
     await exited;
   });
   await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stderr: ${stderr.slice(-500)})` });
-  return { cpUrl: `http://127.0.0.1:${9090 + offset}`, dpUrl: `http://127.0.0.1:${8080 + offset}`, dir };
+  return { cpUrl: `http://127.0.0.1:${9090 + offset}`, dpUrl: `http://127.0.0.1:${8080 + offset}`, registrationUrl: `http://127.0.0.1:${9091 + offset}`, dir };
 }
 
 async function functionNames(cpUrl: string): Promise<string[]> {
@@ -121,4 +122,36 @@ test('Ctrl-C stops a fixed-rate run cleanly: what was recorded is written and th
     assert.ok(records.status[i] === 200 || code === 'connectionTimeout', `row ${i}: ${records.status[i]} ${code}`);
   }
   assert.deepEqual(await functionNames(cpUrl), ['hello']);
+});
+
+test("Invitro's registration form registers a function on the registration port, which then answers by Host", async (t) => {
+  const { cpUrl, dpUrl, registrationUrl } = await startUp(t);
+  // What Invitro's rps_mode sends (http.PostForm), field for field.
+  const form = new URLSearchParams([
+    ['name', 'tc13acdc7567b225971-3'], ['image', 'docker.io/cvetkovic/dirigent_trace_function:latest'],
+    ['port_forwarding', '80'], ['port_forwarding', 'tcp'], ['requested_cpu', '100'], ['requested_memory', '17'],
+    ['scaling_upper_bound', '5'], ['scaling_lower_bound', '0'], ['cold_start_sweep', 'false'],
+  ]);
+  const post = (url: string, body: URLSearchParams) => request(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: body.toString() });
+  const registered = await post(`${registrationUrl}/registerService`, form);
+  assert.equal(registered.statusCode, 200);
+  assert.equal(await registered.body.text(), new URL(dpUrl).host, "Dirigent's answer: the data planes' ip:port");
+  const detail = await (await fetch(`${cpUrl}/v1/functions/tc13acdc7567b225971-3`)).json() as { spec: { runtime: string; resources: { cpuMilli: number; memoryMiB: number }; scaling: { maxScale: number; minScale: number } } };
+  assert.deepEqual([detail.spec.runtime, detail.spec.resources, detail.spec.scaling.maxScale, detail.spec.scaling.minScale], ['emulated', { cpuMilli: 100, memoryMiB: 17 }, 5, 0]);
+
+  // Invitro's invocation: Host names the function, requested_cpu the execution time in ms.
+  const res = await request(`${dpUrl}/`, { headers: { host: 'tc13acdc7567b225971-3', requested_cpu: '25', requested_memory: '17', function: 'tc13acdc7567b225971-3', workload: 'trace' } });
+  assert.equal(res.statusCode, 200);
+  const answer = await res.body.json() as { Status: string; ExecutionTime: number };
+  assert.equal(answer.Status, 'OK');
+  assert.ok(answer.ExecutionTime >= 25_000, `ExecutionTime ${answer.ExecutionTime}`);
+
+  // The same name again: 409 as Dirigent; a bad field: 400 naming it; the catch-all path works too.
+  const again = await post(`${registrationUrl}/`, form);
+  assert.equal(again.statusCode, 409);
+  assert.equal((await again.body.json() as { error: { code: string } }).error.code, 'ERR_FUNCTION_EXISTS');
+  const bad = await post(`${cpUrl}/registerService`, new URLSearchParams([['name', 'other'], ['image', 'docker.io/library/nginx:latest']]));
+  assert.equal(bad.statusCode, 400);
+  assert.match((await bad.body.json() as { error: { message: string } }).error.message, /form field image/);
+  assert.deepEqual(await functionNames(cpUrl), ['hello', 'tc13acdc7567b225971-3']);
 });
