@@ -7,7 +7,11 @@ import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { request } from 'undici';
+import { parseResultsCsv } from '../../src/loadgen/invitro-csv.ts';
+import { runCli } from '../kit/run-cli.ts';
 import { ROOT } from '../kit/cluster.ts';
 
 /** examples/trace-function answers the same over HTTP/1.1, h2c and gRPC, on one port. */
@@ -103,4 +107,24 @@ test('an unknown gRPC method is UNIMPLEMENTED, as a gRPC status', async (t) => {
   });
   assert.equal(err.code, grpc.status.UNIMPLEMENTED, err.details);
   assert.match(err.details, /unknown method/);
+});
+
+test('baton loadgen run records the trace function\'s ExecutionTime over HTTP/1.1 and over h2c', async (t) => {
+  const port = await startTraceFunction(t);
+  const dir = await mkdtemp(join(tmpdir(), 'baton-tf-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  for (const transport of ['http1', 'h2c']) {
+    const out = join(dir, `${transport}.csv`);
+    const result = await runCli(['loadgen', 'run', '--rps', '20', '--seconds', '1', '--exec-ms', '5', '--target', `http://127.0.0.1:${port}`, '--transport', transport, '--format', 'baton', '-o', out]);
+    assert.equal(result.code, 0, result.stderr);
+    const { records } = parseResultsCsv(await readFile(out, 'utf8'));
+    assert.equal(records.length, 20, transport);
+    for (let i = 0; i < records.length; i++) {
+      assert.equal(records.status[i], 200, `${transport} row ${i}: ${records.errorCodes[records.errorIndex[i] ?? 0]}`);
+      assert.ok((records.execUs[i] ?? 0) >= 5_000, `${transport} row ${i}: ExecutionTime ${records.execUs[i]}`);
+    }
+  }
+  const refused = await runCli(['loadgen', 'run', '--rps', '1', '--seconds', '1', '--target', `http://127.0.0.1:${port}`, '--transport', 'grpc', '-o', join(dir, 'g.csv')]);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /--transport grpc is not available/);
 });

@@ -5,6 +5,7 @@ import { packDirectory } from '../../core/archive.ts';
 import { BatonError } from '../../core/errors.ts';
 import { formatInvitroCsv } from '../../loadgen/invitro-csv.ts';
 import type { ResultsFormat } from '../../loadgen/invitro-csv.ts';
+import { H2CClient, Pool, type Dispatcher } from 'undici';
 import { isOk } from '../../loadgen/records.ts';
 import { runPlan } from '../../loadgen/runner.ts';
 import type { Routing, RunProgress, RunResult } from '../../loadgen/runner.ts';
@@ -46,7 +47,7 @@ ${TRACE_PLAN_USAGE.replace(/^/gm, '  ')}
 where and how:
   --target URL          the data plane (or anything speaking HTTP), e.g. http://127.0.0.1:8080
   --routing host|path   Host: <name> to / (default, Dirigent's and Invitro's way) or /fn/<name>/
-  --transport T         http1 (default); h2c and grpc are not available in this version
+  --transport T         http1 (default) | h2c (HTTP/2 cleartext, prior knowledge); grpc is not available yet
   --deploy              register every function through the control plane (--url) first, and
                         delete them afterwards unless --keep; an existing name is refused
   --runtime R           emulated (default) | process (examples/trace-function) | container
@@ -217,6 +218,22 @@ export function formatProgress(p: RunProgress, isTty: boolean): string {
   return `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${stats}\x1b[K`;
 }
 
+/** HTTP/2 cleartext with prior knowledge (Invitro's `http2.Transport{AllowHTTP: true}`): connections of 100 streams each. */
+function h2cDispatcher(target: string, connections: number, timeoutMs: number): Dispatcher {
+  let origin: string;
+  try {
+    origin = new URL(target).origin;
+  } catch {
+    throw new UsageError(`--target '${target}' is not a URL`);
+  }
+  const streams = 100;
+  return new Pool(origin, {
+    connections: Math.max(1, Math.ceil(connections / streams)),
+    factory: (o, options) => new H2CClient(o, { ...options, maxConcurrentStreams: streams, pipelining: streams }),
+    headersTimeout: timeoutMs + 1_000, bodyTimeout: timeoutMs + 1_000,
+  });
+}
+
 async function runLoad(ctx: CommandContext): Promise<number> {
   const { values, io } = ctx;
   const target = stringFlag(values, 'target');
@@ -226,7 +243,7 @@ async function runLoad(ctx: CommandContext): Promise<number> {
   const runtime = oneOf(values, 'runtime', RUNTIMES, 'emulated');
   if (runtime === 'container') throw new UsageError("--runtime container: this version of Baton has no container runtime (runtimes: emulated, process)");
   const transport = oneOf(values, 'transport', TRANSPORTS, 'http1');
-  if (transport !== 'http1') throw new UsageError(`--transport ${transport} is not available in this version (only http1)`);
+  if (transport === 'grpc') throw new UsageError('--transport grpc is not available in this version (http1, h2c)');
   const routing = oneOf<Routing>(values, 'routing', ['host', 'path'], 'host');
   const format = oneOf<ResultsFormat>(values, 'format', ['invitro', 'baton'], 'invitro');
   const timeoutMs = intFlag(values, 'timeout-ms', 1) ?? 15_000;
@@ -245,9 +262,11 @@ async function runLoad(ctx: CommandContext): Promise<number> {
   const deployed = values['deploy'] === true ? await deployFunctions(ctx.client(), planned, runtime, timeoutMs, io) : [];
   if (deployed.length > 0) io.stderr.write(`deployed ${deployed.length} functions (runtime ${runtime})\n`);
   let result: RunResult;
+  const dispatcher = transport === 'h2c' ? h2cDispatcher(target, connections, timeoutMs) : undefined;
   try {
     const isTty = io.stderr.isTTY === true;
     result = await runPlan(plan, {
+      ...(dispatcher === undefined ? {} : { dispatcher }),
       baseUrl: target, routing, connections, timeoutMs, maxInvocations, maxDurationMs, invitroHeaders: true,
       ...(io.signal === undefined ? {} : { signal: io.signal }),
       progressIntervalMs: isTty ? 500 : 10_000,
@@ -268,6 +287,7 @@ async function runLoad(ctx: CommandContext): Promise<number> {
       ctx.print(`wrote ${path}`);
     }
   } finally {
+    await dispatcher?.close();
     if (deployed.length > 0 && values['keep'] !== true) {
       await removeFunctions(ctx.client(), deployed, io);
       io.stderr.write(`deleted ${deployed.length} functions\n`);
