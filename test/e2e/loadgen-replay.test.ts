@@ -30,16 +30,15 @@ async function isFree(port: number): Promise<boolean> {
   });
 }
 
-async function startUp(t: TestContext): Promise<{ cpUrl: string; dpUrl: string; registrationUrl: string; dir: string }> {
+async function startUp(t: TestContext, runtime: 'emulated' | 'process' = 'emulated'): Promise<{ cpUrl: string; dpUrl: string; registrationUrl: string; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-loadgen-up-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
   let offset = 0;
   for (let attempt = 0; attempt < 50 && offset === 0; attempt++) {
     const candidate = 20_000 + Math.floor(Math.random() * 20_000);
     if ((await Promise.all([8080, 8081, 9090, 9091, 10010].map((p) => isFree(p + candidate)))).every(Boolean)) offset = candidate;
   }
   assert.ok(offset > 0, 'a free port offset');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--runtime', 'emulated', '--data-dir', join(dir, 'data'), '--port-offset', String(offset)], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--runtime', runtime, '--data-dir', join(dir, 'data'), '--port-offset', String(offset)], {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
     // The emulated sandboxes' creation latency is the worker's setting.
     env: { ...process.env, BATON_WORKER_EMULATED_CREATE_LATENCY: '30ms' },
@@ -49,10 +48,12 @@ async function startUp(t: TestContext): Promise<{ cpUrl: string; dpUrl: string; 
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
   t.after(async () => {
-    if (child.exitCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGINT');
-    await exited;
+    if (child.exitCode === null) {
+      const exited = once(child, 'exit');
+      child.kill('SIGINT');
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
   });
   await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stderr: ${stderr.slice(-500)})` });
   return { cpUrl: `http://127.0.0.1:${9090 + offset}`, dpUrl: `http://127.0.0.1:${8080 + offset}`, registrationUrl: `http://127.0.0.1:${9091 + offset}`, dir };
@@ -154,4 +155,18 @@ test("Invitro's registration form registers a function on the registration port,
   assert.equal(bad.statusCode, 400);
   assert.match((await bad.body.json() as { error: { message: string } }).error.message, /form field image/);
   assert.deepEqual(await functionNames(cpUrl), ['hello', 'tc13acdc7567b225971-3']);
+});
+
+test('--deploy --runtime process runs examples/trace-function in real sandboxes', async (t) => {
+  const { cpUrl, dpUrl, dir } = await startUp(t, 'process');
+  const out = join(dir, 'process.csv');
+  const result = await runCli(['loadgen', 'run', '--rps', '4', '--seconds', '2', '--exec-ms', '20', '--memory', '8', '--deploy', '--runtime', 'process', '--url', cpUrl, '--target', dpUrl, '--format', 'baton', '-o', out]);
+  assert.equal(result.code, 0, result.stderr);
+  const { records } = parseResultsCsv(await readFile(out, 'utf8'));
+  assert.equal(records.length, 8);
+  for (let i = 0; i < records.length; i++) {
+    assert.equal(records.status[i], 200, `row ${i}: ${records.errorCodes[records.errorIndex[i] ?? 0]}`);
+    assert.ok((records.execUs[i] ?? 0) >= 20_000, `row ${i}: the trace function spun ${records.execUs[i]} µs`);
+  }
+  assert.deepEqual(await functionNames(cpUrl), ['hello']);
 });
