@@ -89,7 +89,7 @@ type Mode = 'trace' | 'schedule' | 'rps' | 'cold-sweep';
 interface Planned {
   readonly mode: Mode;
   readonly plan: Plan;
-  /** Memory (MiB) per function for --deploy: the largest an invocation of it asks for. */
+  /** Trace minutes marked phase 1 (Invitro's warm-up) in the results. */
   readonly warmupMinutes: number;
 }
 
