@@ -130,6 +130,10 @@ async function runUp(argv: string[]): Promise<number> {
       }
     }
   };
+  // Ctrl-C while starting stops what was started already instead of leaving it running.
+  const onStartupSignal = (): void => { void stopAll().then(() => process.exit(130)); };
+  process.once('SIGINT', onStartupSignal);
+  process.once('SIGTERM', onStartupSignal);
   try {
     children.push(spawnDaemon('controlplane', ['--port', String(cpPort), '--registration-port', String(9091 + offset), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]));
     await waitHealthy(`${cpUrl}/healthz`, children);
@@ -144,6 +148,9 @@ async function runUp(argv: string[]): Promise<number> {
   } catch (err) {
     await stopAll();
     throw err;
+  } finally {
+    process.off('SIGINT', onStartupSignal);
+    process.off('SIGTERM', onStartupSignal);
   }
   process.stdout.write([
     'Baton is running:',

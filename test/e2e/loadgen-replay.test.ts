@@ -55,7 +55,8 @@ async function startUp(t: TestContext, runtime: 'emulated' | 'process' = 'emulat
     }
     await rm(dir, { recursive: true, force: true });
   });
-  await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stderr: ${stderr.slice(-500)})` });
+  // Generous: on a loaded 2-core machine three daemons and the first sandbox take a while to start.
+  await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 90_000, message: `baton up to be ready (stderr: ${stderr.slice(-500)})` });
   return { cpUrl: `http://127.0.0.1:${9090 + offset}`, dpUrl: `http://127.0.0.1:${8080 + offset}`, registrationUrl: `http://127.0.0.1:${9091 + offset}`, dir };
 }
 
