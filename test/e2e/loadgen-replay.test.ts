@@ -55,8 +55,9 @@ async function startUp(t: TestContext, runtime: 'emulated' | 'process' = 'emulat
     }
     await rm(dir, { recursive: true, force: true });
   });
-  // Generous: on a loaded 2-core machine three daemons and the first sandbox take a while to start.
-  await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 90_000, message: `baton up to be ready (stderr: ${stderr.slice(-500)})` });
+  // Generous: ~5 s on an idle machine, but four Node processes compiling the sources (tsx) on an
+  // oversubscribed 2-core machine have taken more than 90 s.
+  await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 180_000, message: `baton up to be ready (stdout: ${stdout.slice(-300)}; stderr: ${stderr.slice(-500)})` });
   return { cpUrl: `http://127.0.0.1:${9090 + offset}`, dpUrl: `http://127.0.0.1:${8080 + offset}`, registrationUrl: `http://127.0.0.1:${9091 + offset}`, dir };
 }
 
