@@ -19,6 +19,7 @@ import { createControlPlaneCore, type DataplaneConnector, type WorkerConnector }
 import type { DataplaneChannel } from './dataplane-membership.ts';
 import { DrainBatcher } from './drain-batcher.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
+import { addDirigentRoutes, createRegistrationRouter } from './dirigent-routes.ts';
 import { createRoutes } from './routes.ts';
 import { httpProcessClient, httpWorkerClient, ProcessBatcher, WorkerBatcher, type WorkerClient } from './worker-client.ts';
 
@@ -64,6 +65,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     { registry, workers, dataplanes, demand, autoscaler, executor, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: () => isClosing },
     new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
   );
+  addDirigentRoutes(router, { registry, dataplanes });
   const server = createServer({ keepAliveTimeout: 65_000 }, router.handle);
   const rpcServer = serveRpc(server, router.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   new Gauge({
@@ -71,8 +73,10 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     collect() { this.set(rpcServer.connections); },
   });
   const { url } = await listen(server, config);
+  const registrationServer = config.registrationPort === undefined ? undefined : createServer({ keepAliveTimeout: 65_000 }, createRegistrationRouter({ registry, dataplanes }).handle);
+  const registrationUrl = registrationServer === undefined ? undefined : (await listen(registrationServer, { host: config.host, port: config.registrationPort ?? 0 })).url;
   core.start();
-  log.info({ url, functions: registry.size, workers: workers.size }, 'control plane listening');
+  log.info({ url, registrationUrl, functions: registry.size, workers: workers.size }, 'control plane listening');
 
   return {
     url,
@@ -83,7 +87,8 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       rpc?.close();
       rpcServer.close();
       server.closeIdleConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      registrationServer?.closeIdleConnections();
+      await Promise.all([server, registrationServer].map((s) => (s === undefined ? undefined : new Promise<void>((resolve) => s.close(() => resolve())))));
       await workerAgent.close();
       await store.close();
     },
