@@ -36,7 +36,10 @@ export type RequestOf<C extends Contract> = Immutable<z.input<C['request']>>;
 export type ParsedRequestOf<C extends Contract> = z.output<C['request']>;
 export type ResponseOf<C extends Contract> = z.output<C['response']>;
 
-const empty = z.object({});
+/** An answer with nothing in it. The answers are strict, as the requests are, so that both are checked in place (api/in-place-check.ts). */
+const empty = z.strictObject({});
+/** A GET with no parameters (whatever query it carries is ignored). */
+const noParameters = z.object({});
 
 function contract<Req extends z.ZodType, Res extends z.ZodType>(c: Contract<Req, Res>): Contract<Req, Res> {
   return Object.freeze(c);
@@ -68,7 +71,7 @@ export const controlPlaneToDataplane = {
 export const controlPlaneToWorker = {
   createSandboxes: contract({ name: 'CreateSandboxes', method: 'POST', path: '/internal/v1/sandboxes', request: createSandboxesRequestSchema, response: createSandboxesResponseSchema }),
   deleteSandboxes: contract({ name: 'DeleteSandboxes', method: 'POST', path: '/internal/v1/sandboxes/delete', request: deleteSandboxesRequestSchema, response: deleteSandboxesResponseSchema }),
-  listSandboxes: contract({ name: 'ListSandboxes', method: 'GET', path: '/internal/v1/sandboxes', request: empty, response: listSandboxesResponseSchema }),
+  listSandboxes: contract({ name: 'ListSandboxes', method: 'GET', path: '/internal/v1/sandboxes', request: noParameters, response: listSandboxesResponseSchema }),
   sandboxLogs: contract({ name: 'SandboxLogs', method: 'GET', path: '/internal/v1/sandboxes/:sandboxId/logs', request: sandboxLogsRequestSchema, response: sandboxLogsResponseSchema }),
   /** Creations and deletions for every worker that shares a process, sent to the `processUrl` it registered. */
   processSandboxes: contract({ name: 'ProcessSandboxes', method: 'POST', path: '/internal/v1/process/sandboxes', request: processSandboxesRequestSchema, response: processSandboxesResponseSchema }),

@@ -66,7 +66,7 @@ export const routingUpdateSchema = z.discriminatedUnion('kind', [
   }),
 ]);
 export type RoutingUpdate = z.infer<typeof routingUpdateSchema>;
-export const routingAckSchema = z.object({ epoch: z.string(), version: z.number().int().min(0) });
+export const routingAckSchema = z.strictObject({ epoch: z.string(), version: z.number().int().min(0) });
 export type RoutingAck = z.infer<typeof routingAckSchema>;
 
 export const drainWaitRequestSchema = z.strictObject({
@@ -75,7 +75,7 @@ export const drainWaitRequestSchema = z.strictObject({
 });
 export type DrainWaitRequest = z.infer<typeof drainWaitRequestSchema>;
 /** `drained`: no invocation in flight (or unknown here). `pending`: still busy at the timeout. */
-export const drainWaitResponseSchema = z.object({ drained: z.array(z.string()), pending: z.array(z.string()) });
+export const drainWaitResponseSchema = z.strictObject({ drained: z.array(z.string()), pending: z.array(z.string()) });
 export type DrainWaitResponse = z.infer<typeof drainWaitResponseSchema>;
 
 export const registerDataplaneRequestSchema = z.strictObject({
@@ -115,5 +115,5 @@ export type DemandReport = z.infer<typeof demandReportSchema>;
  * has room for (and that have no sandbox). The data plane fails their queued invocations at once
  * with 503 ERR_NO_CAPACITY instead of letting them wait for their deadline.
  */
-export const demandAckSchema = z.object({ noCapacity: z.array(z.string()) });
+export const demandAckSchema = z.strictObject({ noCapacity: z.array(z.string()) });
 export type DemandAck = z.infer<typeof demandAckSchema>;

@@ -48,12 +48,12 @@ export const createSandboxesRequestSchema = z.strictObject({
   sandboxes: z.array(z.strictObject({ sandboxId: id, function: sandboxFunctionSchema })).max(10_000),
 });
 export type CreateSandboxesRequest = z.infer<typeof createSandboxesRequestSchema>;
-export const createSandboxesResponseSchema = z.object({ accepted: z.number().int().min(0) });
+export const createSandboxesResponseSchema = z.strictObject({ accepted: z.number().int().min(0) });
 export type CreateSandboxesResponse = z.infer<typeof createSandboxesResponseSchema>;
 
 export const deleteSandboxesRequestSchema = z.strictObject({ sandboxIds: z.array(id).max(10_000) });
 export type DeleteSandboxesRequest = z.infer<typeof deleteSandboxesRequestSchema>;
-export const deleteSandboxesResponseSchema = z.object({ deleted: z.array(z.string()), unknown: z.array(z.string()) });
+export const deleteSandboxesResponseSchema = z.strictObject({ deleted: z.array(z.string()), unknown: z.array(z.string()) });
 export type DeleteSandboxesResponse = z.infer<typeof deleteSandboxesResponseSchema>;
 
 export type SandboxState = 'starting' | 'ready' | 'stopping';
@@ -102,7 +102,7 @@ export type SandboxEventsRequest = z.infer<typeof sandboxEventsRequestSchema>;
 export const sandboxEventBatchesRequestSchema = z.strictObject({ batches: z.array(sandboxEventsRequestSchema).max(10_000) });
 export type SandboxEventBatchesRequest = z.infer<typeof sandboxEventBatchesRequestSchema>;
 /** Workers the control plane does not know (their events were not applied; each must register again). */
-export const sandboxEventBatchesResponseSchema = z.object({ unknownWorkers: z.array(z.string()) });
+export const sandboxEventBatchesResponseSchema = z.strictObject({ unknownWorkers: z.array(z.string()) });
 export type SandboxEventBatchesResponse = z.infer<typeof sandboxEventBatchesResponseSchema>;
 
 export const capacitySchema = z.strictObject({
@@ -126,7 +126,7 @@ export const registerWorkerRequestSchema = z.strictObject({
   sandboxes: z.array(sandboxInfoSchema),
 });
 export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
-export const registerWorkerResponseSchema = z.object({ heartbeatIntervalMs: z.number().int().positive() });
+export const registerWorkerResponseSchema = z.strictObject({ heartbeatIntervalMs: z.number().int().min(1) });
 export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema>;
 
 export const heartbeatRequestSchema = z.strictObject({ workerId: id });
@@ -138,5 +138,5 @@ export const processSandboxesRequestSchema = z.strictObject({
 });
 export type ProcessSandboxesRequest = z.infer<typeof processSandboxesRequestSchema>;
 /** `unknownWorkers`: ids this process does not run (their items were ignored). */
-export const processSandboxesResponseSchema = z.object({ accepted: z.number().int().min(0), unknownWorkers: z.array(z.string()) });
+export const processSandboxesResponseSchema = z.strictObject({ accepted: z.number().int().min(0), unknownWorkers: z.array(z.string()) });
 export type ProcessSandboxesResponse = z.infer<typeof processSandboxesResponseSchema>;

@@ -1,4 +1,5 @@
 import { Pool, errors, type Dispatcher } from 'undici';
+import { compileInPlaceCheck } from '../api/in-place-check.ts';
 import { pathOf, type Contract, type RequestOf, type ResponseOf } from '../api/contracts.ts';
 import { BatonError } from '../core/errors.ts';
 import { RpcUnsupportedError, type RpcConnection } from './rpc-client.ts';
@@ -160,7 +161,10 @@ export class JsonClient {
 }
 
 function checkResponse<C extends Contract>(c: C, body: unknown): ResponseOf<C> {
-  const parsed = c.response.safeParse(body ?? {});
+  const value = body ?? {};
+  // The internal answers are strict schemas: checked in place, nothing copied (api/in-place-check.ts).
+  if (compileInPlaceCheck(c.response)?.(value) === true) return value as ResponseOf<C>;
+  const parsed = c.response.safeParse(value);
   if (parsed.success) return parsed.data as ResponseOf<C>;
   const issue = parsed.error.issues[0];
   const where = issue === undefined ? '' : `: ${issue.path.join('.') || '(body)'}: ${issue.message}`;
