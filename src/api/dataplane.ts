@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { asyncSpecSchema } from './function-spec.ts';
 import { ID_PATTERN } from './ids.ts';
 
 /**
@@ -28,6 +29,8 @@ export const routingFunctionSchema = z.strictObject({
   timeoutMs: z.number().int().min(1),
   /** Header carrying the load-balancing key (see the function spec). */
   affinityHeader: z.string().optional(),
+  /** The spec's `async` settings, when it has some (the data plane applies the defaults otherwise). */
+  async: asyncSpecSchema.optional(),
 });
 export type RoutingFunction = z.infer<typeof routingFunctionSchema>;
 

@@ -54,6 +54,24 @@ export const resourcesSchema = z.strictObject({
   memoryMiB: int(1, 1_048_576).default(RESOURCE_DEFAULTS.memoryMiB),
 });
 
+/**
+ * Asynchronous invocations of the function (see docs/async.md): Lambda's settings and defaults.
+ * `retryBackoffMs` is the first retry's base delay (doubling per attempt, jittered ×[0.5, 1.5));
+ * `maxConcurrency` bounds this function's async attempts in flight per data plane; `onFailure`
+ * sends an event that keeps failing to the function's dead-letter queue or to another function.
+ */
+export const asyncSpecSchema = z.strictObject({
+  maxRetryAttempts: int(0, 2).default(2),
+  maxEventAgeMs: int(1000, 21_600_000).default(21_600_000),
+  retryBackoffMs: int(1, 3_600_000).default(60_000),
+  maxConcurrency: int(1, 10_000).default(100),
+  onFailure: z.discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('dlq') }),
+    z.strictObject({ type: z.literal('function'), name: z.string().regex(FUNCTION_NAME_PATTERN, 'must match ^[a-z][a-z0-9-]{0,62}$') }),
+  ]).default(() => ({ type: 'dlq' as const })),
+});
+export type AsyncSpec = z.output<typeof asyncSpecSchema>;
+
 const envSchema = z.record(
   z.string().regex(ENV_KEY_PATTERN, 'must be a shell-style variable name')
     .refine((k) => k !== 'PORT' && !k.startsWith('BATON_'), 'PORT and BATON_* are set by Baton'),
@@ -78,6 +96,8 @@ export const functionSpecSchema = z.strictObject({
    */
   affinityHeader: z.string().regex(/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a lower-case HTTP header name').optional(),
   env: envSchema.default(() => ({})),
+  /** Asynchronous invocation settings; without it, the defaults of `asyncSpecSchema`. */
+  async: asyncSpecSchema.optional(),
 }).superRefine((spec, ctx) => {
   checkCode(spec, ctx);
   if (spec.scaling.minScale > spec.scaling.maxScale) {

@@ -135,7 +135,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const cpUrl = urlOf(cpLine, 'url') as string;
   const cpPort = new URL(cpUrl).port;
   const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
-  const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])]);
+  const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])]);
   const workerLine = await worker.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
   const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
   await controlplane.waitForLog((l) => l['msg'] === 'worker registered');
