@@ -127,6 +127,7 @@ export class AsyncInvocations implements AsyncAcceptor {
       recovered += 1;
     }
     this.#state = 'open';
+    for (const queue of this.#queues.values()) this.#pump(queue);
     this.#armSweep();
     return { recovered, corrupt: report.corrupt.length };
   }
@@ -238,7 +239,7 @@ export class AsyncInvocations implements AsyncAcceptor {
     for (const timer of this.#timers.values()) timer.cancel();
     this.#timers.clear();
     this.#sweepTimer?.cancel();
-    if (this.#running > 0) {
+    if (this.#running > 0 && graceMs > 0) {
       await new Promise<void>((resolve) => {
         const timer = this.#o.clock.setTimeout(resolve, graceMs);
         this.#idle = () => {
