@@ -5,6 +5,8 @@ import { COMMON_USAGE, createContext, parseCommandArgs, reportError, UsageError,
 import { deleteCommand } from './commands/delete.ts';
 import { deployCommand } from './commands/deploy.ts';
 import { describeCommand } from './commands/describe.ts';
+import { dlqCommand } from './commands/dlq.ts';
+import { invocationsCommand } from './commands/invocations.ts';
 import { invokeCommand } from './commands/invoke.ts';
 import { listCommand } from './commands/list.ts';
 import { logsCommand } from './commands/logs.ts';
@@ -16,7 +18,7 @@ import { statusCommand } from './commands/status.ts';
  */
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
-  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand,
+  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, invocationsCommand, dlqCommand,
 ].map((c) => [c.name, c]));
 
 const DAEMON_COMMANDS: ReadonlyMap<string, string> = new Map([

@@ -28,14 +28,18 @@ interface Harness {
   /** Deliveries asked for, in order, each answered by resolving its deferred. */
   readonly calls: { event: AsyncEvent; attempt: number; at: number; answer: Deferred<DeliveryResult> }[];
   config: AsyncConfig | undefined;
+  /** Resolves once `n` deliveries have been asked for (each starts only after its attempt is durable). */
+  calledTimes(n: number): Promise<void>;
 }
 
 async function harness(t: TestContext, dir: string, overrides: Partial<{ capacity: number; config: AsyncConfig | undefined; clock: ManualClock }> = {}): Promise<Harness> {
   const clock = overrides.clock ?? new ManualClock();
   const calls: Harness['calls'] = [];
+  const waiters: { n: number; resolve: () => void }[] = [];
   const h: Harness = {
     clock, calls, config: 'config' in overrides ? overrides.config : { ...ASYNC_DEFAULTS, retryBackoffMs: 1000 },
     invocations: undefined as unknown as AsyncInvocations,
+    calledTimes: (n) => (calls.length >= n ? Promise.resolve() : new Promise((resolve) => waiters.push({ n, resolve }))),
   };
   const invocations = new AsyncInvocations({
     store: new EmbeddedStore(new SegmentLog({ dir, clock: liveClock, groupCommitMs: 0, segmentMaxBytes: 1 << 20 }), logger),
@@ -46,6 +50,10 @@ async function harness(t: TestContext, dir: string, overrides: Partial<{ capacit
     deliver: (event) => {
       const answer = createDeferred<DeliveryResult>();
       calls.push({ event, attempt: event.attempts.length, at: clock.now(), answer });
+      for (const waiter of waiters.filter((w) => calls.length >= w.n)) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
       return answer.promise;
     },
     configOf: () => h.config,
@@ -78,12 +86,13 @@ test('a function that always fails is dead-lettered after exactly maxRetryAttemp
   const h = await harness(t, await tempDir(t));
   await h.invocations.accept('ev-1', 'f', request(1));
   for (let attempt = 1; attempt <= 3; attempt++) {
-    assert.equal(h.calls.length, attempt, `attempt ${attempt} started`);
+    await h.calledTimes(attempt);
     h.calls[attempt - 1]?.answer.resolve(failed);
     await settle();
     h.clock.advance(10_000);
   }
   h.clock.advance(60_000);
+  await settle();
   assert.equal(h.calls.length, 3, 'no fourth attempt');
   const event = h.invocations.get('ev-1');
   assert.equal(event?.state, 'dead-lettered');
@@ -101,6 +110,7 @@ test('maxRetryAttempts 0 dead-letters after the first failure; a success is kept
   h.config = { ...ASYNC_DEFAULTS, maxRetryAttempts: 0 };
   await h.invocations.accept('a', 'f', request(1));
   await h.invocations.accept('b', 'f', request(2));
+  await h.calledTimes(2);
   h.calls[0]?.answer.resolve(failed);
   h.calls[1]?.answer.resolve(ok);
   await settle();
@@ -128,10 +138,11 @@ test('a throttled attempt is retried and not counted', async (t) => {
   const h = await harness(t, await tempDir(t));
   h.config = { ...ASYNC_DEFAULTS, maxRetryAttempts: 0 };
   await h.invocations.accept('t', 'f', request(1));
+  await h.calledTimes(1);
   h.calls[0]?.answer.resolve({ outcome: 'throttled', status: 503, code: 'ERR_QUEUE_FULL' });
   await settle();
   h.clock.advance(1_000);
-  assert.equal(h.calls.length, 2);
+  await h.calledTimes(2);
   h.calls[1]?.answer.resolve(ok);
   await settle();
   const event = h.invocations.get('t');
@@ -146,6 +157,7 @@ test('a full queue refuses with ERR_ASYNC_QUEUE_FULL and accepts again once drai
   await h.invocations.accept('2', 'f', request(2));
   await assert.rejects(h.invocations.accept('3', 'f', request(3)), (err: unknown) => err instanceof BatonError && err.code === 'ERR_ASYNC_QUEUE_FULL');
   assert.equal(h.invocations.get('3'), undefined, 'a refused event leaves nothing behind');
+  await h.calledTimes(1);
   h.calls[0]?.answer.resolve(ok);
   await settle();
   await h.invocations.accept('3', 'f', request(3));
@@ -156,15 +168,15 @@ test('at most maxConcurrency attempts of a function are in flight', async (t) =>
   const h = await harness(t, await tempDir(t));
   h.config = { ...ASYNC_DEFAULTS, maxConcurrency: 2 };
   for (let i = 0; i < 5; i++) await h.invocations.accept(`c${i}`, 'f', request(i));
-  assert.equal(h.calls.length, 2);
+  assert.equal(h.invocations.list('f', 'running', 10).length, 2, 'slots are taken when an attempt is started: a third waits');
+  await h.calledTimes(2);
+  assert.equal(h.invocations.list('f', 'queued', 10).length, 3);
   h.calls[0]?.answer.resolve(ok);
-  await settle();
-  assert.equal(h.calls.length, 3);
+  await h.calledTimes(3);
   for (const call of h.calls.slice(1)) call.answer.resolve(ok);
-  await settle();
+  await h.calledTimes(5);
   for (const call of h.calls.slice(3)) call.answer.resolve(ok);
   await settle();
-  assert.equal(h.calls.length, 5);
   assert.deepEqual(h.calls.map((c) => c.event.id), ['c0', 'c1', 'c2', 'c3', 'c4'], 'in order of acceptance');
 });
 
@@ -172,11 +184,12 @@ test('a dead letter redriven is delivered again as new', async (t) => {
   const h = await harness(t, await tempDir(t));
   h.config = { ...ASYNC_DEFAULTS, maxRetryAttempts: 0 };
   await h.invocations.accept('r', 'f', request(1));
+  await h.calledTimes(1);
   h.calls[0]?.answer.resolve(failed);
   await settle();
   assert.equal(h.invocations.get('r')?.state, 'dead-lettered');
   assert.deepEqual(h.invocations.redrive('f', undefined), ['r']);
-  assert.equal(h.calls.length, 2);
+  await h.calledTimes(2);
   h.calls[1]?.answer.resolve(ok);
   await settle();
   assert.equal(h.invocations.get('r')?.state, 'succeeded');
@@ -191,15 +204,15 @@ test('after a restart, unfinished events are delivered; one that was running is 
   await first.invocations.accept('done', 'f', request(1));
   await first.invocations.accept('running', 'f', request(2));
   await first.invocations.accept('queued', 'f', request(3));
+  await first.calledTimes(1);
   first.calls[0]?.answer.resolve(ok);
-  await settle();
-  assert.equal(first.calls.length, 2, 'the second is running');
-  // A crash: nothing is closed; the store's records so far are on disk (group commit 0, awaited by accept).
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  // The second runs once its start is durable; then the first's success is on disk too (same or earlier batch).
+  await first.calledTimes(2);
+  // A crash: nothing is closed.
   const second = await harness(t, dir, { clock });
   second.config = { ...ASYNC_DEFAULTS, maxConcurrency: 10 };
   second.invocations.poke('f');
-  await settle();
+  await second.calledTimes(2);
   assert.equal(second.invocations.get('done')?.state, 'succeeded');
   const redelivered = second.calls.map((c) => c.event.id).sort();
   assert.deepEqual(redelivered, ['queued', 'running']);

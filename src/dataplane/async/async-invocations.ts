@@ -312,8 +312,9 @@ export class AsyncInvocations implements AsyncAcceptor {
     event.attempts.push({ startedAt: now });
     queue.running += 1;
     this.#running += 1;
-    void this.#save(event, false);
-    void this.#o.deliver(event).then((result) => this.#finish(queue, event, result));
+    // The attempt is durable before it starts: after a crash, an attempt that may have run is always
+    // visible (as `interrupted`), so every duplicate delivery is explained by the record.
+    void this.#save(event, false).then(() => this.#o.deliver(event)).then((result) => this.#finish(queue, event, result));
   }
 
   #finish(queue: FunctionQueue, event: AsyncEvent, result: DeliveryResult): void {
