@@ -85,6 +85,11 @@ export const functionSpecSchema = z.strictObject({
   artifact: z.string().regex(DIGEST_PATTERN, 'must be sha256:<64 lowercase hex>').optional(),
   handler: z.string().max(256).regex(HANDLER_PATTERN, 'must be FILE.EXPORT inside the artifact, e.g. index.handler').optional(),
   command: z.array(z.string().min(1).max(4096)).min(1).max(256).optional(),
+  /**
+   * A command function built for a Lambda custom runtime: the worker serves the Lambda Runtime API
+   * beside it (`AWS_LAMBDA_RUNTIME_API`) instead of expecting it to serve HTTP on `$PORT`.
+   */
+  lambdaRuntimeApi: z.boolean().optional(),
   concurrency: int(1, 1000).default(1),
   scaling: scalingSchema.default(() => scalingSchema.parse({})),
   resources: resourcesSchema.default(() => resourcesSchema.parse({})),
@@ -114,7 +119,7 @@ export const functionSpecSchema = z.strictObject({
  *   emulated  neither handler nor command (there is nothing to run); artifact optional and ignored.
  */
 function checkCode(
-  spec: { runtime: RuntimeName; artifact?: string | undefined; handler?: string | undefined; command?: string[] | undefined },
+  spec: { runtime: RuntimeName; artifact?: string | undefined; handler?: string | undefined; command?: string[] | undefined; lambdaRuntimeApi?: boolean | undefined },
   ctx: z.RefinementCtx,
 ): void {
   switch (spec.runtime) {
@@ -122,6 +127,9 @@ function checkCode(
       if (spec.artifact === undefined) ctx.addIssue({ code: 'custom', path: ['artifact'], message: 'is required for runtime process' });
       if ((spec.handler === undefined) === (spec.command === undefined)) {
         ctx.addIssue({ code: 'custom', path: ['handler'], message: 'exactly one of handler or command is required' });
+      }
+      if (spec.lambdaRuntimeApi === true && spec.command === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['lambdaRuntimeApi'], message: 'is only for command functions' });
       }
       return;
     case 'emulated':

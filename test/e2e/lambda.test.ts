@@ -16,9 +16,10 @@ let lambda: LambdaClient;
 const FIXTURES = join(ROOT, 'test/fixtures/lambda-handlers');
 const SYNC_LIMIT = 200_000;
 
-async function deploy(name: string, handler: string, extra = ''): Promise<void> {
+async function deploy(name: string, handler: string, extra = '', dir = FIXTURES): Promise<void> {
   const manifest = join(cluster.dir, `${name}.yaml`);
-  await writeFile(manifest, `name: ${name}\nhandler: ${handler}\ndir: ${FIXTURES}\nmemoryMiB: 256\n${extra}`.replace('memoryMiB: 256\n', 'resources:\n  memoryMiB: 256\n'));
+  const code = handler.startsWith('[') ? `command: ${handler}\nlambdaRuntimeApi: true\n` : `handler: ${handler}\n`;
+  await writeFile(manifest, `name: ${name}\n${code}dir: ${dir}\nresources:\n  memoryMiB: 256\n${extra}`);
   const res = await runCliProcess(['deploy', '-f', manifest, '--url', cluster.cpUrl]);
   assert.equal(res.code, 0, res.stderr);
 }
@@ -32,6 +33,7 @@ before(async () => {
   await deploy('esm', 'esm.handler');
   await deploy('cjs', 'cjs.handler', 'timeoutMs: 5000\n');
   await deploy('callback', 'callback.handler');
+  await deploy('pyrt', '["/usr/bin/python3", "runtime.py"]', '', join(ROOT, 'test/fixtures/lambda-runtime'));
 });
 
 after(async () => {
@@ -143,6 +145,24 @@ describe('Lambda handler compatibility', () => {
     const failed = await lambda.send(new InvokeCommand({ FunctionName: 'callback', Payload: encode({ fail: true }) }));
     assert.equal(failed.FunctionError, 'Unhandled');
     assert.equal((decode(failed.Payload) as { errorMessage: string }).errorMessage, 'callback error');
+  });
+
+  it('runs a Lambda custom runtime (Python, standard library) through the Runtime API, sync and Event', async () => {
+    const out = await lambda.send(new InvokeCommand({ FunctionName: 'pyrt', Payload: encode({ from: 'sdk' }) }));
+    const result = decode(out.Payload) as { event: unknown; lang: string; meta: { requestId: string } };
+    assert.equal(result.lang, 'python');
+    assert.deepEqual(result.event, { from: 'sdk' });
+    assert.equal(result.meta.requestId, out.$metadata.requestId);
+    const failed = await lambda.send(new InvokeCommand({ FunctionName: 'pyrt', Payload: encode({ fail: 'nope' }) }));
+    assert.equal(failed.FunctionError, 'Unhandled');
+    assert.deepEqual(decode(failed.Payload), { errorMessage: 'nope', errorType: 'ValueError' });
+    const queued = await lambda.send(new InvokeCommand({ FunctionName: 'pyrt', InvocationType: 'Event', Payload: encode({ later: 1 }) }));
+    const id = queued.$metadata.requestId as string;
+    const done = await waitFor(async () => {
+      const v = await (await fetch(`${cluster.dpUrl}/v1/invocations/${id}`)).json() as { state: string; response?: { body: string } };
+      return v.state === 'succeeded' ? v : undefined;
+    }, { timeoutMs: 20_000, message: 'the Event invocation of the custom runtime' });
+    assert.equal((JSON.parse(done.response?.body ?? '{}') as { meta: { requestId: string } }).meta.requestId, id);
   });
 
   it('keeps the function-URL event shape for HTTP invocations of the same handler', async () => {
