@@ -36,6 +36,10 @@ export const dataplaneConfigKeysSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Host put in the URLs registered with the control plane; defaults to `host`. */
   advertiseHost: z.string().min(1).optional(),
+  /** Where asynchronous invocations are kept: `embedded` (a segment log in `dataDir`) or `redis` (Streams, at `asyncRedisUrl`). */
+  asyncStore: z.enum(['embedded', 'redis']).default('embedded'),
+  /** The Redis server of `asyncStore: redis`; keys are under `baton:async:<dataplaneId>:`. */
+  asyncRedisUrl: z.url().default('redis://127.0.0.1:6379'),
   /** Holds the embedded async log (`async/seg-*.log`). */
   dataDir: z.string().min(1).default('./.baton/dataplane'),
   /** Most unfinished asynchronous invocations (queued, running, waiting to retry); one more is 503 ERR_ASYNC_QUEUE_FULL. */

@@ -14,6 +14,8 @@ import { AsyncInvocations } from './async/async-invocations.ts';
 import { registerAsyncMetrics } from './async/async-metrics.ts';
 import { createDeliver } from './async/delivery-client.ts';
 import { EmbeddedStore } from './async/embedded-store.ts';
+import { RedisStore } from './async/redis-store.ts';
+import { Redis } from 'ioredis';
 import { SegmentLog } from './async/segment-log.ts';
 import { LambdaApi } from './lambda/lambda-api.ts';
 import { SigV4Verifier } from './lambda/sigv4-verifier.ts';
@@ -99,7 +101,9 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   let selfPool: Pool | undefined;
   const onOutcome = registerAsyncMetrics(registry, () => invocations, () => segmentLog.fsyncs);
   const invocations: AsyncInvocations = new AsyncInvocations({
-    store: new EmbeddedStore(segmentLog, asyncLogger),
+    store: config.asyncStore === 'redis'
+      ? new RedisStore(new Redis(config.asyncRedisUrl, { maxRetriesPerRequest: 3 }), `baton:async:${config.dataplaneId}:`, config.dataplaneId, asyncLogger)
+      : new EmbeddedStore(segmentLog, asyncLogger),
     clock,
     wallNow: wallTimeMs,
     random: createRandom(randomInt(2 ** 31)),
