@@ -102,7 +102,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const onOutcome = registerAsyncMetrics(registry, () => invocations, () => segmentLog.fsyncs);
   const invocations: AsyncInvocations = new AsyncInvocations({
     store: config.asyncStore === 'redis'
-      ? new RedisStore(new Redis(config.asyncRedisUrl, { maxRetriesPerRequest: 3 }), `baton:async:${config.dataplaneId}:`, config.dataplaneId, asyncLogger)
+      ? new RedisStore(redisClient(config.asyncRedisUrl, asyncLogger), `baton:async:${config.dataplaneId}:`, config.dataplaneId, asyncLogger)
       : new EmbeddedStore(segmentLog, asyncLogger),
     clock,
     wallNow: wallTimeMs,
@@ -186,6 +186,13 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     logger.info('data plane closed');
   };
   return { proxyUrl, url, close: () => (closing ??= close()) };
+}
+
+/** The async queue's Redis connection; its errors are logged (ioredis reconnects by itself). */
+function redisClient(url: string, logger: Logger): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 3 });
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error'));
+  return redis;
 }
 
 /** A function's async settings from the routing table (defaults when its spec has none); undefined for an unknown function. */

@@ -23,5 +23,11 @@ after(async () => {
 asyncInvocationsSuite('redis', async () => {
   // One key prefix per test (its "data plane"); every open() is a new connection over the same keys, as after a restart.
   const prefix = `baton:async:${randomUUID()}:`;
-  return { open: () => new RedisStore(new Redis({ port, host: '127.0.0.1' }), prefix, 'dp-test', logger) };
+  return {
+    open: () => {
+      const redis = new Redis({ port, host: '127.0.0.1' });
+      redis.on('error', () => undefined);
+      return new RedisStore(redis, prefix, 'dp-test', logger);
+    },
+  };
 });

@@ -7,6 +7,7 @@ import { request } from 'undici';
 import { controlPlaneConfigSchema } from '../../src/controlplane/config.ts';
 import { startControlPlane } from '../../src/controlplane/main.ts';
 import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
+import { tempDirSync } from '../kit/temp-dir.ts';
 import { startDataplane } from '../../src/dataplane/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { parseWorkerConfig } from '../../src/worker/config.ts';
@@ -21,7 +22,7 @@ test('least-recently-used eviction scales down the sandbox the data plane has no
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());
   const dataplane = await startDataplane(parseDataplaneConfig({
-    port: 0, internalPort: 0, dataplaneId: 'dp-lru', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 200, demandReportIntervalMs: 100,
+    port: 0, internalPort: 0, dataDir: tempDirSync('baton-dp-'), dataplaneId: 'dp-lru', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 200, demandReportIntervalMs: 100,
     loadBalancingPolicy: 'least-inflight', logLevel: 'silent',
   }), { logger: silentLogger() });
   t.after(() => dataplane.close());

@@ -39,6 +39,7 @@ export async function startRedis(after: (fn: () => Promise<void>) => void): Prom
     await rm(dir, { recursive: true, force: true });
   });
   const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => undefined);
   await waitFor(async () => {
     try {
       if (probe.status !== 'ready') await probe.connect();

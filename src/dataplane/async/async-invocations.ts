@@ -82,6 +82,8 @@ export class AsyncInvocations implements AsyncAcceptor {
   #sweepTimer: Timer | undefined;
   #unfinished = 0;
   #bytes = 0;
+  /** Bytes of the responses kept with finished events (bounded by `maxBytes` too: the oldest go first). */
+  #resultBytes = 0;
   #running = 0;
   #state: AsyncInvocationsState = 'new';
   #idle: (() => void) | undefined;
@@ -109,10 +111,13 @@ export class AsyncInvocations implements AsyncAcceptor {
       this.#events.set(event.id, event);
       if (event.state === 'succeeded' || event.state === 'failed') {
         this.#finished.set(event.id, event.finishedAt ?? event.acceptedAt);
+        this.#resultBytes += event.response?.body.length ?? 0;
+        event.request = withoutBody(event.request);
         continue;
       }
       if (event.state === 'dead-lettered') {
         this.#deadLetters.set(event.id, event.finishedAt ?? event.acceptedAt);
+        this.#bytes += sizeOf(event.request);
         continue;
       }
       const last = event.attempts.at(-1);
@@ -136,7 +141,7 @@ export class AsyncInvocations implements AsyncAcceptor {
     if (this.#state !== 'open') throw new BatonError('ERR_SHUTTING_DOWN', 'the data plane is shutting down');
     const size = sizeOf(request);
     if (this.#unfinished >= this.#o.capacity || this.#bytes + size > this.#o.maxBytes) {
-      throw new BatonError('ERR_ASYNC_QUEUE_FULL', `the async queue is full (${this.#unfinished} events, ${this.#bytes} bytes; limits ${this.#o.capacity} and ${this.#o.maxBytes})`);
+      throw new BatonError('ERR_ASYNC_QUEUE_FULL', `the async queue is full (${this.#unfinished} events, ${this.#bytes} bytes with the dead letters; limits ${this.#o.capacity} and ${this.#o.maxBytes})`);
     }
     if (this.#events.has(id)) throw new BatonError('ERR_INVALID_REQUEST', `an invocation with id '${id}' exists`);
     const now = this.#o.wallNow();
@@ -177,8 +182,7 @@ export class AsyncInvocations implements AsyncAcceptor {
     for (const id of chosen) {
       const event = this.#events.get(id);
       if (event === undefined || event.fn !== fn || event.state !== 'dead-lettered') continue;
-      const size = sizeOf(event.request);
-      if (this.#unfinished >= this.#o.capacity || this.#bytes + size > this.#o.maxBytes) break;
+      if (this.#unfinished >= this.#o.capacity) break;
       this.#deadLetters.delete(id);
       const now = this.#o.wallNow();
       event.state = 'queued';
@@ -190,8 +194,8 @@ export class AsyncInvocations implements AsyncAcceptor {
       delete event.finishedAt;
       delete event.deadLetterReason;
       delete event.response;
+      // Its bytes are still counted: a dead letter keeps its request in memory.
       this.#unfinished += 1;
-      this.#bytes += size;
       void this.#save(event, true);
       this.#enqueue(event);
       done.push(id);
@@ -355,9 +359,11 @@ export class AsyncInvocations implements AsyncAcceptor {
   #succeed(event: AsyncEvent): void {
     event.state = 'succeeded';
     event.finishedAt = this.#o.wallNow();
-    this.#settle(event);
+    this.#settle(event, false);
     this.#finished.set(event.id, event.finishedAt);
+    this.#resultBytes += event.response?.body.length ?? 0;
     void this.#save(event, false);
+    event.request = withoutBody(event.request);
     this.#trimFinished();
   }
 
@@ -379,16 +385,20 @@ export class AsyncInvocations implements AsyncAcceptor {
   #fail(event: AsyncEvent, reason: DeadLetterReason, config: AsyncConfig | undefined): void {
     event.finishedAt = this.#o.wallNow();
     event.deadLetterReason = reason;
-    this.#settle(event);
     const destination = config?.onFailure;
     if (destination?.type === 'function') {
+      this.#settle(event, false);
       event.state = 'failed';
       this.#finished.set(event.id, event.finishedAt);
+      this.#resultBytes += event.response?.body.length ?? 0;
       void this.#save(event, false);
       this.#sendToDestination(event, destination.name, reason);
+      event.request = withoutBody(event.request);
       this.#trimFinished();
       return;
     }
+    // A dead letter keeps its request (for a redrive), so its bytes stay counted until it is forgotten.
+    this.#settle(event, true);
     event.state = 'dead-lettered';
     this.#deadLetters.set(event.id, event.finishedAt);
     this.#o.onOutcome?.(event.fn, 'dead-lettered');
@@ -417,10 +427,10 @@ export class AsyncInvocations implements AsyncAcceptor {
     });
   }
 
-  /** The event no longer counts towards the queue's bounds. */
-  #settle(event: AsyncEvent): void {
+  /** The event is no longer unfinished; unless `keepsBytes`, its request's bytes are released. */
+  #settle(event: AsyncEvent, keepsBytes: boolean): void {
     this.#unfinished -= 1;
-    this.#bytes -= sizeOf(event.request);
+    if (!keepsBytes) this.#bytes -= sizeOf(event.request);
     const timer = this.#timers.get(event.id);
     timer?.cancel();
     this.#timers.delete(event.id);
@@ -433,7 +443,7 @@ export class AsyncInvocations implements AsyncAcceptor {
   }
 
   #trimFinished(): void {
-    while (this.#finished.size > this.#o.resultRetentionMax) {
+    while (this.#finished.size > this.#o.resultRetentionMax || (this.#resultBytes > this.#o.maxBytes && this.#finished.size > 0)) {
       const oldest = this.#finished.keys().next().value as string;
       this.#forget(oldest, this.#finished);
     }
@@ -442,6 +452,9 @@ export class AsyncInvocations implements AsyncAcceptor {
 
   #forget(id: string, from: Map<string, number>): void {
     from.delete(id);
+    const event = this.#events.get(id);
+    if (event !== undefined && event.state === 'dead-lettered') this.#bytes -= sizeOf(event.request);
+    else if (event !== undefined) this.#resultBytes -= event.response?.body.length ?? 0;
     this.#events.delete(id);
     this.#o.store.forget(id);
   }
@@ -466,6 +479,13 @@ export class AsyncInvocations implements AsyncAcceptor {
     }
     this.#armSweep();
   };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A finished event needs its request's head only (shown, never sent again). */
+function withoutBody(request: AsyncRequest): AsyncRequest {
+  return { ...request, body: EMPTY };
 }
 
 function sizeOf(request: AsyncRequest): number {

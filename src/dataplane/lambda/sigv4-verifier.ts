@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -50,6 +50,11 @@ export class SigV4Verifier {
     const signingDate = parseAmzDate(String(req.headers['x-amz-date'] ?? ''));
     if (signingDate === undefined || Math.abs(this.#wallNow() - signingDate.getTime()) > MAX_SKEW_MS) {
       throw new BatonError('ERR_INVALID_SIGNATURE', 'x-amz-date is missing, malformed or more than 15 minutes from now');
+    }
+    // The client signs the payload's hash as a header: it must be the hash of the body received.
+    const contentHash = req.headers['x-amz-content-sha256'];
+    if (contentHash !== undefined && contentHash !== createHash('sha256').update(body).digest('hex')) {
+      throw new BatonError('ERR_INVALID_SIGNATURE', 'x-amz-content-sha256 is not the SHA-256 of the body (an unsigned or altered payload)');
     }
     const signedHeaders = signedHeaderList.split(';');
     const headers: Record<string, string> = {};
