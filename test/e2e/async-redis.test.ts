@@ -34,9 +34,9 @@ it('delivers every event accepted into Redis after kill -9 of the data plane', a
     ids.push(res.headers.get('x-baton-invocation-id') as string);
   }
   const lines = async () => (await readFile(record, 'utf8')).split('\n').filter(Boolean);
-  await waitFor(async () => (await lines()).length >= 2, { timeoutMs: 20_000, message: 'a first delivery' });
+  await waitFor(async () => (await lines()).length >= 2, { timeoutMs: 90_000, message: 'a first delivery' });
   await cluster.restartDataplane();
-  await waitFor(async () => new Set(await lines()).size === 20, { timeoutMs: 60_000, message: 'all 20 delivered after the restart' });
+  await waitFor(async () => new Set(await lines()).size === 20, { timeoutMs: 120_000, message: 'all 20 delivered after the restart' });
   assert.deepEqual([...new Set(await lines())].sort(), [...ids].sort());
   const first = await (await fetch(`${cluster.dpUrl}/v1/invocations/${ids[0] as string}`)).json() as { state: string };
   assert.equal(first.state, 'succeeded', 'results outlive the restart too');

@@ -30,6 +30,8 @@ test('least-recently-used eviction scales down the sandbox the data plane has no
     port: 0, workerId: 'lru', controlPlaneUrl: controlPlane.url, runtime: 'emulated', heartbeatIntervalMs: 200, logLevel: 'silent',
   }), { logger: silentLogger() });
   t.after(() => worker.close());
+  // The worker must be registered before the first poke, or the control plane answers "no capacity" (a race under load).
+  await waitFor(async () => ((await (await request(`${controlPlane.url}/v1/workers`)).body.json()) as { workers: unknown[] }).workers.length === 1, { message: 'the worker to register' });
 
   const created = await request(`${controlPlane.url}/v1/functions`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
