@@ -229,4 +229,23 @@ export function asyncInvocationsSuite(label: string, makeBacking: (t: TestContex
     const running = second.invocations.get('running');
     assert.deepEqual(running?.attempts.map((a) => a.outcome), ['interrupted', undefined]);
   });
+
+  test(`${label}: an event that keeps failing goes to the on-failure function with Lambda's destination record`, async (t) => {
+    const h = await harness(t, await makeBacking(t));
+    h.config = { ...ASYNC_DEFAULTS, maxRetryAttempts: 0, onFailure: { type: 'function', name: 'catcher' } };
+    await h.invocations.accept('d', 'f', request(7));
+    await h.calledTimes(1);
+    h.calls[0]?.answer.resolve({ outcome: 'function-error', status: 200, response: { status: 200, headers: {}, body: Buffer.from('{"errorMessage":"no"}'), isTruncated: false } });
+    await h.calledTimes(2);
+    assert.equal(h.invocations.get('d')?.state, 'failed');
+    const forwarded = h.calls[1]?.event;
+    assert.equal(forwarded?.fn, 'catcher');
+    assert.equal(forwarded?.id, 'd-failure');
+    const record = JSON.parse(forwarded?.request.body.toString() ?? '{}') as { requestContext: { requestId: string; condition: string; approximateInvokeCount: number }; requestPayload: unknown; responsePayload: unknown };
+    assert.deepEqual(record.requestContext.requestId, 'd');
+    assert.equal(record.requestContext.condition, 'RetriesExhausted');
+    assert.equal(record.requestContext.approximateInvokeCount, 1);
+    assert.deepEqual(record.requestPayload, { n: 7 });
+    assert.deepEqual(record.responsePayload, { errorMessage: 'no' });
+  });
 }
