@@ -1,12 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { RpcConnection } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
-import type { AddressInfo } from 'node:net';
-import { systemClock } from '../core/clock.ts';
+import { systemClock, wallTimeMs } from '../core/clock.ts';
 import { randomInt, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Pool } from 'undici';
-import { wallTimeMs } from '../core/clock.ts';
 import { createIntercept } from './api-extensions.ts';
 import { AsyncApi } from './async/async-api.ts';
 import { ASYNC_DEFAULTS, type AsyncConfig } from './async/async-event.ts';
@@ -25,6 +23,7 @@ import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
 import { JsonClient } from '../transport/json-client.ts';
+import { closeServer, httpUrl, listen } from '../transport/listen.ts';
 import type { DataplaneConfig } from './config.ts';
 import { ControlPlaneLink } from './control-plane-link.ts';
 import { DemandReporter } from './demand-reporter.ts';
@@ -138,9 +137,11 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const proxyServer = createServer({ keepAliveTimeout: 65_000 }, proxy.handle);
   const internalServer = createServer(internalRouter.handle);
   const rpcServer = serveRpc(internalServer, internalRouter.dispatch, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
+  let proxyPort: number;
+  let internalPort: number;
   try {
-    await listen(proxyServer, config.host, config.port);
-    await listen(internalServer, config.host, config.internalPort);
+    proxyPort = (await listen(proxyServer, { host: config.host, port: config.port })).port;
+    internalPort = (await listen(internalServer, { host: config.host, port: config.internalPort })).port;
   } catch (err) {
     proxyServer.close();
     internalServer.close();
@@ -148,11 +149,12 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     await invocations.close(0);
     throw err;
   }
-  const proxyUrl = baseUrl(config.advertiseHost, proxyServer);
-  const { port: proxyPort } = proxyServer.address() as AddressInfo;
-  selfPool = new Pool(`http://${config.host.includes(':') ? `[${config.host}]` : config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${proxyPort}`, { connections: config.asyncDeliveryConcurrency, pipelining: 1 });
+  const proxyUrl = httpUrl(config.advertiseHost, proxyPort);
+  const url = httpUrl(config.advertiseHost, internalPort);
+  // Asynchronous deliveries go through this data plane's own invocation port, on loopback when it listens on every address.
+  const selfHost = config.host === '0.0.0.0' ? '127.0.0.1' : config.host === '::' ? '::1' : config.host;
+  selfPool = new Pool(httpUrl(selfHost, proxyPort), { connections: config.asyncDeliveryConcurrency, pipelining: 1 });
   deliver = createDeliver(selfPool, config.asyncResponseMaxBytes);
-  const url = baseUrl(config.advertiseHost, internalServer);
 
   link = new ControlPlaneLink({
     client,
@@ -202,21 +204,3 @@ function asyncConfigOf(proxy: Proxy, fn: string): AsyncConfig | undefined {
   return entry.spec.async ?? ASYNC_DEFAULTS;
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
-function baseUrl(host: string, server: Server): string {
-  const { port } = server.address() as AddressInfo;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-}

@@ -10,4 +10,7 @@ export const liveClock: Clock = {
     const handle = setTimeout(fn, ms);
     return { cancel: () => clearTimeout(handle) };
   },
+  defer: (fn) => {
+    setImmediate(fn);
+  },
 };
