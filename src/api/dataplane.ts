@@ -28,6 +28,17 @@ export const routingFunctionSchema = z.strictObject({
   timeoutMs: z.number().int().min(1),
   /** Header carrying the load-balancing key (see the function spec). */
   affinityHeader: z.string().optional(),
+  /** The spec's `async` settings (compiled, every field set), when it has some; the data plane applies the defaults otherwise. */
+  async: z.strictObject({
+    maxRetryAttempts: z.number().int().min(0).max(2),
+    maxEventAgeMs: z.number().int().min(1),
+    retryBackoffMs: z.number().int().min(1),
+    maxConcurrency: z.number().int().min(1),
+    onFailure: z.discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('dlq') }),
+      z.strictObject({ type: z.literal('function'), name: z.string() }),
+    ]),
+  }).optional(),
 });
 export type RoutingFunction = z.infer<typeof routingFunctionSchema>;
 

@@ -54,6 +54,24 @@ export const resourcesSchema = z.strictObject({
   memoryMiB: int(1, 1_048_576).default(RESOURCE_DEFAULTS.memoryMiB),
 });
 
+/**
+ * Asynchronous invocations of the function (see docs/async.md): Lambda's settings and defaults.
+ * `retryBackoffMs` is the first retry's base delay (doubling per attempt, jittered ×[0.5, 1.5));
+ * `maxConcurrency` bounds this function's async attempts in flight per data plane; `onFailure`
+ * sends an event that keeps failing to the function's dead-letter queue or to another function.
+ */
+export const asyncSpecSchema = z.strictObject({
+  maxRetryAttempts: int(0, 2).default(2),
+  maxEventAgeMs: int(1000, 21_600_000).default(21_600_000),
+  retryBackoffMs: int(1, 3_600_000).default(60_000),
+  maxConcurrency: int(1, 10_000).default(100),
+  onFailure: z.discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('dlq') }),
+    z.strictObject({ type: z.literal('function'), name: z.string().regex(FUNCTION_NAME_PATTERN, 'must match ^[a-z][a-z0-9-]{0,62}$') }),
+  ]).default(() => ({ type: 'dlq' as const })),
+});
+export type AsyncSpec = z.output<typeof asyncSpecSchema>;
+
 const envSchema = z.record(
   z.string().regex(ENV_KEY_PATTERN, 'must be a shell-style variable name')
     .refine((k) => k !== 'PORT' && !k.startsWith('BATON_'), 'PORT and BATON_* are set by Baton'),
@@ -67,6 +85,11 @@ export const functionSpecSchema = z.strictObject({
   artifact: z.string().regex(DIGEST_PATTERN, 'must be sha256:<64 lowercase hex>').optional(),
   handler: z.string().max(256).regex(HANDLER_PATTERN, 'must be FILE.EXPORT inside the artifact, e.g. index.handler').optional(),
   command: z.array(z.string().min(1).max(4096)).min(1).max(256).optional(),
+  /**
+   * A command function built for a Lambda custom runtime: the worker serves the Lambda Runtime API
+   * beside it (`AWS_LAMBDA_RUNTIME_API`) instead of expecting it to serve HTTP on `$PORT`.
+   */
+  lambdaRuntimeApi: z.boolean().optional(),
   concurrency: int(1, 1000).default(1),
   scaling: scalingSchema.default(() => scalingSchema.parse({})),
   resources: resourcesSchema.default(() => resourcesSchema.parse({})),
@@ -78,6 +101,8 @@ export const functionSpecSchema = z.strictObject({
    */
   affinityHeader: z.string().regex(/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a lower-case HTTP header name').optional(),
   env: envSchema.default(() => ({})),
+  /** Asynchronous invocation settings; without it, the defaults of `asyncSpecSchema`. */
+  async: asyncSpecSchema.optional(),
 }).superRefine((spec, ctx) => {
   checkCode(spec, ctx);
   if (spec.scaling.minScale > spec.scaling.maxScale) {
@@ -94,7 +119,7 @@ export const functionSpecSchema = z.strictObject({
  *   emulated  neither handler nor command (there is nothing to run); artifact optional and ignored.
  */
 function checkCode(
-  spec: { runtime: RuntimeName; artifact?: string | undefined; handler?: string | undefined; command?: string[] | undefined },
+  spec: { runtime: RuntimeName; artifact?: string | undefined; handler?: string | undefined; command?: string[] | undefined; lambdaRuntimeApi?: boolean | undefined },
   ctx: z.RefinementCtx,
 ): void {
   switch (spec.runtime) {
@@ -102,6 +127,9 @@ function checkCode(
       if (spec.artifact === undefined) ctx.addIssue({ code: 'custom', path: ['artifact'], message: 'is required for runtime process' });
       if ((spec.handler === undefined) === (spec.command === undefined)) {
         ctx.addIssue({ code: 'custom', path: ['handler'], message: 'exactly one of handler or command is required' });
+      }
+      if (spec.lambdaRuntimeApi === true && spec.command === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['lambdaRuntimeApi'], message: 'is only for command functions' });
       }
       return;
     case 'emulated':

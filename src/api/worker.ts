@@ -37,6 +37,8 @@ export const sandboxFunctionSchema = z.strictObject({
   artifact: z.string().regex(DIGEST_PATTERN).optional(),
   handler: z.string().optional(),
   command: z.array(z.string()).optional(),
+  /** A command function that speaks the Lambda Runtime API (the worker serves it beside the process). */
+  lambdaRuntimeApi: z.boolean().optional(),
   concurrency: z.number().int().min(1),
   timeoutMs: z.number().int().min(1),
   env: z.record(z.string(), z.string()),

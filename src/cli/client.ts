@@ -103,6 +103,20 @@ export interface InvokeResponse {
   readonly body: Buffer;
 }
 
+/** An asynchronous invocation as the data plane shows it (see docs/async.md). */
+export interface InvocationView {
+  readonly id: string;
+  readonly function: string;
+  readonly state: 'queued' | 'running' | 'succeeded' | 'failed' | 'dead-lettered';
+  readonly acceptedAt: string;
+  readonly finishedAt?: string;
+  readonly attempts: readonly { startedAt: string; finishedAt?: string; outcome?: string; status?: number; code?: string }[];
+  readonly throttles: number;
+  readonly redrives: number;
+  readonly deadLetterReason?: string;
+  readonly response?: { status: number; headers?: Record<string, string>; body?: string; bodyEncoding?: 'base64'; isTruncated?: boolean };
+}
+
 export interface BatonClientOptions {
   /** Control plane base URL; default {@link DEFAULT_URL}. */
   readonly url?: string;
@@ -204,6 +218,38 @@ export class BatonClient {
     return this.#raw(method, `${this.dataplaneUrl}/fn/${encodeURIComponent(name)}${path}`, {
       body: req.data, headers: req.headers ?? {}, signal: req.signal,
     });
+  }
+
+  /** GET /v1/invocations/{id} on the data plane (which owns the async queue); ERR_INVOCATION_NOT_FOUND when unknown. */
+  async getInvocation(id: string, options: CallOptions = {}): Promise<InvocationView> {
+    return this.#dataplaneJson<InvocationView>('GET', `/v1/invocations/${encodeURIComponent(id)}`, undefined, options);
+  }
+
+  /** GET /v1/invocations?function=…&state=…&limit=… on the data plane, newest first. */
+  async listInvocations(query: { function?: string; state?: string; limit?: number }, options: CallOptions = {}): Promise<InvocationView[]> {
+    const qs = new URLSearchParams();
+    if (query.function !== undefined) qs.set('function', query.function);
+    if (query.state !== undefined) qs.set('state', query.state);
+    if (query.limit !== undefined) qs.set('limit', String(query.limit));
+    return (await this.#dataplaneJson<{ invocations: InvocationView[] }>('GET', `/v1/invocations?${qs.toString()}`, undefined, options)).invocations;
+  }
+
+  /** POST /v1/invocations/redrive: queues the function's dead letters (all, or `ids`) again. */
+  async redrive(fn: string, ids: readonly string[] | undefined, options: CallOptions = {}): Promise<string[]> {
+    const body = ids === undefined ? { function: fn } : { function: fn, ids };
+    return (await this.#dataplaneJson<{ redriven: string[] }>('POST', '/v1/invocations/redrive', body, options)).redriven;
+  }
+
+  async #dataplaneJson<T>(method: string, path: string, body: unknown, options: CallOptions): Promise<T> {
+    const res = await this.#raw(method, `${this.dataplaneUrl}${path}`, {
+      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      timeoutMs: options.timeoutMs ?? 10_000,
+      signal: options.signal,
+    });
+    const parsed = parseJson(res.body);
+    if (res.status >= 400) throw BatonError.fromBody(parsed, `${method} ${this.dataplaneUrl}${path} answered ${res.status}`);
+    return parsed as T;
   }
 
   async close(): Promise<void> {

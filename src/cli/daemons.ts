@@ -140,7 +140,7 @@ async function runUp(argv: string[]): Promise<number> {
     const workerArgs = ['--port', String(10010 + offset), '--data-dir', join(dataDir, 'worker'), '--control-plane-url', cpUrl, '--log-level', logLevel];
     if (runtime === 'emulated') workerArgs.push('--runtime', 'emulated', '--emulate', String(workers === 1 ? 0 : workers));
     children.push(spawnDaemon('worker', workerArgs));
-    children.push(spawnDaemon('dataplane', ['--port', String(dpPort), '--internal-port', String(8081 + offset), '--control-plane-url', cpUrl, '--log-level', logLevel]));
+    children.push(spawnDaemon('dataplane', ['--port', String(dpPort), '--internal-port', String(8081 + offset), '--data-dir', join(dataDir, 'dataplane'), '--control-plane-url', cpUrl, '--log-level', logLevel]));
     await waitHealthy(`http://127.0.0.1:${10010 + offset}/healthz`, children);
     await waitHealthy(`http://127.0.0.1:${8081 + offset}/healthz`, children);
     if (runtime === 'process') await deployHello(cpUrl);

@@ -5,6 +5,8 @@ import { COMMON_USAGE, createContext, parseCommandArgs, reportError, UsageError,
 import { deleteCommand } from './commands/delete.ts';
 import { deployCommand } from './commands/deploy.ts';
 import { describeCommand } from './commands/describe.ts';
+import { dlqCommand } from './commands/dlq.ts';
+import { invocationsCommand } from './commands/invocations.ts';
 import { invokeCommand } from './commands/invoke.ts';
 import { listCommand } from './commands/list.ts';
 import { loadgenAnalyzeCommand, loadgenPlanCommand, loadgenSynthCommand } from './commands/loadgen.ts';
@@ -18,7 +20,7 @@ import { statusCommand } from './commands/status.ts';
  */
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
-  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand,
+  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, invocationsCommand, dlqCommand,
 ].map((c) => [c.name, c]));
 
 /** `baton loadgen SUB`: each subcommand is a Command named `loadgen SUB`. */

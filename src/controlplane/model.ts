@@ -295,7 +295,8 @@ export function countSandboxes(fn: FunctionEntry): ScaleCounts {
 export function toRoutingFunction(fn: FunctionEntry): RoutingFunction {
   const { spec } = fn.record;
   const routing = { name: spec.name, generation: fn.record.generation, concurrency: spec.concurrency, timeoutMs: spec.timeoutMs };
-  return spec.affinityHeader === undefined ? routing : { ...routing, affinityHeader: spec.affinityHeader };
+  const withAffinity = spec.affinityHeader === undefined ? routing : { ...routing, affinityHeader: spec.affinityHeader };
+  return spec.async === undefined ? withAffinity : { ...withAffinity, async: spec.async };
 }
 
 export function toRoutingEndpoint(sandbox: Sandbox): RoutingEndpoint {

@@ -347,6 +347,7 @@ export function toSandboxFunction(fn: FunctionEntry): SandboxFunction {
     ...(spec.artifact === undefined ? {} : { artifact: spec.artifact }),
     ...(spec.handler === undefined ? {} : { handler: spec.handler }),
     ...(spec.command === undefined ? {} : { command: spec.command }),
+    ...(spec.lambdaRuntimeApi === true ? { lambdaRuntimeApi: true } : {}),
     concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, env: spec.env, resources: spec.resources,
   };
 }

@@ -36,6 +36,38 @@ export const dataplaneConfigKeysSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Host put in the URLs registered with the control plane; defaults to `host`. */
   advertiseHost: z.string().min(1).optional(),
+  /** Where asynchronous invocations are kept: `embedded` (a segment log in `dataDir`) or `redis` (Streams, at `asyncRedisUrl`). */
+  asyncStore: z.enum(['embedded', 'redis']).default('embedded'),
+  /** The Redis server of `asyncStore: redis`; keys are under `baton:async:<dataplaneId>:`. */
+  asyncRedisUrl: z.url().default('redis://127.0.0.1:6379'),
+  /** Holds the embedded async log (`async/seg-*.log`). */
+  dataDir: z.string().min(1).default('./.baton/dataplane'),
+  /** Most unfinished asynchronous invocations (queued, running, waiting to retry); one more is 503 ERR_ASYNC_QUEUE_FULL. */
+  asyncQueueCapacity: z.number().int().min(1).max(10_000_000).default(100_000),
+  /** Most bytes of their requests kept in memory (bodies + 512 bytes each). */
+  asyncQueueMaxBytes: z.number().int().min(1024).max(64 * 1024 ** 3).default(256 * 1024 ** 2),
+  /** Largest body of an asynchronous invocation (Lambda: 1 MB). */
+  asyncPayloadMaxBytes: z.number().int().min(1).max(64 * 1024 ** 2).default(1024 ** 2),
+  /** Async attempts in flight over all functions (each function also has `async.maxConcurrency`). */
+  asyncDeliveryConcurrency: z.number().int().min(1).max(100_000).default(256),
+  /** How long the first record of a batch waits for others before one write and one fdatasync. */
+  asyncGroupCommitMs: z.number().int().min(0).max(1000).default(2),
+  /** A log segment is closed at this size and deleted once nothing in it is kept. */
+  asyncSegmentMaxBytes: z.number().int().min(4096).max(4 * 1024 ** 3).default(64 * 1024 ** 2),
+  /** How long a finished invocation's state and response can be fetched. */
+  asyncResultRetentionMs: z.number().int().min(0).max(30 * 86_400_000).default(3_600_000),
+  /** Most finished invocations kept (the oldest are forgotten first). */
+  asyncResultRetentionMax: z.number().int().min(0).max(10_000_000).default(100_000),
+  /** Bytes of a response body kept with a finished invocation (the rest is dropped; `isTruncated`). */
+  asyncResponseMaxBytes: z.number().int().min(0).max(6 * 1024 ** 2).default(65_536),
+  /** How long a dead letter is kept (until redriven). */
+  asyncDeadLetterRetentionMs: z.number().int().min(0).max(365 * 86_400_000).default(14 * 86_400_000),
+  /** First back-off after the data plane refused an attempt (queue full, no capacity); doubles up to 30 s. */
+  asyncThrottleBackoffMs: z.number().int().min(1).max(60_000).default(100),
+  /** Largest `RequestResponse` payload on the Lambda Invoke API (Lambda: 6 MB). */
+  lambdaSyncPayloadMaxBytes: z.number().int().min(1).max(64 * 1024 ** 2).default(6 * 1024 ** 2),
+  /** Access keys whose SigV4 signatures the Lambda Invoke API accepts; empty: signatures are not checked. */
+  lambdaAccessKeys: z.array(z.strictObject({ accessKeyId: z.string().min(1).max(128), secretAccessKey: z.string().min(1).max(128) })).max(100).default(() => []),
 });
 
 /** Fills the keys derived from others. */

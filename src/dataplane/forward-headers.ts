@@ -11,6 +11,11 @@ export interface ScannedRequest {
   readonly host: string;
   /** True when the request carries a body (a non-zero content-length or any transfer-encoding). */
   readonly hasBody: boolean;
+  /**
+   * True when the client asked for an asynchronous invocation: `X-Baton-Invocation-Type: Event`
+   * or `Prefer: respond-async` (neither is forwarded).
+   */
+  readonly isAsync: boolean;
 }
 
 /**
@@ -23,6 +28,7 @@ export function scanRequestHeaders(rawHeaders: readonly string[], remoteAddress:
   let host = '';
   let forwardedFor = '';
   let hasBody = false;
+  let isAsync = false;
   let connectionTokens: string[] | undefined;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string;
@@ -38,6 +44,11 @@ export function scanRequestHeaders(rawHeaders: readonly string[], remoteAddress:
       case TRANSFER_ENCODING: hasBody = true; break;
       case FORWARDED_FOR: forwardedFor = forwardedFor === '' ? value : `${forwardedFor}, ${value}`; break;
       case CONNECTION: (connectionTokens ??= []).push(...value.toLowerCase().split(',').map((t) => t.trim())); break;
+      case INVOCATION_TYPE: isAsync ||= value.toLowerCase() === 'event'; break;
+      case PREFER:
+        if (/(^|[,;\s])respond-async([,;\s]|$)/i.test(value)) isAsync = true;
+        else headers.push(name, value);
+        break;
       default: break;
     }
   }
@@ -45,7 +56,7 @@ export function scanRequestHeaders(rawHeaders: readonly string[], remoteAddress:
   headers.push('x-forwarded-for', forwardedFor === '' ? client : `${forwardedFor}, ${client}`);
   if (host !== '') headers.push('x-forwarded-host', host);
   headers.push('x-forwarded-proto', 'http');
-  return { headers: connectionTokens === undefined ? headers : dropNamed(headers, connectionTokens), host, hasBody };
+  return { headers: connectionTokens === undefined ? headers : dropNamed(headers, connectionTokens), host, hasBody, isAsync };
 }
 
 /**
@@ -96,13 +107,19 @@ const CONTENT_LENGTH = 3;
 const TRANSFER_ENCODING = 4;
 const FORWARDED_FOR = 5;
 const CONNECTION = 6;
+const INVOCATION_TYPE = 7;
+const PREFER = 8;
 
 /** Lower-cases only names whose length matches a special header, so most headers cost a length check. */
 function classify(name: string): number {
   switch (name.length) {
     case 2: return name.toLowerCase() === 'te' ? DROP : KEEP;
     case 4: return name.toLowerCase() === 'host' ? HOST : KEEP;
-    case 6: return name.toLowerCase() === 'expect' ? DROP : KEEP;
+    case 6: {
+      const lower = name.toLowerCase();
+      if (lower === 'prefer') return PREFER;
+      return lower === 'expect' ? DROP : KEEP;
+    }
     case 7: {
       const lower = name.toLowerCase();
       return lower === 'trailer' || lower === 'upgrade' ? DROP : KEEP;
@@ -124,6 +141,7 @@ function classify(name: string): number {
       return lower === 'x-forwarded-proto' ? DROP : KEEP;
     }
     case 19: return name.toLowerCase() === 'proxy-authorization' ? DROP : KEEP;
+    case 23: return name.toLowerCase() === 'x-baton-invocation-type' ? INVOCATION_TYPE : KEEP;
     default: return KEEP;
   }
 }

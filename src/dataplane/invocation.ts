@@ -60,6 +60,13 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   endpoint: EndpointEntry | undefined;
   /** The load-balancing key: the function's affinity header value, if it names one and it was sent. */
   readonly key: string | undefined;
+  /**
+   * The request body to send instead of streaming `req` (the Lambda Invoke API reads and checks
+   * the payload first); set before the invocation is admitted.
+   */
+  body: Buffer | undefined = undefined;
+  /** Rewrites the sandbox's response head before it is sent (the Lambda Invoke API's shape); may edit `headers`. */
+  headHook: HeadHook | undefined = undefined;
   readonly #owner: InvocationOwner<R>;
   readonly #path: string;
   readonly #headers: string[];
@@ -102,7 +109,7 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
       path: this.#path,
       method: this.req.method as Dispatcher.HttpMethod,
       headers: this.#headers,
-      body: this.#hasBody ? this.req : null,
+      body: this.body ?? (this.#hasBody ? this.req : null),
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     }, this);
@@ -127,6 +134,11 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
     this.#resume = resume;
     if (this.#isClientGone) return true;
     const headers = responseHeaders(rawHeaders);
+    if (this.headHook !== undefined) {
+      const status = this.headHook(statusCode, headers);
+      this.res.writeHead(status, headers);
+      return true;
+    }
     if (statusText !== '') this.res.writeHead(statusCode, statusText, headers);
     else this.res.writeHead(statusCode, headers);
     return true;
@@ -191,14 +203,29 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Sends a data-plane error as `{error:{code,message}}` with the code's status, or cuts the response if it has begun. */
+/** Rewrites a sandbox's response status and headers (flat `[name, value, …]`, editable); returns the status to send. */
+export type HeadHook = (status: number, headers: string[]) => number;
+
+/** Writes a data-plane error in another API's shape (the Lambda Invoke API's); set on a response under `kErrorWriter`. */
+export type ErrorWriter = (res: ServerResponse, err: BatonError) => void;
+export const kErrorWriter = Symbol('baton.errorWriter');
+
+/**
+ * Sends a data-plane error as `{error:{code,message}}` with the code's status (or through the
+ * response's own `kErrorWriter`), or cuts the response if it has begun.
+ */
 export function sendError(res: ServerResponse, err: BatonError): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   if (res.destroyed) return;
+  const writer = (res as ServerResponse & { [kErrorWriter]?: ErrorWriter })[kErrorWriter];
+  if (writer !== undefined) {
+    writer(res, err);
+    return;
+  }
   const body = JSON.stringify({ error: { code: err.code, message: err.message } });
-  res.writeHead(err.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(err.status, { 'content-type': 'application/json', 'x-baton-error': err.code, 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }

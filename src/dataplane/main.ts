@@ -1,8 +1,22 @@
 import { createServer } from 'node:http';
 import { RpcConnection } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
-import { systemClock } from '../core/clock.ts';
-import { randomInt } from 'node:crypto';
+import { systemClock, wallTimeMs } from '../core/clock.ts';
+import { randomInt, randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { Pool } from 'undici';
+import { createIntercept } from './api-extensions.ts';
+import { AsyncApi } from './async/async-api.ts';
+import { ASYNC_DEFAULTS, type AsyncConfig } from './async/async-event.ts';
+import { AsyncInvocations } from './async/async-invocations.ts';
+import { registerAsyncMetrics } from './async/async-metrics.ts';
+import { createDeliver } from './async/delivery-client.ts';
+import { EmbeddedStore } from './async/embedded-store.ts';
+import { RedisStore } from './async/redis-store.ts';
+import { Redis } from 'ioredis';
+import { SegmentLog } from './async/segment-log.ts';
+import { LambdaApi } from './lambda/lambda-api.ts';
+import { SigV4Verifier } from './lambda/sigv4-verifier.ts';
 import { createRandom } from '../core/random.ts';
 import { createLoadBalancer, parseLoadBalancingPolicy } from '../policy/load-balancing/index.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
@@ -67,6 +81,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   });
   const pools = new UpstreamPools();
   const metrics: DataplaneMetrics = new DataplaneMetrics(registry, (): Iterable<FunctionGaugeRow> => proxy.gaugeRows());
+  let intercept: ReturnType<typeof createIntercept> | undefined;
   const proxy: Proxy = new Proxy({
     clock,
     logger: logger.child({ component: 'proxy' }),
@@ -76,7 +91,47 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     queueCapacity: config.queueCapacity,
     queueTimeoutMs: config.queueTimeoutMs,
     createLoadBalancer: (fn) => makeBalancer(config.loadBalancingPolicy, fn),
+    intercept: (req, res, route, scanned) => intercept?.(req, res, route, scanned) ?? false,
+    onFunctionAdded: (name) => invocations.poke(name),
   });
+  // Asynchronous invocations: the durable queue, delivered back through this data plane's own invocation port.
+  const segmentLog = new SegmentLog({ dir: path.join(config.dataDir, 'async'), clock, groupCommitMs: config.asyncGroupCommitMs, segmentMaxBytes: config.asyncSegmentMaxBytes });
+  const asyncLogger = logger.child({ component: 'async' });
+  let selfPool: Pool | undefined;
+  const onOutcome = registerAsyncMetrics(registry, () => invocations, () => segmentLog.fsyncs);
+  const invocations: AsyncInvocations = new AsyncInvocations({
+    store: config.asyncStore === 'redis'
+      ? new RedisStore(redisClient(config.asyncRedisUrl, asyncLogger), `baton:async:${config.dataplaneId}:`, config.dataplaneId, asyncLogger)
+      : new EmbeddedStore(segmentLog, asyncLogger),
+    clock,
+    wallNow: wallTimeMs,
+    random: createRandom(randomInt(2 ** 31)),
+    logger: asyncLogger,
+    deliver: (event) => (selfPool === undefined ? Promise.resolve({ outcome: 'throttled', status: 0 }) : deliver(event)),
+    configOf: (fn) => asyncConfigOf(proxy, fn),
+    capacity: config.asyncQueueCapacity,
+    maxBytes: config.asyncQueueMaxBytes,
+    deliveryConcurrency: config.asyncDeliveryConcurrency,
+    resultRetentionMs: config.asyncResultRetentionMs,
+    resultRetentionMax: config.asyncResultRetentionMax,
+    deadLetterRetentionMs: config.asyncDeadLetterRetentionMs,
+    throttleBackoffMs: config.asyncThrottleBackoffMs,
+    onOutcome,
+  });
+  let deliver: ReturnType<typeof createDeliver> = () => Promise.resolve({ outcome: 'throttled', status: 0 });
+  const lambdaApi = new LambdaApi({
+    proxy,
+    acceptor: invocations,
+    verifier: new SigV4Verifier(config.lambdaAccessKeys, wallTimeMs),
+    syncPayloadMaxBytes: config.lambdaSyncPayloadMaxBytes,
+    asyncPayloadMaxBytes: config.asyncPayloadMaxBytes,
+    newId: randomUUID,
+  });
+  const asyncApi = new AsyncApi({ invocations, payloadMaxBytes: config.asyncPayloadMaxBytes, newId: randomUUID });
+  intercept = createIntercept(lambdaApi, asyncApi);
+  const recovered = await invocations.start();
+  if (recovered.recovered > 0 || recovered.corrupt > 0) logger.info(recovered, 'async invocations recovered');
+
   const internalRouter = createInternalRouter({ proxy, registry, dataplaneId: config.dataplaneId, logger: logger.child({ component: 'internal' }) });
 
   const proxyServer = createServer({ keepAliveTimeout: 65_000 }, proxy.handle);
@@ -91,10 +146,15 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     proxyServer.close();
     internalServer.close();
     await client.close();
+    await invocations.close(0);
     throw err;
   }
   const proxyUrl = httpUrl(config.advertiseHost, proxyPort);
   const url = httpUrl(config.advertiseHost, internalPort);
+  // Asynchronous deliveries go through this data plane's own invocation port, on loopback when it listens on every address.
+  const selfHost = config.host === '0.0.0.0' ? '127.0.0.1' : config.host === '::' ? '::1' : config.host;
+  selfPool = new Pool(httpUrl(selfHost, proxyPort), { connections: config.asyncDeliveryConcurrency, pipelining: 1 });
+  deliver = createDeliver(selfPool, config.asyncResponseMaxBytes);
 
   link = new ControlPlaneLink({
     client,
@@ -109,6 +169,9 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     logger.info({ inflight: proxy.inflight }, 'data plane closing');
+    // Async attempts in flight finish first (they need the proxy); unfinished events stay in the log.
+    await invocations.close(config.shutdownGraceMs);
+    await selfPool?.close().catch(() => undefined);
     const stopAccepting = closeServer(proxyServer);
     proxyServer.closeIdleConnections();
     await proxy.close(config.shutdownGraceMs);
@@ -126,3 +189,18 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   };
   return { proxyUrl, url, close: () => (closing ??= close()) };
 }
+
+/** The async queue's Redis connection; its errors are logged (ioredis reconnects by itself). */
+function redisClient(url: string, logger: Logger): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 3 });
+  redis.on('error', (err: Error) => logger.warn({ err: err.message }, 'Redis connection error'));
+  return redis;
+}
+
+/** A function's async settings from the routing table (defaults when its spec has none); undefined for an unknown function. */
+function asyncConfigOf(proxy: Proxy, fn: string): AsyncConfig | undefined {
+  const entry = proxy.table.getFunction(fn);
+  if (entry === undefined) return undefined;
+  return entry.spec.async ?? ASYNC_DEFAULTS;
+}
+

@@ -8,11 +8,11 @@ import type { Logger } from '../observability/logger.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
 import type { DemandReporter, DemandTracker } from './demand-reporter.ts';
 import { DrainWaiter } from './drain-waiter.ts';
-import { scanRequestHeaders } from './forward-headers.ts';
+import { scanRequestHeaders, type ScannedRequest } from './forward-headers.ts';
 import { Invocation, sendError, type InvocationOwner } from './invocation.ts';
 import { InvocationQueue } from './invocation-queue.ts';
 import type { DataplaneMetrics, FunctionGaugeRow, FunctionMetrics } from './metrics.ts';
-import { resolveRoute } from './route.ts';
+import { resolveRoute, type Route } from './route.ts';
 import { RoutingTable, type EndpointEntry, type FunctionEntry } from './routing-table.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
@@ -38,6 +38,14 @@ export interface ProxyOptions {
   readonly queueTimeoutMs: number;
   /** One load balancer per function. */
   readonly createLoadBalancer: (fn: string) => LoadBalancer;
+  /**
+   * Requests other APIs on this port answer (the Lambda Invoke API, asynchronous invocations and
+   * their results: `src/dataplane/async/`, `src/dataplane/lambda/`): called after routing, with
+   * the function the request names (undefined when none); returns true when it took the request.
+   */
+  /** A function entered the routing table (the async queue then tries its waiting events at once). */
+  readonly onFunctionAdded?: (name: string) => void;
+  readonly intercept?: (req: IncomingMessage, res: ServerResponse, route: Route<FunctionState> | undefined, scanned: ScannedRequest) => boolean;
 }
 
 export type ProxyState = 'open' | 'closing' | 'closed';
@@ -95,6 +103,8 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     }
     const scanned = scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress);
     const route = resolveRoute(scanned.host, url, (name) => this.table.getFunction(name));
+    const intercept = this.#options.intercept;
+    if (intercept !== undefined && intercept(req, res, route, scanned)) return;
     if (route === undefined) {
       sendError(res, new BatonError('ERR_FUNCTION_NOT_FOUND', `no function is named by host '${scanned.host}' or path '${url.split('?')[0] ?? ''}'`));
       return;
@@ -144,6 +154,11 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
       return;
     }
     sendError(res, new BatonError('ERR_NOT_FOUND', `no reserved path ${url}`));
+  }
+
+  /** Starts an invocation made by another API on this port (see `intercept`) down the ordinary path. */
+  admit(invocation: Invocation<FunctionRuntime>): void {
+    this.#admit(invocation);
   }
 
   #admit(invocation: Invocation<FunctionRuntime>): void {
@@ -270,6 +285,8 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
       clock: options.clock,
       onExpired: this.#onExpired,
     });
+    const onAdded = options.onFunctionAdded;
+    if (onAdded !== undefined) options.clock.setTimeout(() => onAdded(spec.name), 0);
     return {
       balancer: options.createLoadBalancer(spec.name),
       queue,

@@ -7,6 +7,7 @@ import { Agent, request } from 'undici';
 import { controlPlaneConfigSchema } from '../../src/controlplane/config.ts';
 import { startControlPlane } from '../../src/controlplane/main.ts';
 import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
+import { tempDirSync } from '../kit/temp-dir.ts';
 import { startDataplane } from '../../src/dataplane/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { parseWorkerConfig } from '../../src/worker/config.ts';
@@ -31,7 +32,7 @@ test(`${FUNCTIONS} functions on ${WORKERS} emulated workers scale up and down an
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());
   const dataplane = await startDataplane(parseDataplaneConfig({
-    port: 0, internalPort: 0, dataplaneId: 'dp-churn', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 200, demandReportIntervalMs: 100, logLevel: 'silent',
+    port: 0, internalPort: 0, dataDir: tempDirSync('baton-dp-'), dataplaneId: 'dp-churn', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 200, demandReportIntervalMs: 100, logLevel: 'silent',
   }), { logger: silentLogger() });
   t.after(() => dataplane.close());
   const worker = await startWorker(parseWorkerConfig({

@@ -9,6 +9,7 @@ import type { DemandReport, RegisterDataplaneRequest, RoutingAck, RoutingChange,
 import { systemClock } from '../../src/core/clock.ts';
 import { RoutingPublisher } from '../../src/controlplane/routing-publisher.ts';
 import { parseDataplaneConfig, type DataplaneConfigInput } from '../../src/dataplane/config.ts';
+import { tempDirSync } from '../kit/temp-dir.ts';
 import { startDataplane } from '../../src/dataplane/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { JsonClient } from '../../src/transport/json-client.ts';
@@ -122,7 +123,7 @@ let nextDataplane = 0;
 async function setup(t: TestContext, overrides: Partial<DataplaneConfigInput> = {}) {
   const cp = await startFakeControlPlane(t);
   const config = parseDataplaneConfig({
-    port: 0, internalPort: 0, dataplaneId: `dp-test-${process.pid}-${nextDataplane++}`, controlPlaneUrl: cp.url,
+    port: 0, internalPort: 0, dataDir: tempDirSync('baton-dp-'), dataplaneId: `dp-test-${process.pid}-${nextDataplane++}`, controlPlaneUrl: cp.url,
     demandReportIntervalMs: 50, heartbeatIntervalMs: 50, queueTimeoutMs: 10_000, shutdownGraceMs: 2_000, logLevel: 'silent',
     ...overrides,
   });

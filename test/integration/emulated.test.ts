@@ -10,6 +10,7 @@ import { createRandom } from '../../src/core/random.ts';
 import { controlPlaneConfigSchema } from '../../src/controlplane/config.ts';
 import { startControlPlane } from '../../src/controlplane/main.ts';
 import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
+import { tempDirSync } from '../kit/temp-dir.ts';
 import { startDataplane } from '../../src/dataplane/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { parseWorkerConfig } from '../../src/worker/config.ts';
@@ -30,7 +31,7 @@ for (const internalTransport of ['rpc', 'http'] as const) test(`20 emulated work
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());
   const dataplane = await startDataplane(parseDataplaneConfig({
-    port: 0, internalPort: 0, dataplaneId: 'dp-emulated', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 100, demandReportIntervalMs: 100, logLevel: 'silent', internalTransport,
+    port: 0, internalPort: 0, dataDir: tempDirSync('baton-dp-'), dataplaneId: 'dp-emulated', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 100, demandReportIntervalMs: 100, logLevel: 'silent', internalTransport,
   }), { logger: silentLogger() });
   t.after(() => dataplane.close());
   const worker = await startWorker(parseWorkerConfig({

@@ -7,6 +7,7 @@ import { request } from 'undici';
 import { controlPlaneConfigSchema } from '../../src/controlplane/config.ts';
 import { startControlPlane } from '../../src/controlplane/main.ts';
 import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
+import { tempDirSync } from '../kit/temp-dir.ts';
 import { startDataplane } from '../../src/dataplane/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { parseWorkerConfig } from '../../src/worker/config.ts';
@@ -21,7 +22,7 @@ test('least-recently-used eviction scales down the sandbox the data plane has no
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());
   const dataplane = await startDataplane(parseDataplaneConfig({
-    port: 0, internalPort: 0, dataplaneId: 'dp-lru', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 200, demandReportIntervalMs: 100,
+    port: 0, internalPort: 0, dataDir: tempDirSync('baton-dp-'), dataplaneId: 'dp-lru', controlPlaneUrl: controlPlane.url, heartbeatIntervalMs: 200, demandReportIntervalMs: 100,
     loadBalancingPolicy: 'least-inflight', logLevel: 'silent',
   }), { logger: silentLogger() });
   t.after(() => dataplane.close());
@@ -29,6 +30,8 @@ test('least-recently-used eviction scales down the sandbox the data plane has no
     port: 0, workerId: 'lru', controlPlaneUrl: controlPlane.url, runtime: 'emulated', heartbeatIntervalMs: 200, logLevel: 'silent',
   }), { logger: silentLogger() });
   t.after(() => worker.close());
+  // The worker must be registered before the first poke, or the control plane answers "no capacity" (a race under load).
+  await waitFor(async () => ((await (await request(`${controlPlane.url}/v1/workers`)).body.json()) as { workers: unknown[] }).workers.length === 1, { message: 'the worker to register' });
 
   const created = await request(`${controlPlane.url}/v1/functions`, {
     method: 'POST', headers: { 'content-type': 'application/json' },

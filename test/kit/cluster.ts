@@ -108,13 +108,15 @@ const urlOf = (line: Record<string, unknown>, key: string): string | undefined =
 export interface Cluster {
   readonly dir: string;
   readonly cpUrl: string;
-  readonly dpUrl: string;
+  dpUrl: string;
   readonly workerUrl: string;
   controlplane: DaemonProcess;
-  readonly dataplane: DaemonProcess;
+  dataplane: DaemonProcess;
   readonly worker: DaemonProcess;
   /** Starts the control plane again (same data dir and port) after it was stopped or killed. */
   restartControlPlane(): Promise<void>;
+  /** Kills the data plane with SIGKILL and starts it again (same data dir, new ports: `dpUrl` changes). */
+  restartDataplane(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -135,7 +137,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const cpUrl = urlOf(cpLine, 'url') as string;
   const cpPort = new URL(cpUrl).port;
   const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
-  const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])]);
+  const dpArgs = ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])];
+  const dataplane = spawnDaemon('dataplane', dpArgs);
   const workerLine = await worker.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
   const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
   await controlplane.waitForLog((l) => l['msg'] === 'worker registered');
@@ -152,8 +155,14 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       cluster.controlplane = spawnDaemon('controlplane', args);
       await cluster.controlplane.waitForLog((l) => /listening|started/.test(String(l['msg'])));
     },
+    async restartDataplane() {
+      await cluster.dataplane.stop('SIGKILL');
+      cluster.dataplane = spawnDaemon('dataplane', dpArgs);
+      const line = await cluster.dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
+      cluster.dpUrl = urlOf(line, 'proxyUrl') as string;
+    },
     async stop() {
-      await Promise.all([dataplane.stop(), worker.stop()]);
+      await Promise.all([cluster.dataplane.stop(), worker.stop()]);
       await cluster.controlplane.stop();
       await rm(dir, { recursive: true, force: true });
     },

@@ -18,6 +18,8 @@ flags:
   --path /x             path and query after the function prefix (default: /)
   --method M            HTTP method (default: GET, or POST with --data)
   --header K:V          request header; repeatable
+  --async               asynchronous: print the invocation id once the data plane has made it durable
+                        (see 'baton invocations --id ID')
   --dataplane-url URL   data plane (default: $BATON_DATAPLANE_URL, else http://127.0.0.1:8080)
 
 With --json, prints {status, headers, body}; body is text, or base64 with "bodyEncoding":"base64".`,
@@ -26,6 +28,7 @@ With --json, prints {status, headers, body}; body is text, or base64 with "bodyE
     path: { type: 'string' },
     method: { type: 'string' },
     header: { type: 'string', multiple: true },
+    async: { type: 'boolean' },
     'dataplane-url': { type: 'string' },
   },
   positionals: { min: 1, max: 1, names: 'NAME' },
@@ -42,12 +45,18 @@ async function runInvoke(ctx: CommandContext): Promise<number> {
     headers['content-type'] = guessContentType(data);
   }
   const method = stringFlag(ctx.values, 'method');
+  const isAsync = ctx.values['async'] === true;
+  if (isAsync) headers['x-baton-invocation-type'] = 'Event';
   const res = await ctx.client().invoke(name, {
     path, headers, data,
     ...(method === undefined ? {} : { method }),
     ...(ctx.io.signal === undefined ? {} : { signal: ctx.io.signal }),
   });
   const isOk = res.status >= 200 && res.status < 300;
+  if (isAsync && res.status === 202 && !ctx.isJson) {
+    ctx.print(String(res.headers['x-baton-invocation-id'] ?? ''));
+    return 0;
+  }
   if (ctx.isJson) {
     ctx.printJson(toJson(res));
     return isOk ? 0 : 1;

@@ -17,7 +17,20 @@
  *   - a thrown error → 500 `{"errorMessage","errorType"}`, logged to stderr; the process stays up.
  * Invocations may run concurrently. Once listening, the runner writes `ready\n` to fd 3 (the
  * worker's readiness pipe), so the worker never polls.
+ *
+ * Requests the data plane sends for the Lambda Invoke API (and for asynchronous invocations made
+ * through it) carry `x-baton-event-format: lambda`: the body is the raw JSON payload and becomes
+ * the event itself (an empty body is `{}`), and the answer is Lambda's: 200 with the result as JSON
+ * (`null` for undefined), or, when the handler fails, 200 with `x-amz-function-error: Unhandled`
+ * and `{"errorMessage","errorType","stackTrace"}`. With `x-baton-log-type: tail` the answer carries
+ * `x-amz-log-result`: base64 of the last 4 KB of what this invocation wrote to stdout and stderr
+ * (told apart by AsyncLocalStorage, so concurrent invocations do not mix), between Lambda's
+ * START / END / REPORT lines.
+ *
+ * The request id (`context.awsRequestId`) is the `x-request-id` header when the data plane sends
+ * one (an asynchronous invocation's id, so that retries of one event share it), else a new UUID.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, writeSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -26,6 +39,41 @@ import { pathToFileURL } from 'node:url';
 
 const READY_FD = 3;
 const EXTENSIONS = ['.js', '.mjs', '.cjs'];
+const LOG_TAIL_BYTES = 4096;
+
+/**
+ * The output of the invocation whose async context is current, when its caller asked for the log
+ * tail. Kept bounded: only the last LOG_TAIL_BYTES (and the earlier bytes are dropped as they come).
+ * @type {AsyncLocalStorage<{ chunks: Buffer[], bytes: number }>}
+ */
+const logCapture = new AsyncLocalStorage();
+
+/** Tees stdout and stderr into the current invocation's capture, if any. */
+function captureOutput() {
+  for (const stream of [process.stdout, process.stderr]) {
+    const write = stream.write.bind(stream);
+    /** @type {any} */ (stream).write = (/** @type {any} */ chunk, /** @type {any[]} */ ...rest) => {
+      const capture = logCapture.getStore();
+      if (capture !== undefined) appendCapture(capture, typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk));
+      return write(chunk, ...rest);
+    };
+  }
+}
+
+/** @param {{ chunks: Buffer[], bytes: number }} capture @param {Buffer} chunk */
+function appendCapture(capture, chunk) {
+  capture.chunks.push(chunk);
+  capture.bytes += chunk.length;
+  while (capture.bytes - (capture.chunks[0]?.length ?? 0) >= LOG_TAIL_BYTES && capture.chunks.length > 1) {
+    capture.bytes -= /** @type {Buffer} */ (capture.chunks.shift()).length;
+  }
+}
+
+/** @param {{ chunks: Buffer[], bytes: number }} capture */
+function captureTail(capture) {
+  const all = Buffer.concat(capture.chunks);
+  return all.subarray(Math.max(0, all.length - LOG_TAIL_BYTES)).toString('base64');
+}
 
 /**
  * @typedef {(event: Record<string, unknown>, context: Record<string, unknown>, callback?: (err: unknown, result?: unknown) => void) => unknown} Handler
@@ -108,16 +156,25 @@ function buildEvent(req, body, requestId) {
   };
 }
 
-/** @param {string} requestId */
+/**
+ * Lambda's context object. `invokedFunctionArn` has the documented local form
+ * `arn:aws:lambda:local:000000000000:function:NAME`; `callbackWaitsForEmptyEventLoop` may be set
+ * (it changes nothing: a sandbox serves many invocations and its event loop never empties).
+ * @param {string} requestId
+ */
 function buildContext(requestId) {
   const timeoutMs = Number(process.env['BATON_TIMEOUT_MS'] ?? 60_000);
   const deadline = Date.now() + (Number.isFinite(timeoutMs) ? timeoutMs : 60_000);
+  const functionName = process.env['BATON_FUNCTION'] ?? '';
   return {
-    functionName: process.env['BATON_FUNCTION'] ?? '',
-    functionVersion: process.env['BATON_GENERATION'] ?? '',
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
     memoryLimitInMB: process.env['BATON_MEMORY_MIB'] ?? '',
     awsRequestId: requestId,
-    callbackWaitsForEmptyEventLoop: false,
+    logGroupName: `/baton/${functionName}`,
+    logStreamName: process.env['BATON_SANDBOX_ID'] ?? '',
+    callbackWaitsForEmptyEventLoop: true,
     getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
   };
 }
@@ -185,6 +242,72 @@ function sendError(res, err) {
   res.writeHead(500, { 'content-type': 'application/json', 'content-length': body.length }).end(body);
 }
 
+/**
+ * The Lambda Invoke API's answer: the result as JSON, or the error in Lambda's shape.
+ * @param {import('node:http').ServerResponse} res
+ * @param {Record<string, string>} extra
+ * @param {unknown} result
+ * @param {unknown} failure
+ * @param {boolean} isFailed
+ */
+function sendLambda(res, extra, result, failure, isFailed) {
+  /** @type {Record<string, string | number>} */
+  const headers = { 'content-type': 'application/json', ...extra };
+  let body;
+  if (isFailed) {
+    const error = failure instanceof Error ? failure : undefined;
+    headers['x-amz-function-error'] = 'Unhandled';
+    body = Buffer.from(JSON.stringify({
+      errorMessage: error?.message ?? String(failure),
+      errorType: error?.name ?? typeof failure,
+      stackTrace: (error?.stack ?? '').split('\n').slice(1).map((line) => line.trim()),
+    }));
+  } else {
+    body = Buffer.from(JSON.stringify(result) ?? 'null');
+  }
+  headers['content-length'] = body.length;
+  res.writeHead(200, headers).end(body);
+}
+
+/**
+ * @param {Handler} handler
+ * @param {import('node:http').IncomingMessage} req
+ * @param {import('node:http').ServerResponse} res
+ * @param {Buffer} body
+ * @param {string} requestId
+ */
+function serveLambda(handler, req, res, body, requestId) {
+  const isTail = String(req.headers['x-baton-log-type'] ?? '').toLowerCase() === 'tail';
+  const capture = isTail ? { chunks: [], bytes: 0 } : undefined;
+  const startedAt = performance.now();
+  const run = () => {
+    console.log(`START RequestId: ${requestId} Version: $LATEST`);
+    let event;
+    try {
+      event = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return invoke(handler, event, buildContext(requestId));
+  };
+  const finish = (/** @type {unknown} */ result, /** @type {unknown} */ failure, /** @type {boolean} */ isFailed) => {
+    /** @type {Record<string, string>} */
+    const extra = {};
+    const report = () => {
+      if (isFailed) console.error(failure instanceof Error ? (failure.stack ?? `${failure.name}: ${failure.message}`) : String(failure));
+      console.log(`END RequestId: ${requestId}`);
+      console.log(`REPORT RequestId: ${requestId}\tDuration: ${(performance.now() - startedAt).toFixed(2)} ms\tMemory Size: ${process.env['BATON_MEMORY_MIB'] ?? ''} MB`);
+    };
+    if (capture === undefined) report();
+    else logCapture.run(capture, report);
+    if (capture !== undefined) extra['x-amz-log-result'] = captureTail(capture);
+    sendLambda(res, extra, result, failure, isFailed);
+  };
+  const promise = capture === undefined ? run() : logCapture.run(capture, run);
+  promise.then((result) => finish(result, undefined, false), (err) => finish(undefined, err, true))
+    .catch((err) => sendError(res, err));
+}
+
 /** @param {Handler} handler */
 function serve(handler) {
   const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
@@ -193,6 +316,10 @@ function serve(handler) {
     req.on('data', (chunk) => chunks.push(chunk));
     req.on('end', () => {
       const requestId = String(req.headers['x-request-id'] ?? randomUUID());
+      if (req.headers['x-baton-event-format'] === 'lambda') {
+        serveLambda(handler, req, res, Buffer.concat(chunks), requestId);
+        return;
+      }
       let event;
       try {
         event = buildEvent(req, Buffer.concat(chunks), requestId);
@@ -223,6 +350,7 @@ function signalReady() {
 }
 
 try {
+  captureOutput();
   serve(await loadHandler());
 } catch (err) {
   // The stack for the user, then the reason on the last line, which the worker quotes in its failure.

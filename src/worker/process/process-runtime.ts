@@ -16,6 +16,8 @@ import { LogBuffer, lineSplitter } from './log-buffer.ts';
 import { processStartTime } from './proc-stat.ts';
 import { probeTcp, waitForReadyLine } from './readiness.ts';
 import { SandboxStateFile } from './state-file.ts';
+import { RuntimeApiServer } from './lambda-runtime-api.ts';
+import { wallTimeMs } from '../../core/clock.ts';
 
 const RUNNER_PATH = fileURLToPath(new URL('./handler-runner.js', import.meta.url));
 const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -40,6 +42,8 @@ interface ProcessSandbox {
   readonly logs: LogBuffer;
   readonly scratchDir: string;
   readonly exited: Deferred<SandboxExit>;
+  /** The Lambda Runtime API served beside a `lambdaRuntimeApi` command function. */
+  readonly runtimeApi: RuntimeApiServer | undefined;
   isReady: boolean;
   isStopping: boolean;
 }
@@ -81,8 +85,13 @@ export class ProcessRuntime implements SandboxRuntime {
     const scratchDir = path.join(this.#scratchRoot, sandboxId);
     await mkdir(path.join(scratchDir, 'tmp'), { recursive: true });
     const port = await pickFreePort(sandboxHost);
+    const runtimeApi = fn.lambdaRuntimeApi === true
+      ? new RuntimeApiServer({ host: sandboxHost, functionName: fn.name, timeoutMs: fn.timeoutMs, wallNow: wallTimeMs })
+      : undefined;
+    const runtimeApiAddress = await runtimeApi?.listen();
     const spawnedAt = clock.now();
-    const sandbox = await this.#spawn(sandboxId, fn, artifactDir, scratchDir, port).catch(async (err: unknown) => {
+    const sandbox = await this.#spawn(sandboxId, fn, artifactDir, scratchDir, port, runtimeApi, runtimeApiAddress).catch(async (err: unknown) => {
+      runtimeApi?.close();
       await rm(scratchDir, { recursive: true, force: true });
       throw err;
     });
@@ -94,11 +103,12 @@ export class ProcessRuntime implements SandboxRuntime {
       throw err;
     }
     sandbox.isReady = true;
-    return { address: `${sandboxHost}:${port}`, pid: sandbox.pid, startMs: aliveAt - spawnedAt, readyMs: clock.now() - aliveAt };
+    return { address: runtimeApiAddress ?? `${sandboxHost}:${port}`, pid: sandbox.pid, startMs: aliveAt - spawnedAt, readyMs: clock.now() - aliveAt };
   }
 
-  async #spawn(sandboxId: string, fn: SandboxFunction, artifactDir: string, scratchDir: string, port: number): Promise<ProcessSandbox> {
+  async #spawn(sandboxId: string, fn: SandboxFunction, artifactDir: string, scratchDir: string, port: number, runtimeApi: RuntimeApiServer | undefined, runtimeApiAddress: string | undefined): Promise<ProcessSandbox> {
     const env = sandboxEnv(sandboxId, fn, port, scratchDir, this.#options.sandboxHost);
+    if (runtimeApiAddress !== undefined) Object.assign(env, lambdaEnv(fn, artifactDir, runtimeApiAddress));
     const [file, args, hasReadyPipe] = fn.handler !== undefined
       ? [process.execPath, [RUNNER_PATH], true] as const
       : [resolveCommand(fn.command ?? [], artifactDir), (fn.command ?? []).slice(1), false] as const;
@@ -113,7 +123,7 @@ export class ProcessRuntime implements SandboxRuntime {
     const pid = child.pid as number;
     const sandbox: ProcessSandbox = {
       sandboxId, fn, child, pid, scratchDir, logs: new LogBuffer(this.#options.logBufferLines),
-      exited: createDeferred<SandboxExit>(), isReady: false, isStopping: false,
+      exited: createDeferred<SandboxExit>(), runtimeApi, isReady: false, isStopping: false,
     };
     this.#sandboxes.set(sandboxId, sandbox);
     this.#capture(sandbox, 'stdout', child.stdout);
@@ -148,7 +158,10 @@ export class ProcessRuntime implements SandboxRuntime {
         else reject(err);
       };
       const readyPipe = sandbox.child.stdio[3] as Readable | null | undefined;
-      if (readyPipe) {
+      if (sandbox.runtimeApi !== undefined) {
+        // A custom runtime is ready when it first asks for an invocation; an init error fails the start.
+        sandbox.runtimeApi.ready.then(() => settle(), (err: Error) => settle(startFailed(sandbox.sandboxId, err.message)));
+      } else if (readyPipe) {
         readyPipe.on('error', () => undefined);
         cleanups.push(waitForReadyLine(readyPipe, () => settle()));
       } else {
@@ -180,6 +193,7 @@ export class ProcessRuntime implements SandboxRuntime {
   }
 
   #forget(sandbox: ProcessSandbox): void {
+    sandbox.runtimeApi?.close();
     if (this.#sandboxes.get(sandbox.sandboxId) === sandbox) this.#sandboxes.delete(sandbox.sandboxId);
     this.#stateFile.delete(sandbox.sandboxId);
     void rm(sandbox.scratchDir, { recursive: true, force: true }).catch(() => undefined);
@@ -252,6 +266,20 @@ function sandboxEnv(sandboxId: string, fn: SandboxFunction, port: number, scratc
     BATON_TIMEOUT_MS: String(fn.timeoutMs),
     BATON_MEMORY_MIB: String(fn.resources.memoryMiB),
     ...(fn.handler === undefined ? {} : { BATON_HANDLER: fn.handler }),
+  };
+}
+
+/** What Lambda's runtime clients read (the Runtime API's address first of all). */
+function lambdaEnv(fn: SandboxFunction, artifactDir: string, runtimeApiAddress: string): NodeJS.ProcessEnv {
+  return {
+    AWS_LAMBDA_RUNTIME_API: runtimeApiAddress,
+    AWS_LAMBDA_FUNCTION_NAME: fn.name,
+    AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(fn.resources.memoryMiB),
+    AWS_REGION: 'local',
+    AWS_DEFAULT_REGION: 'local',
+    LAMBDA_TASK_ROOT: artifactDir,
+    _HANDLER: fn.command?.[0] ?? '',
   };
 }
 
