@@ -341,5 +341,6 @@ export function toSandboxFunction(fn: FunctionEntry): SandboxFunction {
     ...(spec.handler === undefined ? {} : { handler: spec.handler }),
     ...(spec.command === undefined ? {} : { command: spec.command }),
     concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, env: spec.env, resources: spec.resources,
+    ...(spec.runtime === 'container' ? { network: spec.network } : {}),
   };
 }
