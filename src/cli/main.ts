@@ -9,6 +9,7 @@ import { invokeCommand } from './commands/invoke.ts';
 import { listCommand } from './commands/list.ts';
 import { logsCommand } from './commands/logs.ts';
 import { statusCommand } from './commands/status.ts';
+import { imageCommand } from './commands/image.ts';
 
 /**
  * The `baton` entry point. Client commands talk to a running cluster; daemon commands start one
@@ -16,7 +17,7 @@ import { statusCommand } from './commands/status.ts';
  */
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
-  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand,
+  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, imageCommand,
 ].map((c) => [c.name, c]));
 
 const DAEMON_COMMANDS: ReadonlyMap<string, string> = new Map([
