@@ -91,11 +91,25 @@ export class SandboxCgroups {
     await writeFile(path.join(this.#dir('pids', sandboxId), 'pids.max'), String(limits.maxPids));
   }
 
-  /** How many times the kernel OOM-killed a process of the sandbox. */
-  async oomKills(sandboxId: string): Promise<number> {
-    const file = this.#isV2 ? path.join(this.#base(''), sandboxId, 'memory.events') : path.join(this.#dir('memory', sandboxId), 'memory.oom_control');
-    const text = await readFile(file, 'utf8').catch(() => '');
-    return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0);
+  /**
+   * Whether the sandbox's memory limit killed it: v2 counts OOM kills in the group (hierarchically,
+   * so the container's own group below it is included). v1 counts them only in the group of the
+   * victim — the container's, which crun has removed by the time its exit is seen — so there an
+   * OOM kill is read off the peak: a SIGKILLed sandbox whose usage reached its limit (within 1 MiB
+   * or 1%) was killed by it.
+   */
+  async reachedMemoryLimit(sandboxId: string): Promise<boolean> {
+    if (this.#isV2) {
+      const text = await readFile(path.join(this.#base(''), sandboxId, 'memory.events'), 'utf8').catch(() => '');
+      return Number(/^oom_kill (\d+)$/m.exec(text)?.[1] ?? 0) > 0;
+    }
+    const dir = this.#dir('memory', sandboxId);
+    const read = (file: string): Promise<number> => readFile(path.join(dir, file), 'utf8').then(Number, () => Number.NaN);
+    const [limit, peak, kills] = await Promise.all([
+      read('memory.limit_in_bytes'), read('memory.max_usage_in_bytes'),
+      readFile(path.join(dir, 'memory.oom_control'), 'utf8').then((t) => Number(/^oom_kill (\d+)$/m.exec(t)?.[1] ?? 0), () => 0),
+    ]);
+    return kills > 0 || (Number.isFinite(limit) && Number.isFinite(peak) && peak >= limit - Math.max(MIB, limit / 100));
   }
 
   /** CPU time the sandbox used, µs. */

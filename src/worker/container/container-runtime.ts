@@ -256,8 +256,8 @@ export class ContainerRuntime implements SandboxRuntime {
 
   /** crun exits with the container's code, or 128 + n when it was killed by signal n. */
   async #describeExit(sandbox: ContainerSandbox, code: number | null, sig: NodeJS.Signals | null): Promise<SandboxExit> {
-    const isOom = await this.#cgroups.oomKills(sandbox.containerId) > 0;
     const signalName = sig ?? (code !== null && code > 128 ? signalNameOf(code - 128) : null);
+    const isOom = signalName === 'SIGKILL' && await this.#cgroups.reachedMemoryLimit(sandbox.containerId);
     const reason: FailureReason = isOom ? 'oom' : signalName !== null ? 'signal' : 'exit';
     return { sandboxId: sandbox.sandboxId, exitCode: signalName === null ? code : null, signal: signalName, reason };
   }
