@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { recentFailuresOf } from './failure-history.ts';
 import { dataplaneHeartbeatSchema, demandReportSchema, registerDataplaneRequestSchema } from '../api/dataplane.ts';
 import { parseOrThrow } from '../api/validate.ts';
 import { heartbeatRequestSchema, registerWorkerRequestSchema, sandboxEventBatchesRequestSchema, sandboxEventsRequestSchema, type SandboxEventBatchesResponse, type SandboxLogLine } from '../api/worker.ts';
@@ -126,6 +127,7 @@ function describeFunction(fn: FunctionEntry, deps: RouteDeps): unknown {
       outdated: counts.outdatedReady, isPanicking: scaling?.isPanicking ?? false, reason: scaling?.reason ?? 'idle',
     },
     recentColdStarts: fn.recentColdStarts.entries().map((c) => ({ sandboxId: c.sandboxId, workerId: c.workerId, at: new Date(c.readyAtWallMs).toISOString(), breakdown: c.breakdown })),
+    recentFailures: recentFailuresOf(fn),
   };
 }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { recordSandboxFailure } from './failure-history.ts';
 import type { CreationBreakdown, SandboxEvent, SandboxFunction } from '../api/worker.ts';
 import { wallTimeMs, type Clock, type Timer } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
@@ -71,10 +72,12 @@ export class SandboxManager {
         this.#onReady(sandbox, event.address, event.breakdown);
         return;
       case 'failed':
+        recordSandboxFailure(sandbox.fn, worker.id, event, wallTimeMs());
         this.#onFailure(sandbox, event.code, `creation failed: ${event.message}`);
         return;
       case 'exited':
-        this.#onFailure(sandbox, 'ERR_SANDBOX_FAILED', `exited (code ${event.exitCode}, signal ${event.signal})`);
+        recordSandboxFailure(sandbox.fn, worker.id, event, wallTimeMs());
+        this.#onFailure(sandbox, 'ERR_SANDBOX_FAILED', `exited (code ${event.exitCode}, signal ${event.signal}${event.reason === undefined ? '' : `, reason ${event.reason}`})`);
         return;
       default: {
         const never: never = event;

@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, lchownSync, linkSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmod, chown, lchown, link, lstat, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Parser, type ReadEntry } from 'tar';
@@ -17,6 +17,9 @@ import { BatonError } from '../../core/errors.ts';
  * - `.wh.NAME` removes NAME from the lower layers; `.wh..wh..opq` empties its directory of what
  *   the lower layers put there;
  * - set-uid and set-gid bits are dropped; owners are kept (the image's users own their files).
+ *
+ * Entries are applied in order, asynchronously (a 100 MB binary written synchronously would stall
+ * the worker's heartbeats); a layer's parsed entries wait in memory for their turn.
  */
 export interface LayerLimits {
   /** Entries allowed across all layers of the image (shared counter). */
@@ -57,12 +60,13 @@ export function applyLayer(tarStream: Readable, root: string, limits: LayerLimit
     parser.on('error', fail);
     const finish = (): void => {
       if (isDone) return;
-      applier.flush();
-      if (applier.error !== undefined) fail(applier.error);
-      else {
-        isDone = true;
-        resolve();
-      }
+      void applier.drained().then(() => {
+        if (applier.error !== undefined) fail(applier.error);
+        else if (!isDone) {
+          isDone = true;
+          resolve();
+        }
+      });
     };
     parser.on('end', finish);
     parser.on('close', finish);
@@ -101,6 +105,7 @@ class LayerApplier {
   /** Paths this layer wrote: an opaque marker keeps them. */
   readonly #written = new Set<string>();
   readonly #queue: PendingEntry[] = [];
+  #running: Promise<void> | undefined;
   error: BatonError | undefined;
 
   constructor(root: string, limits: LayerLimits, budget: LayerBudget) {
@@ -127,11 +132,25 @@ class LayerApplier {
     }
   }
 
+  /** Starts applying the complete entries at the head of the queue, one at a time, unless already doing so. */
   flush(): void {
+    this.#running ??= this.#run().finally(() => { this.#running = undefined; });
+  }
+
+  /** Resolves once every parsed entry has been applied (or the first refusal stopped the layer). */
+  async drained(): Promise<void> {
+    while (this.#running !== undefined) await this.#running;
+    if (this.error === undefined && this.#queue.length > 0) {
+      this.flush();
+      await this.drained();
+    }
+  }
+
+  async #run(): Promise<void> {
     while (this.error === undefined && this.#queue[0]?.isComplete === true) {
       const pending = this.#queue.shift() as PendingEntry;
       try {
-        this.#apply(pending);
+        await this.#apply(pending);
       } catch (err) {
         this.#refuse(err);
       }
@@ -153,53 +172,53 @@ class LayerApplier {
     }
   }
 
-  #apply({ entry, rel, chunks }: PendingEntry): void {
+  async #apply({ entry, rel, chunks }: PendingEntry): Promise<void> {
     if (rel === '') {
       if (entry.type !== 'Directory') throw invalid(`entry ${JSON.stringify(entry.path)} names the root but is not a directory`);
       return;
     }
     const parentRel = path.posix.dirname(rel);
     const name = path.posix.basename(rel);
-    const parent = this.#ensureDir(parentRel === '.' ? '' : parentRel, entry.path);
+    const parent = await this.#ensureDir(parentRel === '.' ? '' : parentRel, entry.path);
     if (name === OPAQUE) {
-      this.#opaque(parent, parentRel === '.' ? '' : parentRel);
+      await this.#opaque(parent, parentRel === '.' ? '' : parentRel);
       return;
     }
     if (name.startsWith(WHITEOUT)) {
       const hidden = name.slice(WHITEOUT.length);
       if (hidden === '' || hidden === '.' || hidden === '..') throw invalid(`whiteout ${JSON.stringify(entry.path)} names no entry`);
-      rmSync(path.join(parent, hidden), { recursive: true, force: true });
+      await rm(path.join(parent, hidden), { recursive: true, force: true });
       return;
     }
     const target = path.join(parent, name);
     const mode = (entry.mode ?? 0o644) & 0o1777;
     switch (entry.type) {
       case 'Directory':
-        if (lstatOrUndefined(target)?.isDirectory() !== true) {
-          rmSync(target, { recursive: true, force: true });
-          mkdirSync(target);
+        if ((await lstatOrUndefined(target))?.isDirectory() !== true) {
+          await rm(target, { recursive: true, force: true });
+          await mkdir(target);
         }
-        chmodSync(target, mode);
-        chownSync(target, entry.uid ?? 0, entry.gid ?? 0);
+        await chmod(target, mode);
+        await chown(target, entry.uid ?? 0, entry.gid ?? 0);
         break;
       case 'File':
       case 'OldFile':
       case 'ContiguousFile':
-        rmSync(target, { recursive: true, force: true });
-        writeFileSync(target, Buffer.concat(chunks), { flag: 'wx', mode });
-        chmodSync(target, mode);
-        chownSync(target, entry.uid ?? 0, entry.gid ?? 0);
+        await rm(target, { recursive: true, force: true });
+        await writeFile(target, chunks, { flag: 'wx', mode });
+        await chmod(target, mode);
+        await chown(target, entry.uid ?? 0, entry.gid ?? 0);
         break;
       case 'SymbolicLink':
         if (entry.linkpath === undefined || entry.linkpath === '' || entry.linkpath.includes('\0')) throw invalid(`symlink ${JSON.stringify(entry.path)} has a bad target`);
-        rmSync(target, { recursive: true, force: true });
-        symlinkSync(entry.linkpath, target);
-        lchownSync(target, entry.uid ?? 0, entry.gid ?? 0);
+        await rm(target, { recursive: true, force: true });
+        await symlink(entry.linkpath, target);
+        await lchown(target, entry.uid ?? 0, entry.gid ?? 0);
         break;
       case 'Link': {
-        const source = this.#existingFile(normalizeLayerPath(entry.linkpath ?? ''), entry.path);
-        rmSync(target, { recursive: true, force: true });
-        linkSync(source, target);
+        const source = await this.#existingFile(normalizeLayerPath(entry.linkpath ?? ''), entry.path);
+        await rm(target, { recursive: true, force: true });
+        await link(source, target);
         break;
       }
       case 'CharacterDevice':
@@ -214,15 +233,15 @@ class LayerApplier {
   }
 
   /** The absolute path of directory `rel`, made (0755, root) where missing; refuses a symlink or file on the way. */
-  #ensureDir(rel: string, entryPath: string): string {
+  async #ensureDir(rel: string, entryPath: string): Promise<string> {
     let current = this.#root;
     let soFar = '';
     for (const part of rel === '' ? [] : rel.split('/')) {
       current = path.join(current, part);
       soFar = soFar === '' ? part : `${soFar}/${part}`;
-      const stat = lstatOrUndefined(current);
+      const stat = await lstatOrUndefined(current);
       if (stat === undefined) {
-        mkdirSync(current, { mode: 0o755 });
+        await mkdir(current, { mode: 0o755 });
       } else if (stat.isSymbolicLink()) {
         throw invalid(`entry ${JSON.stringify(entryPath)} goes through the symlink ${JSON.stringify(soFar)}`);
       } else if (!stat.isDirectory()) {
@@ -233,27 +252,27 @@ class LayerApplier {
   }
 
   /** The absolute path of the regular file `rel` already in the tree (a hard link's source). */
-  #existingFile(rel: string, entryPath: string): string {
+  async #existingFile(rel: string, entryPath: string): Promise<string> {
     if (rel === '') throw invalid(`hard link ${JSON.stringify(entryPath)} has no target`);
     const dir = path.posix.dirname(rel);
     let current = this.#root;
     for (const part of dir === '.' ? [] : dir.split('/')) {
       current = path.join(current, part);
-      if (lstatOrUndefined(current)?.isDirectory() !== true) {
+      if ((await lstatOrUndefined(current))?.isDirectory() !== true) {
         throw invalid(`hard link ${JSON.stringify(entryPath)} -> ${JSON.stringify(rel)} goes through a symlink or a missing directory`);
       }
     }
     const source = path.join(current, path.posix.basename(rel));
-    if (lstatOrUndefined(source)?.isFile() !== true) {
+    if ((await lstatOrUndefined(source))?.isFile() !== true) {
       throw invalid(`hard link ${JSON.stringify(entryPath)} -> ${JSON.stringify(rel)} does not name a regular file of the image`);
     }
     return source;
   }
 
-  #opaque(dir: string, dirRel: string): void {
-    for (const name of readdirSync(dir)) {
+  async #opaque(dir: string, dirRel: string): Promise<void> {
+    for (const name of await readdir(dir)) {
       const rel = dirRel === '' ? name : `${dirRel}/${name}`;
-      if (!this.#written.has(rel)) rmSync(path.join(dir, name), { recursive: true, force: true });
+      if (!this.#written.has(rel)) await rm(path.join(dir, name), { recursive: true, force: true });
     }
   }
 }
@@ -267,12 +286,8 @@ export function normalizeLayerPath(raw: string): string {
   return parts.join('/');
 }
 
-function lstatOrUndefined(p: string): ReturnType<typeof lstatSync> | undefined {
-  try {
-    return lstatSync(p);
-  } catch {
-    return undefined;
-  }
+function lstatOrUndefined(p: string): Promise<Awaited<ReturnType<typeof lstat>> | undefined> {
+  return lstat(p).catch(() => undefined);
 }
 
 function invalid(message: string): BatonError {
