@@ -58,10 +58,13 @@ async function hostObjects(): Promise<{ containers: string[]; netns: string[]; c
 
 before(async () => {
   await assertContainerPrerequisites(execTool, 'crun');
-  cluster = await startCluster({ worker: workerFlags });
-  images['hello'] = await buildImage('hello', join(ROOT, 'examples/hello'), ['--base', 'node', '--handler', 'index.handler']);
-  images['slow'] = await buildImage('slow', join(ROOT, 'examples/slow'), ['--base', 'node', '--handler', 'index.handler']);
-  images['probe'] = await buildImage('probe', join(ROOT, 'test/fixtures/container-probe'), ['--base', 'node', '--handler', 'index.handler']);
+  // Heartbeats may be late on a machine this test keeps busy (images of ~40 MB are built and unpacked).
+  cluster = await startCluster({ worker: workerFlags, controlplane: ['--heartbeat-miss-limit', '15'] });
+  // One image for every function (it greets, sleeps on ?ms=, allocates on /oom): one build, one unpack.
+  const probe = await buildImage('probe', join(ROOT, 'test/fixtures/container-probe'), ['--base', 'node', '--handler', 'index.handler']);
+  images['hello'] = probe;
+  images['slow'] = probe;
+  images['probe'] = probe;
 });
 
 after(async () => {
