@@ -123,8 +123,8 @@ const p = (values: readonly number[], q: number): number => percentiles(values, 
 async function invoke(dpUrl: string, name: string): Promise<number> {
   const started = performance.now();
   const res = await request(`${dpUrl}/fn/${name}/`);
-  await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`${name}: ${res.statusCode}`);
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`${name}: ${res.statusCode} ${text}`);
   return performance.now() - started;
 }
 
@@ -159,7 +159,12 @@ async function mainContainer(n: number, json: string): Promise<void> {
   const image = await helloImage();
   const bare = await prepareBareCrun(image);
   const third = 1 + Math.floor(Math.random() * 250);
-  const cluster = await startCluster({ worker: ['--runtimes', '["process","container"]', '--container-subnet', `10.213.${third}.0/24`, '--container-netns-pool', '4'] });
+  // A container's cpuMilli is a real quota (10 milli-CPU would take Node seconds to start): both kinds
+  // ask for a whole core, and the worker advertises room for all of them.
+  const cluster = await startCluster({
+    worker: ['--runtimes', '["process","container"]', '--container-subnet', `10.213.${third}.0/24`, '--container-netns-pool', '4', '--cpu-milli', '1000000'],
+    controlplane: ['--heartbeat-miss-limit', '15'],
+  });
   try {
     const upload = async (bytes: Buffer): Promise<string> => {
       const put = await request(`${cluster.cpUrl}/v1/artifacts`, { method: 'PUT', body: bytes });
@@ -170,7 +175,7 @@ async function mainContainer(n: number, json: string): Promise<void> {
     const register = async (name: string, runtime: string, artifact: string): Promise<void> => {
       const res = await request(`${cluster.cpUrl}/v1/functions`, {
         method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ name, runtime, artifact, handler: 'index.handler', scaling: { maxScale: 1 }, resources: { cpuMilli: 10, memoryMiB: 64 } }),
+        body: JSON.stringify({ name, runtime, artifact, handler: 'index.handler', scaling: { maxScale: 1 }, resources: { cpuMilli: 1000, memoryMiB: 128 } }),
       });
       if (res.statusCode !== 201) throw new Error(`creating ${name}: ${res.statusCode} ${await res.body.text()}`);
       await res.body.dump();
