@@ -204,7 +204,11 @@ async function feedTar(tgz: Buffer, limits: ArchiveLimits, checker: EntryChecker
         return;
       }
       try {
-        sink.write(chunk);
+        // Large entries (an image's blobs) fill the parser: wait for it rather than pile up writes.
+        if (!sink.write(chunk)) {
+          gunzip.pause();
+          sink.once('drain', () => gunzip.resume());
+        }
       } catch (err) {
         fail(err);
         return;
