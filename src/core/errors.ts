@@ -7,7 +7,7 @@ export const ERROR_CODES = {
   ERR_INVALID_SPEC: { status: 400, retryable: false, summary: 'A function spec broke a rule; `details` names the field and the rule.' },
   ERR_INVALID_REQUEST: { status: 400, retryable: false, summary: 'A request body or parameter is malformed.' },
   ERR_INVALID_CONFIG: { status: 400, retryable: false, summary: 'A daemon configuration key is unknown or its value breaks a rule.' },
-  ERR_INVALID_ARTIFACT: { status: 400, retryable: false, summary: 'An artifact is not a gzipped tar, or holds an absolute path, `..`, a link out of the tree or a special file.' },
+  ERR_INVALID_ARTIFACT: { status: 400, retryable: false, summary: 'An artifact is not a (gzipped) tar, or holds an absolute path, `..`, a link out of the tree or a special file; or an image in it is malformed or has such a layer (a device node, a write through a symlink).' },
   ERR_ARTIFACT_TOO_LARGE: { status: 413, retryable: false, summary: 'An artifact is larger (packed or unpacked) than the configured limit.' },
   ERR_ARTIFACT_NOT_FOUND: { status: 404, retryable: false, summary: 'No artifact has that digest.' },
   ERR_DIGEST_MISMATCH: { status: 502, retryable: true, summary: 'A fetched artifact does not hash to its digest.' },

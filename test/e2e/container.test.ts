@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { execTool } from '../../src/worker/container/exec.ts';
 import { assertContainerPrerequisites } from '../../src/worker/container/prerequisites.ts';
@@ -45,14 +45,16 @@ async function buildImage(name: string, dir: string, flags: string[]): Promise<s
   return file;
 }
 
-/** What of this worker is on the host: containers in its crun state, its netns, its cgroups. */
+/** What of this worker is on the host: containers in its crun state, its netns, its cgroups (by its tag, as the worker names them). */
 async function hostObjects(): Promise<{ containers: string[]; netns: string[]; cgroupDirs: string[] }> {
-  const stateRoot = join(cluster.dir, 'worker', 'container', 'crun');
+  const dataDir = resolve(join(cluster.dir, 'worker'));
+  const tag = createHash('sha256').update(`${workerId}\0${dataDir}`).digest('hex').slice(0, 6);
+  const stateRoot = join(dataDir, 'container', 'crun');
   const containers = (await execTool('crun', ['--root', stateRoot, 'list', '--quiet']).catch(() => '')).split('\n').filter((l) => l.trim() !== '');
-  const netns = (await execTool('ip', ['netns', 'list'])).split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith('baton-'));
+  const netns = (await execTool('ip', ['netns', 'list'])).split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(`baton-${tag}-`));
   const self = await readFile('/proc/self/cgroup', 'utf8');
   const memoryPath = /^\d+:memory:(.*)$/m.exec(self)?.[1] ?? '/';
-  const listing = await execTool('find', [join('/sys/fs/cgroup/memory', memoryPath), '-maxdepth', '2', '-type', 'd', '-path', '*baton-*/*']).catch(() => '');
+  const listing = await execTool('find', [join('/sys/fs/cgroup/memory', memoryPath), '-maxdepth', '2', '-type', 'd', '-path', `*baton-${tag}/*`]).catch(() => '');
   return { containers, netns, cgroupDirs: listing.split('\n').filter((l) => l !== '') };
 }
 

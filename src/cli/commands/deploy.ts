@@ -64,7 +64,7 @@ async function runDeploy(ctx: CommandContext): Promise<number> {
   if (image !== undefined) {
     source = { image: resolve(ctx.io.cwd, image) };
   } else {
-    if (plan.dir === undefined) throw new UsageError('--dir (or --image) is required without a manifest (or pass -f baton.yaml)');
+    if (plan.dir === undefined) throw new UsageError('--dir is required without a manifest (or pass -f baton.yaml, or --image FILE)');
     await assertDirectory(plan.dir);
     source = { dir: plan.dir };
   }

@@ -71,7 +71,16 @@ export class NetworkPool {
   /** Removes what an earlier run of this worker left (namespaces and their veths, bridge, nft table); returns the namespaces removed. */
   async cleanupLeftovers(): Promise<number> {
     const names = await this.listNamespaces();
-    for (const name of names) await this.#o.exec('ip', ['netns', 'delete', name]).catch(() => undefined);
+    // Listed again after each round: an `ip` command of a killed run may still have been adding one.
+    let remaining = names;
+    for (let round = 0; round < 3 && remaining.length > 0; round++) {
+      for (const name of remaining) {
+        await this.#o.exec('ip', ['netns', 'delete', name]).catch((err: unknown) => {
+          this.#o.logger.warn({ netns: name, err: err instanceof Error ? err.message : String(err) }, 'removing a network namespace failed');
+        });
+      }
+      remaining = await this.listNamespaces();
+    }
     await this.#o.exec('ip', ['link', 'delete', this.#bridge]).catch(() => undefined);
     await this.#o.exec('nft', ['delete', 'table', 'inet', `baton_${this.#o.tag}`]).catch(() => undefined);
     return names.length;
