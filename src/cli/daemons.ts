@@ -134,8 +134,12 @@ async function runUp(argv: string[]): Promise<number> {
       }
     }
   };
+  // Ctrl-C while starting stops what was started already instead of leaving it running.
+  const onStartupSignal = (): void => { void stopAll().then(() => process.exit(130)); };
+  process.once('SIGINT', onStartupSignal);
+  process.once('SIGTERM', onStartupSignal);
   try {
-    children.push(spawnDaemon('controlplane', ['--port', String(cpPort), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]));
+    children.push(spawnDaemon('controlplane', ['--port', String(cpPort), '--registration-port', String(9091 + offset), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]));
     await waitHealthy(`${cpUrl}/healthz`, children);
     const workerArgs = ['--port', String(10010 + offset), '--data-dir', join(dataDir, 'worker'), '--control-plane-url', cpUrl, '--log-level', logLevel];
     if (runtime === 'emulated') workerArgs.push('--runtime', 'emulated', '--emulate', String(workers === 1 ? 0 : workers));
@@ -150,10 +154,13 @@ async function runUp(argv: string[]): Promise<number> {
   } catch (err) {
     await stopAll();
     throw err;
+  } finally {
+    process.off('SIGINT', onStartupSignal);
+    process.off('SIGTERM', onStartupSignal);
   }
   process.stdout.write([
     'Baton is running:',
-    `  control plane  ${cpUrl}`,
+    `  control plane  ${cpUrl} (Dirigent registration: http://127.0.0.1:${9091 + offset}/registerService)`,
     `  data plane     http://127.0.0.1:${dpPort}`,
     `  worker         http://127.0.0.1:${10010 + offset}${runtime === 'emulated' ? ` (${workers} emulated worker${workers === 1 ? '' : 's'})` : ''}`,
     '',

@@ -1,5 +1,4 @@
 import type { SandboxEvent } from '../api/worker.ts';
-import type { FunctionEntry } from './model.ts';
 
 /** Failures kept per function for describe. */
 export const RECENT_FAILURES = 10;
@@ -19,22 +18,24 @@ export interface SandboxFailureView {
 }
 
 /**
- * The last RECENT_FAILURES sandbox failures of each function (a creation that failed, a sandbox
- * that exited on its own), newest last. Kept beside the function's entry, not in it, and dropped
- * with it (a WeakMap): describe reads it, nothing else does.
+ * The last RECENT_FAILURES sandbox failures of one function (a creation that failed, a sandbox
+ * that exited on its own), oldest first. Kept in the function's `FunctionSandboxes`, written by
+ * the plan executor when it hears of the failure; describe reads it. Nothing is allocated until
+ * the first failure.
  */
-const histories = new WeakMap<FunctionEntry, SandboxFailureView[]>();
+export class FailureHistory {
+  #entries: SandboxFailureView[] | undefined;
 
-export function recordSandboxFailure(fn: FunctionEntry, workerId: string, event: Extract<SandboxEvent, { type: 'failed' | 'exited' }>, wallMs: number): void {
-  let history = histories.get(fn);
-  if (history === undefined) histories.set(fn, history = []);
-  const base = { sandboxId: event.sandboxId, workerId, at: new Date(wallMs).toISOString(), reason: event.reason ?? 'unknown' };
-  history.push(event.type === 'failed'
-    ? { ...base, code: event.code, message: event.message }
-    : { ...base, exitCode: event.exitCode, signal: event.signal });
-  if (history.length > RECENT_FAILURES) history.shift();
-}
+  record(workerId: string, event: Extract<SandboxEvent, { type: 'failed' | 'exited' }>, wallMs: number): void {
+    const entries = (this.#entries ??= []);
+    const base = { sandboxId: event.sandboxId, workerId, at: new Date(wallMs).toISOString(), reason: event.reason ?? 'unknown' };
+    entries.push(event.type === 'failed'
+      ? { ...base, code: event.code, message: event.message }
+      : { ...base, exitCode: event.exitCode, signal: event.signal });
+    if (entries.length > RECENT_FAILURES) entries.shift();
+  }
 
-export function recentFailuresOf(fn: FunctionEntry): readonly SandboxFailureView[] {
-  return histories.get(fn) ?? [];
+  entries(): readonly SandboxFailureView[] {
+    return this.#entries ?? [];
+  }
 }

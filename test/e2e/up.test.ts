@@ -22,7 +22,7 @@ async function isFree(port: number): Promise<boolean> {
 async function freeOffset(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const offset = 20_000 + Math.floor(Math.random() * 20_000);
-    const ports = [8080, 8081, 9090, 10010].map((p) => p + offset);
+    const ports = [8080, 8081, 9090, 9091, 10010].map((p) => p + offset);
     if ((await Promise.all(ports.map(isFree))).every(Boolean)) return offset;
   }
   throw new Error('no free port offset');
@@ -64,7 +64,7 @@ test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, s
 
   assert.equal(await interrupt(), 0, output.stderr.slice(-1000));
   assert.throws(() => process.kill(sandbox.pid, 0), 'the sandbox process is gone');
-  for (const port of [8080, 8081, 9090, 10010]) assert.ok(await isFree(port + offset), `port ${port + offset} released`);
+  for (const port of [8080, 8081, 9090, 9091, 10010]) assert.ok(await isFree(port + offset), `port ${port + offset} released`);
 });
 
 test('baton up --runtime emulated --workers 5 registers five workers and serves an emulated hello', async (t) => {
