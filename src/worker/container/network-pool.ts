@@ -81,9 +81,24 @@ export class NetworkPool {
       }
       remaining = await this.listNamespaces();
     }
+    // A namespace outlives its deletion while a process of a container just killed still holds it,
+    // and its veth with it: the host ends are deleted by name (which deletes each pair), or making
+    // the pool again would find a `bv<tag><index>` that exists.
+    for (const veth of await this.#listHostVeths()) {
+      await this.#o.exec('ip', ['link', 'delete', veth]).catch(() => undefined);
+    }
     await this.#o.exec('ip', ['link', 'delete', this.#bridge]).catch(() => undefined);
     await this.#o.exec('nft', ['delete', 'table', 'inet', `baton_${this.#o.tag}`]).catch(() => undefined);
     return names.length;
+  }
+
+  /** Host ends of this worker's veths (`bv<tag><index>`), of this run and earlier ones. */
+  async #listHostVeths(): Promise<string[]> {
+    const text = await this.#o.exec('ip', ['-o', 'link', 'show']).catch(() => '');
+    const prefix = `bv${this.#o.tag}`;
+    return text.split('\n')
+      .map((line) => (line.split(': ')[1] ?? '').split('@')[0] ?? '')
+      .filter((name) => name.startsWith(prefix) && /^\d+$/.test(name.slice(prefix.length)));
   }
 
   /** Makes the bridge and the firewall table, then fills the pool. */
