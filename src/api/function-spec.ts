@@ -15,9 +15,11 @@ const ENV_KEY_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * `process`: the sandbox is an OS process started from the function's artifact (a handler module or
  * a command). `emulated`: no code at all; the worker pretends to create a sandbox (a configurable
  * latency) and answers invocations itself after the requested execution time. It exists to
- * measure the control and data planes at cluster scale on one machine.
+ * measure the control and data planes at cluster scale on one machine. `container`: the sandbox is
+ * an OCI container run by crun from the function's artifact, an OCI image archive (own namespaces,
+ * an unprivileged user, a read-only root, enforced memory, CPU and pids limits).
  */
-export const RUNTIMES = ['process', 'emulated'] as const;
+export const RUNTIMES = ['process', 'emulated', 'container'] as const;
 export type RuntimeName = (typeof RUNTIMES)[number];
 
 export const SCALING_DEFAULTS = {
@@ -32,7 +34,10 @@ export const SCALING_DEFAULTS = {
   scaleToZeroGraceMs: 30_000,
 } as const;
 
-export const RESOURCE_DEFAULTS = { cpuMilli: 100, memoryMiB: 128 } as const;
+export const RESOURCE_DEFAULTS = { cpuMilli: 100, memoryMiB: 128, maxPids: 256 } as const;
+/** What a container may reach: `none` (only the data plane reaches it) or `egress` (it may also open connections out). */
+export const NETWORK_MODES = ['none', 'egress'] as const;
+export type NetworkMode = (typeof NETWORK_MODES)[number];
 export const DEFAULT_TIMEOUT_MS = 60_000;
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -52,6 +57,10 @@ export const scalingSchema = z.strictObject({
 export const resourcesSchema = z.strictObject({
   cpuMilli: int(1, 1_000_000).default(RESOURCE_DEFAULTS.cpuMilli),
   memoryMiB: int(1, 1_048_576).default(RESOURCE_DEFAULTS.memoryMiB),
+  /** Most processes (and threads) a sandbox may run at once; enforced where the runtime has a pids cgroup. */
+  maxPids: int(1, 65_536).default(RESOURCE_DEFAULTS.maxPids),
+  /** Size of a container's writable layer (its tmpfs `/tmp`), MiB; unset = the memory limit bounds it. */
+  diskMiB: int(1, 1_048_576).optional(),
 });
 
 /**
@@ -103,6 +112,8 @@ export const functionSpecSchema = z.strictObject({
   env: envSchema.default(() => ({})),
   /** Asynchronous invocation settings; without it, the defaults of `asyncSpecSchema`. */
   async: asyncSpecSchema.optional(),
+  /** Runtime `container` only: `none` (default) or `egress`. */
+  network: z.enum(NETWORK_MODES).default('none'),
 }).superRefine((spec, ctx) => {
   checkCode(spec, ctx);
   if (spec.scaling.minScale > spec.scaling.maxScale) {
@@ -116,6 +127,8 @@ export const functionSpecSchema = z.strictObject({
 /**
  * What a function's code is, by runtime:
  *   process   artifact required, and exactly one of handler or command;
+ *   container artifact (an OCI image archive) required; handler and command optional (the image's
+ *             Entrypoint/Cmd run when both are absent), never both;
  *   emulated  neither handler nor command (there is nothing to run); artifact optional and ignored.
  */
 function checkCode(
@@ -132,7 +145,16 @@ function checkCode(
         ctx.addIssue({ code: 'custom', path: ['lambdaRuntimeApi'], message: 'is only for command functions' });
       }
       return;
+    case 'container':
+      if (spec.artifact === undefined) ctx.addIssue({ code: 'custom', path: ['artifact'], message: 'is required for runtime container (an OCI image archive)' });
+      if (spec.handler !== undefined && spec.command !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['handler'], message: 'at most one of handler or command is allowed' });
+      }
+      // The worker serves the Runtime API on its own loopback, which a container's network namespace does not reach.
+      if (spec.lambdaRuntimeApi === true) ctx.addIssue({ code: 'custom', path: ['lambdaRuntimeApi'], message: 'is only for runtime process (a container cannot reach the worker\'s Runtime API)' });
+      return;
     case 'emulated':
+      if (spec.lambdaRuntimeApi === true) ctx.addIssue({ code: 'custom', path: ['lambdaRuntimeApi'], message: 'is only for runtime process' });
       if (spec.handler !== undefined) ctx.addIssue({ code: 'custom', path: ['handler'], message: 'is not allowed for runtime emulated (it runs no code)' });
       if (spec.command !== undefined) ctx.addIssue({ code: 'custom', path: ['command'], message: 'is not allowed for runtime emulated (it runs no code)' });
       return;

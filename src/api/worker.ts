@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DIGEST_PATTERN, RUNTIMES } from './function-spec.ts';
+import { DIGEST_PATTERN, NETWORK_MODES, RUNTIMES } from './function-spec.ts';
 import { ID_PATTERN } from './ids.ts';
 
 /**
@@ -42,7 +42,12 @@ export const sandboxFunctionSchema = z.strictObject({
   concurrency: z.number().int().min(1),
   timeoutMs: z.number().int().min(1),
   env: z.record(z.string(), z.string()),
-  resources: z.strictObject({ cpuMilli: z.number().int(), memoryMiB: z.number().int() }),
+  resources: z.strictObject({
+    cpuMilli: z.number().int(), memoryMiB: z.number().int(),
+    maxPids: z.number().int().min(1).optional(), diskMiB: z.number().int().min(1).optional(),
+  }),
+  /** Runtime `container`: what the sandbox may reach; absent = `none`. */
+  network: z.enum(NETWORK_MODES).optional(),
 });
 export type SandboxFunction = z.infer<typeof sandboxFunctionSchema>;
 
@@ -88,13 +93,30 @@ export const breakdownSchema = z.strictObject({
   startMs: z.number().min(0),
   readyMs: z.number().min(0),
   totalMs: z.number().min(0),
+  /** Container runtime: image layers unpacked into the shared base (first use of an image on a worker). */
+  unpackMs: z.number().min(0).optional(),
+  /** Container runtime: OCI bundle (config.json, mount points) written. */
+  bundleMs: z.number().min(0).optional(),
+  /** Container runtime: a network namespace taken from the pool (or made, when the pool was empty). */
+  networkMs: z.number().min(0).optional(),
 });
 export type CreationBreakdown = z.infer<typeof breakdownSchema>;
 
+/**
+ * Why a sandbox stopped on its own or failed to start: `exit` (it exited, code in `exitCode`),
+ * `signal` (killed by a signal), `oom` (killed for passing its memory limit), `start-timeout` (not
+ * ready within the worker's `readyTimeoutMs`), `start-error` (could not be started at all).
+ */
+export const FAILURE_REASONS = ['exit', 'signal', 'oom', 'start-timeout', 'start-error'] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
+
 export const sandboxEventSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('ready'), sandboxId: id, address: z.string(), breakdown: breakdownSchema }),
-  z.strictObject({ type: z.literal('failed'), sandboxId: id, code: z.string(), message: z.string() }),
-  z.strictObject({ type: z.literal('exited'), sandboxId: id, exitCode: z.number().int().nullable(), signal: z.string().nullable() }),
+  z.strictObject({ type: z.literal('failed'), sandboxId: id, code: z.string(), message: z.string(), reason: z.enum(FAILURE_REASONS).optional() }),
+  z.strictObject({
+    type: z.literal('exited'), sandboxId: id, exitCode: z.number().int().nullable(), signal: z.string().nullable(),
+    reason: z.enum(FAILURE_REASONS).optional(),
+  }),
 ]);
 export type SandboxEvent = z.infer<typeof sandboxEventSchema>;
 

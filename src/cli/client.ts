@@ -26,6 +26,21 @@ export interface FunctionDetail extends FunctionRecord {
   readonly status: FunctionStatus;
   /** The function's latest cold starts, oldest first (also of sandboxes that are gone). */
   readonly recentColdStarts?: readonly ColdStartRecord[];
+  /** The function's latest sandbox failures, oldest first. */
+  readonly recentFailures?: readonly SandboxFailureRecord[];
+}
+
+/** A sandbox that failed to start or stopped on its own. */
+export interface SandboxFailureRecord {
+  readonly sandboxId: string;
+  readonly workerId: string;
+  readonly at: string;
+  /** `exit`, `signal`, `oom`, `start-timeout`, `start-error` or `unknown`. */
+  readonly reason: string;
+  readonly code?: string;
+  readonly message?: string;
+  readonly exitCode?: number | null;
+  readonly signal?: string | null;
 }
 
 /**

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlPlaneConfigSchema } from '../controlplane/config.ts';
@@ -87,8 +89,8 @@ export interface UpOptions {
   readonly dataDir: string;
   readonly offset: number;
   readonly logLevel: string;
-  /** Workers: one process-runtime worker, or N emulated ones in one worker process. */
-  readonly runtime: 'process' | 'emulated';
+  /** Workers: one process-runtime worker, one offering process and container, or N emulated ones in one worker process. */
+  readonly runtime: 'process' | 'container' | 'emulated';
   readonly workers: number;
 }
 
@@ -103,10 +105,12 @@ export function parseUpFlags(argv: readonly string[]): UpOptions {
   const offset = Number(flags['port-offset'] ?? 0);
   if (!Number.isInteger(offset) || offset < 0 || offset > 50_000) throw new BatonError('ERR_INVALID_CONFIG', `--port-offset must be an integer in [0, 50000], got '${flags['port-offset']}'`);
   const runtime = String(flags['runtime'] ?? 'process');
-  if (runtime !== 'process' && runtime !== 'emulated') throw new BatonError('ERR_INVALID_CONFIG', `--runtime must be process or emulated, got '${runtime}'`);
+  if (runtime !== 'process' && runtime !== 'container' && runtime !== 'emulated') {
+    throw new BatonError('ERR_INVALID_CONFIG', `--runtime must be process, container or emulated, got '${runtime}'`);
+  }
   const workers = Number(flags['workers'] ?? 1);
   if (!Number.isInteger(workers) || workers < 1 || workers > 10_000) throw new BatonError('ERR_INVALID_CONFIG', `--workers must be an integer in [1, 10000], got '${flags['workers']}'`);
-  if (runtime === 'process' && workers > 1) {
+  if (runtime !== 'emulated' && workers > 1) {
     throw new BatonError('ERR_INVALID_CONFIG', '--workers above 1 needs --runtime emulated (process-runtime workers on one machine would offer its capacity several times)');
   }
   return { dataDir: resolve(String(flags['data-dir'] ?? './.baton')), offset, logLevel: String(flags['log-level'] ?? 'warn'), runtime, workers };
@@ -139,11 +143,13 @@ async function runUp(argv: string[]): Promise<number> {
     await waitHealthy(`${cpUrl}/healthz`, children);
     const workerArgs = ['--port', String(10010 + offset), '--data-dir', join(dataDir, 'worker'), '--control-plane-url', cpUrl, '--log-level', logLevel];
     if (runtime === 'emulated') workerArgs.push('--runtime', 'emulated', '--emulate', String(workers === 1 ? 0 : workers));
+    if (runtime === 'container') workerArgs.push('--runtimes', '["process","container"]');
     children.push(spawnDaemon('worker', workerArgs));
     children.push(spawnDaemon('dataplane', ['--port', String(dpPort), '--internal-port', String(8081 + offset), '--data-dir', join(dataDir, 'dataplane'), '--control-plane-url', cpUrl, '--log-level', logLevel]));
     await waitHealthy(`http://127.0.0.1:${10010 + offset}/healthz`, children);
     await waitHealthy(`http://127.0.0.1:${8081 + offset}/healthz`, children);
     if (runtime === 'process') await deployHello(cpUrl);
+    else if (runtime === 'container') await deployContainerHello(cpUrl);
     else await deployEmulatedHello(cpUrl);
   } catch (err) {
     await stopAll();
@@ -158,7 +164,9 @@ async function runUp(argv: string[]): Promise<number> {
     `  data plane     http://127.0.0.1:${dpPort}`,
     `  worker         http://127.0.0.1:${10010 + offset}${runtime === 'emulated' ? ` (${workers} emulated worker${workers === 1 ? '' : 's'})` : ''}`,
     '',
-    runtime === 'process' ? 'Deployed examples/hello as the function "hello". Try:' : 'Deployed the emulated function "hello" (it waits x-baton-exec-ms, then answers). Try:',
+    runtime === 'process' ? 'Deployed examples/hello as the function "hello". Try:'
+      : runtime === 'container' ? 'Deployed examples/hello as the container function "hello" (an image built from this machine\'s node). Try:'
+        : 'Deployed the emulated function "hello" (it waits x-baton-exec-ms, then answers). Try:',
     `  curl ${runtime === 'emulated' ? '-H "x-baton-exec-ms: 50" ' : ''}http://127.0.0.1:${dpPort}/fn/hello/`,
     `  npx baton invoke hello${offset === 0 ? '' : ` --url ${cpUrl} --dataplane-url http://127.0.0.1:${dpPort}`}`,
     '',
@@ -210,6 +218,21 @@ async function deployEmulatedHello(cpUrl: string): Promise<void> {
     });
   } finally {
     await client.close();
+  }
+}
+
+/** examples/hello as a container function: an image built here (base node), then deployed. */
+async function deployContainerHello(cpUrl: string): Promise<void> {
+  const plan = await loadManifest(join(HELLO_DIR, 'baton.yaml'));
+  const { buildImage } = await import('./image/image-builder.ts');
+  const image = join(tmpdir(), `baton-hello-${process.pid}.tar.gz`);
+  await writeFile(image, await buildImage({ dir: plan.dir ?? HELLO_DIR, base: 'node', handler: 'index.handler' }));
+  const client = new BatonClient({ url: cpUrl });
+  try {
+    await deployPlan(client, { spec: { ...plan.spec, runtime: 'container' }, image });
+  } finally {
+    client.close();
+    await rm(image, { force: true });
   }
 }
 

@@ -13,6 +13,7 @@ import { loadgenAnalyzeCommand, loadgenPlanCommand, loadgenSynthCommand } from '
 import { loadgenRunCommand } from './commands/loadgen-run.ts';
 import { logsCommand } from './commands/logs.ts';
 import { statusCommand } from './commands/status.ts';
+import { imageCommand } from './commands/image.ts';
 
 /**
  * The `baton` entry point. Client commands talk to a running cluster; daemon commands start one
@@ -20,7 +21,7 @@ import { statusCommand } from './commands/status.ts';
  */
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
-  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, invocationsCommand, dlqCommand,
+  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, invocationsCommand, dlqCommand, imageCommand,
 ].map((c) => [c.name, c]));
 
 /** `baton loadgen SUB`: each subcommand is a Command named `loadgen SUB`. */

@@ -136,6 +136,7 @@ export interface DeployFlags {
   readonly minScale?: string | undefined;
   readonly maxScale?: string | undefined;
   readonly memory?: string | undefined;
+  readonly maxPids?: string | undefined;
   readonly cpu?: string | undefined;
   readonly timeoutMs?: string | undefined;
   readonly env?: readonly string[] | undefined;
@@ -161,7 +162,7 @@ export function applyDeployFlags(base: DeployPlan | undefined, flags: DeployFlag
   if (flags.timeoutMs !== undefined) spec['timeoutMs'] = toNumber('timeout-ms', flags.timeoutMs);
   const scaling = pick({ minScale: flags.minScale, maxScale: flags.maxScale }, { minScale: 'min-scale', maxScale: 'max-scale' });
   if (scaling !== undefined) spec['scaling'] = { ...(spec['scaling'] as object | undefined), ...scaling };
-  const resources = pick({ memoryMiB: flags.memory, cpuMilli: flags.cpu }, { memoryMiB: 'memory', cpuMilli: 'cpu' });
+  const resources = pick({ memoryMiB: flags.memory, cpuMilli: flags.cpu, maxPids: flags.maxPids }, { memoryMiB: 'memory', cpuMilli: 'cpu', maxPids: 'max-pids' });
   if (resources !== undefined) spec['resources'] = { ...(spec['resources'] as object | undefined), ...resources };
   if (flags.env !== undefined && flags.env.length > 0) {
     spec['env'] = { ...(spec['env'] as object | undefined), ...parseEnvPairs(flags.env) };

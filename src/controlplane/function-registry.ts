@@ -137,7 +137,7 @@ export class FunctionRegistry {
 
   async #requireArtifact(spec: FunctionSpec): Promise<void> {
     // An emulated function runs no code: an artifact it names is never fetched, so not checked.
-    if (spec.runtime === 'process' && spec.artifact !== undefined && !(await this.#o.store.hasBlob(spec.artifact))) {
+    if (spec.runtime !== 'emulated' && spec.artifact !== undefined && !(await this.#o.store.hasBlob(spec.artifact))) {
       throw new BatonError('ERR_INVALID_SPEC', `invalid function spec: artifact: no artifact ${spec.artifact} has been uploaded`, {
         details: { issues: [{ field: 'artifact', rule: 'must be the digest of an uploaded artifact (PUT /v1/artifacts)' }] },
       });

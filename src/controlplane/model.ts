@@ -1,3 +1,4 @@
+import { FailureHistory } from './failure-history.ts';
 import type { Backoff } from '../core/backoff.ts';
 import { FlatRecords } from '../core/flat-records.ts';
 import type { Timer } from '../core/clock.ts';
@@ -130,7 +131,7 @@ export class FunctionEntry {
 /**
  * A function's sandboxes and what the plan executor keeps about them: the set itself (looked up by
  * id in the sandbox table, never here), whether placement last found no room, the back-off after
- * failed creations, and the recent cold starts shown by describe.
+ * failed creations, and the recent cold starts and failures shown by describe.
  */
 export class FunctionSandboxes {
   readonly items = new SlotSet<Sandbox, 'functionSlot'>('functionSlot');
@@ -139,6 +140,7 @@ export class FunctionSandboxes {
   /** Set after a failed creation, while it waits before creating again (see PlanExecutor). */
   backoff: { readonly delays: Backoff; timer: Timer | undefined } | undefined = undefined;
   readonly recentColdStarts = new ColdStartHistory();
+  readonly recentFailures = new FailureHistory();
 
   get size(): number {
     return this.items.size;

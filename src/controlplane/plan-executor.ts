@@ -102,10 +102,12 @@ export class PlanExecutor {
         this.#onReady(sandbox, event.address, event.breakdown);
         return;
       case 'failed':
+        sandbox.fn.sandboxes.recentFailures.record(sandbox.worker.id, event, wallTimeMs());
         this.#onFailure(sandbox, event.code, `creation failed: ${event.message}`);
         return;
       case 'exited':
-        this.#onFailure(sandbox, 'ERR_SANDBOX_FAILED', `exited (code ${event.exitCode}, signal ${event.signal})`);
+        sandbox.fn.sandboxes.recentFailures.record(sandbox.worker.id, event, wallTimeMs());
+        this.#onFailure(sandbox, 'ERR_SANDBOX_FAILED', `exited (code ${event.exitCode}, signal ${event.signal}${event.reason === undefined ? '' : `, reason ${event.reason}`})`);
         return;
       default: {
         const never: never = event;
@@ -349,5 +351,6 @@ export function toSandboxFunction(fn: FunctionEntry): SandboxFunction {
     ...(spec.command === undefined ? {} : { command: spec.command }),
     ...(spec.lambdaRuntimeApi === true ? { lambdaRuntimeApi: true } : {}),
     concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, env: spec.env, resources: spec.resources,
+    ...(spec.runtime === 'container' ? { network: spec.network } : {}),
   };
 }

@@ -122,6 +122,7 @@ function describeFunction(fn: FunctionEntry, deps: RouteDeps): unknown {
       outdated: counts.outdatedReady, isPanicking: scaling?.isPanicking ?? false, reason: scaling?.reason ?? 'idle',
     },
     recentColdStarts: fn.sandboxes.recentColdStarts.entries().map((c) => ({ sandboxId: c.sandboxId, workerId: c.workerId, at: new Date(c.readyAtWallMs).toISOString(), breakdown: c.breakdown })),
+    recentFailures: fn.sandboxes.recentFailures.entries(),
   };
 }
 

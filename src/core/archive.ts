@@ -6,7 +6,7 @@ import { Header, Pax, Parser, Unpack, type ReadEntry } from 'tar';
 import { BatonError } from './errors.ts';
 
 /**
- * Function artifacts are gzipped tar archives, addressed by the sha256 of their bytes. This module
+ * Function artifacts are gzipped tar archives (or plain tar ones, as `docker save` writes), addressed by the sha256 of their bytes. This module
  * checks them before anything touches the disk: every entry must stay inside the tree (no absolute
  * path, no `..`, no symlink that resolves outside, no writing through a symlink), only regular
  * files, directories and symlinks are allowed, and the sizes are bounded. node-tar parses and
@@ -161,8 +161,16 @@ async function feedTar(tgz: Buffer, limits: ArchiveLimits, checker: EntryChecker
   if (tgz.length > limits.maxPackedBytes) {
     throw new BatonError('ERR_ARTIFACT_TOO_LARGE', `artifact is ${tgz.length} bytes packed; the limit is ${limits.maxPackedBytes}`);
   }
+  if (isPlainTar(tgz)) {
+    // An uncompressed tar (e.g. a `docker save` image archive): the same checks, no gunzip.
+    if (tgz.length > limits.maxUnpackedBytes + (limits.maxEntries + 4) * 2048) {
+      throw new BatonError('ERR_ARTIFACT_TOO_LARGE', `artifact unpacks to more than ${limits.maxUnpackedBytes} bytes`);
+    }
+    await feedPlainTar(tgz, checker, sink);
+    return;
+  }
   if (tgz.length < 2 || tgz[0] !== 0x1f || tgz[1] !== 0x8b) {
-    throw new BatonError('ERR_INVALID_ARTIFACT', 'artifact is not gzip-compressed');
+    throw new BatonError('ERR_INVALID_ARTIFACT', 'artifact is neither a gzipped tar nor a tar');
   }
   const rawLimit = limits.maxUnpackedBytes + (limits.maxEntries + 4) * 2048;
   await new Promise<void>((resolve, reject) => {
@@ -196,7 +204,11 @@ async function feedTar(tgz: Buffer, limits: ArchiveLimits, checker: EntryChecker
         return;
       }
       try {
-        sink.write(chunk);
+        // Large entries (an image's blobs) fill the parser: wait for it rather than pile up writes.
+        if (!sink.write(chunk)) {
+          gunzip.pause();
+          sink.once('drain', () => gunzip.resume());
+        }
       } catch (err) {
         fail(err);
         return;
@@ -216,6 +228,32 @@ async function feedTar(tgz: Buffer, limits: ArchiveLimits, checker: EntryChecker
       }
     });
     gunzip.end(tgz);
+  });
+}
+
+/** A POSIX (`ustar\0`) or GNU (`ustar `) tar header at the start. */
+export function isPlainTar(buf: Buffer): boolean {
+  return buf.length >= 512 && buf.toString('latin1', 257, 262) === 'ustar';
+}
+
+function feedPlainTar(tar: Buffer, checker: EntryChecker, sink: Parser): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let isDone = false;
+    const finish = (err?: unknown): void => {
+      if (isDone) return;
+      isDone = true;
+      if (err !== undefined) reject(asArtifactError(err));
+      else if (checker.error !== undefined) reject(checker.error);
+      else resolve();
+    };
+    sink.on('error', finish);
+    sink.on('end', () => finish());
+    sink.on('close', () => finish());
+    try {
+      sink.end(tar);
+    } catch (err) {
+      finish(err);
+    }
   });
 }
 

@@ -44,10 +44,28 @@ export const workerConfigSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /**
    * The one runtime this worker offers. Unset: `emulated` when `emulate` > 0, else `process`.
-   * A worker has exactly one: an emulated worker's capacity is make-believe, and real sandboxes
+   * An emulated worker offers nothing else: its capacity is make-believe, and real sandboxes
    * placed against it would overcommit the machine.
    */
   runtime: z.enum(RUNTIMES).optional(),
+  /**
+   * The real runtimes this worker offers at once, e.g. `[process, container]` (instead of
+   * `runtime`); it registers all of them and placement sends it functions of either.
+   */
+  runtimes: z.array(z.enum(['process', 'container'])).min(1).max(2).optional(),
+  /** OCI runtime binary of the container runtime: `crun` (default) or `runc` (a name on PATH or a path). */
+  ociRuntime: z.string().min(1).default('crun'),
+  /** Worker-local IPv4 network of container sandboxes (`.1` is the worker's bridge); distinct per worker on a host. */
+  containerSubnet: z.string().default('10.213.0.0/24'),
+  /** Network namespaces kept ready for container sandboxes (made ahead, off the cold-start path). */
+  containerNetnsPool: z.number().int().min(0).max(256).default(4),
+  /** uid and gid of container sandboxes whose image names no non-root user; never 0. */
+  containerUid: z.number().int().min(1).max(4_294_967_294).default(64_000),
+  containerGid: z.number().int().min(1).max(4_294_967_294).default(64_000),
+  /** Largest unpacked image (sum of file sizes over its layers), bytes. */
+  maxImageBytes: z.number().int().min(1).default(2048 * MIB),
+  /** Most entries over an image's layers. */
+  maxImageEntries: z.number().int().min(1).default(500_000),
   /**
    * Logical workers run by this process, each with its own id (`<workerId>-<i>`), capacity
    * (`cpuMilli`, `memoryMiB` each), registration, heartbeats and sandboxes, all emulated.
@@ -68,8 +86,14 @@ export const workerConfigSchema = z.strictObject({
   /** Seed of the emulated latency samples (logical worker i: this + i); 0 = from the crypto source. */
   randomSeed: z.number().int().min(0).default(0),
 }).superRefine((config, ctx) => {
-  if (config.emulate > 0 && config.runtime === 'process') {
+  if (config.emulate > 0 && config.runtime !== undefined && config.runtime !== 'emulated') {
     ctx.addIssue({ code: 'custom', path: ['runtime'], message: 'must be emulated (or unset) when emulate > 0' });
+  }
+  if (config.runtimes !== undefined && (config.emulate > 0 || config.runtime !== undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['runtimes'], message: 'cannot be combined with runtime or emulate' });
+  }
+  if (config.runtimes !== undefined && new Set(config.runtimes).size !== config.runtimes.length) {
+    ctx.addIssue({ code: 'custom', path: ['runtimes'], message: 'must not repeat a runtime' });
   }
   if (config.emulatedPort > 0 && config.emulatedPort + Math.max(0, config.emulate - 1) > 65_535) {
     ctx.addIssue({ code: 'custom', path: ['emulatedPort'], message: `emulatedPort + emulate - 1 must be at most 65535 (one port per emulated worker)` });
@@ -84,9 +108,14 @@ export function parseWorkerConfig(input: unknown): WorkerConfig {
   return Object.freeze(parseOrThrow(workerConfigSchema, input, 'ERR_INVALID_CONFIG', 'worker config'));
 }
 
-/** The worker's one runtime: `runtime`, or `emulated` when `emulate` > 0, else `process`. */
+/** The worker's main runtime: `runtimes[0]`, `runtime`, or `emulated` when `emulate` > 0, else `process`. */
 export function workerRuntimeOf(config: WorkerConfig): RuntimeName {
-  return config.runtime ?? (config.emulate > 0 ? 'emulated' : 'process');
+  return config.runtimes?.[0] ?? config.runtime ?? (config.emulate > 0 ? 'emulated' : 'process');
+}
+
+/** Every runtime the worker offers: `runtimes`, else its one runtime. */
+export function workerRuntimesOf(config: WorkerConfig): RuntimeName[] {
+  return config.runtimes !== undefined ? [...config.runtimes] : [workerRuntimeOf(config)];
 }
 
 /** `<hostname>-<port>`, with characters an id may not hold replaced by `-`. */

@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { RpcConnection } from '../transport/rpc-client.ts';
@@ -16,7 +16,10 @@ import { JsonClient } from '../transport/json-client.ts';
 import { closeServer, listen } from '../transport/listen.ts';
 import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
 import { ArtifactCache } from './artifact-cache.ts';
-import { defaultWorkerId, workerRuntimeOf, type WorkerConfig } from './config.ts';
+import { defaultWorkerId, workerRuntimeOf, workerRuntimesOf, type WorkerConfig } from './config.ts';
+import { ContainerRuntime } from './container/container-runtime.ts';
+import { execTool } from './container/exec.ts';
+import { assertContainerPrerequisites } from './container/prerequisites.ts';
 import { ControlPlaneLink, type HeartbeatTicker } from './control-plane-link.ts';
 import { EmulatedRuntime } from './emulated/emulated-runtime.ts';
 import { createResponder, type ResponderHandler } from './emulated/http-responder.ts';
@@ -76,8 +79,8 @@ const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
 
 /**
  * The worker's composition root: serves the internal API and registers with the control plane
- * (retrying until it answers). With the process runtime it first stops sandboxes a previous run
- * left and loads the artifact cache. With the emulated runtime each worker also listens for the
+ * (retrying until it answers). With real runtimes (process, container) it first checks their
+ * prerequisites, stops sandboxes a previous run left and loads the artifact cache. With the emulated runtime each worker also listens for the
  * invocations of its sandboxes; with `emulate: N` the process is N logical workers, each served
  * under `<url>/w/<i>` and registered on its own. Signal handling belongs to the CLI, not here.
  */
@@ -113,8 +116,8 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   };
 
   try {
-    if (workerRuntimeOf(config) === 'process') {
-      nodes.push(await createProcessNode(shared, workerId, url));
+    if (workerRuntimeOf(config) !== 'emulated') {
+      nodes.push(await createRealNode(shared, workerId, url));
     } else if (config.emulate === 0) {
       nodes.push(await createEmulatedNode(shared, workerId, url, 0, seedOf(config)));
     } else {
@@ -136,7 +139,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     ({ handle, dispatch } = routeByWorker(nodes, registry));
   }
   for (const node of nodes) node.link.start();
-  logger.info({ url, workerId, workers: nodes.length, runtime: workerRuntimeOf(config), controlPlaneUrl: config.controlPlaneUrl }, 'worker started');
+  logger.info({ url, workerId, workers: nodes.length, runtimes: workerRuntimesOf(config), controlPlaneUrl: config.controlPlaneUrl }, 'worker started');
 
   let closing: Promise<void> | undefined;
   const close = (closeOptions: { keepSandboxes?: boolean } = {}): Promise<void> => {
@@ -156,25 +159,50 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   return { url, workerId, workers: nodes.map((n) => ({ workerId: n.workerId, url: n.url })), close };
 }
 
-/** The one worker of a process-runtime process: leftovers stopped, artifact cache loaded. */
-async function createProcessNode(shared: Shared, workerId: string, url: string): Promise<WorkerNode> {
+/**
+ * The one worker of a process with real runtimes (process and/or container): prerequisites
+ * checked, leftovers of a previous run stopped, artifact cache loaded.
+ */
+async function createRealNode(shared: Shared, workerId: string, url: string): Promise<WorkerNode> {
   const { config, clock, logger, client } = shared;
   const dataDir = path.resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true });
-  const runtime = new ProcessRuntime({
-    dataDir, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
-    logBufferLines: config.logBufferLines, clock, logger: logger.child({ component: 'process-runtime' }),
-  });
-  const leftovers = await runtime.cleanupLeftovers();
-  if (leftovers > 0) logger.info({ count: leftovers }, 'stopped sandboxes left by a previous run');
+  const runtimes: (ProcessRuntime | ContainerRuntime)[] = [];
+  for (const name of workerRuntimesOf(config)) {
+    if (name === 'process') {
+      runtimes.push(new ProcessRuntime({
+        dataDir, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
+        logBufferLines: config.logBufferLines, clock, logger: logger.child({ component: 'process-runtime' }),
+      }));
+    } else if (name === 'container') {
+      await assertContainerPrerequisites(execTool, config.ociRuntime);
+      runtimes.push(new ContainerRuntime({
+        dataDir: path.join(dataDir, 'container'), tag: containerTagOf(workerId, dataDir), ociRuntime: config.ociRuntime,
+        subnet: config.containerSubnet, netnsPoolSize: config.containerNetnsPool, uid: config.containerUid, gid: config.containerGid,
+        imageLimits: { maxBytes: config.maxImageBytes, maxEntries: config.maxImageEntries },
+        readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs, logBufferLines: config.logBufferLines,
+        clock, logger: logger.child({ component: 'container-runtime' }), exec: execTool,
+      }));
+    }
+  }
+  for (const runtime of runtimes) {
+    const leftovers = await runtime.cleanupLeftovers();
+    if (leftovers > 0) logger.info({ runtime: runtime.name, count: leftovers }, 'stopped sandboxes left by a previous run');
+    if (runtime instanceof ContainerRuntime) await runtime.start();
+  }
   const limits = { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxArtifactEntries };
   const artifacts = new ArtifactCache({
     dir: path.join(dataDir, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),
     source: { fetch: (digest, o) => client.getBytes(`/v1/artifacts/${digest}`, { ...o, timeoutMs: ARTIFACT_FETCH_TIMEOUT_MS }) },
   });
   await artifacts.load();
-  logger.info({ dataDir }, 'process runtime ready');
-  return createNode(shared, workerId, url, runtime, artifacts, async () => undefined);
+  logger.info({ dataDir, runtimes: runtimes.map((r) => r.name) }, 'runtimes ready');
+  return createNode(shared, workerId, url, runtimes, artifacts, async () => undefined);
+}
+
+/** Six hex digits naming this worker's host objects (cgroups, namespaces, bridge): the same across its restarts. */
+function containerTagOf(workerId: string, dataDir: string): string {
+  return createHash('sha256').update(`${workerId}\0${dataDir}`).digest('hex').slice(0, 6);
 }
 
 /** Emulated sandboxes fetch nothing (their runtime says so); this is never called. */
@@ -199,14 +227,14 @@ async function createEmulatedNode(shared: Shared, workerId: string, url: string,
   });
   const invocations = createInvocationHandler({ workerId, runtime, clock });
   handle = invocations.handle;
-  return createNode(shared, workerId, url, runtime, NO_ARTIFACTS, async () => {
+  return createNode(shared, workerId, url, [runtime], NO_ARTIFACTS, async () => {
     invocations.close();
     await server.close();
   });
 }
 
 function createNode(
-  shared: Shared, workerId: string, url: string, runtime: SandboxRuntime, artifacts: WorkerDeps['artifacts'], closeRuntimeServer: () => Promise<void>,
+  shared: Shared, workerId: string, url: string, runtimes: readonly SandboxRuntime[], artifacts: WorkerDeps['artifacts'], closeRuntimeServer: () => Promise<void>,
 ): WorkerNode {
   const { config, clock, client, registry, metrics, ticker } = shared;
   const log = shared.logger.child({ workerId });
@@ -217,7 +245,7 @@ function createNode(
     ...(shared.events === undefined ? {} : { defer: shared.events.defer }),
     onUnknownWorker: () => link?.requestRegistration(),
   });
-  const worker = new Worker({ runtimes: [runtime], artifacts, events, clock, logger: log, metrics, maxConcurrentStarts: config.maxConcurrentStarts });
+  const worker = new Worker({ runtimes, artifacts, events, clock, logger: log, metrics, maxConcurrentStarts: config.maxConcurrentStarts });
   const router = createWorkerRouter(worker, registry, {
     onError: (err) => { if (err.status >= 500) log.error({ code: err.code, err: err.message }, 'request failed'); },
   });

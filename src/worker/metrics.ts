@@ -1,15 +1,17 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
-import type { SandboxState } from '../api/worker.ts';
+import type { FailureReason, SandboxState } from '../api/worker.ts';
 import { COLD_START_BUCKETS_SECONDS, CounterFamily, type MetricsRegistry } from '../observability/metrics.ts';
 
 export type CreationOutcome = 'ready' | 'failed' | 'cancelled';
-export type ColdStartPhase = 'fetch' | 'start' | 'ready' | 'total';
+export type ColdStartPhase = 'fetch' | 'unpack' | 'bundle' | 'network' | 'start' | 'ready' | 'total';
 
 /** The worker's own metrics. Labels are bounded: function names and fixed sets, never sandbox ids. */
 export interface WorkerMetrics {
   creation(fn: string, outcome: CreationOutcome): void;
   coldStart(phase: ColdStartPhase, ms: number): void;
   exit(fn: string): void;
+  /** A sandbox that failed to start or stopped on its own, by why and under which runtime. */
+  failure(reason: FailureReason, runtime: string): void;
 }
 
 export function createWorkerMetrics(registry: MetricsRegistry, countByState: () => Record<SandboxState, number>): WorkerMetrics {
@@ -35,14 +37,21 @@ export function createWorkerMetrics(registry: MetricsRegistry, countByState: () 
   });
   const coldStart = new Histogram({
     name: 'baton_worker_cold_start_seconds',
-    help: 'Sandbox creation latency on the worker by phase: fetch (artifact), start (spawn to alive), ready (alive to ready), total.',
+    help: 'Sandbox creation latency on the worker by phase: fetch (artifact), unpack (image), bundle and network (containers), start (spawn to alive), ready (alive to ready), total.',
     labelNames: ['phase'] as const,
     buckets: COLD_START_BUCKETS_SECONDS,
     registers: [registry],
   });
   const phases: Record<ColdStartPhase, Histogram.Internal<'phase'>> = {
-    fetch: coldStart.labels('fetch'), start: coldStart.labels('start'), ready: coldStart.labels('ready'), total: coldStart.labels('total'),
+    fetch: coldStart.labels('fetch'), unpack: coldStart.labels('unpack'), bundle: coldStart.labels('bundle'), network: coldStart.labels('network'),
+    start: coldStart.labels('start'), ready: coldStart.labels('ready'), total: coldStart.labels('total'),
   };
+  const failures = new Counter({
+    name: 'baton_worker_sandbox_failures_total',
+    help: 'Sandboxes that failed to start or stopped on their own, by reason (exit, signal, oom, start-timeout, start-error) and runtime.',
+    labelNames: ['reason', 'runtime'] as const,
+    registers: [registry],
+  });
   const exits = new Counter({
     name: 'baton_worker_sandbox_exits_total',
     help: 'Sandboxes that exited on their own (not deleted) by function.',
@@ -57,10 +66,11 @@ export function createWorkerMetrics(registry: MetricsRegistry, countByState: () 
     },
     coldStart: (phase, ms) => phases[phase].observe(ms / 1000),
     exit: (fn) => exits.inc({ function: fn }),
+    failure: (reason, runtime) => failures.inc({ reason, runtime }),
   };
 }
 
 const OUTCOMES: readonly CreationOutcome[] = ['ready', 'failed', 'cancelled'];
 
 /** Metrics that record nothing, for tests and embedding. */
-export const noopWorkerMetrics: WorkerMetrics = { creation: () => undefined, coldStart: () => undefined, exit: () => undefined };
+export const noopWorkerMetrics: WorkerMetrics = { creation: () => undefined, coldStart: () => undefined, exit: () => undefined, failure: () => undefined };

@@ -1,9 +1,9 @@
 import type { RuntimeName } from '../api/function-spec.ts';
-import type { SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
+import type { FailureReason, SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
 import type { CancelSignal } from '../core/cancellation.ts';
 
 /**
- * What the worker core needs from a sandbox runtime (process and emulated; container later). A runtime starts and stops sandboxes and tells when one dies on its own; the core keeps
+ * What the worker core needs from a sandbox runtime (process, container and emulated). A runtime starts and stops sandboxes and tells when one dies on its own; the core keeps
  * the table, the events and the metrics.
  */
 export interface SandboxRuntime {
@@ -43,10 +43,16 @@ export interface StartedSandbox {
   readonly startMs: number;
   /** Process alive → ready signal (or first accepted connection), ms. */
   readonly readyMs: number;
+  /** Container runtime: image unpack, bundle and network phases before the start, ms. */
+  readonly unpackMs?: number;
+  readonly bundleMs?: number;
+  readonly networkMs?: number;
 }
 
 export interface SandboxExit {
   readonly sandboxId: string;
   readonly exitCode: number | null;
   readonly signal: string | null;
+  /** `exit`, `signal` or `oom` (absent: the runtime cannot tell an OOM kill from a signal). */
+  readonly reason?: FailureReason;
 }

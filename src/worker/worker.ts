@@ -11,6 +11,7 @@ import type { CachedArtifact } from './artifact-cache.ts';
 import type { EventSink } from './event-sink.ts';
 import { noopWorkerMetrics, type WorkerMetrics } from './metrics.ts';
 import type { SandboxExit, SandboxRuntime } from './runtime.ts';
+import { FAILURE_REASONS, type FailureReason } from '../api/worker.ts';
 
 export interface WorkerDeps {
   readonly runtimes: readonly SandboxRuntime[];
@@ -85,7 +86,7 @@ export class Worker {
       accepted += 1;
       const runtime = this.#runtimes.get(fn.runtime);
       if (runtime === undefined) {
-        this.#fail(sandboxId, fn, new BatonError('ERR_RUNTIME_UNAVAILABLE', `this worker has no ${fn.runtime} runtime`));
+        this.#fail(sandboxId, fn, new BatonError('ERR_RUNTIME_UNAVAILABLE', `this worker has no ${fn.runtime} runtime`), fn.runtime);
         continue;
       }
       const entry: SandboxEntry = {
@@ -111,7 +112,12 @@ export class Worker {
         await entry.runtime.delete(sandboxId);
         throw abort.reason;
       }
-      const breakdown = { fetchMs: artifact.fetchMs, startMs: started.startMs, readyMs: started.readyMs, totalMs: clock.now() - acceptedAt };
+      const breakdown = {
+        fetchMs: artifact.fetchMs, startMs: started.startMs, readyMs: started.readyMs, totalMs: clock.now() - acceptedAt,
+        ...(started.unpackMs === undefined ? {} : { unpackMs: started.unpackMs }),
+        ...(started.bundleMs === undefined ? {} : { bundleMs: started.bundleMs }),
+        ...(started.networkMs === undefined ? {} : { networkMs: started.networkMs }),
+      };
       entry.state = 'ready';
       entry.address = started.address;
       if (started.pid !== undefined) entry.pid = started.pid;
@@ -121,6 +127,9 @@ export class Worker {
       this.#metrics.coldStart('start', breakdown.startMs);
       this.#metrics.coldStart('ready', breakdown.readyMs);
       this.#metrics.coldStart('total', breakdown.totalMs);
+      if (started.unpackMs !== undefined) this.#metrics.coldStart('unpack', started.unpackMs);
+      if (started.bundleMs !== undefined) this.#metrics.coldStart('bundle', started.bundleMs);
+      if (started.networkMs !== undefined) this.#metrics.coldStart('network', started.networkMs);
       // Guarded: the fields object would be built for every cold start even with debug off.
       if (logger.isLevelEnabled('debug')) logger.debug({ sandboxId, fn: fn.name, ...breakdown }, 'sandbox ready');
     } catch (err) {
@@ -128,7 +137,7 @@ export class Worker {
       if (abort.aborted) {
         this.#metrics.creation(fn.name, 'cancelled');
       } else {
-        this.#fail(sandboxId, fn, toBatonError(err));
+        this.#fail(sandboxId, fn, toBatonError(err), entry.runtime.name);
       }
     } finally {
       release?.();
@@ -144,8 +153,10 @@ export class Worker {
     return this.#deps.artifacts.ensure(entry.fn.artifact, entry.abort.toAbortSignal());
   }
 
-  #fail(sandboxId: string, fn: SandboxFunction, err: BatonError): void {
-    this.#deps.events.push({ type: 'failed', sandboxId, code: err.code, message: err.message });
+  #fail(sandboxId: string, fn: SandboxFunction, err: BatonError, runtime: string): void {
+    const reason = failureReasonOf(err);
+    this.#deps.events.push({ type: 'failed', sandboxId, code: err.code, message: err.message, ...(reason === undefined ? {} : { reason }) });
+    if (reason !== undefined) this.#metrics.failure(reason, runtime);
     this.#metrics.creation(fn.name, 'failed');
     this.#deps.logger.warn({ sandboxId, fn: fn.name, code: err.code, err: err.message }, 'sandbox creation failed');
   }
@@ -154,8 +165,10 @@ export class Worker {
     const entry = this.#table.get(exit.sandboxId);
     if (entry === undefined || entry.state === 'stopping') return;
     this.#table.delete(exit.sandboxId);
-    this.#deps.events.push({ type: 'exited', sandboxId: exit.sandboxId, exitCode: exit.exitCode, signal: exit.signal });
+    const reason = exit.reason ?? (exit.signal !== null ? 'signal' : 'exit');
+    this.#deps.events.push({ type: 'exited', sandboxId: exit.sandboxId, exitCode: exit.exitCode, signal: exit.signal, reason });
     this.#metrics.exit(entry.fn.name);
+    this.#metrics.failure(reason, entry.runtime.name);
   }
 
   /**
@@ -236,4 +249,10 @@ export class Worker {
   #assertRunning(): void {
     if (this.#lifecycle !== 'running') throw new BatonError('ERR_SHUTTING_DOWN', 'the worker is closing');
   }
+}
+
+/** The reason a runtime put in a start failure's details (`{ reason }`), if any. */
+function failureReasonOf(err: BatonError): FailureReason | undefined {
+  const reason = (err.details as { reason?: unknown } | undefined)?.reason;
+  return typeof reason === 'string' && (FAILURE_REASONS as readonly string[]).includes(reason) ? reason as FailureReason : undefined;
 }

@@ -236,7 +236,7 @@ describe('worker with the process runtime', () => {
     assert.ok(pid !== undefined);
     process.kill(pid, 'SIGKILL');
     const exited = await waitFor(() => cp.events.find((e) => e.sandboxId === 'victim-1' && e.type === 'exited'));
-    assert.deepEqual(exited, { type: 'exited', sandboxId: 'victim-1', exitCode: null, signal: 'SIGKILL' });
+    assert.deepEqual(exited, { type: 'exited', sandboxId: 'victim-1', exitCode: null, signal: 'SIGKILL', reason: 'signal' });
     await waitFor(async () => (await sandboxInfo(worker, 'victim-1')) === undefined, { message: 'gone from the list' });
   });
 

@@ -23,9 +23,23 @@ test('a minimal spec compiles to the fully-defaulted form', () => {
   assert.equal(spec.runtime, 'process');
   assert.equal(spec.concurrency, 1);
   assert.deepEqual(spec.scaling, { ...SCALING_DEFAULTS });
-  assert.deepEqual(spec.resources, { cpuMilli: 100, memoryMiB: 128 });
+  assert.deepEqual(spec.resources, { cpuMilli: 100, memoryMiB: 128, maxPids: 256 });
   assert.equal(spec.timeoutMs, 60_000);
   assert.deepEqual(spec.env, {});
+  assert.equal(spec.network, 'none');
+});
+
+test('a container spec needs an image artifact; handler and command are optional, never both', () => {
+  const spec = parse({ name: 'img', runtime: 'container', artifact, resources: { maxPids: 32, diskMiB: 16 }, network: 'egress' });
+  assert.equal(spec.runtime, 'container');
+  assert.deepEqual(spec.resources, { cpuMilli: 100, memoryMiB: 128, maxPids: 32, diskMiB: 16 });
+  assert.equal(spec.network, 'egress');
+  assert.throws(() => parse({ name: 'img', runtime: 'container' }), { code: 'ERR_INVALID_SPEC', message: /artifact/ });
+  assert.throws(() => parse({ name: 'img', runtime: 'container', artifact, handler: 'index.handler', command: ['x'] }), { code: 'ERR_INVALID_SPEC', message: /handler/ });
+  assert.throws(() => parse({ name: 'img', runtime: 'container', artifact, network: 'host' }), { code: 'ERR_INVALID_SPEC', message: /network/ });
+  assert.throws(() => parse({ name: 'img', runtime: 'container', artifact, command: ['/bootstrap'], lambdaRuntimeApi: true }), { code: 'ERR_INVALID_SPEC', message: /lambdaRuntimeApi: is only for runtime process/ });
+  assert.throws(() => parse({ name: 'emu', runtime: 'emulated', lambdaRuntimeApi: true }), { code: 'ERR_INVALID_SPEC', message: /lambdaRuntimeApi/ });
+  assert.equal(parse({ name: 'cr', runtime: 'process', artifact, command: ['/bootstrap'], lambdaRuntimeApi: true }).lambdaRuntimeApi, true);
 });
 
 test('partial scaling settings keep the other defaults', () => {

@@ -87,7 +87,7 @@ test('an exit of a ready sandbox is reported; one after delete is not', async ()
   worker.delete(['b']);
   runtime.exit('b');
   await settle();
-  assert.deepEqual(events, [{ type: 'exited', sandboxId: 'a', exitCode: 1, signal: null }]);
+  assert.deepEqual(events, [{ type: 'exited', sandboxId: 'a', exitCode: 1, signal: null, reason: 'exit' }]);
   assert.deepEqual(runtime.deleted, ['b']);
   assert.deepEqual(worker.list(), []);
 });

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { FunctionRecord, FunctionSpecInput } from '../../api/function-spec.ts';
 import { packDirectory } from '../../core/archive.ts';
@@ -17,12 +17,15 @@ export const deployCommand: Command = {
   summary: 'create or update a function from a folder',
   usage: `baton deploy [-f baton.yaml] [NAME] [flags]
        baton deploy NAME --dir DIR (--handler FILE.EXPORT | --command "CMD ARGS…") [flags]
+       baton deploy NAME --image FILE --runtime container [--handler FILE.EXPORT | --command "CMD ARGS…"] [flags]
 
 Without NAME and -f, ./baton.yaml is used when present. Flags override the manifest.
 
 flags:
   -f, --file PATH       manifest (the spec's fields except artifact, plus dir)
   --dir DIR             folder to pack and upload (default: the manifest's folder)
+  --image FILE          an OCI image archive to upload instead (runtime container; see baton image build)
+  --max-pids N          processes per sandbox at most (default: 256; enforced by the container runtime)
   --handler FILE.EXPORT module and export of a handler function, e.g. index.handler
   --command "CMD ARGS"  an executable serving HTTP on $PORT (split like a shell, not run by one)
   --runtime NAME        sandbox runtime (default: process)
@@ -36,6 +39,8 @@ flags:
   options: {
     file: { type: 'string', short: 'f' },
     dir: { type: 'string' },
+    image: { type: 'string' },
+    'max-pids': { type: 'string' },
     handler: { type: 'string' },
     command: { type: 'string' },
     runtime: { type: 'string' },
@@ -54,17 +59,24 @@ flags:
 async function runDeploy(ctx: CommandContext): Promise<number> {
   const plan = await buildPlan(ctx);
   validateDraft(plan.spec);
-  if (plan.dir === undefined) throw new UsageError('--dir is required without a manifest (or pass -f baton.yaml)');
-  await assertDirectory(plan.dir);
+  const image = stringFlag(ctx.values, 'image');
+  let source: { dir: string } | { image: string };
+  if (image !== undefined) {
+    source = { image: resolve(ctx.io.cwd, image) };
+  } else {
+    if (plan.dir === undefined) throw new UsageError('--dir is required without a manifest (or pass -f baton.yaml, or --image FILE)');
+    await assertDirectory(plan.dir);
+    source = { dir: plan.dir };
+  }
 
-  const { action, record, digest, bytes } = await deployPlan(ctx.client(), { spec: plan.spec, dir: plan.dir }, ctx.io.signal);
+  const { action, record, digest, bytes } = await deployPlan(ctx.client(), { spec: plan.spec, ...source }, ctx.io.signal);
 
   if (ctx.isJson) {
     ctx.printJson({ action, function: record, artifact: { digest, bytes } });
     return 0;
   }
   ctx.print(`${action} function ${record.spec.name} (generation ${record.generation})`);
-  ctx.print(`  artifact  ${digest} (${bytes} bytes from ${plan.dir})`);
+  ctx.print(`  artifact  ${digest} (${bytes} bytes from ${'image' in source ? source.image : source.dir})`);
   ctx.print(`  invoke    baton invoke ${record.spec.name}`);
   return 0;
 }
@@ -90,19 +102,20 @@ export async function buildPlan(ctx: CommandContext): Promise<DeployPlan> {
     minScale: stringFlag(values, 'min-scale'),
     maxScale: stringFlag(values, 'max-scale'),
     memory: stringFlag(values, 'memory'),
+    maxPids: stringFlag(values, 'max-pids'),
     cpu: stringFlag(values, 'cpu'),
     timeoutMs: stringFlag(values, 'timeout-ms'),
     env: stringListFlag(values, 'env'),
   }, io.cwd);
 }
 
-/** Packs `dir`, uploads it, then creates the function or, when it exists, updates it. */
+/** Packs `dir` (or reads the image archive), uploads it, then creates the function or, when it exists, updates it. */
 export async function deployPlan(
   client: BatonClient,
-  plan: { readonly spec: DeployPlan['spec']; readonly dir: string },
+  plan: { readonly spec: DeployPlan['spec'] } & ({ readonly dir: string } | { readonly image: string }),
   signal?: AbortSignal,
 ): Promise<{ action: 'created' | 'updated'; record: FunctionRecord; digest: string; bytes: number }> {
-  const archive = await packDirectory(plan.dir);
+  const archive = 'image' in plan ? await readImage(plan.image) : await packDirectory(plan.dir);
   const { digest } = await client.uploadArtifact(archive, signal === undefined ? {} : { signal });
   const spec = { ...plan.spec, artifact: digest } as FunctionSpecInput;
   try {
@@ -111,6 +124,16 @@ export async function deployPlan(
     if (!(err instanceof BatonError) || err.code !== 'ERR_FUNCTION_EXISTS') throw err;
   }
   return { action: 'updated', record: await client.updateFunction(spec.name, spec), digest, bytes: archive.length };
+}
+
+async function readImage(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw new BatonError('ERR_INVALID_SPEC', `invalid function spec: image: cannot read '${file}': ${(err as Error).message}`, {
+      details: { issues: [{ field: 'image', rule: 'must be a readable OCI image archive (baton image build)' }] }, cause: err,
+    });
+  }
 }
 
 async function assertDirectory(dir: string): Promise<void> {

@@ -1,5 +1,5 @@
 import { stringify as toYaml } from 'yaml';
-import type { ColdStartRecord, SandboxInfo } from '../client.ts';
+import type { ColdStartRecord, SandboxFailureRecord, SandboxInfo } from '../client.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { formatAge, formatMs, formatTable } from '../format.ts';
 
@@ -8,7 +8,7 @@ const RECENT_COLD_STARTS = 10;
 /** `baton describe NAME`: spec, status, sandboxes and the latest cold-start breakdowns. */
 export const describeCommand: Command = {
   name: 'describe',
-  summary: 'show a function: spec, sandboxes, recent cold starts',
+  summary: 'show a function: spec, sandboxes, recent cold starts and failures',
   usage: 'baton describe NAME',
   options: {},
   positionals: { min: 1, max: 1, names: 'NAME' },
@@ -34,6 +34,10 @@ export const describeCommand: Command = {
     printSandboxes(ctx, sandboxes, now);
     ctx.print();
     printColdStarts(ctx, detail.recentColdStarts ?? []);
+    if ((detail.recentFailures ?? []).length > 0) {
+      ctx.print();
+      printFailures(ctx, detail.recentFailures ?? []);
+    }
     return 0;
   },
 };
@@ -60,6 +64,14 @@ function printColdStarts(ctx: CommandContext, coldStarts: readonly ColdStartReco
     const b = c.breakdown;
     return [c.sandboxId, c.workerId, c.at, formatMs(b.fetchMs), formatMs(b.startMs), formatMs(b.readyMs), formatMs(b.totalMs), formatMs(b.controlPlaneMs)];
   }))));
+}
+
+function printFailures(ctx: CommandContext, failures: readonly SandboxFailureRecord[]): void {
+  ctx.print('recent sandbox failures (newest first):');
+  ctx.print(indent(formatTable(['SANDBOX', 'WORKER', 'AT', 'REASON', 'DETAIL'], [...failures].reverse().map((f) => [
+    f.sandboxId, f.workerId, f.at, f.reason,
+    f.code !== undefined ? `${f.code}: ${f.message ?? ''}`.slice(0, 120) : f.signal != null ? `signal ${f.signal}` : `exit code ${f.exitCode ?? '-'}`,
+  ]))));
 }
 
 function indent(text: string): string {

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { SandboxFunction, SandboxLogsResponse } from '../../api/worker.ts';
+import type { FailureReason, SandboxFunction, SandboxLogsResponse } from '../../api/worker.ts';
 import type { CancelSignal } from '../../core/cancellation.ts';
 import type { Clock } from '../../core/clock.ts';
 import { createDeferred, type Deferred } from '../../core/deferred.ts';
@@ -167,7 +167,7 @@ export class ProcessRuntime implements SandboxRuntime {
       } else {
         cleanups.push(probeTcp(sandboxHost, port, clock, () => settle()));
       }
-      const timer = clock.setTimeout(() => settle(startFailed(sandbox.sandboxId, `not ready within ${readyTimeoutMs} ms${lastErrors(sandbox)}`)), readyTimeoutMs);
+      const timer = clock.setTimeout(() => settle(startFailed(sandbox.sandboxId, `not ready within ${readyTimeoutMs} ms${lastErrors(sandbox)}`, undefined, 'start-timeout')), readyTimeoutMs);
       cleanups.push(() => timer.cancel());
       const onAbort = (): void => settle(startFailed(sandbox.sandboxId, 'creation was cancelled'));
       signal.addEventListener('abort', onAbort, { once: true });
@@ -175,7 +175,7 @@ export class ProcessRuntime implements SandboxRuntime {
       void sandbox.exited.promise.then(async (exit) => {
         // The last stderr lines (often the reason) may still be in the pipe when `exit` fires.
         await outputDrained(sandbox.child, clock, 100);
-        settle(startFailed(sandbox.sandboxId, `exited before becoming ready (${describeExit(exit)})${lastErrors(sandbox)}`));
+        settle(startFailed(sandbox.sandboxId, `exited before becoming ready (${describeExit(exit)})${lastErrors(sandbox)}`, undefined, exit.signal !== null ? 'signal' : 'exit'));
       });
       if (signal.aborted) onAbort();
     });
@@ -326,8 +326,8 @@ function killGroup(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-function startFailed(sandboxId: string, why: string, cause?: unknown): BatonError {
-  return new BatonError('ERR_SANDBOX_START_FAILED', `sandbox ${sandboxId}: ${why}`, cause === undefined ? {} : { cause });
+function startFailed(sandboxId: string, why: string, cause?: unknown, reason: FailureReason = 'start-error'): BatonError {
+  return new BatonError('ERR_SANDBOX_START_FAILED', `sandbox ${sandboxId}: ${why}`, { details: { reason }, ...(cause === undefined ? {} : { cause }) });
 }
 
 function describeExit(exit: SandboxExit): string {
