@@ -7,8 +7,12 @@ export const controlPlaneConfigSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   /** REST API, internal API, /metrics and /healthz. 0 picks a free port. */
   port: z.number().int().min(0).max(65535).default(9090),
-  /** Embedded file store (functions, workers, data planes, artifact blobs). */
+  /** Embedded file store (functions, workers, data planes, artifact blobs), when `store` is `file`. */
   dataDir: z.string().default('./.baton/controlplane'),
+  /** Where slow-changing state lives: `file` (embedded, under `dataDir`) or `redis` (shared, at `redisUrl`). */
+  store: z.enum(['file', 'redis']).default('file'),
+  /** The Redis server of `store: redis`. */
+  redisUrl: z.string().regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   placementPolicy: z.enum(PLACEMENT_POLICIES).default('least-allocated'),
   evictionPolicy: z.enum(EVICTION_POLICIES).default('oldest'),

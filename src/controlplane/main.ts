@@ -11,7 +11,9 @@ import { createRegistry } from '../observability/metrics.ts';
 import { createEvictionPolicy } from '../policy/eviction/index.ts';
 import { createPlacementPolicy } from '../policy/placement/index.ts';
 import { FileStore } from '../store/file-store.ts';
+import { RedisStore } from '../store/redis-store.ts';
 import type { Store } from '../store/store.ts';
+import { Redis } from 'ioredis';
 import { JsonRouter } from '../transport/json-router.ts';
 import { Autoscaler } from './autoscaler.ts';
 import { ClusterState } from './cluster-state.ts';
@@ -41,7 +43,7 @@ export interface ControlPlaneDeps {
 export async function startControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
   const log = deps.logger ?? createLogger({ name: 'controlplane', level: config.logLevel });
   const clock = deps.clock ?? systemClock;
-  const store = deps.store ?? await FileStore.open(config.dataDir);
+  const store = deps.store ?? await openStore(config, log);
   const random = createRandom(config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed);
   const state = new ClusterState();
   // One connection pool per worker origin, shared by every worker client.
@@ -112,6 +114,27 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       await store.close();
     },
   };
+}
+
+/** The configured store backend; Redis is connected (and checked to answer) before anything else starts. */
+async function openStore(config: ControlPlaneConfig, log: Logger): Promise<Store> {
+  if (config.store === 'file') return FileStore.open(config.dataDir);
+  // Calls fail (ERR_UNAVAILABLE) after one retry instead of queueing while Redis is away;
+  // reconnection goes on in the background, at most 2 s apart.
+  const redis = new Redis(config.redisUrl, {
+    lazyConnect: true, maxRetriesPerRequest: 1, commandTimeout: 5_000, connectTimeout: 5_000,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+  });
+  let isDown = false;
+  const store = await RedisStore.open(redis, {
+    onConnectionError: (err) => {
+      if (!isDown) log.warn({ err: err.message, redisUrl: config.redisUrl }, 'the Redis store is unreachable; retrying');
+      isDown = true;
+    },
+  });
+  redis.on('ready', () => { isDown = false; });
+  log.info({ redisUrl: config.redisUrl }, 'using the Redis store');
+  return store;
 }
 
 export function listen(server: Server, port: number, host: string): Promise<void> {
