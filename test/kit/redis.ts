@@ -82,7 +82,7 @@ export async function startRedis(): Promise<RedisServer> {
   const url = `redis://127.0.0.1:${port}`;
   return {
     url, port, dir,
-    client: () => new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 }),
+    client: () => new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, commandTimeout: 5_000 }),
     async restart() {
       await kill();
       await launch();
