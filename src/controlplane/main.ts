@@ -22,6 +22,7 @@ import { FunctionRegistry } from './function-registry.ts';
 import { Membership } from './membership.ts';
 import { addAutoscalerGauges, createControlPlaneMetrics } from './metrics.ts';
 import { createRoutes } from './routes.ts';
+import { gateDataplaneRegistrations, RecoveryGate } from './recovery-gate.ts';
 import { SandboxManager } from './sandbox-manager.ts';
 import { httpProcessClient, httpWorkerClient, type WorkerClient } from './worker-client.ts';
 import { Agent } from 'undici';
@@ -80,14 +81,16 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   });
   await registry.load();
   await membership.load();
+  const recovery = new RecoveryGate({ state, clock, maxWaitMs: config.heartbeatIntervalMs * config.heartbeatMissLimit });
 
   let isClosing = false;
   const router = createRoutes(
     { state, registry, membership, autoscaler, sandboxManager, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: () => isClosing },
     new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
   );
-  const server = createServer({ keepAliveTimeout: 65_000 }, router.handle);
-  const rpcServer = serveRpc(server, router.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
+  const gated = gateDataplaneRegistrations(router, recovery);
+  const server = createServer({ keepAliveTimeout: 65_000 }, gated.handle);
+  const rpcServer = serveRpc(server, gated.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   new Gauge({
     name: 'baton_controlplane_rpc_connections', help: 'RPC stream connections from workers and data planes', registers: [metricsRegistry],
     collect() { this.set(rpcServer.connections); },

@@ -18,8 +18,10 @@ export interface ControlPlaneLinkOptions {
   readonly heartbeatIntervalMs: number;
   /** First retry delay after a failed registration; doubles up to `maxRetryMs`. Default 100. */
   readonly initialRetryMs?: number;
-  /** Default 5000. */
+  /** Default 1000: a control plane that comes back is found within a second. */
   readonly maxRetryMs?: number;
+  /** Each successful registration (the first, then one per resync), after the state changed. */
+  readonly onRegistered?: () => void;
 }
 
 /** `registering`: until the control plane accepts us; `registered`: heartbeating. */
@@ -89,12 +91,13 @@ export class ControlPlaneLink {
         this.#retryMs = this.#options.initialRetryMs ?? 100;
         this.#log.info({ dataplaneId: this.#options.registration.dataplaneId, url: this.#options.registration.url }, 'registered with the control plane');
         this.#schedule(this.#heartbeat, this.#options.heartbeatIntervalMs);
+        this.#options.onRegistered?.();
       },
       (err: unknown) => {
         if (this.#state !== 'registering') return;
         this.#log.debug({ err: toBatonError(err).message, retryMs: this.#retryMs }, 'registration failed');
         this.#schedule(() => this.#register(), this.#retryMs);
-        this.#retryMs = Math.min(this.#retryMs * 2, this.#options.maxRetryMs ?? 5_000);
+        this.#retryMs = Math.min(this.#retryMs * 2, this.#options.maxRetryMs ?? 1_000);
       },
     );
   }

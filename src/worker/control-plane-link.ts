@@ -36,12 +36,13 @@ export interface HeartbeatTicker {
 export type LinkState = 'idle' | 'registering' | 'registered' | 'closed';
 
 const FIRST_RETRY_MS = 100;
-const MAX_RETRY_MS = 5000;
+/** A control plane that comes back is found within a second. */
+const MAX_RETRY_MS = 1000;
 
 /**
  * Keeps the worker known to the control plane:
  *   idle → registering ──(200)──→ registered ──(heartbeat every interval)──┐
- *              ↑  └─(error: retry 100 ms, ×2, ≤ 5 s)                      │
+ *              ↑  └─(error: retry 100 ms, ×2, ≤ 1 s)                      │
  *              └──── heartbeat answered 404 ERR_WORKER_NOT_FOUND ─────────┤
  *              └──── heartbeat succeeds after failing (the control plane ─┘
  *                    came back, maybe restarted: give it our sandboxes)
