@@ -5,6 +5,7 @@ import { COMMON_USAGE, createContext, parseCommandArgs, reportError, UsageError,
 import { deleteCommand } from './commands/delete.ts';
 import { deployCommand } from './commands/deploy.ts';
 import { describeCommand } from './commands/describe.ts';
+import { haproxyConfigCommand } from './commands/haproxy-config.ts';
 import { invokeCommand } from './commands/invoke.ts';
 import { listCommand } from './commands/list.ts';
 import { logsCommand } from './commands/logs.ts';
@@ -16,7 +17,7 @@ import { statusCommand } from './commands/status.ts';
  */
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
-  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand,
+  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, haproxyConfigCommand,
 ].map((c) => [c.name, c]));
 
 const DAEMON_COMMANDS: ReadonlyMap<string, string> = new Map([
