@@ -22,7 +22,7 @@ import { FunctionRegistry } from './function-registry.ts';
 import { Membership } from './membership.ts';
 import { addAutoscalerGauges, createControlPlaneMetrics } from './metrics.ts';
 import { createRoutes } from './routes.ts';
-import { gateDataplaneRegistrations, RecoveryGate } from './recovery-gate.ts';
+import { guardRoutes, RecoveryGate } from './recovery-gate.ts';
 import { SandboxManager } from './sandbox-manager.ts';
 import { httpProcessClient, httpWorkerClient, type WorkerClient } from './worker-client.ts';
 import { Agent } from 'undici';
@@ -88,7 +88,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     { state, registry, membership, autoscaler, sandboxManager, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: () => isClosing },
     new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
   );
-  const gated = gateDataplaneRegistrations(router, recovery);
+  const gated = guardRoutes(router, { recovery, isClosing: () => isClosing });
   const server = createServer({ keepAliveTimeout: 65_000 }, gated.handle);
   const rpcServer = serveRpc(server, gated.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   new Gauge({

@@ -52,14 +52,20 @@ export class RecoveryGate {
 
 const GATED_PATH = '/internal/v1/dataplanes/register';
 
-/** The control plane's HTTP handler and RPC dispatch with data-plane registrations held by `gate`. */
-export function gateDataplaneRegistrations<R extends { handle(req: IncomingMessage, res: ServerResponse): void; dispatch(method: string, path: string, body: unknown): Promise<RpcReply> }>(
-  router: R, gate: RecoveryGate,
-): { handle(req: IncomingMessage, res: ServerResponse): void; dispatch(method: string, path: string, body: unknown): Promise<RpcReply> } {
+type Routes = { handle(req: IncomingMessage, res: ServerResponse): void; dispatch(method: string, path: string, body: unknown): Promise<RpcReply> };
+
+/**
+ * The control plane's HTTP handler and RPC dispatch with two guards in front: while closing,
+ * every call but `/healthz` (which says `closing`) is refused with 503 ERR_SHUTTING_DOWN — a call
+ * that came on a connection kept alive from before the close is not run against state being torn
+ * down —, and data-plane registrations wait for `recovery`.
+ */
+export function guardRoutes(router: Routes, guards: { recovery: RecoveryGate; isClosing: () => boolean }): Routes {
   const refusal = (method: string | undefined, path: string | undefined): BatonError | undefined => {
-    if (method !== 'POST' || path !== GATED_PATH || gate.isOpen) return undefined;
+    if (guards.isClosing() && path !== '/healthz') return new BatonError('ERR_SHUTTING_DOWN', 'the control plane is shutting down');
+    if (method !== 'POST' || path !== GATED_PATH || guards.recovery.isOpen) return undefined;
     try {
-      gate.check();
+      guards.recovery.check();
       return undefined;
     } catch (err) {
       return err as BatonError;
@@ -73,6 +79,7 @@ export function gateDataplaneRegistrations<R extends { handle(req: IncomingMessa
         return;
       }
       req.resume();
+      res.shouldKeepAlive = false;
       sendJson(res, err.status, err.toBody());
     },
     dispatch(method, path, body) {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClusterState } from '../../src/controlplane/cluster-state.ts';
 import { newWorkerEntry } from '../../src/controlplane/model.ts';
-import { RecoveryGate } from '../../src/controlplane/recovery-gate.ts';
+import { guardRoutes, RecoveryGate } from '../../src/controlplane/recovery-gate.ts';
 import { BatonError } from '../../src/core/errors.ts';
 import { ManualClock } from '../kit/manual-clock.ts';
 
@@ -43,4 +43,26 @@ test('a worker that never comes back holds it only for the failure-detection tim
   assert.equal(gate.isOpen, false);
   clock.advance(1);
   assert.equal(gate.isOpen, true);
+});
+
+test('guardRoutes: while recovering only data-plane registrations wait; while closing everything but /healthz is refused with ERR_SHUTTING_DOWN', async () => {
+  const state = stateWith(['w1']);
+  const recovery = new RecoveryGate({ state, clock: new ManualClock(0), maxWaitMs: 3000 });
+  let isClosing = false;
+  const seen: string[] = [];
+  const routes = guardRoutes({
+    handle: () => undefined,
+    dispatch: async (method, path) => { seen.push(`${method} ${path}`); return { status: 200, body: {} }; },
+  }, { recovery, isClosing: () => isClosing });
+  const codeOf = (reply: { body: unknown }) => (reply.body as { error?: { code: string } }).error?.code;
+  assert.equal(codeOf(await routes.dispatch('POST', '/internal/v1/dataplanes/register', {})), 'ERR_UNAVAILABLE');
+  assert.equal((await routes.dispatch('POST', '/internal/v1/workers/register', {})).status, 200, 'workers register at once');
+  (state.workers.get('w1') as { state: string }).state = 'ready';
+  assert.equal((await routes.dispatch('POST', '/internal/v1/dataplanes/register', {})).status, 200);
+  isClosing = true;
+  const refused = await routes.dispatch('GET', '/v1/functions', undefined);
+  assert.equal(refused.status, 503);
+  assert.equal(codeOf(refused), 'ERR_SHUTTING_DOWN');
+  assert.equal((await routes.dispatch('GET', '/healthz', undefined)).status, 200, '/healthz still answers (it says closing itself)');
+  assert.deepEqual(seen, ['POST /internal/v1/workers/register', 'POST /internal/v1/dataplanes/register', 'GET /healthz']);
 });
