@@ -18,7 +18,10 @@ export interface ControlPlaneLinkOptions {
   readonly heartbeatIntervalMs: number;
   /** First retry delay after a failed registration; doubles up to `maxRetryMs`. Default 100. */
   readonly initialRetryMs?: number;
-  /** Default 1000: a control plane that comes back is found within a second. */
+  /**
+   * Default 250: a control plane that comes back (or that held registrations while it recovered)
+   * is found within a quarter of a second — a registration attempt is one small call.
+   */
   readonly maxRetryMs?: number;
   /** Each successful registration (the first, then one per resync), after the state changed. */
   readonly onRegistered?: () => void;
@@ -97,7 +100,7 @@ export class ControlPlaneLink {
         if (this.#state !== 'registering') return;
         this.#log.debug({ err: toBatonError(err).message, retryMs: this.#retryMs }, 'registration failed');
         this.#schedule(() => this.#register(), this.#retryMs);
-        this.#retryMs = Math.min(this.#retryMs * 2, this.#options.maxRetryMs ?? 1_000);
+        this.#retryMs = Math.min(this.#retryMs * 2, this.#options.maxRetryMs ?? 250);
       },
     );
   }
