@@ -49,13 +49,16 @@ export interface DaemonProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', args: readonly string[]): DaemonProcess {
+/** `wrap` runs the daemon through another command, e.g. `ip netns exec NS` (test/kit/netns.ts). */
+export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', args: readonly string[], options: { wrap?: (argv: readonly string[]) => string[] } = {}): DaemonProcess {
   // BATON_CPU_PROF_DIR=dir writes a V8 CPU profile of each daemon there when it exits (benchmarks).
   const profDir = process.env['BATON_CPU_PROF_DIR'];
   const prof = profDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profDir, command)}`];
   // BATON_NODE_ARGS="…" adds Node options to every daemon (benchmarks: e.g. --expose-gc).
   const nodeArgs = (process.env['BATON_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...prof, ...nodeArgs, ...daemonArgv(), command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [process.execPath, ...prof, ...nodeArgs, ...daemonArgv(), command, ...args];
+  const [file, ...rest] = options.wrap === undefined ? argv : options.wrap(argv);
+  const child = spawn(file as string, rest, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   guardExit();
   running.add(child);
   child.once('exit', () => running.delete(child));
