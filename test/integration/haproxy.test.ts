@@ -29,7 +29,7 @@ test('two data planes behind HAProxy: kill one, traffic continues; bring it back
   const client = new BatonClient({ url: cluster.cpUrl });
   t.after(() => client.close());
   await waitFor(async () => (await client.listDataplanes()).filter((d) => d.dataplaneId.startsWith('dp-') && d.state === 'ready').length === 2,
-    { message: 'both data planes registered' });
+    { timeoutMs: 20_000, message: 'both data planes registered' });
   await client.createFunction({ name: 'f', runtime: 'emulated', scaling: { minScale: 2 } });
 
   const bind = `127.0.0.1:${await freePort()}`;
@@ -40,7 +40,7 @@ test('two data planes behind HAProxy: kill one, traffic continues; bring it back
   haproxy = await startHaproxy(generated.stdout, `http://${stats}`);
   const running = haproxy;
   const serverFor = (port: number) => (port === dpPorts[0] ? 'dp1' : 'dp2');
-  await waitFor(async () => (await running.servers()).every((s) => s.status === 'UP'), { message: 'both data planes UP in HAProxy' });
+  await waitFor(async () => (await running.servers()).every((s) => s.status === 'UP'), { timeoutMs: 20_000, message: 'both data planes UP in HAProxy' });
 
   const failures = new Map<string, number>();
   let sent = 0;
@@ -71,18 +71,18 @@ test('two data planes behind HAProxy: kill one, traffic continues; bring it back
   // kill -9 of the data plane that serves f: the next invocations go to the other one.
   await dps[victim]?.stop('SIGKILL');
   for (let i = 0; i < 20; i++) await invoke();
-  await waitFor(async () => (await running.servers()).find((s) => s.name === serving[0]?.name)?.status.startsWith('DOWN'), { message: 'the killed data plane DOWN' });
+  await waitFor(async () => (await running.servers()).find((s) => s.name === serving[0]?.name)?.status.startsWith('DOWN'), { timeoutMs: 20_000, message: 'the killed data plane DOWN' });
   for (let i = 0; i < 20; i++) await invoke();
   assert.deepEqual(Object.fromEntries(failures), {}, 'no invocation failed while a data plane was killed');
 
   // It comes back: HAProxy puts it back and f returns to it.
   dps[victim] = startDp(victim);
-  await waitFor(async () => (await running.servers()).every((s) => s.status === 'UP'), { timeoutMs: 15_000, message: 'the returned data plane UP again' });
+  await waitFor(async () => (await running.servers()).every((s) => s.status === 'UP'), { timeoutMs: 30_000, message: 'the returned data plane UP again' });
   const returnedBefore = (await running.servers()).find((s) => s.name === serving[0]?.name)?.total ?? 0;
   await waitFor(async () => {
     await invoke();
     return ((await running.servers()).find((s) => s.name === serving[0]?.name)?.total ?? 0) > returnedBefore;
-  }, { timeoutMs: 10_000, message: 'the returned data plane to serve f again' });
+  }, { timeoutMs: 20_000, message: 'the returned data plane to serve f again' });
   for (let i = 0; i < 10; i++) await invoke();
   assert.deepEqual(Object.fromEntries(failures), {}, 'it served once back: its routing view came with its registration');
 
@@ -93,14 +93,16 @@ test('two data planes behind HAProxy: kill one, traffic continues; bring it back
   const clients = Array.from({ length: 4 }, async () => {
     while (isLoading) await invoke();
   });
-  for (const i of [0, 1]) {
-    const exited = dps[i]?.stop('SIGTERM');
-    await exited;
-    dps[i] = startDp(i);
-    await waitFor(async () => (await running.servers()).every((s) => s.status === 'UP'), { timeoutMs: 15_000, message: `dp-${i} UP after its restart` });
+  try {
+    for (const i of [0, 1]) {
+      await dps[i]?.stop('SIGTERM');
+      dps[i] = startDp(i);
+      await waitFor(async () => (await running.servers()).every((s) => s.status === 'UP'), { timeoutMs: 30_000, message: `dp-${i} UP after its restart` });
+    }
+  } finally {
+    isLoading = false;
+    await Promise.all(clients);
   }
-  isLoading = false;
-  await Promise.all(clients);
   process.stdout.write(`rolling restart of two data planes under load: sent ${sent}, failed ${JSON.stringify(Object.fromEntries(failures))}\n`);
   assert.ok(sent > 0);
   assert.deepEqual(Object.fromEntries(failures), {}, 'a rolling restart loses no invocation');

@@ -134,34 +134,47 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const dir = await mkdtemp(join(tmpdir(), 'baton-e2e-'));
   const cpArgs = ['--port', '0', '--data-dir', join(dir, 'cp'), ...CP_TEST_FLAGS, ...(options.controlplane ?? [])];
   let controlplane = spawnDaemon('controlplane', cpArgs);
-  const cpLine = await controlplane.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
-  const cpUrl = urlOf(cpLine, 'url') as string;
-  const cpPort = new URL(cpUrl).port;
-  const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
-  const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])]);
-  const workerLine = await worker.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
-  const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
-  await controlplane.waitForLog((l) => l['msg'] === 'worker registered');
-  await controlplane.waitForLog((l) => l['msg'] === 'data plane registered');
-  const cluster: Cluster = {
-    dir, cpUrl,
-    dpUrl: urlOf(dpLine, 'proxyUrl') as string,
-    workerUrl: urlOf(workerLine, 'url') as string,
-    controlplane, dataplane, worker,
-    async restartControlPlane() {
-      await cluster.controlplane.stop('SIGKILL');
-      const args = cpArgs.map((a) => a);
-      args[1] = cpPort;
-      cluster.controlplane = spawnDaemon('controlplane', args);
-      await cluster.controlplane.waitForLog((l) => /listening|started/.test(String(l['msg'])));
-    },
-    async stop() {
-      await Promise.all([dataplane.stop(), worker.stop()]);
-      await cluster.controlplane.stop();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-  return cluster;
+  const started: DaemonProcess[] = [controlplane];
+  try {
+    return await connectCluster();
+  } catch (err) {
+    // A daemon that never came up must not keep the test process alive (its pipes would).
+    await Promise.all(started.map((d) => d.stop('SIGKILL')));
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+
+  async function connectCluster(): Promise<Cluster> {
+    const cpLine = await controlplane.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
+    const cpUrl = urlOf(cpLine, 'url') as string;
+    const cpPort = new URL(cpUrl).port;
+    const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
+    const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])]);
+    started.push(worker, dataplane);
+    const workerLine = await worker.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
+    const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
+    await controlplane.waitForLog((l) => l['msg'] === 'worker registered');
+    await controlplane.waitForLog((l) => l['msg'] === 'data plane registered');
+    const cluster: Cluster = {
+      dir, cpUrl,
+      dpUrl: urlOf(dpLine, 'proxyUrl') as string,
+      workerUrl: urlOf(workerLine, 'url') as string,
+      controlplane, dataplane, worker,
+      async restartControlPlane() {
+        await cluster.controlplane.stop('SIGKILL');
+        const args = cpArgs.map((a) => a);
+        args[1] = cpPort;
+        cluster.controlplane = spawnDaemon('controlplane', args);
+        await cluster.controlplane.waitForLog((l) => /listening|started/.test(String(l['msg'])));
+      },
+      async stop() {
+        await Promise.all([dataplane.stop(), worker.stop()]);
+        await cluster.controlplane.stop();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+    return cluster;
+  }
 }
 
 /** Runs the `baton` CLI to completion; resolves with its exit code and output. */
