@@ -85,7 +85,7 @@ export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', ar
   return {
     child,
     logs,
-    waitForLog(match, timeoutMs = 20_000) {
+    waitForLog(match, timeoutMs = 60_000) {
       const found = logs.find(match);
       if (found !== undefined) return Promise.resolve(found);
       return new Promise((resolvePromise, reject) => {

@@ -52,6 +52,7 @@ export async function startRedis(): Promise<RedisServer> {
     started.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
     child = started;
     const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => undefined); // refused until the server listens: that is what is being waited for
     try {
       await waitFor(async () => {
         if (started.exitCode !== null) throw new Error(`redis-server exited: ${stderr}`);

@@ -42,13 +42,26 @@ export async function startUp(t: TestContext, extraArgs: readonly string[] = [])
   const dir = await mkdtemp(join(tmpdir(), 'baton-up-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const offset = await freeOffset();
+  // A process group of its own: if the test fails, `baton up` and every daemon it started are
+  // killed together (a daemon left behind would also hold the test's pipes open).
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--data-dir', dir, '--port-offset', String(offset), ...extraArgs],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const killGroup = (): void => {
+    try {
+      process.kill(-(child.pid as number), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  process.once('exit', killGroup);
+  t.after(() => {
+    process.off('exit', killGroup);
+    killGroup();
+  });
   const output = { stdout: '', stderr: '' };
   child.stdout.on('data', (d: Buffer) => { output.stdout += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { output.stderr += d.toString(); });
-  await waitFor(() => output.stdout.includes('Press Ctrl-C'), { timeoutMs: 30_000, message: `baton up to be ready (stdout: ${output.stdout.slice(-500)}; stderr: ${output.stderr.slice(-500)})` });
+  await waitFor(() => output.stdout.includes('Press Ctrl-C'), { timeoutMs: 90_000, message: `baton up to be ready (stdout: ${output.stdout.slice(-500)}; stderr: ${output.stderr.slice(-500)})` });
   return {
     child, offset, output,
     daemonPid(command) {
