@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -54,10 +54,23 @@ export async function createNetwork(names: readonly string[]): Promise<TestNetwo
   const clients: NetnsClient[] = [];
   const created: string[] = [];
   let hasBridge = false;
+  // A test process that ends before `destroy` (killed, crashed) still deletes what it made.
+  const destroySync = (): void => {
+    for (const ns of created) {
+      try { execFileSync(IP, ['netns', 'delete', ns], { stdio: 'ignore' }); } catch { /* gone */ }
+    }
+    if (hasBridge) {
+      try { execFileSync(IP, ['link', 'delete', bridge], { stdio: 'ignore' }); } catch { /* gone */ }
+    }
+  };
+  process.once('exit', destroySync);
   const destroy = async (): Promise<void> => {
+    process.off('exit', destroySync);
     for (const client of clients) client.close();
     for (const ns of created) await ip('netns', 'delete', ns).catch(() => undefined);
     if (hasBridge) await ip('link', 'delete', bridge).catch(() => undefined);
+    created.length = 0;
+    hasBridge = false;
   };
   try {
     await ip('link', 'add', bridge, 'type', 'bridge');
