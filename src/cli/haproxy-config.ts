@@ -40,8 +40,11 @@ export function checkHostPort(value: string, what: string): string {
  * - each data plane is checked with `GET /_baton/healthz` on its invocation port (the very server
  *   that serves the traffic: it answers 503 from the moment a shutdown starts), and taken out
  *   after 2 failed checks, put back after 2 good ones;
- * - a request that could not be connected, or that a data plane refused with 503 (shutting down,
- *   queue full, no capacity — never run), is sent once more, to another data plane.
+ * - a request that could not be connected, that a data plane refused with 503 (shutting down,
+ *   queue full, no capacity — never run), or that got no answer at all (typically sent on a kept-alive
+ *   connection to a data plane that had just died) is sent once more, to another data plane. The
+ *   last case includes a data plane killed while it served the request: such an invocation may run
+ *   twice, as with any client retry after a lost answer.
  */
 export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
   checkHostPort(options.bind, '--bind');
@@ -67,10 +70,11 @@ export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
     '  timeout client 65s',
     `  timeout server ${serverTimeout}ms`,
     '  timeout http-keep-alive 65s',
-    '  # A data plane that is down, or refuses with 503 (it ran nothing), is tried once more elsewhere.',
+    '  # A data plane that is down, closed a kept-alive connection without an answer, or refused with',
+    '  # 503 (it ran nothing), is tried once more elsewhere.',
     '  retries 1',
     '  option redispatch 1',
-    '  retry-on conn-failure 503',
+    '  retry-on conn-failure empty-response 503',
     "  # HAProxy's own refusals in Baton's error shape, so that every failure a client sees is coded.",
     ...HAPROXY_ERRORS.map(([status, code, message]) => `  http-error status ${status} content-type application/json string '${JSON.stringify({ error: { code, message } })}'`),
     '',
