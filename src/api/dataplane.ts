@@ -66,7 +66,8 @@ export const routingUpdateSchema = z.discriminatedUnion('kind', [
   }),
 ]);
 export type RoutingUpdate = z.infer<typeof routingUpdateSchema>;
-export interface RoutingAck { readonly epoch: string; readonly version: number }
+export const routingAckSchema = z.object({ epoch: z.string(), version: z.number().int().min(0) });
+export type RoutingAck = z.infer<typeof routingAckSchema>;
 
 export const drainWaitRequestSchema = z.strictObject({
   sandboxIds: z.array(id).max(100_000),
@@ -74,7 +75,8 @@ export const drainWaitRequestSchema = z.strictObject({
 });
 export type DrainWaitRequest = z.infer<typeof drainWaitRequestSchema>;
 /** `drained`: no invocation in flight (or unknown here). `pending`: still busy at the timeout. */
-export interface DrainWaitResponse { readonly drained: readonly string[]; readonly pending: readonly string[] }
+export const drainWaitResponseSchema = z.object({ drained: z.array(z.string()), pending: z.array(z.string()) });
+export type DrainWaitResponse = z.infer<typeof drainWaitResponseSchema>;
 
 export const registerDataplaneRequestSchema = z.strictObject({
   dataplaneId: id,
@@ -113,6 +115,5 @@ export type DemandReport = z.infer<typeof demandReportSchema>;
  * has room for (and that have no sandbox). The data plane fails their queued invocations at once
  * with 503 ERR_NO_CAPACITY instead of letting them wait for their deadline.
  */
-export interface DemandAck {
-  readonly noCapacity: readonly string[];
-}
+export const demandAckSchema = z.object({ noCapacity: z.array(z.string()) });
+export type DemandAck = z.infer<typeof demandAckSchema>;

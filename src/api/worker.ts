@@ -48,11 +48,13 @@ export const createSandboxesRequestSchema = z.strictObject({
   sandboxes: z.array(z.strictObject({ sandboxId: id, function: sandboxFunctionSchema })).max(10_000),
 });
 export type CreateSandboxesRequest = z.infer<typeof createSandboxesRequestSchema>;
-export interface CreateSandboxesResponse { readonly accepted: number }
+export const createSandboxesResponseSchema = z.object({ accepted: z.number().int().min(0) });
+export type CreateSandboxesResponse = z.infer<typeof createSandboxesResponseSchema>;
 
 export const deleteSandboxesRequestSchema = z.strictObject({ sandboxIds: z.array(id).max(10_000) });
 export type DeleteSandboxesRequest = z.infer<typeof deleteSandboxesRequestSchema>;
-export interface DeleteSandboxesResponse { readonly deleted: readonly string[]; readonly unknown: readonly string[] }
+export const deleteSandboxesResponseSchema = z.object({ deleted: z.array(z.string()), unknown: z.array(z.string()) });
+export type DeleteSandboxesResponse = z.infer<typeof deleteSandboxesResponseSchema>;
 
 export type SandboxState = 'starting' | 'ready' | 'stopping';
 
@@ -67,10 +69,16 @@ export const sandboxInfoSchema = z.strictObject({
   startedAt: z.string(),
 });
 export type SandboxInfo = z.infer<typeof sandboxInfoSchema>;
-export interface ListSandboxesResponse { readonly sandboxes: readonly SandboxInfo[] }
+export const listSandboxesResponseSchema = z.object({ sandboxes: z.array(sandboxInfoSchema) });
+export type ListSandboxesResponse = z.infer<typeof listSandboxesResponseSchema>;
 
-export interface SandboxLogLine { readonly ts: string; readonly stream: 'stdout' | 'stderr'; readonly line: string }
-export interface SandboxLogsResponse { readonly sandboxId: string; readonly lines: readonly SandboxLogLine[]; readonly dropped: number }
+export const sandboxLogLineSchema = z.object({ ts: z.string(), stream: z.enum(['stdout', 'stderr']), line: z.string() });
+export type SandboxLogLine = z.infer<typeof sandboxLogLineSchema>;
+/** `GET /internal/v1/sandboxes/{sandboxId}/logs?tail=N`: the request's fields are the path parameter and the query. */
+export const sandboxLogsRequestSchema = z.strictObject({ sandboxId: id, tail: z.coerce.number().int().min(0).max(100_000).default(100) });
+export type SandboxLogsRequest = z.input<typeof sandboxLogsRequestSchema>;
+export const sandboxLogsResponseSchema = z.object({ sandboxId: z.string(), lines: z.array(sandboxLogLineSchema), dropped: z.number().int().min(0) });
+export type SandboxLogsResponse = z.infer<typeof sandboxLogsResponseSchema>;
 
 /** Per-phase cold-start latency on the worker, milliseconds. */
 export const breakdownSchema = z.strictObject({
@@ -94,7 +102,8 @@ export type SandboxEventsRequest = z.infer<typeof sandboxEventsRequestSchema>;
 export const sandboxEventBatchesRequestSchema = z.strictObject({ batches: z.array(sandboxEventsRequestSchema).max(10_000) });
 export type SandboxEventBatchesRequest = z.infer<typeof sandboxEventBatchesRequestSchema>;
 /** Workers the control plane does not know (their events were not applied; each must register again). */
-export interface SandboxEventBatchesResponse { readonly unknownWorkers: readonly string[] }
+export const sandboxEventBatchesResponseSchema = z.object({ unknownWorkers: z.array(z.string()) });
+export type SandboxEventBatchesResponse = z.infer<typeof sandboxEventBatchesResponseSchema>;
 
 export const capacitySchema = z.strictObject({
   cpuMilli: z.number().int().min(1),
@@ -117,7 +126,8 @@ export const registerWorkerRequestSchema = z.strictObject({
   sandboxes: z.array(sandboxInfoSchema),
 });
 export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
-export interface RegisterWorkerResponse { readonly heartbeatIntervalMs: number }
+export const registerWorkerResponseSchema = z.object({ heartbeatIntervalMs: z.number().int().positive() });
+export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema>;
 
 export const heartbeatRequestSchema = z.strictObject({ workerId: id });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
@@ -128,4 +138,5 @@ export const processSandboxesRequestSchema = z.strictObject({
 });
 export type ProcessSandboxesRequest = z.infer<typeof processSandboxesRequestSchema>;
 /** `unknownWorkers`: ids this process does not run (their items were ignored). */
-export interface ProcessSandboxesResponse { readonly accepted: number; readonly unknownWorkers: readonly string[] }
+export const processSandboxesResponseSchema = z.object({ accepted: z.number().int().min(0), unknownWorkers: z.array(z.string()) });
+export type ProcessSandboxesResponse = z.infer<typeof processSandboxesResponseSchema>;

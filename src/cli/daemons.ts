@@ -137,7 +137,7 @@ async function runUp(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => resolveStop('SIGTERM'));
   });
   try {
-    supervise('controlplane', 'controlplane', ['--port', String(cpPort), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]);
+    supervise('controlplane', 'controlplane', ['--port', String(cpPort), '--registration-port', String(9091 + offset), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]);
     await waitHealthy(`${cpUrl}/healthz`, first);
     const workerArgs = ['--port', String(10010 + offset), '--data-dir', join(dataDir, 'worker'), '--control-plane-url', cpUrl, '--log-level', logLevel];
     if (runtime === 'emulated') workerArgs.push('--runtime', 'emulated', '--emulate', String(workers === 1 ? 0 : workers));
@@ -153,7 +153,7 @@ async function runUp(argv: string[]): Promise<number> {
   }
   process.stdout.write([
     'Baton is running:',
-    `  control plane  ${cpUrl}`,
+    `  control plane  ${cpUrl} (Dirigent registration: http://127.0.0.1:${9091 + offset}/registerService)`,
     `  data plane     http://127.0.0.1:${dpPort}`,
     `  worker         http://127.0.0.1:${10010 + offset}${runtime === 'emulated' ? ` (${workers} emulated worker${workers === 1 ? '' : 's'})` : ''}`,
     '',

@@ -8,6 +8,8 @@ import { describeCommand } from './commands/describe.ts';
 import { haproxyConfigCommand } from './commands/haproxy-config.ts';
 import { invokeCommand } from './commands/invoke.ts';
 import { listCommand } from './commands/list.ts';
+import { loadgenAnalyzeCommand, loadgenPlanCommand, loadgenSynthCommand } from './commands/loadgen.ts';
+import { loadgenRunCommand } from './commands/loadgen-run.ts';
 import { logsCommand } from './commands/logs.ts';
 import { statusCommand } from './commands/status.ts';
 
@@ -19,6 +21,11 @@ import { statusCommand } from './commands/status.ts';
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
   deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, haproxyConfigCommand,
 ].map((c) => [c.name, c]));
+
+/** `baton loadgen SUB`: each subcommand is a Command named `loadgen SUB`. */
+const LOADGEN_COMMANDS: ReadonlyMap<string, Command> = new Map([
+  loadgenSynthCommand, loadgenPlanCommand, loadgenRunCommand, loadgenAnalyzeCommand,
+].map((c) => [c.name.slice('loadgen '.length), c]));
 
 const DAEMON_COMMANDS: ReadonlyMap<string, string> = new Map([
   ['up', 'start a control plane, a data plane and a worker on this machine'],
@@ -42,13 +49,24 @@ export async function main(argv: string[], io: CliIo = PROCESS_IO): Promise<numb
   }
   if (name === 'help' || name === '--help' || name === '-h') return printHelp(io, rest[0]);
   if (isDaemonCommand(name)) return runDaemon(io, name, rest);
-  const command = COMMANDS.get(name);
+  let command = COMMANDS.get(name);
+  let args = rest;
+  if (name === 'loadgen') {
+    const [sub, ...subArgs] = rest;
+    command = sub === undefined ? undefined : LOADGEN_COMMANDS.get(sub);
+    if (sub === undefined || sub === '--help' || sub === '-h') {
+      (sub === undefined ? io.stderr : io.stdout).write(loadgenHelp());
+      return sub === undefined ? 2 : 0;
+    }
+    if (command === undefined) return reportError(io, new UsageError(`unknown command 'loadgen ${sub}' (loadgen commands: ${[...LOADGEN_COMMANDS.keys()].join(', ')})`));
+    args = subArgs;
+  }
   if (command === undefined) {
-    return reportError(io, new UsageError(`unknown command '${name}' (commands: ${[...COMMANDS.keys(), ...DAEMON_COMMANDS.keys()].join(', ')})`));
+    return reportError(io, new UsageError(`unknown command '${name}' (commands: ${[...COMMANDS.keys(), 'loadgen', ...DAEMON_COMMANDS.keys()].join(', ')})`));
   }
   let parsed;
   try {
-    parsed = parseCommandArgs(command, rest);
+    parsed = parseCommandArgs(command, args);
   } catch (err) {
     return reportError(io, err, command.name);
   }
@@ -80,6 +98,10 @@ function printHelp(io: CliIo, topic: string | undefined): number {
     io.stdout.write(globalHelp());
     return 0;
   }
+  if (topic === 'loadgen') {
+    io.stdout.write(loadgenHelp());
+    return 0;
+  }
   const command = COMMANDS.get(topic);
   if (command === undefined) {
     if (isDaemonCommand(topic)) {
@@ -100,6 +122,7 @@ function globalHelp(): string {
     '',
     'functions:',
     ...[...COMMANDS.values()].map((c) => line(c.name, c.summary)),
+    line('loadgen', 'replay a trace or a fixed rate and analyze the results (synth, plan, run, analyze)'),
     '',
     'daemons:',
     ...[...DAEMON_COMMANDS].map(([n, s]) => line(n, s)),
@@ -107,6 +130,18 @@ function globalHelp(): string {
     COMMON_USAGE,
     '',
     "run 'baton COMMAND --help' for a command's flags",
+    '',
+  ].join('\n');
+}
+
+function loadgenHelp(): string {
+  const width = Math.max(...[...LOADGEN_COMMANDS.keys()].map((n) => n.length));
+  return [
+    'usage: baton loadgen COMMAND [flags]',
+    '',
+    ...[...LOADGEN_COMMANDS].map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`),
+    '',
+    "run 'baton loadgen COMMAND --help' for a command's flags",
     '',
   ].join('\n');
 }

@@ -3,7 +3,9 @@ import { ConcurrencyWindow } from '../policy/autoscaling/window.ts';
 import { computeDesiredScale, initialKpaState, kpaSettingsFromSpec } from '../policy/autoscaling/kpa.ts';
 import { INITIAL_KPA_STATE, type KpaSettings, type KpaState } from '../policy/autoscaling/types.ts';
 import type { FunctionSpec } from '../api/function-spec.ts';
+import { ReusableFifo } from '../core/reusable-fifo.ts';
 import { IntrusiveList } from '../core/intrusive-list.ts';
+import { computePokeScale } from '../policy/autoscaling/poke.ts';
 import { countSandboxes, type FunctionEntry } from './model.ts';
 
 /** A data plane's last report is ignored after this many buckets without a new one. */
@@ -32,6 +34,8 @@ interface ScalingState {
   /** The function's stable window the buffer was sized for; a spec update may change it. */
   stableWindowMs: number;
   kpa: KpaState;
+  /** The scale asked for (current generation only): the autoscaler is its one owner; 0 while idle. */
+  desired: number;
   /**
    * Each data plane's last report, updated in place (one report per function per data plane per
    * second). An array, not a Map: it holds one entry per data plane, and a Map that empties on
@@ -49,22 +53,28 @@ interface ScalingState {
    * What the last decision was, kept as plain numbers: its reason is text built only when read
    * (describe), by deciding again from the same input — the decision is a pure function of it. A
    * decision object kept per function per tick would live just long enough to be copied out of the
-   * young generation, at thousands of active functions: most of what the control plane promoted.
+   * young generation, at thousands of active functions: most of what the control plane promoted
+   * (bench/README.md, churn, "Garbage collection").
    */
   lastKind: LastKind;
-  /** A poke's waiting invocations and the scale it asked for (lastKind Poke). */
-  pokeWaiting: number;
-  pokeDesired: number;
-  /** A tick's input (lastKind Tick): the state it started from, averages and counts. */
-  tickState: KpaState;
-  tickNow: number;
-  tickStable: number;
-  tickPanic: number;
-  tickReady: number;
-  tickCurrent: number;
+  /** What the last decision was made from; one record per function, overwritten by each decision. */
+  readonly last: LastDecisionInput;
 }
 
-const enum LastKind { Activated, Poke, Tick }
+/** The input of a function's last decision: a poke's numbers, or a tick's KPA input without its settings. */
+interface LastDecisionInput {
+  pokeWaiting: number;
+  pokeDesired: number;
+  /** The KPA state the tick started from, its instant, averages and counts. */
+  kpa: KpaState;
+  now: number;
+  stableAverage: number;
+  panicAverage: number;
+  readySandboxes: number;
+  currentScale: number;
+}
+
+type LastKind = 'activated' | 'poke' | 'tick';
 
 interface DemandSample { readonly dataplaneId: string; concurrency: number; atMs: number }
 
@@ -73,9 +83,9 @@ export interface AutoscalerOptions {
   readonly bucketMs: number;
   readonly tickMs: number;
   /**
-   * Called with each decision that asks for a change — `fn.desired` differs from the function's
+   * Called with each decision that asks for a change — the desired scale differs from the function's
    * current scale, or sandboxes of an older generation are ready — and with every poke; the caller
-   * reconciles the function towards `fn.desired`. A decision that keeps a converged function as it
+   * plans the function towards `desiredScale(fn)`. A decision that keeps a converged function as it
    * is calls nothing: at thousands of active functions per tick those are most decisions.
    */
   readonly onDecision: (fn: FunctionEntry) => void;
@@ -98,7 +108,7 @@ export interface AutoscalerOptions {
  * reports that arrive once a second — would otherwise all drain and be deleted at once: under
  * churn that was thousands of sandboxes in one burst of work for every daemon, once a second,
  * which is what the cold starts of that moment waited behind. A scale-down is never urgent; when
- * its turn comes the sandbox manager reads the function's desired scale as it is then, so demand
+ * its turn comes the reconciler plans from the function's desired scale as it is then, so demand
  * that came back meanwhile (a later decision) wins, and a function that has converged meanwhile is
  * skipped.
  */
@@ -116,14 +126,10 @@ export class Autoscaler {
   #bucketsSinceTick = 0;
   #isSweeping = false;
   /**
-   * Functions decided down and not yet handed on, oldest decision first: a FIFO in an array that is
-   * reused from tick to tick (a Set filled and drained every tick was rehashed all the way up and
-   * down). Slots before `#scaleDownHead` are consumed; a state unqueued meanwhile (forgotten) has
-   * `isScaleDownQueued` false and is skipped.
+   * Functions decided down and not yet handed on, oldest decision first. A state unqueued meanwhile
+   * (forgotten) has `isScaleDownQueued` false and is skipped when its turn comes.
    */
-  readonly #scaleDowns: (ScalingState | undefined)[] = [];
-  #scaleDownHead = 0;
-  #scaleDownEnd = 0;
+  readonly #scaleDowns = new ReusableFifo<ScalingState>();
   #scaleDownsQueued = 0;
   #scaleDownTimer: Timer | undefined;
   #scaleDownSlicesLeft = 0;
@@ -134,6 +140,12 @@ export class Autoscaler {
 
   get activeCount(): number {
     return this.#active.size;
+  }
+
+  /** The scale asked for `fn` (0 for an idle function). */
+  desiredScale(fn: FunctionEntry): number {
+    const state = this.#states.get(fn);
+    return state?.isLinked === true ? state.desired : 0;
   }
 
   describe(fn: FunctionEntry): { isPanicking: boolean; reason: string } | undefined {
@@ -162,15 +174,25 @@ export class Autoscaler {
    */
   poke(fn: FunctionEntry, waiting: number): void {
     const state = this.#activate(fn);
-    const counts = countSandboxes(fn);
-    if (counts.current > 0 || waiting <= 0) return;
     const { scaling, concurrency } = fn.record.spec;
-    const wanted = Math.ceil(waiting / concurrency);
-    fn.desired = Math.min(scaling.maxScale, Math.max(1, scaling.minScale, wanted));
-    const desired = fn.desired;
-    state.lastKind = LastKind.Poke;
-    state.pokeWaiting = waiting;
-    state.pokeDesired = desired;
+    const desired = computePokeScale({ waiting, currentScale: countSandboxes(fn).current, concurrency, minScale: scaling.minScale, maxScale: scaling.maxScale });
+    if (desired === undefined) return;
+    state.desired = desired;
+    state.lastKind = 'poke';
+    state.last.pokeWaiting = waiting;
+    state.last.pokeDesired = desired;
+    this.#options.onDecision(fn);
+  }
+
+  /**
+   * A new generation was registered: keep the current size (at least the ready sandboxes and the
+   * minimum), so that new sandboxes replace the old generation one for one as they become ready.
+   */
+  onUpdated(fn: FunctionEntry): void {
+    const state = this.#activate(fn);
+    const { scaling } = fn.record.spec;
+    const ready = fn.sandboxes.values().filter((s) => s.phase === 'ready').length;
+    state.desired = Math.min(scaling.maxScale, Math.max(state.desired, ready, scaling.minScale));
     this.#options.onDecision(fn);
   }
 
@@ -179,14 +201,18 @@ export class Autoscaler {
     const state = this.#activate(fn);
     if (options.isRecovered === true) {
       // After a control-plane restart the windows are empty: start in panic at the current
-      // size so nothing is scaled down before the windows refill.
-      state.kpa = initialKpaState(countSandboxes(fn).ready, this.#options.clock.now());
+      // size, and ask for that size until the first tick, so that nothing is scaled down before
+      // the windows refill.
+      const { ready } = countSandboxes(fn);
+      state.kpa = initialKpaState(ready, this.#options.clock.now());
+      state.desired = Math.max(state.desired, ready);
     }
   }
 
   forget(fn: FunctionEntry): void {
     const state = this.#states.get(fn);
     if (state === undefined) return;
+    state.desired = 0;
     this.#active.remove(state);
     this.#unqueueScaleDown(state);
   }
@@ -201,12 +227,9 @@ export class Autoscaler {
     this.#timer = undefined;
     this.#scaleDownTimer?.cancel();
     this.#scaleDownTimer = undefined;
-    for (let i = this.#scaleDownHead; i < this.#scaleDownEnd; i++) {
-      const state = this.#scaleDowns[i];
-      if (state !== undefined) state.isScaleDownQueued = false;
-    }
-    this.#scaleDowns.length = 0;
-    this.#scaleDownHead = this.#scaleDownEnd = this.#scaleDownsQueued = 0;
+    this.#scaleDowns.forEach((state) => { state.isScaleDownQueued = false; });
+    this.#scaleDowns.clear();
+    this.#scaleDownsQueued = 0;
     this.#active.clear();
   }
 
@@ -224,20 +247,14 @@ export class Autoscaler {
         window: this.#newWindow(stableWindowMs),
         stableWindowMs,
         kpa: INITIAL_KPA_STATE,
+        desired: 0,
         demand: [],
         hasDemand: false,
         isPanicking: false,
         settings: undefined,
         settingsOf: undefined,
-        lastKind: LastKind.Activated,
-        pokeWaiting: 0,
-        pokeDesired: 0,
-        tickState: INITIAL_KPA_STATE,
-        tickNow: 0,
-        tickStable: 0,
-        tickPanic: 0,
-        tickReady: 0,
-        tickCurrent: 0,
+        lastKind: 'activated',
+        last: { pokeWaiting: 0, pokeDesired: 0, kpa: INITIAL_KPA_STATE, now: 0, stableAverage: 0, panicAverage: 0, readySandboxes: 0, currentScale: 0 },
       };
       this.#states.set(fn, state);
     } else {
@@ -246,10 +263,11 @@ export class Autoscaler {
       else state.window = this.#newWindow(stableWindowMs);
       state.stableWindowMs = stableWindowMs;
       state.kpa = INITIAL_KPA_STATE;
+      state.desired = 0;
       for (const sample of state.demand) sample.atMs = Number.NEGATIVE_INFINITY;
       state.hasDemand = false;
       state.isPanicking = false;
-      state.lastKind = LastKind.Activated;
+      state.lastKind = 'activated';
     }
     this.#active.push(state);
     this.#arm();
@@ -259,7 +277,7 @@ export class Autoscaler {
   #queueScaleDown(state: ScalingState): void {
     if (state.isScaleDownQueued) return;
     state.isScaleDownQueued = true;
-    this.#scaleDowns[this.#scaleDownEnd++] = state;
+    this.#scaleDowns.push(state);
     this.#scaleDownsQueued++;
   }
 
@@ -316,7 +334,7 @@ export class Autoscaler {
           this.#options.onError?.(fn, err);
         }
       }
-      setImmediate(sweep);
+      this.#options.clock.defer(sweep);
     };
     this.#isSweeping = true;
     sweep();
@@ -369,16 +387,17 @@ export class Autoscaler {
       now, settings: state.settings, state: state.kpa, stableAverage, panicAverage,
       readySandboxes: counts.ready, currentScale: counts.current,
     });
-    state.lastKind = LastKind.Tick;
-    state.tickState = state.kpa;
-    state.tickNow = now;
-    state.tickStable = stableAverage;
-    state.tickPanic = panicAverage;
-    state.tickReady = counts.ready;
-    state.tickCurrent = counts.current;
+    state.lastKind = 'tick';
+    const { last } = state;
+    last.kpa = state.kpa;
+    last.now = now;
+    last.stableAverage = stableAverage;
+    last.panicAverage = panicAverage;
+    last.readySandboxes = counts.ready;
+    last.currentScale = counts.current;
     state.kpa = decision.state;
     state.isPanicking = decision.isPanicking;
-    fn.desired = decision.desired;
+    state.desired = decision.desired;
     if (counts.outdatedReady > 0 || decision.desired > counts.current) this.#options.onDecision(fn);
     else if (decision.desired < counts.current) this.#queueScaleDown(state);
     const isIdle = decision.desired === 0 && counts.current === 0 && counts.draining === 0
@@ -397,22 +416,20 @@ export class Autoscaler {
     this.#scaleDownTimer = undefined;
     const slicesLeft = Math.max(1, this.#scaleDownSlicesLeft--);
     let n = Math.ceil(this.#scaleDownsQueued / slicesLeft);
-    while (n > 0 && this.#scaleDownHead < this.#scaleDownEnd) {
-      const state = this.#scaleDowns[this.#scaleDownHead] as ScalingState;
-      this.#scaleDowns[this.#scaleDownHead++] = undefined;
+    while (n > 0 && this.#scaleDowns.size > 0) {
+      const state = this.#scaleDowns.shift() as ScalingState;
       if (!state.isScaleDownQueued) continue;
       n--;
       this.#unqueueScaleDown(state);
       const { fn } = state;
       // Converged meanwhile (a later decision, a lost worker, a deletion): nothing to hand on.
-      if (fn.desired === countSandboxes(fn).current) continue;
+      if (state.desired === countSandboxes(fn).current) continue;
       try {
         this.#options.onDecision(fn);
       } catch (err) {
         this.#options.onError?.(fn, err);
       }
     }
-    if (this.#scaleDownHead === this.#scaleDownEnd) this.#scaleDownHead = this.#scaleDownEnd = 0;
     if (this.#scaleDownsQueued > 0) this.#scaleDownTimer = this.#options.clock.setTimeout(this.#onScaleDownSlice, SCALE_DOWN_SLICE_MS);
   };
 }
@@ -420,15 +437,15 @@ export class Autoscaler {
 /** The reason for a function's last decision, for people (describe). */
 function lastReason(state: ScalingState): string {
   switch (state.lastKind) {
-    case LastKind.Activated:
+    case 'activated':
       return 'activated';
-    case LastKind.Poke:
-      return `poke: ${state.pokeWaiting} waiting at zero → ${state.pokeDesired}`;
-    case LastKind.Tick:
+    case 'poke':
+      return `poke: ${state.last.pokeWaiting} waiting at zero → ${state.last.pokeDesired}`;
+    case 'tick':
       if (state.settings === undefined) return 'activated';
       return computeDesiredScale({
-        now: state.tickNow, settings: state.settings, state: state.tickState, stableAverage: state.tickStable,
-        panicAverage: state.tickPanic, readySandboxes: state.tickReady, currentScale: state.tickCurrent,
+        now: state.last.now, settings: state.settings, state: state.last.kpa, stableAverage: state.last.stableAverage,
+        panicAverage: state.last.panicAverage, readySandboxes: state.last.readySandboxes, currentScale: state.last.currentScale,
       }).reason;
   }
 }

@@ -7,6 +7,8 @@ export const controlPlaneConfigSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   /** REST API, internal API, /metrics and /healthz. 0 picks a free port. */
   port: z.number().int().min(0).max(65535).default(9090),
+  /** Dirigent's registration server (`POST /registerService`, `POST /`); unset: only on `port`. 0 picks a free port. */
+  registrationPort: z.number().int().min(0).max(65535).optional(),
   /** Embedded file store (functions, workers, data planes, artifact blobs), when `store` is `file`. */
   dataDir: z.string().default('./.baton/controlplane'),
   /** Where slow-changing state lives: `file` (embedded, under `dataDir`) or `redis` (shared, at `redisUrl`). */

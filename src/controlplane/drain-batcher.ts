@@ -1,3 +1,11 @@
+import type { Clock } from '../core/clock.ts';
+import { TurnBatcher } from '../core/turn-batcher.ts';
+
+interface DrainWait {
+  readonly ids: readonly string[];
+  readonly resolve: () => void;
+}
+
 /**
  * Batches drain waits per data plane: every sandbox drained in one event-loop turn travels in one
  * `POST /internal/v1/drain/wait`, so a burst of scale-downs costs one request per data plane, not
@@ -6,31 +14,23 @@
 export class DrainBatcher {
   readonly #send: (sandboxIds: readonly string[], timeoutMs: number) => Promise<unknown>;
   readonly #timeoutMs: number;
-  #pending: { ids: string[]; resolve: () => void }[] = [];
-  #isScheduled = false;
+  readonly #waits: TurnBatcher<DrainWait>;
 
-  constructor(send: (sandboxIds: readonly string[], timeoutMs: number) => Promise<unknown>, timeoutMs: number) {
+  constructor(send: (sandboxIds: readonly string[], timeoutMs: number) => Promise<unknown>, timeoutMs: number, clock: Clock) {
     this.#send = send;
     this.#timeoutMs = timeoutMs;
+    this.#waits = new TurnBatcher(clock, (waits) => this.#flush(waits));
   }
 
   /** Resolves when the data plane reports these sandboxes idle, the timeout passed, or the call failed. */
   wait(sandboxIds: readonly string[]): Promise<void> {
-    return new Promise((resolve) => {
-      this.#pending.push({ ids: [...sandboxIds], resolve });
-      if (this.#isScheduled) return;
-      this.#isScheduled = true;
-      setImmediate(() => this.#flush());
-    });
+    return new Promise((resolve) => this.#waits.add({ ids: sandboxIds, resolve }));
   }
 
-  #flush(): void {
-    this.#isScheduled = false;
-    const batch = this.#pending;
-    this.#pending = [];
-    const ids = batch.flatMap((b) => b.ids);
+  #flush(waits: DrainWait[]): void {
+    const ids = waits.flatMap((w) => w.ids);
     const done = (): void => {
-      for (const item of batch) item.resolve();
+      for (const wait of waits) wait.resolve();
     };
     this.#send(ids, this.#timeoutMs).then(done, done);
   }

@@ -5,26 +5,34 @@ import { wallTimeMs } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../store/store.ts';
-import type { Autoscaler } from './autoscaler.ts';
-import type { ClusterState } from './cluster-state.ts';
-import { newFunctionEntry, toRoutingFunction, type FunctionEntry } from './model.ts';
-import type { SandboxManager } from './sandbox-manager.ts';
+import { FunctionEntry, toRoutingFunction } from './model.ts';
+import type { RoutingChange } from '../api/dataplane.ts';
 
 export interface FunctionRegistryOptions {
-  readonly state: ClusterState;
   readonly store: Store;
   readonly log: Logger;
-  readonly sandboxes: SandboxManager;
-  readonly autoscaler: Autoscaler;
+  /** Where function changes go to reach every data plane (the routing fan-out). */
+  readonly routing: { publish(change: RoutingChange): void };
+  readonly autoscaler: {
+    /** A function with a minimum scale, or sandboxes, is decided for from now on. */
+    ensureActive(fn: FunctionEntry): void;
+    /** A new generation: keep the size while the new sandboxes replace the old. */
+    onUpdated(fn: FunctionEntry): void;
+    forget(fn: FunctionEntry): void;
+  };
+  /** Drains and deletes every sandbox of a function being deleted. */
+  readonly removeSandboxes: (fn: FunctionEntry) => Promise<void>;
   readonly limits: { readonly maxPackedBytes: number; readonly maxUnpackedBytes: number; readonly maxEntries: number };
 }
 
 /**
  * Functions and artifacts: validated, persisted durably before they are acknowledged, then
- * published to every data plane. An invalid request changes nothing.
+ * published to every data plane. An invalid request changes nothing. The one owner of the function
+ * table (a function's record and its deletion); the rest of the control plane reads it here.
  */
 export class FunctionRegistry {
   readonly #o: FunctionRegistryOptions;
+  readonly #functions = new Map<string, FunctionEntry>();
   /** Serialises changes per name so concurrent updates cannot interleave. */
   readonly #locks = new Map<string, Promise<unknown>>();
 
@@ -34,10 +42,24 @@ export class FunctionRegistry {
 
   async load(): Promise<void> {
     for (const record of await this.#o.store.list<FunctionRecord>('functions')) {
-      const fn = newFunctionEntry(record);
-      this.#o.state.functions.set(record.spec.name, fn);
-      if (record.spec.scaling.minScale > 0) this.#activate(fn);
+      const fn = new FunctionEntry(record);
+      this.#functions.set(record.spec.name, fn);
+      if (record.spec.scaling.minScale > 0) this.#o.autoscaler.ensureActive(fn);
     }
+  }
+
+  get size(): number {
+    return this.#functions.size;
+  }
+
+  /** The function of that name, being deleted or not (internal readers check `isDeleting`). */
+  find(name: string): FunctionEntry | undefined {
+    return this.#functions.get(name);
+  }
+
+  /** Every function, those being deleted included. */
+  values(): IterableIterator<FunctionEntry> {
+    return this.#functions.values();
   }
 
   async putArtifact(archive: Buffer): Promise<{ digest: string; isNew: boolean }> {
@@ -55,33 +77,33 @@ export class FunctionRegistry {
   }
 
   get(name: string): FunctionEntry {
-    const fn = this.#o.state.functions.get(name);
+    const fn = this.#functions.get(name);
     if (fn === undefined || fn.isDeleting) throw new BatonError('ERR_FUNCTION_NOT_FOUND', `no function '${name}'`);
     return fn;
   }
 
   list(): FunctionEntry[] {
-    return [...this.#o.state.functions.values()].filter((fn) => !fn.isDeleting);
+    return [...this.#functions.values()].filter((fn) => !fn.isDeleting);
   }
 
-  create(body: unknown): Promise<FunctionRecord> {
+  async create(body: unknown): Promise<FunctionRecord> {
     const spec = parseOrThrow(functionSpecSchema, body, 'ERR_INVALID_SPEC', 'function spec');
     return this.#serialise(spec.name, async () => {
-      if (this.#o.state.functions.has(spec.name)) throw new BatonError('ERR_FUNCTION_EXISTS', `function '${spec.name}' already exists`);
+      if (this.#functions.has(spec.name)) throw new BatonError('ERR_FUNCTION_EXISTS', `function '${spec.name}' already exists`);
       await this.#requireArtifact(spec);
       const now = new Date(wallTimeMs()).toISOString();
       const record: FunctionRecord = { spec, generation: 1, createdAt: now, updatedAt: now };
       await this.#o.store.put('functions', spec.name, record);
-      const fn = newFunctionEntry(record);
-      this.#o.state.functions.set(spec.name, fn);
-      this.#o.state.publish({ type: 'function.put', function: toRoutingFunction(fn) });
-      if (spec.scaling.minScale > 0) this.#activate(fn);
+      const fn = new FunctionEntry(record);
+      this.#functions.set(spec.name, fn);
+      this.#o.routing.publish({ type: 'function.put', function: toRoutingFunction(fn) });
+      if (spec.scaling.minScale > 0) this.#o.autoscaler.ensureActive(fn);
       this.#o.log.info({ fn: spec.name, generation: 1 }, 'function created');
       return record;
     });
   }
 
-  update(name: string, body: unknown): Promise<FunctionRecord> {
+  async update(name: string, body: unknown): Promise<FunctionRecord> {
     const withName = typeof body === 'object' && body !== null && !('name' in body) ? { ...body, name } : body;
     const spec = parseOrThrow(functionSpecSchema, withName, 'ERR_INVALID_SPEC', 'function spec');
     if (spec.name !== name) {
@@ -92,12 +114,9 @@ export class FunctionRegistry {
       await this.#requireArtifact(spec);
       const record: FunctionRecord = { spec, generation: fn.record.generation + 1, createdAt: fn.record.createdAt, updatedAt: new Date(wallTimeMs()).toISOString() };
       await this.#o.store.put('functions', name, record);
-      fn.record = record;
-      this.#o.state.publish({ type: 'function.put', function: toRoutingFunction(fn) });
-      // Keep the current size: new sandboxes replace the old generation one for one as they become ready.
-      const ready = [...fn.sandboxes.values()].filter((s) => s.phase === 'ready').length;
-      fn.desired = Math.min(spec.scaling.maxScale, Math.max(fn.desired, ready, spec.scaling.minScale));
-      this.#activate(fn);
+      fn.replaceRecord(record);
+      this.#o.routing.publish({ type: 'function.put', function: toRoutingFunction(fn) });
+      this.#o.autoscaler.onUpdated(fn);
       this.#o.log.info({ fn: name, generation: record.generation }, 'function updated');
       return record;
     });
@@ -107,19 +126,13 @@ export class FunctionRegistry {
     return this.#serialise(name, async () => {
       const fn = this.get(name);
       await this.#o.store.delete('functions', name);
-      fn.isDeleting = true;
-      fn.desired = 0;
+      fn.markDeleting();
       this.#o.autoscaler.forget(fn);
-      await this.#o.sandboxes.removeAll(fn);
-      this.#o.state.functions.delete(name);
-      this.#o.state.publish({ type: 'function.delete', name });
+      await this.#o.removeSandboxes(fn);
+      this.#functions.delete(name);
+      this.#o.routing.publish({ type: 'function.delete', name });
       this.#o.log.info({ fn: name }, 'function deleted');
     });
-  }
-
-  #activate(fn: FunctionEntry): void {
-    this.#o.autoscaler.ensureActive(fn);
-    this.#o.sandboxes.reconcile(fn);
   }
 
   async #requireArtifact(spec: FunctionSpec): Promise<void> {

@@ -1,7 +1,6 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { COLD_START_BUCKETS_SECONDS, CounterFamily, type MetricsRegistry } from '../observability/metrics.ts';
-import type { ClusterState } from './cluster-state.ts';
-import type { ColdStartBreakdown } from './model.ts';
+import type { ColdStartBreakdown, Sandbox, WorkerEntry } from './model.ts';
 
 export interface ControlPlaneMetrics {
   /** A sandbox became ready: counted for its function, its breakdown (when known) observed by phase. */
@@ -11,7 +10,14 @@ export interface ControlPlaneMetrics {
   readonly scaleDecisions: Counter;
 }
 
-export function createControlPlaneMetrics(registry: MetricsRegistry, state: ClusterState): ControlPlaneMetrics {
+/** What the gauges read at scrape time. */
+export interface MetricSources {
+  readonly sandboxes: { values(): Iterable<Sandbox> };
+  readonly functions: { readonly size: number };
+  readonly workers: { values(): Iterable<WorkerEntry> };
+}
+
+export function createControlPlaneMetrics(registry: MetricsRegistry, state: MetricSources): ControlPlaneMetrics {
   new Gauge({
     name: 'baton_controlplane_sandboxes', help: 'Sandboxes by phase', labelNames: ['state'], registers: [registry],
     collect() {

@@ -1,27 +1,29 @@
+import type { Backoff } from '../core/backoff.ts';
+import { FlatRecords } from '../core/flat-records.ts';
 import type { Timer } from '../core/clock.ts';
 import { SlotSet } from '../core/slot-set.ts';
+import type { SandboxPhase, SandboxView } from '../policy/plan/types.ts';
 import type { FunctionRecord } from '../api/function-spec.ts';
 import type { CreationBreakdown } from '../api/worker.ts';
 import type { RoutingEndpoint, RoutingFunction } from '../api/dataplane.ts';
 import type { WorkerSnapshot } from '../policy/placement/types.ts';
 
 /**
- * The control plane's in-memory cluster state. Nothing here is persisted: sandboxes are
- * reconstructed from what workers report when they (re)register.
+ * The control plane's in-memory model: functions, sandboxes and workers. Nothing of a sandbox is
+ * persisted: sandboxes are reconstructed from what workers report when they (re)register.
  */
 
-/** starting: asked of a worker, not ready · ready: routed · draining: no new invocations, being removed. */
-export type SandboxPhase = 'starting' | 'ready' | 'draining';
+export type { SandboxPhase } from '../policy/plan/types.ts';
 
 /** The cold-start breakdown shown for a sandbox: the worker's phases and the control plane's decision → ready. */
 export type ColdStartBreakdown = CreationBreakdown & { readonly controlPlaneMs: number };
 
 /**
- * One sandbox. There are tens of thousands of these, so the record is kept flat: one object per
- * sandbox with a fixed set of fields (a class, so every instance shares one hidden class), the
- * cold-start breakdown held as numbers and built as an object only when read.
+ * One sandbox. There are tens of thousands of these: a class, so that every instance shares one
+ * hidden class (bench/README.md, "What the control plane keeps per sandbox"). Created, changed and
+ * removed only by the sandbox table's owner, the plan executor; everything else reads it.
  */
-export class Sandbox {
+export class Sandbox implements SandboxView {
   readonly id: string;
   readonly fn: FunctionEntry;
   readonly generation: number;
@@ -37,20 +39,13 @@ export class Sandbox {
   readyAtWallMs: number | undefined = undefined;
   lastUsedMs: number;
   isRemoved = false;
-  /**
-   * Fails the start if the worker has not reported it ready in time; cleared when it is. Kept here,
-   * not in a Map by id: a Map of the starting sandboxes grows and empties with every batch, and V8
-   * gives it a new table each time.
-   */
+  /** Fails the start if the worker has not reported it ready in time; cleared when it is. */
   createTimer: Timer | undefined = undefined;
+  /** The worker's creation phases, as it reported them when the sandbox became ready (none for an adopted sandbox). */
+  creation: CreationBreakdown | undefined = undefined;
   /** Its places in its function's and its worker's sandbox sets (SlotSet; -1: not in it). */
   functionSlot = -1;
   workerSlot = -1;
-  /** The worker's creation phases, ms; NaN until the worker reports ready (and for an adopted sandbox). */
-  #fetchMs = Number.NaN;
-  #startMs = Number.NaN;
-  #readyMs = Number.NaN;
-  #totalMs = Number.NaN;
 
   constructor(init: { id: string; fn: FunctionEntry; worker: WorkerEntry; generation: number; resources: Sandbox['resources']; requestedAtMs: number; createdAtWallMs: number }) {
     this.id = init.id;
@@ -63,18 +58,14 @@ export class Sandbox {
     this.lastUsedMs = init.requestedAtMs;
   }
 
-  /** Records the worker's breakdown of a creation (the control plane's share is readyAtMs − requestedAtMs). */
-  setCreationBreakdown(breakdown: CreationBreakdown): void {
-    this.#fetchMs = breakdown.fetchMs;
-    this.#startMs = breakdown.startMs;
-    this.#readyMs = breakdown.readyMs;
-    this.#totalMs = breakdown.totalMs;
+  get workerId(): string {
+    return this.worker.id;
   }
 
-  /** The cold-start breakdown, once the worker has reported one (a new object on each read). */
+  /** The cold-start breakdown, once the worker has reported one. */
   get breakdown(): ColdStartBreakdown | undefined {
-    if (Number.isNaN(this.#totalMs) || this.readyAtMs === undefined) return undefined;
-    return { fetchMs: this.#fetchMs, startMs: this.#startMs, readyMs: this.#readyMs, totalMs: this.#totalMs, controlPlaneMs: this.readyAtMs - this.requestedAtMs };
+    if (this.creation === undefined || this.readyAtMs === undefined) return undefined;
+    return { ...this.creation, controlPlaneMs: this.readyAtMs - this.requestedAtMs };
   }
 }
 
@@ -88,22 +79,78 @@ export interface WorkerEntry extends WorkerSnapshot {
   runtimes: readonly string[];
   state: WorkerState;
   lastHeartbeatMs: number;
-  /** Its sandboxes (looked up by id in `ClusterState.sandboxes`, never here). */
+  /** Its sandboxes (looked up by id in the sandbox table, never here). */
   readonly sandboxes: SlotSet<Sandbox, 'workerSlot'>;
   readonly cachedArtifacts: Set<string>;
+  /**
+   * The sandboxes withdrawn when it missed its heartbeats (replaced elsewhere since): if it comes
+   * back still running them, it is told to delete them rather than have them adopted as duplicates.
+   */
+  withdrawnSandboxIds: ReadonlySet<string> | undefined;
+  /** Sandboxes it was asked to delete and still reported at its last registration (never adopted). */
+  readonly deletingSandboxIds: Set<string>;
 }
 
-export interface FunctionEntry {
-  record: FunctionRecord;
-  /** Its sandboxes (looked up by id in `ClusterState.sandboxes`). */
-  readonly sandboxes: SlotSet<Sandbox, 'functionSlot'>;
-  /** The scale the autoscaler last asked for (current generation only). */
-  desired: number;
-  isDeleting: boolean;
-  /** True while the last placement for this function found no worker with room and it has no sandbox. */
-  hasNoCapacity: boolean;
-  /** The function's recent cold starts (describe). */
-  readonly recentColdStarts: ColdStartHistory;
+/**
+ * A registered function. Its record and deletion mark belong to the function registry; its
+ * sandboxes (`sandboxes`) to the sandbox table, the one place that adds and removes them.
+ */
+export class FunctionEntry {
+  #record: FunctionRecord;
+  #isDeleting = false;
+  readonly sandboxes: FunctionSandboxes = new FunctionSandboxes();
+
+  constructor(record: FunctionRecord) {
+    this.#record = record;
+  }
+
+  get record(): FunctionRecord {
+    return this.#record;
+  }
+
+  get name(): string {
+    return this.#record.spec.name;
+  }
+
+  get isDeleting(): boolean {
+    return this.#isDeleting;
+  }
+
+  /** The registry's: a new generation was registered (the record is durable). */
+  replaceRecord(record: FunctionRecord): void {
+    this.#record = record;
+  }
+
+  /** The registry's: the function is being deleted; nothing new is planned for it. */
+  markDeleting(): void {
+    this.#isDeleting = true;
+  }
+}
+
+/**
+ * A function's sandboxes and what the plan executor keeps about them: the set itself (looked up by
+ * id in the sandbox table, never here), whether placement last found no room, the back-off after
+ * failed creations, and the recent cold starts shown by describe.
+ */
+export class FunctionSandboxes {
+  readonly items = new SlotSet<Sandbox, 'functionSlot'>('functionSlot');
+  /** True while the last placement found no worker with room and the function has no sandbox. */
+  hasNoCapacity = false;
+  /** Set after a failed creation, while it waits before creating again (see PlanExecutor). */
+  backoff: { readonly delays: Backoff; timer: Timer | undefined } | undefined = undefined;
+  readonly recentColdStarts = new ColdStartHistory();
+
+  get size(): number {
+    return this.items.size;
+  }
+
+  values(): readonly Sandbox[] {
+    return this.items.items;
+  }
+
+  get isBackingOff(): boolean {
+    return this.backoff?.timer !== undefined;
+  }
 }
 
 /** Cold starts kept per function for describe. */
@@ -117,67 +164,60 @@ export interface ColdStartRecord {
   readonly breakdown: ColdStartBreakdown | undefined;
 }
 
-/** Numbers per cold start: readyAtWallMs, then the breakdown's fetch, start, ready, total, control plane. */
-const FIELDS = 6;
+const COLD_START_FIELDS = ['readyAtWallMs', 'fetchMs', 'startMs', 'readyMs', 'totalMs', 'controlPlaneMs'] as const;
 
 /**
- * A function's last `capacity` cold starts, as a ring: ids in two arrays, numbers in a third (a
- * plain array of doubles, which grows as the first `capacity` cold starts arrive; a typed array
- * would add an ArrayBuffer and a view per function). A cold start's figures are kept long after
- * its sandbox is gone: kept as objects — or as the sandboxes themselves — they were up to twenty
- * per function of the control plane's longest-lived objects, for the garbage collector to trace.
+ * A function's last `capacity` cold starts, as a ring: ids in two arrays, numbers in flat records
+ * (`core/flat-records.ts`: these are kept long after their sandboxes are gone, an object each was
+ * among the control plane's longest-lived objects).
  */
 export class ColdStartHistory {
   readonly #capacity: number;
   readonly #sandboxIds: string[] = [];
   readonly #workerIds: string[] = [];
-  #numbers: number[] | undefined;
-  /** Slot of the next record; with `#size` = capacity, also the oldest. */
+  #numbers: FlatRecords<(typeof COLD_START_FIELDS)[number]> | undefined;
+  /** Slot of the next record; once the ring is full, also the oldest. */
   #next = 0;
-  #size = 0;
 
   constructor(capacity = RECENT_COLD_STARTS) {
     this.#capacity = capacity;
   }
 
   get size(): number {
-    return this.#size;
+    return this.#numbers?.size ?? 0;
   }
 
   record(sandboxId: string, workerId: string, readyAtWallMs: number, breakdown: ColdStartBreakdown | undefined): void {
-    const slot = this.#next;
-    // Until the ring wraps around, slot = size: the writes below append.
-    const numbers = (this.#numbers ??= []);
+    const numbers = (this.#numbers ??= new FlatRecords(COLD_START_FIELDS));
+    const slot = numbers.size < this.#capacity ? numbers.append() : this.#next;
     this.#sandboxIds[slot] = sandboxId;
     this.#workerIds[slot] = workerId;
-    const at = slot * FIELDS;
-    numbers[at] = readyAtWallMs;
-    numbers[at + 1] = breakdown?.fetchMs ?? Number.NaN;
-    numbers[at + 2] = breakdown?.startMs ?? Number.NaN;
-    numbers[at + 3] = breakdown?.readyMs ?? Number.NaN;
-    numbers[at + 4] = breakdown?.totalMs ?? Number.NaN;
-    numbers[at + 5] = breakdown?.controlPlaneMs ?? Number.NaN;
+    numbers.set(slot, 'readyAtWallMs', readyAtWallMs);
+    numbers.set(slot, 'fetchMs', breakdown?.fetchMs ?? Number.NaN);
+    numbers.set(slot, 'startMs', breakdown?.startMs ?? Number.NaN);
+    numbers.set(slot, 'readyMs', breakdown?.readyMs ?? Number.NaN);
+    numbers.set(slot, 'totalMs', breakdown?.totalMs ?? Number.NaN);
+    numbers.set(slot, 'controlPlaneMs', breakdown?.controlPlaneMs ?? Number.NaN);
     this.#next = (slot + 1) % this.#capacity;
-    if (this.#size < this.#capacity) this.#size++;
   }
 
   /** Oldest first. */
   entries(): ColdStartRecord[] {
-    const out: ColdStartRecord[] = [];
     const numbers = this.#numbers;
-    if (numbers === undefined) return out;
-    const first = this.#size < this.#capacity ? 0 : this.#next;
-    for (let i = 0; i < this.#size; i++) {
+    if (numbers === undefined) return [];
+    const out: ColdStartRecord[] = [];
+    const size = numbers.size;
+    const first = size < this.#capacity ? 0 : this.#next;
+    for (let i = 0; i < size; i++) {
       const slot = (first + i) % this.#capacity;
-      const at = slot * FIELDS;
-      const totalMs = numbers[at + 4] as number;
+      const totalMs = numbers.get(slot, 'totalMs');
       out.push({
         sandboxId: this.#sandboxIds[slot] as string,
         workerId: this.#workerIds[slot] as string,
-        readyAtWallMs: numbers[at] as number,
+        readyAtWallMs: numbers.get(slot, 'readyAtWallMs'),
         breakdown: Number.isNaN(totalMs) ? undefined : {
-          fetchMs: numbers[at + 1] as number, startMs: numbers[at + 2] as number, readyMs: numbers[at + 3] as number,
-          totalMs, controlPlaneMs: numbers[at + 5] as number,
+          fetchMs: numbers.get(slot, 'fetchMs'), startMs: numbers.get(slot, 'startMs'), readyMs: numbers.get(slot, 'readyMs'),
+          totalMs, controlPlaneMs: numbers.get(slot, 'controlPlaneMs'),
         },
       });
     }
@@ -201,6 +241,8 @@ class WorkerRecord implements WorkerEntry {
   lastHeartbeatMs: number;
   readonly sandboxes = new SlotSet<Sandbox, 'workerSlot'>('workerSlot');
   readonly cachedArtifacts = new Set<string>();
+  withdrawnSandboxIds: ReadonlySet<string> | undefined = undefined;
+  readonly deletingSandboxIds = new Set<string>();
 
   constructor(init: { id: string; url: string; capacity: { cpuMilli: number; memoryMiB: number }; runtimes: readonly string[]; state: WorkerState; nowMs: number }) {
     this.id = init.id;
@@ -221,7 +263,7 @@ export function newWorkerEntry(init: { id: string; url: string; capacity: { cpuM
 }
 
 export function newFunctionEntry(record: FunctionRecord): FunctionEntry {
-  return { record, sandboxes: new SlotSet<Sandbox, 'functionSlot'>('functionSlot'), desired: 0, isDeleting: false, hasNoCapacity: false, recentColdStarts: new ColdStartHistory() };
+  return new FunctionEntry(record);
 }
 
 export interface ScaleCounts {

@@ -2,7 +2,8 @@ import type { Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import { sendJson } from '../transport/json-router.ts';
 import type { RpcReply } from '../transport/rpc-server.ts';
-import type { ClusterState } from './cluster-state.ts';
+import { dataplaneToControlPlane } from '../api/contracts.ts';
+import type { WorkerMembership } from './worker-membership.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /**
@@ -16,24 +17,24 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
  * long is failed anyway). On a first start, with no workers in the store, it is open at once.
  */
 export class RecoveryGate {
-  readonly #state: ClusterState;
+  readonly #workers: Pick<WorkerMembership, 'get' | 'values'>;
   readonly #clock: Clock;
   readonly #closesAtMs: number;
   readonly #expected: readonly string[];
   #isOpen: boolean;
 
-  constructor(options: { state: ClusterState; clock: Clock; maxWaitMs: number }) {
-    this.#state = options.state;
+  constructor(options: { workers: Pick<WorkerMembership, 'get' | 'values'>; clock: Clock; maxWaitMs: number }) {
+    this.#workers = options.workers;
     this.#clock = options.clock;
     this.#closesAtMs = options.clock.now() + options.maxWaitMs;
-    this.#expected = [...options.state.workers.values()].filter((w) => w.state === 'unregistered').map((w) => w.id);
+    this.#expected = [...options.workers.values()].filter((w) => w.state === 'unregistered').map((w) => w.id);
     this.#isOpen = this.#expected.length === 0;
   }
 
   get isOpen(): boolean {
     if (this.#isOpen) return true;
     const isEveryWorkerBack = this.#expected.every((id) => {
-      const worker = this.#state.workers.get(id);
+      const worker = this.#workers.get(id);
       return worker === undefined || worker.state !== 'unregistered';
     });
     this.#isOpen = isEveryWorkerBack || this.#clock.now() >= this.#closesAtMs;
@@ -43,14 +44,14 @@ export class RecoveryGate {
   /** @throws BatonError ERR_UNAVAILABLE while closed */
   check(): void {
     if (this.isOpen) return;
-    const waiting = this.#expected.filter((id) => this.#state.workers.get(id)?.state === 'unregistered').length;
+    const waiting = this.#expected.filter((id) => this.#workers.get(id)?.state === 'unregistered').length;
     throw new BatonError('ERR_UNAVAILABLE', `the control plane is recovering: ${waiting} of ${this.#expected.length} workers have not registered again yet`, {
       details: { waitingWorkers: waiting },
     });
   }
 }
 
-const GATED_PATH = '/internal/v1/dataplanes/register';
+const GATED = dataplaneToControlPlane.registerDataplane;
 
 type Routes = { handle(req: IncomingMessage, res: ServerResponse): void; dispatch(method: string, path: string, body: unknown): Promise<RpcReply> };
 
@@ -63,7 +64,7 @@ type Routes = { handle(req: IncomingMessage, res: ServerResponse): void; dispatc
 export function guardRoutes(router: Routes, guards: { recovery: RecoveryGate; isClosing: () => boolean }): Routes {
   const refusal = (method: string | undefined, path: string | undefined): BatonError | undefined => {
     if (guards.isClosing() && path !== '/healthz') return new BatonError('ERR_SHUTTING_DOWN', 'the control plane is shutting down');
-    if (method !== 'POST' || path !== GATED_PATH || guards.recovery.isOpen) return undefined;
+    if (method !== GATED.method || path !== GATED.path || guards.recovery.isOpen) return undefined;
     try {
       guards.recovery.check();
       return undefined;

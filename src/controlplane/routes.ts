@@ -1,22 +1,23 @@
 import type { Registry } from 'prom-client';
-import { dataplaneHeartbeatSchema, demandReportSchema, registerDataplaneRequestSchema } from '../api/dataplane.ts';
-import { parseOrThrow } from '../api/validate.ts';
-import { heartbeatRequestSchema, registerWorkerRequestSchema, sandboxEventBatchesRequestSchema, sandboxEventsRequestSchema, type SandboxEventBatchesResponse, type SandboxLogLine } from '../api/worker.ts';
+import { dataplaneToControlPlane, workerToControlPlane } from '../api/contracts.ts';
+import type { SandboxLogLine } from '../api/worker.ts';
 import type { Clock } from '../core/clock.ts';
 import { JsonRouter, reply } from '../transport/json-router.ts';
 import type { Autoscaler } from './autoscaler.ts';
-import type { ClusterState } from './cluster-state.ts';
+import type { DataplaneMembership } from './dataplane-membership.ts';
+import type { DemandIntake } from './demand-intake.ts';
 import type { FunctionRegistry } from './function-registry.ts';
-import type { Membership } from './membership.ts';
 import { countSandboxes, type FunctionEntry } from './model.ts';
-import type { SandboxManager } from './sandbox-manager.ts';
+import type { PlanExecutor } from './plan-executor.ts';
+import type { WorkerMembership } from './worker-membership.ts';
 
 export interface RouteDeps {
-  readonly state: ClusterState;
   readonly registry: FunctionRegistry;
-  readonly membership: Membership;
+  readonly workers: WorkerMembership;
+  readonly dataplanes: DataplaneMembership;
+  readonly demand: DemandIntake;
   readonly autoscaler: Autoscaler;
-  readonly sandboxManager: SandboxManager;
+  readonly executor: PlanExecutor;
   readonly clock: Clock;
   readonly metrics: Registry;
   readonly maxArtifactBytes: number;
@@ -27,7 +28,7 @@ const MAX_LOG_TAIL = 10_000;
 
 /** The management REST API (`/v1/...`) and the internal API for workers and data planes. */
 export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
-  const { registry, membership, state } = deps;
+  const { registry, workers, dataplanes } = deps;
 
   router.on('GET', '/healthz', () => (deps.isClosing() ? reply(503, { status: 'closing' }) : { status: 'ok' }));
   router.on('GET', '/metrics', async () => ({ status: 200, raw: { data: await deps.metrics.metrics(), contentType: deps.metrics.contentType } }));
@@ -61,58 +62,53 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
   router.on('GET', '/v1/functions/:name/logs', async (ctx) => {
     const fn = registry.get(ctx.params.name ?? '');
     const tail = Math.min(MAX_LOG_TAIL, Math.max(1, Number(ctx.query.get('tail') ?? 100) || 100));
-    return { lines: await collectLogs(fn, tail, state) };
+    return { lines: await collectLogs(fn, tail, workers) };
   });
   router.on('GET', '/v1/workers', () => ({
-    workers: [...state.workers.values()].map((w) => ({
+    workers: [...workers.values()].map((w) => ({
       workerId: w.id, url: w.url, state: w.state, capacity: w.capacity, allocated: { ...w.allocated },
       runtimes: w.runtimes, sandboxes: w.sandboxes.size, lastHeartbeatAgoMs: Math.round(deps.clock.now() - w.lastHeartbeatMs),
     })),
   }));
   router.on('GET', '/v1/dataplanes', () => ({
-    dataplanes: [...state.dataplanes.values()].map((d) => ({
+    dataplanes: [...dataplanes.values()].map((d) => ({
       dataplaneId: d.id, url: d.url, proxyUrl: d.proxyUrl, state: d.state,
-      routingVersion: d.publisher?.version ?? 0, isSynced: d.publisher?.isSynced ?? false,
+      routingVersion: d.channel?.publisher.version ?? 0, isSynced: d.channel?.publisher.isSynced ?? false,
       lastHeartbeatAgoMs: Math.round(deps.clock.now() - d.lastHeartbeatMs),
     })),
   }));
 
-  router.on('POST', '/internal/v1/workers/register', async (ctx) =>
-    membership.registerWorker(parseOrThrow(registerWorkerRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'worker registration')));
-  router.on('POST', '/internal/v1/workers/heartbeat', async (ctx) => {
-    membership.workerHeartbeat(parseOrThrow(heartbeatRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'heartbeat').workerId);
+  router.serve(workerToControlPlane.registerWorker, (request) => workers.register(request));
+  router.serve(workerToControlPlane.workerHeartbeat, (request) => {
+    workers.heartbeat(request.workerId);
     return {};
   });
-  router.on('POST', '/internal/v1/workers/events', async (ctx) => {
-    const req = parseOrThrow(sandboxEventsRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'sandbox events');
-    const worker = membership.requireWorker(req.workerId);
-    for (const event of req.events) deps.sandboxManager.onEvent(worker, event);
+  router.serve(workerToControlPlane.sandboxEvents, (request) => {
+    const worker = workers.require(request.workerId);
+    for (const event of request.events) deps.executor.onEvent(worker, event);
     return {};
   });
-  router.on('POST', '/internal/v1/workers/events/batch', async (ctx): Promise<SandboxEventBatchesResponse> => {
-    const req = parseOrThrow(sandboxEventBatchesRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'sandbox event batches');
+  router.serve(workerToControlPlane.sandboxEventBatches, (request) => {
     const unknownWorkers: string[] = [];
-    for (const batch of req.batches) {
-      const worker = state.workers.get(batch.workerId);
-      if (worker === undefined || worker.state === 'unregistered') {
+    for (const batch of request.batches) {
+      const worker = workers.find(batch.workerId);
+      if (worker === undefined) {
         unknownWorkers.push(batch.workerId);
         continue;
       }
-      for (const event of batch.events) deps.sandboxManager.onEvent(worker, event);
+      for (const event of batch.events) deps.executor.onEvent(worker, event);
     }
     return { unknownWorkers };
   });
-  router.on('POST', '/internal/v1/dataplanes/register', async (ctx) => {
-    await membership.registerDataplane(parseOrThrow(registerDataplaneRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'data plane registration'));
+  router.serve(dataplaneToControlPlane.registerDataplane, async (request) => {
+    await dataplanes.register(request);
     return {};
   });
-  router.on('POST', '/internal/v1/dataplanes/heartbeat', async (ctx) => {
-    membership.dataplaneHeartbeat(parseOrThrow(dataplaneHeartbeatSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'heartbeat').dataplaneId);
+  router.serve(dataplaneToControlPlane.dataplaneHeartbeat, (request) => {
+    dataplanes.heartbeat(request.dataplaneId);
     return {};
   });
-  router.on('POST', '/internal/v1/demand', async (ctx) => {
-    return membership.onDemand(parseOrThrow(demandReportSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'demand report'));
-  });
+  router.serve(dataplaneToControlPlane.reportDemand, (request) => deps.demand.report(request));
   return router;
 }
 
@@ -122,17 +118,17 @@ function describeFunction(fn: FunctionEntry, deps: RouteDeps): unknown {
   return {
     ...fn.record,
     status: {
-      desired: fn.desired, ready: counts.ready, starting: counts.starting, draining: counts.draining,
+      desired: deps.autoscaler.desiredScale(fn), ready: counts.ready, starting: counts.starting, draining: counts.draining,
       outdated: counts.outdatedReady, isPanicking: scaling?.isPanicking ?? false, reason: scaling?.reason ?? 'idle',
     },
-    recentColdStarts: fn.recentColdStarts.entries().map((c) => ({ sandboxId: c.sandboxId, workerId: c.workerId, at: new Date(c.readyAtWallMs).toISOString(), breakdown: c.breakdown })),
+    recentColdStarts: fn.sandboxes.recentColdStarts.entries().map((c) => ({ sandboxId: c.sandboxId, workerId: c.workerId, at: new Date(c.readyAtWallMs).toISOString(), breakdown: c.breakdown })),
   };
 }
 
-async function collectLogs(fn: FunctionEntry, tail: number, state: ClusterState): Promise<(SandboxLogLine & { sandboxId: string })[]> {
+async function collectLogs(fn: FunctionEntry, tail: number, workers: WorkerMembership): Promise<(SandboxLogLine & { sandboxId: string })[]> {
   const all: (SandboxLogLine & { sandboxId: string })[] = [];
   await Promise.all([...fn.sandboxes.values()].map(async (sandbox) => {
-    const batcher = state.batchers.get(sandbox.worker.id);
+    const batcher = workers.batcher(sandbox.worker.id);
     if (batcher === undefined) return;
     try {
       const { lines } = await batcher.client.logs(sandbox.id, tail);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { RoutingAck, RoutingChange, RoutingEndpoint, RoutingFunction, RoutingUpdate } from '../api/dataplane.ts';
 import type { Clock, Timer } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
+import { TurnBatcher } from '../core/turn-batcher.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** How the publisher reaches its data plane (the real one posts to /internal/v1/routing). */
@@ -50,7 +51,8 @@ export class RoutingPublisher {
   #generation = 0;
   #pending: RoutingChange[] = [];
   #needsSnapshot = true;
-  #isScheduled = false;
+  /** Sends what is pending once per turn (the changes themselves wait in `#pending`, bounded). */
+  readonly #turn: TurnBatcher<never>;
   #retry: Timer | undefined;
   #isClosed = false;
   /** Sequence numbers: every enqueue bumps `#enqueuedSeq`; an ack covers everything sent before it. */
@@ -63,6 +65,7 @@ export class RoutingPublisher {
     this.#source = source;
     this.#clock = clock;
     this.#log = log;
+    this.#turn = new TurnBatcher(clock, () => this.#flush());
   }
 
   get version(): number {
@@ -116,12 +119,7 @@ export class RoutingPublisher {
   }
 
   #schedule(): void {
-    if (this.#isScheduled || this.#retry !== undefined) return;
-    this.#isScheduled = true;
-    setImmediate(() => {
-      this.#isScheduled = false;
-      this.#flush();
-    });
+    if (this.#retry === undefined) this.#turn.schedule();
   }
 
   #flush(): void {

@@ -1,5 +1,8 @@
+import { controlPlaneToWorker } from '../api/contracts.ts';
 import type { CreateSandboxesResponse, DeleteSandboxesResponse, ProcessSandboxesRequest, ProcessSandboxesResponse, SandboxFunction, SandboxLogsResponse } from '../api/worker.ts';
+import type { Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
+import { TurnBatcher } from '../core/turn-batcher.ts';
 import type { Dispatcher } from 'undici';
 import { JsonClient } from '../transport/json-client.ts';
 import type { RpcConnection } from '../transport/rpc-client.ts';
@@ -19,19 +22,21 @@ export interface WorkerClient {
 export function httpWorkerClient(url: string, dispatcher?: Dispatcher, rpc?: RpcConnection): WorkerClient {
   const client = new JsonClient(url, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
   return {
-    createSandboxes: (items) => client.post('/internal/v1/sandboxes', { sandboxes: items }),
-    deleteSandboxes: (sandboxIds) => client.post('/internal/v1/sandboxes/delete', { sandboxIds }),
-    logs: (sandboxId, tail) => client.get(`/internal/v1/sandboxes/${encodeURIComponent(sandboxId)}/logs?tail=${tail}`),
+    createSandboxes: (items) => client.invoke(controlPlaneToWorker.createSandboxes, { sandboxes: items }),
+    deleteSandboxes: (sandboxIds) => client.invoke(controlPlaneToWorker.deleteSandboxes, { sandboxIds }),
+    logs: (sandboxId, tail) => client.invoke(controlPlaneToWorker.sandboxLogs, { sandboxId, tail }),
     close: () => client.destroy(),
   };
 }
 
-/** Where the sandbox manager sends one worker's creations and deletions. */
+/** Where the plan executor sends one worker's creations and deletions. */
 export interface SandboxBatcher {
   readonly client: WorkerClient;
   create(sandboxId: string, fn: SandboxFunction): void;
   delete(sandboxId: string): void;
 }
+
+type CreationFailed = (sandboxIds: readonly string[], err: unknown) => void;
 
 /**
  * Batches sandbox creations and deletions per worker: everything asked in one event-loop turn
@@ -39,14 +44,15 @@ export interface SandboxBatcher {
  */
 export class WorkerBatcher implements SandboxBatcher {
   readonly #client: WorkerClient;
-  readonly #onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void;
-  #creates: { sandboxId: string; function: SandboxFunction }[] = [];
-  #deletes: string[] = [];
-  #isScheduled = false;
+  readonly #onCreateFailed: CreationFailed;
+  readonly #creates: TurnBatcher<{ sandboxId: string; function: SandboxFunction }>;
+  readonly #deletes: TurnBatcher<string>;
 
-  constructor(client: WorkerClient, onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void) {
+  constructor(client: WorkerClient, clock: Clock, onCreateFailed: CreationFailed) {
     this.#client = client;
     this.#onCreateFailed = onCreateFailed;
+    this.#creates = new TurnBatcher(clock, (creates) => this.#sendCreates(creates));
+    this.#deletes = new TurnBatcher(clock, (deletes) => this.#sendDeletes(deletes));
   }
 
   get client(): WorkerClient {
@@ -54,38 +60,22 @@ export class WorkerBatcher implements SandboxBatcher {
   }
 
   create(sandboxId: string, fn: SandboxFunction): void {
-    this.#creates.push({ sandboxId, function: fn });
-    this.#schedule();
+    this.#creates.add({ sandboxId, function: fn });
   }
 
   delete(sandboxId: string): void {
-    this.#deletes.push(sandboxId);
-    this.#schedule();
+    this.#deletes.add(sandboxId);
   }
 
-  #schedule(): void {
-    if (this.#isScheduled) return;
-    this.#isScheduled = true;
-    setImmediate(() => {
-      this.#isScheduled = false;
-      this.#flush();
-    });
+  #sendCreates(creates: { sandboxId: string; function: SandboxFunction }[]): void {
+    const sandboxIds = creates.map((c) => c.sandboxId);
+    this.#client.createSandboxes(creates).catch((err: unknown) => this.#onCreateFailed(sandboxIds, err));
   }
 
-  #flush(): void {
-    const creates = this.#creates;
-    const deletes = this.#deletes;
-    this.#creates = [];
-    this.#deletes = [];
-    if (creates.length > 0) {
-      const sandboxIds = creates.map((c) => c.sandboxId);
-      this.#client.createSandboxes(creates).catch((err: unknown) => this.#onCreateFailed(sandboxIds, err));
-    }
-    if (deletes.length > 0) {
-      // A failed delete is harmless to correctness: a worker that comes back reports what it
-      // runs, and the control plane deletes whatever it does not know.
-      this.#client.deleteSandboxes(deletes).catch(() => undefined);
-    }
+  #sendDeletes(deletes: string[]): void {
+    // A failed delete is harmless to correctness: a worker that comes back reports what it runs,
+    // and the control plane deletes whatever it does not know.
+    this.#client.deleteSandboxes(deletes).catch(() => undefined);
   }
 }
 
@@ -94,7 +84,7 @@ export type PostProcessSandboxes = (request: ProcessSandboxesRequest) => Promise
 
 export function httpProcessClient(processUrl: string, dispatcher?: Dispatcher, rpc?: RpcConnection): { post: PostProcessSandboxes; close(): void } {
   const client = new JsonClient(processUrl, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
-  return { post: (request) => client.post('/internal/v1/process/sandboxes', request), close: () => client.destroy() };
+  return { post: (request) => client.invoke(controlPlaneToWorker.processSandboxes, request), close: () => client.destroy() };
 }
 
 /**
@@ -103,33 +93,32 @@ export function httpProcessClient(processUrl: string, dispatcher?: Dispatcher, r
  */
 export class ProcessBatcher {
   readonly #post: PostProcessSandboxes;
-  readonly #onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void;
-  #request: { creates: ProcessSandboxesRequest['creates'][number][]; deletes: ProcessSandboxesRequest['deletes'][number][] } = { creates: [], deletes: [] };
-  #isScheduled = false;
+  readonly #onCreateFailed: CreationFailed;
+  readonly #turn: TurnBatcher<never>;
+  #request: ProcessSandboxesRequest = { creates: [], deletes: [] };
 
-  constructor(post: PostProcessSandboxes, onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void) {
+  constructor(post: PostProcessSandboxes, clock: Clock, onCreateFailed: CreationFailed) {
     this.#post = post;
     this.#onCreateFailed = onCreateFailed;
+    this.#turn = new TurnBatcher(clock, () => this.#send());
   }
 
   /** The batcher of one worker of the process. */
   forWorker(workerId: string, client: WorkerClient): SandboxBatcher {
     return {
       client,
-      create: (sandboxId, fn) => this.#add(() => this.#request.creates.push({ workerId, sandboxId, function: fn })),
-      delete: (sandboxId) => this.#add(() => this.#request.deletes.push({ workerId, sandboxId })),
+      create: (sandboxId, fn) => {
+        this.#request.creates.push({ workerId, sandboxId, function: fn });
+        this.#turn.schedule();
+      },
+      delete: (sandboxId) => {
+        this.#request.deletes.push({ workerId, sandboxId });
+        this.#turn.schedule();
+      },
     };
   }
 
-  #add(push: () => void): void {
-    push();
-    if (this.#isScheduled) return;
-    this.#isScheduled = true;
-    setImmediate(() => this.#flush());
-  }
-
-  #flush(): void {
-    this.#isScheduled = false;
+  #send(): void {
     const request = this.#request;
     this.#request = { creates: [], deletes: [] };
     if (request.creates.length === 0 && request.deletes.length === 0) return;

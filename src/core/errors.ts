@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   ERR_UNAVAILABLE: { status: 503, retryable: true, summary: 'A peer daemon could not be reached.' },
   ERR_OVERLOADED: { status: 503, retryable: true, summary: 'Too many calls are already in flight to a peer daemon; the call was refused at once.' },
   ERR_TIMEOUT: { status: 504, retryable: true, summary: 'A call between daemons passed its deadline.' },
+  ERR_BAD_RESPONSE: { status: 502, retryable: false, summary: 'A peer daemon answered an internal call with a body its contract does not allow (mismatched versions).' },
   ERR_INTERNAL: { status: 500, retryable: false, summary: 'An unexpected failure; the message and the logs say more.' },
 } as const satisfies Record<string, { status: number; retryable: boolean; summary: string }>;
 

@@ -1,6 +1,7 @@
 import type { DemandEntry, DemandReport } from '../api/dataplane.ts';
 import type { Clock, Timer } from '../core/clock.ts';
 import type { Logger } from '../observability/logger.ts';
+import { FlatRecords } from '../core/flat-records.ts';
 
 /**
  * One function's demand as the data plane sees it: invocations in flight at sandboxes and
@@ -61,7 +62,7 @@ export interface DemandReporterOptions {
   readonly logger: Logger;
   /** Delivers one report; rejects when the control plane cannot be reached. */
   readonly send: (report: DemandReport) => Promise<void>;
-  /** Runs `fn` at the next event-loop turn; `setImmediate` unless a test says otherwise. */
+  /** Runs `fn` at the next event-loop turn; the clock's `defer` unless said otherwise. */
   readonly defer?: (fn: () => void) => void;
 }
 
@@ -74,6 +75,8 @@ export interface DemandReporterOptions {
  */
 export const REPORT_CHUNK = 256;
 
+const REPORT_FIELDS = ['concurrency', 'queued', 'inflight'] as const;
+
 /**
  * Up to REPORT_CHUNK functions of a periodic report, as the numbers taken at the tick: the entries
  * are built when the part is sent. The parts of a report leave one after another, so a part may
@@ -81,8 +84,8 @@ export const REPORT_CHUNK = 256;
  */
 interface ReportPart {
   readonly trackers: DemandTracker[];
-  /** Per function: concurrency, queued, inflight. */
-  readonly numbers: number[];
+  /** Per function, the tick's numbers (core/flat-records.ts: a part may wait through a scavenge or two). */
+  readonly numbers: FlatRecords<'concurrency' | 'queued' | 'inflight'>;
   /** Per function: the sandboxes it used in the interval, if any. */
   readonly used: (string[] | undefined)[];
   /** Functions whose closing zero this part carries: reported again if it is not delivered. */
@@ -93,7 +96,7 @@ function partEntries(part: ReportPart): DemandEntry[] {
   const { trackers, numbers, used } = part;
   const entries: DemandEntry[] = [];
   for (let i = 0; i < trackers.length; i++) {
-    const entry: DemandEntry = { function: (trackers[i] as DemandTracker).function, concurrency: numbers[3 * i] as number, queued: numbers[3 * i + 1] as number, inflight: numbers[3 * i + 2] as number };
+    const entry: DemandEntry = { function: (trackers[i] as DemandTracker).function, concurrency: numbers.get(i, 'concurrency'), queued: numbers.get(i, 'queued'), inflight: numbers.get(i, 'inflight') };
     const usedSandboxes = used[i];
     entries.push(usedSandboxes === undefined ? entry : { ...entry, usedSandboxes });
   }
@@ -132,7 +135,7 @@ export class DemandReporter {
 
   constructor(options: DemandReporterOptions) {
     this.#options = options;
-    this.#defer = options.defer ?? setImmediate;
+    this.#defer = options.defer ?? ((fn) => options.clock.defer(fn));
   }
 
   track(fn: string): DemandTracker {
@@ -191,11 +194,14 @@ export class DemandReporter {
       const concurrency = elapsed > 0 ? tracker.integral / elapsed : tracker.concurrency;
       tracker.integral = 0;
       if (part === undefined || part.trackers.length >= REPORT_CHUNK) {
-        part = { trackers: [], numbers: [], used: [], closing: [] };
+        part = { trackers: [], numbers: new FlatRecords(REPORT_FIELDS), used: [], closing: [] };
         parts.push(part);
       }
       part.trackers.push(tracker);
-      part.numbers.push(concurrency, tracker.queued, tracker.inflight);
+      const row = part.numbers.append();
+      part.numbers.set(row, 'concurrency', concurrency);
+      part.numbers.set(row, 'queued', tracker.queued);
+      part.numbers.set(row, 'inflight', tracker.inflight);
       if (tracker.used !== undefined && tracker.used.size > 0) {
         part.used.push([...tracker.used]);
         tracker.used.clear();

@@ -1,7 +1,6 @@
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { RpcConnection } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
-import type { AddressInfo } from 'node:net';
 import { systemClock } from '../core/clock.ts';
 import { randomInt } from 'node:crypto';
 import { createRandom } from '../core/random.ts';
@@ -10,6 +9,7 @@ import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
 import { JsonClient } from '../transport/json-client.ts';
+import { closeServer, httpUrl, listen } from '../transport/listen.ts';
 import type { DataplaneConfig } from './config.ts';
 import { ControlPlaneLink } from './control-plane-link.ts';
 import { DemandReporter } from './demand-reporter.ts';
@@ -82,17 +82,19 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const proxyServer = createServer({ keepAliveTimeout: 65_000 }, proxy.handle);
   const internalServer = createServer(internalRouter.handle);
   const rpcServer = serveRpc(internalServer, internalRouter.dispatch, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
+  let proxyPort: number;
+  let internalPort: number;
   try {
-    await listen(proxyServer, config.host, config.port);
-    await listen(internalServer, config.host, config.internalPort);
+    proxyPort = (await listen(proxyServer, { host: config.host, port: config.port })).port;
+    internalPort = (await listen(internalServer, { host: config.host, port: config.internalPort })).port;
   } catch (err) {
     proxyServer.close();
     internalServer.close();
     await client.close();
     throw err;
   }
-  const proxyUrl = baseUrl(config.advertiseHost, proxyServer);
-  const url = baseUrl(config.advertiseHost, internalServer);
+  const proxyUrl = httpUrl(config.advertiseHost, proxyPort);
+  const url = httpUrl(config.advertiseHost, internalPort);
 
   link = new ControlPlaneLink({
     client,
@@ -125,23 +127,4 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     logger.info('data plane closed');
   };
   return { proxyUrl, url, close: () => (closing ??= close()) };
-}
-
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
-function baseUrl(host: string, server: Server): string {
-  const { port } = server.address() as AddressInfo;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }

@@ -52,6 +52,26 @@ export interface RunOptions {
   readonly now?: () => number;
   /** Use this dispatcher instead of a pool of our own (it is not closed at the end). */
   readonly dispatcher?: Dispatcher;
+  /** Also send INVITRO_HEADERS with every invocation (what Invitro's and Dirigent's trace functions read). Default false. */
+  readonly invitroHeaders?: boolean;
+  /** Called every `progressIntervalMs` while the run lasts, and once at its end. */
+  readonly onProgress?: (progress: RunProgress) => void;
+  /** Default 1,000 ms. */
+  readonly progressIntervalMs?: number;
+}
+
+/** A run's state at one moment, for progress displays. */
+export interface RunProgress {
+  readonly elapsedMs: number;
+  /** When the last invocation is due, ms from the start. */
+  readonly totalMs: number;
+  readonly planned: number;
+  readonly sent: number;
+  readonly inFlight: number;
+  /** Invocations finished without a 2xx answer (or with an error code) so far. */
+  readonly errors: number;
+  /** Sends per second since the previous report. */
+  readonly rate: number;
 }
 
 export type StopReason = 'completed' | 'aborted';
@@ -71,6 +91,12 @@ export interface RunResult extends InvocationRecords {
 }
 
 export const EXEC_MS_HEADER = 'x-baton-exec-ms';
+/**
+ * Invitro's HTTP headers, sent too so that Invitro's and Dirigent's trace functions read the
+ * same request: `requested_cpu` carries the execution time in ms (the name is Invitro's),
+ * `requested_memory` the MiB to touch, `function` the name, `workload` `trace`.
+ */
+export const INVITRO_HEADERS = { execMs: 'requested_cpu', memoryMiB: 'requested_memory', function: 'function', workload: 'workload' } as const;
 /** Error codes the runner itself records. */
 export const RUNNER_ERRORS = { timeout: 'TIMEOUT', aborted: 'ABORTED' } as const;
 
@@ -96,6 +122,9 @@ interface RunConfig {
   readonly signal: AbortSignal | undefined;
   readonly now: () => number;
   readonly dispatcher: Dispatcher | undefined;
+  readonly onProgress: ((progress: RunProgress) => void) | undefined;
+  readonly progressIntervalMs: number;
+  readonly invitroHeaders: boolean;
 }
 
 function compileOptions(plan: Plan, options: RunOptions): RunConfig {
@@ -128,6 +157,9 @@ function compileOptions(plan: Plan, options: RunOptions): RunConfig {
     signal: options.signal,
     now: options.now ?? (() => performance.now()),
     dispatcher: options.dispatcher,
+    onProgress: options.onProgress,
+    progressIntervalMs: options.progressIntervalMs ?? 1_000,
+    invitroHeaders: options.invitroHeaders ?? false,
   };
 }
 
@@ -154,6 +186,9 @@ class Run {
   #immediate: NodeJS.Immediate | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #finish: (() => void) | undefined;
+  #errors = 0;
+  #lastProgressMs = 0;
+  #lastProgressSent = 0;
 
   constructor(plan: Plan, config: RunConfig) {
     this.#plan = plan;
@@ -186,6 +221,7 @@ class Run {
     await done;
     signal?.removeEventListener('abort', onAbort);
     clearInterval(this.#sweeper);
+    this.#reportProgress();
     const durationMs = this.#config.now() - this.#startMs;
     if (this.#config.dispatcher === undefined) await this.#dispatcher.close();
     return this.#result(startWallMs, durationMs);
@@ -212,7 +248,12 @@ class Run {
   #send(i: number): void {
     const fn = this.#plan.functionIndex[i] ?? 0;
     const host = this.#config.hosts[fn];
-    const headers = [...this.#config.headers, EXEC_MS_HEADER, String(this.#plan.execMs[i] ?? 0)];
+    const execMs = String(this.#plan.execMs[i] ?? 0);
+    const headers = [...this.#config.headers, EXEC_MS_HEADER, execMs];
+    if (this.#config.invitroHeaders) {
+      headers.push(INVITRO_HEADERS.execMs, execMs, INVITRO_HEADERS.memoryMiB, String(this.#plan.memoryMiB[i] ?? 0),
+        INVITRO_HEADERS.function, this.#plan.functions[fn] ?? '', INVITRO_HEADERS.workload, 'trace');
+    }
     if (host !== undefined) headers.push('host', host);
     const exchange = new Exchange(this, i, this.#config.maxBodyBytes);
     this.#inFlight.set(i, exchange);
@@ -230,6 +271,7 @@ class Run {
     if (statusCode >= 400) {
       const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
       this.#errorIndex[i] = this.#intern(typeof code === 'string' ? code : `HTTP_${statusCode}`);
+      this.#errors++;
     } else {
       const executionUs = (body as { ExecutionTime?: unknown } | undefined)?.ExecutionTime;
       if (typeof executionUs === 'number' && Number.isFinite(executionUs)) this.#execUs[i] = executionUs;
@@ -243,6 +285,7 @@ class Run {
     this.#endMs[i] = this.#config.now() - this.#startMs;
     this.#status[i] = 0;
     this.#errorIndex[i] = this.#intern(code);
+    this.#errors++;
     this.#done(i);
   }
 
@@ -251,8 +294,24 @@ class Run {
     this.#maybeFinish();
   }
 
-  /** Aborts in-flight invocations past their deadline (the oldest come first). */
+  #reportProgress(): void {
+    const onProgress = this.#config.onProgress;
+    if (onProgress === undefined) return;
+    const elapsedMs = this.#config.now() - this.#startMs;
+    const span = elapsedMs - this.#lastProgressMs;
+    const rate = span > 0 ? ((this.#next - this.#lastProgressSent) * 1000) / span : 0;
+    this.#lastProgressMs = elapsedMs;
+    this.#lastProgressSent = this.#next;
+    const { atMs, length } = this.#plan;
+    onProgress({
+      elapsedMs, totalMs: length === 0 ? 0 : atMs[length - 1] ?? 0, planned: length, sent: this.#next,
+      inFlight: this.#inFlight.size, errors: this.#errors, rate,
+    });
+  }
+
+  /** Aborts in-flight invocations past their deadline (the oldest come first), and reports progress when due. */
   #sweep(): void {
+    if (this.#config.onProgress !== undefined && this.#config.now() - this.#startMs - this.#lastProgressMs >= this.#config.progressIntervalMs) this.#reportProgress();
     const deadline = this.#config.now() - this.#startMs - this.#config.timeoutMs;
     while (this.#head < this.#next) {
       const exchange = this.#inFlight.get(this.#head);

@@ -43,6 +43,12 @@ export interface TracePlanOptions {
   readonly minutes: number;
   readonly iatDistribution: IatDistribution;
   readonly seed: number;
+  /**
+   * Invitro's `*_shift` distributions: each minute's send offsets are rotated by one uniform draw
+   * (modulo the minute), so the first invocation lands at a random offset instead of at :00 for
+   * every function. The count per minute is unchanged. Default false.
+   */
+  readonly shift?: boolean;
   /** Refuse to build larger plans (ERR_INVALID_REQUEST). Default 2,000,000. */
   readonly maxInvocations?: number;
 }
@@ -172,9 +178,10 @@ export function planTrace(functions: readonly TraceFunction[], options: TracePla
       const count = fn.perMinute[m] ?? 0;
       if (count === 0) continue;
       const gaps = generateMinuteGapsMs(count, iatDistribution, iatRandom);
+      const rotationMs = options.shift === true ? iatRandom.next() * MINUTE_MS : 0;
       let offsetMs = 0;
       for (let k = 0; k < count; k++) {
-        columns.atMs[n] = m * MINUTE_MS + offsetMs;
+        columns.atMs[n] = m * MINUTE_MS + ((offsetMs + rotationMs) % MINUTE_MS);
         columns.functionIndex[n] = f;
         columns.minute[n] = m;
         offsetMs += gaps[k] ?? 0;
@@ -292,4 +299,39 @@ function sortColumns(functions: readonly string[], columns: Columns): Plan {
     sorted.minute[i] = columns.minute[j] ?? 0;
   }
   return { length, functions, ...sorted };
+}
+
+export interface FixedRateOptions {
+  /** Invocations per second. */
+  readonly rate: number;
+  readonly seconds: number;
+  readonly function: string;
+  readonly execMs: number;
+  readonly memoryMiB?: number;
+  readonly maxInvocations?: number;
+}
+
+/**
+ * Invitro's RPS mode, warm part: one function at a constant rate, invocation n (n = 0, 1, …) at
+ * (n + 1) / rate s (rps_mode starts one inter-arrival time in), for `seconds`.
+ */
+export function planFixedRate(options: FixedRateOptions): Plan {
+  const { rate, seconds, execMs } = options;
+  const maxInvocations = options.maxInvocations ?? DEFAULT_MAX_INVOCATIONS;
+  for (const [name, value] of [['rate', rate], ['seconds', seconds]] as const) {
+    if (!Number.isFinite(value) || value <= 0) throw invalid(`${name} must be a positive number, got ${value}`, { [name]: value });
+  }
+  if (!Number.isInteger(execMs) || execMs < 0) throw invalid(`execMs must be a non-negative integer, got ${execMs}`, { execMs });
+  if (!FUNCTION_NAME_PATTERN.test(options.function)) throw invalid(`"${options.function}" is not a valid function name`, { function: options.function });
+  const total = Math.floor(rate * seconds + 1e-9);
+  if (total > maxInvocations) throw invalid(`the plan has ${total} invocations, more than maxInvocations ${maxInvocations}`, { total, maxInvocations });
+  const columns = allocate(total);
+  for (let n = 0; n < total; n++) {
+    const atMs = ((n + 1) * 1000) / rate;
+    columns.atMs[n] = atMs;
+    columns.minute[n] = Math.floor(atMs / MINUTE_MS);
+  }
+  columns.execMs.fill(execMs);
+  columns.memoryMiB.fill(options.memoryMiB ?? 0);
+  return { length: total, functions: [options.function], ...columns };
 }

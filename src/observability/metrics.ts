@@ -1,3 +1,4 @@
+import { nextTurn } from '../core/clock.ts';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Exposition text, whole or in slices (a scrape yields the event loop between slices). */
@@ -30,7 +31,7 @@ export class MetricsRegistry extends Registry {
       }
       for (const slice of rendered) {
         out += slice;
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await nextTurn();
       }
     }
     return out;

@@ -1,4 +1,5 @@
 import { Pool, errors, type Dispatcher } from 'undici';
+import { pathOf, type Contract, type RequestOf, type ResponseOf } from '../api/contracts.ts';
 import { BatonError } from '../core/errors.ts';
 import { RpcUnsupportedError, type RpcConnection } from './rpc-client.ts';
 
@@ -54,6 +55,16 @@ export class JsonClient {
     this.#rpc = options.rpc;
   }
 
+  /**
+   * Makes one internal call by its contract (src/api/contracts.ts): the path and method come from
+   * the contract, and the answer is checked against its response schema (ERR_BAD_RESPONSE when it
+   * does not match), so what the caller gets is what the type says.
+   */
+  invoke<C extends Contract>(c: C, request: RequestOf<C>, options?: CallOptions): Promise<ResponseOf<C>> {
+    const answer = this.call<unknown>(c.method, pathOf(c, request), c.method === 'GET' ? undefined : request, options);
+    return answer.then((body) => checkResponse(c, body));
+  }
+
   get<T>(path: string, options?: CallOptions): Promise<T> {
     return this.call<T>('GET', path, undefined, options);
   }
@@ -67,7 +78,8 @@ export class JsonClient {
     const rpc = this.#rpc;
     // On an open stream the call cannot fall back to HTTP, so nothing here keeps `body` once it is
     // encoded: under load an answer can take long enough for a body kept until then to be promoted
-    // to the old generation (demand reports, creation batches, routing deltas).
+    // to the old generation (demand reports, creation batches, routing deltas: bench/README.md,
+    // churn, sixth round).
     if (rpc !== undefined && rpc.isOpen) {
       try {
         return rpc.call(method, this.#prefix + path, body, timeoutMs, options.signal) as Promise<T>;
@@ -145,6 +157,14 @@ export class JsonClient {
   destroy(): void {
     if (!this.#isShared) void this.#pool.destroy().catch(() => undefined);
   }
+}
+
+function checkResponse<C extends Contract>(c: C, body: unknown): ResponseOf<C> {
+  const parsed = c.response.safeParse(body ?? {});
+  if (parsed.success) return parsed.data as ResponseOf<C>;
+  const issue = parsed.error.issues[0];
+  const where = issue === undefined ? '' : `: ${issue.path.join('.') || '(body)'}: ${issue.message}`;
+  throw new BatonError('ERR_BAD_RESPONSE', `${c.name} (${c.method} ${c.path}) answered a body its contract does not allow${where}`);
 }
 
 function safeParse(text: string): unknown {

@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Contract, ParsedRequestOf, ResponseOf } from '../api/contracts.ts';
+import { parseOrThrow } from '../api/validate.ts';
 import { BatonError, toBatonError } from '../core/errors.ts';
 import type { RpcReply } from './rpc-server.ts';
 
@@ -56,6 +58,20 @@ export class JsonRouter {
   on(method: string, path: string, handler: Handler): this {
     this.#routes.push({ method, segments: path.split('/').filter(Boolean), handler });
     return this;
+  }
+
+  /**
+   * Serves one internal call by its contract (src/api/contracts.ts): the request — the JSON body, or
+   * for a GET the path parameters and the query — is parsed with the contract's schema before the
+   * handler sees it (a bad one is 400 ERR_INVALID_REQUEST naming the field), and the handler's
+   * answer must be the contract's response (or a Reply carrying it).
+   */
+  serve<C extends Contract>(c: C, handler: (request: ParsedRequestOf<C>, ctx: RouteContext) => Promise<ResponseOf<C> | Reply> | ResponseOf<C> | Reply): this {
+    return this.on(c.method, c.path, async (ctx) => {
+      const raw = c.method === 'GET' ? { ...Object.fromEntries(ctx.query), ...ctx.params } : await ctx.json();
+      const request = parseOrThrow(c.request, raw, 'ERR_INVALID_REQUEST', c.name) as ParsedRequestOf<C>;
+      return handler(request, ctx);
+    });
   }
 
   /** Node's `request` listener. */

@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
+import { systemClock, type Clock, type Timer } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import { FrameDecoder, encodeFrame, writeCorked } from './rpc-frames.ts';
 import { DEFAULT_MAX_FRAME_BYTES, RPC_PATH, RPC_PROTOCOL } from './rpc-server.ts';
@@ -22,6 +23,8 @@ export interface RpcConnectionOptions {
   readonly connectTimeoutMs?: number;
   /** Bytes written and not yet taken by the peer (or waiting for the connection) beyond which calls are refused with ERR_OVERLOADED. */
   readonly maxUnsentBytes?: number;
+  /** Deadlines and the connect timeout; default the real clock. */
+  readonly clock?: Clock;
 }
 
 interface PendingCall {
@@ -46,6 +49,7 @@ export class RpcConnection {
   readonly #maxPending: number;
   readonly #connectTimeoutMs: number;
   readonly #maxUnsentBytes: number;
+  readonly #clock: Clock;
   readonly #pending = new Map<number, PendingCall>();
   #nextId = 1;
   #state: State = 'idle';
@@ -53,7 +57,7 @@ export class RpcConnection {
   /** Frames written while the connection opens. */
   #queued: Buffer[] = [];
   #queuedBytes = 0;
-  #sweep: NodeJS.Timeout | undefined;
+  #sweep: Timer | undefined;
   #isClosed = false;
   /** Set once the peer refused the upgrade: callers use HTTP instead. */
   isUnsupported = false;
@@ -65,6 +69,7 @@ export class RpcConnection {
     this.#maxPending = options.maxPending ?? 65_536;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
     this.#maxUnsentBytes = options.maxUnsentBytes ?? 64 * 1024 * 1024;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /**
@@ -103,8 +108,8 @@ export class RpcConnection {
     return new Promise<unknown>((resolve, reject) => {
       const onAbort = signal === undefined ? undefined : () => this.#fail(id, new BatonError('ERR_UNAVAILABLE', `${this.#what(method, path)}: aborted`));
       if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(id, { method, path, deadline: Date.now() + timeoutMs, timeoutMs, resolve, reject, signal, onAbort });
-      this.#sweep ??= setTimeout(this.#onSweep, SWEEP_MS);
+      this.#pending.set(id, { method, path, deadline: this.#clock.now() + timeoutMs, timeoutMs, resolve, reject, signal, onAbort });
+      this.#sweep ??= this.#clock.setTimeout(this.#onSweep, SWEEP_MS);
       this.#send(frame);
     });
   }
@@ -137,9 +142,9 @@ export class RpcConnection {
       path: RPC_PATH, method: 'GET', agent: false,
       headers: { connection: 'Upgrade', upgrade: RPC_PROTOCOL },
     });
-    const timer = setTimeout(() => req.destroy(new Error(`no answer to the upgrade within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
+    const timer = this.#clock.setTimeout(() => req.destroy(new Error(`no answer to the upgrade within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
     req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
-      clearTimeout(timer);
+      timer.cancel();
       if (this.#isClosed) {
         socket.destroy();
         return;
@@ -147,14 +152,14 @@ export class RpcConnection {
       this.#open(socket, head);
     });
     req.on('response', (res) => {
-      clearTimeout(timer);
+      timer.cancel();
       res.resume();
       this.isUnsupported = true;
       this.#state = 'idle';
       this.#drop(new RpcUnsupportedError(`${this.origin} answered the upgrade with ${res.statusCode}`));
     });
     req.on('error', (err) => {
-      clearTimeout(timer);
+      timer.cancel();
       if (this.#state !== 'connecting') return;
       this.#state = 'idle';
       this.#drop(new BatonError('ERR_UNAVAILABLE', `connecting to ${this.origin} failed: ${err.message}`, { cause: err }));
@@ -226,19 +231,17 @@ export class RpcConnection {
     if (this.#state === 'open') this.#state = 'idle';
     socket?.destroy();
     for (const id of [...this.#pending.keys()]) this.#fail(id, err);
-    if (this.#sweep !== undefined) {
-      clearTimeout(this.#sweep);
-      this.#sweep = undefined;
-    }
+    this.#sweep?.cancel();
+    this.#sweep = undefined;
   }
 
   readonly #onSweep = (): void => {
     this.#sweep = undefined;
-    const now = Date.now();
+    const now = this.#clock.now();
     for (const [id, call] of this.#pending) {
       if (call.deadline <= now) this.#fail(id, new BatonError('ERR_TIMEOUT', `${this.#what(call.method, call.path)} took longer than ${call.timeoutMs} ms`));
     }
-    if (this.#pending.size > 0) this.#sweep = setTimeout(this.#onSweep, SWEEP_MS);
+    if (this.#pending.size > 0) this.#sweep = this.#clock.setTimeout(this.#onSweep, SWEEP_MS);
   };
 }
 

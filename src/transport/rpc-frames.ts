@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { systemClock } from '../core/clock.ts';
 
 /**
  * Framing of Baton's internal RPC stream: each frame is a 4-byte big-endian length followed by
@@ -15,13 +16,10 @@ import type { Writable } from 'node:stream';
 export function writeCorked(socket: Writable, frame: Buffer): void {
   if (socket.writableCorked === 0) {
     socket.cork();
-    setImmediate(uncork, socket);
+    // The socket's own turn: always the real event loop, whatever clock the caller's logic runs on.
+    systemClock.defer(() => socket.uncork());
   }
   socket.write(frame);
-}
-
-function uncork(socket: Writable): void {
-  socket.uncork();
 }
 
 /** Thrown by the decoder: the peer broke the framing; the connection cannot go on. */

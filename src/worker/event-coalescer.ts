@@ -1,4 +1,5 @@
 import type { SandboxEventBatchesRequest, SandboxEventBatchesResponse, SandboxEventsRequest } from '../api/worker.ts';
+import type { Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import type { SendEvents } from './event-sink.ts';
 
@@ -19,6 +20,7 @@ interface Pending {
  */
 export class EventCoalescer {
   readonly #post: SendEventBatches;
+  readonly #clock: Clock;
   readonly #abort = new AbortController();
   #pending: Pending[] = [];
   /** Work to run at the start of the next flush (the event sinks' own flushes), see `defer`. */
@@ -26,8 +28,9 @@ export class EventCoalescer {
   #isScheduled = false;
   #isFlushing = false;
 
-  constructor(post: SendEventBatches) {
+  constructor(post: SendEventBatches, clock: Clock) {
     this.#post = post;
+    this.#clock = clock;
   }
 
   /** A `SendEvents` for one worker's event sink. */
@@ -52,10 +55,10 @@ export class EventCoalescer {
   #schedule(): void {
     if (this.#isScheduled || this.#isFlushing) return;
     this.#isScheduled = true;
-    setImmediate(() => this.#flush());
+    this.#clock.defer(this.#flush);
   }
 
-  #flush(): void {
+  readonly #flush = (): void => {
     this.#isScheduled = false;
     this.#isFlushing = true;
     try {
@@ -81,5 +84,5 @@ export class EventCoalescer {
         for (const p of batch) p.reject(err);
       },
     );
-  }
+  };
 }

@@ -1,6 +1,7 @@
 import type { SandboxEvent, SandboxEventsRequest } from '../api/worker.ts';
 import type { Clock, Timer } from '../core/clock.ts';
-import { BatonError } from '../core/errors.ts';
+import { Backoff } from '../core/backoff.ts';
+import { toBatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** Where the worker core sends sandbox events. */
@@ -16,9 +17,10 @@ const MAX_QUEUED = 100_000;
 
 /**
  * Batches events: everything pushed during one event-loop turn leaves in one request (flushed by
- * `setImmediate`, or inside the turn of the coalescer that workers sharing a process use), one
+ * the clock's `defer`, or inside the turn of the coalescer that workers sharing a process use), one
  * request in flight at a time so order is kept. When the control plane is
- * unreachable the batch is retried with backoff (100 ms doubling to 2 s); beyond MAX_QUEUED the
+ * unreachable the batch is retried with backoff (100 ms doubling to 2 s) — a refusal that is not
+ * retryable (`ERR_INVALID_REQUEST`: versions that do not match) drops it instead; beyond MAX_QUEUED the
  * oldest events are dropped — the control plane reconciles from the sandbox list it gets when the
  * worker registers again. When the control plane does not know the worker (ERR_WORKER_NOT_FOUND),
  * the batch is dropped for the same reason and `onUnknownWorker` asks for a new registration.
@@ -34,15 +36,15 @@ export class BatchingEventSink implements EventSink {
   #isScheduled = false;
   #inflight: Promise<void> | undefined;
   #retryTimer: Timer | undefined;
-  #backoffMs = 100;
+  readonly #retries = new Backoff({ firstMs: 100, maxMs: 2_000 });
   #dropped = 0;
   #isClosed = false;
 
-  /** Runs the flush at the next turn: `setImmediate`, or the coalescer's scheduler when several sinks share one. */
+  /** Runs the flush at the next turn: the clock's `defer`, or the coalescer's scheduler when several sinks share one. */
   readonly #defer: (fn: () => void) => void;
 
   constructor(options: { workerId: string; send: SendEvents; clock: Clock; logger: Logger; onUnknownWorker?: () => void; defer?: (fn: () => void) => void }) {
-    this.#defer = options.defer ?? setImmediate;
+    this.#defer = options.defer ?? ((fn) => options.clock.defer(fn));
     this.#workerId = options.workerId;
     this.#send = options.send;
     this.#clock = options.clock;
@@ -85,7 +87,7 @@ export class BatchingEventSink implements EventSink {
     this.#inflight = this.#send({ workerId: this.#workerId, events: batch }, this.#abort.signal).then(
       () => {
         this.#queue.splice(0, batch.length);
-        this.#backoffMs = 100;
+        this.#retries.reset();
       },
       (err: unknown) => this.#onSendFailed(err, batch.length),
     ).finally(() => {
@@ -96,17 +98,25 @@ export class BatchingEventSink implements EventSink {
 
   #onSendFailed(err: unknown, batchSize: number): void {
     if (this.#isClosed) return;
-    if (err instanceof BatonError && err.code === 'ERR_WORKER_NOT_FOUND') {
+    const error = toBatonError(err);
+    if (error.code === 'ERR_WORKER_NOT_FOUND') {
       this.#queue.splice(0, batchSize);
       this.#onUnknownWorker();
       return;
     }
-    this.#logger.warn({ err, events: this.#queue.length, retryInMs: this.#backoffMs }, 'sending sandbox events failed');
+    if (!error.isRetryable) {
+      // Sending it again would be refused again: dropped, as when the queue overflows.
+      this.#queue.splice(0, batchSize);
+      this.#dropped += batchSize;
+      this.#logger.error({ code: error.code, err: error.message, events: batchSize }, 'the control plane refused a batch of sandbox events; dropped');
+      return;
+    }
+    const retryInMs = this.#retries.next();
+    this.#logger.warn({ code: error.code, err: error.message, events: this.#queue.length, retryInMs }, 'sending sandbox events failed');
     this.#retryTimer = this.#clock.setTimeout(() => {
       this.#retryTimer = undefined;
       this.#flush();
-    }, this.#backoffMs);
-    this.#backoffMs = Math.min(2000, this.#backoffMs * 2);
+    }, retryInMs);
   }
 
   /** Tries to send what is queued (bounded by `timeoutMs`), then stops. */

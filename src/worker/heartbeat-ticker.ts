@@ -1,5 +1,5 @@
 import type { Clock, Timer } from '../core/clock.ts';
-import type { HeartbeatTicker } from './control-plane-link.ts';
+import type { HeartbeatTicker } from '../transport/membership-link.ts';
 
 /**
  * One timer for the heartbeats of every logical worker in a process: each tick calls every

@@ -1,20 +1,20 @@
 import { randomInt } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { RpcConnection } from '../transport/rpc-client.ts';
 import { serveRpc, type RpcDispatch } from '../transport/rpc-server.ts';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
-import { processSandboxesRequestSchema, type ProcessSandboxesRequest, type ProcessSandboxesResponse, type RegisterWorkerResponse, type SandboxEventBatchesResponse, type SandboxFunction, type SandboxState } from '../api/worker.ts';
+import { controlPlaneToWorker, workerToControlPlane } from '../api/contracts.ts';
+import type { ProcessSandboxesRequest, ProcessSandboxesResponse, SandboxFunction, SandboxState } from '../api/worker.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import { JsonClient } from '../transport/json-client.ts';
+import { closeServer, listen } from '../transport/listen.ts';
 import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
-import { parseOrThrow } from '../api/validate.ts';
 import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, type WorkerConfig } from './config.ts';
 import { ControlPlaneLink, type HeartbeatTicker } from './control-plane-link.ts';
@@ -95,8 +95,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     const err = new BatonError('ERR_UNAVAILABLE', 'the worker is starting');
     return Promise.resolve({ status: err.status, body: err.toBody() });
   }, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
-  const port = await listen(server, config.port, config.host);
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const { port, url } = await listen(server, config);
   const workerId = config.workerId ?? defaultWorkerId(port);
   const rpc = config.internalTransport === 'rpc' ? new RpcConnection(config.controlPlaneUrl) : undefined;
   const client = new JsonClient(config.controlPlaneUrl, { connections: config.emulate > 0 ? 64 : 8, ...(rpc === undefined ? {} : { rpc }) });
@@ -105,7 +104,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   const metrics = createWorkerMetrics(registry, () => countByState(nodes));
   const ticker = config.emulate > 0 ? new ClockHeartbeatTicker(clock, config.heartbeatIntervalMs) : undefined;
   const events = config.emulate > 0
-    ? new EventCoalescer((request, signal) => client.post<SandboxEventBatchesResponse>('/internal/v1/workers/events/batch', request, { signal }))
+    ? new EventCoalescer((request, signal) => client.invoke(workerToControlPlane.sandboxEventBatches, request, { signal }), clock)
     : undefined;
   const shared: Shared = {
     config, clock, logger, client, registry, metrics,
@@ -125,7 +124,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   } catch (err) {
     await Promise.all(nodes.map((node) => node.close({})));
     rpcServer.close();
-    await closeServer(server);
+    await closeServer(server, { isClosingConnections: true });
     rpc?.close();
     await client.close();
     throw err;
@@ -147,7 +146,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
       await Promise.all(nodes.map((node) => node.close(closeOptions)));
       events?.close();
       rpcServer.close();
-      await closeServer(server);
+      await closeServer(server, { isClosingConnections: true });
       rpc?.close();
       await client.close();
       logger.info({ workerId }, 'worker stopped');
@@ -214,7 +213,7 @@ function createNode(
   let link: ControlPlaneLink | undefined;
   const events = new BatchingEventSink({
     workerId, clock, logger: log,
-    send: shared.events?.send ?? ((request, signal) => client.post<unknown>('/internal/v1/workers/events', request, { signal }).then(() => undefined)),
+    send: shared.events?.send ?? ((request, signal) => client.invoke(workerToControlPlane.sandboxEvents, request, { signal }).then(() => undefined)),
     ...(shared.events === undefined ? {} : { defer: shared.events.defer }),
     onUnknownWorker: () => link?.requestRegistration(),
   });
@@ -231,8 +230,8 @@ function createNode(
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     ...(ticker === undefined ? {} : { ticker }),
     calls: {
-      register: (request, signal) => client.post<RegisterWorkerResponse>('/internal/v1/workers/register', request, { signal }),
-      heartbeat: (request, signal) => client.post<unknown>('/internal/v1/workers/heartbeat', request, { signal }).then(() => undefined),
+      register: (request, signal) => client.invoke(workerToControlPlane.registerWorker, request, { signal }),
+      heartbeat: (request, signal) => client.invoke(workerToControlPlane.workerHeartbeat, request, { signal }).then(() => undefined),
     },
   });
   const running = link;
@@ -276,10 +275,7 @@ function applyProcessSandboxes(byId: ReadonlyMap<string, WorkerNode>, request: P
 function routeByWorker(nodes: readonly WorkerNode[], registry: Registry): { handle: Handler; dispatch: RpcDispatch } {
   const byId = new Map(nodes.map((node) => [node.workerId, node]));
   const root = new JsonRouter()
-    .on('POST', '/internal/v1/process/sandboxes', async (ctx): Promise<ProcessSandboxesResponse> => {
-      const request = parseOrThrow(processSandboxesRequestSchema, await ctx.json(), 'ERR_INVALID_REQUEST', 'process sandboxes request');
-      return applyProcessSandboxes(byId, request);
-    })
+    .serve(controlPlaneToWorker.processSandboxes, (request): ProcessSandboxesResponse => applyProcessSandboxes(byId, request))
     .on('GET', '/healthz', () => reply(200, { status: 'ok' }))
     .on('GET', '/metrics', async () => ({ status: 200, raw: { data: await registry.metrics(), contentType: registry.contentType } }));
   const nodeOf = (path: string): { node: WorkerNode; rest: string } | undefined => {
@@ -319,24 +315,3 @@ function seedOf(config: WorkerConfig): number {
   return config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed;
 }
 
-async function listen(server: Server, port: number, host: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return (server.address() as AddressInfo).port;
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (!server.listening) {
-      resolve();
-      return;
-    }
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
-}

@@ -3,7 +3,7 @@ import type {
   CreateSandboxesRequest, DeleteSandboxesResponse, SandboxFunction, SandboxInfo, SandboxLogsResponse, SandboxState,
 } from '../api/worker.ts';
 import { Cancellation } from '../core/cancellation.ts';
-import type { Clock } from '../core/clock.ts';
+import { wallTimeMs, type Clock } from '../core/clock.ts';
 import { BatonError, toBatonError } from '../core/errors.ts';
 import { Semaphore } from '../core/semaphore.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -89,7 +89,7 @@ export class Worker {
         continue;
       }
       const entry: SandboxEntry = {
-        sandboxId, fn, runtime, abort: new Cancellation(), startedAtMs: Date.now(), state: 'starting',
+        sandboxId, fn, runtime, abort: new Cancellation(), startedAtMs: wallTimeMs(), state: 'starting',
       };
       this.#table.set(sandboxId, entry);
       void this.#start(entry);

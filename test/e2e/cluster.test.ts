@@ -30,6 +30,15 @@ interface SandboxView { sandboxId: string; state: string; generation: number; wo
 const sandboxesOf = async (name: string) => (await api<{ sandboxes: SandboxView[] }>(`/v1/functions/${name}/sandboxes`)).body.sandboxes;
 const workerSandboxes = async () => (await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`)).json() as { sandboxes: { sandboxId: string; function: string; state: string; pid?: number }[] }).sandboxes;
 
+/**
+ * Deploys a handler function of its own for a test (examples/hello's code), so that no test
+ * depends on what another deployed before it: each can run alone (`--test-name-pattern`).
+ */
+async function deployHello(name: string, ...extra: string[]): Promise<void> {
+  const res = await cli('deploy', name, '--dir', join(ROOT, 'examples/hello'), '--handler', 'index.handler', ...extra);
+  assert.equal(res.code, 0, res.stderr);
+}
+
 before(async () => {
   cluster = await startCluster();
 });
@@ -55,9 +64,11 @@ describe('deploy and invoke', () => {
   });
 
   it('routes by Host header as well as by path prefix', async () => {
+    await deployHello('by-host');
+    assert.equal((await invoke('by-host', '/greet')).status, 200);
     // fetch() may not set Host; node:http can.
     const { status, body } = await new Promise<{ status: number; body: string }>((resolveRes, reject) => {
-      const req = request(`${cluster.dpUrl}/greet`, { headers: { host: 'hello.functions.local' } }, (res) => {
+      const req = request(`${cluster.dpUrl}/greet`, { headers: { host: 'by-host.functions.local' } }, (res) => {
         let text = '';
         res.on('data', (d: Buffer) => { text += d.toString(); });
         res.on('end', () => resolveRes({ status: res.statusCode ?? 0, body: text }));
@@ -161,62 +172,70 @@ describe('lifecycle', () => {
   });
 
   it('replaces a sandbox whose process is killed', async () => {
-    const routed = (await sandboxesOf('echo')).filter((s) => s.state === 'ready').map((s) => s.sandboxId);
+    await deployHello('crashy', '--min-scale', '2');
+    await waitFor(async () => (await sandboxesOf('crashy')).filter((s) => s.state === 'ready').length === 2, { message: 'two ready sandboxes' });
+    const routed = (await sandboxesOf('crashy')).filter((s) => s.state === 'ready').map((s) => s.sandboxId);
     const victim = (await workerSandboxes()).find((s) => s.sandboxId === routed[0]);
-    assert.ok(victim?.pid !== undefined, 'a ready echo sandbox with a process');
+    assert.ok(victim?.pid !== undefined, 'a ready sandbox with a process');
     process.kill(victim.pid, 'SIGKILL');
     await waitFor(async () => {
-      const now = await sandboxesOf('echo');
+      const now = await sandboxesOf('crashy');
       return now.length === 2 && now.every((s) => s.state === 'ready') && !now.some((s) => s.sandboxId === victim.sandboxId);
     }, { timeoutMs: 15_000, message: 'the killed sandbox to be replaced' });
-    assert.equal((await invoke('echo')).status, 200);
+    assert.equal((await invoke('crashy')).status, 200);
   });
 
   it('deletes a function with every one of its sandboxes', async () => {
-    const routed = new Set((await sandboxesOf('echo')).map((s) => s.sandboxId));
+    await deployHello('doomed', '--min-scale', '2');
+    await waitFor(async () => (await sandboxesOf('doomed')).filter((s) => s.state === 'ready').length === 2, { message: 'two ready sandboxes' });
+    const routed = new Set((await sandboxesOf('doomed')).map((s) => s.sandboxId));
     assert.equal(routed.size, 2);
-    const pids = (await workerSandboxes()).filter((s) => s.function === 'echo' && s.pid !== undefined).map((s) => s.pid as number);
+    const pids = (await workerSandboxes()).filter((s) => s.function === 'doomed' && s.pid !== undefined).map((s) => s.pid as number);
     assert.ok(pids.length >= 2);
-    const res = await cli('delete', 'echo');
+    const res = await cli('delete', 'doomed');
     assert.equal(res.code, 0, res.stderr);
-    assert.equal((await api('/v1/functions/echo')).status, 404);
-    await waitFor(async () => (await workerSandboxes()).every((s) => s.function !== 'echo'), { message: 'worker to drop echo sandboxes' });
+    assert.equal((await api('/v1/functions/doomed')).status, 404);
+    await waitFor(async () => (await workerSandboxes()).every((s) => s.function !== 'doomed'), { message: 'worker to drop the sandboxes' });
     await waitFor(() => pids.every((pid) => !isAlive(pid)), { message: 'sandbox processes to exit' });
-    assert.equal((await invoke('echo')).status, 404);
+    assert.equal((await invoke('doomed')).status, 404);
   });
 });
 
 describe('failures', () => {
   it('keeps acknowledged functions and warm invocations across a control-plane kill -9, and rebuilds its sandboxes from the worker', async () => {
-    const first = await invoke('hello');
+    await deployHello('survivor');
+    await deployHello('acknowledged', '--min-scale', '0');
+    const first = await invoke('survivor');
     assert.equal(first.status, 200);
     await cluster.controlplane.stop('SIGKILL');
     // The control plane is gone: warm invocations still flow through the data plane.
-    const duringOutage = await invoke('hello');
+    const duringOutage = await invoke('survivor');
     assert.equal(duringOutage.status, 200);
     assert.equal(duringOutage.body['sandboxId'], first.body['sandboxId']);
     await cluster.restartControlPlane();
     const functions = await waitFor(async () => (await api<{ functions: { spec: { name: string } }[] }>('/v1/functions')).body.functions.map((f) => f.spec.name));
-    assert.ok(functions.includes('hello') && functions.includes('slow') && functions.includes('python-echo'), JSON.stringify(functions));
-    await waitFor(async () => (await sandboxesOf('hello')).some((s) => s.sandboxId === first.body['sandboxId'] && s.state === 'ready'),
-      { timeoutMs: 15_000, message: 'the hello sandbox to be adopted from the worker' });
-    const afterRestart = await invoke('hello');
+    assert.ok(functions.includes('survivor') && functions.includes('acknowledged'), JSON.stringify(functions));
+    await waitFor(async () => (await sandboxesOf('survivor')).some((s) => s.sandboxId === first.body['sandboxId'] && s.state === 'ready'),
+      { timeoutMs: 15_000, message: 'the sandbox to be adopted from the worker' });
+    const afterRestart = await invoke('survivor');
     assert.equal(afterRestart.status, 200);
   });
 
   it('withdraws the sandboxes of a worker that stops heartbeating, and takes it back when it returns', async () => {
+    await deployHello('steady');
+    assert.equal((await invoke('steady')).status, 200);
     const pid = cluster.worker.child.pid as number;
     process.kill(pid, 'SIGSTOP');
     try {
       await waitFor(async () => (await api<{ workers: { state: string }[] }>('/v1/workers')).body.workers.every((w) => w.state === 'unschedulable'),
         { timeoutMs: 10_000, message: 'worker to be unschedulable' });
-      assert.equal((await sandboxesOf('hello')).length, 0);
+      assert.equal((await sandboxesOf('steady')).length, 0);
     } finally {
       process.kill(pid, 'SIGCONT');
     }
     await waitFor(async () => (await api<{ workers: { state: string }[] }>('/v1/workers')).body.workers.every((w) => w.state === 'ready'),
       { timeoutMs: 10_000, message: 'worker to register again' });
-    assert.equal((await invoke('hello')).status, 200);
+    assert.equal((await invoke('steady')).status, 200);
   });
 });
 
@@ -229,7 +248,9 @@ describe('consistency', () => {
   });
 
   it('ends with the same sandboxes in the control plane, the data plane and the worker', async () => {
-    await invoke('hello');
+    await deployHello('consistent');
+    assert.equal((await invoke('consistent')).status, 200);
+    let last: unknown;
     await waitFor(async () => {
       const functions = (await api<{ functions: { spec: { name: string } }[] }>('/v1/functions')).body.functions.map((f) => f.spec.name);
       const cp = new Set<string>();
@@ -239,7 +260,10 @@ describe('consistency', () => {
       const dp = new Set(dpView.endpoints.map((e) => e.sandboxId));
       const worker = new Set((await workerSandboxes()).map((s) => s.sandboxId));
       const same = (a: Set<string>, b: Set<string>) => a.size === b.size && [...a].every((x) => b.has(x));
+      last = { cp: [...cp].sort(), dp: [...dp].sort(), worker: [...worker].sort() };
       return cp.size > 0 && same(cp, dp) && same(cp, worker);
-    }, { timeoutMs: 10_000, message: 'control plane, data plane and worker to agree on the sandboxes' });
+    }, { timeoutMs: 10_000, message: 'control plane, data plane and worker to agree on the sandboxes' }).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}: ${JSON.stringify(last)}`);
+    });
   });
 });

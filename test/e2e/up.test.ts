@@ -19,7 +19,7 @@ test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, s
 
   assert.equal(await interrupt(), 0, output.stderr.slice(-1000));
   assert.throws(() => process.kill(sandbox.pid, 0), 'the sandbox process is gone');
-  for (const port of [8080, 8081, 9090, 10010]) assert.ok(await isFree(port + offset), `port ${port + offset} released`);
+  for (const port of [8080, 8081, 9090, 9091, 10010]) assert.ok(await isFree(port + offset), `port ${port + offset} released`);
 });
 
 test('baton up --runtime emulated --workers 5 registers five workers and serves an emulated hello', async (t) => {

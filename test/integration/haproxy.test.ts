@@ -97,7 +97,22 @@ test('two data planes behind HAProxy: kill one, traffic continues; bring it back
     for (const i of [0, 1]) {
       await dps[i]?.stop('SIGTERM');
       dps[i] = startDp(i);
-      await waitFor(async () => (await running.servers()).every((s) => s.status === 'UP'), { timeoutMs: 30_000, message: `dp-${i} UP after its restart` });
+      // As an operator rolls: the restarted data plane serves (its routing view came with its
+      // registration), and HAProxy has had it UP for five check intervals — a check that failed
+      // during the restart may mark it DOWN only now, and the next one must not be stopped then.
+      await waitFor(async () => {
+        const res = await fetch(`http://127.0.0.1:${dpPorts[i]}/fn/f/`, { signal: AbortSignal.timeout(5_000) }).catch(() => undefined);
+        await res?.text();
+        return res?.status === 200;
+      },
+        { timeoutMs: 30_000, message: `dp-${i} serving after its restart` });
+      let upSince: number | undefined;
+      await waitFor(async () => {
+        const isUp = (await running.servers()).every((s) => s.status === 'UP');
+        if (!isUp) upSince = undefined;
+        else upSince ??= performance.now();
+        return upSince !== undefined && performance.now() - upSince >= 1_000;
+      }, { timeoutMs: 30_000, message: `dp-${i} UP in HAProxy for 1 s after its restart` });
     }
   } finally {
     isLoading = false;

@@ -21,7 +21,7 @@ export async function isFree(port: number): Promise<boolean> {
 export async function freeOffset(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const offset = 20_000 + Math.floor(Math.random() * 20_000);
-    const ports = [8080, 8081, 9090, 10010].map((p) => p + offset);
+    const ports = [8080, 8081, 9090, 9091, 10010].map((p) => p + offset);
     if ((await Promise.all(ports.map(isFree))).every(Boolean)) return offset;
   }
   throw new Error('no free port offset');

@@ -15,18 +15,18 @@ function setup(scaling: FunctionSpecInput['scaling']) {
   const decisions: number[] = [];
   const taken: number[] = [];
   const autoscaler = new Autoscaler({
-    clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => decisions.push(fn.desired), onDecisions: (count) => taken.push(count),
+    clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => decisions.push(autoscaler.desiredScale(fn)), onDecisions: (count) => taken.push(count),
   });
   const fn: FunctionEntry = newFunctionEntry(record(scaling));
   return { clock, autoscaler, fn, decisions, taken };
 }
 
-/** Gives `fn` a ready sandbox of its current generation, as the sandbox manager would after a creation. */
+/** Gives `fn` a ready sandbox of its current generation, as the plan executor would after a creation. */
 function addReadySandbox(fn: FunctionEntry, id: string): void {
   const worker = newWorkerEntry({ id: 'w', url: 'http://127.0.0.1:1', capacity: { cpuMilli: 1000, memoryMiB: 1024 }, runtimes: ['emulated'], state: 'ready', nowMs: 0 });
   const sandbox = new Sandbox({ id, fn, worker, generation: fn.record.generation, resources: fn.record.spec.resources, requestedAtMs: 0, createdAtWallMs: 0 });
   sandbox.phase = 'ready';
-  fn.sandboxes.add(sandbox);
+  fn.sandboxes.items.add(sandbox);
 }
 
 test('the poke scales a function at zero to the capacity its waiting invocations need, at once', () => {
@@ -40,7 +40,7 @@ test('a stable window shorter than a bucket, and a spec update that lengthens it
   autoscaler.reportDemand(fn, 'dp', 2);
   clock.advance(2000);
   assert.ok(decisions.length > 0, 'decided with a 500 ms window and 1 s buckets');
-  fn.record = record({ stableWindowMs: 120_000, panicWindowMs: 6_000, maxScale: 10 }, 2);
+  fn.replaceRecord(record({ stableWindowMs: 120_000, panicWindowMs: 6_000, maxScale: 10 }, 2));
   autoscaler.reportDemand(fn, 'dp', 2);
   const before = decisions.length;
   clock.advance(4000);
@@ -69,13 +69,13 @@ test('a decision that keeps a converged function as it is asks for nothing; a ch
   }
   assert.deepEqual(decisions, [1], 'ticks that keep one sandbox call nothing');
   assert.equal(taken.reduce((a, b) => a + b, 0), 5, 'five ticks, five decisions counted');
-  assert.equal(fn.desired, 1);
+  assert.equal(autoscaler.desiredScale(fn), 1);
   // Demand gone: the stable average falls to zero and that decision is passed on — at every tick
   // until the function has converged (here nothing removes the sandbox, so it never does).
   clock.advance(10_000);
   assert.deepEqual(decisions.slice(0, 2), [1, 0]);
   assert.ok(decisions.slice(1).every((d) => d === 0));
-  for (const sandbox of [...fn.sandboxes]) fn.sandboxes.delete(sandbox);
+  for (const sandbox of [...fn.sandboxes.values()]) fn.sandboxes.items.delete(sandbox);
   const before = decisions.length;
   clock.advance(10_000);
   assert.equal(decisions.length, before, 'at zero with no demand: nothing to ask for');
@@ -84,7 +84,7 @@ test('a decision that keeps a converged function as it is asks for nothing; a ch
 test('the scale-downs of one tick are handed on spread over the tick, not all at once; scale-ups are not held', () => {
   const clock = new ManualClock(0);
   const handed: { name: string; atMs: number; desired: number }[] = [];
-  const autoscaler = new Autoscaler({ clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => handed.push({ name: fn.record.spec.name, atMs: clock.now(), desired: fn.desired }) });
+  const autoscaler = new Autoscaler({ clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => handed.push({ name: fn.record.spec.name, atMs: clock.now(), desired: autoscaler.desiredScale(fn) }) });
   const fns: FunctionEntry[] = [];
   for (let i = 0; i < 100; i++) {
     const fn = newFunctionEntry({ ...record({ stableWindowMs: 2000, panicWindowMs: 1000, maxScale: 10, scaleToZeroGraceMs: 0 }), spec: functionSpecSchema.parse({ name: `f${i}`, runtime: 'emulated', scaling: { stableWindowMs: 2000, panicWindowMs: 1000, maxScale: 10, scaleToZeroGraceMs: 0 } }) });
@@ -96,7 +96,7 @@ test('the scale-downs of one tick are handed on spread over the tick, not all at
   clock.advance(2000);
   assert.equal(handed.length, 0, 'nothing handed on in the sweep itself');
   assert.equal(autoscaler.scaleDownsWaiting, 100);
-  assert.ok(fns.every((fn) => fn.desired === 0));
+  assert.ok(fns.every((fn) => autoscaler.desiredScale(fn) === 0));
   // A scale-up decided meanwhile (a poke of a function at zero) goes out at once.
   const cold = newFunctionEntry(record({ maxScale: 10 }));
   autoscaler.poke(cold, 2);
@@ -119,21 +119,26 @@ test('the scale-downs of one tick are handed on spread over the tick, not all at
 test('a paced scale-down hands on the function as it is when its turn comes: converged or forgotten ones are skipped', () => {
   const clock = new ManualClock(0);
   const handed: { name: string; desired: number }[] = [];
-  const autoscaler = new Autoscaler({ clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => handed.push({ name: fn.record.spec.name, desired: fn.desired }) });
+  const autoscaler: Autoscaler = new Autoscaler({ clock, bucketMs: 1000, tickMs: 2000, onDecision: (fn) => handed.push({ name: fn.record.spec.name, desired: autoscaler.desiredScale(fn) }) });
   const scaling = { stableWindowMs: 2000, panicWindowMs: 1000, maxScale: 10, scaleToZeroGraceMs: 0 };
-  const [a, b, c] = ['a', 'b', 'c'].map((name) => newFunctionEntry({ ...record(scaling), spec: functionSpecSchema.parse({ name, runtime: 'emulated', scaling }) })) as [FunctionEntry, FunctionEntry, FunctionEntry];
-  for (const fn of [a, b, c]) {
+  const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((name) => newFunctionEntry({ ...record(scaling), spec: functionSpecSchema.parse({ name, runtime: 'emulated', scaling }) })) as [FunctionEntry, FunctionEntry, FunctionEntry, FunctionEntry];
+  for (const fn of [a, b, c, d]) {
     addReadySandbox(fn, `s-${fn.record.spec.name}`);
     addReadySandbox(fn, `t-${fn.record.spec.name}`);
     autoscaler.ensureActive(fn);
   }
   clock.advance(2000);
-  assert.equal(autoscaler.scaleDownsWaiting, 3);
-  b.desired = 2; // a later decision kept both sandboxes before b's turn
+  assert.equal(autoscaler.scaleDownsWaiting, 4);
+  // Each was decided from two sandboxes down to one (the scale-down rate halves at most). Before
+  // their turns: a is updated (a new generation keeps its two sandboxes: handed on at once), b loses
+  // one sandbox (a lost worker: converged at one), c is deleted.
+  assert.ok([a, b, c, d].every((fn) => autoscaler.desiredScale(fn) === 1));
+  autoscaler.onUpdated(a);
+  assert.deepEqual(handed, [{ name: 'a', desired: 2 }]);
+  b.sandboxes.items.delete(b.sandboxes.values()[0]!);
   autoscaler.forget(c);
-  a.desired = 1; // and one asked for one sandbox instead of none
   clock.advance(1600);
-  assert.deepEqual(handed, [{ name: 'a', desired: 1 }], 'a with its current desired scale; b converged, c forgotten');
+  assert.deepEqual(handed, [{ name: 'a', desired: 2 }, { name: 'd', desired: 1 }], 'only d is handed on at its turn, with its desired scale then');
   autoscaler.close();
   assert.equal(clock.pendingTimers, 0);
 });
@@ -161,7 +166,6 @@ for (const ready of [1, 3]) {
   test(`after a control-plane restart (${ready} sandbox${ready === 1 ? '' : 'es'} recovered, windows empty) no scale-down comes before one stable window has passed`, () => {
     const { clock, autoscaler, fn, decisions } = setup({ stableWindowMs: 10_000, panicWindowMs: 1_000, scaleToZeroGraceMs: 2_000, maxScale: 10 });
     for (let i = 0; i < ready; i++) addReadySandbox(fn, `s${i}`);
-    fn.desired = ready;
     // The sandboxes were found on the workers; the data planes report no demand (idle, or not yet re-registered).
     autoscaler.ensureActive(fn, { isRecovered: true });
     for (let t = 0; t < 9; t++) {
@@ -169,7 +173,7 @@ for (const ready of [1, 3]) {
       clock.advance(1_000);
     }
     assert.ok(decisions.every((d) => d >= ready), `held at ${ready} through the stable window: ${JSON.stringify(decisions)}`);
-    assert.equal(fn.desired, ready);
+    assert.equal(autoscaler.desiredScale(fn), ready);
     // Past the window, with still no demand, the normal rules apply and it scales down.
     for (let t = 0; t < 20; t++) {
       autoscaler.reportDemand(fn, 'dp', 0);

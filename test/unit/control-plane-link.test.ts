@@ -134,3 +134,28 @@ test('a ticker skips a link whose previous heartbeat is still in flight', async 
   release();
   await link.close();
 });
+
+test('a registration asked for while one is in flight follows it: the one in flight may report an outdated state', async () => {
+  const clock = new ManualClock();
+  let release: () => void = () => undefined;
+  const registrations: number[] = [];
+  const link = new ControlPlaneLink({
+    workerId: 'w', url: 'http://127.0.0.1:1', capacity: { cpuMilli: 1, memoryMiB: 1 }, runtimes: ['emulated'],
+    listSandboxes: () => [], heartbeatIntervalMs: 1000, clock, logger: silentLogger(),
+    calls: {
+      register: () => {
+        registrations.push(clock.now());
+        return registrations.length === 1 ? new Promise((resolve) => { release = () => resolve({ heartbeatIntervalMs: 1000 }); }) : Promise.resolve({ heartbeatIntervalMs: 1000 });
+      },
+      heartbeat: async () => undefined,
+    },
+  });
+  link.start();
+  link.requestRegistration();
+  assert.equal(registrations.length, 1, 'not a second one in parallel');
+  release();
+  await clock.settle();
+  assert.equal(registrations.length, 2, 'a second registration right after the first');
+  assert.equal(link.state, 'registered');
+  await link.close();
+});

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { dataplaneToControlPlane, type Contract } from '../../src/api/contracts.ts';
 import { BatonError } from '../../src/core/errors.ts';
 import { ControlPlaneLink, type ControlPlaneClient } from '../../src/dataplane/control-plane-link.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
@@ -9,13 +10,13 @@ import { ManualClock } from '../kit/manual-clock.ts';
 function fakeClient() {
   const calls: string[] = [];
   const failures = new Map<string, BatonError[]>();
-  const client: ControlPlaneClient = {
-    post: <T>(path: string): Promise<T> => {
-      calls.push(path.split('/').pop() ?? path);
-      const next = failures.get(path)?.shift();
-      return next === undefined ? Promise.resolve({} as T) : Promise.reject(next);
+  const client = {
+    invoke: (c: Contract): Promise<unknown> => {
+      calls.push(c.path.split('/').pop() ?? c.path);
+      const next = failures.get(c.path)?.shift();
+      return next === undefined ? Promise.resolve(c === dataplaneToControlPlane.reportDemand ? { noCapacity: [] } : {}) : Promise.reject(next);
     },
-  };
+  } as ControlPlaneClient;
   const failNext = (path: string, ...errors: BatonError[]) => failures.set(`/internal/v1/${path}`, errors);
   return { client, calls, failNext };
 }
@@ -56,7 +57,7 @@ test('registers with exponential backoff until the control plane answers, then h
   assert.equal(clock.pendingTimers, 0);
 });
 
-test('registers again when a heartbeat says ERR_DATAPLANE_NOT_FOUND or cannot reach the control plane', async () => {
+test('registers again when a heartbeat says ERR_DATAPLANE_NOT_FOUND, and when the control plane is back after being unreachable', async () => {
   const { clock, link, calls, failNext } = makeLink();
   link.start();
   await settle();
@@ -64,12 +65,32 @@ test('registers again when a heartbeat says ERR_DATAPLANE_NOT_FOUND or cannot re
   clock.advance(1000);
   await settle();
   await settle();
-  assert.equal(link.registrations, 2);
+  assert.equal(link.registrations, 2, 'forgotten: registered again at once');
+  clock.advance(1000);
+  await settle();
+  assert.equal(link.registrations, 2, 'unreachable: heartbeats go on');
   clock.advance(1000);
   await settle();
   await settle();
-  assert.equal(link.registrations, 3);
-  assert.deepEqual(calls, ['register', 'heartbeat', 'register', 'heartbeat', 'register']);
+  assert.equal(link.registrations, 3, 'reachable again: registered again');
+  assert.deepEqual(calls, ['register', 'heartbeat', 'register', 'heartbeat', 'heartbeat', 'register']);
+  link.close();
+});
+
+test('a registration refused with a code that is not retryable is retried at the longest interval, not in a tight loop', async () => {
+  const { clock, link, calls, failNext } = makeLink();
+  failNext('dataplanes/register', new BatonError('ERR_INVALID_REQUEST', 'bad'), new BatonError('ERR_INVALID_REQUEST', 'bad'));
+  link.start();
+  await settle();
+  clock.advance(399);
+  await settle();
+  assert.deepEqual(calls, ['register'], 'no retry before maxRetryMs (400 here)');
+  clock.advance(1);
+  await settle();
+  assert.deepEqual(calls, ['register', 'register']);
+  clock.advance(400);
+  await settle();
+  assert.equal(link.state, 'registered');
   link.close();
 });
 
@@ -89,13 +110,13 @@ test('many demand sends in flight at once share the link signal without a listen
   const onWarning = (w: Error) => warnings.push(w.name);
   process.on('warning', onWarning);
   try {
-    const client: ControlPlaneClient = {
+    const client = {
       // As the RPC client does: each call listens on the signal until it settles (here: never).
-      post: <T>(_path: string, _body: unknown, options?: { signal?: AbortSignal }): Promise<T> => {
+      invoke: (_c: Contract, _body: unknown, options?: { signal?: AbortSignal }): Promise<unknown> => {
         options?.signal?.addEventListener('abort', () => undefined, { once: true });
-        return new Promise<T>(() => undefined);
+        return new Promise(() => undefined);
       },
-    };
+    } as ControlPlaneClient;
     const link = new ControlPlaneLink({
       client, clock: new ManualClock(), logger: silentLogger(), heartbeatIntervalMs: 1000, initialRetryMs: 100, maxRetryMs: 400,
       registration: { dataplaneId: 'dp-1', url: 'http://127.0.0.1:8081', proxyUrl: 'http://127.0.0.1:8080' },

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { BatonError, ERROR_CODES, isErrorCode } from '../../src/core/errors.ts';
 
-test('docs/errors.md lists exactly the codes of the registry, with their status', async () => {
+test('docs/errors.md lists exactly the codes of the registry, with their status and whether they are retryable', async () => {
   const doc = await readFile(new URL('../../docs/errors.md', import.meta.url), 'utf8');
-  const rows = [...doc.matchAll(/^\| `(ERR_[A-Z_]+)` \| (\d+) \|/gm)].map((m) => [m[1], Number(m[2])] as const);
-  assert.deepEqual(new Map(rows), new Map(Object.entries(ERROR_CODES).map(([code, v]) => [code, v.status])));
+  const rows = [...doc.matchAll(/^\| `(ERR_[A-Z_]+)` \| (\d+) \| (yes|no) \|/gm)].map((m) => [m[1], `${m[2]} ${m[3]}`] as const);
+  assert.deepEqual(new Map(rows), new Map(Object.entries(ERROR_CODES).map(([code, v]) => [code, `${v.status} ${v.retryable ? 'yes' : 'no'}`])));
 });
 
 test('a BatonError crosses the wire and comes back with its code and details', () => {

@@ -92,7 +92,7 @@ describe('computeDesiredScale', () => {
       [6_000, 7, 7, 4, 4, 4, true], //      calm, held at 4
       [64_000, 7, 7, 4, 4, 4, true], //     64 000 = 4 000 + 60 000: not yet past
       [66_000, 7, 7, 4, 4, 2, false], //    left: dspc 1, at least floor(4/2) = 2
-      [68_000, 7, 28, 2, 2, 4, true], //    re-enter; maxPanicPods was reset, so max(1, 4) = 4
+      [68_000, 7, 28, 2, 2, 4, true], //    re-enter; maxPanicSandboxes was reset, so max(1, 4) = 4
     ]));
   });
 
@@ -166,8 +166,8 @@ describe('computeDesiredScale', () => {
 
   it('stays up after a restart with sandboxes until a calm stable window has passed', () => {
     const initial = initialKpaState(6, 10_000);
-    assert.deepEqual(initial, { panicStartMs: 10_000, maxPanicPods: 6, zeroSinceMs: null });
-    assert.deepEqual(initialKpaState(1, 10_000), { panicStartMs: 10_000, maxPanicPods: 1, zeroSinceMs: null }, 'one sandbox is held too');
+    assert.deepEqual(initial, { panicStartMs: 10_000, maxPanicSandboxes: 6, zeroSinceMs: null });
+    assert.deepEqual(initialKpaState(1, 10_000), { panicStartMs: 10_000, maxPanicSandboxes: 1, zeroSinceMs: null }, 'one sandbox is held too');
     assert.equal(initialKpaState(0, 10_000), INITIAL_KPA_STATE);
     runTable(BASE, rows([
       [10_000, 0, 0, 6, 6, 6, true], //     no history, but no scale-down

@@ -1,44 +1,44 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClusterState } from '../../src/controlplane/cluster-state.ts';
-import { newWorkerEntry } from '../../src/controlplane/model.ts';
+import { newWorkerEntry, type WorkerEntry } from '../../src/controlplane/model.ts';
 import { guardRoutes, RecoveryGate } from '../../src/controlplane/recovery-gate.ts';
 import { BatonError } from '../../src/core/errors.ts';
 import { ManualClock } from '../kit/manual-clock.ts';
 
-function stateWith(ids: readonly string[]): ClusterState {
-  const state = new ClusterState();
+/** Workers as WorkerMembership holds them after loading from the store: every one `unregistered`. */
+function workersOf(ids: readonly string[]): Map<string, WorkerEntry> {
+  const workers = new Map<string, WorkerEntry>();
   for (const id of ids) {
-    state.addWorker(newWorkerEntry({ id, url: `http://127.0.0.1:1/${id}`, capacity: { cpuMilli: 1000, memoryMiB: 1024 }, runtimes: ['emulated'], state: 'unregistered', nowMs: 0 }));
+    workers.set(id, newWorkerEntry({ id, url: `http://127.0.0.1:1/${id}`, capacity: { cpuMilli: 1000, memoryMiB: 1024 }, runtimes: ['emulated'], state: 'unregistered', nowMs: 0 }));
   }
-  return state;
+  return workers;
 }
 
 test('a first start (no workers in the store) is open at once', () => {
-  const gate = new RecoveryGate({ state: new ClusterState(), clock: new ManualClock(0), maxWaitMs: 3000 });
+  const gate = new RecoveryGate({ workers: new Map(), clock: new ManualClock(0), maxWaitMs: 3000 });
   assert.equal(gate.isOpen, true);
   gate.check();
 });
 
 test('after a restart it holds until every worker from the store has registered again', () => {
-  const state = stateWith(['w1', 'w2']);
+  const workers = workersOf(['w1', 'w2']);
   const clock = new ManualClock(0);
-  const gate = new RecoveryGate({ state, clock, maxWaitMs: 3000 });
+  const gate = new RecoveryGate({ workers, clock, maxWaitMs: 3000 });
   assert.equal(gate.isOpen, false);
   assert.throws(() => gate.check(), (err: unknown) => err instanceof BatonError && err.code === 'ERR_UNAVAILABLE' && /2 of 2 workers/.test(err.message));
-  (state.workers.get('w1') as { state: string }).state = 'ready';
+  (workers.get('w1') as { state: string }).state = 'ready';
   assert.throws(() => gate.check(), /1 of 2 workers/);
-  (state.workers.get('w2') as { state: string }).state = 'ready';
+  (workers.get('w2') as { state: string }).state = 'ready';
   assert.equal(gate.isOpen, true);
-  (state.workers.get('w2') as { state: string }).state = 'unschedulable';
+  (workers.get('w2') as { state: string }).state = 'unschedulable';
   assert.equal(gate.isOpen, true, 'once open it stays open');
 });
 
 test('a worker that never comes back holds it only for the failure-detection time', () => {
-  const state = stateWith(['w1', 'gone']);
+  const workers = workersOf(['w1', 'gone']);
   const clock = new ManualClock(0);
-  const gate = new RecoveryGate({ state, clock, maxWaitMs: 3000 });
-  (state.workers.get('w1') as { state: string }).state = 'ready';
+  const gate = new RecoveryGate({ workers, clock, maxWaitMs: 3000 });
+  (workers.get('w1') as { state: string }).state = 'ready';
   clock.advance(2999);
   assert.equal(gate.isOpen, false);
   clock.advance(1);
@@ -46,8 +46,8 @@ test('a worker that never comes back holds it only for the failure-detection tim
 });
 
 test('guardRoutes: while recovering only data-plane registrations wait; while closing everything but /healthz is refused with ERR_SHUTTING_DOWN', async () => {
-  const state = stateWith(['w1']);
-  const recovery = new RecoveryGate({ state, clock: new ManualClock(0), maxWaitMs: 3000 });
+  const workers = workersOf(['w1']);
+  const recovery = new RecoveryGate({ workers, clock: new ManualClock(0), maxWaitMs: 3000 });
   let isClosing = false;
   const seen: string[] = [];
   const routes = guardRoutes({
@@ -57,7 +57,7 @@ test('guardRoutes: while recovering only data-plane registrations wait; while cl
   const codeOf = (reply: { body: unknown }) => (reply.body as { error?: { code: string } }).error?.code;
   assert.equal(codeOf(await routes.dispatch('POST', '/internal/v1/dataplanes/register', {})), 'ERR_UNAVAILABLE');
   assert.equal((await routes.dispatch('POST', '/internal/v1/workers/register', {})).status, 200, 'workers register at once');
-  (state.workers.get('w1') as { state: string }).state = 'ready';
+  (workers.get('w1') as { state: string }).state = 'ready';
   assert.equal((await routes.dispatch('POST', '/internal/v1/dataplanes/register', {})).status, 200);
   isClosing = true;
   const refused = await routes.dispatch('GET', '/v1/functions', undefined);

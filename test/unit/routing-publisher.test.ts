@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setImmediate as turn } from 'node:timers/promises';
 import type { RoutingAck, RoutingEndpoint, RoutingUpdate } from '../../src/api/dataplane.ts';
 import { BatonError } from '../../src/core/errors.ts';
 import { RoutingPublisher } from '../../src/controlplane/routing-publisher.ts';
@@ -39,18 +38,27 @@ function setup(source: RoutingEndpoint[] = []) {
   const receiver = new FakeReceiver();
   const clock = new ManualClock();
   const publisher = new RoutingPublisher(receiver, { snapshot: () => ({ functions: [], endpoints: source }) }, clock, silentLogger());
-  return { receiver, clock, publisher };
+  /** Runs the publisher's turns until everything enqueued so far is acknowledged. */
+  const flushed = async (): Promise<void> => {
+    const done = publisher.flushed();
+    await clock.settle();
+    await done;
+  };
+  return { receiver, clock, publisher, flushed };
 }
 
 test('the first message is a snapshot; later changes of one turn travel as one delta', async () => {
-  const { receiver, publisher } = setup([endpoint('a')]);
+  const { receiver, clock, publisher, flushed } = setup([endpoint('a')]);
   publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
-  await publisher.flushed();
+  assert.equal(receiver.received.length, 0, 'nothing leaves before the turn ends');
+  await flushed();
   assert.equal(receiver.received[0]?.kind, 'snapshot');
   publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('b') });
   publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('c') });
   publisher.enqueue({ type: 'endpoint.delete', sandboxId: 'a' });
-  await publisher.flushed();
+  assert.equal(clock.runTurns(1), 1);
+  assert.equal(receiver.received.length, 2, 'the three changes of one turn left in one message');
+  await flushed();
   assert.equal(receiver.received.length, 2);
   const delta = receiver.received[1];
   assert.ok(delta?.kind === 'delta');
@@ -61,15 +69,15 @@ test('the first message is a snapshot; later changes of one turn travel as one d
 
 test('a version gap is answered with a snapshot that replaces the whole view', async () => {
   const source = [endpoint('a'), endpoint('b')];
-  const { receiver, publisher } = setup(source);
+  const { receiver, publisher, flushed } = setup(source);
   publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
-  await publisher.flushed();
+  await flushed();
   // The data plane restarts: it has lost its view and its version.
   receiver.version = 0;
   receiver.epoch = '';
   receiver.endpoints.clear();
   publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('b') });
-  await publisher.flushed();
+  await flushed();
   const kinds = receiver.received.map((u) => u.kind);
   assert.deepEqual(kinds, ['snapshot', 'delta', 'snapshot']);
   assert.deepEqual([...receiver.endpoints.keys()].sort(), ['a', 'b']);
@@ -77,39 +85,34 @@ test('a version gap is answered with a snapshot that replaces the whole view', a
 });
 
 test('an unreachable data plane releases waiters, and gets a snapshot when it is back', async () => {
-  const { receiver, clock, publisher } = setup([endpoint('a')]);
+  const { receiver, clock, publisher, flushed } = setup([endpoint('a')]);
   receiver.isDown = true;
   publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
-  await publisher.flushed();
+  await flushed();
   assert.equal(receiver.endpoints.size, 0);
+  assert.equal(receiver.received.length, 1, 'no retry before the pause');
   receiver.isDown = false;
   clock.advance(1_000);
-  await turn();
-  await turn();
-  await publisher.flushed();
-  await waitTurns(() => receiver.endpoints.size === 1);
+  await flushed();
+  assert.equal(receiver.endpoints.size, 1);
   assert.equal(receiver.received.at(-1)?.kind, 'snapshot');
 });
 
 test('resync sends a snapshot in a new epoch, so stale deltas can never apply', async () => {
-  const { receiver, publisher } = setup([endpoint('a')]);
+  const { receiver, publisher, flushed } = setup([endpoint('a')]);
   publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
-  await publisher.flushed();
+  await flushed();
   const firstEpoch = receiver.epoch;
   publisher.resync();
-  await publisher.flushed();
+  await flushed();
   assert.notEqual(receiver.epoch, firstEpoch);
   assert.equal(receiver.received.at(-1)?.kind, 'snapshot');
 });
 
-async function waitTurns(predicate: () => boolean): Promise<void> {
-  for (let i = 0; i < 50 && !predicate(); i++) await turn();
-  assert.ok(predicate());
-}
-
 /** The receiver behind a slow, ordered link: messages are applied in order, and answered only when released. */
 class SlowLink {
   readonly receiver = new FakeReceiver();
+  readonly clock = new ManualClock();
   readonly #held: (() => void)[] = [];
 
   send(update: RoutingUpdate): Promise<RoutingAck> {
@@ -125,20 +128,20 @@ class SlowLink {
   /** Delivers and answers the oldest `n` messages, in order. */
   async release(n = this.#held.length): Promise<void> {
     for (const deliver of this.#held.splice(0, n)) deliver();
-    await turn();
+    await this.clock.settle();
   }
 }
 
 test('deltas leave without waiting for the previous acknowledgement, and apply in order', async () => {
   const link = new SlowLink();
-  const publisher = new RoutingPublisher(link, { snapshot: () => ({ functions: [], endpoints: [] }) }, new ManualClock(), silentLogger());
+  const publisher = new RoutingPublisher(link, { snapshot: () => ({ functions: [], endpoints: [] }) }, link.clock, silentLogger());
   publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('a') });
-  await turn();
+  link.clock.runTurns();
   assert.equal(link.held, 1, 'the first message (a snapshot) is out');
   await link.release();
   for (const id of ['b', 'c', 'd']) {
     publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint(id) });
-    await turn();
+    link.clock.runTurns();
   }
   assert.equal(link.held, 3, 'three deltas in flight at once, none acknowledged');
   const done = publisher.flushed();
@@ -153,13 +156,13 @@ test('deltas leave without waiting for the previous acknowledgement, and apply i
 test('a gap in the middle of a pipeline costs exactly one snapshot', async () => {
   const source = [endpoint('x'), endpoint('y')];
   const link = new SlowLink();
-  const publisher = new RoutingPublisher(link, { snapshot: () => ({ functions: [], endpoints: source }) }, new ManualClock(), silentLogger());
+  const publisher = new RoutingPublisher(link, { snapshot: () => ({ functions: [], endpoints: source }) }, link.clock, silentLogger());
   publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint('x') });
-  await turn();
+  link.clock.runTurns();
   await link.release();
   for (const id of ['p', 'q', 'r']) {
     publisher.enqueue({ type: 'endpoint.put', endpoint: endpoint(id) });
-    await turn();
+    link.clock.runTurns();
   }
   // The data plane restarts before any of the three deltas reaches it: all three fail with a gap.
   link.receiver.version = 0;
@@ -167,7 +170,7 @@ test('a gap in the middle of a pipeline costs exactly one snapshot', async () =>
   link.receiver.endpoints.clear();
   const done = publisher.flushed();
   await link.release();
-  await turn();
+  link.clock.runTurns();
   await link.release();
   await done;
   assert.deepEqual(link.receiver.received.map((u) => u.kind), ['snapshot', 'delta', 'delta', 'delta', 'snapshot']);

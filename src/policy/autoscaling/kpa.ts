@@ -13,7 +13,7 @@ import { INITIAL_KPA_STATE } from './types.ts';
  *    [maxDown, maxUp].
  * 3. Panic: entered (or extended) when dppc / ready ≥ panicThreshold; left once `now` is past the
  *    last entry/extension + stableWindowMs. While panicking, desired = max(stable, panic) and never
- *    drops below the highest value seen in this panic (maxPanicPods).
+ *    drops below the highest value seen in this panic (maxPanicSandboxes).
  * 4. Bounds: clamp to [minScale, maxScale].
  * 5. Scale-to-zero gate: a bounded 0 while sandboxes exist holds at 1 until the unbounded decision
  *    has been 0 for scaleToZeroGraceMs (tracked in `state.zeroSinceMs`).
@@ -31,43 +31,59 @@ export function computeDesiredScale(input: KpaInput): KpaDecision {
   const maxUp = Math.ceil(settings.maxScaleUpRate * ready);
   const maxDown = Math.floor(ready / settings.maxScaleDownRate);
   const target = settings.targetPerSandbox;
-  const stablePods = clamp(unclampedPods(input.stableAverage, target), maxDown, maxUp);
-  const panicUnclamped = unclampedPods(input.panicAverage, target);
-  const panicPods = clamp(panicUnclamped, maxDown, maxUp);
+  const stableSandboxes = clamp(unclampedSandboxes(input.stableAverage, target), maxDown, maxUp);
+  const panicUnclamped = unclampedSandboxes(input.panicAverage, target);
+  const panicSandboxes = clamp(panicUnclamped, maxDown, maxUp);
 
   // Worked example: target 7, ready 3, panic average 50 → dppc 8, 8 / 3 = 2.67 ≥ 2 → panic.
   const isOverPanic = panicUnclamped / ready >= settings.panicThreshold;
   let panicStartMs = state.panicStartMs;
-  let maxPanicPods = state.maxPanicPods;
+  let maxPanicSandboxes = state.maxPanicSandboxes;
   if (isOverPanic) {
     panicStartMs = now;
   } else if (panicStartMs !== null && now > panicStartMs + settings.stableWindowMs) {
     panicStartMs = null;
-    maxPanicPods = 0;
+    maxPanicSandboxes = 0;
   }
 
-  let unbounded = stablePods;
-  let wanted = stablePods;
+  let unbounded = stableSandboxes;
+  let wanted = stableSandboxes;
   if (panicStartMs !== null) {
     // Never scale down while panicking: 8 seen earlier in this panic, 5 wanted now → 8.
-    wanted = Math.max(stablePods, panicPods);
-    maxPanicPods = Math.max(maxPanicPods, wanted);
-    unbounded = maxPanicPods;
+    wanted = Math.max(stableSandboxes, panicSandboxes);
+    maxPanicSandboxes = Math.max(maxPanicSandboxes, wanted);
+    unbounded = maxPanicSandboxes;
   }
 
   const bounded = clamp(unbounded, settings.minScale, settings.maxScale);
   const zeroSinceMs = unbounded === 0 ? (state.zeroSinceMs ?? now) : null;
   // The state is immutable: an unchanged one is handed back as it is.
-  const nextState: KpaState = panicStartMs === state.panicStartMs && maxPanicPods === state.maxPanicPods && zeroSinceMs === state.zeroSinceMs
+  const nextState: KpaState = panicStartMs === state.panicStartMs && maxPanicSandboxes === state.maxPanicSandboxes && zeroSinceMs === state.zeroSinceMs
     ? state
-    : { panicStartMs, maxPanicPods, zeroSinceMs };
+    : { panicStartMs, maxPanicSandboxes, zeroSinceMs };
   // The scale-to-zero gate: a bounded 0 keeps one sandbox until the decision has been 0 for the grace.
   const zeroForMs = now - (zeroSinceMs ?? now);
-  const gate = bounded !== 0 ? Gate.None : input.currentScale === 0 ? Gate.AtZero : zeroForMs >= settings.scaleToZeroGraceMs ? Gate.ToZero : Gate.Grace;
-  return new Decision(gate === Gate.Grace ? 1 : bounded, nextState, panicStartMs !== null, input, maxDown, maxUp, wanted, unbounded, bounded, gate, zeroForMs);
+  const gate = bounded !== 0 ? 'none' : input.currentScale === 0 ? 'at-zero' : zeroForMs >= settings.scaleToZeroGraceMs ? 'to-zero' : 'grace';
+  return new Decision({
+    desired: gate === 'grace' ? 1 : bounded, state: nextState, isPanicking: panicStartMs !== null, input,
+    steps: { maxDown, maxUp, wanted, unbounded, bounded, gate, zeroForMs },
+  });
 }
 
-const enum Gate { None, AtZero, ToZero, Grace }
+/** The intermediate numbers of one decision, for its reason. */
+interface DecisionSteps {
+  readonly maxDown: number;
+  readonly maxUp: number;
+  /** The stable (or, panicking, max of stable and panic) count, within the rate limits. */
+  readonly wanted: number;
+  /** What the KPA asks for before the min/max bounds (panicking: the highest of this panic). */
+  readonly unbounded: number;
+  readonly bounded: number;
+  readonly gate: Gate;
+  readonly zeroForMs: number;
+}
+
+type Gate = 'none' | 'at-zero' | 'to-zero' | 'grace';
 
 /**
  * A decision. Its `reason` is text for people (describe, debug logs), built only when read: the
@@ -78,58 +94,46 @@ class Decision implements KpaDecision {
   readonly state: KpaState;
   readonly isPanicking: boolean;
   readonly #input: KpaInput;
-  readonly #maxDown: number;
-  readonly #maxUp: number;
-  readonly #wanted: number;
-  readonly #unbounded: number;
-  readonly #bounded: number;
-  readonly #gate: Gate;
-  readonly #zeroForMs: number;
+  readonly #steps: DecisionSteps;
 
-  constructor(desired: number, state: KpaState, isPanicking: boolean, input: KpaInput, maxDown: number, maxUp: number, wanted: number, unbounded: number, bounded: number, gate: Gate, zeroForMs: number) {
-    this.desired = desired;
-    this.state = state;
-    this.isPanicking = isPanicking;
-    this.#input = input;
-    this.#maxDown = maxDown;
-    this.#maxUp = maxUp;
-    this.#wanted = wanted;
-    this.#unbounded = unbounded;
-    this.#bounded = bounded;
-    this.#gate = gate;
-    this.#zeroForMs = zeroForMs;
+  constructor(init: { desired: number; state: KpaState; isPanicking: boolean; input: KpaInput; steps: DecisionSteps }) {
+    this.desired = init.desired;
+    this.state = init.state;
+    this.isPanicking = init.isPanicking;
+    this.#input = init.input;
+    this.#steps = init.steps;
   }
 
   get reason(): string {
     const { settings } = this.#input;
-    const stable = this.#podText(this.#input.stableAverage);
+    const stable = this.#sandboxText(this.#input.stableAverage);
     let reason = `stable: ${stable}`;
     if (this.isPanicking) {
-      reason = `panic: max(stable ${stable}, panic ${this.#podText(this.#input.panicAverage)})=${this.#wanted}`
-        + (this.state.maxPanicPods > this.#wanted ? `, held at ${this.state.maxPanicPods}` : '');
+      reason = `panic: max(stable ${stable}, panic ${this.#sandboxText(this.#input.panicAverage)})=${this.#steps.wanted}`
+        + (this.state.maxPanicSandboxes > this.#steps.wanted ? `, held at ${this.state.maxPanicSandboxes}` : '');
     }
-    if (this.#bounded !== this.#unbounded) reason += `; bounded to [${settings.minScale}, ${settings.maxScale}]`;
-    if (this.#gate === Gate.AtZero) return `${reason}; at zero`;
-    if (this.#gate === Gate.ToZero) return `${reason}; scale to zero: no demand for ${this.#zeroForMs} ms`;
-    if (this.#gate === Gate.Grace) return `${reason}; scale-to-zero grace: ${this.#zeroForMs}/${settings.scaleToZeroGraceMs} ms`;
+    if (this.#steps.bounded !== this.#steps.unbounded) reason += `; bounded to [${settings.minScale}, ${settings.maxScale}]`;
+    if (this.#steps.gate === 'at-zero') return `${reason}; at zero`;
+    if (this.#steps.gate === 'to-zero') return `${reason}; scale to zero: no demand for ${this.#steps.zeroForMs} ms`;
+    if (this.#steps.gate === 'grace') return `${reason}; scale-to-zero grace: ${this.#steps.zeroForMs}/${settings.scaleToZeroGraceMs} ms`;
     return reason;
   }
 
   /** "ceil(3.2/0.7)=5", with the rate limit that changed it, if any. */
-  #podText(average: number): string {
+  #sandboxText(average: number): string {
     const target = this.#input.settings.targetPerSandbox;
     const observed = average > 0 ? average : 0;
-    const unclamped = unclampedPods(average, target);
-    const pods = clamp(unclamped, this.#maxDown, this.#maxUp);
+    const unclamped = unclampedSandboxes(average, target);
+    const sandboxes = clamp(unclamped, this.#steps.maxDown, this.#steps.maxUp);
     let text = `ceil(${formatNumber(observed)}/${formatNumber(target)})=${unclamped}`;
-    if (pods > unclamped) text += ` → ${pods} (scale-down limit)`;
-    if (pods < unclamped) text += ` → ${pods} (scale-up limit)`;
+    if (sandboxes > unclamped) text += ` → ${sandboxes} (scale-down limit)`;
+    if (sandboxes < unclamped) text += ` → ${sandboxes} (scale-up limit)`;
     return text;
   }
 }
 
 /** ceil(average / target); NaN and negative averages (no data) mean no demand. 3.2 in flight, target 0.7 → ceil(4.57) = 5. */
-function unclampedPods(average: number, target: number): number {
+function unclampedSandboxes(average: number, target: number): number {
   return Math.ceil((average > 0 ? average : 0) / target);
 }
 
@@ -144,14 +148,14 @@ function formatNumber(value: number): string {
 
 /**
  * The state to start a function's autoscaler with. When `readySandboxes` ≥ 1 (sandboxes found
- * running after a control-plane restart), it starts in panic with maxPanicPods = ready, so it does
+ * running after a control-plane restart), it starts in panic with maxPanicSandboxes = ready, so it does
  * not scale down on lost history: it holds at least that many until a full stable window passes
  * without a panic-level burst (knative-kpa.md §12.3, start-up rule).
  */
 export function initialKpaState(readySandboxes: number, now: number): KpaState {
   // One sandbox too: without the hold, the scale-to-zero grace (shorter than the window by
   // default) would remove it on a history that was lost, not on one that is calm.
-  if (readySandboxes >= 1) return { panicStartMs: now, maxPanicPods: readySandboxes, zeroSinceMs: null };
+  if (readySandboxes >= 1) return { panicStartMs: now, maxPanicSandboxes: readySandboxes, zeroSinceMs: null };
   return INITIAL_KPA_STATE;
 }
 

@@ -7,7 +7,7 @@ export interface KpaSettings {
   readonly targetPerSandbox: number;
   readonly stableWindowMs: number;
   readonly panicWindowMs: number;
-  /** Panic when desired panic pods / ready ≥ this (2 = 200 %). */
+  /** Panic when desired panic sandboxes / ready ≥ this (2 = 200 %). */
   readonly panicThreshold: number;
   readonly maxScaleUpRate: number;
   readonly maxScaleDownRate: number;
@@ -20,7 +20,7 @@ export interface KpaSettings {
 export interface KpaState {
   /** When panic mode was last entered or extended; null when not panicking. */
   readonly panicStartMs: number | null;
-  readonly maxPanicPods: number;
+  readonly maxPanicSandboxes: number;
   /** Since when the unbounded decision has been 0 continuously; null when it is not 0. */
   readonly zeroSinceMs: number | null;
 }
@@ -45,4 +45,4 @@ export interface KpaDecision {
   readonly isPanicking: boolean;
 }
 
-export const INITIAL_KPA_STATE: KpaState = { panicStartMs: null, maxPanicPods: 0, zeroSinceMs: null };
+export const INITIAL_KPA_STATE: KpaState = { panicStartMs: null, maxPanicSandboxes: 0, zeroSinceMs: null };

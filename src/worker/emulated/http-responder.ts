@@ -1,3 +1,4 @@
+import { wallTimeMs } from '../../core/clock.ts';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 
 /** One request as the emulated sandboxes need it: the target and a few headers. The body is read and dropped. */
@@ -94,7 +95,7 @@ let dateSecond = -1;
 let dateText = '';
 /** The Date header's value, rebuilt at most once a second. */
 function httpDate(): string {
-  const nowMs = Date.now();
+  const nowMs = wallTimeMs();
   const second = Math.floor(nowMs / 1000);
   if (second !== dateSecond) {
     dateSecond = second;
@@ -152,7 +153,7 @@ class Exchange implements ResponderReply {
   }
 }
 
-const enum Body { None, Length, Chunked }
+type Body = 'none' | 'length' | 'chunked';
 
 /**
  * Requests read ahead of their answers on one connection. Past this the connection is not read
@@ -168,7 +169,7 @@ class Connection {
   readonly #maxHeadBytes: number;
   /** Unparsed bytes (latin1): a partial head, or a partial chunk-size line. */
   #buffer = '';
-  #body = Body.None;
+  #body = 'none';
   /** Body bytes still to drop (Length), or of the current chunk's data plus its CRLF (Chunked). */
   #remaining = 0;
   /** In a chunked body: reading the trailer section after the last chunk. */
@@ -246,14 +247,14 @@ class Connection {
   #consume(input: string): void {
     let text = input;
     while (text.length > 0 && !this.#isEnding) {
-      if (this.#body === Body.None && this.#exchanges.length >= MAX_WAITING_REQUESTS) {
+      if (this.#body === 'none' && this.#exchanges.length >= MAX_WAITING_REQUESTS) {
         this.#isPaused = true;
         this.#backlog = text;
         this.#socket.pause();
         return;
       }
-      if (this.#body === Body.Length) text = this.#dropLength(text);
-      else if (this.#body === Body.Chunked) text = this.#dropChunked(text);
+      if (this.#body === 'length') text = this.#dropLength(text);
+      else if (this.#body === 'chunked') text = this.#dropChunked(text);
       else text = this.#readHead(text);
     }
   }
@@ -314,7 +315,7 @@ class Connection {
         this.#refuse(transferEncoding.toLowerCase() === 'chunked' ? 400 : 501, 'ERR_INVALID_REQUEST', `unsupported transfer-encoding '${transferEncoding}'`);
         return '';
       }
-      this.#body = Body.Chunked;
+      this.#body = 'chunked';
       this.#remaining = 0;
       this.#inTrailers = false;
     } else if (contentLength !== undefined) {
@@ -323,10 +324,10 @@ class Connection {
         return '';
       }
       const length = Number(contentLength);
-      this.#body = length > 0 ? Body.Length : Body.None;
+      this.#body = length > 0 ? 'length' : 'none';
       this.#remaining = length;
     }
-    if (this.#body !== Body.None && (headers.get('expect') ?? '').toLowerCase() === '100-continue' && this.#exchanges.length === 0) {
+    if (this.#body !== 'none' && (headers.get('expect') ?? '').toLowerCase() === '100-continue' && this.#exchanges.length === 0) {
       this.#socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
     }
     const exchange = new Exchange(this, keepAlive);
@@ -347,7 +348,7 @@ class Connection {
     }
     const rest = text.slice(this.#remaining);
     this.#remaining = 0;
-    this.#body = Body.None;
+    this.#body = 'none';
     return rest;
   }
 
@@ -374,7 +375,7 @@ class Connection {
       if (this.#inTrailers) {
         // Trailer fields are dropped; an empty line ends the body.
         if (line === '') {
-          this.#body = Body.None;
+          this.#body = 'none';
           return data;
         }
         continue;
@@ -394,7 +395,7 @@ class Connection {
   /** Answers a malformed request and closes the connection once every answer before it is written. */
   #refuse(status: number, code: string, message: string): void {
     this.#buffer = '';
-    this.#body = Body.None;
+    this.#body = 'none';
     const exchange = new Exchange(this, false);
     this.#exchanges.push(exchange);
     this.#isEnding = true;

@@ -1,3 +1,4 @@
+import { wallTimeMs } from '../../core/clock.ts';
 import type { SandboxLogLine } from '../../api/worker.ts';
 
 /** Longest kept line, characters; longer lines are cut (the rest is dropped). */
@@ -22,7 +23,7 @@ export class LogBuffer {
   }
 
   push(stream: SandboxLogLine['stream'], line: string): void {
-    const entry = { ts: new Date().toISOString(), stream, line: line.length > MAX_LINE_CHARS ? line.slice(0, MAX_LINE_CHARS) : line };
+    const entry = { ts: new Date(wallTimeMs()).toISOString(), stream, line: line.length > MAX_LINE_CHARS ? line.slice(0, MAX_LINE_CHARS) : line };
     if (this.#lines.length < this.#capacity) {
       this.#lines.push(entry);
       return;

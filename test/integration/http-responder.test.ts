@@ -7,11 +7,15 @@ import { createResponder, MAX_WAITING_REQUESTS, type ResponderHandler } from '..
 
 /** Answers `{"url", "wait", "header"}` after `x-wait` ms; records every request it saw. */
 async function start(t: TestContext, options: { idleTimeoutMs?: number; maxHeadBytes?: number } = {}) {
-  const seen: { method: string; url: string }[] = [];
+  const seen: { method: string; url: string; answeredBefore: number }[] = [];
+  let answered = 0;
   const handler: ResponderHandler = (req, reply) => {
-    seen.push({ method: req.method, url: req.url });
+    seen.push({ method: req.method, url: req.url, answeredBefore: answered });
     const wait = Number(req.header('x-wait') ?? 0);
-    const send = (): void => reply.send(200, JSON.stringify({ url: req.url, header: req.header('x-echo') ?? null }));
+    const send = (): void => {
+      answered++;
+      reply.send(200, JSON.stringify({ url: req.url, header: req.header('x-echo') ?? null }));
+    };
     if (wait > 0) setTimeout(send, wait);
     else send();
   };
@@ -21,7 +25,7 @@ async function start(t: TestContext, options: { idleTimeoutMs?: number; maxHeadB
   return { port, seen };
 }
 
-/** Writes raw bytes (in the given pieces, a tick apart) and collects everything until the server closes or `until` matches. */
+/** Writes raw bytes (in the given pieces, each once the one before has been written out) and collects everything until the server closes or `until` matches. */
 function raw(port: number, pieces: string[], until?: (text: string) => boolean): Promise<{ text: string; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const socket: Socket = connect(port, '127.0.0.1');
@@ -42,10 +46,7 @@ function raw(port: number, pieces: string[], until?: (text: string) => boolean):
     socket.on('close', () => finish(true));
     socket.on('error', reject);
     socket.on('connect', async () => {
-      for (const piece of pieces) {
-        socket.write(piece, 'latin1');
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      for (const piece of pieces) await new Promise<void>((written) => socket.write(piece, 'latin1', () => written()));
     });
   });
 }
@@ -155,15 +156,23 @@ describe('emulated sandbox responder (HTTP/1.1 on a real socket)', () => {
 
   it('tells the handler when the connection is reset before its answer', async (t) => {
     let closedBeforeAnswer = false;
-    const responder = createResponder((_req, reply) => {
-      reply.onClose(() => { closedBeforeAnswer = reply.isClosed; });
+    let received: () => void = () => undefined;
+    const isReceived = new Promise<void>((resolve) => { received = resolve; });
+    const isClosed = new Promise<void>((resolve) => {
+      const responder = createResponder((_req, reply) => {
+        reply.onClose(() => {
+          closedBeforeAnswer = reply.isClosed;
+          resolve();
+        });
+        received();
+      });
+      t.after(() => responder.close());
+      void responder.listen(0, '127.0.0.1').then((port) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\n\r\n'));
+        void isReceived.then(() => socket.resetAndDestroy());
+      });
     });
-    const port = await responder.listen(0, '127.0.0.1');
-    t.after(() => responder.close());
-    const socket = connect(port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\n\r\n'));
-    await new Promise((r) => setTimeout(r, 30));
-    socket.resetAndDestroy();
-    await new Promise((r) => setTimeout(r, 30));
+    await isClosed;
     assert.equal(closedBeforeAnswer, true);
   });
 });
@@ -182,9 +191,11 @@ describe('emulated sandbox responder under a flood of pipelined requests', () =>
         if (count(text, 'HTTP/1.1 200') === total && text.endsWith('}')) resolve();
       });
     });
-    await new Promise((r) => setTimeout(r, 20));
-    assert.ok(seen.length <= MAX_WAITING_REQUESTS, `read ${seen.length} requests before any answer`);
     await done;
+    // No request was read while MAX_WAITING_REQUESTS before it were still unanswered.
+    const ahead = seen.map((r, i) => i - r.answeredBefore);
+    assert.ok(Math.max(...ahead) < MAX_WAITING_REQUESTS, `read up to ${Math.max(...ahead) + 1} requests ahead of their answers`);
+    assert.ok(seen.slice(0, MAX_WAITING_REQUESTS).every((r) => r.answeredBefore === 0), 'the first ones were read before any answer');
     const order = [...text.matchAll(/"url":"\/r(\d+)"/g)].map((m) => Number(m[1]));
     assert.deepEqual(order, Array.from({ length: total }, (_, i) => i));
   });

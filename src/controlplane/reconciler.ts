@@ -1,0 +1,47 @@
+import type { Logger } from '../observability/logger.ts';
+import { isEmptyPlan, planScale } from '../policy/plan/plan-scale.ts';
+import type { PlanPolicies } from '../policy/plan/types.ts';
+import type { WorkerSnapshot } from '../policy/placement/types.ts';
+import type { FunctionEntry } from './model.ts';
+import type { PlanExecutor } from './plan-executor.ts';
+
+export interface ReconcilerOptions {
+  readonly policies: PlanPolicies;
+  readonly executor: PlanExecutor;
+  /** The scale the autoscaler asks for (the autoscaler owns it). */
+  readonly desiredScale: (fn: FunctionEntry) => number;
+  /** The workers, for placement (an array rebuilt only when one joins). */
+  readonly workers: () => readonly WorkerSnapshot[];
+  readonly log: Logger;
+}
+
+/**
+ * decide → plan → apply: the autoscaler decides a function's desired scale; `converge` takes a
+ * snapshot of the function (its sandboxes, the workers, the back-off) and has the pure planner
+ * (`src/policy/plan/`) turn it into a plan, which the executor applies. It is the one way into
+ * planning: a decision, a sandbox that became ready or failed, a drained sandbox, a lost worker,
+ * the end of a back-off and a registry change all come here. A converged function costs one
+ * walk over its sandboxes and applies nothing.
+ */
+export class Reconciler {
+  readonly #o: ReconcilerOptions;
+
+  constructor(options: ReconcilerOptions) {
+    this.#o = options;
+  }
+
+  converge(fn: FunctionEntry): void {
+    if (fn.isDeleting) return;
+    const { spec, generation } = fn.record;
+    const plan = planScale({
+      function: spec.name, runtime: spec.runtime, artifact: spec.artifact, resources: spec.resources,
+      generation, desired: this.#o.desiredScale(fn), sandboxes: fn.sandboxes.values(),
+      isBackingOff: fn.sandboxes.isBackingOff, workers: this.#o.workers(),
+    }, this.#o.policies);
+    if (isEmptyPlan(plan)) return;
+    if (this.#o.log.isLevelEnabled('debug')) {
+      this.#o.log.debug({ fn: plan.function, reason: plan.reason, create: plan.create.length, cancel: plan.cancel.length, drain: plan.drain.length, unplaced: plan.unplaced }, 'plan');
+    }
+    this.#o.executor.apply(fn, plan);
+  }
+}
