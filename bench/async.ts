@@ -123,7 +123,8 @@ async function main(): Promise<void> {
   }
   const cleanups: (() => Promise<void>)[] = [];
   try {
-    const redis = await startRedis((fn) => cleanups.push(fn));
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
     const onRedis = await startCluster({ dataplane: ['--async-store', 'redis', '--async-redis-url', redis.url] });
     try {
       await deploy(onRedis, 'sink', 'async:\n  maxConcurrency: 2\n');

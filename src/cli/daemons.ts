@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -15,6 +14,8 @@ import { deployPlan } from './commands/deploy.ts';
 import { loadManifest } from './manifest.ts';
 import { BatonError } from '../core/errors.ts';
 import { loadConfig } from './load-config.ts';
+import { Supervisor } from './supervisor.ts';
+import { SystemClock } from '../core/clock.ts';
 
 /**
  * The daemon commands: `baton controlplane|dataplane|worker [--config FILE] [--key value]…` run
@@ -118,45 +119,43 @@ export function parseUpFlags(argv: readonly string[]): UpOptions {
 
 /**
  * `baton up`: control plane, data plane and the workers as child processes, then deploys `hello`
- * (examples/hello with the process runtime; an emulated function with the emulated one).
+ * (examples/hello with the process runtime; an emulated function with the emulated one). The
+ * daemons are supervised: one that dies is restarted with back-off (see `Supervisor`) while the
+ * others keep serving; Ctrl-C (or SIGTERM) stops them all.
  */
 async function runUp(argv: string[]): Promise<number> {
   const { dataDir, offset, logLevel, runtime, workers } = parseUpFlags(argv);
   const cpPort = 9090 + offset;
   const cpUrl = `http://127.0.0.1:${cpPort}`;
   const dpPort = 8080 + offset;
-  const children: ChildProcess[] = [];
-  const stopAll = async (): Promise<void> => {
-    for (const child of children.reverse()) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await once(child, 'exit');
-      }
-    }
+  const supervisor = new Supervisor({
+    clock: new SystemClock({ holdsProcess: true }),
+    report: (line) => process.stderr.write(`baton up: ${line}\n`),
+  });
+  const first: ChildProcess[] = [];
+  const supervise = (name: string, command: string, args: string[]): void => {
+    first.push(supervisor.add(name, () => spawnDaemon(command, args)) as ChildProcess);
   };
-  // Ctrl-C while starting stops what was started already instead of leaving it running.
-  const onStartupSignal = (): void => { void stopAll().then(() => process.exit(130)); };
-  process.once('SIGINT', onStartupSignal);
-  process.once('SIGTERM', onStartupSignal);
+  const stopped = new Promise<string>((resolveStop) => {
+    process.once('SIGINT', () => resolveStop('SIGINT'));
+    process.once('SIGTERM', () => resolveStop('SIGTERM'));
+  });
   try {
-    children.push(spawnDaemon('controlplane', ['--port', String(cpPort), '--registration-port', String(9091 + offset), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]));
-    await waitHealthy(`${cpUrl}/healthz`, children);
+    supervise('controlplane', 'controlplane', ['--port', String(cpPort), '--registration-port', String(9091 + offset), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]);
+    await waitHealthy(`${cpUrl}/healthz`, first);
     const workerArgs = ['--port', String(10010 + offset), '--data-dir', join(dataDir, 'worker'), '--control-plane-url', cpUrl, '--log-level', logLevel];
     if (runtime === 'emulated') workerArgs.push('--runtime', 'emulated', '--emulate', String(workers === 1 ? 0 : workers));
     if (runtime === 'container') workerArgs.push('--runtimes', '["process","container"]');
-    children.push(spawnDaemon('worker', workerArgs));
-    children.push(spawnDaemon('dataplane', ['--port', String(dpPort), '--internal-port', String(8081 + offset), '--data-dir', join(dataDir, 'dataplane'), '--control-plane-url', cpUrl, '--log-level', logLevel]));
-    await waitHealthy(`http://127.0.0.1:${10010 + offset}/healthz`, children);
-    await waitHealthy(`http://127.0.0.1:${8081 + offset}/healthz`, children);
+    supervise('worker', 'worker', workerArgs);
+    supervise('dataplane', 'dataplane', ['--port', String(dpPort), '--internal-port', String(8081 + offset), '--data-dir', join(dataDir, 'dataplane'), '--control-plane-url', cpUrl, '--log-level', logLevel]);
+    await waitHealthy(`http://127.0.0.1:${10010 + offset}/healthz`, first);
+    await waitHealthy(`http://127.0.0.1:${8081 + offset}/healthz`, first);
     if (runtime === 'process') await deployHello(cpUrl);
     else if (runtime === 'container') await deployContainerHello(cpUrl);
     else await deployEmulatedHello(cpUrl);
   } catch (err) {
-    await stopAll();
+    await supervisor.stop();
     throw err;
-  } finally {
-    process.off('SIGINT', onStartupSignal);
-    process.off('SIGTERM', onStartupSignal);
   }
   process.stdout.write([
     'Baton is running:',
@@ -170,20 +169,13 @@ async function runUp(argv: string[]): Promise<number> {
     `  curl ${runtime === 'emulated' ? '-H "x-baton-exec-ms: 50" ' : ''}http://127.0.0.1:${dpPort}/fn/hello/`,
     `  npx baton invoke hello${offset === 0 ? '' : ` --url ${cpUrl} --dataplane-url http://127.0.0.1:${dpPort}`}`,
     '',
-    'Press Ctrl-C to stop everything.',
+    'A daemon that dies is restarted. Press Ctrl-C to stop everything.',
     '',
   ].join('\n'));
-  const exited = new Promise<string>((resolveExit) => {
-    for (const child of children) child.once('exit', () => resolveExit('a daemon exited'));
-  });
-  const reason = await Promise.race([
-    exited,
-    new Promise<string>((r) => process.once('SIGINT', () => r('SIGINT'))),
-    new Promise<string>((r) => process.once('SIGTERM', () => r('SIGTERM'))),
-  ]);
+  const reason = await stopped;
   process.stderr.write(`stopping (${reason})…\n`);
-  await stopAll();
-  return reason.startsWith('SIG') ? 0 : 1;
+  await supervisor.stop();
+  return 0;
 }
 
 function spawnDaemon(command: string, args: string[]): ChildProcess {

@@ -7,6 +7,7 @@ import { deployCommand } from './commands/deploy.ts';
 import { describeCommand } from './commands/describe.ts';
 import { dlqCommand } from './commands/dlq.ts';
 import { invocationsCommand } from './commands/invocations.ts';
+import { haproxyConfigCommand } from './commands/haproxy-config.ts';
 import { invokeCommand } from './commands/invoke.ts';
 import { listCommand } from './commands/list.ts';
 import { loadgenAnalyzeCommand, loadgenPlanCommand, loadgenSynthCommand } from './commands/loadgen.ts';
@@ -21,7 +22,7 @@ import { imageCommand } from './commands/image.ts';
  */
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
-  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, invocationsCommand, dlqCommand, imageCommand,
+  deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, invocationsCommand, dlqCommand, imageCommand, haproxyConfigCommand,
 ].map((c) => [c.name, c]));
 
 /** `baton loadgen SUB`: each subcommand is a Command named `loadgen SUB`. */

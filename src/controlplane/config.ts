@@ -9,8 +9,12 @@ export const controlPlaneConfigSchema = z.strictObject({
   port: z.number().int().min(0).max(65535).default(9090),
   /** Dirigent's registration server (`POST /registerService`, `POST /`); unset: only on `port`. 0 picks a free port. */
   registrationPort: z.number().int().min(0).max(65535).optional(),
-  /** Embedded file store (functions, workers, data planes, artifact blobs). */
+  /** Embedded file store (functions, workers, data planes, artifact blobs), when `store` is `file`. */
   dataDir: z.string().default('./.baton/controlplane'),
+  /** Where slow-changing state lives: `file` (embedded, under `dataDir`) or `redis` (shared, at `redisUrl`). */
+  store: z.enum(['file', 'redis']).default('file'),
+  /** The Redis server of `store: redis`. */
+  redisUrl: z.string().regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   placementPolicy: z.enum(PLACEMENT_POLICIES).default('least-allocated'),
   evictionPolicy: z.enum(EVICTION_POLICIES).default('oldest'),

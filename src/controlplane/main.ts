@@ -8,7 +8,9 @@ import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import { FileStore } from '../store/file-store.ts';
+import { RedisStore } from '../store/redis-store.ts';
 import type { Store } from '../store/store.ts';
+import { Redis } from 'ioredis';
 import { JsonClient } from '../transport/json-client.ts';
 import { JsonRouter } from '../transport/json-router.ts';
 import { listen } from '../transport/listen.ts';
@@ -21,6 +23,7 @@ import { DrainBatcher } from './drain-batcher.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
 import { addDirigentRoutes, createRegistrationRouter } from './dirigent-routes.ts';
 import { createRoutes } from './routes.ts';
+import { guardRoutes, RecoveryGate } from './recovery-gate.ts';
 import { httpProcessClient, httpWorkerClient, ProcessBatcher, WorkerBatcher, type WorkerClient } from './worker-client.ts';
 
 export interface RunningControlPlane {
@@ -43,7 +46,7 @@ export interface ControlPlaneDeps {
 export async function startControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
   const log = deps.logger ?? createLogger({ name: 'controlplane', level: config.logLevel });
   const clock = deps.clock ?? systemClock;
-  const store = deps.store ?? await FileStore.open(config.dataDir);
+  const store = deps.store ?? await openStore(config, log);
   const random = createRandom(config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed);
   // One connection pool per worker origin, shared by every worker client.
   const workerAgent = new Agent({ connections: 64, keepAliveTimeout: 30_000 });
@@ -59,6 +62,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   });
   await core.load();
   const { registry, workers, dataplanes, demand, autoscaler, executor } = core;
+  const recovery = new RecoveryGate({ workers, clock, maxWaitMs: config.heartbeatIntervalMs * config.heartbeatMissLimit });
 
   let isClosing = false;
   const router = createRoutes(
@@ -66,8 +70,9 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
   );
   addDirigentRoutes(router, { registry, dataplanes });
-  const server = createServer({ keepAliveTimeout: 65_000 }, router.handle);
-  const rpcServer = serveRpc(server, router.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
+  const gated = guardRoutes(router, { recovery, isClosing: () => isClosing });
+  const server = createServer({ keepAliveTimeout: 65_000 }, gated.handle);
+  const rpcServer = serveRpc(server, gated.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   new Gauge({
     name: 'baton_controlplane_rpc_connections', help: 'RPC stream connections from workers and data planes', registers: [metricsRegistry],
     collect() { this.set(rpcServer.connections); },
@@ -93,6 +98,27 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       await store.close();
     },
   };
+}
+
+/** The configured store backend; Redis is connected (and checked to answer) before anything else starts. */
+async function openStore(config: ControlPlaneConfig, log: Logger): Promise<Store> {
+  if (config.store === 'file') return FileStore.open(config.dataDir);
+  // Calls fail (ERR_UNAVAILABLE) after one retry instead of queueing while Redis is away;
+  // reconnection goes on in the background, at most 2 s apart.
+  const redis = new Redis(config.redisUrl, {
+    lazyConnect: true, maxRetriesPerRequest: 1, commandTimeout: 5_000, connectTimeout: 5_000,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+  });
+  let isDown = false;
+  const store = await RedisStore.open(redis, {
+    onConnectionError: (err) => {
+      if (!isDown) log.warn({ err: err.message, redisUrl: config.redisUrl }, 'the Redis store is unreachable; retrying');
+      isDown = true;
+    },
+  });
+  redis.on('ready', () => { isDown = false; });
+  log.info({ redisUrl: config.redisUrl }, 'using the Redis store');
+  return store;
 }
 
 /**

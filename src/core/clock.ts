@@ -22,15 +22,25 @@ export interface Timer {
   cancel(): void;
 }
 
-/** The real clock: `performance.now()` (monotonic) and Node timers, unref'd so they never hold the process open. */
+/**
+ * The real clock: `performance.now()` (monotonic) and Node timers, unref'd so they never hold the
+ * process open — unless made with `holdsProcess` (a supervisor whose only pending work may be a
+ * timer, e.g. a restart it waits to make).
+ */
 export class SystemClock implements Clock {
+  readonly #holdsProcess: boolean;
+
+  constructor(options: { holdsProcess?: boolean } = {}) {
+    this.#holdsProcess = options.holdsProcess === true;
+  }
+
   now(): number {
     return performance.now();
   }
 
   setTimeout(fn: () => void, ms: number): Timer {
     const handle = setTimeout(fn, ms);
-    handle.unref();
+    if (!this.#holdsProcess) handle.unref();
     return { cancel: () => clearTimeout(handle) };
   }
 

@@ -22,8 +22,13 @@ export interface ControlPlaneLinkOptions {
   readonly heartbeatIntervalMs: number;
   /** First retry delay after a failed registration; doubles up to `maxRetryMs`. Default 100. */
   readonly initialRetryMs?: number;
-  /** Default 5000. */
+  /**
+   * Default 250: a control plane that comes back (or that held registrations while it recovered)
+   * is found within a quarter of a second — a registration attempt is one small call.
+   */
   readonly maxRetryMs?: number;
+  /** Each successful registration (the first, then one per resync). */
+  readonly onRegistered?: () => void;
 }
 
 /**
@@ -45,7 +50,8 @@ export class ControlPlaneLink {
       notFoundCode: 'ERR_DATAPLANE_NOT_FOUND',
       fields: { dataplaneId: registration.dataplaneId, url: registration.url },
       ...(options.initialRetryMs === undefined ? {} : { firstRetryMs: options.initialRetryMs }),
-      ...(options.maxRetryMs === undefined ? {} : { maxRetryMs: options.maxRetryMs }),
+      maxRetryMs: options.maxRetryMs ?? 250,
+      ...(options.onRegistered === undefined ? {} : { onRegistered: options.onRegistered }),
       calls: {
         register: (signal) => client.invoke(dataplaneToControlPlane.registerDataplane, registration, { signal, timeoutMs: 5_000 }),
         heartbeat: (signal) => client.invoke(dataplaneToControlPlane.dataplaneHeartbeat, { dataplaneId: registration.dataplaneId }, { signal, timeoutMs: heartbeatTimeoutMs }).then(() => undefined),

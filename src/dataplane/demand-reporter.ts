@@ -168,6 +168,19 @@ export class DemandReporter {
     }
   }
 
+  /**
+   * Pokes every function with invocations queued, whatever was poked before: after a (re)registration
+   * with a control plane that may have restarted, and so never heard the pokes sent while it was
+   * away, the queued cold starts are asked for at once instead of at its next autoscaler tick.
+   */
+  pokeQueued(): void {
+    for (const tracker of this.#active) {
+      if (tracker.queued === 0) continue;
+      tracker.pokedQueued = 0;
+      this.poke(tracker);
+    }
+  }
+
   /** Builds the periodic report now (exposed for tests; the timer calls it every interval). */
   tick(): void {
     this.#timer = undefined;

@@ -162,6 +162,8 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     logger: logger.child({ component: 'control-plane-link' }),
     registration: { dataplaneId: config.dataplaneId, url, proxyUrl },
     heartbeatIntervalMs: config.heartbeatIntervalMs,
+    // A control plane that restarted never heard the pokes sent while it was away.
+    onRegistered: () => reporter.pokeQueued(),
   });
   link.start();
   logger.info({ dataplaneId: config.dataplaneId, proxyUrl, url, controlPlaneUrl: config.controlPlaneUrl }, 'data plane started');

@@ -1,7 +1,8 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { RecordKind, Store } from './store.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { checkLeaseArgs, type LeaseHolder, type LeaseStore, type RecordKind, type Store } from './store.ts';
 
 const KINDS: readonly RecordKind[] = ['functions', 'workers', 'dataplanes'];
 const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$/;
@@ -13,14 +14,17 @@ const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$/;
  */
 export class FileStore implements Store {
   readonly #dir: string;
+  readonly leases: LeaseStore;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, clock: Clock) {
     this.#dir = dir;
+    this.leases = new FileLeases(join(dir, 'leases'), clock);
   }
 
-  static async open(dir: string): Promise<FileStore> {
-    for (const kind of [...KINDS, 'blobs']) await mkdir(join(dir, kind), { recursive: true });
-    return new FileStore(dir);
+  /** `clock` measures lease expiry (the system clock unless a test drives it). */
+  static async open(dir: string, options: { clock?: Clock } = {}): Promise<FileStore> {
+    for (const kind of [...KINDS, 'blobs', 'leases']) await mkdir(join(dir, kind), { recursive: true });
+    return new FileStore(dir, options.clock ?? systemClock);
   }
 
   async list<T>(kind: RecordKind): Promise<T[]> {
@@ -64,6 +68,86 @@ export class FileStore implements Store {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * Leases of one process (the file store has one control plane): holdings live in memory and
+ * expire by the injected clock; each lease's highest epoch is written durably before it is handed
+ * out, so that an epoch never repeats across restarts. Operations on one lease run one at a time.
+ */
+class FileLeases implements LeaseStore {
+  readonly #dir: string;
+  readonly #clock: Clock;
+  readonly #holdings = new Map<string, { holder: string; epoch: number; expiresAtMs: number }>();
+  readonly #queues = new Map<string, Promise<unknown>>();
+
+  constructor(dir: string, clock: Clock) {
+    this.#dir = dir;
+    this.#clock = clock;
+  }
+
+  async acquire(name: string, holder: string, ttlMs: number): Promise<LeaseHolder | undefined> {
+    checkLeaseArgs(name, holder, ttlMs);
+    return this.#serial(name, async () => {
+      if (this.#live(name) !== undefined) return undefined;
+      const epoch = (await this.#readEpoch(name)) + 1;
+      await writeDurably(this.#dir, `${name}.json`, Buffer.from(JSON.stringify({ epoch })));
+      this.#holdings.set(name, { holder, epoch, expiresAtMs: this.#clock.now() + ttlMs });
+      return { holder, epoch };
+    });
+  }
+
+  async renew(name: string, holding: LeaseHolder, ttlMs: number): Promise<boolean> {
+    checkLeaseArgs(name, holding.holder, ttlMs);
+    return this.#serial(name, async () => {
+      const live = this.#live(name);
+      if (live === undefined || live.holder !== holding.holder || live.epoch !== holding.epoch) return false;
+      live.expiresAtMs = this.#clock.now() + ttlMs;
+      return true;
+    });
+  }
+
+  release(name: string, holding: LeaseHolder): Promise<void> {
+    return this.#serial(name, async () => {
+      const live = this.#live(name);
+      if (live !== undefined && live.holder === holding.holder && live.epoch === holding.epoch) this.#holdings.delete(name);
+    });
+  }
+
+  current(name: string): Promise<LeaseHolder | undefined> {
+    return this.#serial(name, async () => {
+      const live = this.#live(name);
+      return live === undefined ? undefined : { holder: live.holder, epoch: live.epoch };
+    });
+  }
+
+  #live(name: string): { holder: string; epoch: number; expiresAtMs: number } | undefined {
+    const holding = this.#holdings.get(name);
+    if (holding !== undefined && holding.expiresAtMs <= this.#clock.now()) {
+      this.#holdings.delete(name);
+      return undefined;
+    }
+    return holding;
+  }
+
+  async #readEpoch(name: string): Promise<number> {
+    try {
+      const { epoch } = JSON.parse(await readFile(join(this.#dir, `${name}.json`), 'utf8')) as { epoch: number };
+      return epoch;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw err;
+    }
+  }
+
+  #serial<T>(name: string, run: () => Promise<T>): Promise<T> {
+    const previous = this.#queues.get(name) ?? Promise.resolve();
+    const next = previous.then(run, run);
+    const settled = next.catch(() => undefined);
+    this.#queues.set(name, settled);
+    void settled.then(() => { if (this.#queues.get(name) === settled) this.#queues.delete(name); });
+    return next;
+  }
 }
 
 function checkKey(key: string): string {

@@ -32,6 +32,8 @@ export interface MembershipLinkOptions<R> {
   readonly maxRetryMs?: number;
   /** Fields for its log lines (`{ workerId }`, `{ dataplaneId }`). */
   readonly fields?: Record<string, unknown>;
+  /** After each successful registration (the first, then one per resync). */
+  readonly onRegistered?: () => void;
 }
 
 export type LinkState = 'idle' | 'registering' | 'registered' | 'closed';
@@ -135,6 +137,7 @@ export class MembershipLink<R> {
         return;
       }
       this.#nextHeartbeat();
+      this.#o.onRegistered?.();
     }, (err: unknown) => {
       if (this.#isStale(epoch)) return;
       const error = toBatonError(err);

@@ -43,6 +43,8 @@ export class ControlPlaneLink {
       clock: options.clock, logger: options.logger, heartbeatIntervalMs: options.heartbeatIntervalMs,
       notFoundCode: 'ERR_WORKER_NOT_FOUND', intervalOf: (response) => response?.heartbeatIntervalMs,
       fields: { workerId },
+      // A control plane that comes back is found within a second.
+      maxRetryMs: 1_000,
       ...(options.ticker === undefined ? {} : { ticker: options.ticker }),
       calls: {
         register: (signal) => calls.register({

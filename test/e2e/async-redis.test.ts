@@ -12,7 +12,8 @@ let cluster: Cluster;
 const cleanups: (() => Promise<void>)[] = [];
 
 before(async () => {
-  const redis = await startRedis((fn) => cleanups.push(fn));
+  const redis = await startRedis();
+  cleanups.push(() => redis.stop());
   cluster = await startCluster({ dataplane: ['--async-store', 'redis', '--async-redis-url', redis.url] });
 });
 

@@ -139,8 +139,8 @@ test("Invitro's registration form registers a function on the registration port,
   const registered = await post(`${registrationUrl}/registerService`, form);
   assert.equal(registered.statusCode, 200);
   assert.equal(await registered.body.text(), new URL(dpUrl).host, "Dirigent's answer: the data planes' ip:port");
-  const detail = await (await fetch(`${cpUrl}/v1/functions/tc13acdc7567b225971-3`)).json() as { spec: { runtime: string; resources: { cpuMilli: number; memoryMiB: number }; scaling: { maxScale: number; minScale: number } } };
-  assert.deepEqual([detail.spec.runtime, detail.spec.resources, detail.spec.scaling.maxScale, detail.spec.scaling.minScale], ['emulated', { cpuMilli: 100, memoryMiB: 17 }, 5, 0]);
+  const detail = await (await fetch(`${cpUrl}/v1/functions/tc13acdc7567b225971-3`)).json() as { spec: { runtime: string; resources: { cpuMilli: number; memoryMiB: number; maxPids: number }; scaling: { maxScale: number; minScale: number } } };
+  assert.deepEqual([detail.spec.runtime, detail.spec.resources, detail.spec.scaling.maxScale, detail.spec.scaling.minScale], ['emulated', { cpuMilli: 100, memoryMiB: 17, maxPids: 256 }, 5, 0]);
 
   // Invitro's invocation: Host names the function, requested_cpu the execution time in ms.
   const res = await request(`${dpUrl}/`, { headers: { host: 'tc13acdc7567b225971-3', requested_cpu: '25', requested_memory: '17', function: 'tc13acdc7567b225971-3', workload: 'trace' } });

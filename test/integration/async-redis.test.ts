@@ -13,7 +13,9 @@ const cleanups: (() => Promise<void>)[] = [];
 let port = 0;
 
 before(async () => {
-  port = (await startRedis((fn) => cleanups.push(fn))).port;
+  const redis = await startRedis();
+  cleanups.push(() => redis.stop());
+  port = redis.port;
 });
 
 after(async () => {

@@ -49,13 +49,16 @@ export interface DaemonProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', args: readonly string[]): DaemonProcess {
+/** `wrap` runs the daemon through another command, e.g. `ip netns exec NS` (test/kit/netns.ts). */
+export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', args: readonly string[], options: { wrap?: (argv: readonly string[]) => string[] } = {}): DaemonProcess {
   // BATON_CPU_PROF_DIR=dir writes a V8 CPU profile of each daemon there when it exits (benchmarks).
   const profDir = process.env['BATON_CPU_PROF_DIR'];
   const prof = profDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profDir, command)}`];
   // BATON_NODE_ARGS="…" adds Node options to every daemon (benchmarks: e.g. --expose-gc).
   const nodeArgs = (process.env['BATON_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...prof, ...nodeArgs, ...daemonArgv(), command, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [process.execPath, ...prof, ...nodeArgs, ...daemonArgv(), command, ...args];
+  const [file, ...rest] = options.wrap === undefined ? argv : options.wrap(argv);
+  const child = spawn(file as string, rest, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   guardExit();
   running.add(child);
   child.once('exit', () => running.delete(child));
@@ -82,7 +85,7 @@ export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', ar
   return {
     child,
     logs,
-    waitForLog(match, timeoutMs = 20_000) {
+    waitForLog(match, timeoutMs = 60_000) {
       const found = logs.find(match);
       if (found !== undefined) return Promise.resolve(found);
       return new Promise((resolvePromise, reject) => {
@@ -133,41 +136,54 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const dir = await mkdtemp(join(tmpdir(), 'baton-e2e-'));
   const cpArgs = ['--port', '0', '--data-dir', join(dir, 'cp'), ...CP_TEST_FLAGS, ...(options.controlplane ?? [])];
   let controlplane = spawnDaemon('controlplane', cpArgs);
-  const cpLine = await controlplane.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
-  const cpUrl = urlOf(cpLine, 'url') as string;
-  const cpPort = new URL(cpUrl).port;
-  const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
-  const dpArgs = ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])];
-  const dataplane = spawnDaemon('dataplane', dpArgs);
-  const workerLine = await worker.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
-  const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
-  await controlplane.waitForLog((l) => l['msg'] === 'worker registered');
-  await controlplane.waitForLog((l) => l['msg'] === 'data plane registered');
-  const cluster: Cluster = {
-    dir, cpUrl,
-    dpUrl: urlOf(dpLine, 'proxyUrl') as string,
-    workerUrl: urlOf(workerLine, 'url') as string,
-    controlplane, dataplane, worker,
-    async restartControlPlane() {
-      await cluster.controlplane.stop('SIGKILL');
-      const args = cpArgs.map((a) => a);
-      args[1] = cpPort;
-      cluster.controlplane = spawnDaemon('controlplane', args);
-      await cluster.controlplane.waitForLog((l) => /listening|started/.test(String(l['msg'])));
-    },
-    async restartDataplane() {
-      await cluster.dataplane.stop('SIGKILL');
-      cluster.dataplane = spawnDaemon('dataplane', dpArgs);
-      const line = await cluster.dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
-      cluster.dpUrl = urlOf(line, 'proxyUrl') as string;
-    },
-    async stop() {
-      await Promise.all([cluster.dataplane.stop(), worker.stop()]);
-      await cluster.controlplane.stop();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-  return cluster;
+  const started: DaemonProcess[] = [controlplane];
+  try {
+    return await connectCluster();
+  } catch (err) {
+    // A daemon that never came up must not keep the test process alive (its pipes would).
+    await Promise.all(started.map((d) => d.stop('SIGKILL')));
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+
+  async function connectCluster(): Promise<Cluster> {
+    const cpLine = await controlplane.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
+    const cpUrl = urlOf(cpLine, 'url') as string;
+    const cpPort = new URL(cpUrl).port;
+    const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
+    const dpArgs = ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])];
+    const dataplane = spawnDaemon('dataplane', dpArgs);
+    started.push(worker, dataplane);
+    const workerLine = await worker.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
+    const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
+    await controlplane.waitForLog((l) => l['msg'] === 'worker registered');
+    await controlplane.waitForLog((l) => l['msg'] === 'data plane registered');
+    const cluster: Cluster = {
+      dir, cpUrl,
+      dpUrl: urlOf(dpLine, 'proxyUrl') as string,
+      workerUrl: urlOf(workerLine, 'url') as string,
+      controlplane, dataplane, worker,
+      async restartControlPlane() {
+        await cluster.controlplane.stop('SIGKILL');
+        const args = cpArgs.map((a) => a);
+        args[1] = cpPort;
+        cluster.controlplane = spawnDaemon('controlplane', args);
+        await cluster.controlplane.waitForLog((l) => /listening|started/.test(String(l['msg'])));
+      },
+      async restartDataplane() {
+        await cluster.dataplane.stop('SIGKILL');
+        cluster.dataplane = spawnDaemon('dataplane', dpArgs);
+        const line = await cluster.dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
+        cluster.dpUrl = urlOf(line, 'proxyUrl') as string;
+      },
+      async stop() {
+        await Promise.all([cluster.dataplane.stop(), worker.stop()]);
+        await cluster.controlplane.stop();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+    return cluster;
+  }
 }
 
 /** Runs the `baton` CLI to completion; resolves with its exit code and output. */

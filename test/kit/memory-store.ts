@@ -1,9 +1,14 @@
-import type { RecordKind, Store } from '../../src/store/store.ts';
+import type { LeaseStore, RecordKind, Store } from '../../src/store/store.ts';
+
+const noLeases = (): never => {
+  throw new Error('MemoryStore has no leases: test leader election against FileStore or RedisStore (test/integration/store-contract.test.ts)');
+};
 
 /** A Store in memory, for unit tests of the control plane's components (the real ones use FileStore). */
 export class MemoryStore implements Store {
   readonly records = new Map<RecordKind, Map<string, unknown>>();
   readonly blobs = new Map<string, Buffer>();
+  readonly leases: LeaseStore = { acquire: noLeases, renew: noLeases, release: noLeases, current: noLeases };
 
   async list<T>(kind: RecordKind): Promise<T[]> {
     return [...(this.records.get(kind)?.values() ?? [])].map((v) => structuredClone(v) as T);

@@ -161,3 +161,24 @@ test('describe gives the reason of the last decision; a function back from idle 
   clock.advance(2000);
   assert.match(autoscaler.describe(fn)?.reason ?? '', /ceil\(1\/0\.7\)=2/, 'decided from the new demand only');
 });
+
+for (const ready of [1, 3]) {
+  test(`after a control-plane restart (${ready} sandbox${ready === 1 ? '' : 'es'} recovered, windows empty) no scale-down comes before one stable window has passed`, () => {
+    const { clock, autoscaler, fn, decisions } = setup({ stableWindowMs: 10_000, panicWindowMs: 1_000, scaleToZeroGraceMs: 2_000, maxScale: 10 });
+    for (let i = 0; i < ready; i++) addReadySandbox(fn, `s${i}`);
+    // The sandboxes were found on the workers; the data planes report no demand (idle, or not yet re-registered).
+    autoscaler.ensureActive(fn, { isRecovered: true });
+    for (let t = 0; t < 9; t++) {
+      autoscaler.reportDemand(fn, 'dp', 0);
+      clock.advance(1_000);
+    }
+    assert.ok(decisions.every((d) => d >= ready), `held at ${ready} through the stable window: ${JSON.stringify(decisions)}`);
+    assert.equal(autoscaler.desiredScale(fn), ready);
+    // Past the window, with still no demand, the normal rules apply and it scales down.
+    for (let t = 0; t < 20; t++) {
+      autoscaler.reportDemand(fn, 'dp', 0);
+      clock.advance(1_000);
+    }
+    assert.ok(decisions.some((d) => d < ready), `scaled down after the window: ${JSON.stringify(decisions)}`);
+  });
+}

@@ -130,3 +130,54 @@ test('many demand sends in flight at once share the link signal without a listen
     process.off('warning', onWarning);
   }
 });
+
+test('onRegistered runs after each successful registration (the first and every resync), never after a failed one', async () => {
+  const clock = new ManualClock();
+  const fake = fakeClient();
+  let registered = 0;
+  const link = new ControlPlaneLink({
+    client: fake.client, clock, logger: silentLogger(), heartbeatIntervalMs: 1000, initialRetryMs: 100, maxRetryMs: 400,
+    registration: { dataplaneId: 'dp-1', url: 'http://127.0.0.1:8081', proxyUrl: 'http://127.0.0.1:8080' },
+    onRegistered: () => { registered++; assert.equal(link.state, 'registered'); },
+  });
+  fake.failNext('dataplanes/register', unavailable());
+  link.start();
+  await settle();
+  assert.equal(registered, 0);
+  clock.advance(100);
+  await settle();
+  assert.equal(registered, 1);
+  // The control plane restarted and forgot us: the heartbeat is refused, the link registers again.
+  fake.failNext('dataplanes/heartbeat', new BatonError('ERR_DATAPLANE_NOT_FOUND', 'must register'));
+  clock.advance(1000);
+  await settle();
+  await settle();
+  assert.equal(registered, 2);
+  link.close();
+});
+
+test('the registration retry is capped at 250 ms by default: a control plane that comes back is found within it', async () => {
+  const clock = new ManualClock();
+  const fake = fakeClient();
+  const link = new ControlPlaneLink({
+    client: fake.client, clock, logger: silentLogger(), heartbeatIntervalMs: 1000,
+    registration: { dataplaneId: 'dp-1', url: 'http://127.0.0.1:8081', proxyUrl: 'http://127.0.0.1:8080' },
+  });
+  fake.failNext('dataplanes/register', ...Array.from({ length: 10 }, unavailable));
+  link.start();
+  await settle();
+  const waits: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const before = fake.calls.length;
+    let waited = 0;
+    while (fake.calls.length === before) {
+      clock.advance(50);
+      waited += 50;
+      await settle();
+    }
+    waits.push(waited);
+  }
+  assert.deepEqual(waits, [100, 200, 250, 250, 250, 250, 250, 250, 250, 250]);
+  assert.equal(link.state, 'registered');
+  link.close();
+});

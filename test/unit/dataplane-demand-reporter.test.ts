@@ -208,3 +208,19 @@ test('a new report replaces the unsent parts of the one before; their closing ze
   assert.equal(zeros.length, n, 'each zero sent once');
   assert.equal(new Set(zeros).size, n);
 });
+
+test('pokeQueued: after a (re)registration, every function with queued invocations is poked again, even one poked before', () => {
+  const { reporter, sent, runDeferred } = makeReporter({ fail: true });
+  const queued = reporter.track('queued');
+  const running = reporter.track('running');
+  queued.change(0, 2);
+  queued.poke();
+  runDeferred();
+  assert.equal(sent.length, 1, 'the first poke went out (and failed: the control plane is down)');
+  running.change(1, 0);
+  reporter.pokeQueued();
+  runDeferred();
+  assert.equal(sent.length, 2);
+  assert.deepEqual(sent[1], { dataplaneId: 'dp-1', isPoke: true, entries: [{ function: 'queued', concurrency: 2, queued: 2, inflight: 0 }] },
+    'only the function with a queue, with its counts now');
+});

@@ -167,7 +167,8 @@ describe('computeDesiredScale', () => {
   it('stays up after a restart with sandboxes until a calm stable window has passed', () => {
     const initial = initialKpaState(6, 10_000);
     assert.deepEqual(initial, { panicStartMs: 10_000, maxPanicSandboxes: 6, zeroSinceMs: null });
-    assert.equal(initialKpaState(1, 10_000), INITIAL_KPA_STATE);
+    assert.deepEqual(initialKpaState(1, 10_000), { panicStartMs: 10_000, maxPanicSandboxes: 1, zeroSinceMs: null }, 'one sandbox is held too');
+    assert.equal(initialKpaState(0, 10_000), INITIAL_KPA_STATE);
     runTable(BASE, rows([
       [10_000, 0, 0, 6, 6, 6, true], //     no history, but no scale-down
       [70_000, 0, 0, 6, 6, 6, true],

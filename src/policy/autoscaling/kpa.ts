@@ -147,13 +147,15 @@ function formatNumber(value: number): string {
 }
 
 /**
- * The state to start a function's autoscaler with. When `readySandboxes` > 1 (sandboxes found
+ * The state to start a function's autoscaler with. When `readySandboxes` ≥ 1 (sandboxes found
  * running after a control-plane restart), it starts in panic with maxPanicSandboxes = ready, so it does
  * not scale down on lost history: it holds at least that many until a full stable window passes
  * without a panic-level burst (knative-kpa.md §12.3, start-up rule).
  */
 export function initialKpaState(readySandboxes: number, now: number): KpaState {
-  if (readySandboxes > 1) return { panicStartMs: now, maxPanicSandboxes: readySandboxes, zeroSinceMs: null };
+  // One sandbox too: without the hold, the scale-to-zero grace (shorter than the window by
+  // default) would remove it on a history that was lost, not on one that is calm.
+  if (readySandboxes >= 1) return { panicStartMs: now, maxPanicSandboxes: readySandboxes, zeroSinceMs: null };
   return INITIAL_KPA_STATE;
 }
 
