@@ -4,7 +4,7 @@ import { BatonError, type ErrorCode } from '../core/errors.ts';
 import { responseHeaders } from './forward-headers.ts';
 import type { QueueEntry } from './invocation-queue.ts';
 import { statusClass } from './metrics.ts';
-import type { EndpointEntry, FunctionEntry } from './routing-table.ts';
+import type { EndpointEntry, RoutedFunction } from './routing-table.ts';
 
 /** What an invocation needs from the proxy that owns it. */
 export interface InvocationOwner<R> {
@@ -52,7 +52,7 @@ const CLIENT_CLOSED = new Error('the client closed the connection');
  * closes the upstream connection). After the head, any failure cuts the client's response.
  */
 export class Invocation<R> implements Dispatcher.DispatchHandler {
-  readonly fn: FunctionEntry<R>;
+  readonly fn: RoutedFunction<R>;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   state: InvocationState = 'waiting';
@@ -81,7 +81,7 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   #isClientGone = false;
   #status = 0;
 
-  constructor(owner: InvocationOwner<R>, fn: FunctionEntry<R>, req: IncomingMessage, res: ServerResponse, path: string, headers: string[], hasBody: boolean) {
+  constructor(owner: InvocationOwner<R>, fn: RoutedFunction<R>, req: IncomingMessage, res: ServerResponse, path: string, headers: string[], hasBody: boolean) {
     this.#owner = owner;
     this.fn = fn;
     this.req = req;

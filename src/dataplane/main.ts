@@ -28,7 +28,7 @@ import type { DataplaneConfig } from './config.ts';
 import { ControlPlaneLink } from './control-plane-link.ts';
 import { DemandReporter } from './demand-reporter.ts';
 import { DataplaneMetrics, type FunctionGaugeRow } from './metrics.ts';
-import { Proxy } from './proxy.ts';
+import { InvocationProxy } from './proxy.ts';
 import { createInternalRouter } from './routes.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 
@@ -82,7 +82,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const pools = new UpstreamPools();
   const metrics: DataplaneMetrics = new DataplaneMetrics(registry, (): Iterable<FunctionGaugeRow> => proxy.gaugeRows());
   let intercept: ReturnType<typeof createIntercept> | undefined;
-  const proxy: Proxy = new Proxy({
+  const proxy: InvocationProxy = new InvocationProxy({
     clock,
     logger: logger.child({ component: 'proxy' }),
     metrics,
@@ -200,7 +200,7 @@ function redisClient(url: string, logger: Logger): Redis {
 }
 
 /** A function's async settings from the routing table (defaults when its spec has none); undefined for an unknown function. */
-function asyncConfigOf(proxy: Proxy, fn: string): AsyncConfig | undefined {
+function asyncConfigOf(proxy: InvocationProxy, fn: string): AsyncConfig | undefined {
   const entry = proxy.table.getFunction(fn);
   if (entry === undefined) return undefined;
   return entry.spec.async ?? ASYNC_DEFAULTS;

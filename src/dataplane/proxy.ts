@@ -13,22 +13,22 @@ import { Invocation, sendError, type InvocationOwner } from './invocation.ts';
 import { InvocationQueue } from './invocation-queue.ts';
 import type { DataplaneMetrics, FunctionGaugeRow, FunctionMetrics } from './metrics.ts';
 import { resolveRoute, type Route } from './route.ts';
-import { RoutingTable, type EndpointEntry, type FunctionEntry } from './routing-table.ts';
+import { RoutingTable, type EndpointEntry, type RoutedFunction } from './routing-table.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
 /** The proxy's state for one function, created when the function enters the routing table. */
-export interface FunctionRuntime {
+export interface FunctionTraffic {
   readonly balancer: LoadBalancer;
-  readonly queue: InvocationQueue<Invocation<FunctionRuntime>>;
+  readonly queue: InvocationQueue<Invocation<FunctionTraffic>>;
   readonly demand: DemandTracker;
   readonly metrics: FunctionMetrics;
   /** Re-entrancy guard for `dispatchQueued`. */
   isDispatching: boolean;
 }
 
-export type FunctionState = FunctionEntry<FunctionRuntime>;
+export type FunctionState = RoutedFunction<FunctionTraffic>;
 
-export interface ProxyOptions {
+export interface InvocationProxyOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly metrics: DataplaneMetrics;
@@ -48,7 +48,7 @@ export interface ProxyOptions {
   readonly intercept?: (req: IncomingMessage, res: ServerResponse, route: Route<FunctionState> | undefined, scanned: ScannedRequest) => boolean;
 }
 
-export type ProxyState = 'open' | 'closing' | 'closed';
+export type InvocationProxyState = 'open' | 'closing' | 'closed';
 
 /**
  * The invocation path: route → pick an endpoint with a free slot (or queue and poke) → forward
@@ -56,23 +56,23 @@ export type ProxyState = 'open' | 'closing' | 'closed';
  * to the oldest queued invocation. Per request: one header scan, one route lookup, one Invocation
  * object (which is also undici's dispatch handler), no closures.
  */
-export class Proxy implements InvocationOwner<FunctionRuntime> {
-  readonly table: RoutingTable<FunctionRuntime>;
-  readonly #options: ProxyOptions;
+export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
+  readonly table: RoutingTable<FunctionTraffic>;
+  readonly #options: InvocationProxyOptions;
   readonly #log: Logger;
   readonly #drains: DrainWaiter;
   /** Endpoints removed from routing that still have invocations in flight. */
   readonly #lingering = new Map<string, EndpointEntry>();
-  #state: ProxyState = 'open';
+  #state: InvocationProxyState = 'open';
   #inflight = 0;
   #idle: Deferred<void> | undefined;
 
-  constructor(options: ProxyOptions) {
+  constructor(options: InvocationProxyOptions) {
     this.#options = options;
     this.#log = options.logger;
     this.#drains = new DrainWaiter(options.clock);
-    this.table = new RoutingTable<FunctionRuntime>({
-      createRuntime: (spec) => this.#createRuntime(spec),
+    this.table = new RoutingTable<FunctionTraffic>({
+      createTraffic: (spec) => this.#createTraffic(spec),
       onFunctionRemoved: (fn) => this.#onFunctionRemoved(fn),
       onEndpointAdded: (endpoint) => { endpoint.upstream = options.pools.acquire(endpoint.address); },
       onEndpointRetired: (endpoint) => this.#onEndpointRetired(endpoint),
@@ -80,7 +80,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
     });
   }
 
-  get state(): ProxyState {
+  get state(): InvocationProxyState {
     return this.#state;
   }
 
@@ -109,7 +109,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
       sendError(res, new BatonError('ERR_FUNCTION_NOT_FOUND', `no function is named by host '${scanned.host}' or path '${url.split('?')[0] ?? ''}'`));
       return;
     }
-    const invocation = new Invocation<FunctionRuntime>(this, route.fn, req, res, route.path, scanned.headers, scanned.hasBody);
+    const invocation = new Invocation<FunctionTraffic>(this, route.fn, req, res, route.path, scanned.headers, scanned.hasBody);
     this.#admit(invocation);
   };
 
@@ -122,7 +122,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
   /** One row per function for the scrape-time gauges. */
   *gaugeRows(): Iterable<FunctionGaugeRow> {
     for (const fn of this.table.functions()) {
-      const demand = fn.runtime.demand;
+      const demand = fn.traffic.demand;
       yield { function: fn.name, inflight: demand.inflight, queued: demand.queued, endpoints: fn.endpoints.size };
     }
   }
@@ -157,79 +157,79 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
   }
 
   /** Starts an invocation made by another API on this port (see `intercept`) down the ordinary path. */
-  admit(invocation: Invocation<FunctionRuntime>): void {
+  admit(invocation: Invocation<FunctionTraffic>): void {
     this.#admit(invocation);
   }
 
-  #admit(invocation: Invocation<FunctionRuntime>): void {
+  #admit(invocation: Invocation<FunctionTraffic>): void {
     const fn = invocation.fn;
-    const runtime = fn.runtime;
-    if (runtime.queue.size === 0) {
+    const traffic = fn.traffic;
+    if (traffic.queue.size === 0) {
       const endpoint = this.#pick(fn, fn.endpoints.items, invocation.key);
       if (endpoint !== undefined) {
         this.#start(invocation, endpoint, false);
         return;
       }
     }
-    const entry = runtime.queue.push(invocation);
+    const entry = traffic.queue.push(invocation);
     if (entry === undefined) {
-      this.#reject(invocation, new BatonError('ERR_QUEUE_FULL', `the queue of function '${fn.name}' is full (${runtime.queue.capacity})`));
+      this.#reject(invocation, new BatonError('ERR_QUEUE_FULL', `the queue of function '${fn.name}' is full (${traffic.queue.capacity})`));
       return;
     }
     invocation.queueEntry = entry;
-    runtime.demand.change(0, 1);
-    runtime.demand.poke();
+    traffic.demand.change(0, 1);
+    traffic.demand.poke();
   }
 
   /** `key`: the invocation's affinity key; without one, the function's name (one ring position per function). */
   #pick(fn: FunctionState, endpoints: readonly EndpointEntry[], key: string | undefined): EndpointEntry | undefined {
-    return fn.runtime.balancer.pick(endpoints, key ?? fn.name) as EndpointEntry | undefined;
+    return fn.traffic.balancer.pick(endpoints, key ?? fn.name) as EndpointEntry | undefined;
   }
 
   /** Dispatches queued invocations, oldest first, while an endpoint has a free slot. */
   dispatchQueued(fn: FunctionState): void {
-    const runtime = fn.runtime;
-    if (runtime.isDispatching || this.#state !== 'open') return;
-    runtime.isDispatching = true;
+    const traffic = fn.traffic;
+    if (traffic.isDispatching || this.#state !== 'open') return;
+    traffic.isDispatching = true;
     try {
-      while (runtime.queue.size > 0) {
-        const head = runtime.queue.peek();
+      while (traffic.queue.size > 0) {
+        const head = traffic.queue.peek();
         if (head === undefined) break;
         const endpoint = this.#pick(fn, fn.endpoints.items, head.value.key);
         if (endpoint === undefined) break;
-        const entry = runtime.queue.shift();
+        const entry = traffic.queue.shift();
         if (entry === undefined) break;
         const invocation = entry.value;
         invocation.queueEntry = undefined;
-        runtime.metrics.observeWait((this.#options.clock.now() - entry.enqueuedAt) / 1000);
+        traffic.metrics.observeWait((this.#options.clock.now() - entry.enqueuedAt) / 1000);
         this.#start(invocation, endpoint, true);
       }
     } finally {
-      runtime.isDispatching = false;
+      traffic.isDispatching = false;
     }
   }
 
-  #start(invocation: Invocation<FunctionRuntime>, endpoint: EndpointEntry, isFromQueue: boolean): void {
+  #start(invocation: Invocation<FunctionTraffic>, endpoint: EndpointEntry, isFromQueue: boolean): void {
     endpoint.inflight++;
     this.#inflight++;
-    invocation.fn.runtime.demand.change(1, isFromQueue ? -1 : 0);
-    invocation.fn.runtime.demand.markUsed(endpoint.sandboxId);
+    invocation.fn.traffic.demand.change(1, isFromQueue ? -1 : 0);
+    invocation.fn.traffic.demand.markUsed(endpoint.sandboxId);
     invocation.begin(endpoint, endpoint.upstream as Pool);
   }
 
   /** The invocation left its endpoint (answered, failed or aborted): free the slot. */
-  release(invocation: Invocation<FunctionRuntime>, code: string): void {
+  release(invocation: Invocation<FunctionTraffic>, code: string): void {
     const endpoint = invocation.endpoint;
     if (endpoint === undefined) return;
     invocation.endpoint = undefined;
-    invocation.fn.runtime.metrics.countInvocation(code);
+    invocation.fn.traffic.metrics.countInvocation(code);
     this.#releaseSlot(invocation.fn, endpoint);
   }
 
   #releaseSlot(fn: FunctionState, endpoint: EndpointEntry): void {
     endpoint.inflight--;
     this.#inflight--;
-    fn.runtime.demand.change(-1, 0);
+    fn.traffic.demand.change(-1, 0);
     if (endpoint.inflight === 0) {
       if (endpoint.isRetired) {
         // A retired endpoint holds its pool until its last invocation ends (see #onEndpointRetired).
@@ -247,7 +247,7 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
    * sandbox cannot have seen it, whatever the method): try one other endpoint with a free slot.
    * Returns false when there is none; the caller then answers 502.
    */
-  retryElsewhere(invocation: Invocation<FunctionRuntime>): boolean {
+  retryElsewhere(invocation: Invocation<FunctionTraffic>): boolean {
     const failed = invocation.endpoint;
     if (failed === undefined || this.#state !== 'open') return false;
     const fn = invocation.fn;
@@ -261,25 +261,25 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
   }
 
   /** A queued invocation's client went away: drop it from the queue. */
-  abandonQueued(invocation: Invocation<FunctionRuntime>): void {
+  abandonQueued(invocation: Invocation<FunctionTraffic>): void {
     const entry = invocation.queueEntry;
     if (entry === undefined) return;
     invocation.queueEntry = undefined;
-    const runtime = invocation.fn.runtime;
-    if (runtime.queue.remove(entry)) {
-      runtime.demand.change(0, -1);
-      runtime.metrics.countInvocation('client_closed');
+    const traffic = invocation.fn.traffic;
+    if (traffic.queue.remove(entry)) {
+      traffic.demand.change(0, -1);
+      traffic.metrics.countInvocation('client_closed');
     }
   }
 
-  #reject(invocation: Invocation<FunctionRuntime>, err: BatonError): void {
-    invocation.fn.runtime.metrics.countInvocation(err.code);
+  #reject(invocation: Invocation<FunctionTraffic>, err: BatonError): void {
+    invocation.fn.traffic.metrics.countInvocation(err.code);
     invocation.fail(err);
   }
 
-  #createRuntime(spec: RoutingFunction): FunctionRuntime {
+  #createTraffic(spec: RoutingFunction): FunctionTraffic {
     const options = this.#options;
-    const queue = new InvocationQueue<Invocation<FunctionRuntime>>({
+    const queue = new InvocationQueue<Invocation<FunctionTraffic>>({
       capacity: options.queueCapacity,
       timeoutMs: options.queueTimeoutMs,
       clock: options.clock,
@@ -297,15 +297,15 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
   }
 
   /** One callback for every function's queue (not a closure per function). */
-  readonly #onExpired = (invocation: Invocation<FunctionRuntime>): void => {
+  readonly #onExpired = (invocation: Invocation<FunctionTraffic>): void => {
     invocation.queueEntry = undefined;
-    invocation.fn.runtime.demand.change(0, -1);
+    invocation.fn.traffic.demand.change(0, -1);
     this.#reject(invocation, new BatonError('ERR_COLD_START_TIMEOUT', `no sandbox of function '${invocation.fn.name}' became free within ${this.#options.queueTimeoutMs} ms`));
   };
 
   #onFunctionRemoved(fn: FunctionState): void {
     this.#failQueued(fn, 'ERR_FUNCTION_NOT_FOUND', `function '${fn.name}' was deleted`);
-    fn.runtime.metrics.remove();
+    fn.traffic.metrics.remove();
   }
 
   /**
@@ -319,9 +319,9 @@ export class Proxy implements InvocationOwner<FunctionRuntime> {
   }
 
   #failQueued(fn: FunctionState, code: ErrorCode, message: string): void {
-    const waiting = fn.runtime.queue.drain();
+    const waiting = fn.traffic.queue.drain();
     if (waiting.length === 0) return;
-    fn.runtime.demand.change(0, -waiting.length);
+    fn.traffic.demand.change(0, -waiting.length);
     for (const invocation of waiting) {
       invocation.queueEntry = undefined;
       this.#reject(invocation, new BatonError(code, message));

@@ -4,10 +4,10 @@ import type { DrainWaitResponse, RoutingAck } from '../api/dataplane.ts';
 import type { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { JsonRouter, reply, type RequestLine } from '../transport/json-router.ts';
-import type { Proxy } from './proxy.ts';
+import type { InvocationProxy } from './proxy.ts';
 
 export interface InternalRoutesOptions {
-  readonly proxy: Proxy;
+  readonly proxy: InvocationProxy;
   readonly registry: Registry;
   readonly dataplaneId: string;
   readonly logger: Logger;

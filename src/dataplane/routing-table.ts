@@ -30,7 +30,7 @@ export class EndpointEntry implements EndpointView {
 }
 
 /** One function: its spec, its endpoints, and the proxy's per-function state `R`. */
-export class FunctionEntry<R> {
+export class RoutedFunction<R> {
   readonly name: string;
   spec: RoutingFunction;
   /**
@@ -38,25 +38,25 @@ export class FunctionEntry<R> {
    * not rebuilt at every change. Ids are looked up in the table's map.
    */
   readonly endpoints = new SlotSet<EndpointEntry, 'index'>('index');
-  readonly runtime: R;
+  readonly traffic: R;
 
-  constructor(spec: RoutingFunction, runtime: R) {
+  constructor(spec: RoutingFunction, traffic: R) {
     this.name = spec.name;
     this.spec = spec;
-    this.runtime = runtime;
+    this.traffic = traffic;
   }
 }
 
 /** What the owner of the table does when routing changes. Called after the update is applied. */
 export interface RoutingHooks<R> {
-  createRuntime(spec: RoutingFunction): R;
+  createTraffic(spec: RoutingFunction): R;
   /** The function left the table; its queued invocations must fail (ERR_FUNCTION_NOT_FOUND). */
-  onFunctionRemoved(fn: FunctionEntry<R>): void;
+  onFunctionRemoved(fn: RoutedFunction<R>): void;
   onEndpointAdded(endpoint: EndpointEntry): void;
   /** The endpoint left the table; in-flight invocations at it finish normally. */
   onEndpointRetired(endpoint: EndpointEntry): void;
   /** The function may have new free capacity (endpoint added or undrained, concurrency raised). */
-  onCapacity(fn: FunctionEntry<R>): void;
+  onCapacity(fn: RoutedFunction<R>): void;
 }
 
 /**
@@ -68,12 +68,12 @@ export interface RoutingHooks<R> {
  */
 export class RoutingTable<R> {
   readonly #hooks: RoutingHooks<R>;
-  readonly #functions = new Map<string, FunctionEntry<R>>();
+  readonly #functions = new Map<string, RoutedFunction<R>>();
   readonly #endpoints = new Map<string, EndpointEntry>();
   #epoch = '';
   #version = 0;
   /** Functions touched by the update being applied that may have gained capacity. */
-  readonly #gained = new Set<FunctionEntry<R>>();
+  readonly #gained = new Set<RoutedFunction<R>>();
 
   constructor(hooks: RoutingHooks<R>) {
     this.#hooks = hooks;
@@ -91,7 +91,7 @@ export class RoutingTable<R> {
     return this.#functions.size;
   }
 
-  getFunction(name: string): FunctionEntry<R> | undefined {
+  getFunction(name: string): RoutedFunction<R> | undefined {
     return this.#functions.get(name);
   }
 
@@ -99,7 +99,7 @@ export class RoutingTable<R> {
     return this.#endpoints.get(sandboxId);
   }
 
-  functions(): IterableIterator<FunctionEntry<R>> {
+  functions(): IterableIterator<RoutedFunction<R>> {
     return this.#functions.values();
   }
 
@@ -152,7 +152,7 @@ export class RoutingTable<R> {
   #putFunction(spec: RoutingFunction): void {
     const fn = this.#functions.get(spec.name);
     if (fn === undefined) {
-      this.#functions.set(spec.name, new FunctionEntry(spec, this.#hooks.createRuntime(spec)));
+      this.#functions.set(spec.name, new RoutedFunction(spec, this.#hooks.createTraffic(spec)));
       return;
     }
     const previous = fn.spec;
@@ -181,7 +181,7 @@ export class RoutingTable<R> {
     const existing = this.#endpoints.get(endpoint.sandboxId);
     if (existing !== undefined) {
       if (existing.function === endpoint.function && existing.address === endpoint.address) {
-        if (existing.isDraining && !endpoint.isDraining) this.#gained.add(this.#functions.get(existing.function) as FunctionEntry<R>);
+        if (existing.isDraining && !endpoint.isDraining) this.#gained.add(this.#functions.get(existing.function) as RoutedFunction<R>);
         existing.isDraining = endpoint.isDraining;
         return;
       }

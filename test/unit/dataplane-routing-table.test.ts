@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { RoutingEndpoint, RoutingFunction, RoutingUpdate } from '../../src/api/dataplane.ts';
 import { BatonError } from '../../src/core/errors.ts';
-import { RoutingTable, type EndpointEntry, type FunctionEntry } from '../../src/dataplane/routing-table.ts';
+import { RoutingTable, type EndpointEntry, type RoutedFunction } from '../../src/dataplane/routing-table.ts';
 
 const fn = (name: string, concurrency = 1): RoutingFunction => ({ name, generation: 1, concurrency, timeoutMs: 1000 });
 const ep = (sandboxId: string, fnName: string, isDraining = false, address = `127.0.0.1:${sandboxId.length + 4000}`): RoutingEndpoint => ({ sandboxId, function: fnName, address, isDraining });
@@ -10,11 +10,11 @@ const ep = (sandboxId: string, fnName: string, isDraining = false, address = `12
 function makeTable() {
   const events: string[] = [];
   const table = new RoutingTable<{ name: string }>({
-    createRuntime: (spec) => ({ name: spec.name }),
-    onFunctionRemoved: (f: FunctionEntry<{ name: string }>) => events.push(`fn-removed:${f.name}`),
+    createTraffic: (spec) => ({ name: spec.name }),
+    onFunctionRemoved: (f: RoutedFunction<{ name: string }>) => events.push(`fn-removed:${f.name}`),
     onEndpointAdded: (e: EndpointEntry) => events.push(`ep-added:${e.sandboxId}`),
     onEndpointRetired: (e: EndpointEntry) => events.push(`ep-retired:${e.sandboxId}`),
-    onCapacity: (f: FunctionEntry<{ name: string }>) => events.push(`capacity:${f.name}`),
+    onCapacity: (f: RoutedFunction<{ name: string }>) => events.push(`capacity:${f.name}`),
   });
   return { table, events };
 }

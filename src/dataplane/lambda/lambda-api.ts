@@ -3,7 +3,7 @@ import { ID_PATTERN } from '../../api/ids.ts';
 import { BatonError, toBatonError } from '../../core/errors.ts';
 import type { AsyncAcceptor } from '../async/async-acceptor.ts';
 import { Invocation, kErrorWriter, sendError } from '../invocation.ts';
-import type { FunctionRuntime, FunctionState, Proxy } from '../proxy.ts';
+import type { FunctionTraffic, FunctionState, InvocationProxy } from '../proxy.ts';
 import { readBody } from '../read-body.ts';
 import { writeLambdaError } from './lambda-errors.ts';
 import type { SigV4Verifier } from './sigv4-verifier.ts';
@@ -13,7 +13,7 @@ const SUFFIX = '/invocations';
 const ARN_PATTERN = /^arn:aws[a-z-]*:lambda:[^:]*:[^:]*:function:([^:]+)(?::(.+))?$/;
 
 export interface LambdaApiOptions {
-  readonly proxy: Proxy;
+  readonly proxy: InvocationProxy;
   readonly acceptor: AsyncAcceptor;
   readonly verifier: SigV4Verifier;
   /** Largest `RequestResponse` payload (Lambda: 6 MB). */
@@ -81,7 +81,7 @@ export class LambdaApi {
     }
     if (proxy.state !== 'open') throw new BatonError('ERR_SHUTTING_DOWN', 'the data plane is shutting down');
     const headers = lambdaRequestHeaders(req, requestId, body.length, isTail);
-    const invocation = new Invocation<FunctionRuntime>(proxy, fn, req, res, '/', headers, body.length > 0);
+    const invocation = new Invocation<FunctionTraffic>(proxy, fn, req, res, '/', headers, body.length > 0);
     invocation.body = body;
     invocation.headHook = lambdaHead;
     res.setHeader('x-amz-executed-version', '$LATEST');
