@@ -59,6 +59,12 @@ export const workerConfigSchema = z.strictObject({
   containerSubnet: z.string().default('10.213.0.0/24'),
   /** Network namespaces kept ready for container sandboxes (made ahead, off the cold-start path). */
   containerNetnsPool: z.number().int().min(0).max(256).default(4),
+  /**
+   * Whether container sandboxes of functions with `network: "egress"` may open connections beyond
+   * the host (forwarded and masqueraded; IPv4 forwarding is turned on). Off: such sandboxes fail to
+   * start with ERR_RUNTIME_UNAVAILABLE.
+   */
+  containerEgress: z.boolean().default(true),
   /** uid and gid of container sandboxes whose image names no non-root user; never 0. */
   containerUid: z.number().int().min(1).max(4_294_967_294).default(64_000),
   containerGid: z.number().int().min(1).max(4_294_967_294).default(64_000),

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -125,6 +126,63 @@ test('a container sandbox answers, isolated: own processes, no host files, no ho
   assert.ok(!probe['env'].some((k: string) => k.startsWith('NODE_') || k === 'SSH_AUTH_SOCK'), `no host variables: ${probe['env']}`);
   assert.ok(probe['env'].includes('GREETING'));
   await s.runtime.delete('probe-1');
+});
+
+/**
+ * A host beyond the worker: a network namespace the test makes, joined to the host by a veth pair
+ * with a /30 of its own, running a TCP server that answers with the address it saw the client at.
+ */
+async function outsideHost(t: TestContext): Promise<{ address: string; hostSide: string; port: number }> {
+  const id = randomBytes(2).toString('hex');
+  const ns = `baton-test-out-${id}`;
+  const veth = `bxo${id}`;
+  const third = randomInt(1, 250);
+  const hostSide = `10.214.${third}.1`;
+  const address = `10.214.${third}.2`;
+  await execTool('ip', ['netns', 'add', ns]);
+  t.after(async () => {
+    await execTool('ip', ['netns', 'delete', ns]).catch(() => undefined);
+    await execTool('ip', ['link', 'delete', veth]).catch(() => undefined);
+  });
+  await execTool('ip', ['-batch', '-'], {
+    input: [`link add ${veth} type veth peer name eth0 netns ${ns}`, `addr add ${hostSide}/30 dev ${veth}`, `link set ${veth} up`].join('\n') + '\n',
+  });
+  await execTool('ip', ['-n', ns, '-batch', '-'], { input: [`addr add ${address}/30 dev eth0`, 'link set eth0 up', 'link set lo up'].join('\n') + '\n' });
+  const server = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', `
+    const server = require('node:net').createServer((socket) => socket.end('seen ' + socket.remoteAddress));
+    server.listen(0, '${address}', () => console.log(server.address().port));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => { server.kill('SIGKILL'); });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+    server.once('exit', (code) => reject(new Error(`the outside server exited (${code})`)));
+  });
+  return { address, hostSide, port };
+}
+
+test('network "egress": a sandbox reaches a host beyond the worker (masqueraded), a "none" one does not, neither reaches the host', async (t) => {
+  const s = await setup(t);
+  const dir = await probeImage();
+  const outside = await outsideHost(t);
+  const onBridge = await listen(s.bridgeIp);
+  t.after(() => { onBridge.close(); });
+  const bridgePort = (onBridge.address() as { port: number }).port;
+  const egress = await s.runtime.create('egress-1', { ...fn(), network: 'egress' }, dir, new Cancellation());
+  const none = await s.runtime.create('none-1', fn(), dir, new Cancellation());
+  const connect = async (address: string, host: string, port: number): Promise<{ ok: boolean; data?: string; code?: string }> =>
+    await (await fetch(`http://${address}/connect?host=${host}&port=${port}`)).json() as { ok: boolean; data?: string; code?: string };
+
+  assert.deepEqual(await connect(egress.address, outside.address, outside.port), { ok: true, data: `seen ${outside.hostSide}` },
+    'an egress sandbox connects out, seen at the host\'s address');
+  const blocked = await connect(none.address, outside.address, outside.port);
+  assert.equal(blocked.ok, false, 'a "none" sandbox cannot connect out');
+  assert.equal((await connect(egress.address, s.bridgeIp, bridgePort)).ok, false, 'an egress sandbox still cannot reach the host');
+  const other = none.address.split(':')[0] ?? '';
+  assert.equal((await connect(egress.address, other, 8080)).ok, false, 'nor another sandbox');
+  // What the data plane does still works for both.
+  assert.equal((await (await fetch(`http://${egress.address}/`)).json() as { hello: string }).hello, 'probe');
+  await s.runtime.delete('egress-1');
+  await s.runtime.delete('none-1');
 });
 
 test('the pids limit holds', async (t) => {

@@ -31,6 +31,8 @@ export interface ContainerRuntimeOptions {
   readonly ociRuntime: string;
   readonly subnet: string;
   readonly netnsPoolSize: number;
+  /** Whether `network: "egress"` sandboxes are offered (default true; see NetworkPool). */
+  readonly egress?: boolean;
   /** uid/gid sandboxes run as when the image names no non-root user; never 0. */
   readonly uid: number;
   readonly gid: number;
@@ -91,7 +93,7 @@ export class ContainerRuntime implements SandboxRuntime {
   constructor(options: ContainerRuntimeOptions) {
     this.#o = options;
     this.#images = new ImageStore({ dir: path.join(options.dataDir, 'images'), limits: options.imageLimits, clock: options.clock, logger: options.logger });
-    this.#network = new NetworkPool({ tag: options.tag, subnet: options.subnet, size: options.netnsPoolSize, exec: options.exec, logger: options.logger });
+    this.#network = new NetworkPool({ tag: options.tag, subnet: options.subnet, size: options.netnsPoolSize, egress: options.egress ?? true, exec: options.exec, logger: options.logger });
     this.#cgroups = new SandboxCgroups(options.tag);
     this.#stateRoot = path.join(options.dataDir, 'crun');
     this.#bundleRoot = path.join(options.dataDir, 'containers');
@@ -119,7 +121,6 @@ export class ContainerRuntime implements SandboxRuntime {
 
   async create(sandboxId: string, fn: SandboxFunction, artifactDir: string, signal: CancelSignal): Promise<StartedSandbox> {
     if (this.#sandboxes.has(sandboxId)) throw startFailed(sandboxId, 'a sandbox with this id is already running', 'start-error');
-    if (fn.network === 'egress') throw startFailed(sandboxId, 'network "egress" is not offered by this worker (only "none")', 'start-error');
     signal.throwIfAborted();
     const { clock } = this.#o;
     const t0 = clock.now();
@@ -137,7 +138,7 @@ export class ContainerRuntime implements SandboxRuntime {
         memoryMiB: fn.resources.memoryMiB, cpuMilli: fn.resources.cpuMilli, maxPids: fn.resources.maxPids ?? 256,
       });
       const t2 = clock.now();
-      slot = await this.#network.take();
+      slot = await this.#network.take(fn.network ?? 'none');
       const t3 = clock.now();
       await this.#writeBundle(bundleDir, containerId, fn, image, slot, port);
       const t4 = clock.now();

@@ -1,24 +1,38 @@
 import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { BatonError } from '../../core/errors.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { Exec } from './exec.ts';
 
-/** A network namespace ready for one container: a veth to the worker's bridge, an address, no route out. */
+/**
+ * A network namespace ready for one container: a veth to the worker's bridge and an address; no
+ * route out (`none`), or a default route through the bridge and the host's masquerading (`egress`).
+ */
 export interface NetworkSlot {
   readonly name: string;
   /** `/var/run/netns/<name>`, what the container's config joins. */
   readonly path: string;
   readonly address: string;
   readonly index: number;
+  readonly mode: NetworkMode;
 }
+
+/** A function's `network`: `none` (only the data plane reaches it) or `egress` (it may also open connections beyond the host). */
+export type NetworkMode = 'none' | 'egress';
 
 export interface NetworkPoolOptions {
   /** Short per-worker tag in every name (bridge `bt<tag>`, namespaces `baton-<tag>-…`, nft table `baton_<tag>`). */
   readonly tag: string;
   /** The worker-local IPv4 /24 (or larger) its sandboxes get addresses from, e.g. `10.213.0.0/24`; `.1` is the bridge's. */
   readonly subnet: string;
-  /** Namespaces kept ready. */
+  /** Namespaces kept ready (of each mode in use: `egress` ones only once an egress sandbox was asked for). */
   readonly size: number;
+  /**
+   * Whether `egress` sandboxes are offered: their connections out are forwarded and masqueraded
+   * behind the host's address, which needs IPv4 forwarding on (the pool turns it on, as a container
+   * engine does). Off: `take('egress')` is refused with a coded error.
+   */
+  readonly egress: boolean;
   readonly exec: Exec;
   readonly logger: Logger;
 }
@@ -33,6 +47,13 @@ const NETNS_DIR = '/var/run/netns';
  * drops whatever a sandbox starts towards the host (input) or beyond it (forward), so only
  * connections opened *to* a sandbox — the data plane's — pass. A namespace whose container is
  * gone goes back to the pool (its processes died with the container's pid namespace).
+ *
+ * An `egress` namespace also has a default route through the bridge, and its address is in the
+ * table's `egress` set: the forward chain lets what it opens out (and the answers back), and the
+ * postrouting chain masquerades it behind the host's address on the way out. It still cannot open
+ * anything to the host itself (the input chain drops it) nor to another sandbox (isolated ports;
+ * another worker's table drops what goes into its bridge). The two kinds are pooled apart, so
+ * neither costs a command on the cold-start path once its pool is warm.
  */
 export class NetworkPool {
   readonly #o: NetworkPoolOptions;
@@ -43,7 +64,9 @@ export class NetworkPool {
   readonly #maxIndex: number;
   /** Unique per run: a namespace of an earlier run is never mistaken for one of the pool. */
   readonly #runId = randomBytes(2).toString('hex');
-  readonly #idle: NetworkSlot[] = [];
+  readonly #idle: Record<NetworkMode, NetworkSlot[]> = { none: [], egress: [] };
+  /** Whether an egress sandbox was asked for: only then is an egress pool kept. */
+  #egressWanted = false;
   readonly #used = new Set<number>();
   #filling: Promise<void> | undefined;
   #isClosed = false;
@@ -110,9 +133,13 @@ export class NetworkPool {
         `link set ${this.#bridge} up`,
       ].join('\n') + '\n',
     });
+    if (this.#o.egress) await enableForwarding(this.#o.logger);
     const br = this.#bridge;
     await this.#o.exec('nft', ['-f', '-'], {
       input: `table inet baton_${this.#o.tag} {
+  set egress {
+    type ipv4_addr
+  }
   chain input {
     type filter hook input priority 0; policy accept;
     iifname "${br}" ct state established,related accept
@@ -120,8 +147,14 @@ export class NetworkPool {
   }
   chain forward {
     type filter hook forward priority 0; policy accept;
+    iifname "${br}" ip saddr @egress accept
+    oifname "${br}" ct state established,related ip daddr @egress accept
     iifname "${br}" drop
     oifname "${br}" drop
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr @egress oifname != "${br}" masquerade
   }
 }
 `,
@@ -133,14 +166,18 @@ export class NetworkPool {
    * A ready namespace (made now when the pool is empty). The caller calls `refill` once its start
    * is over: refilling spawns `ip`, and a spawn blocks the event loop for a few ms.
    */
-  async take(): Promise<NetworkSlot> {
+  async take(mode: NetworkMode = 'none'): Promise<NetworkSlot> {
     if (this.#isClosed) throw new BatonError('ERR_SHUTTING_DOWN', 'the network pool is closed');
-    return this.#idle.shift() ?? await this.#create();
+    if (mode === 'egress') {
+      if (!this.#o.egress) throw new BatonError('ERR_RUNTIME_UNAVAILABLE', 'network "egress" is not offered by this worker (containerEgress is off)');
+      this.#egressWanted = true;
+    }
+    return this.#idle[mode].shift() ?? await this.#create(mode);
   }
 
   /** Tops the pool up in the background. */
   refill(): void {
-    if (this.#filling !== undefined || this.#isClosed || this.#idle.length >= this.#o.size) return;
+    if (this.#filling !== undefined || this.#isClosed || !this.#isShort()) return;
     this.#filling = this.#fill()
       .catch((err: unknown) => this.#o.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'refilling the network pool failed'))
       .finally(() => { this.#filling = undefined; });
@@ -148,28 +185,35 @@ export class NetworkPool {
 
   /** Gives a namespace back once its container is gone. */
   release(slot: NetworkSlot): void {
-    if (this.#isClosed || this.#idle.length >= this.#o.size) {
+    const idle = this.#idle[slot.mode];
+    if (this.#isClosed || idle.length >= this.#o.size) {
       void this.#destroy(slot);
       return;
     }
-    this.#idle.push(slot);
+    idle.push(slot);
   }
 
   /** Removes every namespace of the pool, the bridge and the table. In-use namespaces must have been released. */
   async close(): Promise<void> {
     this.#isClosed = true;
     await this.#filling;
-    await Promise.all(this.#idle.splice(0).map((slot) => this.#destroy(slot)));
+    const idle = [...this.#idle.none.splice(0), ...this.#idle.egress.splice(0)];
+    await Promise.all(idle.map((slot) => this.#destroy(slot)));
     await this.cleanupLeftovers();
   }
 
+  #isShort(): boolean {
+    return this.#idle.none.length < this.#o.size || (this.#egressWanted && this.#idle.egress.length < this.#o.size);
+  }
+
   async #fill(): Promise<void> {
-    while (!this.#isClosed && this.#idle.length < this.#o.size && this.#used.size < this.#maxIndex - 1) {
-      this.#idle.push(await this.#create());
+    while (!this.#isClosed && this.#isShort() && this.#used.size < this.#maxIndex - 1) {
+      const mode: NetworkMode = this.#idle.none.length < this.#o.size ? 'none' : 'egress';
+      this.#idle[mode].push(await this.#create(mode));
     }
   }
 
-  async #create(): Promise<NetworkSlot> {
+  async #create(mode: NetworkMode = 'none'): Promise<NetworkSlot> {
     const index = this.#nextIndex();
     this.#used.add(index);
     const name = `baton-${this.#o.tag}-${this.#runId}-${index}`;
@@ -186,17 +230,25 @@ export class NetworkPool {
         ].join('\n') + '\n',
       });
       await this.#o.exec('ip', ['-n', name, '-batch', '-'], {
-        input: [`addr add ${address}/${this.#prefix} dev eth0`, 'link set eth0 up', 'link set lo up'].join('\n') + '\n',
+        input: [
+          `addr add ${address}/${this.#prefix} dev eth0`, 'link set eth0 up', 'link set lo up',
+          ...(mode === 'egress' ? [`route add default via ${this.#bridgeAddress} dev eth0`] : []),
+        ].join('\n') + '\n',
       });
+      if (mode === 'egress') await this.#o.exec('nft', ['add', 'element', 'inet', `baton_${this.#o.tag}`, 'egress', `{ ${address} }`]);
     } catch (err) {
       await this.#o.exec('ip', ['netns', 'delete', name]).catch(() => undefined);
       this.#used.delete(index);
       throw err;
     }
-    return { name, path: `${NETNS_DIR}/${name}`, address, index };
+    return { name, path: `${NETNS_DIR}/${name}`, address, index, mode };
   }
 
   async #destroy(slot: NetworkSlot): Promise<void> {
+    if (slot.mode === 'egress') {
+      // Out of the set before its address can be given to a `none` namespace.
+      await this.#o.exec('nft', ['delete', 'element', 'inet', `baton_${this.#o.tag}`, 'egress', `{ ${slot.address} }`]).catch(() => undefined);
+    }
     await this.#o.exec('ip', ['netns', 'delete', slot.name]).catch(() => undefined);
     this.#used.delete(slot.index);
   }
@@ -205,6 +257,18 @@ export class NetworkPool {
     for (let i = 2; i <= this.#maxIndex; i++) if (!this.#used.has(i)) return i;
     throw new BatonError('ERR_NO_CAPACITY', `no address left in ${this.#o.subnet} for another sandbox`);
   }
+}
+
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+
+/** Turns IPv4 forwarding on (egress sandboxes' connections are routed through the host), saying so when it was off. */
+async function enableForwarding(logger: Logger): Promise<void> {
+  const current = (await readFile(IP_FORWARD, 'utf8').catch(() => '')).trim();
+  if (current === '1') return;
+  await writeFile(IP_FORWARD, '1\n').catch((err: unknown) => {
+    throw new BatonError('ERR_RUNTIME_UNAVAILABLE', `network "egress" needs IPv4 forwarding and turning it on failed (${err instanceof Error ? err.message : String(err)}); run 'sysctl -w net.ipv4.ip_forward=1' or set containerEgress: false`);
+  });
+  logger.info({ sysctl: 'net.ipv4.ip_forward' }, 'turned IPv4 forwarding on for egress sandboxes (their connections out are masqueraded behind the host)');
 }
 
 /** `10.213.0.0/24` → base address as a number and the prefix length (8–30). */
