@@ -53,6 +53,11 @@ export const workerConfigSchema = z.strictObject({
    * `runtime`); it registers all of them and placement sends it functions of either.
    */
   runtimes: z.array(z.enum(['process', 'container'])).min(1).max(2).optional(),
+  /**
+   * Process runtime: give each sandbox a cgroup with its memory limit (no swap; an OOM kill is
+   * reported as `oom`), its pids limit and a CPU weight from `cpuMilli`, when the worker is root.
+   */
+  processLimits: z.boolean().default(true),
   /** OCI runtime binary of the container runtime: `crun` (default) or `runc` (a name on PATH or a path). */
   ociRuntime: z.string().min(1).default('crun'),
   /** Worker-local IPv4 network of container sandboxes (`.1` is the worker's bridge); distinct per worker on a host. */

@@ -17,6 +17,7 @@ import { closeServer, listen } from '../transport/listen.ts';
 import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
 import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, workerRuntimesOf, type WorkerConfig } from './config.ts';
+import { SandboxCgroups } from './container/cgroups.ts';
 import { ContainerRuntime } from './container/container-runtime.ts';
 import { execTool } from './container/exec.ts';
 import { assertContainerPrerequisites } from './container/prerequisites.ts';
@@ -170,9 +171,11 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   const runtimes: (ProcessRuntime | ContainerRuntime)[] = [];
   for (const name of workerRuntimesOf(config)) {
     if (name === 'process') {
+      const cgroups = await processCgroupsOf(config, `${containerTagOf(workerId, dataDir)}p`, logger);
       runtimes.push(new ProcessRuntime({
         dataDir, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
         logBufferLines: config.logBufferLines, clock, logger: logger.child({ component: 'process-runtime' }),
+        ...(cgroups === undefined ? {} : { cgroups }),
       }));
     } else if (name === 'container') {
       await assertContainerPrerequisites(execTool, config.ociRuntime);
@@ -201,6 +204,27 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
 }
 
 /** Six hex digits naming this worker's host objects (cgroups, namespaces, bridge): the same across its restarts. */
+/**
+ * The process runtime's cgroups when `processLimits` is on and this worker can make them (root,
+ * a writable hierarchy — tried once with a probe group); otherwise none, said once in the log.
+ */
+async function processCgroupsOf(config: WorkerConfig, tag: string, logger: Logger): Promise<SandboxCgroups | undefined> {
+  if (!config.processLimits) return undefined;
+  const without = (why: string): undefined => {
+    logger.warn({ why }, 'process sandboxes run without cgroup limits: resources count for placement only');
+    return undefined;
+  };
+  if (process.getuid?.() !== 0) return without('the worker is not root (set processLimits: false to silence this)');
+  try {
+    const cgroups = new SandboxCgroups(tag);
+    await cgroups.create('probe', { memoryMiB: 64, cpuMilli: 100, maxPids: 16, cpu: 'weight' });
+    await cgroups.remove('probe');
+    return cgroups;
+  } catch (err) {
+    return without(`making a cgroup failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 function containerTagOf(workerId: string, dataDir: string): string {
   return createHash('sha256').update(`${workerId}\0${dataDir}`).digest('hex').slice(0, 6);
 }

@@ -55,13 +55,15 @@ describe('synthesizeTrace', () => {
 });
 
 describe('deploySpec', () => {
-  it('asks a tenth of the largest memory, and sweep functions scale as Dirigent\'s cold_start_sweep', () => {
+  it('asks a tenth of the largest memory of emulated functions, enough for process ones, and sweep functions scale as Dirigent\'s cold_start_sweep', () => {
     const trace = deploySpec('t1-0', 'trace', 'emulated', 175, undefined, 15_000);
     assert.deepEqual(trace.resources, { cpuMilli: 100, memoryMiB: 18 });
     const sweep = deploySpec('cold-function-0', 'cold-sweep', 'emulated', 0, undefined, 15_000);
     assert.deepEqual(sweep.scaling, { minScale: 0, maxScale: 1, stableWindowMs: 6_000, panicWindowMs: 2_000, scaleToZeroGraceMs: 0 });
     const process = deploySpec('warm-function', 'rps', 'process', 10, `sha256:${'b'.repeat(64)}`, 15_000);
     assert.deepEqual(process.command, ['node', 'server.js']);
+    assert.equal(process.resources?.memoryMiB, 128, 'a process function\'s memory is its limit: what it touches plus room for Node');
+    assert.equal(deploySpec('t2-0', 'trace', 'process', 300, `sha256:${'b'.repeat(64)}`, 15_000).resources?.memoryMiB, 364);
     for (const spec of [trace, sweep, process]) assert.ok(functionSpecSchema.safeParse(spec).success);
   });
 });

@@ -145,15 +145,17 @@ function memoryPerFunction(plan: Plan): number[] {
 }
 
 /**
- * The spec `--deploy` registers per function. Memory request: a tenth of the largest memory the
- * function's invocations ask for (Invitro's overcommit ratio of 10), at least 1 MiB; CPU 100 m (Invitro's
- * 1 vCPU / 10). Cold-sweep functions scale as Dirigent's `cold_start_sweep` (one sandbox at most,
+ * The spec `--deploy` registers per function. Memory request of an emulated function: a tenth of
+ * the largest memory the function's invocations ask for (Invitro's overcommit ratio of 10), at least
+ * 1 MiB. A process function's memory is also its limit (a cgroup's, on a root worker), and the trace
+ * function touches what it is asked for on top of Node's own: the largest ask plus 64 MiB, at least
+ * 128 MiB. CPU 100 m (Invitro's 1 vCPU / 10). Cold-sweep functions scale as Dirigent's `cold_start_sweep` (one sandbox at most,
  * torn down as soon as idle); the warm RPS function keeps one sandbox.
  */
 export function deploySpec(name: string, mode: Mode, runtime: 'emulated' | 'process', memoryMiB: number, artifact: string | undefined, timeoutMs: number): FunctionSpecInput {
   const base: FunctionSpecInput = {
     name, runtime, concurrency: 1, timeoutMs: Math.min(900_000, Math.max(1, timeoutMs)),
-    resources: { cpuMilli: 100, memoryMiB: Math.max(1, Math.ceil(memoryMiB / 10)) },
+    resources: { cpuMilli: 100, memoryMiB: runtime === 'process' ? Math.max(128, Math.ceil(memoryMiB) + 64) : Math.max(1, Math.ceil(memoryMiB / 10)) },
     ...(runtime === 'process' ? { artifact, command: ['node', 'server.js'] } : {}),
   };
   if (mode === 'cold-sweep') return { ...base, scaling: { minScale: 0, maxScale: 1, stableWindowMs: 6_000, panicWindowMs: 2_000, scaleToZeroGraceMs: 0 } };

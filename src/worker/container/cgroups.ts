@@ -14,6 +14,13 @@ export interface SandboxLimits {
   readonly memoryMiB: number;
   readonly cpuMilli: number;
   readonly maxPids: number;
+  /**
+   * How `cpuMilli` is applied: `quota` (default; a hard CFS quota, what a container gets) or
+   * `weight` (a share of the CPU relative to other groups, work-conserving: an idle machine lets
+   * the sandbox use more — what the process runtime gives, so that a 100 milli-CPU Node function
+   * does not take ten times as long to start).
+   */
+  readonly cpu?: 'quota' | 'weight';
 }
 
 /**
@@ -25,7 +32,8 @@ export interface SandboxLimits {
  * the CPU usage survive the container and can be read when it exits.
  *
  *   memoryMiB → memory.limit_in_bytes = memory.memsw.limit_in_bytes (no swap), v2 memory.max + memory.swap.max 0
- *   cpuMilli  → cpu.cfs_quota_us = cpuMilli × 100 (per 100 ms period), v2 cpu.max "<quota> 100000"
+ *   cpuMilli  → cpu.cfs_quota_us = cpuMilli × 100 (per 100 ms period), v2 cpu.max "<quota> 100000";
+ *               or, as a weight, cpu.shares = cpuMilli × 1024 / 1000, v2 cpu.weight = cpuMilli / 10
  *   maxPids   → pids.max
  */
 export class SandboxCgroups {
@@ -75,7 +83,8 @@ export class SandboxCgroups {
       await enableV2Controllers(dir);
       await writeFile(path.join(dir, 'memory.max'), memory);
       await writeFile(path.join(dir, 'memory.swap.max'), '0').catch(() => undefined);
-      await writeFile(path.join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);
+      if (limits.cpu === 'weight') await writeFile(path.join(dir, 'cpu.weight'), String(Math.min(10_000, Math.max(1, Math.round(limits.cpuMilli / 10)))));
+      else await writeFile(path.join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);
       await writeFile(path.join(dir, 'pids.max'), String(limits.maxPids));
       return;
     }
@@ -86,9 +95,31 @@ export class SandboxCgroups {
     await writeFile(path.join(mem, 'memory.memsw.limit_in_bytes'), memory).catch(() => undefined);
     await writeFile(path.join(mem, 'memory.swappiness'), '0').catch(() => undefined);
     const cpu = this.#dir('cpu', sandboxId);
-    await writeFile(path.join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
-    await writeFile(path.join(cpu, 'cpu.cfs_quota_us'), quota);
+    if (limits.cpu === 'weight') {
+      await writeFile(path.join(cpu, 'cpu.shares'), String(Math.max(2, Math.round(limits.cpuMilli * 1024 / 1000))));
+    } else {
+      await writeFile(path.join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      await writeFile(path.join(cpu, 'cpu.cfs_quota_us'), quota);
+    }
     await writeFile(path.join(this.#dir('pids', sandboxId), 'pids.max'), String(limits.maxPids));
+  }
+
+  /**
+   * Makes the group a process joins (`<sandbox's group>/c`, as crun's container group) and returns
+   * its `cgroup.procs` files — one per v1 controller, one on v2 — for a process to write its own
+   * pid into before it execs the sandbox's program, so that nothing it starts escapes the limits.
+   */
+  async processGroup(sandboxId: string): Promise<string[]> {
+    const dirs = this.#isV2 ? [path.join(this.#base(''), sandboxId, 'c')] : V1_CONTROLLERS.map((c) => path.join(this.#dir(c, sandboxId), 'c'));
+    for (const dir of dirs) await mkdir(dir, { recursive: true });
+    return dirs.map((dir) => path.join(dir, 'cgroup.procs'));
+  }
+
+  /** Whether any process is still in the sandbox's groups (a killed one leaves them only once it is reaped). */
+  async hasProcesses(sandboxId: string): Promise<boolean> {
+    const dir = this.#isV2 ? path.join(this.#base(''), sandboxId) : this.#dir('pids', sandboxId);
+    const text = await readFile(path.join(dir, 'c', 'cgroup.procs'), 'utf8').catch(() => '');
+    return text.trim() !== '';
   }
 
   /**

@@ -18,6 +18,7 @@ import { probeTcp, waitForReadyLine } from './readiness.ts';
 import { SandboxStateFile } from './state-file.ts';
 import { RuntimeApiServer } from './lambda-runtime-api.ts';
 import { wallTimeMs } from '../../core/clock.ts';
+import type { SandboxCgroups } from '../container/cgroups.ts';
 
 const RUNNER_PATH = fileURLToPath(new URL('./handler-runner.js', import.meta.url));
 const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -32,6 +33,11 @@ export interface ProcessRuntimeOptions {
   readonly logBufferLines: number;
   readonly clock: Clock;
   readonly logger: Logger;
+  /**
+   * Cgroups for the sandboxes' limits (memory and pids hard, CPU as a weight), when the worker can
+   * make them (root); absent, sandboxes run with none and `resources` counts for placement only.
+   */
+  readonly cgroups?: SandboxCgroups;
 }
 
 interface ProcessSandbox {
@@ -41,6 +47,8 @@ interface ProcessSandbox {
   readonly pid: number;
   readonly logs: LogBuffer;
   readonly scratchDir: string;
+  /** Its cgroup's name (under the worker's `baton-<tag>`), when limits are enforced. */
+  readonly cgroup: string | undefined;
   readonly exited: Deferred<SandboxExit>;
   /** The Lambda Runtime API served beside a `lambdaRuntimeApi` command function. */
   readonly runtimeApi: RuntimeApiServer | undefined;
@@ -58,6 +66,11 @@ interface ProcessSandbox {
  *   writes `ready` on fd 3 once listening, so readiness costs no polling;
  * - command functions run `command[0]` (from the artifact when it is there, else from PATH) and
  *   are probed with TCP connects.
+ *
+ * With `cgroups`, each sandbox gets a group of its own with its memory (no swap) and pids limits
+ * and a CPU weight from `cpuMilli`; the program is started through `/bin/sh`, which writes its own
+ * pid into the group and then execs it (same pid), so that the program and all it starts are inside
+ * the limits from their first instruction. An OOM kill is reported as `oom`.
  */
 export class ProcessRuntime implements SandboxRuntime {
   readonly name = 'process' as const;
@@ -67,6 +80,8 @@ export class ProcessRuntime implements SandboxRuntime {
   readonly #exitListeners: ((exit: SandboxExit) => void)[] = [];
   readonly #stateFile: SandboxStateFile;
   readonly #scratchRoot: string;
+  /** Cgroup removals under way (awaited by `close`). */
+  readonly #removals = new Set<Promise<void>>();
 
   constructor(options: ProcessRuntimeOptions) {
     this.#options = options;
@@ -89,10 +104,12 @@ export class ProcessRuntime implements SandboxRuntime {
       ? new RuntimeApiServer({ host: sandboxHost, functionName: fn.name, timeoutMs: fn.timeoutMs, wallNow: wallTimeMs })
       : undefined;
     const runtimeApiAddress = await runtimeApi?.listen();
+    const cgroup = this.#options.cgroups === undefined ? undefined : cgroupName(sandboxId);
     const spawnedAt = clock.now();
-    const sandbox = await this.#spawn(sandboxId, fn, artifactDir, scratchDir, port, runtimeApi, runtimeApiAddress).catch(async (err: unknown) => {
+    const sandbox = await this.#spawn(sandboxId, fn, artifactDir, scratchDir, port, runtimeApi, runtimeApiAddress, cgroup).catch(async (err: unknown) => {
       runtimeApi?.close();
       await rm(scratchDir, { recursive: true, force: true });
+      if (cgroup !== undefined) await this.#options.cgroups?.remove(cgroup);
       throw err;
     });
     const aliveAt = clock.now();
@@ -106,12 +123,22 @@ export class ProcessRuntime implements SandboxRuntime {
     return { address: runtimeApiAddress ?? `${sandboxHost}:${port}`, pid: sandbox.pid, startMs: aliveAt - spawnedAt, readyMs: clock.now() - aliveAt };
   }
 
-  async #spawn(sandboxId: string, fn: SandboxFunction, artifactDir: string, scratchDir: string, port: number, runtimeApi: RuntimeApiServer | undefined, runtimeApiAddress: string | undefined): Promise<ProcessSandbox> {
+  async #spawn(
+    sandboxId: string, fn: SandboxFunction, artifactDir: string, scratchDir: string, port: number,
+    runtimeApi: RuntimeApiServer | undefined, runtimeApiAddress: string | undefined, cgroup: string | undefined,
+  ): Promise<ProcessSandbox> {
     const env = sandboxEnv(sandboxId, fn, port, scratchDir, this.#options.sandboxHost);
     if (runtimeApiAddress !== undefined) Object.assign(env, lambdaEnv(fn, artifactDir, runtimeApiAddress));
-    const [file, args, hasReadyPipe] = fn.handler !== undefined
+    const [program, programArgs, hasReadyPipe] = fn.handler !== undefined
       ? [process.execPath, [RUNNER_PATH], true] as const
       : [resolveCommand(fn.command ?? [], artifactDir), (fn.command ?? []).slice(1), false] as const;
+    let file: string = program;
+    let args: readonly string[] = programArgs;
+    const { cgroups } = this.#options;
+    if (cgroup !== undefined && cgroups !== undefined) {
+      await cgroups.create(cgroup, { memoryMiB: fn.resources.memoryMiB, cpuMilli: fn.resources.cpuMilli, maxPids: fn.resources.maxPids ?? 256, cpu: 'weight' });
+      [file, args] = joinGroupThenExec(await cgroups.processGroup(cgroup), program, programArgs);
+    }
     const child = spawn(file, args, {
       cwd: artifactDir, env, detached: true,
       stdio: hasReadyPipe ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
@@ -122,7 +149,7 @@ export class ProcessRuntime implements SandboxRuntime {
     });
     const pid = child.pid as number;
     const sandbox: ProcessSandbox = {
-      sandboxId, fn, child, pid, scratchDir, logs: new LogBuffer(this.#options.logBufferLines),
+      sandboxId, fn, child, pid, scratchDir, cgroup, logs: new LogBuffer(this.#options.logBufferLines),
       exited: createDeferred<SandboxExit>(), runtimeApi, isReady: false, isStopping: false,
     };
     this.#sandboxes.set(sandboxId, sandbox);
@@ -182,9 +209,21 @@ export class ProcessRuntime implements SandboxRuntime {
   }
 
   #onChildExit(sandbox: ProcessSandbox, exitCode: number | null, sig: NodeJS.Signals | null): void {
-    const exit: SandboxExit = { sandboxId: sandbox.sandboxId, exitCode, signal: sig };
     // Children the sandbox left behind in its group go with it.
     killGroup(sandbox.pid, 'SIGKILL');
+    const { cgroups } = this.#options;
+    if (sandbox.cgroup === undefined || cgroups === undefined || sig !== 'SIGKILL' || sandbox.isStopping) {
+      this.#exited(sandbox, { sandboxId: sandbox.sandboxId, exitCode, signal: sig });
+      return;
+    }
+    // A SIGKILL nobody here sent: its memory limit's, or someone else's.
+    void cgroups.reachedMemoryLimit(sandbox.cgroup).catch(() => false).then((isOom) => {
+      this.#exited(sandbox, { sandboxId: sandbox.sandboxId, exitCode, signal: sig, reason: isOom ? 'oom' : 'signal' });
+    });
+  }
+
+  #exited(sandbox: ProcessSandbox, exit: SandboxExit): void {
+    const { exitCode, signal: sig } = exit;
     sandbox.exited.resolve(exit);
     if (sandbox.isStopping || !sandbox.isReady) return;
     this.#forget(sandbox);
@@ -197,6 +236,21 @@ export class ProcessRuntime implements SandboxRuntime {
     if (this.#sandboxes.get(sandbox.sandboxId) === sandbox) this.#sandboxes.delete(sandbox.sandboxId);
     this.#stateFile.delete(sandbox.sandboxId);
     void rm(sandbox.scratchDir, { recursive: true, force: true }).catch(() => undefined);
+    if (sandbox.cgroup !== undefined) {
+      const removal = this.#removeCgroup(sandbox.cgroup).catch(() => undefined);
+      this.#removals.add(removal);
+      void removal.finally(() => this.#removals.delete(removal));
+    }
+  }
+
+  /** Removes a sandbox's cgroup once the processes killed in it are gone (a few tries, 50 ms apart). */
+  async #removeCgroup(cgroup: string): Promise<void> {
+    const { cgroups, clock } = this.#options;
+    if (cgroups === undefined) return;
+    for (let attempt = 0; attempt < 40 && await cgroups.hasProcesses(cgroup); attempt++) {
+      await new Promise<void>((resolve) => clock.setTimeout(resolve, 50));
+    }
+    await cgroups.remove(cgroup);
   }
 
   async delete(sandboxId: string): Promise<void> {
@@ -233,6 +287,8 @@ export class ProcessRuntime implements SandboxRuntime {
     await rm(this.#scratchRoot, { recursive: true, force: true });
     await mkdir(this.#scratchRoot, { recursive: true });
     await this.#stateFile.flush();
+    const { cgroups } = this.#options;
+    if (cgroups !== undefined) for (const cgroup of await cgroups.list()) await this.#removeCgroup(cgroup);
     return stopped;
   }
 
@@ -247,9 +303,26 @@ export class ProcessRuntime implements SandboxRuntime {
       this.#sandboxes.clear();
     } else {
       await Promise.all(sandboxes.map((sandbox) => this.#stop(sandbox, this.#options.stopGraceMs)));
+      await Promise.all(this.#removals);
+      await this.#options.cgroups?.removeAll();
     }
     await this.#stateFile.flush();
   }
+}
+
+/** A cgroup name for a sandbox id (a path component of safe characters). */
+function cgroupName(sandboxId: string): string {
+  return sandboxId.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+/**
+ * `/bin/sh -c` that writes its own pid into each of the group's `cgroup.procs` files and then execs
+ * the program in its place (same pid, same fds — the runner's ready pipe included, same environment).
+ */
+export function joinGroupThenExec(procsFiles: readonly string[], program: string, args: readonly string[]): [string, string[]] {
+  const joins = procsFiles.map((file) => `echo $$ > '${file.replace(/'/g, "'\\''")}'`).join(' && ');
+  // The shell exports PWD, which is not the sandbox's environment: it goes before the exec.
+  return ['/bin/sh', ['-c', `${joins} && unset PWD && exec "$0" "$@"`, program, ...args]];
 }
 
 function sandboxEnv(sandboxId: string, fn: SandboxFunction, port: number, scratchDir: string, host: string): NodeJS.ProcessEnv {
