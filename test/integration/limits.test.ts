@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test, type TestContext } from 'node:test';
 import { Agent, request } from 'undici';
@@ -174,4 +175,30 @@ test('the data plane\'s maxConcurrentInvocations bounds every function together'
   assertOnlyServedOrRefused(answers);
   assert.equal(answers.filter((a) => a.status === 200).length, 3);
   assert.equal(answers.filter((a) => a.status === 429).length, 5);
+});
+
+test('invocation body limit: a larger content-length is 413 at once, a chunked body is cut with 413 as it passes the limit, a smaller one is served', async (t) => {
+  const { deploy, invoke, dp } = await startPlanes(t, { invocationBodyMaxBytes: 4096 });
+  for (const spec of [{ name: 'small', maxBodyBytes: 1000 }, { name: 'plain' }]) {
+    const created = await deploy({ runtime: 'emulated', ...spec });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await waitFor(async () => (await invoke(spec.name, 0)).status === 200, { message: `${spec.name} routed`, timeoutMs: 20_000 });
+  }
+  const post = async (name: string, body: Buffer | AsyncIterable<Buffer>): Promise<{ status: number; code: string | undefined }> => {
+    const res = await request(`${dp.proxyUrl}/fn/${name}/`, { method: 'POST', body: Buffer.isBuffer(body) ? body : Readable.from(body) });
+    await res.body.dump();
+    const code = res.headers['x-baton-error'];
+    return { status: res.statusCode, code: typeof code === 'string' ? code : undefined };
+  };
+  async function* chunked(total: number): AsyncIterable<Buffer> {
+    for (let sent = 0; sent < total; sent += 256) yield Buffer.alloc(256, 1);
+  }
+  assert.deepEqual(await post('small', Buffer.alloc(1001)), { status: 413, code: 'ERR_PAYLOAD_TOO_LARGE' });
+  assert.deepEqual(await post('small', chunked(2048)), { status: 413, code: 'ERR_PAYLOAD_TOO_LARGE' });
+  assert.deepEqual(await post('small', Buffer.alloc(1000)), { status: 200, code: undefined });
+  assert.deepEqual(await post('small', chunked(768)), { status: 200, code: undefined });
+  // Without its own limit, the data plane's applies.
+  assert.deepEqual(await post('plain', Buffer.alloc(4097)), { status: 413, code: 'ERR_PAYLOAD_TOO_LARGE' });
+  assert.deepEqual(await post('plain', chunked(1024 * 1024)), { status: 413, code: 'ERR_PAYLOAD_TOO_LARGE' });
+  assert.deepEqual(await post('plain', Buffer.alloc(4096)), { status: 200, code: undefined });
 });
