@@ -30,7 +30,6 @@ export const ERROR_CODES = {
   ERR_PAYLOAD_TOO_LARGE: { status: 413, retryable: false, summary: 'A request body is larger than allowed (compressed or, once decompressed, unpacked).' },
   ERR_TOO_MANY_REQUESTS: { status: 429, retryable: true, summary: 'The function is at its `maxConcurrency`, or at its `scaling.maxScale` with every slot busy and its bounded wait full, or the data plane is at its `maxConcurrentInvocations`; refused at once, retry after `Retry-After` seconds.' },
   ERR_HEADERS_TOO_LARGE: { status: 431, retryable: false, summary: 'A request\'s header section is larger, or has more fields, than the daemon allows.' },
-  ERR_QUOTA_EXCEEDED: { status: 409, retryable: false, summary: 'A deploy or update would take the functions of a quota\'s scope past its total sandboxes or memory; `details` names the quota.' },
   ERR_ASYNC_QUEUE_FULL: { status: 503, retryable: true, summary: 'The data plane\'s durable queue of asynchronous invocations is at capacity (events or bytes); retry once it has drained.' },
   ERR_INVOCATION_NOT_FOUND: { status: 404, retryable: false, summary: 'No asynchronous invocation with that id is known (never accepted here, or past its retention).' },
   ERR_INVALID_SIGNATURE: { status: 403, retryable: false, summary: 'A Lambda Invoke API request\'s SigV4 signature does not match, is missing, or its date is too far from now.' },

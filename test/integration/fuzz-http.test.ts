@@ -84,7 +84,8 @@ function build(kind: Kind, target: 'alpha' | 'beta', id: string, noise: string, 
     case 'big-header': return Buffer.from(`${line}x-big: ${'a'.repeat(4096 + size)}\r\n\r\n${follow}`, 'latin1');
     case 'many-headers': return Buffer.from(`${line}${Array.from({ length: 31 + (size % 50) }, (_, i) => `x-h${i}: ${i}\r\n`).join('')}\r\n${follow}`, 'latin1');
     case 'bad-chunk': return Buffer.from(`${line}transfer-encoding: chunked\r\n\r\n${['zz', '-1', 'fffffffffffffffffff', '4;\u0000'][size % 4]}\r\nabcd\r\n0\r\n\r\n${smuggled}`, 'latin1');
-    case 'garbage': return Buffer.from(`${noise}\r\n\r\n`, 'latin1');
+    // Led by a byte that cannot start a method: empty lines alone before a request are allowed (RFC 9112 §2.2), and the server rightly waits for it.
+    case 'garbage': return Buffer.from(`\u0001${noise}\r\n\r\n`, 'latin1');
     case 'nul-in-header': return Buffer.from(`${line}x-nul: a\u0000b\r\ncontent-length: ${smuggled.length}\r\n\r\n${smuggled}${follow}`, 'latin1');
     case 'space-before-colon': return Buffer.from(`${line}content-length : ${smuggled.length}\r\n\r\n${smuggled}${follow}`, 'latin1');
   }
