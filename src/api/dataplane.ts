@@ -26,6 +26,12 @@ export const routingFunctionSchema = z.strictObject({
   /** Max in-flight invocations per sandbox. */
   concurrency: z.number().int().min(1),
   timeoutMs: z.number().int().min(1),
+  /** The spec's `scaling.maxScale`: with that many endpoints every slot busy, the function cannot grow (overload refusals). */
+  maxScale: z.number().int().min(1).optional(),
+  /** The spec's `maxConcurrency` (in flight at once; one more is 429). */
+  maxConcurrency: z.number().int().min(1).optional(),
+  /** The spec's `maxBodyBytes` (largest invocation body). */
+  maxBodyBytes: z.number().int().min(1).optional(),
   /** Header carrying the load-balancing key (see the function spec). */
   affinityHeader: z.string().optional(),
   /** The spec's `async` settings (compiled, every field set), when it has some; the data plane applies the defaults otherwise. */

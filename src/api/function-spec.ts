@@ -100,6 +100,15 @@ export const functionSpecSchema = z.strictObject({
    */
   lambdaRuntimeApi: z.boolean().optional(),
   concurrency: int(1, 1000).default(1),
+  /**
+   * Most invocations of the function in flight at once over all its sandboxes (as Lambda's reserved
+   * concurrency), counted by each data plane over what it admitted (running or waiting for a cold
+   * start); one more is refused at once with 429 ERR_TOO_MANY_REQUESTS. Unset: no limit beyond
+   * `scaling.maxScale × concurrency`.
+   */
+  maxConcurrency: int(1, 1_000_000).optional(),
+  /** Largest invocation body, bytes; unset: the data plane's `invocationBodyMaxBytes` (6 MiB). 413 ERR_PAYLOAD_TOO_LARGE beyond. */
+  maxBodyBytes: int(1, 1024 ** 3).optional(),
   scaling: scalingSchema.default(() => scalingSchema.parse({})),
   resources: resourcesSchema.default(() => resourcesSchema.parse({})),
   timeoutMs: int(1, 900_000).default(DEFAULT_TIMEOUT_MS),

@@ -32,6 +32,10 @@ export const controlPlaneConfigSchema = z.strictObject({
   drainTimeoutMs: z.number().int().min(0).default(30_000),
   maxArtifactBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
   maxUnpackedBytes: z.number().int().min(1024).default(512 * 1024 * 1024),
+  /** Largest request header section; 431 ERR_HEADERS_TOO_LARGE beyond. */
+  maxHeaderBytes: z.number().int().min(1024).max(1024 ** 2).default(16 * 1024),
+  /** Most header fields of a request; 431 ERR_HEADERS_TOO_LARGE beyond. */
+  maxHeaderCount: z.number().int().min(1).max(10_000).default(100),
   /** How this daemon calls its peers: `rpc` (one upgraded connection per peer, framed calls) or `http` (a request per call). */
   internalTransport: z.enum(['rpc', 'http']).default('rpc'),
   /** Seed for the placement and eviction policies' randomness (0 = from the crypto source). */

@@ -1,5 +1,4 @@
 import { randomInt } from 'node:crypto';
-import { createServer } from 'node:http';
 import { Gauge } from 'prom-client';
 import { Agent } from 'undici';
 import { controlPlaneToDataplane } from '../api/contracts.ts';
@@ -13,6 +12,7 @@ import type { Store } from '../store/store.ts';
 import { Redis } from 'ioredis';
 import { JsonClient } from '../transport/json-client.ts';
 import { JsonRouter } from '../transport/json-router.ts';
+import { createLimitedServer } from '../transport/http-limits.ts';
 import { listen } from '../transport/listen.ts';
 import { RpcConnections } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
@@ -71,14 +71,15 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   );
   addDirigentRoutes(router, { registry, dataplanes });
   const gated = guardRoutes(router, { recovery, isClosing: () => isClosing });
-  const server = createServer({ keepAliveTimeout: 65_000 }, gated.handle);
+  const headerLimits = { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount };
+  const server = createLimitedServer(headerLimits, gated.handle, { keepAliveTimeout: 65_000 });
   const rpcServer = serveRpc(server, gated.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   new Gauge({
     name: 'baton_controlplane_rpc_connections', help: 'RPC stream connections from workers and data planes', registers: [metricsRegistry],
     collect() { this.set(rpcServer.connections); },
   });
   const { url } = await listen(server, config);
-  const registrationServer = config.registrationPort === undefined ? undefined : createServer({ keepAliveTimeout: 65_000 }, createRegistrationRouter({ registry, dataplanes }).handle);
+  const registrationServer = config.registrationPort === undefined ? undefined : createLimitedServer(headerLimits, createRegistrationRouter({ registry, dataplanes }).handle, { keepAliveTimeout: 65_000 });
   const registrationUrl = registrationServer === undefined ? undefined : (await listen(registrationServer, { host: config.host, port: config.registrationPort ?? 0 })).url;
   core.start();
   log.info({ url, registrationUrl, functions: registry.size, workers: workers.size }, 'control plane listening');

@@ -296,8 +296,13 @@ export function countSandboxes(fn: FunctionEntry): ScaleCounts {
 
 export function toRoutingFunction(fn: FunctionEntry): RoutingFunction {
   const { spec } = fn.record;
-  const routing = { name: spec.name, generation: fn.record.generation, concurrency: spec.concurrency, timeoutMs: spec.timeoutMs };
-  const withAffinity = spec.affinityHeader === undefined ? routing : { ...routing, affinityHeader: spec.affinityHeader };
+  const routing: RoutingFunction = { name: spec.name, generation: fn.record.generation, concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, maxScale: spec.scaling.maxScale };
+  const limited = {
+    ...routing,
+    ...(spec.maxConcurrency === undefined ? {} : { maxConcurrency: spec.maxConcurrency }),
+    ...(spec.maxBodyBytes === undefined ? {} : { maxBodyBytes: spec.maxBodyBytes }),
+  };
+  const withAffinity = spec.affinityHeader === undefined ? limited : { ...limited, affinityHeader: spec.affinityHeader };
   return spec.async === undefined ? withAffinity : { ...withAffinity, async: spec.async };
 }
 

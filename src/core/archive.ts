@@ -175,6 +175,8 @@ async function feedTar(tgz: Buffer, limits: ArchiveLimits, checker: EntryChecker
   const rawLimit = limits.maxUnpackedBytes + (limits.maxEntries + 4) * 2048;
   await new Promise<void>((resolve, reject) => {
     let rawBytes = 0;
+    /** Bytes after the tar's end-of-archive blocks (padding to a record), once they came. */
+    let trailingBytes = -1;
     let isDone = false;
     const gunzip = createGunzip();
     const fail = (err: unknown): void => {
@@ -187,15 +189,26 @@ async function feedTar(tgz: Buffer, limits: ArchiveLimits, checker: EntryChecker
     sink.on('error', fail);
     const finish = (): void => {
       if (checker.error !== undefined) fail(checker.error);
-      else if (!isDone) { isDone = true; resolve(); }
+      else if (!isDone) {
+        isDone = true;
+        gunzip.destroy();
+        resolve();
+      }
     };
     sink.on('end', finish);
     sink.on('close', finish);
+    // Past the end of the archive nothing more is parsed (node-tar would keep appending it to one buffer).
+    sink.on('eof', () => { trailingBytes = 0; });
     gunzip.on('error', fail);
     gunzip.on('data', (chunk: Buffer) => {
       if (isDone) return;
       if (rawBytes === 0 && isCompressed(chunk)) {
         fail(new BatonError('ERR_INVALID_ARTIFACT', 'artifact is compressed twice'));
+        return;
+      }
+      if (trailingBytes >= 0) {
+        trailingBytes += chunk.length;
+        if (trailingBytes > MAX_TRAILING_BYTES) fail(trailingData());
         return;
       }
       rawBytes += chunk.length;
@@ -229,6 +242,17 @@ async function feedTar(tgz: Buffer, limits: ArchiveLimits, checker: EntryChecker
     });
     gunzip.end(tgz);
   });
+}
+
+/**
+ * What may follow a tar's end-of-archive blocks: its padding to a whole record (tar's default
+ * record is 10 KiB; 1 MiB allows any blocking factor). More is refused: a gzip of gigabytes of
+ * zeros is an empty tar followed by the rest, and decompressing the rest would only burn CPU.
+ */
+export const MAX_TRAILING_BYTES = 1024 * 1024;
+
+export function trailingData(): BatonError {
+  return new BatonError('ERR_INVALID_ARTIFACT', `invalid artifact: more than ${MAX_TRAILING_BYTES} bytes follow the end of the tar archive`);
 }
 
 /** A POSIX (`ustar\0`) or GNU (`ustar `) tar header at the start. */

@@ -27,6 +27,20 @@ export const dataplaneConfigKeysSchema = z.strictObject({
   queueCapacity: z.number().int().min(0).max(1_000_000).default(1000),
   /** How long a queued invocation may wait for a free sandbox before 504 ERR_COLD_START_TIMEOUT. */
   queueTimeoutMs: z.number().int().min(1).max(3_600_000).default(30_000),
+  /**
+   * A function at its `scaling.maxScale` with every slot busy may keep this many invocations waiting
+   * per slot (endpoints × concurrency); one more is refused at once with 429 ERR_TOO_MANY_REQUESTS.
+   * The long `queueTimeoutMs` applies only while sandboxes are still being added.
+   */
+  overloadQueuePerSlot: z.number().int().min(0).max(1000).default(2),
+  /** Most invocations admitted at once over all functions (running or waiting); one more is 429. 0: no limit. */
+  maxConcurrentInvocations: z.number().int().min(0).max(10_000_000).default(0),
+  /** Largest invocation body of a function without `maxBodyBytes` (Lambda: 6 MB); 413 ERR_PAYLOAD_TOO_LARGE beyond. */
+  invocationBodyMaxBytes: z.number().int().min(1).max(1024 ** 3).default(6 * 1024 ** 2),
+  /** Largest request header section on both servers; 431 ERR_HEADERS_TOO_LARGE beyond. */
+  maxHeaderBytes: z.number().int().min(1024).max(1024 ** 2).default(16 * 1024),
+  /** Most header fields of a request on both servers; 431 ERR_HEADERS_TOO_LARGE beyond. */
+  maxHeaderCount: z.number().int().min(1).max(10_000).default(100),
   demandReportIntervalMs: intervalMs.default(1000),
   heartbeatIntervalMs: intervalMs.default(1000),
   /** How this daemon calls its peers: `rpc` (one upgraded connection per peer, framed calls) or `http` (a request per call). */

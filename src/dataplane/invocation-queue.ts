@@ -77,6 +77,13 @@ export class InvocationQueue<T> {
     return node;
   }
 
+  /** Removes and returns the newest entry, or undefined when empty. */
+  pop(): QueueEntry<T> | undefined {
+    const node = this.#tail;
+    if (node !== undefined) this.#unlink(node);
+    return node;
+  }
+
   /** The oldest entry without removing it. */
   peek(): QueueEntry<T> | undefined {
     return this.#head;

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher, Pool } from 'undici';
+import { ByteLimit } from '../core/byte-limit.ts';
 import { BatonError, type ErrorCode } from '../core/errors.ts';
 import { responseHeaders } from './forward-headers.ts';
 import type { QueueEntry } from './invocation-queue.ts';
@@ -65,6 +66,8 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
    * the payload first); set before the invocation is admitted.
    */
   body: Buffer | undefined = undefined;
+  /** A chunked body (no `content-length`) is cut at this many bytes with 413; set before admission. */
+  bodyMaxBytes: number | undefined = undefined;
   /** Rewrites the sandbox's response head before it is sent (the Lambda Invoke API's shape); may edit `headers`. */
   headHook: HeadHook | undefined = undefined;
   readonly #owner: InvocationOwner<R>;
@@ -80,6 +83,8 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   #hasRetried = false;
   #isClientGone = false;
   #status = 0;
+  /** `req` through its `bodyMaxBytes` limit, made at the first dispatch (a retry sends the same stream). */
+  #limitedBody: ByteLimit | undefined;
 
   constructor(owner: InvocationOwner<R>, fn: RoutedFunction<R>, req: IncomingMessage, res: ServerResponse, path: string, headers: string[], hasBody: boolean) {
     this.#owner = owner;
@@ -109,10 +114,16 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
       path: this.#path,
       method: this.req.method as Dispatcher.HttpMethod,
       headers: this.#headers,
-      body: this.body ?? (this.#hasBody ? this.req : null),
+      body: this.body ?? (this.#hasBody ? this.#requestBody() : null),
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     }, this);
+  }
+
+  #requestBody(): IncomingMessage | ByteLimit {
+    if (this.bodyMaxBytes === undefined) return this.req;
+    this.#limitedBody ??= this.req.pipe(new ByteLimit(this.bodyMaxBytes, payloadTooLarge));
+    return this.#limitedBody;
   }
 
   /** Answers with a data-plane error (queue full, cold-start timeout, function deleted, …). */
@@ -168,6 +179,14 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
       this.#owner.release(this, 'client_closed');
       return;
     }
+    if (err instanceof BatonError && err.code === 'ERR_PAYLOAD_TOO_LARGE') {
+      // The rest of the body is never read: the connection closes after the answer.
+      this.state = 'done';
+      this.res.shouldKeepAlive = false;
+      sendError(this.res, err);
+      this.#owner.release(this, err.code);
+      return;
+    }
     const code = (err as { code?: unknown }).code;
     if (!this.#isRequestStarted && !this.#hasRetried && code === 'ECONNREFUSED') {
       this.#hasRetried = true;
@@ -203,6 +222,11 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   }
 }
 
+/** The refusal of a body larger than its function allows. */
+export function payloadTooLarge(maxBytes: number): BatonError {
+  return new BatonError('ERR_PAYLOAD_TOO_LARGE', `the invocation body must be at most ${maxBytes} bytes`, { details: { maxBytes } });
+}
+
 /** Rewrites a sandbox's response status and headers (flat `[name, value, …]`, editable); returns the status to send. */
 export type HeadHook = (status: number, headers: string[]) => number;
 
@@ -226,6 +250,13 @@ export function sendError(res: ServerResponse, err: BatonError): void {
     return;
   }
   const body = JSON.stringify({ error: { code: err.code, message: err.message } });
-  res.writeHead(err.status, { 'content-type': 'application/json', 'x-baton-error': err.code, 'content-length': Buffer.byteLength(body) });
+  res.writeHead(err.status, { 'content-type': 'application/json', 'x-baton-error': err.code, 'content-length': Buffer.byteLength(body), ...retryAfterHeader(err) });
   res.end(body);
+}
+
+/** A refusal for overload says when to come back: `Retry-After` in whole seconds (`details.retryAfterSeconds`, else 1). */
+export function retryAfterHeader(err: BatonError): { 'retry-after'?: string } {
+  if (err.code !== 'ERR_TOO_MANY_REQUESTS') return {};
+  const seconds = (err.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+  return { 'retry-after': String(typeof seconds === 'number' && seconds >= 1 ? Math.ceil(seconds) : 1) };
 }

@@ -1,4 +1,3 @@
-import { createServer } from 'node:http';
 import { RpcConnection } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
 import { systemClock, wallTimeMs } from '../core/clock.ts';
@@ -23,6 +22,7 @@ import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
 import { JsonClient } from '../transport/json-client.ts';
+import { createLimitedServer } from '../transport/http-limits.ts';
 import { closeServer, httpUrl, listen } from '../transport/listen.ts';
 import type { DataplaneConfig } from './config.ts';
 import { ControlPlaneLink } from './control-plane-link.ts';
@@ -90,6 +90,9 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     pools,
     queueCapacity: config.queueCapacity,
     queueTimeoutMs: config.queueTimeoutMs,
+    overloadQueuePerSlot: config.overloadQueuePerSlot,
+    maxConcurrentInvocations: config.maxConcurrentInvocations,
+    invocationBodyMaxBytes: config.invocationBodyMaxBytes,
     createLoadBalancer: (fn) => makeBalancer(config.loadBalancingPolicy, fn),
     intercept: (req, res, route, scanned) => intercept?.(req, res, route, scanned) ?? false,
     onFunctionAdded: (name) => invocations.poke(name),
@@ -134,8 +137,9 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
 
   const internalRouter = createInternalRouter({ proxy, registry, dataplaneId: config.dataplaneId, logger: logger.child({ component: 'internal' }) });
 
-  const proxyServer = createServer({ keepAliveTimeout: 65_000 }, proxy.handle);
-  const internalServer = createServer(internalRouter.handle);
+  const headerLimits = { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount };
+  const proxyServer = createLimitedServer(headerLimits, proxy.handle, { keepAliveTimeout: 65_000 });
+  const internalServer = createLimitedServer(headerLimits, internalRouter.handle);
   const rpcServer = serveRpc(internalServer, internalRouter.dispatch, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   let proxyPort: number;
   let internalPort: number;

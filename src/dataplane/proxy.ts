@@ -9,7 +9,7 @@ import type { LoadBalancer } from '../policy/load-balancing/types.ts';
 import type { DemandReporter, DemandTracker } from './demand-reporter.ts';
 import { DrainWaiter } from './drain-waiter.ts';
 import { scanRequestHeaders, type ScannedRequest } from './forward-headers.ts';
-import { Invocation, sendError, type InvocationOwner } from './invocation.ts';
+import { Invocation, payloadTooLarge, sendError, type InvocationOwner } from './invocation.ts';
 import { InvocationQueue } from './invocation-queue.ts';
 import type { DataplaneMetrics, FunctionGaugeRow, FunctionMetrics } from './metrics.ts';
 import { resolveRoute, type Route } from './route.ts';
@@ -36,6 +36,12 @@ export interface InvocationProxyOptions {
   readonly pools: UpstreamPools;
   readonly queueCapacity: number;
   readonly queueTimeoutMs: number;
+  /** Invocations a function at its max scale with every slot busy may keep waiting, per slot. */
+  readonly overloadQueuePerSlot: number;
+  /** Most invocations admitted at once over all functions (running or waiting); 0: no limit. */
+  readonly maxConcurrentInvocations: number;
+  /** Largest invocation body of a function without its own `maxBodyBytes`. */
+  readonly invocationBodyMaxBytes: number;
   /** One load balancer per function. */
   readonly createLoadBalancer: (fn: string) => LoadBalancer;
   /**
@@ -65,6 +71,8 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
   readonly #lingering = new Map<string, EndpointEntry>();
   #state: InvocationProxyState = 'open';
   #inflight = 0;
+  /** Invocations waiting in every function's queue. */
+  #queued = 0;
   #idle: Deferred<void> | undefined;
 
   constructor(options: InvocationProxyOptions) {
@@ -110,6 +118,17 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
       return;
     }
     const invocation = new Invocation<FunctionTraffic>(this, route.fn, req, res, route.path, scanned.headers, scanned.hasBody);
+    if (scanned.hasBody) {
+      const maxBytes = route.fn.spec.maxBodyBytes ?? this.#options.invocationBodyMaxBytes;
+      const declared = req.headers['content-length'];
+      if (declared === undefined) invocation.bodyMaxBytes = maxBytes;
+      else if (Number(declared) > maxBytes) {
+        // Refused before a byte is read; the connection closes rather than read the rest.
+        res.shouldKeepAlive = false;
+        this.#reject(invocation, payloadTooLarge(maxBytes));
+        return;
+      }
+    }
     this.#admit(invocation);
   };
 
@@ -164,6 +183,11 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
   #admit(invocation: Invocation<FunctionTraffic>): void {
     const fn = invocation.fn;
     const traffic = fn.traffic;
+    const overLimit = this.#overLimit(fn);
+    if (overLimit !== undefined) {
+      this.#reject(invocation, overLimit);
+      return;
+    }
     if (traffic.queue.size === 0) {
       const endpoint = this.#pick(fn, fn.endpoints.items, invocation.key);
       if (endpoint !== undefined) {
@@ -171,14 +195,55 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
         return;
       }
     }
+    // Every slot is busy. While sandboxes can still be added the invocation waits for a cold start;
+    // at the function's ceiling it may wait only behind what its slots serve in a few turns.
+    if (this.#isAtCeiling(fn) && traffic.queue.size >= this.#overloadWaitLimit(fn)) {
+      this.#reject(invocation, this.#overloaded(fn));
+      return;
+    }
     const entry = traffic.queue.push(invocation);
     if (entry === undefined) {
       this.#reject(invocation, new BatonError('ERR_QUEUE_FULL', `the queue of function '${fn.name}' is full (${traffic.queue.capacity})`));
       return;
     }
     invocation.queueEntry = entry;
-    traffic.demand.change(0, 1);
+    this.#changeQueued(traffic, 1);
     traffic.demand.poke();
+  }
+
+  /** A refusal when the function is at its `maxConcurrency` or the data plane at `maxConcurrentInvocations`. */
+  #overLimit(fn: FunctionState): BatonError | undefined {
+    const maxConcurrency = fn.spec.maxConcurrency;
+    if (maxConcurrency !== undefined && fn.traffic.demand.concurrency >= maxConcurrency) {
+      return new BatonError('ERR_TOO_MANY_REQUESTS', `function '${fn.name}' is at its maxConcurrency (${maxConcurrency} in flight)`, { details: { maxConcurrency, retryAfterSeconds: 1 } });
+    }
+    const max = this.#options.maxConcurrentInvocations;
+    if (max > 0 && this.#inflight + this.#queued >= max) {
+      return new BatonError('ERR_TOO_MANY_REQUESTS', `the data plane is at its maxConcurrentInvocations (${max})`, { details: { maxConcurrentInvocations: max, retryAfterSeconds: 1 } });
+    }
+    return undefined;
+  }
+
+  /** The function has as many serving sandboxes as its `scaling.maxScale`: no cold start will add a slot. */
+  #isAtCeiling(fn: FunctionState): boolean {
+    const maxScale = fn.spec.maxScale;
+    return maxScale !== undefined && fn.liveEndpoints >= maxScale;
+  }
+
+  #overloadWaitLimit(fn: FunctionState): number {
+    return this.#options.overloadQueuePerSlot * fn.liveEndpoints * fn.spec.concurrency;
+  }
+
+  #overloaded(fn: FunctionState): BatonError {
+    const limit = this.#overloadWaitLimit(fn);
+    return new BatonError('ERR_TOO_MANY_REQUESTS', `function '${fn.name}' is at its maxScale (${fn.spec.maxScale ?? '?'}) with every slot busy and ${limit} invocations waiting`, {
+      details: { maxScale: fn.spec.maxScale, waiting: limit, retryAfterSeconds: 1 },
+    });
+  }
+
+  #changeQueued(traffic: FunctionTraffic, delta: number): void {
+    this.#queued += delta;
+    traffic.demand.change(0, delta);
   }
 
   /** `key`: the invocation's affinity key; without one, the function's name (one ring position per function). */
@@ -202,10 +267,31 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
         const invocation = entry.value;
         invocation.queueEntry = undefined;
         traffic.metrics.observeWait((this.#options.clock.now() - entry.enqueuedAt) / 1000);
+        this.#queued--;
         this.#start(invocation, endpoint, true);
       }
+      if (traffic.queue.size > 0 && this.#isAtCeiling(fn)) this.#trimToOverloadLimit(fn);
     } finally {
       traffic.isDispatching = false;
+    }
+  }
+
+  /**
+   * The function reached its ceiling with more waiting than its slots serve in a few turns (they
+   * queued while sandboxes were still being added): the newest beyond the limit are refused now
+   * rather than left to wait out the cold-start deadline.
+   */
+  #trimToOverloadLimit(fn: FunctionState): void {
+    const queue = fn.traffic.queue;
+    const limit = this.#overloadWaitLimit(fn);
+    if (queue.size <= limit) return;
+    const refusal = this.#overloaded(fn);
+    while (queue.size > limit) {
+      const entry = queue.pop();
+      if (entry === undefined) break;
+      entry.value.queueEntry = undefined;
+      this.#changeQueued(fn.traffic, -1);
+      this.#reject(entry.value, refusal);
     }
   }
 
@@ -267,7 +353,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
     invocation.queueEntry = undefined;
     const traffic = invocation.fn.traffic;
     if (traffic.queue.remove(entry)) {
-      traffic.demand.change(0, -1);
+      this.#changeQueued(traffic, -1);
       traffic.metrics.countInvocation('client_closed');
     }
   }
@@ -299,7 +385,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
   /** One callback for every function's queue (not a closure per function). */
   readonly #onExpired = (invocation: Invocation<FunctionTraffic>): void => {
     invocation.queueEntry = undefined;
-    invocation.fn.traffic.demand.change(0, -1);
+    this.#changeQueued(invocation.fn.traffic, -1);
     this.#reject(invocation, new BatonError('ERR_COLD_START_TIMEOUT', `no sandbox of function '${invocation.fn.name}' became free within ${this.#options.queueTimeoutMs} ms`));
   };
 
@@ -321,7 +407,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
   #failQueued(fn: FunctionState, code: ErrorCode, message: string): void {
     const waiting = fn.traffic.queue.drain();
     if (waiting.length === 0) return;
-    fn.traffic.demand.change(0, -waiting.length);
+    this.#changeQueued(fn.traffic, -waiting.length);
     for (const invocation of waiting) {
       invocation.queueEntry = undefined;
       this.#reject(invocation, new BatonError(code, message));

@@ -38,6 +38,8 @@ export class RoutedFunction<R> {
    * not rebuilt at every change. Ids are looked up in the table's map.
    */
   readonly endpoints = new SlotSet<EndpointEntry, 'index'>('index');
+  /** How many of `endpoints` are not draining (kept by the table). */
+  liveEndpoints = 0;
   readonly traffic: R;
 
   constructor(spec: RoutingFunction, traffic: R) {
@@ -181,7 +183,11 @@ export class RoutingTable<R> {
     const existing = this.#endpoints.get(endpoint.sandboxId);
     if (existing !== undefined) {
       if (existing.function === endpoint.function && existing.address === endpoint.address) {
-        if (existing.isDraining && !endpoint.isDraining) this.#gained.add(this.#functions.get(existing.function) as RoutedFunction<R>);
+        const owner = this.#functions.get(existing.function) as RoutedFunction<R>;
+        if (existing.isDraining && !endpoint.isDraining) {
+          this.#gained.add(owner);
+          owner.liveEndpoints++;
+        } else if (!existing.isDraining && endpoint.isDraining) owner.liveEndpoints--;
         existing.isDraining = endpoint.isDraining;
         return;
       }
@@ -192,7 +198,10 @@ export class RoutingTable<R> {
     const entry = new EndpointEntry(endpoint, fn.spec.concurrency);
     fn.endpoints.add(entry);
     this.#endpoints.set(entry.sandboxId, entry);
-    if (!entry.isDraining) this.#gained.add(fn);
+    if (!entry.isDraining) {
+      this.#gained.add(fn);
+      fn.liveEndpoints++;
+    }
     this.#hooks.onEndpointAdded(entry);
   }
 
@@ -201,7 +210,10 @@ export class RoutingTable<R> {
     if (entry === undefined) return;
     this.#endpoints.delete(sandboxId);
     const fn = this.#functions.get(entry.function);
-    fn?.endpoints.delete(entry);
+    if (fn !== undefined) {
+      fn.endpoints.delete(entry);
+      if (!entry.isDraining) fn.liveEndpoints--;
+    }
     entry.isRetired = true;
     this.#hooks.onEndpointRetired(entry);
   }

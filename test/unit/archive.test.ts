@@ -147,11 +147,15 @@ test('refuses an artifact over the packed limit', async (t) => {
 });
 
 test('stops a gzip bomb whose headers lie about sizes', async (t) => {
-  // A header that declares 1 byte followed by megabytes of zeros: the raw stream is bounded too.
+  // A header that declares 1 byte followed by megabytes of zeros: the zeros end the archive, and
+  // what follows its end is refused once it is more than a record's padding.
   const header = Buffer.alloc(512);
   new Header({ path: 'a', type: 'File', size: 1, mode: 0o644, mtime: new Date(0) }).encode(header);
   const bomb = gzipSync(Buffer.concat([header, Buffer.alloc(8 << 20)]));
-  await assertRefused(t, bomb, 'ERR_ARTIFACT_TOO_LARGE');
+  await assertRefused(t, bomb, 'ERR_INVALID_ARTIFACT');
+  // Non-zero bytes past a declared size are read as headers and refused as such; the raw stream is bounded too.
+  const noise = gzipSync(Buffer.concat([header, Buffer.alloc(512), Buffer.alloc(8 << 20, 0x41)]));
+  await assertRefused(t, noise, 'ERR_INVALID_ARTIFACT');
 });
 
 test('unpackArchive refuses to replace an existing directory', async (t) => {

@@ -3,7 +3,7 @@ import type { AsyncEvent, AsyncResponse } from './async-event.ts';
 import type { Deliver, DeliveryResult } from './async-invocations.ts';
 
 /** The data plane's own answers that mean "not now" rather than "the function failed": retried, not counted. */
-const THROTTLE_CODES = new Set(['ERR_QUEUE_FULL', 'ERR_NO_CAPACITY', 'ERR_COLD_START_TIMEOUT', 'ERR_SHUTTING_DOWN', 'ERR_FUNCTION_NOT_FOUND', 'ERR_ASYNC_QUEUE_FULL']);
+const THROTTLE_CODES = new Set(['ERR_QUEUE_FULL', 'ERR_TOO_MANY_REQUESTS', 'ERR_NO_CAPACITY', 'ERR_COLD_START_TIMEOUT', 'ERR_SHUTTING_DOWN', 'ERR_FUNCTION_NOT_FOUND', 'ERR_ASYNC_QUEUE_FULL']);
 
 /**
  * Delivers an attempt as an ordinary invocation to the data plane's own invocation port, over a

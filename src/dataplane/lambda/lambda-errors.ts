@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { BatonError, ErrorCode } from '../../core/errors.ts';
+import { retryAfterHeader } from '../invocation.ts';
 
 /**
  * The Lambda Invoke API's error shapes. A data-plane error becomes either a *service error*
@@ -21,6 +22,7 @@ const SERVICE_ERRORS: Partial<Record<ErrorCode, { status: number; type: LambdaEr
   ERR_FUNCTION_NOT_FOUND: { status: 404, type: 'ResourceNotFoundException' },
   ERR_NOT_FOUND: { status: 404, type: 'ResourceNotFoundException' },
   ERR_QUEUE_FULL: { status: 429, type: 'TooManyRequestsException' },
+  ERR_TOO_MANY_REQUESTS: { status: 429, type: 'TooManyRequestsException' },
   ERR_ASYNC_QUEUE_FULL: { status: 429, type: 'TooManyRequestsException' },
   ERR_NO_CAPACITY: { status: 429, type: 'TooManyRequestsException' },
   ERR_COLD_START_TIMEOUT: { status: 429, type: 'TooManyRequestsException' },
@@ -56,6 +58,6 @@ export function writeLambdaError(res: ServerResponse, err: BatonError): void {
   }
   const { status, type } = lambdaServiceError(err.code);
   const body = JSON.stringify({ Type: status >= 500 ? 'Service' : 'User', message: err.message, code: err.code });
-  res.writeHead(status, { 'content-type': 'application/json', 'x-amzn-errortype': type, 'x-baton-error': err.code, 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, { 'content-type': 'application/json', 'x-amzn-errortype': type, 'x-baton-error': err.code, 'content-length': Buffer.byteLength(body), ...retryAfterHeader(err) });
   res.end(body);
 }

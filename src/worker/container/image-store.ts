@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { Clock } from '../../core/clock.ts';
 import { BatonError } from '../../core/errors.ts';
@@ -188,7 +188,8 @@ async function openLayer(file: string): Promise<Readable> {
     await handle.close();
   }
   const raw = createReadStream(file);
-  if (head[0] === 0x1f && head[1] === 0x8b) return raw.pipe(createGunzip()).on('error', () => undefined);
+  // pipeline: when the layer is refused midway (the gunzip destroyed), the file is closed too.
+  if (head[0] === 0x1f && head[1] === 0x8b) return pipeline(raw, createGunzip(), () => undefined);
   if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) {
     raw.destroy();
     throw invalid(`layer ${path.basename(file)} is zstd-compressed; re-export the image with gzip layers`);

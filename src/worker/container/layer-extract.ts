@@ -2,6 +2,7 @@ import { chmod, chown, lchown, link, lstat, mkdir, readdir, rm, symlink, writeFi
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Parser, type ReadEntry } from 'tar';
+import { MAX_TRAILING_BYTES } from '../../core/archive.ts';
 import { BatonError } from '../../core/errors.ts';
 
 /**
@@ -31,6 +32,8 @@ export interface LayerLimits {
 export interface LayerBudget {
   entries: number;
   bytes: number;
+  /** Decompressed tar bytes read so far over the image's layers (headers and padding included). */
+  rawBytes?: number;
 }
 
 const WHITEOUT = '.wh.';
@@ -70,9 +73,24 @@ export function applyLayer(tarStream: Readable, root: string, limits: LayerLimit
     };
     parser.on('end', finish);
     parser.on('close', finish);
+    // Past the end of the layer's tar nothing more is parsed (node-tar would keep appending it to one buffer).
+    let trailingBytes = -1;
+    parser.on('eof', () => { trailingBytes = 0; });
+    // Each entry adds at most 3 header blocks and its padding; each layer 2 end blocks.
+    const rawLimit = limits.maxBytes + (limits.maxEntries + 4) * 2048;
     tarStream.on('error', fail);
     tarStream.on('data', (chunk: Buffer) => {
       if (isDone) return;
+      if (trailingBytes >= 0) {
+        trailingBytes += chunk.length;
+        if (trailingBytes > MAX_TRAILING_BYTES) fail(invalid(`more than ${MAX_TRAILING_BYTES} bytes follow the end of a layer's tar`));
+        return;
+      }
+      budget.rawBytes = (budget.rawBytes ?? 0) + chunk.length;
+      if (budget.rawBytes > rawLimit) {
+        fail(new BatonError('ERR_ARTIFACT_TOO_LARGE', `image layers unpack to more than ${limits.maxBytes} bytes`));
+        return;
+      }
       try {
         parser.write(chunk);
       } catch (err) {
