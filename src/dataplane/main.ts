@@ -1,5 +1,4 @@
 import { createServer } from 'node:http';
-import { RpcConnection } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
 import { systemClock, wallTimeMs } from '../core/clock.ts';
 import { randomInt, randomUUID } from 'node:crypto';
@@ -22,7 +21,8 @@ import { createLoadBalancer, parseLoadBalancingPolicy } from '../policy/load-bal
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
-import { JsonClient } from '../transport/json-client.ts';
+import { LeaderClient } from '../transport/leader-client.ts';
+import { EpochFence } from '../core/fencing.ts';
 import { closeServer, httpUrl, listen } from '../transport/listen.ts';
 import type { DataplaneConfig } from './config.ts';
 import { ControlPlaneLink } from './control-plane-link.ts';
@@ -66,8 +66,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   makeBalancer(config.loadBalancingPolicy, '(config check)');
   const clock = systemClock;
   const registry = createRegistry('dataplane');
-  const rpc = config.internalTransport === 'rpc' ? new RpcConnection(config.controlPlaneUrl) : undefined;
-  const client = new JsonClient(config.controlPlaneUrl, { timeoutMs: 5_000, connections: 4, ...(rpc === undefined ? {} : { rpc }) });
+  const client = new LeaderClient({ urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], timeoutMs: 5_000, connections: 4, isRpc: config.internalTransport === 'rpc' });
   let link: ControlPlaneLink | undefined;
   const reporter = new DemandReporter({
     dataplaneId: config.dataplaneId,
@@ -132,7 +131,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const recovered = await invocations.start();
   if (recovered.recovered > 0 || recovered.corrupt > 0) logger.info(recovered, 'async invocations recovered');
 
-  const internalRouter = createInternalRouter({ proxy, registry, dataplaneId: config.dataplaneId, logger: logger.child({ component: 'internal' }) });
+  const internalRouter = createInternalRouter({ proxy, registry, dataplaneId: config.dataplaneId, logger: logger.child({ component: 'internal' }), fence: new EpochFence() });
 
   const proxyServer = createServer({ keepAliveTimeout: 65_000 }, proxy.handle);
   const internalServer = createServer(internalRouter.handle);
@@ -166,7 +165,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     onRegistered: () => reporter.pokeQueued(),
   });
   link.start();
-  logger.info({ dataplaneId: config.dataplaneId, proxyUrl, url, controlPlaneUrl: config.controlPlaneUrl }, 'data plane started');
+  logger.info({ dataplaneId: config.dataplaneId, proxyUrl, url, controlPlaneUrls: config.controlPlaneUrls ?? [config.controlPlaneUrl] }, 'data plane started');
 
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
@@ -185,7 +184,6 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     rpcServer.close();
     internalServer.closeAllConnections();
     await closeServer(internalServer);
-    rpc?.close();
     await client.close().catch(() => undefined);
     logger.info('data plane closed');
   };
