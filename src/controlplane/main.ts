@@ -75,7 +75,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const rpcServer = serveRpc(server, (method, path, body) => (routes as Routes).dispatch(method, path, body), {
     onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed'),
   });
-  new Gauge({
+  const rpcGauge = new Gauge({
     name: 'baton_controlplane_rpc_connections', help: 'RPC stream connections from workers and data planes', registers: [processMetrics],
     collect() { this.set(rpcServer.connections); },
   });
@@ -93,12 +93,11 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     follower.handle(req, res);
   });
 
-  const terms = { count: 0 };
   const lead = async (epoch: number): Promise<void> => {
     leaderUrl = selfUrl;
     const built = await buildTerm(epoch, {
       config, store, clock, log, random, workerAgent, rpc, selfUrl, deps, isClosing: () => isClosing,
-      isCurrent: () => lease.epoch === epoch && !isClosing, isFirst: terms.count++ === 0, processMetrics,
+      isCurrent: () => lease.epoch === epoch && !isClosing, processGauges: [isLeaderGauge, rpcGauge],
     });
     if (takingOver?.epoch === epoch) takingOver = undefined;
     if (built === undefined) return;
@@ -185,11 +184,12 @@ interface LeaderTerm {
 async function buildTerm(epoch: number, o: {
   config: ControlPlaneConfig; store: Store; clock: Clock; log: Logger; random: ReturnType<typeof createRandom>;
   workerAgent: Agent; rpc: RpcConnections | undefined; selfUrl: string; deps: ControlPlaneDeps;
-  isClosing: () => boolean; isCurrent: () => boolean; isFirst: boolean; processMetrics: ReturnType<typeof createRegistry>;
+  isClosing: () => boolean; isCurrent: () => boolean; processGauges: readonly Gauge[];
 }): Promise<LeaderTerm | undefined> {
   const { config, store, clock, log, random } = o;
-  // The process's default metrics (event loop, memory) are registered once, on the first term's registry.
-  const metricsRegistry = o.isFirst ? o.processMetrics : createRegistry('controlplane', { withDefaults: false });
+  // A registry per term: a deposed term's gauges (reading its closed components) leave with it.
+  const metricsRegistry = createRegistry('controlplane');
+  for (const gauge of o.processGauges) metricsRegistry.registerMetric(gauge);
   const workerConnection = workerConnector({ clock, workerAgent: o.workerAgent, rpc: o.rpc, workerClientFactory: o.deps.workerClientFactory, leaderEpoch: epoch });
   const core = createControlPlaneCore({
     config, store, clock, log, random, metricsRegistry, leaderEpoch: epoch,

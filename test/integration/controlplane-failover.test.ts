@@ -174,3 +174,33 @@ test('SIGSTOP of the leader past its lease: a follower takes over; after SIGCONT
   // The old leader stays a follower: exactly one leads, the one that took over.
   assert.equal((await cluster.leader()).cp, second);
 });
+
+test('a leader cut off from its store stops acting within its lease; once the store is back it leads again in a higher epoch, rebuilt from the store and the workers', { skip: !hasRedis() && 'redis-server is not installed (apt-get install redis-server)' }, async (t) => {
+  const cluster = await startHaCluster({ count: 1 });
+  t.after(() => cluster.stop());
+  const { cp, epoch } = await cluster.leader();
+  const client = new BatonClient({ url: cp.url });
+  t.after(() => client.close());
+  await client.createFunction({ name: 'warm', runtime: 'emulated' });
+  assert.deepEqual(await invoke(cluster.dpUrl, 'warm'), { status: 200 });
+  const [sandbox] = await client.listSandboxes('warm');
+
+  await cluster.redis.kill();
+  await cp.daemon.waitForLog((l) => String(l['msg']).startsWith('stepped down'), 15_000);
+  const health = await cluster.health(cp);
+  assert.equal(health?.role, 'follower');
+  // A follower acts on nothing: the worker's internal calls are refused with a code naming no leader.
+  const refused = await fetch(`${cp.url}/internal/v1/workers/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ workerId: 'w-1' }) });
+  assert.equal(refused.status, 503);
+  assert.equal((await refused.json() as { error: { code: string } }).error.code, 'ERR_NOT_LEADER');
+  // Warm invocations do not need the control plane.
+  const warm = new Tally();
+  for (let i = 0; i < 20; i++) warm.add(await invoke(cluster.dpUrl, 'warm'));
+  assert.equal(warm.ok, warm.sent, `${warm}`);
+
+  await cluster.redis.restart();
+  const back = await cluster.leader(undefined, 20_000);
+  assert.ok(back.epoch > epoch, `epoch ${back.epoch} above ${epoch}`);
+  await waitFor(async () => (await client.listSandboxes('warm')).some((s) => s.sandboxId === sandbox?.sandboxId), { timeoutMs: 10_000, message: 'the sandbox adopted again' });
+  await waitFor(() => isConverged(cluster, ['warm']), { timeoutMs: 10_000, message: 'views to converge' });
+});
