@@ -15,12 +15,32 @@
  *
  * and the warm invocations sent, succeeded and failed (by code) from the kill until the end.
  *
- *   npm run bench:recovery -- [--workers 100] [--sandboxes 10000] [--outage-ms 2000] [--clients 8] [--json bench/results/recovery.json]
+ * `--scenario worker-failure`: two worker processes of W/2 emulated workers each; `kill -9` of the
+ * second under the same warm load, and from the kill:
+ *
+ *   withdrawn       the data plane routes to none of the dead workers' sandboxes any more
+ *   recreated       the control plane has all S sandboxes ready again (on the surviving workers)
+ *
+ * `--scenario failover`: three control planes on one Redis (redis-server started on a free port),
+ * the same workers, sandboxes and warm load; `kill -9` of the leader, and from the kill:
+ *
+ *   elected         another control plane says it leads (its /healthz), in a higher epoch
+ *   reconstructed   the new leader knows all S sandboxes (adopted from the workers' registrations)
+ *   coldServed      a cold start asked for at the kill is served
+ *
+ * `--scenario all` (the default) runs the three, one cluster each, one after the other.
+ *
+ *   npm run bench:recovery -- [--scenario all|restart|worker-failure|failover] [--workers 100] [--sandboxes 10000] [--outage-ms 2000] [--clients 8]
+ *     [--heartbeat-interval-ms 1000] [--json bench/results/recovery.json]
  */
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
-import { spawnDaemon, startCluster, type Cluster } from '../test/kit/cluster.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnDaemon, startCluster, type Cluster, type DaemonProcess } from '../test/kit/cluster.ts';
+import { startRedis } from '../test/kit/redis.ts';
 import { waitFor } from '../test/kit/wait-for.ts';
 
 const { values } = parseArgs({
@@ -30,8 +50,14 @@ const { values } = parseArgs({
     'outage-ms': { type: 'string', default: '2000' },
     clients: { type: 'string', default: '8' },
     json: { type: 'string', default: 'bench/results/recovery.json' },
+    scenario: { type: 'string', default: 'all' },
+    'heartbeat-interval-ms': { type: 'string', default: '1000' },
   },
 });
+const scenario = values.scenario;
+if (!['all', 'restart', 'worker-failure', 'failover'].includes(scenario)) throw new Error('--scenario must be all, restart, worker-failure or failover');
+const heartbeatMs = Number(values['heartbeat-interval-ms']);
+if (!Number.isInteger(heartbeatMs) || heartbeatMs < 50 || heartbeatMs > 10_000) throw new Error('--heartbeat-interval-ms must be in [50, 10000]');
 const workers = Number(values.workers);
 const sandboxes = Number(values.sandboxes);
 const outageMs = Number(values['outage-ms']);
@@ -76,11 +102,11 @@ async function invoke(dpUrl: string, fn: string, timeoutMs = 30_000): Promise<st
   }
 }
 
-async function main(): Promise<void> {
-  const cpFlags = ['--heartbeat-interval-ms', '1000', '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000'];
+async function restartScenario(): Promise<Record<string, unknown>> {
+  const cpFlags = ['--heartbeat-interval-ms', String(heartbeatMs), '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000'];
   const cluster: Cluster = await startCluster({
     controlplane: cpFlags,
-    worker: ['--emulate', String(workers), '--runtime', 'emulated', '--heartbeat-interval-ms', '1000'],
+    worker: ['--emulate', String(workers), '--runtime', 'emulated', '--heartbeat-interval-ms', String(heartbeatMs)],
     dataplane: ['--demand-report-interval-ms', '1000'],
   });
   try {
@@ -138,8 +164,8 @@ async function main(): Promise<void> {
     isLoading = false;
     await Promise.all(load);
 
-    const result = {
-      workers, sandboxes, outageMs, clients,
+    return {
+      workers, sandboxes, outageMs, clients, heartbeatIntervalMs: heartbeatMs,
       fromRestartMs: {
         listening: Math.round(listeningAt - restartedAt),
         reconstructed: Math.round(reconstructedAt - restartedAt),
@@ -159,13 +185,172 @@ async function main(): Promise<void> {
       },
       outageObservedMs: Math.round(restartedAt - killedAt),
     };
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    await writeFile(values.json, `${JSON.stringify(result, null, 2)}\n`);
   } finally {
     isLoading = false;
     await cluster.stop();
-    await agent.close();
   }
 }
 
-await main();
+
+/** A cluster the bench spawns itself: control planes (file store, or all on one Redis), worker processes, one data plane. */
+interface BenchCluster {
+  readonly controlPlanes: { url: string; daemon: DaemonProcess }[];
+  readonly workerProcesses: DaemonProcess[];
+  readonly dataplane: DaemonProcess;
+  readonly dpUrl: string;
+  readonly dpInternalUrl: string;
+  stop(): Promise<void>;
+}
+
+async function startBenchCluster(o: { controlPlanes: number; workerProcesses: { id: string; count: number }[] }): Promise<BenchCluster> {
+  const dir = await mkdtemp(join(tmpdir(), 'baton-bench-recovery-'));
+  const redis = o.controlPlanes > 1 ? await startRedis() : undefined;
+  const started: DaemonProcess[] = [];
+  const cpFlags = ['--heartbeat-interval-ms', String(heartbeatMs), '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000',
+    ...(redis === undefined ? [] : ['--store', 'redis', '--redis-url', redis.url])];
+  const controlPlanes: { url: string; daemon: DaemonProcess }[] = [];
+  for (let i = 0; i < o.controlPlanes; i++) {
+    const daemon = spawnDaemon('controlplane', ['--port', '0', '--data-dir', join(dir, `cp${i}`), ...cpFlags]);
+    started.push(daemon);
+    const line = await daemon.waitForLog((l) => l['msg'] === 'control plane listening', 60_000);
+    controlPlanes.push({ url: line['url'] as string, daemon });
+  }
+  const cpUrls = ['--control-plane-urls', JSON.stringify(controlPlanes.map((c) => c.url))];
+  const workerProcesses = o.workerProcesses.map((w) => spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, w.id), '--worker-id', w.id,
+    '--emulate', String(w.count), '--runtime', 'emulated', '--heartbeat-interval-ms', String(heartbeatMs), ...cpUrls]));
+  const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--demand-report-interval-ms', '1000', ...cpUrls]);
+  started.push(...workerProcesses, dataplane);
+  const dpLine = await dataplane.waitForLog((l) => l['msg'] === 'data plane started', 60_000);
+  return {
+    controlPlanes, workerProcesses, dataplane, dpUrl: dpLine['proxyUrl'] as string, dpInternalUrl: dpLine['url'] as string,
+    async stop() {
+      await Promise.all(started.map((d) => d.stop()));
+      await redis?.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Creates the warm functions (S sandboxes) and two at zero through `cpUrl`; resolves once all S are ready. */
+async function deploy(cpUrl: string): Promise<void> {
+  await waitFor(async () => (await (await request(`${cpUrl}/v1/workers`, { dispatcher: agent })).body.json() as { workers: { state: string }[] }).workers.filter((w) => w.state === 'ready').length === workers,
+    { timeoutMs: 60_000, message: 'workers to register' });
+  const spec = (name: string, minScale: number) => ({ name, runtime: 'emulated', scaling: { minScale, maxScale: PER_FUNCTION * 2 }, resources: { cpuMilli: 10, memoryMiB: 10 } });
+  let next = 0;
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    while (next < functions) await post(`${cpUrl}/v1/functions`, spec(`warm-${next++}`, PER_FUNCTION));
+  }));
+  await post(`${cpUrl}/v1/functions`, spec('cold-queued', 0));
+  await post(`${cpUrl}/v1/functions`, spec('cold-fresh', 0));
+  await waitFor(async () => (await readySandboxes(cpUrl)) === sandboxes, { timeoutMs: 600_000, intervalMs: 500, message: `${sandboxes} ready sandboxes` });
+}
+
+/** Runs `clients` warm clients until `stop()`; counts what they got. */
+function warmLoad(dpUrl: string): { sent: number; ok: number; failed: Map<string, number>; stop(): Promise<void> } {
+  const tally = { sent: 0, ok: 0, failed: new Map<string, number>() };
+  let isOn = true;
+  const load = Array.from({ length: clients }, async (_, c) => {
+    let i = c;
+    while (isOn) {
+      const code = await invoke(dpUrl, `warm-${(i += clients) % functions}`);
+      tally.sent++;
+      if (code === undefined) tally.ok++;
+      else tally.failed.set(code, (tally.failed.get(code) ?? 0) + 1);
+    }
+  });
+  return Object.assign(tally, { stop: async () => { isOn = false; await Promise.all(load); } });
+}
+
+async function routedEndpoints(dpInternalUrl: string): Promise<{ sandboxId: string; address: string }[]> {
+  const view = await (await request(`${dpInternalUrl}/internal/v1/routing`, { dispatcher: agent })).body.json() as { endpoints: { sandboxId: string; address: string }[] };
+  return view.endpoints;
+}
+
+async function workerFailureScenario(): Promise<Record<string, unknown>> {
+  const half = Math.floor(workers / 2);
+  const cluster = await startBenchCluster({ controlPlanes: 1, workerProcesses: [{ id: 'a', count: workers - half }, { id: 'b', count: half }] });
+  try {
+    const cpUrl = (cluster.controlPlanes[0] as { url: string }).url;
+    await deploy(cpUrl);
+    const onB = (await (await request(`${cpUrl}/v1/workers`, { dispatcher: agent })).body.json() as { workers: { workerId: string; url: string; sandboxes: number }[] })
+      .workers.filter((w) => w.workerId.startsWith('b-'));
+    const sandboxesOnB = onB.reduce((sum, w) => sum + w.sandboxes, 0);
+    const sandboxIdsOnB = new Set<string>();
+    for (const w of onB) {
+      const rows = (await (await request(`${w.url}/internal/v1/sandboxes`, { dispatcher: agent })).body.json() as { sandboxes: { sandboxId: string }[] }).sandboxes;
+      for (const r of rows) sandboxIdsOnB.add(r.sandboxId);
+    }
+    process.stderr.write(`${sandboxes} sandboxes ready; ${sandboxesOnB} on the ${onB.length} workers of process b, which is killed\n`);
+    const load = warmLoad(cluster.dpUrl);
+    await new Promise((r) => setTimeout(r, 1_000));
+    await (cluster.workerProcesses[1] as DaemonProcess).stop('SIGKILL');
+    const killedAt = performance.now();
+    await waitFor(async () => !(await routedEndpoints(cluster.dpInternalUrl)).some((e) => sandboxIdsOnB.has(e.sandboxId)),
+      { timeoutMs: 60_000, intervalMs: 50, message: 'the dead workers\' endpoints withdrawn from the data plane' });
+    const withdrawnAt = performance.now();
+    await waitFor(async () => (await readySandboxes(cpUrl)) >= sandboxes, { timeoutMs: 120_000, intervalMs: 50, message: 'the capacity recreated' });
+    const recreatedAt = performance.now();
+    await load.stop();
+    return {
+      workers, sandboxes, clients, heartbeatIntervalMs: heartbeatMs, heartbeatMissLimit: 3, killedWorkers: onB.length, killedSandboxes: sandboxesOnB,
+      fromKillMs: { withdrawn: Math.round(withdrawnAt - killedAt), recreated: Math.round(recreatedAt - killedAt) },
+      warm: { sent: load.sent, succeeded: load.ok, failed: Object.fromEntries(load.failed) },
+    };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+async function failoverScenario(): Promise<Record<string, unknown>> {
+  const cluster = await startBenchCluster({ controlPlanes: 3, workerProcesses: [{ id: 'w', count: workers }] });
+  try {
+    const health = async (url: string): Promise<{ role?: string; epoch?: number }> => {
+      try {
+        return await (await request(`${url}/healthz`, { dispatcher: agent, headersTimeout: 1_000 })).body.json() as { role?: string; epoch?: number };
+      } catch {
+        return {};
+      }
+    };
+    const [first, ...rest] = cluster.controlPlanes as [{ url: string; daemon: DaemonProcess }, ...{ url: string; daemon: DaemonProcess }[]];
+    const firstEpoch = (await health(first.url)).epoch ?? 0;
+    await deploy(first.url);
+    process.stderr.write(`${sandboxes} sandboxes ready over ${workers} workers, three control planes on Redis; killing the leader\n`);
+    const load = warmLoad(cluster.dpUrl);
+    await new Promise((r) => setTimeout(r, 1_000));
+    await first.daemon.stop('SIGKILL');
+    const killedAt = performance.now();
+    const cold = invoke(cluster.dpUrl, 'cold-queued').then((code) => ({ code, at: performance.now() }));
+    const next = await waitFor(async () => {
+      for (const cp of rest) {
+        const h = await health(cp.url);
+        if (h.role === 'leader' && (h.epoch ?? 0) > firstEpoch) return { cp, epoch: h.epoch };
+      }
+      return undefined;
+    }, { timeoutMs: 60_000, intervalMs: 10, message: 'another control plane to lead' });
+    const electedAt = performance.now();
+    await waitFor(async () => (await readySandboxes(next.cp.url)) >= sandboxes, { timeoutMs: 60_000, intervalMs: 10, message: 'the new leader to know every sandbox' });
+    const reconstructedAt = performance.now();
+    const coldServed = await cold;
+    await new Promise((r) => setTimeout(r, 1_000));
+    await load.stop();
+    return {
+      workers, sandboxes, clients, heartbeatIntervalMs: heartbeatMs, leaderLeaseMs: 1500, epochs: [firstEpoch, next.epoch],
+      fromKillMs: { elected: Math.round(electedAt - killedAt), reconstructed: Math.round(reconstructedAt - killedAt), coldServed: Math.round(coldServed.at - killedAt) },
+      coldStart: coldServed.code ?? 'ok',
+      warm: { sent: load.sent, succeeded: load.ok, failed: Object.fromEntries(load.failed) },
+    };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+try {
+  const results: Record<string, unknown> = {};
+  if (scenario === 'all' || scenario === 'restart') results['restart'] = await restartScenario();
+  if (scenario === 'all' || scenario === 'worker-failure') results['workerFailure'] = await workerFailureScenario();
+  if (scenario === 'all' || scenario === 'failover') results['failover'] = await failoverScenario();
+  process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(values.json, `${JSON.stringify(results, null, 2)}\n`);
+} finally {
+  await agent.close();
+}

@@ -70,6 +70,8 @@ export const routingUpdateSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('delta'),
     epoch: z.string(),
+    /** The sending leader's lease epoch (fencing; not the view's `epoch`): lower than the highest seen is refused, ERR_STALE_EPOCH. Absent counts as 0. */
+    leaderEpoch: z.number().int().min(0).optional(),
     baseVersion: z.number().int().min(0),
     version: z.number().int().min(1),
     changes: z.array(routingChangeSchema),
@@ -77,6 +79,7 @@ export const routingUpdateSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('snapshot'),
     epoch: z.string(),
+    leaderEpoch: z.number().int().min(0).optional(),
     version: z.number().int().min(0),
     functions: z.array(routingFunctionSchema),
     endpoints: z.array(routingEndpointSchema),

@@ -53,12 +53,18 @@ export type SandboxFunction = z.infer<typeof sandboxFunctionSchema>;
 
 export const createSandboxesRequestSchema = z.strictObject({
   sandboxes: z.array(z.strictObject({ sandboxId: id, function: sandboxFunctionSchema })).max(10_000),
+  /** The epoch of the leader lease of the control plane that sends it (fencing: a lower one than the worker has seen is refused, ERR_STALE_EPOCH). Absent counts as 0. */
+  leaderEpoch: z.number().int().min(0).optional(),
 });
 export type CreateSandboxesRequest = z.infer<typeof createSandboxesRequestSchema>;
 export const createSandboxesResponseSchema = z.strictObject({ accepted: z.number().int().min(0) });
 export type CreateSandboxesResponse = z.infer<typeof createSandboxesResponseSchema>;
 
-export const deleteSandboxesRequestSchema = z.strictObject({ sandboxIds: z.array(id).max(10_000) });
+export const deleteSandboxesRequestSchema = z.strictObject({
+  sandboxIds: z.array(id).max(10_000),
+  /** The epoch of the leader lease of the control plane that sends it (fencing: a lower one than the worker has seen is refused, ERR_STALE_EPOCH). Absent counts as 0. */
+  leaderEpoch: z.number().int().min(0).optional(),
+});
 export type DeleteSandboxesRequest = z.infer<typeof deleteSandboxesRequestSchema>;
 export const deleteSandboxesResponseSchema = z.strictObject({ deleted: z.array(z.string()), unknown: z.array(z.string()) });
 export type DeleteSandboxesResponse = z.infer<typeof deleteSandboxesResponseSchema>;
@@ -150,7 +156,11 @@ export const registerWorkerRequestSchema = z.strictObject({
   sandboxes: z.array(sandboxInfoSchema),
 });
 export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
-export const registerWorkerResponseSchema = z.strictObject({ heartbeatIntervalMs: z.number().int().min(1) });
+export const registerWorkerResponseSchema = z.strictObject({
+  heartbeatIntervalMs: z.number().int().min(1),
+  /** The answering leader's epoch: the worker refuses commands from lower ones from then on. */
+  leaderEpoch: z.number().int().min(0).optional(),
+});
 export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema>;
 
 export const heartbeatRequestSchema = z.strictObject({ workerId: id });
@@ -159,6 +169,8 @@ export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
 export const processSandboxesRequestSchema = z.strictObject({
   creates: z.array(z.strictObject({ workerId: id, sandboxId: id, function: sandboxFunctionSchema })).max(10_000),
   deletes: z.array(z.strictObject({ workerId: id, sandboxId: id })).max(10_000),
+  /** The epoch of the leader lease of the control plane that sends it (fencing: a lower one than the worker has seen is refused, ERR_STALE_EPOCH). Absent counts as 0. */
+  leaderEpoch: z.number().int().min(0).optional(),
 });
 export type ProcessSandboxesRequest = z.infer<typeof processSandboxesRequestSchema>;
 /** `unknownWorkers`: ids this process does not run (their items were ignored). */

@@ -173,9 +173,11 @@ export class BatonClient {
   /** PUT /v1/artifacts: uploads a .tar.gz, answers its content digest. */
   async uploadArtifact(data: Buffer, options: CallOptions = {}): Promise<{ digest: string }> {
     const timeoutMs = options.timeoutMs ?? UPLOAD_TIMEOUT_MS;
-    const res = await this.#raw('PUT', `${this.url}/v1/artifacts`, {
-      body: data, headers: { 'content-type': 'application/gzip' }, timeoutMs, signal: options.signal,
-    });
+    const upload = { body: data, headers: { 'content-type': 'application/gzip' }, timeoutMs, signal: options.signal };
+    let res = await this.#raw('PUT', `${this.url}/v1/artifacts`, upload);
+    // A follower control plane redirects to its leader: the same upload, once, there.
+    const location = res.headers['location'];
+    if (res.status === 307 && typeof location === 'string') res = await this.#raw('PUT', new URL(location, this.url).href, upload);
     const parsed = parseJson(res.body);
     if (res.status >= 400) throw BatonError.fromBody(parsed, `PUT ${this.url}/v1/artifacts answered ${res.status}`);
     return parsed as { digest: string };

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +17,7 @@ import { loadManifest } from './manifest.ts';
 import { BatonError } from '../core/errors.ts';
 import { loadConfig } from './load-config.ts';
 import { Supervisor } from './supervisor.ts';
+import { renderHaproxyConfig } from './haproxy-config.ts';
 import { SystemClock } from '../core/clock.ts';
 
 /**
@@ -93,9 +96,15 @@ export interface UpOptions {
   /** Workers: one process-runtime worker, one offering process and container, or N emulated ones in one worker process. */
   readonly runtime: 'process' | 'container' | 'emulated';
   readonly workers: number;
+  /** Control planes: one leads, the others follow (more than one needs `store: redis`). */
+  readonly controlPlanes: number;
+  /** Data planes; more than one are put behind HAProxy. */
+  readonly dataPlanes: number;
+  /** `file` (embedded) or `redis` (a redis-server started by `baton up`). */
+  readonly store: 'file' | 'redis';
 }
 
-const UP_FLAGS = ['data-dir', 'port-offset', 'log-level', 'runtime', 'workers'];
+const UP_FLAGS = ['data-dir', 'port-offset', 'log-level', 'runtime', 'workers', 'control-planes', 'data-planes', 'store'];
 
 /** @throws BatonError ERR_INVALID_CONFIG naming the flag */
 export function parseUpFlags(argv: readonly string[]): UpOptions {
@@ -114,7 +123,50 @@ export function parseUpFlags(argv: readonly string[]): UpOptions {
   if (runtime !== 'emulated' && workers > 1) {
     throw new BatonError('ERR_INVALID_CONFIG', '--workers above 1 needs --runtime emulated (process-runtime workers on one machine would offer its capacity several times)');
   }
-  return { dataDir: resolve(String(flags['data-dir'] ?? './.baton')), offset, logLevel: String(flags['log-level'] ?? 'warn'), runtime, workers };
+  const controlPlanes = Number(flags['control-planes'] ?? 1);
+  if (!Number.isInteger(controlPlanes) || controlPlanes < 1 || controlPlanes > 5) throw new BatonError('ERR_INVALID_CONFIG', `--control-planes must be an integer in [1, 5], got '${flags['control-planes']}'`);
+  const dataPlanes = Number(flags['data-planes'] ?? 1);
+  if (!Number.isInteger(dataPlanes) || dataPlanes < 1 || dataPlanes > 8) throw new BatonError('ERR_INVALID_CONFIG', `--data-planes must be an integer in [1, 8], got '${flags['data-planes']}'`);
+  const store = String(flags['store'] ?? 'file');
+  if (store !== 'file' && store !== 'redis') throw new BatonError('ERR_INVALID_CONFIG', `--store must be file or redis, got '${store}'`);
+  if (controlPlanes > 1 && store !== 'redis') {
+    throw new BatonError('ERR_INVALID_CONFIG', '--control-planes above 1 needs --store redis (the control planes share the store and the leader lease in it)');
+  }
+  return { dataDir: resolve(String(flags['data-dir'] ?? './.baton')), offset, logLevel: String(flags['log-level'] ?? 'warn'), runtime, workers, controlPlanes, dataPlanes, store };
+}
+
+/**
+ * Where `baton up` puts each daemon, from `--port-offset` o: control plane i on 9090 + o + 10·i
+ * (Dirigent registration one above), data plane j on 8080 + o + 10·j (internal API one above), the
+ * worker on 10010 + o, Redis on 6390 + o, HAProxy (several data planes) on 8000 + o.
+ */
+export function upPorts(o: Pick<UpOptions, 'offset' | 'controlPlanes' | 'dataPlanes'>): {
+  controlPlanes: { port: number; registrationPort: number }[]; dataPlanes: { port: number; internalPort: number }[]; worker: number; redis: number; haproxy: number;
+} {
+  return {
+    controlPlanes: Array.from({ length: o.controlPlanes }, (_, i) => ({ port: 9090 + o.offset + 10 * i, registrationPort: 9091 + o.offset + 10 * i })),
+    dataPlanes: Array.from({ length: o.dataPlanes }, (_, j) => ({ port: 8080 + o.offset + 10 * j, internalPort: 8081 + o.offset + 10 * j })),
+    worker: 10010 + o.offset, redis: 6390 + o.offset, haproxy: 8000 + o.offset,
+  };
+}
+
+/** The path of an executable on PATH (or in /usr/sbin, where Debian puts haproxy), or undefined. */
+function findExecutable(name: string): string | undefined {
+  const dirs = [...(process.env['PATH'] ?? '').split(':').filter(Boolean), '/usr/sbin', '/usr/bin'];
+  for (const dir of dirs) {
+    const file = join(dir, name);
+    if (existsSync(file)) return file;
+  }
+  return undefined;
+}
+
+/** @throws BatonError ERR_PREREQUISITE_MISSING naming the Debian package */
+function requireExecutable(name: string, debianPackage: string, why: string): string {
+  const file = findExecutable(name);
+  if (file === undefined) {
+    throw new BatonError('ERR_PREREQUISITE_MISSING', `${why} needs ${name}, which is not installed: sudo apt-get install ${debianPackage}`);
+  }
+  return file;
 }
 
 /**
@@ -124,32 +176,64 @@ export function parseUpFlags(argv: readonly string[]): UpOptions {
  * others keep serving; Ctrl-C (or SIGTERM) stops them all.
  */
 async function runUp(argv: string[]): Promise<number> {
-  const { dataDir, offset, logLevel, runtime, workers } = parseUpFlags(argv);
-  const cpPort = 9090 + offset;
-  const cpUrl = `http://127.0.0.1:${cpPort}`;
-  const dpPort = 8080 + offset;
+  const options = parseUpFlags(argv);
+  const { dataDir, offset, logLevel, runtime, workers, controlPlanes, dataPlanes, store } = options;
+  const ports = upPorts(options);
+  // Checked before anything starts: a missing tool is one clear message, not a half-started cluster.
+  const redisServer = store === 'redis' ? requireExecutable('redis-server', 'redis-server', '--store redis') : undefined;
+  const haproxy = dataPlanes > 1 ? requireExecutable('haproxy', 'haproxy', '--data-planes above 1') : undefined;
+  const cpUrls = ports.controlPlanes.map((p) => `http://127.0.0.1:${p.port}`);
+  const cpUrl = cpUrls[0] as string;
+  const redisUrl = `redis://127.0.0.1:${ports.redis}`;
   const supervisor = new Supervisor({
     clock: new SystemClock({ holdsProcess: true }),
     report: (line) => process.stderr.write(`baton up: ${line}\n`),
   });
   const first: ChildProcess[] = [];
-  const supervise = (name: string, command: string, args: string[]): void => {
-    first.push(supervisor.add(name, () => spawnDaemon(command, args)) as ChildProcess);
+  const supervise = (name: string, start: () => ChildProcess): void => {
+    first.push(supervisor.add(name, start) as ChildProcess);
   };
   const stopped = new Promise<string>((resolveStop) => {
     process.once('SIGINT', () => resolveStop('SIGINT'));
     process.once('SIGTERM', () => resolveStop('SIGTERM'));
   });
+  // Every worker and data plane is given every control plane: they follow the leader.
+  const cpFlag = controlPlanes === 1 ? ['--control-plane-url', cpUrl] : ['--control-plane-urls', JSON.stringify(cpUrls)];
   try {
-    supervise('controlplane', 'controlplane', ['--port', String(cpPort), '--registration-port', String(9091 + offset), '--data-dir', join(dataDir, 'controlplane'), '--log-level', logLevel]);
-    await waitHealthy(`${cpUrl}/healthz`, first);
-    const workerArgs = ['--port', String(10010 + offset), '--data-dir', join(dataDir, 'worker'), '--control-plane-url', cpUrl, '--log-level', logLevel];
+    if (redisServer !== undefined) {
+      await mkdir(join(dataDir, 'redis'), { recursive: true });
+      // Append-only, fsync'ed on every write: an acknowledged registration survives a crash of Redis too.
+      supervise('redis', () => spawn(redisServer, [
+        '--port', String(ports.redis), '--bind', '127.0.0.1', '--dir', join(dataDir, 'redis'), '--save', '',
+        '--appendonly', 'yes', '--appendfsync', 'always', '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
+      ], { stdio: ['ignore', 'inherit', 'inherit'] }));
+      await waitListening(ports.redis, first);
+    }
+    ports.controlPlanes.forEach((p, i) => {
+      const name = controlPlanes === 1 ? 'controlplane' : `controlplane-${i}`;
+      const args = ['--port', String(p.port), '--registration-port', String(p.registrationPort), '--data-dir', join(dataDir, controlPlanes === 1 ? 'controlplane' : name), '--log-level', logLevel];
+      if (store === 'redis') args.push('--store', 'redis', '--redis-url', redisUrl);
+      supervise(name, () => spawnDaemon('controlplane', args));
+    });
+    for (const url of cpUrls) await waitHealthy(`${url}/healthz`, first);
+    const workerArgs = ['--port', String(ports.worker), '--data-dir', join(dataDir, 'worker'), ...cpFlag, '--log-level', logLevel];
     if (runtime === 'emulated') workerArgs.push('--runtime', 'emulated', '--emulate', String(workers === 1 ? 0 : workers));
     if (runtime === 'container') workerArgs.push('--runtimes', '["process","container"]');
-    supervise('worker', 'worker', workerArgs);
-    supervise('dataplane', 'dataplane', ['--port', String(dpPort), '--internal-port', String(8081 + offset), '--data-dir', join(dataDir, 'dataplane'), '--control-plane-url', cpUrl, '--log-level', logLevel]);
-    await waitHealthy(`http://127.0.0.1:${10010 + offset}/healthz`, first);
-    await waitHealthy(`http://127.0.0.1:${8081 + offset}/healthz`, first);
+    supervise('worker', () => spawnDaemon('worker', workerArgs));
+    ports.dataPlanes.forEach((p, j) => {
+      const name = dataPlanes === 1 ? 'dataplane' : `dataplane-${j}`;
+      const args = ['--port', String(p.port), '--internal-port', String(p.internalPort), '--data-dir', join(dataDir, name), ...cpFlag, '--log-level', logLevel];
+      if (dataPlanes > 1) args.push('--dataplane-id', name);
+      supervise(name, () => spawnDaemon('dataplane', args));
+    });
+    await waitHealthy(`http://127.0.0.1:${ports.worker}/healthz`, first);
+    for (const p of ports.dataPlanes) await waitHealthy(`http://127.0.0.1:${p.internalPort}/healthz`, first);
+    if (haproxy !== undefined) {
+      const file = join(dataDir, 'haproxy.cfg');
+      await writeFile(file, renderHaproxyConfig({ bind: `127.0.0.1:${ports.haproxy}`, dataplanes: ports.dataPlanes.map((p) => `127.0.0.1:${p.port}`) }));
+      supervise('haproxy', () => spawn(haproxy, ['-db', '-f', file], { stdio: ['ignore', 'inherit', 'inherit'] }));
+      await waitListening(ports.haproxy, first);
+    }
     if (runtime === 'process') await deployHello(cpUrl);
     else if (runtime === 'container') await deployContainerHello(cpUrl);
     else await deployEmulatedHello(cpUrl);
@@ -157,17 +241,21 @@ async function runUp(argv: string[]): Promise<number> {
     await supervisor.stop();
     throw err;
   }
+  const entryUrl = haproxy === undefined ? `http://127.0.0.1:${ports.dataPlanes[0]?.port}` : `http://127.0.0.1:${ports.haproxy}`;
   process.stdout.write([
     'Baton is running:',
-    `  control plane  ${cpUrl} (Dirigent registration: http://127.0.0.1:${9091 + offset}/registerService)`,
-    `  data plane     http://127.0.0.1:${dpPort}`,
-    `  worker         http://127.0.0.1:${10010 + offset}${runtime === 'emulated' ? ` (${workers} emulated worker${workers === 1 ? '' : 's'})` : ''}`,
+    ...(store === 'redis' ? [`  store          ${redisUrl} (redis-server, append-only file in ${join(dataDir, 'redis')})`] : []),
+    ...cpUrls.map((url, i) => `  control plane  ${url} (Dirigent registration: http://127.0.0.1:${ports.controlPlanes[i]?.registrationPort}/registerService)`),
+    ...(controlPlanes > 1 ? ['                 one leads (its /healthz says so); the others redirect management calls to it'] : []),
+    ...ports.dataPlanes.map((p) => `  data plane     http://127.0.0.1:${p.port}`),
+    ...(haproxy === undefined ? [] : [`  HAProxy        ${entryUrl} (each function sticks to one data plane; a dead one is taken out)`]),
+    `  worker         http://127.0.0.1:${ports.worker}${runtime === 'emulated' ? ` (${workers} emulated worker${workers === 1 ? '' : 's'})` : ''}`,
     '',
     runtime === 'process' ? 'Deployed examples/hello as the function "hello". Try:'
       : runtime === 'container' ? 'Deployed examples/hello as the container function "hello" (an image built from this machine\'s node). Try:'
         : 'Deployed the emulated function "hello" (it waits x-baton-exec-ms, then answers). Try:',
-    `  curl ${runtime === 'emulated' ? '-H "x-baton-exec-ms: 50" ' : ''}http://127.0.0.1:${dpPort}/fn/hello/`,
-    `  npx baton invoke hello${offset === 0 ? '' : ` --url ${cpUrl} --dataplane-url http://127.0.0.1:${dpPort}`}`,
+    `  curl ${runtime === 'emulated' ? '-H "x-baton-exec-ms: 50" ' : ''}${entryUrl}/fn/hello/`,
+    `  npx baton invoke hello${offset === 0 && haproxy === undefined ? '' : ` --url ${cpUrl} --dataplane-url ${entryUrl}`}`,
     '',
     'A daemon that dies is restarted. Press Ctrl-C to stop everything.',
     '',
@@ -176,6 +264,22 @@ async function runUp(argv: string[]): Promise<number> {
   process.stderr.write(`stopping (${reason})…\n`);
   await supervisor.stop();
   return 0;
+}
+
+/** Resolves once something accepts TCP connections on the loopback port (Redis, HAProxy), within 30 s. */
+async function waitListening(port: number, children: readonly ChildProcess[]): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (children.some((c) => c.exitCode !== null)) throw new BatonError('ERR_UNAVAILABLE', `a daemon exited during start-up (waiting for port ${port})`);
+    const isOpen = await new Promise<boolean>((resolveOpen) => {
+      const socket = connect({ port, host: '127.0.0.1' });
+      socket.once('connect', () => { socket.destroy(); resolveOpen(true); });
+      socket.once('error', () => resolveOpen(false));
+    });
+    if (isOpen) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new BatonError('ERR_TIMEOUT', `nothing listened on port ${port} within 30 s`);
 }
 
 function spawnDaemon(command: string, args: string[]): ChildProcess {

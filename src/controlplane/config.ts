@@ -28,6 +28,10 @@ export const controlPlaneConfigSchema = z.strictObject({
   autoscalerTickMs: z.number().int().min(10).default(2000),
   /** A sandbox not ready this long after its creation was asked is given up and deleted. */
   sandboxCreateTimeoutMs: z.number().int().min(100).default(30_000),
+  /** TTL of the leader lease: only its holder acts; a follower takes over about this long after the leader is gone. */
+  leaderLeaseMs: z.number().int().min(300).max(60_000).default(1500),
+  /** This control plane's URL for its peers (the leader lease's holder, the leader followers name); default the URL it listens on. */
+  advertiseUrl: z.url().optional(),
   /** Longest a scale-down waits for in-flight invocations before deleting the sandbox. */
   drainTimeoutMs: z.number().int().min(0).default(30_000),
   maxArtifactBytes: z.number().int().min(1024).default(64 * 1024 * 1024),

@@ -38,6 +38,8 @@ export interface ControlPlaneCoreOptions {
   readonly metricsRegistry: MetricsRegistry;
   readonly connectWorker: WorkerConnector;
   readonly connectDataplane: DataplaneConnector;
+  /** The epoch of the leader lease this core acts in (told to workers as they register). */
+  readonly leaderEpoch?: number;
 }
 
 /** The control plane's components, wired; its main.ts adds the store, the sockets and the HTTP server. */
@@ -93,6 +95,7 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
     onRecovered: (fn) => autoscaler.ensureActive(fn, { isRecovered: true }),
     shortfall: (fn) => Math.max(0, autoscaler.desiredScale(fn) - countSandboxes(fn).current),
     connect: (registration) => o.connectWorker(registration, (ids, err) => executor.onCreateUnreachable(ids, err)),
+    ...(o.leaderEpoch === undefined ? {} : { leaderEpoch: o.leaderEpoch }),
   });
   const autoscaler: Autoscaler = new Autoscaler({
     clock, bucketMs: config.autoscalerBucketMs, tickMs: config.autoscalerTickMs,

@@ -2,11 +2,12 @@ import { randomInt } from 'node:crypto';
 import { Gauge } from 'prom-client';
 import { Agent } from 'undici';
 import { controlPlaneToDataplane } from '../api/contracts.ts';
-import { systemClock, type Clock } from '../core/clock.ts';
+import { repeat, systemClock, type Clock } from '../core/clock.ts';
 import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import { FileStore } from '../store/file-store.ts';
+import { LeaderLease } from '../store/leader-lease.ts';
 import { RedisStore } from '../store/redis-store.ts';
 import type { Store } from '../store/store.ts';
 import { Redis } from 'ioredis';
@@ -17,13 +18,14 @@ import { listen } from '../transport/listen.ts';
 import { RpcConnections } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
 import type { ControlPlaneConfig } from './config.ts';
-import { createControlPlaneCore, type DataplaneConnector, type WorkerConnector } from './core.ts';
+import { createControlPlaneCore, type ControlPlaneCore, type DataplaneConnector, type WorkerConnector } from './core.ts';
+import { followerRoutes, leaderRoutes } from './leadership.ts';
 import type { DataplaneChannel } from './dataplane-membership.ts';
 import { DrainBatcher } from './drain-batcher.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
 import { addDirigentRoutes, createRegistrationRouter } from './dirigent-routes.ts';
 import { createRoutes } from './routes.ts';
-import { guardRoutes, RecoveryGate } from './recovery-gate.ts';
+import { guardRoutes, RecoveryGate, type Routes } from './recovery-gate.ts';
 import { httpProcessClient, httpWorkerClient, ProcessBatcher, WorkerBatcher, type WorkerClient } from './worker-client.ts';
 
 export interface RunningControlPlane {
@@ -40,8 +42,16 @@ export interface ControlPlaneDeps {
 }
 
 /**
- * The control plane's composition root: the store, the clients and sockets (worker and data-plane
- * connectors, the RPC connections), the components (core.ts) and the HTTP server.
+ * The control plane's composition root: the store, the leader lease, the clients and sockets
+ * (worker and data-plane connectors, the RPC connections), the HTTP server, and — while this
+ * control plane leads — the components (core.ts).
+ *
+ * Only the holder of the leader lease acts. Each term of leadership is a core of its own, built
+ * when the lease is won exactly as after a restart (state loaded from the store, every worker and
+ * data plane registering again behind the recovery gate) and closed the moment the lease is lost
+ * or runs out: nothing of a deposed term schedules, commands, publishes or writes. What a term
+ * sends to workers and data planes carries its epoch, so a message of a term that was paused past
+ * its lease is refused by them. Between terms the control plane follows (leadership.ts).
  */
 export async function startControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
   const log = deps.logger ?? createLogger({ name: 'controlplane', level: config.logLevel });
@@ -53,43 +63,96 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   // With the RPC transport every worker and data plane origin gets one stream connection, shared by
   // the clients of the workers behind it.
   const rpc = config.internalTransport === 'rpc' ? new RpcConnections() : undefined;
-  const metricsRegistry = createRegistry('controlplane');
-
-  const core = createControlPlaneCore({
-    config, store, clock, log, random, metricsRegistry,
-    connectWorker: workerConnector({ clock, workerAgent, rpc, workerClientFactory: deps.workerClientFactory }),
-    connectDataplane: (url, dataplaneId, snapshot) => connectDataplane(url, { clock, log: log.child({ dataplane: dataplaneId }), drainTimeoutMs: config.drainTimeoutMs, rpc, snapshot }),
-  });
-  await core.load();
-  const { registry, workers, dataplanes, demand, autoscaler, executor } = core;
-  const recovery = new RecoveryGate({ workers, clock, maxWaitMs: config.heartbeatIntervalMs * config.heartbeatMissLimit });
+  const processMetrics = createRegistry('controlplane');
+  const isLeaderGauge = new Gauge({ name: 'baton_controlplane_is_leader', help: '1 while this control plane holds the leader lease', registers: [processMetrics] });
 
   let isClosing = false;
-  const router = createRoutes(
-    { registry, workers, dataplanes, demand, autoscaler, executor, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: () => isClosing },
-    new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
-  );
-  addDirigentRoutes(router, { registry, dataplanes });
-  const gated = guardRoutes(router, { recovery, isClosing: () => isClosing });
+  let term: LeaderTerm | undefined;
+  let takingOver: { epoch: number; done: Promise<void> } | undefined;
+  let leaderUrl: string | undefined;
+  let routes: Routes | undefined;
   const headerLimits = { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount };
-  const server = createLimitedServer(headerLimits, gated.handle, { keepAliveTimeout: 65_000 });
-  const rpcServer = serveRpc(server, gated.dispatch, { onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
-  new Gauge({
-    name: 'baton_controlplane_rpc_connections', help: 'RPC stream connections from workers and data planes', registers: [metricsRegistry],
+  const server = createLimitedServer(headerLimits, (req, res) => (routes as Routes).handle(req, res), { keepAliveTimeout: 65_000 });
+  const rpcServer = serveRpc(server, (method, path, body) => (routes as Routes).dispatch(method, path, body), {
+    onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed'),
+  });
+  const rpcGauge = new Gauge({
+    name: 'baton_controlplane_rpc_connections', help: 'RPC stream connections from workers and data planes', registers: [processMetrics],
     collect() { this.set(rpcServer.connections); },
   });
-  const { url } = await listen(server, config);
-  const registrationServer = config.registrationPort === undefined ? undefined : createLimitedServer(headerLimits, createRegistrationRouter({ registry, dataplanes }).handle, { keepAliveTimeout: 65_000 });
+  const listening = await listen(server, config);
+  const selfUrl = (config.advertiseUrl ?? listening.url).replace(/\/+$/, '');
+  const follower = followerRoutes({
+    selfUrl, leaderUrl: () => leaderUrl, isTakingOver: () => takingOver !== undefined, isClosing: () => isClosing, metrics: processMetrics,
+  });
+  routes = follower;
+  const registrationServer = config.registrationPort === undefined ? undefined : createLimitedServer(headerLimits, (req, res) => {
+    if (term !== undefined) {
+      term.registration.handle(req, res);
+      return;
+    }
+    follower.handle(req, res);
+  }, { keepAliveTimeout: 65_000 });
+
+  const lead = async (epoch: number): Promise<void> => {
+    leaderUrl = selfUrl;
+    const built = await buildTerm(epoch, {
+      config, store, clock, log, random, workerAgent, rpc, selfUrl, deps, isClosing: () => isClosing,
+      isCurrent: () => lease.epoch === epoch && !isClosing, processGauges: [isLeaderGauge, rpcGauge],
+    });
+    if (takingOver?.epoch === epoch) takingOver = undefined;
+    if (built === undefined) return;
+    if (lease.epoch !== epoch || isClosing) {
+      built.close();
+      return;
+    }
+    term = built;
+    routes = built.routes;
+    isLeaderGauge.set(1);
+    log.info({ epoch, url: selfUrl, functions: built.core.registry.size, workers: built.core.workers.size }, 'leading');
+  };
+  const stepDown = (epoch: number): void => {
+    if (takingOver?.epoch === epoch) takingOver = undefined;
+    if (term?.epoch !== epoch) return;
+    const ended = term;
+    term = undefined;
+    routes = follower;
+    leaderUrl = undefined;
+    isLeaderGauge.set(0);
+    ended.close();
+    log.warn({ epoch }, 'stepped down: stopped scheduling, commanding workers and publishing routing views');
+  };
+  const lease: LeaderLease = new LeaderLease({
+    // The file store's lease lives in this process and nobody else can take it: it is held for as
+    // long as the process lives, however long the event loop stalls.
+    leases: store.leases, clock, log, holder: selfUrl, ttlMs: config.store === 'file' ? FILE_LEASE_MS : config.leaderLeaseMs,
+    onElected: (epoch) => { takingOver = { epoch, done: lead(epoch) }; },
+    onDeposed: (epoch) => stepDown(epoch),
+  });
+  // Followers learn who leads from the lease, to name it to workers, data planes and clients.
+  const watch = repeat(clock, Math.max(100, Math.floor(config.leaderLeaseMs / 3)), () => {
+    if (lease.isLeader) return;
+    store.leases.current(LEADER_LEASE).then((holding) => { if (!lease.isLeader) leaderUrl = holding?.holder; }, () => undefined);
+  });
+  // The first attempt before saying it listens: a lone control plane (or the first of a cluster)
+  // is leading, its state loaded, when `startControlPlane` resolves.
+  await lease.step();
+  await takingOver?.done;
+  if (!lease.isLeader) leaderUrl = (await store.leases.current(LEADER_LEASE).catch(() => undefined))?.holder;
+  lease.start();
   const registrationUrl = registrationServer === undefined ? undefined : (await listen(registrationServer, { host: config.host, port: config.registrationPort ?? 0 })).url;
-  core.start();
-  log.info({ url, registrationUrl, functions: registry.size, workers: workers.size }, 'control plane listening');
+  log.info({ url: listening.url, advertiseUrl: selfUrl, registrationUrl, role: lease.isLeader ? 'leader' : 'follower', leaderUrl, epoch: lease.epoch, functions: term?.core.registry.size ?? 0, workers: term?.core.workers.size ?? 0 }, 'control plane listening');
 
   return {
-    url,
+    url: listening.url,
     async close() {
       if (isClosing) return;
       isClosing = true;
-      core.close();
+      watch.cancel();
+      await takingOver?.done;
+      term?.close();
+      term = undefined;
+      await lease.close();
       rpc?.close();
       rpcServer.close();
       server.closeIdleConnections();
@@ -98,6 +161,72 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       await workerAgent.close();
       await store.close();
     },
+  };
+}
+
+const LEADER_LEASE = 'controlplane-leader';
+const FILE_LEASE_MS = 3_600_000;
+
+/** One term of leadership: the components and the routes that act on them. */
+interface LeaderTerm {
+  readonly epoch: number;
+  readonly core: ControlPlaneCore;
+  readonly routes: Routes;
+  /** Dirigent's registration server's handler. */
+  readonly registration: { handle: Routes['handle'] };
+  close(): void;
+}
+
+/**
+ * Builds the components of a term in `epoch` and loads the cluster's state from the store, trying
+ * again while the term is current (a store that cannot be read now may be back in a moment).
+ * Undefined when the term ended before its state could be loaded.
+ */
+async function buildTerm(epoch: number, o: {
+  config: ControlPlaneConfig; store: Store; clock: Clock; log: Logger; random: ReturnType<typeof createRandom>;
+  workerAgent: Agent; rpc: RpcConnections | undefined; selfUrl: string; deps: ControlPlaneDeps;
+  isClosing: () => boolean; isCurrent: () => boolean; processGauges: readonly Gauge[];
+}): Promise<LeaderTerm | undefined> {
+  const { config, store, clock, log, random } = o;
+  // A registry per term: a deposed term's gauges (reading its closed components) leave with it.
+  const metricsRegistry = createRegistry('controlplane');
+  for (const gauge of o.processGauges) metricsRegistry.registerMetric(gauge);
+  const workerConnection = workerConnector({ clock, workerAgent: o.workerAgent, rpc: o.rpc, workerClientFactory: o.deps.workerClientFactory, leaderEpoch: epoch });
+  const core = createControlPlaneCore({
+    config, store, clock, log, random, metricsRegistry, leaderEpoch: epoch,
+    connectWorker: workerConnection.connect,
+    connectDataplane: (url, dataplaneId, snapshot) => connectDataplane(url, { clock, log: log.child({ dataplane: dataplaneId }), drainTimeoutMs: config.drainTimeoutMs, rpc: o.rpc, snapshot, leaderEpoch: epoch }),
+  });
+  const close = (): void => {
+    core.close();
+    workerConnection.close();
+  };
+  for (let attempt = 1; ; attempt++) {
+    if (!o.isCurrent()) {
+      close();
+      return undefined;
+    }
+    try {
+      await core.load();
+      break;
+    } catch (err) {
+      log.error({ err, epoch, attempt }, 'could not load the cluster\'s state from the store; trying again');
+      await new Promise<void>((resolve) => { clock.setTimeout(resolve, Math.min(100 * attempt, 1_000)); });
+    }
+  }
+  const { registry, workers, dataplanes, demand, autoscaler, executor } = core;
+  const recovery = new RecoveryGate({ workers, clock, maxWaitMs: config.heartbeatIntervalMs * config.heartbeatMissLimit });
+  const router = createRoutes(
+    { registry, workers, dataplanes, demand, autoscaler, executor, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: o.isClosing },
+    new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
+  );
+  addDirigentRoutes(router, { registry, dataplanes });
+  const gated = guardRoutes(router, { recovery, isClosing: o.isClosing });
+  const registration = createRegistrationRouter({ registry, dataplanes });
+  core.start();
+  return {
+    epoch, core, registration, close,
+    routes: leaderRoutes(gated, { selfUrl: o.selfUrl, epoch, isClosing: o.isClosing }),
   };
 }
 
@@ -128,27 +257,35 @@ async function openStore(config: ControlPlaneConfig, log: Logger): Promise<Store
  */
 function workerConnector(o: {
   clock: Clock; workerAgent: Agent; rpc: RpcConnections | undefined;
-  workerClientFactory: ((url: string) => WorkerClient) | undefined;
-}): WorkerConnector {
-  const processBatchers = new Map<string, ProcessBatcher>();
-  return (registration, onCreateFailed) => {
-    const client = o.workerClientFactory?.(registration.url) ?? httpWorkerClient(registration.url, o.workerAgent, o.rpc?.for(registration.url));
+  workerClientFactory: ((url: string) => WorkerClient) | undefined; leaderEpoch: number;
+}): { connect: WorkerConnector; close(): void } {
+  const processBatchers = new Map<string, { batcher: ProcessBatcher; close(): void }>();
+  const connect: WorkerConnector = (registration, onCreateFailed) => {
+    const client = o.workerClientFactory?.(registration.url)
+      ?? httpWorkerClient(registration.url, { dispatcher: o.workerAgent, rpc: o.rpc?.for(registration.url), leaderEpoch: o.leaderEpoch });
     const { processUrl } = registration;
     if (processUrl === undefined) return new WorkerBatcher(client, o.clock, onCreateFailed);
-    let batcher = processBatchers.get(processUrl);
-    if (batcher === undefined) {
-      const post = httpProcessClient(processUrl, o.workerAgent, o.rpc?.for(processUrl)).post;
-      batcher = new ProcessBatcher(post, o.clock, onCreateFailed);
-      processBatchers.set(processUrl, batcher);
+    let entry = processBatchers.get(processUrl);
+    if (entry === undefined) {
+      const processClient = httpProcessClient(processUrl, { dispatcher: o.workerAgent, rpc: o.rpc?.for(processUrl), leaderEpoch: o.leaderEpoch });
+      entry = { batcher: new ProcessBatcher(processClient.post, o.clock, onCreateFailed), close: processClient.close };
+      processBatchers.set(processUrl, entry);
     }
-    return batcher.forWorker(registration.workerId, client);
+    return entry.batcher.forWorker(registration.workerId, client);
+  };
+  return {
+    connect,
+    close: () => {
+      for (const entry of processBatchers.values()) entry.close();
+      processBatchers.clear();
+    },
   };
 }
 
 /** Opens the channel to one data plane: its routing publisher and its drain waits. */
 function connectDataplane(url: string, o: {
   clock: Clock; log: Logger; drainTimeoutMs: number; rpc: RpcConnections | undefined;
-  snapshot: Parameters<DataplaneConnector>[2];
+  snapshot: Parameters<DataplaneConnector>[2]; leaderEpoch: number;
 }): DataplaneChannel {
   const rpc = o.rpc?.for(url);
   const client = new JsonClient(url, { timeoutMs: 10_000, connections: 1, ...(rpc === undefined ? {} : { rpc }) });
@@ -162,7 +299,7 @@ function connectDataplane(url: string, o: {
       o.log.warn({ err, sandboxes: sandboxIds.length }, 'drain wait failed; deleting anyway');
     }
   }, o.drainTimeoutMs, o.clock);
-  const publisher = new RoutingPublisher({ send: (update) => client.invoke(controlPlaneToDataplane.updateEndpoints, update) }, { snapshot: o.snapshot }, o.clock, o.log);
+  const publisher = new RoutingPublisher({ send: (update) => client.invoke(controlPlaneToDataplane.updateEndpoints, { ...update, leaderEpoch: o.leaderEpoch }) }, { snapshot: o.snapshot }, o.clock, o.log);
   return {
     publisher,
     drainWait: (sandboxIds) => drains.wait(sandboxIds),

@@ -53,7 +53,8 @@ export class RecoveryGate {
 
 const GATED = dataplaneToControlPlane.registerDataplane;
 
-type Routes = { handle(req: IncomingMessage, res: ServerResponse): void; dispatch(method: string, path: string, body: unknown): Promise<RpcReply> };
+/** The control plane's HTTP handler and RPC dispatch. */
+export type Routes = { handle(req: IncomingMessage, res: ServerResponse): void; dispatch(method: string, path: string, body: unknown): Promise<RpcReply> };
 
 /**
  * The control plane's HTTP handler and RPC dispatch with two guards in front: while closing,

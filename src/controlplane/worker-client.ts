@@ -17,13 +17,15 @@ export interface WorkerClient {
 
 /**
  * `dispatcher`: shared connections per origin (several workers emulated by one process share one);
- * `rpc`: the origin's RPC stream, which then carries the calls.
+ * `rpc`: the origin's RPC stream, which then carries the calls. `leaderEpoch` is stamped on every
+ * creation and deletion (fencing: a worker refuses those of a deposed leader).
  */
-export function httpWorkerClient(url: string, dispatcher?: Dispatcher, rpc?: RpcConnection): WorkerClient {
+export function httpWorkerClient(url: string, o: { dispatcher?: Dispatcher | undefined; rpc?: RpcConnection | undefined; leaderEpoch?: number | undefined } = {}): WorkerClient {
+  const { dispatcher, rpc, leaderEpoch } = o;
   const client = new JsonClient(url, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
   return {
-    createSandboxes: (items) => client.invoke(controlPlaneToWorker.createSandboxes, { sandboxes: items }),
-    deleteSandboxes: (sandboxIds) => client.invoke(controlPlaneToWorker.deleteSandboxes, { sandboxIds }),
+    createSandboxes: (items) => client.invoke(controlPlaneToWorker.createSandboxes, { sandboxes: items, leaderEpoch }),
+    deleteSandboxes: (sandboxIds) => client.invoke(controlPlaneToWorker.deleteSandboxes, { sandboxIds, leaderEpoch }),
     logs: (sandboxId, tail) => client.invoke(controlPlaneToWorker.sandboxLogs, { sandboxId, tail }),
     close: () => client.destroy(),
   };
@@ -82,9 +84,10 @@ export class WorkerBatcher implements SandboxBatcher {
 /** Sends one process-wide batch (POST {processUrl}/internal/v1/process/sandboxes). */
 export type PostProcessSandboxes = (request: ProcessSandboxesRequest) => Promise<ProcessSandboxesResponse>;
 
-export function httpProcessClient(processUrl: string, dispatcher?: Dispatcher, rpc?: RpcConnection): { post: PostProcessSandboxes; close(): void } {
+export function httpProcessClient(processUrl: string, o: { dispatcher?: Dispatcher | undefined; rpc?: RpcConnection | undefined; leaderEpoch?: number | undefined } = {}): { post: PostProcessSandboxes; close(): void } {
+  const { dispatcher, rpc, leaderEpoch } = o;
   const client = new JsonClient(processUrl, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
-  return { post: (request) => client.invoke(controlPlaneToWorker.processSandboxes, request), close: () => client.destroy() };
+  return { post: (request) => client.invoke(controlPlaneToWorker.processSandboxes, { ...request, leaderEpoch }), close: () => client.destroy() };
 }
 
 /**

@@ -35,6 +35,8 @@ export interface WorkerMembershipOptions {
    * worker's addresses do.
    */
   readonly connect: (registration: RegisterWorkerRequest) => SandboxBatcher;
+  /** The leader epoch of this control plane's term, told to each worker that registers (it refuses lower ones from then on). */
+  readonly leaderEpoch?: number;
 }
 
 interface StoredWorker { id: string; url: string; capacity: { cpuMilli: number; memoryMiB: number }; runtimes: string[] }
@@ -125,7 +127,7 @@ export class WorkerMembership {
     this.#reconcile(worker, req.sandboxes);
     this.#o.sandboxes.onCapacityAdded();
     this.#o.log.info({ worker: worker.id, url: worker.url, sandboxes: req.sandboxes.length }, 'worker registered');
-    return { heartbeatIntervalMs: this.#o.heartbeatIntervalMs };
+    return { heartbeatIntervalMs: this.#o.heartbeatIntervalMs, ...(this.#o.leaderEpoch === undefined ? {} : { leaderEpoch: this.#o.leaderEpoch }) };
   }
 
   heartbeat(workerId: string): void {

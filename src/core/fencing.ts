@@ -36,4 +36,12 @@ export class EpochFence {
   admit(epoch: number, what?: string): void {
     this.#highest = admitEpoch(this.#highest, epoch, what);
   }
+
+  /**
+   * Learns of an epoch without a message to admit (a leader's answer to a registration names its
+   * epoch): a higher one becomes the highest, a lower one (or an invalid one) is ignored.
+   */
+  observe(epoch: number | undefined): void {
+    if (epoch !== undefined && Number.isSafeInteger(epoch) && epoch > this.#highest) this.#highest = epoch;
+  }
 }

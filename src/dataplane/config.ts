@@ -21,6 +21,8 @@ export const dataplaneConfigKeysSchema = z.strictObject({
   internalPort: port.default(8081),
   dataplaneId: z.string().regex(ID_PATTERN, 'must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$').optional(),
   controlPlaneUrl: z.url().default('http://127.0.0.1:9090'),
+  /** Every control plane of an HA cluster (any order); replaces `controlPlaneUrl`. Calls follow the leader. */
+  controlPlaneUrls: z.array(z.url()).min(1).max(16).optional(),
   /** Checked by the load-balancer factory at start; an unknown name is a config error. */
   loadBalancingPolicy: z.string().min(1).default('least-inflight'),
   /** Max invocations waiting per function; one more answers 503 ERR_QUEUE_FULL at once. */

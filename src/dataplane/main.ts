@@ -1,4 +1,3 @@
-import { RpcConnection } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
 import { systemClock, wallTimeMs } from '../core/clock.ts';
 import { randomInt, randomUUID } from 'node:crypto';
@@ -21,8 +20,9 @@ import { createLoadBalancer, parseLoadBalancingPolicy } from '../policy/load-bal
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
-import { JsonClient } from '../transport/json-client.ts';
 import { createLimitedServer } from '../transport/http-limits.ts';
+import { LeaderClient } from '../transport/leader-client.ts';
+import { EpochFence } from '../core/fencing.ts';
 import { closeServer, httpUrl, listen } from '../transport/listen.ts';
 import type { DataplaneConfig } from './config.ts';
 import { ControlPlaneLink } from './control-plane-link.ts';
@@ -66,8 +66,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   makeBalancer(config.loadBalancingPolicy, '(config check)');
   const clock = systemClock;
   const registry = createRegistry('dataplane');
-  const rpc = config.internalTransport === 'rpc' ? new RpcConnection(config.controlPlaneUrl) : undefined;
-  const client = new JsonClient(config.controlPlaneUrl, { timeoutMs: 5_000, connections: 4, ...(rpc === undefined ? {} : { rpc }) });
+  const client = new LeaderClient({ urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], timeoutMs: 5_000, connections: 4, isRpc: config.internalTransport === 'rpc' });
   let link: ControlPlaneLink | undefined;
   const reporter = new DemandReporter({
     dataplaneId: config.dataplaneId,
@@ -135,7 +134,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const recovered = await invocations.start();
   if (recovered.recovered > 0 || recovered.corrupt > 0) logger.info(recovered, 'async invocations recovered');
 
-  const internalRouter = createInternalRouter({ proxy, registry, dataplaneId: config.dataplaneId, logger: logger.child({ component: 'internal' }) });
+  const internalRouter = createInternalRouter({ proxy, registry, dataplaneId: config.dataplaneId, logger: logger.child({ component: 'internal' }), fence: new EpochFence() });
 
   const headerLimits = { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount };
   const proxyServer = createLimitedServer(headerLimits, proxy.handle, { keepAliveTimeout: 65_000 });
@@ -170,7 +169,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     onRegistered: () => reporter.pokeQueued(),
   });
   link.start();
-  logger.info({ dataplaneId: config.dataplaneId, proxyUrl, url, controlPlaneUrl: config.controlPlaneUrl }, 'data plane started');
+  logger.info({ dataplaneId: config.dataplaneId, proxyUrl, url, controlPlaneUrls: config.controlPlaneUrls ?? [config.controlPlaneUrl] }, 'data plane started');
 
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
@@ -189,7 +188,6 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     rpcServer.close();
     internalServer.closeAllConnections();
     await closeServer(internalServer);
-    rpc?.close();
     await client.close().catch(() => undefined);
     logger.info('data plane closed');
   };

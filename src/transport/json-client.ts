@@ -12,6 +12,8 @@ import { RpcUnsupportedError, type RpcConnection } from './rpc-client.ts';
 export interface CallOptions {
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
+  /** Set on the call that follows a redirect (307/308, from a follower to the leader): it follows no other. */
+  readonly redirected?: boolean;
 }
 
 export interface JsonClientOptions {
@@ -113,6 +115,18 @@ export class JsonClient {
     } catch (err) {
       if (err instanceof errors.HeadersTimeoutError) throw new BatonError('ERR_TIMEOUT', `${method} ${this.baseUrl}${path} took longer than ${timeoutMs} ms`, { cause: err });
       throw new BatonError('ERR_UNAVAILABLE', `${method} ${this.baseUrl}${path} failed: ${(err as Error).message}`, { cause: err });
+    }
+    const location = res.headers['location'];
+    if ((res.statusCode === 307 || res.statusCode === 308) && typeof location === 'string' && options.redirected !== true) {
+      // A follower control plane sends management calls to its leader: the same call, once, there.
+      await res.body.dump();
+      const target = new URL(location, this.#origin);
+      const there = new JsonClient(target.origin, { timeoutMs });
+      try {
+        return await there.call<T>(method, target.pathname + target.search, body, { ...options, redirected: true });
+      } finally {
+        there.destroy();
+      }
     }
     const text = await res.body.text().catch((err: unknown) => {
       throw new BatonError('ERR_UNAVAILABLE', `${method} ${this.baseUrl}${path}: reading the response failed`, { cause: err });

@@ -20,6 +20,8 @@ export const workerConfigSchema = z.strictObject({
   port: z.number().int().min(0).max(65_535).default(10_010),
   workerId: z.string().regex(ID_PATTERN).optional(),
   controlPlaneUrl: z.url().default('http://127.0.0.1:9090'),
+  /** Every control plane of an HA cluster (any order); replaces `controlPlaneUrl`. Calls follow the leader. */
+  controlPlaneUrls: z.array(z.url()).min(1).max(16).optional(),
   /** Cache of artifacts, sandbox scratch directories and the sandbox state file. */
   dataDir: z.string().min(1).default('./.baton/worker'),
   /** Capacity advertised to the control plane. */

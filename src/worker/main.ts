@@ -1,7 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { RpcConnection } from '../transport/rpc-client.ts';
 import { serveRpc, type RpcDispatch } from '../transport/rpc-server.ts';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
@@ -12,7 +11,8 @@ import { BatonError } from '../core/errors.ts';
 import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
-import { JsonClient } from '../transport/json-client.ts';
+import { LeaderClient } from '../transport/leader-client.ts';
+import { EpochFence } from '../core/fencing.ts';
 import { closeServer, listen } from '../transport/listen.ts';
 import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
 import { ArtifactCache } from './artifact-cache.ts';
@@ -66,7 +66,7 @@ interface Shared {
   readonly config: WorkerConfig;
   readonly clock: Clock;
   readonly logger: Logger;
-  readonly client: JsonClient;
+  readonly client: LeaderClient;
   readonly registry: Registry;
   readonly metrics: WorkerMetrics;
   readonly ticker?: HeartbeatTicker;
@@ -74,6 +74,8 @@ interface Shared {
   readonly events?: EventCoalescer;
   /** With several workers in this process: its base URL, where their creations and deletions can go together. */
   readonly processUrl?: string;
+  /** The highest leader epoch this process has seen: every worker of it refuses commands from lower ones. */
+  readonly fence: EpochFence;
 }
 
 const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
@@ -101,8 +103,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   }, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   const { port, url } = await listen(server, config);
   const workerId = config.workerId ?? defaultWorkerId(port);
-  const rpc = config.internalTransport === 'rpc' ? new RpcConnection(config.controlPlaneUrl) : undefined;
-  const client = new JsonClient(config.controlPlaneUrl, { connections: config.emulate > 0 ? 64 : 8, ...(rpc === undefined ? {} : { rpc }) });
+  const client = new LeaderClient({ urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], connections: config.emulate > 0 ? 64 : 8, isRpc: config.internalTransport === 'rpc' });
   const registry = createRegistry('worker');
   const nodes: WorkerNode[] = [];
   const metrics = createWorkerMetrics(registry, () => countByState(nodes));
@@ -111,7 +112,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     ? new EventCoalescer((request, signal) => client.invoke(workerToControlPlane.sandboxEventBatches, request, { signal }), clock)
     : undefined;
   const shared: Shared = {
-    config, clock, logger, client, registry, metrics,
+    config, clock, logger, client, registry, metrics, fence: new EpochFence(),
     ...(ticker === undefined ? {} : { ticker }), ...(events === undefined ? {} : { events }),
     ...(config.emulate > 0 ? { processUrl: url } : {}),
   };
@@ -129,7 +130,6 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     await Promise.all(nodes.map((node) => node.close({})));
     rpcServer.close();
     await closeServer(server, { isClosingConnections: true });
-    rpc?.close();
     await client.close();
     throw err;
   }
@@ -137,10 +137,10 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     handle = (nodes[0] as WorkerNode).handle;
     dispatch = (nodes[0] as WorkerNode).dispatch;
   } else {
-    ({ handle, dispatch } = routeByWorker(nodes, registry));
+    ({ handle, dispatch } = routeByWorker(nodes, registry, shared.fence));
   }
   for (const node of nodes) node.link.start();
-  logger.info({ url, workerId, workers: nodes.length, runtimes: workerRuntimesOf(config), controlPlaneUrl: config.controlPlaneUrl }, 'worker started');
+  logger.info({ url, workerId, workers: nodes.length, runtimes: workerRuntimesOf(config), controlPlaneUrls: config.controlPlaneUrls ?? [config.controlPlaneUrl] }, 'worker started');
 
   let closing: Promise<void> | undefined;
   const close = (closeOptions: { keepSandboxes?: boolean } = {}): Promise<void> => {
@@ -151,8 +151,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
       events?.close();
       rpcServer.close();
       await closeServer(server, { isClosingConnections: true });
-      rpc?.close();
-      await client.close();
+        await client.close();
       logger.info({ workerId }, 'worker stopped');
     })();
     return closing;
@@ -271,7 +270,11 @@ function createNode(
   });
   const worker = new Worker({ runtimes, artifacts, events, clock, logger: log, metrics, maxConcurrentStarts: config.maxConcurrentStarts });
   const router = createWorkerRouter(worker, registry, {
-    onError: (err) => { if (err.status >= 500) log.error({ code: err.code, err: err.message }, 'request failed'); },
+    fence: shared.fence,
+    onError: (err) => {
+      if (err.status >= 500) log.error({ code: err.code, err: err.message }, 'request failed');
+      else if (err.code === 'ERR_STALE_EPOCH') log.warn({ err: err.message }, 'refused a command from a deposed leader');
+    },
   });
   link = new ControlPlaneLink({
     workerId, url, clock, logger: log,
@@ -282,7 +285,10 @@ function createNode(
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     ...(ticker === undefined ? {} : { ticker }),
     calls: {
-      register: (request, signal) => client.invoke(workerToControlPlane.registerWorker, request, { signal }),
+      register: (request, signal) => client.invoke(workerToControlPlane.registerWorker, request, { signal }).then((response) => {
+        shared.fence.observe(response.leaderEpoch);
+        return response;
+      }),
       heartbeat: (request, signal) => client.invoke(workerToControlPlane.workerHeartbeat, request, { signal }).then(() => undefined),
     },
   });
@@ -304,7 +310,8 @@ function createNode(
  * process's.
  */
 /** Creations and deletions for the workers of this process, grouped per worker and handed to each. */
-function applyProcessSandboxes(byId: ReadonlyMap<string, WorkerNode>, request: ProcessSandboxesRequest): ProcessSandboxesResponse {
+function applyProcessSandboxes(byId: ReadonlyMap<string, WorkerNode>, fence: EpochFence, request: ProcessSandboxesRequest): ProcessSandboxesResponse {
+  fence.admit(request.leaderEpoch ?? 0, 'batch of sandbox creations and deletions');
   const unknown = new Set<string>();
   const creates = new Map<WorkerNode, { sandboxId: string; function: SandboxFunction }[]>();
   for (const item of request.creates) {
@@ -324,10 +331,10 @@ function applyProcessSandboxes(byId: ReadonlyMap<string, WorkerNode>, request: P
   return { accepted, unknownWorkers: [...unknown] };
 }
 
-function routeByWorker(nodes: readonly WorkerNode[], registry: Registry): { handle: Handler; dispatch: RpcDispatch } {
+function routeByWorker(nodes: readonly WorkerNode[], registry: Registry, fence: EpochFence): { handle: Handler; dispatch: RpcDispatch } {
   const byId = new Map(nodes.map((node) => [node.workerId, node]));
   const root = new JsonRouter()
-    .serve(controlPlaneToWorker.processSandboxes, (request): ProcessSandboxesResponse => applyProcessSandboxes(byId, request))
+    .serve(controlPlaneToWorker.processSandboxes, (request): ProcessSandboxesResponse => applyProcessSandboxes(byId, fence, request))
     .on('GET', '/healthz', () => reply(200, { status: 'ok' }))
     .on('GET', '/metrics', async () => ({ status: 200, raw: { data: await registry.metrics(), contentType: registry.contentType } }));
   const nodeOf = (path: string): { node: WorkerNode; rest: string } | undefined => {

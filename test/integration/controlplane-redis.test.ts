@@ -33,9 +33,11 @@ test('with store: redis, what one control plane acknowledged — functions and a
   await client.close();
   await first.daemon.stop('SIGKILL');
 
-  // Another control plane with a data dir of its own (empty): everything comes from Redis.
+  // Another control plane with a data dir of its own (empty): everything comes from Redis. It
+  // leads once the first one's lease has run out.
   const second = await startControlPlane(join(dir, 'b'), redis.url);
   daemons.push(second.daemon);
+  await second.daemon.waitForLog((l) => l['msg'] === 'leading');
   const other = new BatonClient({ url: second.url });
   t.after(() => other.close());
   const functions = await other.listFunctions();

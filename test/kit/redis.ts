@@ -32,6 +32,8 @@ export interface RedisServer {
   client(): Redis;
   /** `kill -9`, then a new server on the same port and data dir (it replays its AOF). */
   restart(): Promise<void>;
+  /** `kill -9` only, the data dir kept: `restart` starts it again. */
+  kill(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export async function startRedis(): Promise<RedisServer> {
       await kill();
       await launch();
     },
+    kill,
     async stop() {
       await kill();
       process.off('exit', onExit);

@@ -17,11 +17,11 @@ export async function isFree(port: number): Promise<boolean> {
   });
 }
 
-/** A `--port-offset` whose four ports (8080, 8081, 9090, 10010 + offset) are free now. */
-export async function freeOffset(): Promise<number> {
+/** A `--port-offset` whose ports (8080, 8081, 9090, 9091, 10010 + offset, and `more`'s) are free now. */
+export async function freeOffset(more: (offset: number) => readonly number[] = () => []): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const offset = 20_000 + Math.floor(Math.random() * 20_000);
-    const ports = [8080, 8081, 9090, 9091, 10010].map((p) => p + offset);
+    const ports = [...new Set([...[8080, 8081, 9090, 9091, 10010].map((p) => p + offset), ...more(offset)])];
     if ((await Promise.all(ports.map(isFree))).every(Boolean)) return offset;
   }
   throw new Error('no free port offset');
@@ -33,15 +33,17 @@ export interface RunningUp {
   readonly output: { stdout: string; stderr: string };
   /** The pid of the daemon `baton up` runs now for `command` (read from /proc). */
   daemonPid(command: 'controlplane' | 'dataplane' | 'worker'): number | undefined;
+  /** The pid of the child of `baton up` whose command line holds every one of `args` in a row (e.g. `['--port', '9090']`). */
+  childPid(args: readonly string[]): number | undefined;
   /** Ctrl-C; resolves with the exit code. */
   interrupt(): Promise<number | null>;
 }
 
 /** Starts `baton up` on free ports with its own data dir; resolves once it says it is ready. */
-export async function startUp(t: TestContext, extraArgs: readonly string[] = []): Promise<RunningUp> {
+export async function startUp(t: TestContext, extraArgs: readonly string[] = [], options: { ports?: (offset: number) => readonly number[] } = {}): Promise<RunningUp> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-up-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const offset = await freeOffset();
+  const offset = await freeOffset(options.ports);
   // A process group of its own: if the test fails, `baton up` and every daemon it started are
   // killed together (a daemon left behind would also hold the test's pipes open).
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--data-dir', dir, '--port-offset', String(offset), ...extraArgs],
@@ -69,6 +71,17 @@ export async function startUp(t: TestContext, extraArgs: readonly string[] = [])
       return children.find((pid) => {
         try {
           return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(command);
+        } catch {
+          return false;
+        }
+      });
+    },
+    childPid(args) {
+      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      return children.find((pid) => {
+        try {
+          const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+          return argv.some((_, i) => args.every((a, k) => argv[i + k] === a));
         } catch {
           return false;
         }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseCommandArgs, UsageError } from '../../src/cli/command.ts';
-import { parseUpFlags } from '../../src/cli/daemons.ts';
+import { parseUpFlags, upPorts } from '../../src/cli/daemons.ts';
 import { deployCommand } from '../../src/cli/commands/deploy.ts';
 import { parseHeaders } from '../../src/cli/commands/invoke.ts';
 import { LogCursor } from '../../src/cli/commands/logs.ts';
@@ -183,11 +183,24 @@ test('tables align columns and right-align numbers', () => {
 });
 
 test('baton up: --runtime and --workers', () => {
-  assert.deepEqual({ ...parseUpFlags([]), dataDir: '' }, { dataDir: '', offset: 0, logLevel: 'warn', runtime: 'process', workers: 1 });
+  assert.deepEqual({ ...parseUpFlags([]), dataDir: '' }, { dataDir: '', offset: 0, logLevel: 'warn', runtime: 'process', workers: 1, controlPlanes: 1, dataPlanes: 1, store: 'file' });
   const emulated = parseUpFlags(['--runtime', 'emulated', '--workers', '200']);
   assert.equal(emulated.runtime, 'emulated');
   assert.equal(emulated.workers, 200);
   for (const bad of [['--runtime', 'vm'], ['--workers', '0'], ['--workers', 'many'], ['--workers', '3'], ['--replicas', '2']]) {
+    assert.throws(() => parseUpFlags(bad), (err: unknown) => err instanceof Error && 'code' in err && err.code === 'ERR_INVALID_CONFIG', bad.join(' '));
+  }
+});
+
+test('baton up: the HA shape — several control planes need the Redis store; each daemon gets ports of its own', () => {
+  const ha = parseUpFlags(['--control-planes', '3', '--data-planes', '2', '--store', 'redis', '--port-offset', '100']);
+  assert.deepEqual([ha.controlPlanes, ha.dataPlanes, ha.store], [3, 2, 'redis']);
+  const ports = upPorts(ha);
+  assert.deepEqual(ports.controlPlanes, [{ port: 9190, registrationPort: 9191 }, { port: 9200, registrationPort: 9201 }, { port: 9210, registrationPort: 9211 }]);
+  assert.deepEqual(ports.dataPlanes, [{ port: 8180, internalPort: 8181 }, { port: 8190, internalPort: 8191 }]);
+  const all = [...ports.controlPlanes.flatMap((p) => [p.port, p.registrationPort]), ...ports.dataPlanes.flatMap((p) => [p.port, p.internalPort]), ports.worker, ports.redis, ports.haproxy];
+  assert.equal(new Set(all).size, all.length, 'no port twice');
+  for (const bad of [['--control-planes', '3'], ['--control-planes', '3', '--store', 'file'], ['--control-planes', '0', '--store', 'redis'], ['--control-planes', '9', '--store', 'redis'], ['--data-planes', '0'], ['--store', 'etcd']]) {
     assert.throws(() => parseUpFlags(bad), (err: unknown) => err instanceof Error && 'code' in err && err.code === 'ERR_INVALID_CONFIG', bad.join(' '));
   }
 });
