@@ -61,6 +61,12 @@ export interface ControlPlaneCore {
 }
 
 /**
+ * How long a function change waits for the data planes to acknowledge it before the API answers
+ * anyway (a data plane that is down gets a snapshot when it is back).
+ */
+const FUNCTION_DELIVERY_WAIT_MS = 2_000;
+
+/**
  * Wires the control plane's components — each the one owner of its state: the registry
  * (functions), the worker and data-plane memberships (workers, data planes and the channels to
  * them), the autoscaler (demand and desired scale), the plan executor (sandboxes) — around the
@@ -77,7 +83,7 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
     connect: (url, dataplaneId) => o.connectDataplane(url, dataplaneId, () => routing.snapshot()),
   });
   const registry: FunctionRegistry = new FunctionRegistry({
-    store, log, routing: { publish: (change) => routing.publish(change) },
+    store, log, routing: { publish: (change) => routing.publish(change), delivered: () => withinMs(clock, FUNCTION_DELIVERY_WAIT_MS, routing.flushed()) },
     autoscaler: { ensureActive: (fn) => autoscaler.ensureActive(fn), onUpdated: (fn) => autoscaler.onUpdated(fn), forget: (fn) => autoscaler.forget(fn) },
     removeSandboxes: (fn) => executor.removeAll(fn),
     limits: { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: 100_000 },
@@ -132,3 +138,13 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
   };
 }
 
+/** `work`, or nothing once `ms` have passed; never rejects (`work` itself must not). */
+function withinMs(clock: Clock, ms: number, work: Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = clock.setTimeout(resolve, ms);
+    void work.then(() => {
+      timer.cancel();
+      resolve();
+    });
+  });
+}

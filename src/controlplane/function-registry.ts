@@ -11,8 +11,12 @@ import type { RoutingChange } from '../api/dataplane.ts';
 export interface FunctionRegistryOptions {
   readonly store: Store;
   readonly log: Logger;
-  /** Where function changes go to reach every data plane (the routing fan-out). */
-  readonly routing: { publish(change: RoutingChange): void };
+  /**
+   * Where function changes go to reach every data plane (the routing fan-out). `delivered()`
+   * resolves once every connected data plane has acknowledged what was published so far, or after
+   * a bounded wait (a data plane that does not answer must not hold the API up); never rejects.
+   */
+  readonly routing: { publish(change: RoutingChange): void; delivered(): Promise<void> };
   readonly autoscaler: {
     /** A function with a minimum scale, or sandboxes, is decided for from now on. */
     ensureActive(fn: FunctionEntry): void;
@@ -26,8 +30,10 @@ export interface FunctionRegistryOptions {
 }
 
 /**
- * Functions and artifacts: validated, persisted durably before they are acknowledged, then
- * published to every data plane. An invalid request changes nothing. The one owner of the function
+ * Functions and artifacts: validated, persisted durably, then published to every data plane; a
+ * change is acknowledged once the connected data planes have it (read-your-writes: an invocation
+ * sent after `create` returns finds the function), or after a bounded wait. An invalid request
+ * changes nothing. The one owner of the function
  * table (a function's record and its deletion); the rest of the control plane reads it here.
  */
 export class FunctionRegistry {
@@ -88,7 +94,7 @@ export class FunctionRegistry {
 
   async create(body: unknown): Promise<FunctionRecord> {
     const spec = parseOrThrow(functionSpecSchema, body, 'ERR_INVALID_SPEC', 'function spec');
-    return this.#serialise(spec.name, async () => {
+    return this.#delivered(this.#serialise(spec.name, async () => {
       if (this.#functions.has(spec.name)) throw new BatonError('ERR_FUNCTION_EXISTS', `function '${spec.name}' already exists`);
       await this.#requireArtifact(spec);
       const now = new Date(wallTimeMs()).toISOString();
@@ -100,7 +106,7 @@ export class FunctionRegistry {
       if (spec.scaling.minScale > 0) this.#o.autoscaler.ensureActive(fn);
       this.#o.log.info({ fn: spec.name, generation: 1 }, 'function created');
       return record;
-    });
+    }));
   }
 
   async update(name: string, body: unknown): Promise<FunctionRecord> {
@@ -109,7 +115,7 @@ export class FunctionRegistry {
     if (spec.name !== name) {
       throw new BatonError('ERR_INVALID_SPEC', `invalid function spec: name: must equal the name in the path ('${name}')`, { details: { issues: [{ field: 'name', rule: 'must equal the name in the path' }] } });
     }
-    return this.#serialise(name, async () => {
+    return this.#delivered(this.#serialise(name, async () => {
       const fn = this.get(name);
       await this.#requireArtifact(spec);
       const record: FunctionRecord = { spec, generation: fn.record.generation + 1, createdAt: fn.record.createdAt, updatedAt: new Date(wallTimeMs()).toISOString() };
@@ -119,11 +125,11 @@ export class FunctionRegistry {
       this.#o.autoscaler.onUpdated(fn);
       this.#o.log.info({ fn: name, generation: record.generation }, 'function updated');
       return record;
-    });
+    }));
   }
 
   delete(name: string): Promise<void> {
-    return this.#serialise(name, async () => {
+    return this.#delivered(this.#serialise(name, async () => {
       const fn = this.get(name);
       await this.#o.store.delete('functions', name);
       fn.markDeleting();
@@ -132,7 +138,14 @@ export class FunctionRegistry {
       this.#functions.delete(name);
       this.#o.routing.publish({ type: 'function.delete', name });
       this.#o.log.info({ fn: name }, 'function deleted');
-    });
+    }));
+  }
+
+  /** The change's result once the data planes have it (outside the name's lock: others go on meanwhile). */
+  async #delivered<T>(change: Promise<T>): Promise<T> {
+    const result = await change;
+    await this.#o.routing.delivered();
+    return result;
   }
 
   async #requireArtifact(spec: FunctionSpec): Promise<void> {

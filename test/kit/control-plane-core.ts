@@ -33,6 +33,8 @@ export class FakeDataplane {
   readonly endpoints = new Map<string, { isDraining: boolean }>();
   readonly changes: RoutingChange[] = [];
   readonly drainWaits: { ids: readonly string[]; release: () => void }[] = [];
+  /** While set, updates are taken but never answered (a data plane that hangs). */
+  isUnresponsive = false;
   #version = 0;
 
   receive(update: RoutingUpdate): { epoch: string; version: number } {
@@ -83,7 +85,7 @@ export async function setupCore(overrides: Partial<ControlPlaneConfig> = {}) {
       return batcher;
     },
     connectDataplane: (_url, _id, snapshot) => {
-      const publisher = new RoutingPublisher({ send: async (update) => dataplane.receive(update) }, { snapshot }, clock, silentLogger());
+      const publisher = new RoutingPublisher({ send: async (update) => dataplane.isUnresponsive ? new Promise<never>(() => undefined) : dataplane.receive(update) }, { snapshot }, clock, silentLogger());
       return {
         publisher,
         drainWait: (ids) => new Promise<void>((release) => dataplane.drainWaits.push({ ids, release })),
@@ -107,9 +109,22 @@ export async function setupCore(overrides: Partial<ControlPlaneConfig> = {}) {
       await core.dataplanes.register({ dataplaneId: 'dp-1', url: 'http://127.0.0.1:2', proxyUrl: 'http://127.0.0.1:3' });
       await clock.settle();
     },
+    /**
+     * `work`'s result, with the clock's turns run while it is pending: a function change is answered
+     * once the data planes have it, and the routing publisher sends on a turn of the clock.
+     */
+    async settled<T>(work: Promise<T>): Promise<T> {
+      let isDone = false;
+      void work.then(() => { isDone = true; }, () => { isDone = true; });
+      for (let round = 0; !isDone; round++) {
+        if (round === 1_000) throw new Error('settled: still pending after 1000 rounds of turns (waiting on a timer?)');
+        await clock.settle();
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      return work;
+    },
     async deploy(spec: Partial<FunctionSpecInput> & { name: string }) {
-      await core.registry.create({ runtime: 'emulated', resources: { cpuMilli: 100, memoryMiB: 128 }, ...spec });
-      await clock.settle();
+      await kit.settled(core.registry.create({ runtime: 'emulated', resources: { cpuMilli: 100, memoryMiB: 128 }, ...spec }));
       return core.registry.get(spec.name);
     },
     /** The worker reports a sandbox ready (as its event batch would). */

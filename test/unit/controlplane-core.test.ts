@@ -171,7 +171,7 @@ test('demand intake: an unknown data plane must register; a large report is appl
   assert.deepEqual(kit.core.demand.report(poke('big', 1)).noCapacity, ['big'], 'the next report names it');
   assert.deepEqual(ack.noCapacity, ['big'], 'the poke planned at once, so its own answer names it');
   const names = Array.from({ length: DEMAND_CHUNK * 2 + 10 }, (_, i) => `f${i}`);
-  for (const name of names) await kit.core.registry.create({ name, runtime: 'emulated' });
+  for (const name of names) await kit.settled(kit.core.registry.create({ name, runtime: 'emulated' }));
   const before = kit.core.autoscaler.activeCount;
   kit.core.demand.report({ dataplaneId: 'dp-1', isPoke: false, entries: names.map((name) => ({ function: name, concurrency: 0.5, queued: 0, inflight: 1 })) });
   assert.equal(kit.core.autoscaler.activeCount - before, DEMAND_CHUNK, 'the first slice at once');
@@ -185,7 +185,7 @@ test('the autoscaler decides more than 256 active functions in slices, one per t
   await kit.registerDataplane();
   const count = 600;
   const names = Array.from({ length: count }, (_, i) => `f${i}`);
-  for (const name of names) await kit.core.registry.create({ name, runtime: 'emulated' });
+  for (const name of names) await kit.settled(kit.core.registry.create({ name, runtime: 'emulated' }));
   kit.core.demand.report({ dataplaneId: 'dp-1', isPoke: false, entries: names.map((name) => ({ function: name, concurrency: 1, queued: 0, inflight: 1 })) });
   kit.clock.runTurns();
   assert.equal(kit.core.autoscaler.activeCount, count);
@@ -235,8 +235,8 @@ test('a registration that crosses a deletion still lists the sandbox: it is dele
   await kit.clock.settle();
   for (const wait of kit.dataplane.drainWaits) wait.release();
   await kit.clock.settle();
-  await deleted;
-  await kit.core.registry.create({ name: 'f', runtime: 'emulated' });
+  await kit.settled(deleted);
+  await kit.settled(kit.core.registry.create({ name: 'f', runtime: 'emulated' }));
   assert.ok(worker.deletes.includes(id), 'deleted with its function');
   // The worker registers again before it has acted on the deletion: it still reports the sandbox
   // (the re-created function is at generation 1 again, so it would match).
