@@ -82,8 +82,10 @@ describe('container functions', () => {
     assert.equal(cold.status, 200, JSON.stringify(cold.body));
     const warm = await invoke('hello-ctr', '/greet');
     assert.equal(warm.body['sandboxId'], cold.body['sandboxId']);
-    const [sandbox] = await sandboxesOf('hello-ctr');
-    assert.match(sandbox?.address ?? '', new RegExp(`^10\\.213\\.${subnetThird}\\.\\d+:8080$`), 'served from its own network namespace');
+    // The sandbox that served (the autoscaler may have started another meanwhile, not yet addressed).
+    const sandboxes = await sandboxesOf('hello-ctr');
+    const sandbox = sandboxes.find((s) => s.sandboxId === cold.body['sandboxId']);
+    assert.match(sandbox?.address ?? '', new RegExp(`^10\\.213\\.${subnetThird}\\.\\d+:8080$`), `served from its own network namespace (sandboxes: ${JSON.stringify(sandboxes)})`);
     const processFn = await cli('deploy', 'hello-proc', '--dir', join(ROOT, 'examples/hello'), '--handler', 'index.handler');
     assert.equal(processFn.code, 0, processFn.stderr);
     assert.equal((await invoke('hello-proc')).status, 200);
