@@ -147,9 +147,11 @@ describe('container functions', () => {
   });
 
   it('reports an OOM-killed container with reason oom in describe and in the worker metrics', async () => {
-    const deployed = await cli('deploy', 'oom-ctr', '--image', images['probe'] as string, '--runtime', 'container', '--memory', '96');
+    // 128 MiB: Node starts well inside it even on a busy machine, and /oom allocates without end.
+    const deployed = await cli('deploy', 'oom-ctr', '--image', images['probe'] as string, '--runtime', 'container', '--memory', '128');
     assert.equal(deployed.code, 0, deployed.stderr);
-    assert.equal((await invoke('oom-ctr', '/')).status, 200);
+    const first = await invoke('oom-ctr', '/');
+    assert.equal(first.status, 200, JSON.stringify(first.body));
     await invoke('oom-ctr', '/oom');
     await waitFor(async () => (await api<{ recentFailures: { reason: string }[] }>('/v1/functions/oom-ctr')).body.recentFailures.some((f) => f.reason === 'oom'),
       { timeoutMs: 15_000, message: 'an oom failure in describe' });
