@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { SandboxFunction } from '../../src/api/worker.ts';
 import { Cancellation } from '../../src/core/cancellation.ts';
-import { systemClock } from '../../src/core/clock.ts';
+import { SystemClock } from '../../src/core/clock.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { SandboxCgroups } from '../../src/worker/container/cgroups.ts';
 import { ProcessRuntime } from '../../src/worker/process/process-runtime.ts';
@@ -33,7 +33,9 @@ async function setup(t: TestContext, dataDir?: string, tag = `${randomBytes(3).t
   const cgroups = new SandboxCgroups(tag);
   const runtime = new ProcessRuntime({
     dataDir: dir, sandboxHost: '127.0.0.1', readyTimeoutMs: 15_000, stopGraceMs: 500, logBufferLines: 20,
-    clock: systemClock, logger: silentLogger(), cgroups,
+    // Timers that hold the process: here nothing else does (a worker has its servers), and the
+    // leftover cleanup's wait for a killed process to leave its cgroup must not let the test end.
+    clock: new SystemClock({ holdsProcess: true }), logger: silentLogger(), cgroups,
   });
   await runtime.cleanupLeftovers();
   const exits: SandboxExit[] = [];
