@@ -175,6 +175,13 @@ describe('container functions', () => {
     for (const name of before.netns) assert.ok(!now.netns.includes(name), `namespace ${name} of the previous run is gone`);
     for (const dir of before.cgroupDirs) assert.ok(!now.cgroupDirs.includes(dir), `cgroup ${dir} of the previous run is gone`);
     // The cluster works on: hello-ctr gets a new container on the restarted worker.
-    await waitFor(async () => (await invoke('hello-ctr')).status === 200, { timeoutMs: 30_000, message: 'hello-ctr served again' });
+    let last: unknown;
+    await waitFor(async () => {
+      const res = await invoke('hello-ctr');
+      last = res;
+      return res.status === 200;
+    }, { timeoutMs: 30_000, message: 'hello-ctr served again' }).catch(async (err: unknown) => {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}; last answer ${JSON.stringify(last)}; sandboxes ${JSON.stringify(await sandboxesOf('hello-ctr'))}`);
+    });
   });
 });

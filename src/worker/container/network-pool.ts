@@ -85,6 +85,11 @@ export class NetworkPool {
     return this.#bridge;
   }
 
+  /** Namespaces ready to be taken, of both modes. */
+  get readyCount(): number {
+    return this.#idle.none.length + this.#idle.egress.length;
+  }
+
   /** Namespace names of this worker's tag (this run's and earlier ones'). */
   async listNamespaces(): Promise<string[]> {
     const text = await this.#o.exec('ip', ['netns', 'list']).catch(() => '');
@@ -223,7 +228,10 @@ export class NetworkPool {
       await this.#o.exec('ip', ['netns', 'add', name]);
       await this.#o.exec('ip', ['-batch', '-'], {
         input: [
-          `link add ${hostVeth} type veth peer name eth0 netns ${name}`,
+          // The MAC follows from the address: one given again keeps its MAC, so the host's neighbour
+          // entry for it (reachable for up to ~45 s after the last sandbox there) stays right. With
+          // a random MAC, connections to a reused address went to the old one and hung for seconds.
+          `link add ${hostVeth} type veth peer name eth0 address ${macOf(this.#base + index)} netns ${name}`,
           `link set dev ${hostVeth} master ${this.#bridge}`,
           `link set dev ${hostVeth} type bridge_slave isolated on`,
           `link set dev ${hostVeth} up`,
@@ -257,6 +265,12 @@ export class NetworkPool {
     for (let i = 2; i <= this.#maxIndex; i++) if (!this.#used.has(i)) return i;
     throw new BatonError('ERR_NO_CAPACITY', `no address left in ${this.#o.subnet} for another sandbox`);
   }
+}
+
+/** A locally administered unicast MAC for an IPv4 address: `02:ba:` and the address's four bytes. */
+export function macOf(ip: number): string {
+  const bytes = [0x02, 0xba, (ip >>> 24) & 0xff, (ip >>> 16) & 0xff, (ip >>> 8) & 0xff, ip & 0xff];
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
