@@ -35,7 +35,7 @@ if (!Number.isInteger(count) || count < 1 || count > 500) throw new Error('--fun
 if (values.runtime !== 'process' && values.runtime !== 'container') throw new Error('--runtime must be process or container');
 const jsonPath = values.json ?? (values.runtime === 'container' ? 'bench/results/coldstart-container.json' : 'bench/results/coldstart.json');
 
-const RUNNER = join(ROOT, 'src/worker/process/handler-runner.js');
+const RUNNER = join(ROOT, 'src/worker/process/handler-runner.cjs');
 const HELLO = join(ROOT, 'examples/hello');
 
 async function freePort(): Promise<number> {

@@ -41,7 +41,7 @@ export async function prepareBareCrun(image: Buffer): Promise<BareCrun> {
   const cgroups = new SandboxCgroups(tag);
   const runnerDir = join(dir, 'runner');
   await mkdir(runnerDir);
-  await writeFile(join(runnerDir, 'handler-runner.js'), await import('node:fs/promises').then((fs) => fs.readFile(join(ROOT, 'src/worker/process/handler-runner.js'))));
+  await writeFile(join(runnerDir, 'handler-runner.cjs'), await import('node:fs/promises').then((fs) => fs.readFile(join(ROOT, 'src/worker/process/handler-runner.cjs'))));
   const fn: SandboxFunction = {
     name: 'bare', generation: 1, runtime: 'container', handler: 'index.handler', concurrency: 1, timeoutMs: 60_000, env: {},
     resources: { cpuMilli: 1000, memoryMiB: 256, maxPids: 256 },

@@ -14,7 +14,7 @@ import type { RegisterDataplaneRequest, RoutingUpdate } from '../../src/api/data
  */
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
-const RUNNER = join(REPO_ROOT, 'src/worker/process/handler-runner.js');
+const RUNNER = join(REPO_ROOT, 'src/worker/process/handler-runner.cjs');
 const HELLO_DIR = join(REPO_ROOT, 'examples/hello');
 const HOST = '127.0.0.1';
 

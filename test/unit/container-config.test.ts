@@ -32,7 +32,7 @@ test('the image config is read: ports in order, udp ignored, WorkingDir and User
 
 test('the spec overrides the image: command > handler > Entrypoint + Cmd', () => {
   assert.deepEqual(processArgs(image, fn()), ['/bin/app', '--serve']);
-  assert.deepEqual(processArgs(image, fn({ handler: 'index.handler' })), ['node', '/baton/handler-runner.js']);
+  assert.deepEqual(processArgs(image, fn({ handler: 'index.handler' })), ['node', '/baton/handler-runner.cjs']);
   assert.deepEqual(processArgs(image, fn({ command: ['./serve', '-v'] })), ['./serve', '-v']);
 });
 

@@ -22,8 +22,8 @@ export interface ImageBuildOptions {
   readonly binaries?: Partial<Record<ImageBase, string>>;
 }
 
-/** The runner the worker also mounts at `/baton/handler-runner.js`: the image runs on its own too. */
-const RUNNER = fileURLToPath(new URL('../../worker/process/handler-runner.js', import.meta.url));
+/** The runner the worker also mounts at `/baton/handler-runner.cjs`: the image runs on its own too. */
+const RUNNER = fileURLToPath(new URL('../../worker/process/handler-runner.cjs', import.meta.url));
 const PATH_ENV = 'PATH=/usr/local/bin:/usr/bin:/bin';
 const PASSWD = 'root:x:0:0:root:/root:/bin/false\nnobody:x:65534:65534:nobody:/tmp:/bin/false\n';
 const GROUP = 'root:x:0:\nnogroup:x:65534:\n';
@@ -51,7 +51,7 @@ function imageConfigOf(options: ImageBuildOptions): OciImageConfig {
     if (options.base !== 'node') throw spec('handler', 'a handler image needs --base node');
     return {
       ...common, Env: [PATH_ENV, `BATON_HANDLER=${options.handler}`],
-      Cmd: ['/usr/local/bin/node', '/baton/handler-runner.js'], Labels: { 'dev.baton.handler': options.handler },
+      Cmd: ['/usr/local/bin/node', '/baton/handler-runner.cjs'], Labels: { 'dev.baton.handler': options.handler },
     };
   }
   if (options.command === undefined || options.command.length === 0) throw spec('command', 'give --handler FILE.EXPORT or --command "CMD ARGS"');
@@ -65,7 +65,7 @@ async function baseEntries(base: ImageBase, override: string | undefined): Promi
     { type: 'file', path: 'etc/group', data: GROUP },
     { type: 'dir', path: 'tmp/', mode: 0o1777 },
     { type: 'dir', path: 'baton/' },
-    { type: 'file', path: 'baton/handler-runner.js', data: await readFile(RUNNER) },
+    { type: 'file', path: 'baton/handler-runner.cjs', data: await readFile(RUNNER) },
   ];
   const dirs = new Set(['etc', 'tmp', 'baton']);
   const addFile = async (hostPath: string, imagePath: string, mode: number): Promise<void> => {

@@ -20,7 +20,7 @@ import type { LayerLimits } from './layer-extract.ts';
 import { NetworkPool, type NetworkSlot } from './network-pool.ts';
 import { buildOciConfig, DEFAULT_CONTAINER_PORT, resolveUser } from './oci-config.ts';
 
-const RUNNER_PATH = fileURLToPath(new URL('../process/handler-runner.js', import.meta.url));
+const RUNNER_PATH = fileURLToPath(new URL('../process/handler-runner.cjs', import.meta.url));
 
 export interface ContainerRuntimeOptions {
   /** Holds `images/`, `containers/<id>/` (bundles), `crun/` (crun's state) and `runner/`. */
@@ -108,7 +108,7 @@ export class ContainerRuntime implements SandboxRuntime {
   /** Prepares the host side (runner copy, image store, bridge, firewall, namespace pool). Call after `cleanupLeftovers`. */
   async start(): Promise<void> {
     await mkdir(this.#runnerDir, { recursive: true });
-    await copyFile(RUNNER_PATH, path.join(this.#runnerDir, 'handler-runner.js'));
+    await copyFile(RUNNER_PATH, path.join(this.#runnerDir, 'handler-runner.cjs'));
     await mkdir(this.#bundleRoot, { recursive: true });
     await mkdir(this.#stateRoot, { recursive: true });
     await this.#images.load();

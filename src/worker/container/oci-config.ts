@@ -20,7 +20,7 @@ export interface SandboxAssignment {
   readonly port: number;
   readonly netnsPath: string;
   readonly cgroupsPath: string;
-  /** Host directory holding `handler-runner.js`, mounted read-only at `/baton`. */
+  /** Host directory holding `handler-runner.cjs`, mounted read-only at `/baton`. */
   readonly runnerDir: string;
   /** tmpfs size of `/tmp`, MiB. */
   readonly tmpMiB: number;
@@ -97,7 +97,7 @@ export function buildOciConfig(image: ImageConfig, fn: SandboxFunction, a: Sandb
 /** The command line: the spec's command, else the handler runner, else the image's Entrypoint + Cmd. */
 export function processArgs(image: ImageConfig, fn: SandboxFunction): string[] {
   if (fn.command !== undefined && fn.command.length > 0) return [...fn.command];
-  if (fn.handler !== undefined) return ['node', '/baton/handler-runner.js'];
+  if (fn.handler !== undefined) return ['node', '/baton/handler-runner.cjs'];
   const args = [...image.entrypoint, ...image.cmd];
   return args.length > 0 ? args : ['/bin/sh'];
 }

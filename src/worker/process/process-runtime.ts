@@ -20,7 +20,7 @@ import { RuntimeApiServer } from './lambda-runtime-api.ts';
 import { wallTimeMs } from '../../core/clock.ts';
 import type { SandboxCgroups } from '../container/cgroups.ts';
 
-const RUNNER_PATH = fileURLToPath(new URL('./handler-runner.js', import.meta.url));
+const RUNNER_PATH = fileURLToPath(new URL('./handler-runner.cjs', import.meta.url));
 const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
 
 export interface ProcessRuntimeOptions {
@@ -62,7 +62,7 @@ interface ProcessSandbox {
  * the daemon's own (NODE_EXTRA_CA_CERTS alone costs ~40 ms per Node start, and the daemon's
  * variables are none of the function's business).
  *
- * - handler functions run Baton's runner (`handler-runner.js`) under this Node binary; the runner
+ * - handler functions run Baton's runner (`handler-runner.cjs`) under this Node binary; the runner
  *   writes `ready` on fd 3 once listening, so readiness costs no polling;
  * - command functions run `command[0]` (from the artifact when it is there, else from PATH) and
  *   are probed with TCP connects.

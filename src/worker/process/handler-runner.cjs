@@ -1,7 +1,7 @@
 // @ts-check
 /**
- * Baton's function runner for `handler` functions: plain JavaScript so that it starts under bare
- * `node` (no TypeScript loader), in the artifact directory as cwd.
+ * Baton's function runner for `handler` functions: plain JavaScript (CommonJS) so that it starts
+ * under bare `node` (no TypeScript loader), in the artifact directory as cwd.
  *
  * Environment (set by the worker):
  *   PORT             port to listen on (127.0.0.1, or BATON_HOST)
@@ -30,12 +30,13 @@
  * The request id (`context.awsRequestId`) is the `x-request-id` header when the data plane sends
  * one (an asynchronous invocation's id, so that retries of one event share it), else a new UUID.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, writeSync } from 'node:fs';
-import { createServer } from 'node:http';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+'use strict';
+const { AsyncLocalStorage } = require('node:async_hooks');
+const { randomUUID } = require('node:crypto');
+const { closeSync, existsSync, writeSync } = require('node:fs');
+const { createServer } = require('node:http');
+const path = require('node:path');
+const { pathToFileURL } = require('node:url');
 
 const READY_FD = 3;
 const EXTENSIONS = ['.js', '.mjs', '.cjs'];
@@ -349,12 +350,12 @@ function signalReady() {
   }
 }
 
-try {
-  captureOutput();
-  serve(await loadHandler());
-} catch (err) {
+// CommonJS, with the handler loaded by import(): Node starts a CommonJS entry ~20 ms sooner than
+// an ES module one, on every cold start, and import() still loads ES module and CommonJS handlers.
+captureOutput();
+loadHandler().then(serve).catch((err) => {
   // The stack for the user, then the reason on the last line, which the worker quotes in its failure.
   if (err instanceof Error && err.stack !== undefined) console.error(err.stack);
   console.error(`baton handler runner: cannot start: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
-}
+});
