@@ -72,9 +72,20 @@ export const workerConfigSchema = z.strictObject({
    * start with ERR_RUNTIME_UNAVAILABLE.
    */
   containerEgress: z.boolean().default(true),
-  /** uid and gid of container sandboxes whose image names no non-root user; never 0. */
+  /**
+   * uid and gid of container sandboxes whose image names no non-root user; never 0. In a user
+   * namespace these are the container's ids (host ids `containerIdMapBase` + uid).
+   */
   containerUid: z.number().int().min(1).max(4_294_967_294).default(64_000),
   containerGid: z.number().int().min(1).max(4_294_967_294).default(64_000),
+  /**
+   * Whether container sandboxes get a user namespace of their own: `auto` (when the kernel offers
+   * them and every directory above the worker's container directory is searchable by others, else
+   * off with a warning saying why), `on` (the worker refuses to start otherwise), `off`.
+   */
+  containerUserNamespace: z.enum(['auto', 'on', 'off']).default('auto'),
+  /** In a user namespace, the host uid and gid the container's 0 is; its ids 0–65535 are host ids from here on. */
+  containerIdMapBase: z.number().int().min(1).max(4_294_967_294 - 65_536).default(100_000),
   /** Largest unpacked image (sum of file sizes over its layers), bytes. */
   maxImageBytes: z.number().int().min(1).default(2048 * MIB),
   /** Most entries over an image's layers. */

@@ -181,6 +181,7 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
       runtimes.push(new ContainerRuntime({
         dataDir: path.join(dataDir, 'container'), tag: containerTagOf(workerId, dataDir), ociRuntime: config.ociRuntime,
         subnet: config.containerSubnet, netnsPoolSize: config.containerNetnsPool, egress: config.containerEgress, uid: config.containerUid, gid: config.containerGid,
+        userNamespace: config.containerUserNamespace, idMapBase: config.containerIdMapBase,
         imageLimits: { maxBytes: config.maxImageBytes, maxEntries: config.maxImageEntries },
         readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs, logBufferLines: config.logBufferLines,
         clock, logger: logger.child({ component: 'container-runtime' }), exec: execTool,

@@ -82,6 +82,11 @@ describe('container functions', () => {
     assert.equal(cold.status, 200, JSON.stringify(cold.body));
     const warm = await invoke('hello-ctr', '/greet');
     assert.equal(warm.body['sandboxId'], cold.body['sandboxId']);
+    // In a user namespace of its own (the worker's default where the kernel allows): it is uid
+    // 64000 in there, host uid 164000 outside.
+    const probe = await invoke('hello-ctr', `/probe?file=/nonexistent&port=9&bridge=10.213.${subnetThird}.1`);
+    assert.equal(probe.body['uid'], 64_000);
+    assert.deepEqual(probe.body['uidMap'], [0, 100_000, 65_536]);
     // The sandbox that served (the autoscaler may have started another meanwhile, not yet addressed).
     const sandboxes = await sandboxesOf('hello-ctr');
     const sandbox = sandboxes.find((s) => s.sandboxId === cold.body['sandboxId']);

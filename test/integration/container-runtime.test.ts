@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -29,6 +29,8 @@ const PROBE = fileURLToPath(new URL('../fixtures/container-probe/', import.meta.
 
 let imageDir: string | undefined;
 const workRoot = await mkdtemp(path.join(tmpdir(), 'baton-container-'));
+// Searchable by others, as a sandbox's mapped root in its user namespace must reach its image.
+await chmod(workRoot, 0o711);
 
 /** The probe function's image (Node base), built and unpacked once for the file. */
 async function probeImage(): Promise<string> {
@@ -55,7 +57,7 @@ async function setup(t: TestContext, options: { tag?: string; dataDir?: string }
   const third = randomInt(1, 250);
   const dataDir = options.dataDir ?? path.join(workRoot, tag);
   const make = (): ContainerRuntime => new ContainerRuntime({
-    dataDir, tag, ociRuntime: 'crun', subnet: `10.213.${third}.0/24`, netnsPoolSize: 2, uid: 64_000, gid: 64_000,
+    dataDir, tag, ociRuntime: 'crun', subnet: `10.213.${third}.0/24`, netnsPoolSize: 2, uid: 64_000, gid: 64_000, userNamespace: 'on', idMapBase: 300_000,
     imageLimits: { maxBytes: 1 << 30, maxEntries: 100_000 }, readyTimeoutMs: 15_000, stopGraceMs: 500, logBufferLines: 50,
     clock: systemClock, logger: silentLogger(), exec: execTool,
   });
@@ -114,6 +116,11 @@ test('a container sandbox answers, isolated: own processes, no host files, no ho
   const probe = await (await fetch(url.replace(`port=${port}`, `port=${port}`))).json() as Record<string, any>;
   assert.equal(probe['uid'], 64_000);
   assert.equal(probe['gid'], 64_000);
+  assert.deepEqual(probe['uidMap'], [0, 300_000, 65_536], 'a user namespace of its own: its ids 0-65535 are host ids 300000-365535');
+  // From the host, its processes are an unprivileged host uid, not the uid it sees.
+  const state = JSON.parse(await execTool('crun', ['--root', s.runtime.host.stateRoot, 'state', 'probe-1'])) as { pid: number };
+  const hostUids = /^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${state.pid}/status`, 'utf8'))?.[1];
+  assert.equal(Number(hostUids), 364_000);
   assert.ok(probe['pids'].length <= 3, `sees only its own processes: ${probe['pids']}`);
   assert.ok(probe['pids'].includes(1), 'its init is pid 1 of its own namespace');
   assert.deepEqual(probe['hostFile'], { ok: false, code: 'ENOENT' });

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import type { SandboxFunction } from '../../src/api/worker.ts';
 import { parseProcCgroup } from '../../src/worker/container/cgroups.ts';
 import { parseImageConfig } from '../../src/worker/container/image-store.ts';
 import { parseSubnet } from '../../src/worker/container/network-pool.ts';
+import { userNamespaceBlocker } from '../../src/worker/container/container-runtime.ts';
 import { buildOciConfig, DENIED_SYSCALLS, processArgs, resolveUser } from '../../src/worker/container/oci-config.ts';
 
 const image = parseImageConfig(JSON.stringify({ config: {
@@ -65,6 +69,28 @@ test('the OCI config is locked down: read-only root, no new privileges, namespac
   assert.ok(tmp.options.includes('size=16m'));
   const runner = config['mounts'].find((m: { destination: string }) => m.destination === '/baton');
   assert.ok(runner.options.includes('ro'));
+});
+
+test('with an id map, a user namespace of its own maps the container\'s ids 0 to size − 1 onto host ids from hostId', () => {
+  const plain = buildOciConfig(image, fn(), assignment) as Record<string, any>;
+  assert.equal(plain['linux'].uidMappings, undefined);
+  const mapped = buildOciConfig(image, fn(), { ...assignment, idMap: { hostId: 100_000, size: 65_536 } }) as Record<string, any>;
+  assert.deepEqual(mapped['linux'].namespaces.map((n: { type: string }) => n.type), ['pid', 'mount', 'ipc', 'uts', 'cgroup', 'network', 'user']);
+  assert.deepEqual(mapped['linux'].uidMappings, [{ containerID: 0, hostID: 100_000, size: 65_536 }]);
+  assert.deepEqual(mapped['linux'].gidMappings, [{ containerID: 0, hostID: 100_000, size: 65_536 }]);
+  assert.equal(mapped['process'].user.uid, 64_000, 'the process user is the container\'s id');
+});
+
+test('user namespaces are refused, with the fix, when a directory above the image is not searchable by others', async (t) => {
+  const root = await mkdtemp(path.join(tmpdir(), 'baton-userns-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const inner = path.join(root, 'worker', 'container');
+  await mkdir(inner, { recursive: true, mode: 0o755 });
+  await chmod(root, 0o700);
+  const why = await userNamespaceBlocker(inner);
+  assert.match(why ?? '', new RegExp(`${root} is not searchable by others \\(mode 700\\).*chmod o\\+x ${root}`));
+  await chmod(root, 0o711);
+  assert.equal(await userNamespaceBlocker(inner), undefined);
 });
 
 test('the user is the image\'s when it is not root, else the worker\'s; never 0', () => {

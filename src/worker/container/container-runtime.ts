@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +36,10 @@ export interface ContainerRuntimeOptions {
   /** uid/gid sandboxes run as when the image names no non-root user; never 0. */
   readonly uid: number;
   readonly gid: number;
+  /** A user namespace per sandbox: `auto` (when usable, else off with a warning), `on` (required), `off` (default). */
+  readonly userNamespace?: 'auto' | 'on' | 'off';
+  /** The host id the container's 0 maps to in a user namespace (default 100000). */
+  readonly idMapBase?: number;
   readonly imageLimits: LayerLimits;
   readonly readyTimeoutMs: number;
   readonly stopGraceMs: number;
@@ -89,6 +93,7 @@ export class ContainerRuntime implements SandboxRuntime {
   readonly #stateRoot: string;
   readonly #bundleRoot: string;
   readonly #runnerDir: string;
+  #idMap: { readonly hostId: number; readonly size: number } | undefined;
 
   constructor(options: ContainerRuntimeOptions) {
     this.#o = options;
@@ -100,9 +105,9 @@ export class ContainerRuntime implements SandboxRuntime {
     this.#runnerDir = path.join(options.dataDir, 'runner');
   }
 
-  /** For tests and diagnostics: the sandbox cgroups, network pool and crun state directory. */
-  get host(): { readonly cgroups: SandboxCgroups; readonly network: NetworkPool; readonly stateRoot: string } {
-    return { cgroups: this.#cgroups, network: this.#network, stateRoot: this.#stateRoot };
+  /** For tests and diagnostics: the sandbox cgroups, network pool, crun state directory and the user namespace's id map (if any). */
+  get host(): { readonly cgroups: SandboxCgroups; readonly network: NetworkPool; readonly stateRoot: string; readonly idMap: { readonly hostId: number; readonly size: number } | undefined } {
+    return { cgroups: this.#cgroups, network: this.#network, stateRoot: this.#stateRoot, idMap: this.#idMap };
   }
 
   /** Prepares the host side (runner copy, image store, bridge, firewall, namespace pool). Call after `cleanupLeftovers`. */
@@ -112,7 +117,27 @@ export class ContainerRuntime implements SandboxRuntime {
     await mkdir(this.#bundleRoot, { recursive: true });
     await mkdir(this.#stateRoot, { recursive: true });
     await this.#images.load();
+    await this.#decideUserNamespace();
     await this.#network.start();
+  }
+
+  /**
+   * In a user namespace, crun mounts the root and `/baton` as the container's root, which is an
+   * unprivileged host id: every directory above them must let others through (`o+x`), or the
+   * start fails with "make rootfs private: Permission denied".
+   */
+  async #decideUserNamespace(): Promise<void> {
+    const mode = this.#o.userNamespace ?? 'off';
+    if (mode === 'off') return;
+    const why = await userNamespaceBlocker(path.resolve(this.#runnerDir)) ?? await userNamespaceBlocker(path.resolve(this.#o.dataDir, 'images'));
+    if (why === undefined) {
+      const hostId = this.#o.idMapBase ?? 100_000;
+      this.#idMap = { hostId, size: 65_536 };
+      this.#o.logger.info({ hostIds: `${hostId}-${hostId + 65_535}` }, 'container sandboxes run in user namespaces of their own (their ids 0-65535 are these host ids)');
+      return;
+    }
+    if (mode === 'on') throw new BatonError('ERR_RUNTIME_UNAVAILABLE', `containerUserNamespace is on but ${why}`);
+    this.#o.logger.warn({ reason: why }, `container sandboxes run without a user namespace (as host uid ${this.#o.uid}): ${why}`);
   }
 
   onExit(listener: (exit: SandboxExit) => void): void {
@@ -175,7 +200,7 @@ export class ContainerRuntime implements SandboxRuntime {
     const config = buildOciConfig(image.config, fn, {
       sandboxId: containerId, rootfs: image.rootfs, uid: user.uid, gid: user.gid, port, netnsPath: slot.path,
       cgroupsPath: this.#cgroups.crunPath(containerId), runnerDir: this.#runnerDir,
-      tmpMiB: fn.resources.diskMiB ?? fn.resources.memoryMiB,
+      tmpMiB: fn.resources.diskMiB ?? fn.resources.memoryMiB, idMap: this.#idMap,
     });
     await mkdir(bundleDir, { recursive: true });
     await writeFile(path.join(bundleDir, 'config.json'), JSON.stringify(config));
@@ -352,4 +377,19 @@ function describeExit(exit: SandboxExit): string {
 function lastErrors(sandbox: ContainerSandbox): string {
   const lines = sandbox.logs.tail(20).filter((l) => l.stream === 'stderr').slice(-3).map((l) => l.line);
   return lines.length === 0 ? '' : `; stderr: ${lines.join(' | ')}`;
+}
+
+const MAX_USER_NAMESPACES = '/proc/sys/user/max_user_namespaces';
+
+/** Why sandboxes under `dir` cannot have user namespaces here (with the fix), or undefined when they can. */
+export async function userNamespaceBlocker(dir: string): Promise<string | undefined> {
+  const max = Number((await readFile(MAX_USER_NAMESPACES, 'utf8').catch(() => '0')).trim());
+  if (!(max > 0)) return `the kernel offers no user namespaces (${MAX_USER_NAMESPACES} is 0 or missing; 'sysctl -w user.max_user_namespaces=15000')`;
+  for (let current = dir; ; current = path.dirname(current)) {
+    const info = await stat(current).catch(() => undefined);
+    if (info !== undefined && (info.mode & 0o001) === 0) {
+      return `${current} is not searchable by others (mode ${(info.mode & 0o777).toString(8)}), so a sandbox's mapped root cannot reach its image; 'chmod o+x ${current}' or put the worker's dataDir elsewhere`;
+    }
+    if (path.dirname(current) === current) return undefined;
+  }
 }

@@ -24,6 +24,8 @@ export interface SandboxAssignment {
   readonly runnerDir: string;
   /** tmpfs size of `/tmp`, MiB. */
   readonly tmpMiB: number;
+  /** A user namespace of its own: the container's ids 0 to size − 1 are the host's from hostId on (`uid`/`gid` are then the container's). */
+  readonly idMap?: { readonly hostId: number; readonly size: number } | undefined;
 }
 
 export const DEFAULT_CONTAINER_PORT = 8080;
@@ -81,7 +83,12 @@ export function buildOciConfig(image: ImageConfig, fn: SandboxFunction, a: Sandb
       namespaces: [
         { type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'cgroup' },
         { type: 'network', path: a.netnsPath },
+        ...(a.idMap === undefined ? [] : [{ type: 'user' }]),
       ],
+      ...(a.idMap === undefined ? {} : {
+        uidMappings: [{ containerID: 0, hostID: a.idMap.hostId, size: a.idMap.size }],
+        gidMappings: [{ containerID: 0, hostID: a.idMap.hostId, size: a.idMap.size }],
+      }),
       cgroupsPath: a.cgroupsPath,
       maskedPaths: MASKED_PATHS,
       readonlyPaths: READONLY_PATHS,
