@@ -1,5 +1,5 @@
 import type { RegisterWorkerRequest, RegisterWorkerResponse } from '../api/worker.ts';
-import { repeat, type Clock, type Timer } from '../core/clock.ts';
+import type { Clock, Timer } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../store/store.ts';
@@ -49,6 +49,12 @@ interface StoredWorker { id: string; url: string; capacity: { cpuMilli: number; 
  * A worker that misses `heartbeatMissLimit` heartbeats is unschedulable and its sandboxes are
  * withdrawn (new plans place them elsewhere); one that registers again reports what it runs, and
  * whatever the control plane already replaced is deleted on it.
+ *
+ * Failure detection runs on one timer armed for the earliest deadline (last heartbeat + limit) of
+ * a ready worker, so a silent worker is declared dead just past its own deadline rather than at
+ * the next turn of a fixed-period check (which added up to one interval). Heartbeats only move
+ * deadlines later and arm nothing; a sweep over the workers runs about once per limit − interval
+ * while all are healthy.
  */
 export class WorkerMembership {
   readonly #o: WorkerMembershipOptions;
@@ -57,6 +63,7 @@ export class WorkerMembership {
   #list: WorkerEntry[] = [];
   readonly #batchers = new Map<string, { key: string; batcher: SandboxBatcher }>();
   #monitor: Timer | undefined;
+  #isStarted = false;
 
   constructor(options: WorkerMembershipOptions) {
     this.#o = options;
@@ -91,11 +98,14 @@ export class WorkerMembership {
   }
 
   start(): void {
-    this.#monitor = repeat(this.#o.clock, this.#o.heartbeatIntervalMs, () => this.checkHeartbeats());
+    this.#isStarted = true;
+    this.checkHeartbeats();
   }
 
   close(): void {
+    this.#isStarted = false;
     this.#monitor?.cancel();
+    this.#monitor = undefined;
     for (const { batcher } of this.#batchers.values()) batcher.client.close();
   }
 
@@ -124,6 +134,8 @@ export class WorkerMembership {
     worker.runtimes = req.runtimes;
     worker.state = 'ready';
     worker.lastHeartbeatMs = now;
+    // Every other ready worker's deadline is no later than this one's: an armed monitor comes first.
+    if (this.#isStarted && this.#monitor === undefined) this.#arm(now + this.#limitMs(), now);
     this.#reconcile(worker, req.sandboxes);
     this.#o.sandboxes.onCapacityAdded();
     this.#o.log.info({ worker: worker.id, url: worker.url, sandboxes: req.sandboxes.length }, 'worker registered');
@@ -151,17 +163,40 @@ export class WorkerMembership {
     return worker === undefined || worker.state === 'unregistered' ? undefined : worker;
   }
 
-  /** Withdraws the sandboxes of workers silent for longer than the miss limit (run by the monitor; tests call it). */
+  /**
+   * Withdraws the sandboxes of workers silent for longer than the miss limit, then arms the
+   * monitor for the next deadline (run by the monitor; tests call it).
+   */
   checkHeartbeats(): void {
     const now = this.#o.clock.now();
-    const limitMs = this.#o.heartbeatIntervalMs * this.#o.heartbeatMissLimit;
+    const limitMs = this.#limitMs();
+    let next = Infinity;
     for (const worker of this.#workers.values()) {
-      if (worker.state !== 'ready' || now - worker.lastHeartbeatMs <= limitMs) continue;
+      if (worker.state !== 'ready') continue;
+      const deadline = worker.lastHeartbeatMs + limitMs;
+      if (now <= deadline) {
+        next = Math.min(next, deadline);
+        continue;
+      }
       worker.state = 'unschedulable';
       this.#o.log.warn({ worker: worker.id, silentMs: Math.round(now - worker.lastHeartbeatMs) }, 'worker missed heartbeats; withdrawing its sandboxes');
       if (worker.sandboxes.size > 0) worker.withdrawnSandboxIds = new Set(worker.sandboxes.items.map((s) => s.id));
       this.#o.sandboxes.withdrawWorker(worker);
     }
+    if (this.#isStarted) this.#arm(next, now);
+  }
+
+  #limitMs(): number {
+    return this.#o.heartbeatIntervalMs * this.#o.heartbeatMissLimit;
+  }
+
+  /** Arms the monitor to run just past `deadline` (a worker is dead once silent for more than the limit); none for Infinity. */
+  #arm(deadline: number, now: number): void {
+    this.#monitor?.cancel();
+    this.#monitor = deadline === Infinity ? undefined : this.#o.clock.setTimeout(() => {
+      this.#monitor = undefined;
+      this.checkHeartbeats();
+    }, deadline - now + 1);
   }
 
   #add(worker: WorkerEntry): void {
