@@ -112,6 +112,8 @@ export interface Cluster {
   readonly dir: string;
   readonly cpUrl: string;
   dpUrl: string;
+  /** The data plane's internal API (routing view, health). */
+  dpInternalUrl: string;
   readonly workerUrl: string;
   controlplane: DaemonProcess;
   dataplane: DaemonProcess;
@@ -161,6 +163,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const cluster: Cluster = {
       dir, cpUrl,
       dpUrl: urlOf(dpLine, 'proxyUrl') as string,
+      dpInternalUrl: urlOf(dpLine, 'url') as string,
       workerUrl: urlOf(workerLine, 'url') as string,
       controlplane, dataplane, worker,
       async restartControlPlane() {
@@ -175,6 +178,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         cluster.dataplane = spawnDaemon('dataplane', dpArgs);
         const line = await cluster.dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
         cluster.dpUrl = urlOf(line, 'proxyUrl') as string;
+        cluster.dpInternalUrl = urlOf(line, 'url') as string;
       },
       async stop() {
         await Promise.all([cluster.dataplane.stop(), worker.stop()]);
@@ -183,6 +187,26 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       },
     };
     return cluster;
+  }
+}
+
+/** A worker started on its own (one more for a cluster, or one restarted with the same identity and data dir). */
+export interface WorkerProcess {
+  readonly daemon: DaemonProcess;
+  readonly url: string;
+  readonly workerId: string;
+}
+
+/** Starts a worker with a fixed id on `dataDir`, given the control planes' URLs; resolves once it has started. */
+export async function startWorker(o: { workerId: string; dataDir: string; controlPlaneUrls: readonly string[]; args?: readonly string[] }): Promise<WorkerProcess> {
+  const daemon = spawnDaemon('worker', ['--port', '0', '--data-dir', o.dataDir, '--worker-id', o.workerId, '--control-plane-urls', JSON.stringify(o.controlPlaneUrls),
+    '--heartbeat-interval-ms', '200', ...(o.args ?? [])]);
+  try {
+    const line = await daemon.waitForLog((l) => urlOf(l, 'url') !== undefined && l['msg'] === 'worker started');
+    return { daemon, url: urlOf(line, 'url') as string, workerId: o.workerId };
+  } catch (err) {
+    await daemon.stop('SIGKILL');
+    throw err;
   }
 }
 

@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { BatonClient } from '../../src/cli/client.ts';
+import { startCluster, startWorker, type WorkerProcess } from '../kit/cluster.ts';
+import { routedEndpoints, startLoad, waitForConvergence, type Load } from '../kit/load.ts';
+import { waitFor } from '../kit/wait-for.ts';
+
+/**
+ * Faults injected into real daemons under a steady load of warm and cold invocations. Each test
+ * prints what the load got — sent, succeeded, failed by code — and checks that every failure is a
+ * coded error (never a hang, a reset or an empty 200), that the data planes' views and the
+ * workers' sandboxes converge afterwards, and that no acknowledged registration is lost.
+ */
+
+const names = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+/** Stops the load and prints and checks what it got: every failure coded. */
+async function finish(load: Load, what: string): Promise<void> {
+  await load.stop();
+  process.stdout.write(`${what}: warm ${load.warm}; cold ${load.cold}\n`);
+  assert.deepEqual(load.warm.uncoded(), [], `every failed warm invocation has a code: ${load.warm}`);
+  assert.deepEqual(load.cold.uncoded(), [], `every failed cold invocation has a code: ${load.cold}`);
+  assert.ok(load.warm.ok > 0 && load.cold.sent > 0, `the load ran: warm ${load.warm}; cold ${load.cold}`);
+}
+
+test('kill -9 of a worker under load: its endpoints are withdrawn, capacity is recreated on the other worker, the failures are coded and stop once it is detected; back with the same identity it serves again', async (t) => {
+  const cluster = await startCluster({ worker: ['--runtime', 'emulated', '--worker-id', 'w-a', '--cpu-milli', '64000'] });
+  t.after(() => cluster.stop());
+  const cpUrls = [cluster.cpUrl];
+  let victim: WorkerProcess = await startWorker({ workerId: 'w-b', dataDir: join(cluster.dir, 'w-b'), controlPlaneUrls: cpUrls, args: ['--runtime', 'emulated', '--cpu-milli', '64000'] });
+  t.after(() => victim.daemon.stop('SIGKILL'));
+  const client = new BatonClient({ url: cluster.cpUrl });
+  t.after(() => client.close());
+  await waitFor(async () => (await client.listWorkers()).filter((w) => w.state === 'ready').length === 2, { timeoutMs: 15_000, message: 'both workers registered' });
+
+  const warm = names('warm', 2);
+  const cold = names('cold', 16);
+  for (const name of warm) await client.createFunction({ name, runtime: 'emulated', scaling: { minScale: 2, maxScale: 4 } });
+  for (const name of cold) await client.createFunction({ name, runtime: 'emulated', scaling: { maxScale: 2 } });
+  // Two sandboxes of each warm function, one on each worker (least-allocated placement spreads them).
+  await waitFor(async () => {
+    const all = (await Promise.all(warm.map((fn) => client.listSandboxes(fn)))).flat().filter((s) => s.state === 'ready');
+    return all.length === 4 && all.filter((s) => s.workerId === 'w-b').length === 2;
+  }, { timeoutMs: 15_000, message: 'two ready sandboxes of each warm function, one on each worker' });
+  const onVictim = (await Promise.all(warm.map((fn) => client.listSandboxes(fn)))).flat().filter((s) => s.workerId === 'w-b').map((s) => s.sandboxId);
+
+  const load = startLoad({ url: () => cluster.dpUrl, warm, cold, coldEveryMs: 250 });
+  t.after(() => load.stop());
+  await load.more(100);
+
+  await victim.daemon.stop('SIGKILL');
+  const sentAtKill = load.warm.sent;
+  await waitFor(async () => {
+    const routed = [...(await routedEndpoints(cluster.dpInternalUrl)).values()].flat();
+    return onVictim.every((id) => !routed.includes(id));
+  }, { timeoutMs: 10_000, intervalMs: 50, message: 'the dead worker\'s endpoints withdrawn from the data plane' });
+  const failedAtWithdrawal = load.warm.failures;
+  // Capacity is recreated on the surviving worker: two ready sandboxes of each warm function again.
+  await waitFor(async () => {
+    const all = (await Promise.all(warm.map((fn) => client.listSandboxes(fn)))).flat().filter((s) => s.state === 'ready');
+    return all.length >= 4 && all.every((s) => s.workerId === 'w-a');
+  }, { timeoutMs: 15_000, message: 'the warm functions\' capacity recreated on w-a' });
+  // Invocations in flight at the withdrawal may still fail; none sent after it.
+  await load.more(50);
+  const failedAfterSettling = load.warm.failures;
+  await load.more(200);
+  assert.equal(load.warm.failures, failedAfterSettling, `no warm invocation fails once the dead worker is withdrawn: ${load.warm}`);
+
+  // The worker comes back with the same identity: it registers again and gets sandboxes again.
+  victim = await startWorker({ workerId: 'w-b', dataDir: join(cluster.dir, 'w-b'), controlPlaneUrls: cpUrls, args: ['--runtime', 'emulated', '--cpu-milli', '64000'] });
+  await waitFor(async () => (await client.listWorkers()).find((w) => w.workerId === 'w-b')?.state === 'ready', { timeoutMs: 15_000, message: 'w-b registered again' });
+  await load.more(100);
+  await waitFor(() => load.coldPending === 0 && load.cold.sent === cold.length, { timeoutMs: 30_000, message: 'every cold invocation answered' });
+  await finish(load, `worker kill -9 (${load.warm.sent - sentAtKill} warm sent after the kill, ${failedAtWithdrawal} failed by the withdrawal)`);
+  assert.equal(load.warm.failures, failedAfterSettling);
+  assert.ok(load.warm.failures <= 64, `the failures are bounded: ${load.warm}`);
+  assert.equal(load.cold.ok, cold.length, `every cold start was served (those placed on the dead worker again elsewhere): ${load.cold}`);
+
+  await waitForConvergence({ dataplanes: [cluster.dpInternalUrl], workers: [cluster.workerUrl, victim.url], functions: [...warm, ...cold], maxPerFunction: 4 });
+  assert.deepEqual((await client.listFunctions()).map((f) => f.spec.name).sort(), [...warm, ...cold].sort(), 'every acknowledged registration is there');
+});
