@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { BatonClient } from '../../src/cli/client.ts';
-import { startCluster, startWorker, type WorkerProcess } from '../kit/cluster.ts';
+import { packDirectory } from '../../src/core/archive.ts';
+import { ROOT, startCluster, startWorker, type WorkerProcess } from '../kit/cluster.ts';
 import { routedEndpoints, startLoad, waitForConvergence, type Load } from '../kit/load.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
@@ -79,4 +80,40 @@ test('kill -9 of a worker under load: its endpoints are withdrawn, capacity is r
 
   await waitForConvergence({ dataplanes: [cluster.dpInternalUrl], workers: [cluster.workerUrl, victim.url], functions: [...warm, ...cold], maxPerFunction: 4 });
   assert.deepEqual((await client.listFunctions()).map((f) => f.spec.name).sort(), [...warm, ...cold].sort(), 'every acknowledged registration is there');
+});
+
+test('kill -9 of a sandbox process under load: the worker reports the exit at once, its endpoint is withdrawn and a new sandbox serves; only the invocations in flight in it fail, with ERR_SANDBOX_FAILED', async (t) => {
+  const cluster = await startCluster();
+  t.after(() => cluster.stop());
+  const client = new BatonClient({ url: cluster.cpUrl });
+  t.after(() => client.close());
+  const { digest } = await client.uploadArtifact(await packDirectory(join(ROOT, 'examples/hello')));
+  const cold = names('cold', 5);
+  // Room for a retry on the other sandbox: a connection refused by the dead one goes there.
+  await client.createFunction({ name: 'warm', runtime: 'process', artifact: digest, handler: 'index.handler', concurrency: 4, scaling: { minScale: 2, maxScale: 2 } });
+  for (const name of cold) await client.createFunction({ name, runtime: 'process', artifact: digest, handler: 'index.handler', scaling: { maxScale: 1 } });
+  await waitFor(async () => (await client.listSandboxes('warm')).filter((s) => s.state === 'ready').length === 2, { timeoutMs: 20_000, message: 'two ready sandboxes' });
+  const [killed] = (await client.listSandboxes('warm')).map((s) => s.sandboxId);
+  const listed = await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`)).json() as { sandboxes: { sandboxId: string; pid?: number }[] };
+  const pid = listed.sandboxes.find((s) => s.sandboxId === killed)?.pid;
+  assert.ok(pid !== undefined, 'the sandbox has a process');
+
+  const clients = 4;
+  const load = startLoad({ url: () => cluster.dpUrl, warm: ['warm'], warmClients: clients, cold, coldEveryMs: 400 });
+  t.after(() => load.stop());
+  await load.more(100);
+  process.kill(pid, 'SIGKILL');
+  await waitFor(async () => !((await routedEndpoints(cluster.dpInternalUrl)).get('warm') ?? []).includes(killed as string),
+    { timeoutMs: 10_000, intervalMs: 25, message: 'the killed sandbox\'s endpoint withdrawn' });
+  await waitFor(async () => {
+    const now = (await client.listSandboxes('warm')).filter((s) => s.state === 'ready');
+    return now.length === 2 && !now.some((s) => s.sandboxId === killed);
+  }, { timeoutMs: 20_000, message: 'the killed sandbox replaced' });
+  await load.more(200);
+  await waitFor(() => load.coldPending === 0 && load.cold.sent === cold.length, { timeoutMs: 30_000, message: 'every cold invocation answered' });
+  await finish(load, 'sandbox kill -9');
+  assert.ok(load.warm.failures <= clients, `at most one invocation per client was in flight in the killed sandbox: ${load.warm}`);
+  assert.deepEqual([...load.warm.failed.keys()].filter((code) => code !== 'ERR_SANDBOX_FAILED'), [], `${load.warm}`);
+  assert.equal(load.cold.ok, cold.length, `${load.cold}`);
+  await waitForConvergence({ dataplanes: [cluster.dpInternalUrl], workers: [cluster.workerUrl], functions: ['warm', ...cold], maxPerFunction: 2 });
 });
