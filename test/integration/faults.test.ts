@@ -3,8 +3,11 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { BatonClient } from '../../src/cli/client.ts';
 import { packDirectory } from '../../src/core/archive.ts';
+import { BatonError } from '../../src/core/errors.ts';
 import { ROOT, startCluster, startWorker, type WorkerProcess } from '../kit/cluster.ts';
-import { routedEndpoints, startLoad, waitForConvergence, type Load } from '../kit/load.ts';
+import { startHaCluster } from '../kit/ha-cluster.ts';
+import { invoke, routedEndpoints, startLoad, waitForConvergence, type Load } from '../kit/load.ts';
+import { hasRedis } from '../kit/redis.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
 /**
@@ -116,4 +119,41 @@ test('kill -9 of a sandbox process under load: the worker reports the exit at on
   assert.deepEqual([...load.warm.failed.keys()].filter((code) => code !== 'ERR_SANDBOX_FAILED'), [], `${load.warm}`);
   assert.equal(load.cold.ok, cold.length, `${load.cold}`);
   await waitForConvergence({ dataplanes: [cluster.dpInternalUrl], workers: [cluster.workerUrl], functions: ['warm', ...cold], maxPerFunction: 2 });
+});
+
+test('a Redis restart under load (kill -9, then the same port and data dir, AOF on): warm invocations are served throughout, management writes are refused with a code while it is down and work again after, nothing acknowledged is lost', { skip: !hasRedis() && 'redis-server is not installed (apt-get install redis-server)' }, async (t) => {
+  const cluster = await startHaCluster({ worker: ['--cpu-milli', '64000'] });
+  t.after(() => cluster.stop());
+  const { cp: first, epoch } = await cluster.leader();
+  const client = new BatonClient({ url: first.url });
+  t.after(() => client.close());
+  const cold = names('cold', 10);
+  for (const name of ['warm', ...cold]) await client.createFunction({ name, runtime: 'emulated', scaling: { maxScale: 4 } });
+  assert.equal((await invoke(cluster.dpUrl, 'warm')).status, 200);
+
+  const load = startLoad({ url: () => cluster.dpUrl, warm: ['warm'], cold, coldEveryMs: 400 });
+  t.after(() => load.stop());
+  await load.more(100);
+  await cluster.redis.kill();
+  await first.daemon.waitForLog((l) => String(l['msg']).startsWith('stepped down'), 15_000);
+  // No control plane can lead without its store: a write is refused with a code and changes nothing.
+  const refused = await client.createFunction({ name: 'during', runtime: 'emulated' }).then(() => undefined, (err: unknown) => err);
+  assert.ok(refused instanceof BatonError && ['ERR_NOT_LEADER', 'ERR_UNAVAILABLE', 'ERR_STORE_UNAVAILABLE'].includes(refused.code), `a coded refusal: ${String(refused)}`);
+  const sentWhileDown = load.warm.sent;
+  await load.more(100);
+
+  await cluster.redis.restart();
+  const back = await cluster.leader(undefined, 20_000);
+  assert.ok(back.epoch > epoch, `a new term: epoch ${back.epoch} above ${epoch}`);
+  const leaderClient = new BatonClient({ url: back.cp.url });
+  t.after(() => leaderClient.close());
+  await waitFor(async () => (await leaderClient.createFunction({ name: 'after', runtime: 'emulated' }).then(() => true, () => false)), { timeoutMs: 10_000, message: 'a management write accepted again' });
+  assert.equal((await invoke(cluster.dpUrl, 'after')).status, 200);
+  await load.more(100);
+  await waitFor(() => load.coldPending === 0 && load.cold.sent === cold.length, { timeoutMs: 30_000, message: 'every cold invocation answered' });
+  await finish(load, `Redis restart (${load.warm.sent - sentWhileDown} warm sent from the write refused on)`);
+  assert.equal(load.warm.failures, 0, `no warm invocation failed: ${load.warm}`);
+  assert.equal(load.cold.ok, cold.length, `the cold starts asked for while no control plane led were served after: ${load.cold}`);
+  assert.deepEqual((await leaderClient.listFunctions()).map((f) => f.spec.name).sort(), ['after', 'warm', ...cold].sort(), 'every acknowledged registration is there, the refused one is not');
+  await waitForConvergence({ dataplanes: [cluster.dpInternalUrl], workers: [cluster.workerUrl], functions: ['warm', 'after', ...cold], maxPerFunction: 4 });
 });
