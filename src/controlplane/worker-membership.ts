@@ -13,6 +13,8 @@ export interface WorkerSandboxes {
   forget(sandboxes: readonly Sandbox[]): void;
   deleteUnknown(worker: WorkerEntry, sandboxIds: readonly string[]): void;
   withdrawWorker(worker: WorkerEntry): void;
+  /** Drains the worker's sandboxes on every data plane (their functions planned again at once), then deletes them on it. */
+  drainWorker(worker: WorkerEntry): Promise<void>;
   /** Capacity was added (a worker registered): plan again what found no room. */
   onCapacityAdded(): void;
 }
@@ -148,6 +150,23 @@ export class WorkerMembership {
       throw new BatonError('ERR_WORKER_NOT_FOUND', `worker '${workerId}' must register`);
     }
     worker.lastHeartbeatMs = this.#o.clock.now();
+  }
+
+  /**
+   * A worker shutting down: unschedulable at once (no new sandbox goes there, its heartbeats are
+   * refused until it registers again), its sandboxes drained on every data plane while their
+   * functions get new ones elsewhere, then deleted on it. Resolves when that is done, so that the
+   * worker stops only what no invocation uses any more.
+   *
+   * @throws BatonError ERR_WORKER_NOT_FOUND when it never registered in this term
+   */
+  async leave(workerId: string): Promise<void> {
+    const worker = this.require(workerId);
+    if (worker.state === 'ready') {
+      worker.state = 'unschedulable';
+      this.#o.log.info({ worker: worker.id, sandboxes: worker.sandboxes.size }, 'worker leaving; draining its sandboxes');
+    }
+    await this.#o.sandboxes.drainWorker(worker);
   }
 
   /** The worker, unless it has never registered since this control plane started (ERR_WORKER_NOT_FOUND). */

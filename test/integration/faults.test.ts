@@ -1,13 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatonClient } from '../../src/cli/client.ts';
 import { packDirectory } from '../../src/core/archive.ts';
 import { BatonError } from '../../src/core/errors.ts';
-import { ROOT, startCluster, startWorker, type WorkerProcess } from '../kit/cluster.ts';
-import { startHaCluster } from '../kit/ha-cluster.ts';
+import { ROOT, runCliProcess, spawnDataplane, startCluster, startWorker, type DaemonProcess, type WorkerProcess } from '../kit/cluster.ts';
+import { startControlPlane, startHaCluster, waitForLeader, type HaControlPlane } from '../kit/ha-cluster.ts';
+import { hasHaproxy, startHaproxy, waitStablyUp } from '../kit/haproxy.ts';
 import { invoke, routedEndpoints, startLoad, waitForConvergence, type Load } from '../kit/load.ts';
-import { hasRedis } from '../kit/redis.ts';
+import { freePort, hasRedis, startRedis } from '../kit/redis.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
 /**
@@ -156,4 +159,100 @@ test('a Redis restart under load (kill -9, then the same port and data dir, AOF 
   assert.equal(load.cold.ok, cold.length, `the cold starts asked for while no control plane led were served after: ${load.cold}`);
   assert.deepEqual((await leaderClient.listFunctions()).map((f) => f.spec.name).sort(), ['after', 'warm', ...cold].sort(), 'every acknowledged registration is there, the refused one is not');
   await waitForConvergence({ dataplanes: [cluster.dpInternalUrl], workers: [cluster.workerUrl], functions: ['warm', 'after', ...cold], maxPerFunction: 4 });
+});
+
+test('a rolling restart of every daemon under load — three control planes on Redis, two workers, two data planes behind HAProxy, each stopped with SIGTERM and back before the next — loses no invocation', { skip: (!hasRedis() && 'redis-server is not installed (apt-get install redis-server)') || (!hasHaproxy() && 'haproxy is not installed (apt-get install haproxy)') }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'baton-rolling-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const daemons = new Set<DaemonProcess>();
+  t.after(() => Promise.all([...daemons].map((d) => d.stop('SIGKILL'))));
+  const track = <T extends { daemon: DaemonProcess }>(started: T): T => {
+    daemons.add(started.daemon);
+    return started;
+  };
+
+  const cpPorts = [await freePort(), await freePort(), await freePort()];
+  const cpUrls = cpPorts.map((port) => `http://127.0.0.1:${port}`);
+  const startCp = async (i: number): Promise<HaControlPlane> => {
+    const started = track(startControlPlane({ dataDir: join(dir, `cp${i}`), redisUrl: redis.url, port: cpPorts[i] as number }));
+    return started.ready;
+  };
+  const cps = [await startCp(0)];
+  cps.push(await startCp(1), await startCp(2));
+  const startW = async (id: string): Promise<WorkerProcess> => track(await startWorker({ workerId: id, dataDir: join(dir, id), controlPlaneUrls: cpUrls, args: ['--runtime', 'emulated', '--cpu-milli', '64000'] }));
+  const workers = [await startW('w-a'), await startW('w-b')];
+  const dpPorts = [await freePort(), await freePort()];
+  const internalPorts = [await freePort(), await freePort()];
+  const startDp = (i: number): DaemonProcess => {
+    const daemon = spawnDataplane({ dataplaneId: `dp-${i}`, dataDir: join(dir, `dp${i}`), controlPlaneUrls: cpUrls, port: dpPorts[i] as number, internalPort: internalPorts[i] as number });
+    daemons.add(daemon);
+    return daemon;
+  };
+  const dps = [startDp(0), startDp(1)];
+  const bind = `127.0.0.1:${await freePort()}`;
+  const stats = `127.0.0.1:${await freePort()}`;
+  const generated = await runCliProcess(['haproxy-config', '--bind', bind, '--stats', stats, '--check-interval-ms', '200',
+    '--dataplane', `127.0.0.1:${dpPorts[0]}`, '--dataplane', `127.0.0.1:${dpPorts[1]}`]);
+  assert.equal(generated.code, 0, generated.stderr);
+  const haproxy = await startHaproxy(generated.stdout, `http://${stats}`);
+  t.after(() => haproxy.stop());
+
+  const leaderClient = async (): Promise<BatonClient> => {
+    const client = new BatonClient({ url: (await waitForLeader(cps, 20_000)).cp.url });
+    t.after(() => client.close());
+    return client;
+  };
+  let client = await leaderClient();
+  await waitFor(async () => (await client.listWorkers()).filter((w) => w.state === 'ready').length === 2 && (await client.listDataplanes()).filter((d) => d.state === 'ready').length === 2,
+    { timeoutMs: 20_000, message: 'both workers and both data planes registered' });
+  const warm = names('warm', 2);
+  const cold = names('cold', 40);
+  for (const name of warm) await client.createFunction({ name, runtime: 'emulated', concurrency: 4, scaling: { minScale: 2, maxScale: 4 } });
+  for (const name of cold) await client.createFunction({ name, runtime: 'emulated', scaling: { maxScale: 2 } });
+  await waitStablyUp(haproxy, 'at the start');
+  const url = `http://${bind}`;
+  for (const fn of warm) await waitFor(async () => (await invoke(url, fn)).status === 200, { timeoutMs: 15_000, message: `${fn} served through HAProxy` });
+
+  const load = startLoad({ url: () => url, warm, cold, coldEveryMs: 600, maxMs: 120_000 });
+  t.after(() => load.stop());
+  await load.more(100);
+  const rolled: string[] = [];
+  // Control planes: the leader among them hands over (its lease released on stop) and returns a follower.
+  for (let i = 0; i < cps.length; i++) {
+    await (cps[i] as HaControlPlane).daemon.stop('SIGTERM');
+    cps[i] = await startCp(i);
+    await waitForLeader(cps, 20_000);
+    await load.more(50);
+    rolled.push(`cp${i}`);
+  }
+  client = await leaderClient();
+  // Workers: each has its sandboxes drained (replaced on the other) before it stops, then registers again with the same identity.
+  for (let i = 0; i < workers.length; i++) {
+    const id = (workers[i] as WorkerProcess).workerId;
+    await (workers[i] as WorkerProcess).daemon.stop('SIGTERM');
+    workers[i] = await startW(id);
+    await waitFor(async () => (await client.listWorkers()).find((w) => w.workerId === id)?.state === 'ready', { timeoutMs: 15_000, message: `${id} registered again` });
+    await load.more(50);
+    rolled.push(id);
+  }
+  // Data planes: each refuses new invocations with 503 (HAProxy retries them on the other), drains, exits, and is back UP before the next.
+  for (let i = 0; i < dps.length; i++) {
+    await (dps[i] as DaemonProcess).stop('SIGTERM');
+    dps[i] = startDp(i);
+    await waitFor(async () => (await invoke(`http://127.0.0.1:${dpPorts[i]}`, warm[0] as string, { timeoutMs: 5_000 })).status === 200, { timeoutMs: 30_000, message: `dp-${i} serving after its restart` });
+    await waitStablyUp(haproxy, `dp-${i} after its restart`);
+    await load.more(50);
+    rolled.push(`dp-${i}`);
+  }
+  await waitFor(() => load.coldPending === 0, { timeoutMs: 30_000, message: 'every cold invocation answered' });
+  await finish(load, `rolling restart of ${rolled.join(', ')}`);
+  assert.equal(load.warm.failures, 0, `a rolling restart loses no warm invocation: ${load.warm}`);
+  assert.equal(load.cold.failures, 0, `nor a cold one: ${load.cold}`);
+
+  const dataplanes = (await client.listDataplanes()).filter((d) => d.state === 'ready');
+  assert.equal(dataplanes.length, 2);
+  await waitForConvergence({ dataplanes: internalPorts.map((port) => `http://127.0.0.1:${port}`), workers: workers.map((w) => w.url), functions: [...warm, ...cold.slice(0, load.cold.sent)], maxPerFunction: 4 });
+  assert.deepEqual((await client.listFunctions()).map((f) => f.spec.name).sort(), [...warm, ...cold].sort(), 'every acknowledged registration is there');
 });

@@ -210,6 +210,17 @@ export async function startWorker(o: { workerId: string; dataDir: string; contro
   }
 }
 
+/**
+ * A data plane with a fixed id and fixed ports (behind HAProxy they must stay the same across
+ * restarts), given the control planes' URLs and a shutdown grace of 10 s; not waited for.
+ */
+export function spawnDataplane(o: { dataplaneId: string; controlPlaneUrls: readonly string[]; port: number; internalPort: number; dataDir?: string }): DaemonProcess {
+  return spawnDaemon('dataplane', [
+    '--port', String(o.port), '--internal-port', String(o.internalPort), '--dataplane-id', o.dataplaneId, '--control-plane-urls', JSON.stringify(o.controlPlaneUrls),
+    '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', '--shutdown-grace-ms', '10000', ...(o.dataDir === undefined ? [] : ['--data-dir', o.dataDir]),
+  ]);
+}
+
 /** Runs the `baton` CLI to completion; resolves with its exit code and output. */
 export async function runCliProcess(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -19,7 +19,7 @@ function membership(clock: ManualClock): { workers: WorkerMembership; withdrawn:
     store: new MemoryStore(), clock, log: silentLogger(), heartbeatIntervalMs: INTERVAL_MS, heartbeatMissLimit: MISS_LIMIT,
     functions: { get: () => undefined },
     sandboxes: {
-      get: () => undefined, adopt: () => undefined, forget: () => undefined, deleteUnknown: () => undefined, onCapacityAdded: () => undefined,
+      get: () => undefined, adopt: () => undefined, forget: () => undefined, deleteUnknown: () => undefined, onCapacityAdded: () => undefined, drainWorker: async () => undefined,
       withdrawWorker: (worker: WorkerEntry) => {
         assert.ok(!withdrawn.has(worker.id), `${worker.id} withdrawn once`);
         withdrawn.set(worker.id, clock.now());
