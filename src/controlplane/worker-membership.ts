@@ -209,12 +209,19 @@ export class WorkerMembership {
     return this.#o.heartbeatIntervalMs * this.#o.heartbeatMissLimit;
   }
 
-  /** Arms the monitor to run just past `deadline` (a worker is dead once silent for more than the limit); none for Infinity. */
+  /**
+   * Arms the monitor to run just past `deadline` (a worker is dead once silent for more than the
+   * limit); none for Infinity. The sweep runs in the next turn, after the I/O already waiting: when
+   * the event loop was held up past a deadline, a heartbeat that arrived meanwhile is read first,
+   * and its worker is not declared dead.
+   */
   #arm(deadline: number, now: number): void {
     this.#monitor?.cancel();
     this.#monitor = deadline === Infinity ? undefined : this.#o.clock.setTimeout(() => {
       this.#monitor = undefined;
-      this.checkHeartbeats();
+      this.#o.clock.defer(() => {
+        if (this.#isStarted) this.checkHeartbeats();
+      });
     }, deadline - now + 1);
   }
 
