@@ -52,7 +52,7 @@ test('kill -9 of a worker under load: its endpoints are withdrawn, capacity is r
   }, { timeoutMs: 15_000, message: 'two ready sandboxes of each warm function, one on each worker' });
   const onVictim = (await Promise.all(warm.map((fn) => client.listSandboxes(fn)))).flat().filter((s) => s.workerId === 'w-b').map((s) => s.sandboxId);
 
-  const load = startLoad({ url: () => cluster.dpUrl, warm, cold, coldEveryMs: 250 });
+  const load = startLoad({ url: () => cluster.dpUrl, warm, warmClients: 4, cold, coldEveryMs: 250 });
   t.after(() => load.stop());
   await load.more(100);
 
@@ -81,7 +81,10 @@ test('kill -9 of a worker under load: its endpoints are withdrawn, capacity is r
   await waitFor(() => load.coldPending === 0 && load.cold.sent === cold.length, { timeoutMs: 30_000, message: 'every cold invocation answered' });
   await finish(load, `worker kill -9 (${load.warm.sent - sentAtKill} warm sent after the kill, ${failedAtWithdrawal} failed by the withdrawal)`);
   assert.equal(load.warm.failures, failedAfterSettling);
-  assert.ok(load.warm.failures <= 64, `the failures are bounded: ${load.warm}`);
+  // Bounded by the clients, not by the time to detection: each client can lose the invocation it
+  // had in flight at the kill, and one sent to each dead endpoint before that endpoint first refused
+  // a connection (from then on the data plane sends it nothing).
+  assert.ok(load.warm.failures <= 3 * 4, `the failures are bounded: ${load.warm}`);
   assert.equal(load.cold.ok, cold.length, `every cold start was served (those placed on the dead worker again elsewhere): ${load.cold}`);
 
   await waitForConvergence({ dataplanes: [cluster.dpInternalUrl], workers: [cluster.workerUrl, victim.url], functions: [...warm, ...cold], maxPerFunction: 4 });
