@@ -16,6 +16,11 @@
  *
  * `--records DIR` also writes each step's invocations, warm-up included, as Invitro's
  * per-invocation CSV (`DIR/churn-<rate>.csv`), for analyses of single invocations over time.
+ *
+ * `--store redis` puts the control plane on a Redis store (a `redis-server` the bench starts on a
+ * free port, append-only and fsync'ed on every write, as the tests do) instead of the embedded file
+ * store; the server's CPU and write syscalls per cold start are reported with the daemons' (the
+ * store stays off the cold-start path, so they should stay near zero).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -27,6 +32,7 @@ import { renderLineChart } from '../src/loadgen/plot.ts';
 import { runPlan } from '../src/loadgen/runner.ts';
 import { planColdStartSweep, sweepFunctionNames } from '../src/loadgen/schedule.ts';
 import { startCluster, type Cluster } from '../test/kit/cluster.ts';
+import { hasRedis, REDIS_SERVER, startRedis, type RedisServer } from '../test/kit/redis.ts';
 
 const { values } = parseArgs({
   options: {
@@ -42,8 +48,12 @@ const { values } = parseArgs({
     json: { type: 'string', default: 'bench/results/churn.json' },
     svg: { type: 'string', default: 'bench/results/churn.svg' },
     records: { type: 'string' },
+    store: { type: 'string', default: 'file' },
   },
 });
+const store = values.store;
+if (store !== 'file' && store !== 'redis') throw new Error('--store must be file or redis');
+if (store === 'redis' && !hasRedis()) throw new Error(`--store redis needs ${REDIS_SERVER} (apt-get install redis-server)`);
 const rates = values.rates.split(',').map(Number);
 const seconds = Number(values.seconds);
 const cooldownS = Number(values.cooldown);
@@ -155,10 +165,12 @@ async function register(cluster: Cluster, names: readonly string[]): Promise<voi
 
 async function main(): Promise<void> {
   const started = Date.now();
+  const redis: RedisServer | undefined = store === 'redis' ? await startRedis() : undefined;
   const cluster = await startCluster({
     // Production heartbeats and reports (1 s); a shorter autoscaler tick so that functions reach zero
     // within the cooldown.
-    controlplane: ['--heartbeat-interval-ms', '1000', '--autoscaler-bucket-ms', '250', '--autoscaler-tick-ms', '500'],
+    controlplane: ['--heartbeat-interval-ms', '1000', '--autoscaler-bucket-ms', '250', '--autoscaler-tick-ms', '500',
+      ...(redis === undefined ? [] : ['--store', 'redis', '--redis-url', redis.url])],
     worker: ['--heartbeat-interval-ms', '1000', '--emulate', String(workers), '--runtime', 'emulated', '--emulated-create-latency', `${createLatencyMs}ms`, '--cpu-milli', '100000', '--memory-mib', '100000'],
     dataplane: ['--heartbeat-interval-ms', '1000', '--queue-timeout-ms', '10000', '--demand-report-interval-ms', '1000'],
   });
@@ -169,7 +181,7 @@ async function main(): Promise<void> {
   const clients = new Pool(new URL(cluster.dpUrl).origin, { connections: 2048, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000 });
   try {
     const maxNames = sweepFunctionNames({ rate: Math.max(...rates), cooldownS, functionPrefix: 'churn-' });
-    process.stdout.write(`registering ${maxNames.length} functions…\n`);
+    process.stdout.write(`registering ${maxNames.length} functions (${store} store)…\n`);
     await register(cluster, maxNames);
     if (warmupRate > 0) {
       // Warm-up, not recorded: every function of the sweep is invoked once, at a moderate rate, so
@@ -184,7 +196,11 @@ async function main(): Promise<void> {
       process.stdout.write(`warm-up (not recorded): ${s.count} invocations at ${warmupRate}/s, p50 ${s.p50Ms.toFixed(1)} ms, p99 ${s.p99Ms.toFixed(1)} ms, errors ${JSON.stringify(s.errorsByCode)}\n`);
       await new Promise((r) => setTimeout(r, (cooldownS + 1) * 1000));
     }
-    const pids = { controlplane: cluster.controlplane.child.pid!, dataplane: cluster.dataplane.child.pid!, workers: cluster.worker.child.pid! };
+    const redisPid = redis?.pid();
+    const pids = {
+      controlplane: cluster.controlplane.child.pid!, dataplane: cluster.dataplane.child.pid!, workers: cluster.worker.child.pid!,
+      ...(redisPid === undefined ? {} : { redis: redisPid }),
+    };
     /** One reading per daemon, e.g. `readEach(cpuSeconds)` → `{ controlplane: 1.2, … }`. */
     const readEach = async (read: (pid: number) => Promise<number>): Promise<Record<string, number>> =>
       Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await read(pid)] as const)));
@@ -259,10 +275,11 @@ async function main(): Promise<void> {
   } finally {
     await clients.close().catch(() => undefined);
     await cluster.stop();
+    await redis?.stop();
   }
   await writeFile(values.json, `${JSON.stringify(points, null, 2)}\n`);
   await writeFile(values.svg, renderLineChart({
-    title: `Cold starts through Baton (${workers} emulated workers, 2 cores)`,
+    title: `Cold starts through Baton (${workers} emulated workers, ${store} store, 2 cores)`,
     xLabel: 'target cold starts per second', yLabel: 'end-to-end latency (ms)',
     xScale: 'log', yScale: 'log',
     series: [

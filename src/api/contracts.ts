@@ -49,6 +49,11 @@ function contract<Req extends z.ZodType, Res extends z.ZodType>(c: Contract<Req,
 export const workerToControlPlane = {
   registerWorker: contract({ name: 'RegisterWorker', method: 'POST', path: '/internal/v1/workers/register', request: registerWorkerRequestSchema, response: registerWorkerResponseSchema }),
   workerHeartbeat: contract({ name: 'WorkerHeartbeat', method: 'POST', path: '/internal/v1/workers/heartbeat', request: heartbeatRequestSchema, response: empty }),
+  /**
+   * A worker shutting down (SIGTERM): it becomes unschedulable, its sandboxes are drained on every
+   * data plane (replaced elsewhere meanwhile) and deleted; answered when that is done.
+   */
+  leaveWorker: contract({ name: 'LeaveWorker', method: 'POST', path: '/internal/v1/workers/leave', request: heartbeatRequestSchema, response: empty }),
   sandboxEvents: contract({ name: 'SandboxEvents', method: 'POST', path: '/internal/v1/workers/events', request: sandboxEventsRequestSchema, response: empty }),
   /** The events of several workers that share a process, in one request. */
   sandboxEventBatches: contract({ name: 'SandboxEventBatches', method: 'POST', path: '/internal/v1/workers/events/batch', request: sandboxEventBatchesRequestSchema, response: sandboxEventBatchesResponseSchema }),

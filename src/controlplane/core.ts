@@ -61,8 +61,10 @@ export interface ControlPlaneCore {
 }
 
 /**
- * How long a function change waits for the data planes to acknowledge it before the API answers
- * anyway (a data plane that is down gets a snapshot when it is back).
+ * How long a function change waits for the data planes to acknowledge it — those connected, and
+ * those known from the store that have not registered again since this term began (a new leader's
+ * first moments) — before the API answers anyway (a data plane that is down gets a snapshot when
+ * it is back).
  */
 const FUNCTION_DELIVERY_WAIT_MS = 2_000;
 
@@ -83,7 +85,7 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
     connect: (url, dataplaneId) => o.connectDataplane(url, dataplaneId, () => routing.snapshot()),
   });
   const registry: FunctionRegistry = new FunctionRegistry({
-    store, log, routing: { publish: (change) => routing.publish(change), delivered: () => withinMs(clock, FUNCTION_DELIVERY_WAIT_MS, routing.flushed()) },
+    store, log, routing: { publish: (change) => routing.publish(change), delivered: () => withinMs(clock, FUNCTION_DELIVERY_WAIT_MS, dataplanes.registered().then(() => routing.flushed())) },
     autoscaler: { ensureActive: (fn) => autoscaler.ensureActive(fn), onUpdated: (fn) => autoscaler.onUpdated(fn), forget: (fn) => autoscaler.forget(fn) },
     removeSandboxes: (fn) => executor.removeAll(fn),
     limits: { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: 100_000 },

@@ -55,6 +55,8 @@ export class DataplaneMembership {
   readonly #dataplanes = new Map<string, MutableDataplane>();
   #channels: DataplaneChannel[] = [];
   #monitor: Timer | undefined;
+  /** Resolved once no data plane loaded from the store is still to register again (one promise, shared by every waiter). */
+  #allRegistered: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(options: DataplaneMembershipOptions) {
     this.#o = options;
@@ -78,6 +80,27 @@ export class DataplaneMembership {
     const ready: DataplaneChannel[] = [];
     for (const dataplane of this.#dataplanes.values()) if (dataplane.state === 'ready' && dataplane.channel !== undefined) ready.push(dataplane.channel);
     return ready;
+  }
+
+  /**
+   * Resolves once every data plane loaded from the store has registered again in this term (at
+   * once when none is left to): a function change published before then reaches such a data plane
+   * only in the snapshot its registration gets, so waiting for its acknowledgement means waiting
+   * for that.
+   */
+  registered(): Promise<void> {
+    if (!this.#isAnyUnregistered()) return Promise.resolve();
+    if (this.#allRegistered === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => { resolve = r; });
+      this.#allRegistered = { promise, resolve };
+    }
+    return this.#allRegistered.promise;
+  }
+
+  #isAnyUnregistered(): boolean {
+    for (const dataplane of this.#dataplanes.values()) if (dataplane.state === 'unregistered') return true;
+    return false;
   }
 
   /** Loads persisted data planes as `unregistered`: each must register again. */
@@ -117,6 +140,10 @@ export class DataplaneMembership {
     dataplane.state = 'ready';
     dataplane.lastHeartbeatMs = clock.now();
     dataplane.channel.publisher.resync();
+    if (this.#allRegistered !== undefined && !this.#isAnyUnregistered()) {
+      this.#allRegistered.resolve();
+      this.#allRegistered = undefined;
+    }
     log.info({ dataplane: dataplane.id, url: dataplane.url }, 'data plane registered');
   }
 

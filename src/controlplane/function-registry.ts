@@ -13,7 +13,8 @@ export interface FunctionRegistryOptions {
   readonly log: Logger;
   /**
    * Where function changes go to reach every data plane (the routing fan-out). `delivered()`
-   * resolves once every connected data plane has acknowledged what was published so far, or after
+   * resolves once every connected data plane has acknowledged what was published so far (and every
+   * one known from the store has registered again, after a restart or a fail-over), or after
    * a bounded wait (a data plane that does not answer must not hold the API up); never rejects.
    */
   readonly routing: { publish(change: RoutingChange): void; delivered(): Promise<void> };

@@ -156,6 +156,22 @@ export class PlanExecutor {
   }
 
   /**
+   * Drains every sandbox of a worker that is leaving: starting ones are cancelled, ready ones
+   * marked draining on every data plane, their functions planned again at once (the replacements
+   * go to other workers), and once no data plane has anything in flight on them they are deleted.
+   * Resolves when they are (each data plane's wait is bounded by its drain timeout).
+   */
+  async drainWorker(worker: WorkerEntry): Promise<void> {
+    const items = [...worker.sandboxes.items];
+    for (const sandbox of items) if (sandbox.phase === 'starting') this.#remove(sandbox, { isDeleteOnWorker: true });
+    this.#markDraining(items.filter((s) => s.phase === 'ready'));
+    for (const fn of new Set(items.map((s) => s.fn))) this.#o.onChanged(fn);
+    // Those a scale-down was draining already are waited for too (deleting them again is a no-op).
+    const draining = items.filter((s) => s.phase === 'draining');
+    if (draining.length > 0) await this.#finishDrain(draining);
+  }
+
+  /**
    * A worker joined or came back: functions that found no room are planned again now instead of
    * at the end of their back-off (which may have grown to seconds while the cluster was full).
    */

@@ -83,6 +83,10 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
     workers.heartbeat(request.workerId);
     return {};
   });
+  router.serve(workerToControlPlane.leaveWorker, async (request) => {
+    await workers.leave(request.workerId);
+    return {};
+  });
   router.serve(workerToControlPlane.sandboxEvents, (request) => {
     const worker = workers.require(request.workerId);
     for (const event of request.events) deps.executor.onEvent(worker, event);

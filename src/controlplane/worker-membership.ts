@@ -1,5 +1,5 @@
 import type { RegisterWorkerRequest, RegisterWorkerResponse } from '../api/worker.ts';
-import { repeat, type Clock, type Timer } from '../core/clock.ts';
+import type { Clock, Timer } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Store } from '../store/store.ts';
@@ -13,6 +13,8 @@ export interface WorkerSandboxes {
   forget(sandboxes: readonly Sandbox[]): void;
   deleteUnknown(worker: WorkerEntry, sandboxIds: readonly string[]): void;
   withdrawWorker(worker: WorkerEntry): void;
+  /** Drains the worker's sandboxes on every data plane (their functions planned again at once), then deletes them on it. */
+  drainWorker(worker: WorkerEntry): Promise<void>;
   /** Capacity was added (a worker registered): plan again what found no room. */
   onCapacityAdded(): void;
 }
@@ -49,6 +51,12 @@ interface StoredWorker { id: string; url: string; capacity: { cpuMilli: number; 
  * A worker that misses `heartbeatMissLimit` heartbeats is unschedulable and its sandboxes are
  * withdrawn (new plans place them elsewhere); one that registers again reports what it runs, and
  * whatever the control plane already replaced is deleted on it.
+ *
+ * Failure detection runs on one timer armed for the earliest deadline (last heartbeat + limit) of
+ * a ready worker, so a silent worker is declared dead just past its own deadline rather than at
+ * the next turn of a fixed-period check (which added up to one interval). Heartbeats only move
+ * deadlines later and arm nothing; a sweep over the workers runs about once per limit − interval
+ * while all are healthy.
  */
 export class WorkerMembership {
   readonly #o: WorkerMembershipOptions;
@@ -57,6 +65,7 @@ export class WorkerMembership {
   #list: WorkerEntry[] = [];
   readonly #batchers = new Map<string, { key: string; batcher: SandboxBatcher }>();
   #monitor: Timer | undefined;
+  #isStarted = false;
 
   constructor(options: WorkerMembershipOptions) {
     this.#o = options;
@@ -91,11 +100,14 @@ export class WorkerMembership {
   }
 
   start(): void {
-    this.#monitor = repeat(this.#o.clock, this.#o.heartbeatIntervalMs, () => this.checkHeartbeats());
+    this.#isStarted = true;
+    this.checkHeartbeats();
   }
 
   close(): void {
+    this.#isStarted = false;
     this.#monitor?.cancel();
+    this.#monitor = undefined;
     for (const { batcher } of this.#batchers.values()) batcher.client.close();
   }
 
@@ -124,6 +136,8 @@ export class WorkerMembership {
     worker.runtimes = req.runtimes;
     worker.state = 'ready';
     worker.lastHeartbeatMs = now;
+    // Every other ready worker's deadline is no later than this one's: an armed monitor comes first.
+    if (this.#isStarted && this.#monitor === undefined) this.#arm(now + this.#limitMs(), now);
     this.#reconcile(worker, req.sandboxes);
     this.#o.sandboxes.onCapacityAdded();
     this.#o.log.info({ worker: worker.id, url: worker.url, sandboxes: req.sandboxes.length }, 'worker registered');
@@ -136,6 +150,23 @@ export class WorkerMembership {
       throw new BatonError('ERR_WORKER_NOT_FOUND', `worker '${workerId}' must register`);
     }
     worker.lastHeartbeatMs = this.#o.clock.now();
+  }
+
+  /**
+   * A worker shutting down: unschedulable at once (no new sandbox goes there, its heartbeats are
+   * refused until it registers again), its sandboxes drained on every data plane while their
+   * functions get new ones elsewhere, then deleted on it. Resolves when that is done, so that the
+   * worker stops only what no invocation uses any more.
+   *
+   * @throws BatonError ERR_WORKER_NOT_FOUND when it never registered in this term
+   */
+  async leave(workerId: string): Promise<void> {
+    const worker = this.require(workerId);
+    if (worker.state === 'ready') {
+      worker.state = 'unschedulable';
+      this.#o.log.info({ worker: worker.id, sandboxes: worker.sandboxes.size }, 'worker leaving; draining its sandboxes');
+    }
+    await this.#o.sandboxes.drainWorker(worker);
   }
 
   /** The worker, unless it has never registered since this control plane started (ERR_WORKER_NOT_FOUND). */
@@ -151,17 +182,47 @@ export class WorkerMembership {
     return worker === undefined || worker.state === 'unregistered' ? undefined : worker;
   }
 
-  /** Withdraws the sandboxes of workers silent for longer than the miss limit (run by the monitor; tests call it). */
+  /**
+   * Withdraws the sandboxes of workers silent for longer than the miss limit, then arms the
+   * monitor for the next deadline (run by the monitor; tests call it).
+   */
   checkHeartbeats(): void {
     const now = this.#o.clock.now();
-    const limitMs = this.#o.heartbeatIntervalMs * this.#o.heartbeatMissLimit;
+    const limitMs = this.#limitMs();
+    let next = Infinity;
     for (const worker of this.#workers.values()) {
-      if (worker.state !== 'ready' || now - worker.lastHeartbeatMs <= limitMs) continue;
+      if (worker.state !== 'ready') continue;
+      const deadline = worker.lastHeartbeatMs + limitMs;
+      if (now <= deadline) {
+        next = Math.min(next, deadline);
+        continue;
+      }
       worker.state = 'unschedulable';
       this.#o.log.warn({ worker: worker.id, silentMs: Math.round(now - worker.lastHeartbeatMs) }, 'worker missed heartbeats; withdrawing its sandboxes');
       if (worker.sandboxes.size > 0) worker.withdrawnSandboxIds = new Set(worker.sandboxes.items.map((s) => s.id));
       this.#o.sandboxes.withdrawWorker(worker);
     }
+    if (this.#isStarted) this.#arm(next, now);
+  }
+
+  #limitMs(): number {
+    return this.#o.heartbeatIntervalMs * this.#o.heartbeatMissLimit;
+  }
+
+  /**
+   * Arms the monitor to run just past `deadline` (a worker is dead once silent for more than the
+   * limit); none for Infinity. The sweep runs in the next turn, after the I/O already waiting: when
+   * the event loop was held up past a deadline, a heartbeat that arrived meanwhile is read first,
+   * and its worker is not declared dead.
+   */
+  #arm(deadline: number, now: number): void {
+    this.#monitor?.cancel();
+    this.#monitor = deadline === Infinity ? undefined : this.#o.clock.setTimeout(() => {
+      this.#monitor = undefined;
+      this.#o.clock.defer(() => {
+        if (this.#isStarted) this.checkHeartbeats();
+      });
+    }, deadline - now + 1);
   }
 
   #add(worker: WorkerEntry): void {

@@ -331,11 +331,18 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
   /**
    * The connection to the endpoint was refused before any byte of the request was sent (so the
    * sandbox cannot have seen it, whatever the method): try one other endpoint with a free slot.
-   * Returns false when there is none; the caller then answers 502.
+   * Returns false when there is none; the caller then answers 502. Nothing listens at the refused
+   * endpoint any more (its sandbox or its worker died): no later invocation is sent there, so that
+   * until the control plane withdraws it — after the worker's exit report, or its missed
+   * heartbeats — the function's other endpoints take its share.
    */
   retryElsewhere(invocation: Invocation<FunctionTraffic>): boolean {
     const failed = invocation.endpoint;
     if (failed === undefined || this.#state !== 'open') return false;
+    if (!failed.isRefused) {
+      failed.isRefused = true;
+      this.#log.warn({ fn: failed.function, sandboxId: failed.sandboxId, address: failed.address }, 'connection refused by an endpoint; no invocation goes to it until it is withdrawn');
+    }
     const fn = invocation.fn;
     const other = this.#pick(fn, fn.endpoints.items.filter((e) => e !== failed), invocation.key);
     if (other === undefined) return false;

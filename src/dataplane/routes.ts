@@ -56,7 +56,7 @@ export function createInternalRouter(options: InternalRoutesOptions): JsonRouter
       const endpoints = [];
       for (const fn of proxy.table.functions()) {
         functions.push({ ...fn.spec });
-        for (const e of fn.endpoints) endpoints.push({ sandboxId: e.sandboxId, function: e.function, address: e.address, isDraining: e.isDraining, inflight: e.inflight });
+        for (const e of fn.endpoints) endpoints.push({ sandboxId: e.sandboxId, function: e.function, address: e.address, isDraining: e.isDraining, isRefused: e.isRefused, inflight: e.inflight });
       }
       return { epoch: proxy.table.epoch, version: proxy.table.version, functions, endpoints };
     })

@@ -13,6 +13,8 @@ export class EndpointEntry implements EndpointView {
   capacity: number;
   /** Invocations from this data plane at this endpoint right now. */
   inflight = 0;
+  /** A connection to it was refused (see EndpointView): picked no more until the control plane withdraws it. */
+  isRefused = false;
   /** True once the endpoint left the routing table; it lingers while `inflight > 0`. */
   isRetired = false;
   /** Per-endpoint slot for the proxy (its upstream pool), set by `onEndpointAdded`. */

@@ -34,6 +34,12 @@ export const workerConfigSchema = z.strictObject({
   heartbeatIntervalMs: z.number().int().min(10).default(1000),
   /** How this daemon calls its peers: `rpc` (one upgraded connection per peer, framed calls) or `http` (a request per call). */
   internalTransport: z.enum(['rpc', 'http']).default('rpc'),
+  /**
+   * On stop, how long the worker waits for the control plane to drain its sandboxes (out of every
+   * data plane's routing, their in-flight invocations finished, replaced elsewhere) before it
+   * stops whatever is left.
+   */
+  shutdownGraceMs: z.number().int().min(0).max(3_600_000).default(10_000),
   /** How long a deleted sandbox gets between SIGTERM and SIGKILL. */
   stopGraceMs: z.number().int().min(0).default(1000),
   /** Lines of stdout/stderr kept per sandbox. */

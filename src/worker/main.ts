@@ -142,11 +142,25 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   for (const node of nodes) node.link.start();
   logger.info({ url, workerId, workers: nodes.length, runtimes: workerRuntimesOf(config), controlPlaneUrls: config.controlPlaneUrls ?? [config.controlPlaneUrl] }, 'worker started');
 
+  /**
+   * Before its sandboxes are stopped, the control plane drains them (out of every data plane's
+   * routing, in-flight invocations finished, replaced on other workers): a graceful stop loses no
+   * invocation. A control plane that cannot be reached leaves that to its failure detection.
+   */
+  const leave = async (id: string): Promise<void> => {
+    try {
+      await client.invoke(workerToControlPlane.leaveWorker, { workerId: id }, { timeoutMs: config.shutdownGraceMs });
+      logger.info({ workerId: id }, 'sandboxes drained by the control plane');
+    } catch (err) {
+      logger.warn({ workerId: id, err: (err as Error).message }, 'the control plane did not drain the sandboxes; stopping them anyway');
+    }
+  };
   let closing: Promise<void> | undefined;
   const close = (closeOptions: { keepSandboxes?: boolean } = {}): Promise<void> => {
     closing ??= (async () => {
       await Promise.all(nodes.map((node) => node.link.close()));
       ticker?.close();
+      if (closeOptions.keepSandboxes !== true && config.shutdownGraceMs > 0) await Promise.all(nodes.map((node) => leave(node.workerId)));
       await Promise.all(nodes.map((node) => node.close(closeOptions)));
       events?.close();
       rpcServer.close();

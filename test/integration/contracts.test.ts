@@ -39,7 +39,7 @@ test('every internal call has one contract: a distinct method and path, a name',
   const keys = INTERNAL_CONTRACTS.map((c) => `${c.method} ${c.path}`);
   assert.equal(new Set(keys).size, keys.length, 'no two contracts share a method and path');
   assert.equal(new Set(INTERNAL_CONTRACTS.map((c: Contract) => c.name)).size, INTERNAL_CONTRACTS.length);
-  assert.equal(INTERNAL_CONTRACTS.length, 14);
+  assert.equal(INTERNAL_CONTRACTS.length, 15);
   assert.equal(pathOf(controlPlaneToWorker.sandboxLogs, { sandboxId: 'f-1', tail: 50 }), '/internal/v1/sandboxes/f-1/logs?tail=50');
   assert.equal(pathOf(controlPlaneToWorker.createSandboxes, { sandboxes: [] }), '/internal/v1/sandboxes');
 });

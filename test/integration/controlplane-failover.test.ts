@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BatonClient } from '../../src/cli/client.ts';
 import { startHaCluster, type HaCluster, type HaControlPlane } from '../kit/ha-cluster.ts';
+import { invoke, Tally, waitForConvergence, workerSandboxes } from '../kit/load.ts';
 import { hasRedis } from '../kit/redis.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
@@ -10,58 +11,9 @@ import { waitFor } from '../kit/wait-for.ts';
  * The worker and the data plane are given every control plane and must find the leader.
  */
 
-type Outcome = { status: number; code?: string };
-
-async function invoke(dpUrl: string, fn: string): Promise<Outcome> {
-  try {
-    const res = await fetch(`${dpUrl}/fn/${fn}/`, { headers: { 'x-baton-exec-ms': '2' }, signal: AbortSignal.timeout(20_000) });
-    const text = await res.text();
-    if (res.status === 200) return text.length > 0 ? { status: 200 } : { status: 200, code: 'empty body' };
-    return { status: res.status, code: (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? 'no code' };
-  } catch (err) {
-    return { status: 0, code: (err as Error).name };
-  }
-}
-
-class Tally {
-  sent = 0;
-  ok = 0;
-  readonly failed = new Map<string, number>();
-  add(outcome: Outcome): void {
-    this.sent++;
-    if (outcome.status === 200 && outcome.code === undefined) this.ok++;
-    else this.failed.set(outcome.code ?? String(outcome.status), (this.failed.get(outcome.code ?? String(outcome.status)) ?? 0) + 1);
-  }
-  toString(): string {
-    return `sent ${this.sent}, succeeded ${this.ok}, failed ${JSON.stringify(Object.fromEntries(this.failed))}`;
-  }
-}
-
-/** The data plane's routing view: endpoint sandbox ids per function. */
-async function routedEndpoints(cluster: HaCluster): Promise<Map<string, string[]>> {
-  const view = await (await fetch(`${cluster.dpInternalUrl}/internal/v1/routing`)).json() as { endpoints: { sandboxId: string; function: string; isDraining: boolean }[] };
-  const byFunction = new Map<string, string[]>();
-  for (const e of view.endpoints) if (!e.isDraining) (byFunction.get(e.function) ?? byFunction.set(e.function, []).get(e.function) as string[]).push(e.sandboxId);
-  return byFunction;
-}
-
-/** The worker's sandboxes (what really runs), ready ones, per function. */
-async function workerSandboxes(cluster: HaCluster): Promise<Map<string, string[]>> {
-  const list = await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`)).json() as { sandboxes: { sandboxId: string; function: string; state: string }[] };
-  const byFunction = new Map<string, string[]>();
-  for (const s of list.sandboxes) if (s.state === 'ready') (byFunction.get(s.function) ?? byFunction.set(s.function, []).get(s.function) as string[]).push(s.sandboxId);
-  return byFunction;
-}
-
-/** Views converged: every routed endpoint runs on the worker and every ready sandbox is routed, once. */
-async function isConverged(cluster: HaCluster, functions: readonly string[]): Promise<boolean> {
-  const [routed, running] = await Promise.all([routedEndpoints(cluster), workerSandboxes(cluster)]);
-  return functions.every((fn) => {
-    const r = [...(routed.get(fn) ?? [])].sort();
-    const w = [...(running.get(fn) ?? [])].sort();
-    return r.length > 0 && new Set(r).size === r.length && r.join() === w.join();
-  });
-}
+/** Views converged for these functions between the cluster's data plane and its worker. */
+const converged = (cluster: HaCluster, functions: readonly string[]): Promise<void> =>
+  waitForConvergence({ dataplanes: [cluster.dpInternalUrl], workers: [cluster.workerUrl], functions, timeoutMs: 10_000 });
 
 test('kill -9 of the leader among three under warm and cold load: a follower takes over in a higher epoch, zero failed warm invocations, the queued cold starts are served, views converge, no acknowledged registration is lost', { skip: !hasRedis() && 'redis-server is not installed (apt-get install redis-server)' }, async (t) => {
   const cluster = await startHaCluster();
@@ -118,7 +70,7 @@ test('kill -9 of the leader among three under warm and cold load: a follower tak
     const ids = (await other.listSandboxes('warm')).map((s) => s.sandboxId);
     return ids.includes(before[0]?.sandboxId as string) && new Set(ids).size === ids.length;
   }, { timeoutMs: 10_000, message: 'the warm sandbox adopted by the new leader' });
-  await waitFor(() => isConverged(cluster, ['warm', 'cold-a', 'cold-b', 'cold-c']), { timeoutMs: 10_000, message: 'the data plane\'s view to match the worker' });
+  await converged(cluster, ['warm', 'cold-a', 'cold-b', 'cold-c']);
   // A function registered with the new leader is served too.
   await other.createFunction({ name: 'after', runtime: 'emulated' });
   assert.deepEqual(await invoke(cluster.dpUrl, 'after'), { status: 200 });
@@ -169,8 +121,8 @@ test('SIGSTOP of the leader past its lease: a follower takes over; after SIGCONT
   for (let i = 0; i < 20; i++) warm.add(await invoke(cluster.dpUrl, 'warm'));
   process.stdout.write(`warm invocations across the pause and the refusals: ${warm}\n`);
   assert.equal(warm.ok, warm.sent, `${warm}`);
-  assert.deepEqual((await workerSandboxes(cluster)).get('warm'), [sandbox.sandboxId], 'the sandbox still runs');
-  await waitFor(() => isConverged(cluster, ['warm']), { timeoutMs: 10_000, message: 'views to converge' });
+  assert.deepEqual((await workerSandboxes([cluster.workerUrl])).get('warm'), [sandbox.sandboxId], 'the sandbox still runs');
+  await converged(cluster, ['warm']);
   // The old leader stays a follower: exactly one leads, the one that took over.
   assert.equal((await cluster.leader()).cp, second);
 });
@@ -202,5 +154,5 @@ test('a leader cut off from its store stops acting within its lease; once the st
   const back = await cluster.leader(undefined, 20_000);
   assert.ok(back.epoch > epoch, `epoch ${back.epoch} above ${epoch}`);
   await waitFor(async () => (await client.listSandboxes('warm')).some((s) => s.sandboxId === sandbox?.sandboxId), { timeoutMs: 10_000, message: 'the sandbox adopted again' });
-  await waitFor(() => isConverged(cluster, ['warm']), { timeoutMs: 10_000, message: 'views to converge' });
+  await converged(cluster, ['warm']);
 });

@@ -392,8 +392,8 @@ test('a sandbox that resets the connection or is gone answers 502 ERR_SANDBOX_FA
   assert.equal(refused.json().error.code, 'ERR_SANDBOX_FAILED');
 });
 
-test('a refused connection is retried once on another endpoint', async (t) => {
-  const { routing, invoke } = await setup(t);
+test('a refused connection is retried once on another endpoint, and the endpoint that refused it gets no more invocations', async (t) => {
+  const { routing, invoke, dp } = await setup(t);
   const good = await startUpstream(t, 'good');
   const dead = await startUpstream(t, 'dead');
   await new Promise<void>((resolve) => { dead.server.closeAllConnections(); dead.server.close(() => resolve()); });
@@ -403,6 +403,20 @@ test('a refused connection is retried once on another endpoint', async (t) => {
     assert.equal(res.status, 200);
     assert.equal(res.json().server, 'good');
   }
+  const view = await (await fetch(`${dp.url}/internal/v1/routing`)).json() as { endpoints: { sandboxId: string; isRefused: boolean }[] };
+  assert.deepEqual(view.endpoints.map((e) => [e.sandboxId, e.isRefused]).sort(), [['s-dead', true], ['s-good', false]]);
+  // With the good one full, an invocation waits for a slot rather than going to the refused one.
+  holdRequests(good);
+  const held = Array.from({ length: 4 }, () => invoke('/fn/rt/'));
+  await waitFor(() => good.held.length === 4, { message: 'four invocations held by the good endpoint' });
+  const fifth = invoke('/fn/rt/');
+  await waitFor(async () => (await (await fetch(`${dp.url}/metrics`)).text()).includes('baton_dataplane_queue_depth{function="rt"} 1'), { message: 'the fifth queued' });
+  good.handler = (req, res) => { req.resume(); res.end('{"server":"good"}'); };
+  for (const h of good.held.splice(0)) answer(h, '{"server":"good"}');
+  const served = await fifth;
+  assert.equal(served.status, 200);
+  assert.equal(served.json().server, 'good');
+  for (const res of await Promise.all(held)) assert.equal(res.status, 200);
 });
 
 test('a client that goes away aborts the upstream request and frees the slot', async (t) => {

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BatonClient } from '../../src/cli/client.ts';
-import { runCliProcess, spawnDaemon, startCluster, type DaemonProcess } from '../kit/cluster.ts';
-import { startHaproxy } from '../kit/haproxy.ts';
+import { runCliProcess, spawnDataplane, startCluster, type DaemonProcess } from '../kit/cluster.ts';
+import { startHaproxy, waitStablyUp } from '../kit/haproxy.ts';
 import { freePort } from '../kit/redis.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
@@ -15,10 +15,7 @@ test('two data planes behind HAProxy: kill one, traffic continues; bring it back
   const cluster = await startCluster({ worker: ['--runtime', 'emulated'] });
   const dpPorts = [await freePort(), await freePort()];
   const internalPorts = [await freePort(), await freePort()];
-  const startDp = (i: number): DaemonProcess => spawnDaemon('dataplane', [
-    '--port', String(dpPorts[i]), '--internal-port', String(internalPorts[i]), '--dataplane-id', `dp-${i}`, '--control-plane-url', cluster.cpUrl,
-    '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', '--shutdown-grace-ms', '10000',
-  ]);
+  const startDp = (i: number): DaemonProcess => spawnDataplane({ dataplaneId: `dp-${i}`, controlPlaneUrls: [cluster.cpUrl], port: dpPorts[i] as number, internalPort: internalPorts[i] as number });
   const dps: DaemonProcess[] = [startDp(0), startDp(1)];
   let haproxy: Awaited<ReturnType<typeof startHaproxy>> | undefined;
   t.after(async () => {
@@ -106,13 +103,7 @@ test('two data planes behind HAProxy: kill one, traffic continues; bring it back
         return res?.status === 200;
       },
         { timeoutMs: 30_000, message: `dp-${i} serving after its restart` });
-      let upSince: number | undefined;
-      await waitFor(async () => {
-        const isUp = (await running.servers()).every((s) => s.status === 'UP');
-        if (!isUp) upSince = undefined;
-        else upSince ??= performance.now();
-        return upSince !== undefined && performance.now() - upSince >= 1_000;
-      }, { timeoutMs: 30_000, message: `dp-${i} UP in HAProxy for 1 s after its restart` });
+      await waitStablyUp(running, `dp-${i} after its restart`);
     }
   } finally {
     isLoading = false;

@@ -112,6 +112,8 @@ export interface Cluster {
   readonly dir: string;
   readonly cpUrl: string;
   dpUrl: string;
+  /** The data plane's internal API (routing view, health). */
+  dpInternalUrl: string;
   readonly workerUrl: string;
   controlplane: DaemonProcess;
   dataplane: DaemonProcess;
@@ -163,6 +165,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const cluster: Cluster = {
       dir, cpUrl,
       dpUrl: urlOf(dpLine, 'proxyUrl') as string,
+      dpInternalUrl: urlOf(dpLine, 'url') as string,
       workerUrl: urlOf(workerLine, 'url') as string,
       controlplane, dataplane, worker,
       async restartControlPlane() {
@@ -177,6 +180,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         cluster.dataplane = spawnDaemon('dataplane', dpArgs);
         const line = await cluster.dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
         cluster.dpUrl = urlOf(line, 'proxyUrl') as string;
+        cluster.dpInternalUrl = urlOf(line, 'url') as string;
       },
       async stop() {
         await Promise.all([cluster.dataplane.stop(), worker.stop()]);
@@ -186,6 +190,37 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     };
     return cluster;
   }
+}
+
+/** A worker started on its own (one more for a cluster, or one restarted with the same identity and data dir). */
+export interface WorkerProcess {
+  readonly daemon: DaemonProcess;
+  readonly url: string;
+  readonly workerId: string;
+}
+
+/** Starts a worker with a fixed id on `dataDir`, given the control planes' URLs; resolves once it has started. */
+export async function startWorker(o: { workerId: string; dataDir: string; controlPlaneUrls: readonly string[]; args?: readonly string[] }): Promise<WorkerProcess> {
+  const daemon = spawnDaemon('worker', ['--port', '0', '--data-dir', o.dataDir, '--worker-id', o.workerId, '--control-plane-urls', JSON.stringify(o.controlPlaneUrls),
+    '--heartbeat-interval-ms', '200', ...(o.args ?? [])]);
+  try {
+    const line = await daemon.waitForLog((l) => urlOf(l, 'url') !== undefined && l['msg'] === 'worker started');
+    return { daemon, url: urlOf(line, 'url') as string, workerId: o.workerId };
+  } catch (err) {
+    await daemon.stop('SIGKILL');
+    throw err;
+  }
+}
+
+/**
+ * A data plane with a fixed id and fixed ports (behind HAProxy they must stay the same across
+ * restarts), given the control planes' URLs and a shutdown grace of 10 s; not waited for.
+ */
+export function spawnDataplane(o: { dataplaneId: string; controlPlaneUrls: readonly string[]; port: number; internalPort: number; dataDir?: string }): DaemonProcess {
+  return spawnDaemon('dataplane', [
+    '--port', String(o.port), '--internal-port', String(o.internalPort), '--dataplane-id', o.dataplaneId, '--control-plane-urls', JSON.stringify(o.controlPlaneUrls),
+    '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', '--shutdown-grace-ms', '10000', ...(o.dataDir === undefined ? [] : ['--data-dir', o.dataDir]),
+  ]);
 }
 
 /** Runs the `baton` CLI to completion; resolves with its exit code and output. */

@@ -39,6 +39,38 @@ export const HA_CP_FLAGS = [
   '--heartbeat-interval-ms', '200', '--autoscaler-bucket-ms', '100', '--autoscaler-tick-ms', '200', '--drain-timeout-ms', '10000', '--leader-lease-ms', '1500',
 ];
 
+/** `/healthz` of one control plane, or undefined when it does not answer within a second. */
+export async function health(cp: HaControlPlane): Promise<Health | undefined> {
+  try {
+    const res = await fetch(`${cp.url}/healthz`, { signal: AbortSignal.timeout(1_000) });
+    return await res.json() as Health;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits (bounded) until exactly one of `among` leads and the others name it; resolves with it and its epoch. */
+export async function waitForLeader(among: readonly HaControlPlane[], timeoutMs = 15_000): Promise<{ cp: HaControlPlane; epoch: number }> {
+  return waitFor(async () => {
+    const answers = await Promise.all(among.map(async (cp) => ({ cp, health: await health(cp) })));
+    const leaders = answers.filter((a) => a.health?.role === 'leader');
+    if (leaders.length !== 1) return undefined;
+    const leader = leaders[0] as { cp: HaControlPlane; health: Health };
+    const isNamed = answers.every((a) => a.health?.leaderUrl === leader.cp.url.replace(/\/+$/, ''));
+    return isNamed ? { cp: leader.cp, epoch: leader.health.epoch as number } : undefined;
+  }, { timeoutMs, intervalMs: 25, message: 'one control plane to lead, named by the others' });
+}
+
+/**
+ * A control plane on Redis with the fast test settings (`port` 0: a free one); `ready` resolves
+ * once it listens. The daemon is returned at once, so that a caller can stop it if it never does.
+ */
+export function startControlPlane(o: { dataDir: string; redisUrl: string; port?: number }): { daemon: DaemonProcess; ready: Promise<HaControlPlane> } {
+  const daemon = spawnDaemon('controlplane', ['--port', String(o.port ?? 0), '--data-dir', o.dataDir, '--store', 'redis', '--redis-url', o.redisUrl, ...HA_CP_FLAGS]);
+  const ready = daemon.waitForLog((l) => l['msg'] === 'control plane listening').then((line) => ({ url: line['url'] as string, daemon }));
+  return { daemon, ready };
+}
+
 /**
  * `count` control planes on one real Redis (the first started alone, so it leads), then one
  * emulated worker and one data plane given every control plane's URL — in an order that puts a
@@ -50,10 +82,9 @@ export async function startHaCluster(options: { count?: number; worker?: readonl
   const redis = await startRedis();
   const started: DaemonProcess[] = [];
   const startCp = async (i: number): Promise<HaControlPlane> => {
-    const daemon = spawnDaemon('controlplane', ['--port', '0', '--data-dir', join(dir, `cp${i}`), '--store', 'redis', '--redis-url', redis.url, ...HA_CP_FLAGS]);
-    started.push(daemon);
-    const line = await daemon.waitForLog((l) => l['msg'] === 'control plane listening');
-    return { url: line['url'] as string, daemon };
+    const cp = startControlPlane({ dataDir: join(dir, `cp${i}`), redisUrl: redis.url });
+    started.push(cp.daemon);
+    return cp.ready;
   };
   try {
     const controlPlanes = [await startCp(0)];
@@ -67,29 +98,12 @@ export async function startHaCluster(options: { count?: number; worker?: readonl
     const first = controlPlanes[0] as HaControlPlane;
     await first.daemon.waitForLog((l) => l['msg'] === 'worker registered');
     await first.daemon.waitForLog((l) => l['msg'] === 'data plane registered');
-    const health = async (cp: HaControlPlane): Promise<Health | undefined> => {
-      try {
-        const res = await fetch(`${cp.url}/healthz`, { signal: AbortSignal.timeout(1_000) });
-        return await res.json() as Health;
-      } catch {
-        return undefined;
-      }
-    };
     return {
       redis, controlPlanes, worker, dataplane, health,
       workerUrl: workerLine['url'] as string,
       dpUrl: dpLine['proxyUrl'] as string,
       dpInternalUrl: dpLine['url'] as string,
-      async leader(among = controlPlanes, timeoutMs = 15_000) {
-        return waitFor(async () => {
-          const answers = await Promise.all(among.map(async (cp) => ({ cp, health: await health(cp) })));
-          const leaders = answers.filter((a) => a.health?.role === 'leader');
-          if (leaders.length !== 1) return undefined;
-          const leader = leaders[0] as { cp: HaControlPlane; health: Health };
-          const isNamed = answers.every((a) => a.health?.leaderUrl === leader.cp.url.replace(/\/+$/, ''));
-          return isNamed ? { cp: leader.cp, epoch: leader.health.epoch as number } : undefined;
-        }, { timeoutMs, intervalMs: 25, message: 'one control plane to lead, named by the others' });
-      },
+      leader: (among = controlPlanes, timeoutMs = 15_000) => waitForLeader(among, timeoutMs),
       async stop() {
         for (const daemon of started) if (daemon.child.signalCode === null && daemon.child.exitCode === null) daemon.child.kill('SIGCONT');
         await Promise.all([dataplane.stop(), worker.stop()]);

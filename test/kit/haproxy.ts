@@ -57,3 +57,18 @@ export async function startHaproxy(config: string, statsUrl: string): Promise<Ha
     },
   };
 }
+
+/**
+ * Waits (bounded) until HAProxy has had every server UP for `forMs` without a break — as an
+ * operator rolls: a check that failed during a restart may mark a server DOWN only after it
+ * serves again, and the next one must not be stopped then.
+ */
+export async function waitStablyUp(haproxy: HaproxyProcess, what: string, forMs = 1_000, timeoutMs = 30_000): Promise<void> {
+  let upSince: number | undefined;
+  await waitFor(async () => {
+    const isUp = (await haproxy.servers()).every((s) => s.status === 'UP');
+    if (!isUp) upSince = undefined;
+    else upSince ??= performance.now();
+    return upSince !== undefined && performance.now() - upSince >= forMs;
+  }, { timeoutMs, message: `${what}: every server UP in HAProxy for ${forMs} ms` });
+}

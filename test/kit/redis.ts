@@ -30,6 +30,8 @@ export interface RedisServer {
   readonly dir: string;
   /** A new client of this server, connected lazily (as the control plane makes its own). */
   client(): Redis;
+  /** The pid of the running redis-server (changes on `restart`). */
+  pid(): number | undefined;
   /** `kill -9`, then a new server on the same port and data dir (it replays its AOF). */
   restart(): Promise<void>;
   /** `kill -9` only, the data dir kept: `restart` starts it again. */
@@ -86,6 +88,7 @@ export async function startRedis(): Promise<RedisServer> {
   return {
     url, port, dir,
     client: () => new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, commandTimeout: 5_000 }),
+    pid: () => child?.pid,
     async restart() {
       await kill();
       await launch();

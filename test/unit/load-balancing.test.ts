@@ -27,6 +27,17 @@ describe('every load balancer', () => {
       const mixed = [ep('drain', 0, 4, true), ep('full', 4, 4), ep('ok', 3, 4)];
       assert.deepEqual(new Set(picks(lb, mixed, 20, 'k')), new Set(['ok']));
     });
+
+    it(`${name}: never an endpoint that refused a connection (its sandbox is gone), however idle`, () => {
+      const lb = balancer(name);
+      const refused = (id: string): EndpointView => ({ ...ep(id), isRefused: true });
+      assert.equal(lb.pick([refused('a'), refused('b')], 'k'), undefined);
+      const endpoints = [refused('gone-1'), ep('busy', 3, 4), refused('gone-2'), ep('ok', 2, 4)];
+      for (const key of ['k', 'other', undefined]) {
+        const picked = picks(lb, endpoints, 20, key);
+        assert.ok(picked.every((id) => id === 'busy' || id === 'ok'), `${key}: ${picked.join()}`);
+      }
+    });
   }
 });
 

@@ -1,8 +1,8 @@
 import type { EndpointView } from './types.ts';
 
-/** An endpoint may take one more invocation: not draining and below its concurrency. */
+/** An endpoint may take one more invocation: not draining, not refusing connections, and below its concurrency. */
 export function isEligible(endpoint: EndpointView): boolean {
-  return !endpoint.isDraining && endpoint.inflight < endpoint.capacity;
+  return !endpoint.isDraining && endpoint.isRefused !== true && endpoint.inflight < endpoint.capacity;
 }
 
 export function countEligible(endpoints: readonly EndpointView[]): number {

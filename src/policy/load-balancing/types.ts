@@ -8,11 +8,16 @@ export interface EndpointView {
   /** Max in flight (the function's `concurrency`). */
   readonly capacity: number;
   readonly isDraining: boolean;
+  /**
+   * A connection to it was refused: nothing listens there any more (its sandbox or its worker
+   * died), and it gets no invocation until the control plane withdraws it. Set by a data plane.
+   */
+  readonly isRefused?: boolean;
 }
 
 /**
  * Picks the endpoint for one invocation among a function's endpoints. Returns undefined when no
- * endpoint is eligible; an eligible endpoint is never draining and has `inflight < capacity`.
+ * endpoint is eligible; an eligible endpoint is never draining nor refused and has `inflight < capacity`.
  * One instance per function (it may keep a cursor); pure otherwise: no I/O, no clock, randomness
  * only from the injected Random.
  */
