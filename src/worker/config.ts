@@ -96,6 +96,10 @@ export const workerConfigSchema = z.strictObject({
       return z.NEVER;
     }
   }),
+  /** The cluster's join secret (at least 16 characters): internal calls are authenticated with a key derived from it. Unset (and no `joinSecretFile`): the internal API is open, on loopback only. */
+  joinSecret: z.string().min(16).optional(),
+  /** A file holding the join secret (instead of `joinSecret`, which `ps` or a config dump could show). */
+  joinSecretFile: z.string().min(1).optional(),
   /** Seed of the emulated latency samples (logical worker i: this + i); 0 = from the crypto source. */
   randomSeed: z.number().int().min(0).default(0),
 }).superRefine((config, ctx) => {

@@ -15,6 +15,7 @@ import { LeaderClient } from '../transport/leader-client.ts';
 import { EpochFence } from '../core/fencing.ts';
 import { closeServer, listen } from '../transport/listen.ts';
 import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
+import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, newCommandToken, readJoinSecret, type AccessLevel } from '../transport/internal-auth.ts';
 import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, workerRuntimesOf, type WorkerConfig } from './config.ts';
 import { SandboxCgroups } from './container/cgroups.ts';
@@ -76,6 +77,8 @@ interface Shared {
   readonly processUrl?: string;
   /** The highest leader epoch this process has seen: every worker of it refuses commands from lower ones. */
   readonly fence: EpochFence;
+  /** The credential this process's workers accept commands with, given to the control plane at registration (none without a join secret). */
+  readonly commandToken?: string;
 }
 
 const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
@@ -90,9 +93,18 @@ const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
 export async function startWorker(config: WorkerConfig, options: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = options.logger ?? createLogger({ name: 'worker', level: config.logLevel });
   const clock = systemClock;
+  const joinSecret = readJoinSecret(config);
+  checkOpenMode(config.host, joinSecret, logger);
+  const joinKey = joinSecret === undefined ? undefined : deriveJoinKey(joinSecret);
+  const commandToken = joinSecret === undefined ? undefined : newCommandToken();
+  const guard = joinKey === undefined || commandToken === undefined ? undefined : new InternalGuard({
+    member: new CredentialSet([joinKey, commandToken]), controlPlane: new CredentialSet([commandToken]),
+    levelOf: workerAccessLevel, rpcLevel: 'control-plane', log: logger,
+  });
   let handle: Handler | undefined;
   let dispatch: RpcDispatch | undefined;
   const server = createServer((req, res) => {
+    if (guard !== undefined && !guard.admit(req, res)) return;
     if (handle !== undefined) handle(req, res);
     else sendJson(res, 503, new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody());
   });
@@ -100,10 +112,16 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     if (dispatch !== undefined) return dispatch(method, path, body);
     const err = new BatonError('ERR_UNAVAILABLE', 'the worker is starting');
     return Promise.resolve({ status: err.status, body: err.toBody() });
-  }, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
+  }, {
+    onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed'),
+    ...(guard === undefined ? {} : { admit: (req, socket) => guard.admitUpgrade(req, socket) }),
+  });
   const { port, url } = await listen(server, config);
   const workerId = config.workerId ?? defaultWorkerId(port);
-  const client = new LeaderClient({ urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], connections: config.emulate > 0 ? 64 : 8, isRpc: config.internalTransport === 'rpc' });
+  const client = new LeaderClient({
+    urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], connections: config.emulate > 0 ? 64 : 8, isRpc: config.internalTransport === 'rpc',
+    ...(joinKey === undefined ? {} : { authorization: bearer(joinKey) }),
+  });
   const registry = createRegistry('worker');
   const nodes: WorkerNode[] = [];
   const metrics = createWorkerMetrics(registry, () => countByState(nodes));
@@ -115,6 +133,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     config, clock, logger, client, registry, metrics, fence: new EpochFence(),
     ...(ticker === undefined ? {} : { ticker }), ...(events === undefined ? {} : { events }),
     ...(config.emulate > 0 ? { processUrl: url } : {}),
+    ...(commandToken === undefined ? {} : { commandToken }),
   };
 
   try {
@@ -195,7 +214,7 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   const limits = { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxArtifactEntries };
   const artifacts = new ArtifactCache({
     dir: path.join(dataDir, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),
-    source: { fetch: (digest, o) => client.getBytes(`/v1/artifacts/${digest}`, { ...o, timeoutMs: ARTIFACT_FETCH_TIMEOUT_MS }) },
+    source: { fetch: (digest, o) => client.getBytes(`/internal/v1/artifacts/${digest}`, { ...o, timeoutMs: ARTIFACT_FETCH_TIMEOUT_MS }) },
   });
   await artifacts.load();
   logger.info({ dataDir, runtimes: runtimes.map((r) => r.name) }, 'runtimes ready');
@@ -279,6 +298,7 @@ function createNode(
   link = new ControlPlaneLink({
     workerId, url, clock, logger: log,
     ...(shared.processUrl === undefined ? {} : { processUrl: shared.processUrl }),
+    ...(shared.commandToken === undefined ? {} : { commandToken: shared.commandToken }),
     capacity: { cpuMilli: config.cpuMilli, memoryMiB: config.memoryMiB },
     runtimes: worker.runtimeNames,
     listSandboxes: () => worker.list(),
@@ -357,6 +377,17 @@ function routeByWorker(nodes: readonly WorkerNode[], registry: Registry, fence: 
       return found === undefined ? root.dispatch(method, path, body) : found.node.dispatch(method, found.rest, body);
     },
   };
+}
+
+/**
+ * What a call to the worker's server needs (docs/security.md): `/healthz` and `/metrics` nothing;
+ * the sandbox list a member's credential; every other internal call (creations, deletions, logs)
+ * the control plane's. A logical worker's calls (`/w/<i>/…`) are judged without the prefix.
+ */
+function workerAccessLevel(method: string, pathname: string): AccessLevel {
+  const rest = pathname.replace(/^\/w\/\d+(?=\/)/, '');
+  if (!rest.startsWith('/internal/')) return 'open';
+  return method === controlPlaneToWorker.listSandboxes.method && rest === controlPlaneToWorker.listSandboxes.path ? 'member' : 'control-plane';
 }
 
 function countByState(nodes: readonly WorkerNode[]): Record<SandboxState, number> {

@@ -40,17 +40,21 @@ export const HA_CP_FLAGS = [
 ];
 
 /**
+ * `joinSecret: false` starts every daemon without one (open, loopback only): a test that must pose
+ * as a control plane to the worker (which accepts commands only with the token it gave its own).
+ *
  * `count` control planes on one real Redis (the first started alone, so it leads), then one
  * emulated worker and one data plane given every control plane's URL — in an order that puts a
  * follower first, so that they must follow the leader's name from the start.
  */
-export async function startHaCluster(options: { count?: number; worker?: readonly string[] } = {}): Promise<HaCluster> {
+export async function startHaCluster(options: { count?: number; worker?: readonly string[]; joinSecret?: false } = {}): Promise<HaCluster> {
+  const auth = options.joinSecret === false ? { joinSecret: false as const } : {};
   const count = options.count ?? 3;
   const dir = await mkdtemp(join(tmpdir(), 'baton-ha-'));
   const redis = await startRedis();
   const started: DaemonProcess[] = [];
   const startCp = async (i: number): Promise<HaControlPlane> => {
-    const daemon = spawnDaemon('controlplane', ['--port', '0', '--data-dir', join(dir, `cp${i}`), '--store', 'redis', '--redis-url', redis.url, ...HA_CP_FLAGS]);
+    const daemon = spawnDaemon('controlplane', ['--port', '0', '--data-dir', join(dir, `cp${i}`), '--store', 'redis', '--redis-url', redis.url, ...HA_CP_FLAGS], auth);
     started.push(daemon);
     const line = await daemon.waitForLog((l) => l['msg'] === 'control plane listening');
     return { url: line['url'] as string, daemon };
@@ -59,8 +63,8 @@ export async function startHaCluster(options: { count?: number; worker?: readonl
     const controlPlanes = [await startCp(0)];
     controlPlanes.push(...await Promise.all(Array.from({ length: count - 1 }, (_, i) => startCp(i + 1))));
     const urls = JSON.stringify([...controlPlanes.slice(1), controlPlanes[0] as HaControlPlane].map((cp) => cp.url));
-    const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--runtime', 'emulated', '--control-plane-urls', urls, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
-    const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--control-plane-urls', urls, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100']);
+    const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--runtime', 'emulated', '--control-plane-urls', urls, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])], auth);
+    const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--control-plane-urls', urls, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100'], auth);
     started.push(worker, dataplane);
     const workerLine = await worker.waitForLog((l) => l['msg'] === 'worker started');
     const dpLine = await dataplane.waitForLog((l) => l['msg'] === 'data plane started');

@@ -30,6 +30,8 @@ export async function freeOffset(more: (offset: number) => readonly number[] = (
 export interface RunningUp {
   readonly child: ChildProcess;
   readonly offset: number;
+  /** Its `--data-dir`. */
+  readonly dir: string;
   readonly output: { stdout: string; stderr: string };
   /** The pid of the daemon `baton up` runs now for `command` (read from /proc). */
   daemonPid(command: 'controlplane' | 'dataplane' | 'worker'): number | undefined;
@@ -65,7 +67,7 @@ export async function startUp(t: TestContext, extraArgs: readonly string[] = [],
   child.stderr.on('data', (d: Buffer) => { output.stderr += d.toString(); });
   await waitFor(() => output.stdout.includes('Press Ctrl-C'), { timeoutMs: 90_000, message: `baton up to be ready (stdout: ${output.stdout.slice(-500)}; stderr: ${output.stderr.slice(-500)})` });
   return {
-    child, offset, output,
+    child, offset, dir, output,
     daemonPid(command) {
       const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
       return children.find((pid) => {
