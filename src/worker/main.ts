@@ -1,5 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { serveRpc, type RpcDispatch } from '../transport/rpc-server.ts';
 import path from 'node:path';
@@ -30,7 +31,7 @@ import { BatchingEventSink } from './event-sink.ts';
 import { EventCoalescer } from './event-coalescer.ts';
 import { ClockHeartbeatTicker } from './heartbeat-ticker.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.ts';
-import { ProcessRuntime } from './process/process-runtime.ts';
+import { ProcessRuntime, type SandboxUser } from './process/process-runtime.ts';
 import { createWorkerRouter } from './routes.ts';
 import type { SandboxRuntime } from './runtime.ts';
 import { Worker, type WorkerDeps } from './worker.ts';
@@ -190,10 +191,11 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   for (const name of workerRuntimesOf(config)) {
     if (name === 'process') {
       const cgroups = await processCgroupsOf(config, `${containerTagOf(workerId, dataDir)}p`, logger);
+      const user = await sandboxUserOf(config, dataDir, cgroups !== undefined, logger);
       runtimes.push(new ProcessRuntime({
         dataDir, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
         logBufferLines: config.logBufferLines, clock, logger: logger.child({ component: 'process-runtime' }),
-        ...(cgroups === undefined ? {} : { cgroups }),
+        ...(cgroups === undefined ? {} : { cgroups }), ...(user === undefined ? {} : { user }),
       }));
     } else if (name === 'container') {
       await assertContainerPrerequisites(execTool, config.ociRuntime);
@@ -219,6 +221,47 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   await artifacts.load();
   logger.info({ dataDir, runtimes: runtimes.map((r) => r.name) }, 'runtimes ready');
   return createNode(shared, workerId, url, runtimes, artifacts, async () => undefined);
+}
+
+/**
+ * Who process sandboxes run as: with the worker root, `sandboxUid`/`sandboxGid`. Their code must be
+ * reachable (every directory down to the data dir searchable by them), and nothing else of the
+ * worker's: the data dir, its artifact cache and its scratch root are made searchable but not
+ * listable (0711), the worker's own files in it are 0600, and each sandbox's HOME is its own (0700).
+ * Not root: the worker's own user, said once.
+ * @throws BatonError ERR_PREREQUISITE_MISSING when the data dir is out of the sandbox user's reach, or `setpriv` is missing
+ */
+async function sandboxUserOf(config: WorkerConfig, dataDir: string, hasCgroups: boolean, logger: Logger): Promise<SandboxUser | undefined> {
+  const uid = process.getuid?.();
+  if (uid !== 0) {
+    logger.warn({ uid }, 'process sandboxes run as the worker\'s own user: only a worker running as root runs them as sandboxUid/sandboxGid');
+    return undefined;
+  }
+  const user = { uid: config.sandboxUid, gid: config.sandboxGid };
+  for (const dir of [dataDir, path.join(dataDir, 'artifacts'), path.join(dataDir, 'sandboxes')]) {
+    await mkdir(dir, { recursive: true });
+    await chmod(dir, 0o711);
+  }
+  await assertSearchable(dataDir, user);
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv'].find((file) => existsSync(file));
+  if (hasCgroups && setpriv === undefined) {
+    throw new BatonError('ERR_PREREQUISITE_MISSING', 'process sandboxes with cgroup limits drop to sandboxUid through setpriv, which is not installed: sudo apt-get install util-linux (or set processLimits: false)');
+  }
+  logger.info(user, 'process sandboxes run unprivileged');
+  return { ...user, ...(setpriv === undefined ? {} : { setpriv }) };
+}
+
+/** Throws unless every directory from `/` down to `dir` is searchable by `user` (else its sandboxes could not reach their code). */
+async function assertSearchable(dir: string, user: { uid: number; gid: number }): Promise<void> {
+  const parts = path.resolve(dir).split(path.sep).filter(Boolean);
+  for (let i = 0; i <= parts.length; i++) {
+    const at = path.sep + parts.slice(0, i).join(path.sep);
+    const { mode, uid, gid } = await stat(at);
+    const isSearchable = (mode & 0o001) !== 0 || (uid === user.uid && (mode & 0o100) !== 0) || (gid === user.gid && (mode & 0o010) !== 0);
+    if (!isSearchable) {
+      throw new BatonError('ERR_PREREQUISITE_MISSING', `process sandboxes run as uid ${user.uid}, which cannot reach the data dir ${dir}: ${at} is mode ${(mode & 0o777).toString(8)}; chmod o+x ${at}, or choose a dataDir that others may reach`, { details: { directory: at } });
+    }
+  }
 }
 
 /** Six hex digits naming this worker's host objects (cgroups, namespaces, bridge): the same across its restarts. */

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -158,6 +158,8 @@ const CP_TEST_FLAGS = ['--heartbeat-interval-ms', '200', '--autoscaler-bucket-ms
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-e2e-'));
+  // Searchable by the unprivileged user a root worker runs process sandboxes as (they read their code below it).
+  await chmod(dir, 0o711);
   const cpArgs = ['--port', '0', '--data-dir', join(dir, 'cp'), ...CP_TEST_FLAGS, ...(options.controlplane ?? [])];
   let controlplane = spawnDaemon('controlplane', cpArgs);
   const started: DaemonProcess[] = [controlplane];

@@ -2,7 +2,7 @@ import type { TestContext } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +44,8 @@ export interface RunningUp {
 /** Starts `baton up` on free ports with its own data dir; resolves once it says it is ready. */
 export async function startUp(t: TestContext, extraArgs: readonly string[] = [], options: { ports?: (offset: number) => readonly number[] } = {}): Promise<RunningUp> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-up-'));
+  // Searchable by the unprivileged user a root worker runs process sandboxes as.
+  await chmod(dir, 0o711);
   t.after(() => rm(dir, { recursive: true, force: true }));
   const offset = await freeOffset(options.ports);
   // A process group of its own: if the test fails, `baton up` and every daemon it started are
