@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import { dataplaneToControlPlane, workerToControlPlane } from '../api/contracts.ts';
+import { redactRecord } from '../api/function-spec.ts';
 import type { SandboxLogLine } from '../api/worker.ts';
 import type { Clock } from '../core/clock.ts';
 import { JsonRouter, reply, type Reply, type RouteContext } from '../transport/json-router.ts';
@@ -46,10 +47,11 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
   // eslint-disable-next-line no-restricted-syntax
   router.on('GET', '/internal/v1/artifacts/:digest', getArtifact);
 
-  router.on('POST', '/v1/functions', async (ctx) => reply(201, await registry.create(await ctx.json())));
+  // Answers show secretEnv's names only (redactRecord).
+  router.on('POST', '/v1/functions', async (ctx) => reply(201, redactRecord(await registry.create(await ctx.json()))));
   router.on('GET', '/v1/functions', () => ({ functions: registry.list().map((fn) => describeFunction(fn, deps)) }));
   router.on('GET', '/v1/functions/:name', (ctx) => describeFunction(registry.get(ctx.params.name ?? ''), deps));
-  router.on('PUT', '/v1/functions/:name', async (ctx) => registry.update(ctx.params.name ?? '', await ctx.json()));
+  router.on('PUT', '/v1/functions/:name', async (ctx) => redactRecord(await registry.update(ctx.params.name ?? '', await ctx.json())));
   router.on('DELETE', '/v1/functions/:name', async (ctx) => {
     await registry.delete(ctx.params.name ?? '');
     return { deleted: ctx.params.name };
@@ -121,7 +123,7 @@ function describeFunction(fn: FunctionEntry, deps: RouteDeps): unknown {
   const counts = countSandboxes(fn);
   const scaling = deps.autoscaler.describe(fn);
   return {
-    ...fn.record,
+    ...redactRecord(fn.record),
     status: {
       desired: deps.autoscaler.desiredScale(fn), ready: counts.ready, starting: counts.starting, draining: counts.draining,
       outdated: counts.outdatedReady, isPanicking: scaling?.isPanicking ?? false, reason: scaling?.reason ?? 'idle',
