@@ -106,6 +106,8 @@ export const registerDataplaneRequestSchema = z.strictObject({
   url: z.url(),
   /** Base URL clients invoke functions on, e.g. `http://127.0.0.1:8080`. */
   proxyUrl: z.url(),
+  /** The credential the data plane accepts routing updates and drain waits with (see RegisterWorkerRequest.commandToken). */
+  commandToken: z.string().min(32).max(128).optional(),
 });
 export type RegisterDataplaneRequest = z.infer<typeof registerDataplaneRequestSchema>;
 

@@ -126,6 +126,13 @@ export const functionSpecSchema = z.strictObject({
    */
   affinityHeader: z.string().regex(/^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$/, 'must be a lower-case HTTP header name').optional(),
   env: envSchema.default(() => ({})),
+  /**
+   * Variables like `env` whose values are secret: stored and passed to the sandbox, but never
+   * answered by the API (`"(secret)"` stands for each value) nor logged. An update without
+   * `secretEnv` keeps the function's; one with it replaces them, where a value of `"(secret)"`
+   * keeps that variable's current value (so a spec read back can be sent back as it is).
+   */
+  secretEnv: envSchema.default(() => ({})),
   /** Asynchronous invocation settings; without it, the defaults of `asyncSpecSchema`. */
   async: asyncSpecSchema.optional(),
   /** Runtime `container` only: `none` (default) or `egress`. */
@@ -134,6 +141,9 @@ export const functionSpecSchema = z.strictObject({
   protocol: z.enum(PROTOCOLS).default('http1'),
 }).superRefine((spec, ctx) => {
   checkCode(spec, ctx);
+  for (const key of Object.keys(spec.secretEnv)) {
+    if (Object.hasOwn(spec.env, key)) ctx.addIssue({ code: 'custom', path: ['secretEnv', key], message: 'is also in env (a variable is in one or the other)' });
+  }
   if (spec.scaling.minScale > spec.scaling.maxScale) {
     ctx.addIssue({ code: 'custom', path: ['scaling', 'minScale'], message: 'must not exceed scaling.maxScale' });
   }
@@ -189,6 +199,20 @@ export type FunctionSpecInput = z.input<typeof functionSpecSchema>;
 export type FunctionSpec = z.output<typeof functionSpecSchema>;
 export type ScalingSpec = FunctionSpec['scaling'];
 export type ResourceSpec = FunctionSpec['resources'];
+
+/** What the API shows in place of each `secretEnv` value. */
+export const SECRET_PLACEHOLDER = '(secret)';
+
+/** The spec as the API answers it: `secretEnv`'s names, each value replaced by `(secret)`. */
+export function redactSpec(spec: FunctionSpec): FunctionSpec {
+  if (Object.keys(spec.secretEnv).length === 0) return spec;
+  return { ...spec, secretEnv: Object.fromEntries(Object.keys(spec.secretEnv).map((key) => [key, SECRET_PLACEHOLDER])) };
+}
+
+/** A record as the API answers it (see `redactSpec`). */
+export function redactRecord(record: FunctionRecord): FunctionRecord {
+  return Object.keys(record.spec.secretEnv).length === 0 ? record : { ...record, spec: redactSpec(record.spec) };
+}
 
 /** A registered function as the control plane stores and serves it. */
 export interface FunctionRecord {

@@ -154,6 +154,11 @@ export const registerWorkerRequestSchema = z.strictObject({
   runtimes: z.array(z.enum(RUNTIMES)).min(1),
   /** What the worker runs right now (after cleaning up a previous run): the control plane reconciles against it. */
   sandboxes: z.array(sandboxInfoSchema),
+  /**
+   * The credential the worker accepts commands with (sandbox creations, deletions, logs), made by it
+   * at start: only the control plane it registered with holds it. Absent when the cluster has no join secret.
+   */
+  commandToken: z.string().min(32).max(128).optional(),
 });
 export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
 export const registerWorkerResponseSchema = z.strictObject({

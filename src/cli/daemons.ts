@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -19,6 +19,7 @@ import { loadConfig } from './load-config.ts';
 import { Supervisor } from './supervisor.ts';
 import { renderHaproxyConfig } from './haproxy-config.ts';
 import { SystemClock } from '../core/clock.ts';
+import { MIN_JOIN_SECRET_LENGTH, newJoinSecret } from '../transport/internal-auth.ts';
 
 /**
  * The daemon commands: `baton controlplane|dataplane|worker [--config FILE] [--key value]…` run
@@ -199,6 +200,8 @@ async function runUp(argv: string[]): Promise<number> {
   });
   // Every worker and data plane is given every control plane: they follow the leader.
   const cpFlag = controlPlanes === 1 ? ['--control-plane-url', cpUrl] : ['--control-plane-urls', JSON.stringify(cpUrls)];
+  // Every daemon joins with the cluster's secret; its file's path is on their command lines, never the secret.
+  const secretFlag = ['--join-secret-file', await ensureJoinSecret(dataDir)];
   try {
     if (redisServer !== undefined) {
       await mkdir(join(dataDir, 'redis'), { recursive: true });
@@ -211,18 +214,18 @@ async function runUp(argv: string[]): Promise<number> {
     }
     ports.controlPlanes.forEach((p, i) => {
       const name = controlPlanes === 1 ? 'controlplane' : `controlplane-${i}`;
-      const args = ['--port', String(p.port), '--registration-port', String(p.registrationPort), '--data-dir', join(dataDir, controlPlanes === 1 ? 'controlplane' : name), '--log-level', logLevel];
+      const args = ['--port', String(p.port), '--registration-port', String(p.registrationPort), '--data-dir', join(dataDir, controlPlanes === 1 ? 'controlplane' : name), '--log-level', logLevel, ...secretFlag];
       if (store === 'redis') args.push('--store', 'redis', '--redis-url', redisUrl);
       supervise(name, () => spawnDaemon('controlplane', args));
     });
     for (const url of cpUrls) await waitHealthy(`${url}/healthz`, first);
-    const workerArgs = ['--port', String(ports.worker), '--data-dir', join(dataDir, 'worker'), ...cpFlag, '--log-level', logLevel];
+    const workerArgs = ['--port', String(ports.worker), '--data-dir', join(dataDir, 'worker'), ...cpFlag, '--log-level', logLevel, ...secretFlag];
     if (runtime === 'emulated') workerArgs.push('--runtime', 'emulated', '--emulate', String(workers === 1 ? 0 : workers));
     if (runtime === 'container') workerArgs.push('--runtimes', '["process","container"]');
     supervise('worker', () => spawnDaemon('worker', workerArgs));
     ports.dataPlanes.forEach((p, j) => {
       const name = dataPlanes === 1 ? 'dataplane' : `dataplane-${j}`;
-      const args = ['--port', String(p.port), '--internal-port', String(p.internalPort), '--data-dir', join(dataDir, name), ...cpFlag, '--log-level', logLevel];
+      const args = ['--port', String(p.port), '--internal-port', String(p.internalPort), '--data-dir', join(dataDir, name), ...cpFlag, '--log-level', logLevel, ...secretFlag];
       if (dataPlanes > 1) args.push('--dataplane-id', name);
       supervise(name, () => spawnDaemon('dataplane', args));
     });
@@ -264,6 +267,27 @@ async function runUp(argv: string[]): Promise<number> {
   process.stderr.write(`stopping (${reason})…\n`);
   await supervisor.stop();
   return 0;
+}
+
+/**
+ * `<dataDir>/join-secret`: made (random, mode 0600) on the first start and reused after, so that
+ * daemons restarted on their own, or a later `baton up`, join the same cluster. Returns its path.
+ */
+export async function ensureJoinSecret(dataDir: string): Promise<string> {
+  const file = join(dataDir, 'join-secret');
+  await mkdir(dataDir, { recursive: true });
+  try {
+    await writeFile(file, `${newJoinSecret()}\n`, { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const existing = (await readFile(file, 'utf8')).trim();
+    if (existing.length < MIN_JOIN_SECRET_LENGTH) {
+      throw new BatonError('ERR_INVALID_CONFIG', `${file} holds no usable join secret (fewer than ${MIN_JOIN_SECRET_LENGTH} characters); delete it to make a new one`);
+    }
+    // Readable by the cluster's owner only, whatever it was left with.
+    await chmod(file, 0o600);
+  }
+  return file;
 }
 
 /** Resolves once something accepts TCP connections on the loopback port (Redis, HAProxy), within 30 s. */

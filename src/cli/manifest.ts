@@ -100,11 +100,12 @@ export function parseManifest(text: string, manifestPath: string): DeployPlan {
     if (!MANIFEST_KEYS.includes(key)) throw specError(key, `unknown field in ${manifestPath} (allowed: ${MANIFEST_KEYS.join(', ')})`);
   }
   const base = dirname(resolve(manifestPath));
-  const { dir, command, env, ...rest } = fields;
+  const { dir, command, env, secretEnv, ...rest } = fields;
   if (dir !== undefined && typeof dir !== 'string') throw specError('dir', 'must be a path');
   const spec: Record<string, unknown> = { ...rest };
   if (command !== undefined) spec['command'] = typeof command === 'string' ? splitCommand(command) : command;
   if (env !== undefined) spec['env'] = stringifyScalars(env);
+  if (secretEnv !== undefined) spec['secretEnv'] = stringifyScalars(secretEnv);
   return { spec: spec as SpecDraft, dir: resolve(base, dir ?? '.') };
 }
 

@@ -42,6 +42,10 @@ export const controlPlaneConfigSchema = z.strictObject({
   maxHeaderCount: z.number().int().min(1).max(10_000).default(100),
   /** How this daemon calls its peers: `rpc` (one upgraded connection per peer, framed calls) or `http` (a request per call). */
   internalTransport: z.enum(['rpc', 'http']).default('rpc'),
+  /** The cluster's join secret (at least 16 characters): internal calls are authenticated with a key derived from it. Unset (and no `joinSecretFile`): the internal API is open, on loopback only. */
+  joinSecret: z.string().min(16).optional(),
+  /** A file holding the join secret (instead of `joinSecret`, which `ps` or a config dump could show). */
+  joinSecretFile: z.string().min(1).optional(),
   /** Seed for the placement and eviction policies' randomness (0 = from the crypto source). */
   randomSeed: z.number().int().min(0).default(0),
 });

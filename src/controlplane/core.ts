@@ -25,7 +25,7 @@ import { WorkerMembership } from './worker-membership.ts';
 export type WorkerConnector = (registration: RegisterWorkerRequest, onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void) => SandboxBatcher;
 
 /** Opens the channel to a data plane; `snapshot` is the full routing view it is sent when it (re)joins. */
-export type DataplaneConnector = (url: string, dataplaneId: string, snapshot: () => { functions: RoutingFunction[]; endpoints: RoutingEndpoint[] }) => DataplaneChannel;
+export type DataplaneConnector = (url: string, dataplaneId: string, snapshot: () => { functions: RoutingFunction[]; endpoints: RoutingEndpoint[] }, commandToken: string | undefined) => DataplaneChannel;
 
 export interface ControlPlaneCoreOptions {
   readonly config: Pick<ControlPlaneConfig,
@@ -82,7 +82,7 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
   const sandboxes = new SandboxTable();
   const dataplanes: DataplaneMembership = new DataplaneMembership({
     store, clock, log, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit,
-    connect: (url, dataplaneId) => o.connectDataplane(url, dataplaneId, () => routing.snapshot()),
+    connect: (url, dataplaneId, commandToken) => o.connectDataplane(url, dataplaneId, () => routing.snapshot(), commandToken),
   });
   const registry: FunctionRegistry = new FunctionRegistry({
     store, log, routing: { publish: (change) => routing.publish(change), delivered: () => withinMs(clock, FUNCTION_DELIVERY_WAIT_MS, dataplanes.registered().then(() => routing.flushed())) },

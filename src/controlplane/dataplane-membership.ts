@@ -31,6 +31,8 @@ interface MutableDataplane {
   state: DataplaneState;
   lastHeartbeatMs: number;
   channel: DataplaneChannel | undefined;
+  /** The credential its channel commands it with (never persisted: it registers again with it after a restart). */
+  commandToken: string | undefined;
 }
 
 interface StoredDataplane { id: string; url: string; proxyUrl: string }
@@ -41,8 +43,8 @@ export interface DataplaneMembershipOptions {
   readonly log: Logger;
   readonly heartbeatIntervalMs: number;
   readonly heartbeatMissLimit: number;
-  /** Opens the channel to a data plane at `url` (its internal API). */
-  readonly connect: (url: string, dataplaneId: string) => DataplaneChannel;
+  /** Opens the channel to a data plane at `url` (its internal API), commanding it with `commandToken`. */
+  readonly connect: (url: string, dataplaneId: string, commandToken: string | undefined) => DataplaneChannel;
 }
 
 /**
@@ -107,7 +109,7 @@ export class DataplaneMembership {
   async load(): Promise<void> {
     const now = this.#o.clock.now();
     for (const d of await this.#o.store.list<StoredDataplane>('dataplanes')) {
-      this.#dataplanes.set(d.id, { ...d, state: 'unregistered', lastHeartbeatMs: now, channel: undefined });
+      this.#dataplanes.set(d.id, { ...d, state: 'unregistered', lastHeartbeatMs: now, channel: undefined, commandToken: undefined });
     }
   }
 
@@ -127,12 +129,13 @@ export class DataplaneMembership {
       await store.put('dataplanes', req.dataplaneId, { id: req.dataplaneId, url: req.url, proxyUrl: req.proxyUrl } satisfies StoredDataplane);
     }
     if (dataplane === undefined) {
-      dataplane = { id: req.dataplaneId, url: req.url, proxyUrl: req.proxyUrl, state: 'ready', lastHeartbeatMs: clock.now(), channel: undefined };
+      dataplane = { id: req.dataplaneId, url: req.url, proxyUrl: req.proxyUrl, state: 'ready', lastHeartbeatMs: clock.now(), channel: undefined, commandToken: undefined };
       this.#dataplanes.set(dataplane.id, dataplane);
     }
-    if (dataplane.channel === undefined || dataplane.url !== req.url) {
+    if (dataplane.channel === undefined || dataplane.url !== req.url || dataplane.commandToken !== req.commandToken) {
       dataplane.channel?.close();
-      dataplane.channel = this.#o.connect(req.url, dataplane.id);
+      dataplane.commandToken = req.commandToken;
+      dataplane.channel = this.#o.connect(req.url, dataplane.id, req.commandToken);
       this.#channels = [...this.#dataplanes.values()].flatMap((d) => (d.channel === undefined ? [] : [d.channel]));
     }
     dataplane.url = req.url;

@@ -1,4 +1,4 @@
-import { functionSpecSchema, type FunctionRecord, type FunctionSpec } from '../api/function-spec.ts';
+import { functionSpecSchema, SECRET_PLACEHOLDER, type FunctionRecord, type FunctionSpec } from '../api/function-spec.ts';
 import { parseOrThrow } from '../api/validate.ts';
 import { digestOf, inspectArchive } from '../core/archive.ts';
 import { wallTimeMs } from '../core/clock.ts';
@@ -94,7 +94,9 @@ export class FunctionRegistry {
   }
 
   async create(body: unknown): Promise<FunctionRecord> {
-    const spec = parseOrThrow(functionSpecSchema, body, 'ERR_INVALID_SPEC', 'function spec');
+    const parsed = parseOrThrow(functionSpecSchema, body, 'ERR_INVALID_SPEC', 'function spec');
+    // A new function has no current secret for `(secret)` to keep.
+    const spec = { ...parsed, secretEnv: keptSecrets(parsed.secretEnv, {}) };
     return this.#delivered(this.#serialise(spec.name, async () => {
       if (this.#functions.has(spec.name)) throw new BatonError('ERR_FUNCTION_EXISTS', `function '${spec.name}' already exists`);
       await this.#requireArtifact(spec);
@@ -112,12 +114,17 @@ export class FunctionRegistry {
 
   async update(name: string, body: unknown): Promise<FunctionRecord> {
     const withName = typeof body === 'object' && body !== null && !('name' in body) ? { ...body, name } : body;
-    const spec = parseOrThrow(functionSpecSchema, withName, 'ERR_INVALID_SPEC', 'function spec');
-    if (spec.name !== name) {
+    const parsed = parseOrThrow(functionSpecSchema, withName, 'ERR_INVALID_SPEC', 'function spec');
+    if (parsed.name !== name) {
       throw new BatonError('ERR_INVALID_SPEC', `invalid function spec: name: must equal the name in the path ('${name}')`, { details: { issues: [{ field: 'name', rule: 'must equal the name in the path' }] } });
     }
+    const isSendingSecrets = typeof body === 'object' && body !== null && 'secretEnv' in body;
     return this.#delivered(this.#serialise(name, async () => {
       const fn = this.get(name);
+      const spec = { ...parsed, secretEnv: isSendingSecrets ? keptSecrets(parsed.secretEnv, fn.record.spec.secretEnv) : fn.record.spec.secretEnv };
+      for (const key of Object.keys(spec.secretEnv)) {
+        if (Object.hasOwn(spec.env, key)) throw invalidSecret(key, 'is also in env (a variable is in one or the other)');
+      }
       await this.#requireArtifact(spec);
       const record: FunctionRecord = { spec, generation: fn.record.generation + 1, createdAt: fn.record.createdAt, updatedAt: new Date(wallTimeMs()).toISOString() };
       await this.#o.store.put('functions', name, record);
@@ -168,4 +175,22 @@ export class FunctionRegistry {
       if (this.#locks.get(name) === next) this.#locks.delete(name);
     }
   }
+}
+
+/**
+ * The secret variables of an update: those sent, where `(secret)` keeps the current value.
+ * @throws BatonError ERR_INVALID_SPEC for `(secret)` on a variable the function does not have
+ */
+function keptSecrets(sent: Readonly<Record<string, string>>, current: Readonly<Record<string, string>>): Record<string, string> {
+  const secrets: Record<string, string> = {};
+  for (const [key, value] of Object.entries(sent)) {
+    if (value !== SECRET_PLACEHOLDER) secrets[key] = value;
+    else if (Object.hasOwn(current, key)) secrets[key] = current[key] as string;
+    else throw invalidSecret(key, `is ${SECRET_PLACEHOLDER}, which keeps a current value, but the function has no such secret`);
+  }
+  return secrets;
+}
+
+function invalidSecret(key: string, rule: string): BatonError {
+  return new BatonError('ERR_INVALID_SPEC', `invalid function spec: secretEnv.${key}: ${rule}`, { details: { issues: [{ field: `secretEnv.${key}`, rule }] } });
 }

@@ -17,6 +17,8 @@ import { createLimitedServer } from '../transport/http-limits.ts';
 import { listen } from '../transport/listen.ts';
 import { RpcConnections } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
+import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, readJoinSecret } from '../transport/internal-auth.ts';
+import { BatonError } from '../core/errors.ts';
 import type { ControlPlaneConfig } from './config.ts';
 import { createControlPlaneCore, type ControlPlaneCore, type DataplaneConnector, type WorkerConnector } from './core.ts';
 import { followerRoutes, leaderRoutes } from './leadership.ts';
@@ -56,6 +58,13 @@ export interface ControlPlaneDeps {
 export async function startControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
   const log = deps.logger ?? createLogger({ name: 'controlplane', level: config.logLevel });
   const clock = deps.clock ?? systemClock;
+  const joinSecret = readJoinSecret(config);
+  checkOpenMode(config.host, joinSecret, log);
+  // Internal calls (/internal/…, and the RPC stream, which carries only those) need the join key.
+  const guard = joinSecret === undefined ? undefined : new InternalGuard({
+    member: new CredentialSet([deriveJoinKey(joinSecret)]), rpcLevel: 'member', log,
+    levelOf: (_method, pathname) => (pathname.startsWith('/internal/') ? 'member' : 'open'),
+  });
   const store = deps.store ?? await openStore(config, log);
   const random = createRandom(config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed);
   // One connection pool per worker origin, shared by every worker client.
@@ -72,9 +81,19 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   let leaderUrl: string | undefined;
   let routes: Routes | undefined;
   const headerLimits = { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount };
-  const server = createLimitedServer(headerLimits, (req, res) => (routes as Routes).handle(req, res), { keepAliveTimeout: 65_000 });
-  const rpcServer = serveRpc(server, (method, path, body) => (routes as Routes).dispatch(method, path, body), {
+  const server = createLimitedServer(headerLimits, (req, res) => {
+    if (guard === undefined || guard.admit(req, res)) (routes as Routes).handle(req, res);
+  }, { keepAliveTimeout: 65_000 });
+  const rpcServer = serveRpc(server, (method, path, body) => {
+    // The stream is the members' link: the management API is not reachable through it.
+    if (!path.startsWith('/internal/')) {
+      const err = new BatonError('ERR_NOT_FOUND', `${method} ${path.split('?')[0] ?? path} is not served on the RPC stream`);
+      return Promise.resolve({ status: err.status, body: err.toBody() });
+    }
+    return (routes as Routes).dispatch(method, path, body);
+  }, {
     onProtocolError: (err) => log.warn({ err: err.message }, 'an RPC connection broke the protocol; closed'),
+    ...(guard === undefined ? {} : { admit: (req, socket) => guard.admitUpgrade(req, socket) }),
   });
   const rpcGauge = new Gauge({
     name: 'baton_controlplane_rpc_connections', help: 'RPC stream connections from workers and data planes', registers: [processMetrics],
@@ -195,7 +214,10 @@ async function buildTerm(epoch: number, o: {
   const core = createControlPlaneCore({
     config, store, clock, log, random, metricsRegistry, leaderEpoch: epoch,
     connectWorker: workerConnection.connect,
-    connectDataplane: (url, dataplaneId, snapshot) => connectDataplane(url, { clock, log: log.child({ dataplane: dataplaneId }), drainTimeoutMs: config.drainTimeoutMs, rpc: o.rpc, snapshot, leaderEpoch: epoch }),
+    connectDataplane: (url, dataplaneId, snapshot, commandToken) => connectDataplane(url, {
+      clock, log: log.child({ dataplane: dataplaneId }), drainTimeoutMs: config.drainTimeoutMs, rpc: o.rpc, snapshot, leaderEpoch: epoch,
+      authorization: commandToken === undefined ? undefined : bearer(commandToken),
+    }),
   });
   const close = (): void => {
     core.close();
@@ -259,16 +281,23 @@ function workerConnector(o: {
   clock: Clock; workerAgent: Agent; rpc: RpcConnections | undefined;
   workerClientFactory: ((url: string) => WorkerClient) | undefined; leaderEpoch: number;
 }): { connect: WorkerConnector; close(): void } {
-  const processBatchers = new Map<string, { batcher: ProcessBatcher; close(): void }>();
+  const processBatchers = new Map<string, { batcher: ProcessBatcher; close(): void; authorization: string | undefined }>();
   const connect: WorkerConnector = (registration, onCreateFailed) => {
+    // Commands carry the token the worker registered with: nobody else holds it.
+    const authorization = registration.commandToken === undefined ? undefined : bearer(registration.commandToken);
     const client = o.workerClientFactory?.(registration.url)
-      ?? httpWorkerClient(registration.url, { dispatcher: o.workerAgent, rpc: o.rpc?.for(registration.url), leaderEpoch: o.leaderEpoch });
+      ?? httpWorkerClient(registration.url, { dispatcher: o.workerAgent, rpc: o.rpc?.for(registration.url, authorization), leaderEpoch: o.leaderEpoch, authorization });
     const { processUrl } = registration;
     if (processUrl === undefined) return new WorkerBatcher(client, o.clock, onCreateFailed);
     let entry = processBatchers.get(processUrl);
+    if (entry !== undefined && entry.authorization !== authorization) {
+      // The process restarted with a new token: its earlier batcher's credential is void.
+      entry.close();
+      entry = undefined;
+    }
     if (entry === undefined) {
-      const processClient = httpProcessClient(processUrl, { dispatcher: o.workerAgent, rpc: o.rpc?.for(processUrl), leaderEpoch: o.leaderEpoch });
-      entry = { batcher: new ProcessBatcher(processClient.post, o.clock, onCreateFailed), close: processClient.close };
+      const processClient = httpProcessClient(processUrl, { dispatcher: o.workerAgent, rpc: o.rpc?.for(processUrl, authorization), leaderEpoch: o.leaderEpoch, authorization });
+      entry = { batcher: new ProcessBatcher(processClient.post, o.clock, onCreateFailed), close: processClient.close, authorization };
       processBatchers.set(processUrl, entry);
     }
     return entry.batcher.forWorker(registration.workerId, client);
@@ -285,13 +314,14 @@ function workerConnector(o: {
 /** Opens the channel to one data plane: its routing publisher and its drain waits. */
 function connectDataplane(url: string, o: {
   clock: Clock; log: Logger; drainTimeoutMs: number; rpc: RpcConnections | undefined;
-  snapshot: Parameters<DataplaneConnector>[2]; leaderEpoch: number;
+  snapshot: Parameters<DataplaneConnector>[2]; leaderEpoch: number; authorization: string | undefined;
 }): DataplaneChannel {
-  const rpc = o.rpc?.for(url);
-  const client = new JsonClient(url, { timeoutMs: 10_000, connections: 1, ...(rpc === undefined ? {} : { rpc }) });
+  const rpc = o.rpc?.for(url, o.authorization);
+  const auth = o.authorization === undefined ? {} : { authorization: o.authorization };
+  const client = new JsonClient(url, { timeoutMs: 10_000, connections: 1, ...(rpc === undefined ? {} : { rpc }), ...auth });
   // Drain waits may last up to drainTimeoutMs: over HTTP they get connections of their own, so
   // that they never hold up routing updates (on the RPC stream calls do not wait for each other).
-  const drainClient = new JsonClient(url, { timeoutMs: o.drainTimeoutMs + 5_000, connections: 4, ...(rpc === undefined ? {} : { rpc }) });
+  const drainClient = new JsonClient(url, { timeoutMs: o.drainTimeoutMs + 5_000, connections: 4, ...(rpc === undefined ? {} : { rpc }), ...auth });
   const drains = new DrainBatcher(async (sandboxIds, timeoutMs) => {
     try {
       await drainClient.invoke(controlPlaneToDataplane.drainSandboxes, { sandboxIds, timeoutMs });

@@ -366,7 +366,12 @@ export function toSandboxFunction(fn: FunctionEntry): SandboxFunction {
     ...(spec.handler === undefined ? {} : { handler: spec.handler }),
     ...(spec.command === undefined ? {} : { command: spec.command }),
     ...(spec.lambdaRuntimeApi === true ? { lambdaRuntimeApi: true } : {}),
-    concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, env: spec.env, resources: spec.resources,
+    // The sandbox gets secretEnv with env (the worker treats them alike: it never logs either).
+    concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, env: withSecrets(spec.env, spec.secretEnv), resources: spec.resources,
     ...(spec.runtime === 'container' ? { network: spec.network } : {}),
   };
+}
+
+function withSecrets(env: Readonly<Record<string, string>>, secretEnv: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.keys(secretEnv).length === 0 ? env : { ...env, ...secretEnv };
 }

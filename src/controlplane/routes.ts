@@ -1,8 +1,9 @@
 import type { Registry } from 'prom-client';
 import { dataplaneToControlPlane, workerToControlPlane } from '../api/contracts.ts';
+import { redactRecord } from '../api/function-spec.ts';
 import type { SandboxLogLine } from '../api/worker.ts';
 import type { Clock } from '../core/clock.ts';
-import { JsonRouter, reply } from '../transport/json-router.ts';
+import { JsonRouter, reply, type Reply, type RouteContext } from '../transport/json-router.ts';
 import type { Autoscaler } from './autoscaler.ts';
 import type { DataplaneMembership } from './dataplane-membership.ts';
 import type { DemandIntake } from './demand-intake.ts';
@@ -37,14 +38,20 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
     const { digest, isNew } = await registry.putArtifact(await ctx.body(deps.maxArtifactBytes));
     return reply(isNew ? 201 : 200, { digest });
   });
-  router.on('GET', '/v1/artifacts/:digest', async (ctx) => ({
+  const getArtifact = async (ctx: RouteContext): Promise<Reply> => ({
     status: 200, raw: { data: await registry.getArtifact(ctx.params.digest ?? ''), contentType: 'application/gzip' },
-  }));
+  });
+  router.on('GET', '/v1/artifacts/:digest', getArtifact);
+  // Workers fetch the code they run over the internal link (the join key), not the management API;
+  // raw bytes, which no JSON contract describes.
+  // eslint-disable-next-line no-restricted-syntax
+  router.on('GET', '/internal/v1/artifacts/:digest', getArtifact);
 
-  router.on('POST', '/v1/functions', async (ctx) => reply(201, await registry.create(await ctx.json())));
+  // Answers show secretEnv's names only (redactRecord).
+  router.on('POST', '/v1/functions', async (ctx) => reply(201, redactRecord(await registry.create(await ctx.json()))));
   router.on('GET', '/v1/functions', () => ({ functions: registry.list().map((fn) => describeFunction(fn, deps)) }));
   router.on('GET', '/v1/functions/:name', (ctx) => describeFunction(registry.get(ctx.params.name ?? ''), deps));
-  router.on('PUT', '/v1/functions/:name', async (ctx) => registry.update(ctx.params.name ?? '', await ctx.json()));
+  router.on('PUT', '/v1/functions/:name', async (ctx) => redactRecord(await registry.update(ctx.params.name ?? '', await ctx.json())));
   router.on('DELETE', '/v1/functions/:name', async (ctx) => {
     await registry.delete(ctx.params.name ?? '');
     return { deleted: ctx.params.name };
@@ -120,7 +127,7 @@ function describeFunction(fn: FunctionEntry, deps: RouteDeps): unknown {
   const counts = countSandboxes(fn);
   const scaling = deps.autoscaler.describe(fn);
   return {
-    ...fn.record,
+    ...redactRecord(fn.record),
     status: {
       desired: deps.autoscaler.desiredScale(fn), ready: counts.ready, starting: counts.starting, draining: counts.draining,
       outdated: counts.outdatedReady, isPanicking: scaling?.isPanicking ?? false, reason: scaling?.reason ?? 'idle',

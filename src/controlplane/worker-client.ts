@@ -4,7 +4,7 @@ import type { Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import { TurnBatcher } from '../core/turn-batcher.ts';
 import type { Dispatcher } from 'undici';
-import { JsonClient } from '../transport/json-client.ts';
+import { JsonClient, type JsonClientOptions } from '../transport/json-client.ts';
 import type { RpcConnection } from '../transport/rpc-client.ts';
 
 /** What the control plane needs from a worker. The HTTP adapter below is the real one. */
@@ -15,14 +15,30 @@ export interface WorkerClient {
   close(): void;
 }
 
+export interface WorkerClientOptions {
+  readonly dispatcher?: Dispatcher | undefined;
+  readonly rpc?: RpcConnection | undefined;
+  readonly leaderEpoch?: number | undefined;
+  /** The worker's command credential (`Bearer <the token it registered with>`), on every HTTP call. */
+  readonly authorization?: string | undefined;
+}
+
+function clientOptions(o: WorkerClientOptions): JsonClientOptions {
+  return {
+    timeoutMs: 10_000, connections: 4,
+    ...(o.dispatcher === undefined ? {} : { dispatcher: o.dispatcher }), ...(o.rpc === undefined ? {} : { rpc: o.rpc }),
+    ...(o.authorization === undefined ? {} : { authorization: o.authorization }),
+  };
+}
+
 /**
  * `dispatcher`: shared connections per origin (several workers emulated by one process share one);
  * `rpc`: the origin's RPC stream, which then carries the calls. `leaderEpoch` is stamped on every
  * creation and deletion (fencing: a worker refuses those of a deposed leader).
  */
-export function httpWorkerClient(url: string, o: { dispatcher?: Dispatcher | undefined; rpc?: RpcConnection | undefined; leaderEpoch?: number | undefined } = {}): WorkerClient {
-  const { dispatcher, rpc, leaderEpoch } = o;
-  const client = new JsonClient(url, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
+export function httpWorkerClient(url: string, o: WorkerClientOptions = {}): WorkerClient {
+  const { leaderEpoch } = o;
+  const client = new JsonClient(url, clientOptions(o));
   return {
     createSandboxes: (items) => client.invoke(controlPlaneToWorker.createSandboxes, { sandboxes: items, leaderEpoch }),
     deleteSandboxes: (sandboxIds) => client.invoke(controlPlaneToWorker.deleteSandboxes, { sandboxIds, leaderEpoch }),
@@ -84,9 +100,9 @@ export class WorkerBatcher implements SandboxBatcher {
 /** Sends one process-wide batch (POST {processUrl}/internal/v1/process/sandboxes). */
 export type PostProcessSandboxes = (request: ProcessSandboxesRequest) => Promise<ProcessSandboxesResponse>;
 
-export function httpProcessClient(processUrl: string, o: { dispatcher?: Dispatcher | undefined; rpc?: RpcConnection | undefined; leaderEpoch?: number | undefined } = {}): { post: PostProcessSandboxes; close(): void } {
-  const { dispatcher, rpc, leaderEpoch } = o;
-  const client = new JsonClient(processUrl, { timeoutMs: 10_000, connections: 4, ...(dispatcher === undefined ? {} : { dispatcher }), ...(rpc === undefined ? {} : { rpc }) });
+export function httpProcessClient(processUrl: string, o: WorkerClientOptions = {}): { post: PostProcessSandboxes; close(): void } {
+  const { leaderEpoch } = o;
+  const client = new JsonClient(processUrl, clientOptions(o));
   return { post: (request) => client.invoke(controlPlaneToWorker.processSandboxes, { ...request, leaderEpoch }), close: () => client.destroy() };
 }
 

@@ -125,7 +125,7 @@ export class WorkerMembership {
       worker = newWorkerEntry({ id: req.workerId, url: req.url, capacity: req.capacity, runtimes: req.runtimes, state: 'ready', nowMs: now });
       this.#add(worker);
     }
-    const key = `${req.url} ${req.processUrl ?? ''}`;
+    const key = `${req.url} ${req.processUrl ?? ''} ${req.commandToken ?? ''}`;
     const current = this.#batchers.get(worker.id);
     if (current?.key !== key) {
       current?.batcher.client.close();

@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   ERR_NOT_FOUND: { status: 404, retryable: false, summary: 'No route matches the method and path.' },
   ERR_VERSION_GAP: { status: 409, retryable: true, summary: 'An endpoint delta does not start at the receiver\'s version; the sender must send a snapshot.' },
   ERR_STALE_EPOCH: { status: 409, retryable: false, summary: 'A state-changing message carries a leader epoch lower than the highest the receiver has seen: it comes from a deposed leader and is refused.' },
+  ERR_UNAUTHENTICATED: { status: 401, retryable: false, summary: 'A call needs a valid credential: an internal call the cluster\'s join key, or a command to a worker or data plane the token it gave its control plane. Nothing changed.' },
   ERR_NOT_LEADER: { status: 503, retryable: true, summary: 'This control plane is a follower: internal calls go to the leader, whose URL `details.leaderUrl` names when one is elected.' },
   ERR_QUEUE_FULL: { status: 503, retryable: true, summary: 'The function\'s invocation queue is at capacity.' },
   ERR_COLD_START_TIMEOUT: { status: 504, retryable: true, summary: 'No sandbox became free for the invocation before its queue deadline.' },

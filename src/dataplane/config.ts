@@ -82,6 +82,10 @@ export const dataplaneConfigKeysSchema = z.strictObject({
   asyncThrottleBackoffMs: z.number().int().min(1).max(60_000).default(100),
   /** Largest `RequestResponse` payload on the Lambda Invoke API (Lambda: 6 MB). */
   lambdaSyncPayloadMaxBytes: z.number().int().min(1).max(64 * 1024 ** 2).default(6 * 1024 ** 2),
+  /** The cluster's join secret (at least 16 characters): internal calls are authenticated with a key derived from it. Unset (and no `joinSecretFile`): the internal API is open, on loopback only. */
+  joinSecret: z.string().min(16).optional(),
+  /** A file holding the join secret (instead of `joinSecret`, which `ps` or a config dump could show). */
+  joinSecretFile: z.string().min(1).optional(),
   /** Access keys whose SigV4 signatures the Lambda Invoke API accepts; empty: signatures are not checked. */
   lambdaAccessKeys: z.array(z.strictObject({ accessKeyId: z.string().min(1).max(128), secretAccessKey: z.string().min(1).max(128) })).max(100).default(() => []),
 });

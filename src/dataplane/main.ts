@@ -1,4 +1,5 @@
 import { serveRpc } from '../transport/rpc-server.ts';
+import { controlPlaneToDataplane } from '../api/contracts.ts';
 import { systemClock, wallTimeMs } from '../core/clock.ts';
 import { randomInt, randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -25,6 +26,7 @@ import { createLimitedServer } from '../transport/http-limits.ts';
 import { LeaderClient } from '../transport/leader-client.ts';
 import { EpochFence } from '../core/fencing.ts';
 import { closeServer, httpUrl, listen } from '../transport/listen.ts';
+import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, newCommandToken, readJoinSecret, type AccessLevel } from '../transport/internal-auth.ts';
 import type { DataplaneConfig } from './config.ts';
 import { ControlPlaneLink } from './control-plane-link.ts';
 import { DemandReporter } from './demand-reporter.ts';
@@ -66,8 +68,16 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const makeBalancer = options.createLoadBalancer ?? defaultLoadBalancerFactory;
   makeBalancer(config.loadBalancingPolicy, '(config check)');
   const clock = systemClock;
+  const joinSecret = readJoinSecret(config);
+  checkOpenMode(config.host, joinSecret, logger);
+  const joinKey = joinSecret === undefined ? undefined : deriveJoinKey(joinSecret);
+  // Routing updates and drain waits are accepted only with this, given to the control plane at registration.
+  const commandToken = joinSecret === undefined ? undefined : newCommandToken();
   const registry = createRegistry('dataplane');
-  const client = new LeaderClient({ urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], timeoutMs: 5_000, connections: 4, isRpc: config.internalTransport === 'rpc' });
+  const client = new LeaderClient({
+    urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], timeoutMs: 5_000, connections: 4, isRpc: config.internalTransport === 'rpc',
+    ...(joinKey === undefined ? {} : { authorization: bearer(joinKey) }),
+  });
   let link: ControlPlaneLink | undefined;
   const reporter = new DemandReporter({
     dataplaneId: config.dataplaneId,
@@ -139,10 +149,19 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
 
   const headerLimits = { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount };
   const proxyServer = createLimitedServer(headerLimits, proxy.handle, { keepAliveTimeout: 65_000 });
+  const guard = joinKey === undefined || commandToken === undefined ? undefined : new InternalGuard({
+    member: new CredentialSet([joinKey, commandToken]), controlPlane: new CredentialSet([commandToken]),
+    levelOf: dataplaneAccessLevel, rpcLevel: 'control-plane', log: logger.child({ component: 'internal' }),
+  });
+  const internalServer = createLimitedServer(headerLimits, guard === undefined ? internalRouter.handle : (req, res) => {
+    if (guard.admit(req, res)) internalRouter.handle(req, res);
+  });
+  const rpcServer = serveRpc(internalServer, internalRouter.dispatch, {
+    onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed'),
+    ...(guard === undefined ? {} : { admit: (req, socket) => guard.admitUpgrade(req, socket) }),
+  });
   // HTTP/2 cleartext (prior knowledge) on the same port: gRPC clients and h2c callers.
   const proxyHttp2 = serveCleartextHttp2(proxyServer, proxy.handleHttp2, { limits: headerLimits, maxConcurrentStreams: 1000, idleTimeoutMs: 65_000, firstBytesTimeoutMs: 65_000 });
-  const internalServer = createLimitedServer(headerLimits, internalRouter.handle);
-  const rpcServer = serveRpc(internalServer, internalRouter.dispatch, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   let proxyPort: number;
   let internalPort: number;
   try {
@@ -166,7 +185,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     client,
     clock,
     logger: logger.child({ component: 'control-plane-link' }),
-    registration: { dataplaneId: config.dataplaneId, url, proxyUrl },
+    registration: { dataplaneId: config.dataplaneId, url, proxyUrl, ...(commandToken === undefined ? {} : { commandToken }) },
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     // A control plane that restarted never heard the pokes sent while it was away.
     onRegistered: () => reporter.pokeQueued(),
@@ -197,6 +216,15 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     logger.info('data plane closed');
   };
   return { proxyUrl, url, close: () => (closing ??= close()) };
+}
+
+/**
+ * What a call to the internal port needs (docs/security.md): `/healthz` and `/metrics` nothing, the
+ * routing view (GET) a member's credential, routing updates and drain waits the control plane's.
+ */
+function dataplaneAccessLevel(method: string, pathname: string): AccessLevel {
+  if (!pathname.startsWith('/internal/')) return 'open';
+  return method === 'GET' && pathname === controlPlaneToDataplane.updateEndpoints.path ? 'member' : 'control-plane';
 }
 
 /** The async queue's Redis connection; its errors are logged (ioredis reconnects by itself). */

@@ -31,6 +31,8 @@ export interface JsonClientOptions {
    * called over HTTP.
    */
   readonly rpc?: RpcConnection;
+  /** The `authorization` header of every HTTP call (the RPC stream carries its own, see RpcConnection). */
+  readonly authorization?: string;
 }
 
 export class JsonClient {
@@ -42,6 +44,9 @@ export class JsonClient {
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #rpc: RpcConnection | undefined;
+  /** Headers of a call without a body and of one with a JSON body (made once: no object per call). */
+  readonly #headers: Record<string, string> | undefined;
+  readonly #jsonHeaders: Record<string, string>;
 
   /**
    * `baseUrl` may carry a path (`http://host:port/w/3`): the pool connects to its origin and every
@@ -56,6 +61,8 @@ export class JsonClient {
     this.#pool = options.dispatcher ?? new Pool(url.origin, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#rpc = options.rpc;
+    this.#headers = options.authorization === undefined ? undefined : { authorization: options.authorization };
+    this.#jsonHeaders = { 'content-type': 'application/json', ...this.#headers };
   }
 
   /**
@@ -110,7 +117,7 @@ export class JsonClient {
       res = await this.#pool.request({
         origin: this.#origin, method, path: this.#prefix + path, headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
         ...(options.signal === undefined ? {} : { signal: options.signal }),
-        ...(payload === undefined ? {} : { body: payload, headers: { 'content-type': 'application/json' } }),
+        ...(payload === undefined ? (this.#headers === undefined ? {} : { headers: this.#headers }) : { body: payload, headers: this.#jsonHeaders }),
       });
     } catch (err) {
       if (err instanceof errors.HeadersTimeoutError) throw new BatonError('ERR_TIMEOUT', `${method} ${this.baseUrl}${path} took longer than ${timeoutMs} ms`, { cause: err });
@@ -144,7 +151,7 @@ export class JsonClient {
     const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
     let res;
     try {
-      res = await this.#pool.request({ origin: this.#origin, method: 'GET', path: this.#prefix + path, signal });
+      res = await this.#pool.request({ origin: this.#origin, method: 'GET', path: this.#prefix + path, signal, ...(this.#headers === undefined ? {} : { headers: this.#headers }) });
     } catch (err) {
       throw new BatonError('ERR_UNAVAILABLE', `GET ${this.baseUrl}${path} failed: ${(err as Error).message}`, { cause: err });
     }

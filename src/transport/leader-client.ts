@@ -11,6 +11,8 @@ export interface LeaderClientOptions {
   readonly connections?: number;
   /** Calls travel on an RPC stream connection to each control plane (see JsonClient). */
   readonly isRpc?: boolean;
+  /** The credential of every call (the cluster's join key): on each HTTP request and at the RPC upgrade. */
+  readonly authorization?: string;
 }
 
 /**
@@ -93,11 +95,12 @@ export class LeaderClient {
   #clientOf(url: string): JsonClient {
     let entry = this.#clients.get(url);
     if (entry === undefined) {
-      const rpc = this.#o.isRpc === true ? new RpcConnection(url) : undefined;
+      const auth = this.#o.authorization === undefined ? {} : { authorization: this.#o.authorization };
+      const rpc = this.#o.isRpc === true ? new RpcConnection(url, auth) : undefined;
       const json = new JsonClient(url, {
         ...(this.#o.timeoutMs === undefined ? {} : { timeoutMs: this.#o.timeoutMs }),
         ...(this.#o.connections === undefined ? {} : { connections: this.#o.connections }),
-        ...(rpc === undefined ? {} : { rpc }),
+        ...(rpc === undefined ? {} : { rpc }), ...auth,
       });
       entry = { json, rpc };
       this.#clients.set(url, entry);

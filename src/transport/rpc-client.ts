@@ -25,6 +25,8 @@ export interface RpcConnectionOptions {
   readonly maxUnsentBytes?: number;
   /** Deadlines and the connect timeout; default the real clock. */
   readonly clock?: Clock;
+  /** The `authorization` header of the upgrade (the stream's credential, checked once). */
+  readonly authorization?: string;
 }
 
 interface PendingCall {
@@ -50,6 +52,7 @@ export class RpcConnection {
   readonly #connectTimeoutMs: number;
   readonly #maxUnsentBytes: number;
   readonly #clock: Clock;
+  readonly #authorization: string | undefined;
   readonly #pending = new Map<number, PendingCall>();
   #nextId = 1;
   #state: State = 'idle';
@@ -70,6 +73,12 @@ export class RpcConnection {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
     this.#maxUnsentBytes = options.maxUnsentBytes ?? 64 * 1024 * 1024;
     this.#clock = options.clock ?? systemClock;
+    this.#authorization = options.authorization;
+  }
+
+  /** The credential the stream is opened with. */
+  get authorization(): string | undefined {
+    return this.#authorization;
   }
 
   /**
@@ -140,7 +149,7 @@ export class RpcConnection {
     const req = httpRequest({
       host: this.#url.hostname.replace(/^\[|\]$/g, ''), port: this.#url.port === '' ? 80 : Number(this.#url.port),
       path: RPC_PATH, method: 'GET', agent: false,
-      headers: { connection: 'Upgrade', upgrade: RPC_PROTOCOL },
+      headers: { connection: 'Upgrade', upgrade: RPC_PROTOCOL, ...(this.#authorization === undefined ? {} : { authorization: this.#authorization }) },
     });
     const timer = this.#clock.setTimeout(() => req.destroy(new Error(`no answer to the upgrade within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
     req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
@@ -153,6 +162,13 @@ export class RpcConnection {
     });
     req.on('response', (res) => {
       timer.cancel();
+      if (res.statusCode === 401) {
+        // The peer serves the stream but not to this credential: the calls fail as they would over HTTP.
+        res.resume();
+        this.#state = 'idle';
+        this.#drop(new BatonError('ERR_UNAUTHENTICATED', `${this.origin} refused the credential of the RPC stream`));
+        return;
+      }
       res.resume();
       this.isUnsupported = true;
       this.#state = 'idle';
@@ -254,11 +270,16 @@ export class RpcConnections {
     this.#options = options;
   }
 
-  for(url: string): RpcConnection {
+  /** The connection to `url`'s origin opened with `authorization`; one with another credential is closed and replaced. */
+  for(url: string, authorization?: string): RpcConnection {
     const origin = new URL(url).origin;
     let connection = this.#byOrigin.get(origin);
+    if (connection !== undefined && connection.authorization !== authorization) {
+      connection.close();
+      connection = undefined;
+    }
     if (connection === undefined) {
-      connection = new RpcConnection(origin, this.#options);
+      connection = new RpcConnection(origin, authorization === undefined ? this.#options : { ...this.#options, authorization });
       this.#byOrigin.set(origin, connection);
     }
     return connection;

@@ -29,6 +29,8 @@ export interface RpcServerOptions {
   readonly maxInFlight?: number;
   /** A connection broke the protocol (it is closed). */
   readonly onProtocolError?: (err: Error) => void;
+  /** Checks an upgrade before it is accepted; false when it has answered (401) and closed the socket. */
+  readonly admit?: (req: IncomingMessage, socket: Duplex) => boolean;
 }
 
 export interface RpcServer {
@@ -50,6 +52,7 @@ export function serveRpc(server: Server, dispatch: RpcDispatch, options: RpcServ
       socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
+    if (options.admit !== undefined && !options.admit(req, socket)) return;
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${RPC_PROTOCOL}\r\n\r\n`);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));

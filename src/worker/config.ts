@@ -66,6 +66,12 @@ export const workerConfigSchema = z.strictObject({
    * reported as `oom`), its pids limit and a CPU weight from `cpuMilli`, when the worker is root.
    */
   processLimits: z.boolean().default(true),
+  /**
+   * uid and gid process sandboxes run as when the worker runs as root (default 65534, `nobody`);
+   * never 0. A worker that is not root runs them as its own user.
+   */
+  sandboxUid: z.number().int().min(1).max(4_294_967_294).default(65_534),
+  sandboxGid: z.number().int().min(1).max(4_294_967_294).default(65_534),
   /** OCI runtime binary of the container runtime: `crun` (default) or `runc` (a name on PATH or a path). */
   ociRuntime: z.string().min(1).default('crun'),
   /** Worker-local IPv4 network of container sandboxes (`.1` is the worker's bridge); distinct per worker on a host. */
@@ -113,6 +119,10 @@ export const workerConfigSchema = z.strictObject({
       return z.NEVER;
     }
   }),
+  /** The cluster's join secret (at least 16 characters): internal calls are authenticated with a key derived from it. Unset (and no `joinSecretFile`): the internal API is open, on loopback only. */
+  joinSecret: z.string().min(16).optional(),
+  /** A file holding the join secret (instead of `joinSecret`, which `ps` or a config dump could show). */
+  joinSecretFile: z.string().min(1).optional(),
   /** Seed of the emulated latency samples (logical worker i: this + i); 0 = from the crypto source. */
   randomSeed: z.number().int().min(0).default(0),
 }).superRefine((config, ctx) => {

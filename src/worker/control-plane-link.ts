@@ -18,6 +18,8 @@ export interface ControlPlaneLinkOptions {
   readonly url: string;
   /** The process's base URL when several workers share it (see RegisterWorkerRequest.processUrl). */
   readonly processUrl?: string;
+  /** The credential the worker accepts commands with (see RegisterWorkerRequest.commandToken). */
+  readonly commandToken?: string;
   readonly capacity: Capacity;
   readonly runtimes: readonly RuntimeName[];
   /** What the worker runs right now, sent with every registration for reconciliation. */
@@ -50,6 +52,7 @@ export class ControlPlaneLink {
         register: (signal) => calls.register({
           workerId, url, capacity, runtimes: [...runtimes], sandboxes: listSandboxes(),
           ...(options.processUrl === undefined ? {} : { processUrl: options.processUrl }),
+          ...(options.commandToken === undefined ? {} : { commandToken: options.commandToken }),
         }, signal),
         heartbeat: (signal) => calls.heartbeat({ workerId }, signal),
       },

@@ -1,5 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { serveRpc, type RpcDispatch } from '../transport/rpc-server.ts';
 import path from 'node:path';
@@ -15,6 +16,7 @@ import { LeaderClient } from '../transport/leader-client.ts';
 import { EpochFence } from '../core/fencing.ts';
 import { closeServer, listen } from '../transport/listen.ts';
 import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
+import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, newCommandToken, readJoinSecret, type AccessLevel } from '../transport/internal-auth.ts';
 import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, workerRuntimesOf, type WorkerConfig } from './config.ts';
 import { SandboxCgroups } from './container/cgroups.ts';
@@ -29,7 +31,7 @@ import { BatchingEventSink } from './event-sink.ts';
 import { EventCoalescer } from './event-coalescer.ts';
 import { ClockHeartbeatTicker } from './heartbeat-ticker.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.ts';
-import { ProcessRuntime } from './process/process-runtime.ts';
+import { ProcessRuntime, type SandboxUser } from './process/process-runtime.ts';
 import { createWorkerRouter } from './routes.ts';
 import type { SandboxRuntime } from './runtime.ts';
 import { Worker, type WorkerDeps } from './worker.ts';
@@ -76,6 +78,8 @@ interface Shared {
   readonly processUrl?: string;
   /** The highest leader epoch this process has seen: every worker of it refuses commands from lower ones. */
   readonly fence: EpochFence;
+  /** The credential this process's workers accept commands with, given to the control plane at registration (none without a join secret). */
+  readonly commandToken?: string;
 }
 
 const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
@@ -90,9 +94,18 @@ const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
 export async function startWorker(config: WorkerConfig, options: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = options.logger ?? createLogger({ name: 'worker', level: config.logLevel });
   const clock = systemClock;
+  const joinSecret = readJoinSecret(config);
+  checkOpenMode(config.host, joinSecret, logger);
+  const joinKey = joinSecret === undefined ? undefined : deriveJoinKey(joinSecret);
+  const commandToken = joinSecret === undefined ? undefined : newCommandToken();
+  const guard = joinKey === undefined || commandToken === undefined ? undefined : new InternalGuard({
+    member: new CredentialSet([joinKey, commandToken]), controlPlane: new CredentialSet([commandToken]),
+    levelOf: workerAccessLevel, rpcLevel: 'control-plane', log: logger,
+  });
   let handle: Handler | undefined;
   let dispatch: RpcDispatch | undefined;
   const server = createServer((req, res) => {
+    if (guard !== undefined && !guard.admit(req, res)) return;
     if (handle !== undefined) handle(req, res);
     else sendJson(res, 503, new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody());
   });
@@ -100,10 +113,16 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     if (dispatch !== undefined) return dispatch(method, path, body);
     const err = new BatonError('ERR_UNAVAILABLE', 'the worker is starting');
     return Promise.resolve({ status: err.status, body: err.toBody() });
-  }, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
+  }, {
+    onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed'),
+    ...(guard === undefined ? {} : { admit: (req, socket) => guard.admitUpgrade(req, socket) }),
+  });
   const { port, url } = await listen(server, config);
   const workerId = config.workerId ?? defaultWorkerId(port);
-  const client = new LeaderClient({ urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], connections: config.emulate > 0 ? 64 : 8, isRpc: config.internalTransport === 'rpc' });
+  const client = new LeaderClient({
+    urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], connections: config.emulate > 0 ? 64 : 8, isRpc: config.internalTransport === 'rpc',
+    ...(joinKey === undefined ? {} : { authorization: bearer(joinKey) }),
+  });
   const registry = createRegistry('worker');
   const nodes: WorkerNode[] = [];
   const metrics = createWorkerMetrics(registry, () => countByState(nodes));
@@ -115,6 +134,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
     config, clock, logger, client, registry, metrics, fence: new EpochFence(),
     ...(ticker === undefined ? {} : { ticker }), ...(events === undefined ? {} : { events }),
     ...(config.emulate > 0 ? { processUrl: url } : {}),
+    ...(commandToken === undefined ? {} : { commandToken }),
   };
 
   try {
@@ -185,10 +205,11 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   for (const name of workerRuntimesOf(config)) {
     if (name === 'process') {
       const cgroups = await processCgroupsOf(config, `${containerTagOf(workerId, dataDir)}p`, logger);
+      const user = await sandboxUserOf(config, dataDir, cgroups !== undefined, logger);
       runtimes.push(new ProcessRuntime({
         dataDir, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
         logBufferLines: config.logBufferLines, clock, logger: logger.child({ component: 'process-runtime' }),
-        ...(cgroups === undefined ? {} : { cgroups }),
+        ...(cgroups === undefined ? {} : { cgroups }), ...(user === undefined ? {} : { user }),
       }));
     } else if (name === 'container') {
       await assertContainerPrerequisites(execTool, config.ociRuntime);
@@ -210,11 +231,52 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   const limits = { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxArtifactEntries };
   const artifacts = new ArtifactCache({
     dir: path.join(dataDir, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),
-    source: { fetch: (digest, o) => client.getBytes(`/v1/artifacts/${digest}`, { ...o, timeoutMs: ARTIFACT_FETCH_TIMEOUT_MS }) },
+    source: { fetch: (digest, o) => client.getBytes(`/internal/v1/artifacts/${digest}`, { ...o, timeoutMs: ARTIFACT_FETCH_TIMEOUT_MS }) },
   });
   await artifacts.load();
   logger.info({ dataDir, runtimes: runtimes.map((r) => r.name) }, 'runtimes ready');
   return createNode(shared, workerId, url, runtimes, artifacts, async () => undefined);
+}
+
+/**
+ * Who process sandboxes run as: with the worker root, `sandboxUid`/`sandboxGid`. Their code must be
+ * reachable (every directory down to the data dir searchable by them), and nothing else of the
+ * worker's: the data dir, its artifact cache and its scratch root are made searchable but not
+ * listable (0711), the worker's own files in it are 0600, and each sandbox's HOME is its own (0700).
+ * Not root: the worker's own user, said once.
+ * @throws BatonError ERR_PREREQUISITE_MISSING when the data dir is out of the sandbox user's reach, or `setpriv` is missing
+ */
+async function sandboxUserOf(config: WorkerConfig, dataDir: string, hasCgroups: boolean, logger: Logger): Promise<SandboxUser | undefined> {
+  const uid = process.getuid?.();
+  if (uid !== 0) {
+    logger.warn({ uid }, 'process sandboxes run as the worker\'s own user: only a worker running as root runs them as sandboxUid/sandboxGid');
+    return undefined;
+  }
+  const user = { uid: config.sandboxUid, gid: config.sandboxGid };
+  for (const dir of [dataDir, path.join(dataDir, 'artifacts'), path.join(dataDir, 'sandboxes')]) {
+    await mkdir(dir, { recursive: true });
+    await chmod(dir, 0o711);
+  }
+  await assertSearchable(dataDir, user);
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv'].find((file) => existsSync(file));
+  if (hasCgroups && setpriv === undefined) {
+    throw new BatonError('ERR_PREREQUISITE_MISSING', 'process sandboxes with cgroup limits drop to sandboxUid through setpriv, which is not installed: sudo apt-get install util-linux (or set processLimits: false)');
+  }
+  logger.info(user, 'process sandboxes run unprivileged');
+  return { ...user, ...(setpriv === undefined ? {} : { setpriv }) };
+}
+
+/** Throws unless every directory from `/` down to `dir` is searchable by `user` (else its sandboxes could not reach their code). */
+async function assertSearchable(dir: string, user: { uid: number; gid: number }): Promise<void> {
+  const parts = path.resolve(dir).split(path.sep).filter(Boolean);
+  for (let i = 0; i <= parts.length; i++) {
+    const at = path.sep + parts.slice(0, i).join(path.sep);
+    const { mode, uid, gid } = await stat(at);
+    const isSearchable = (mode & 0o001) !== 0 || (uid === user.uid && (mode & 0o100) !== 0) || (gid === user.gid && (mode & 0o010) !== 0);
+    if (!isSearchable) {
+      throw new BatonError('ERR_PREREQUISITE_MISSING', `process sandboxes run as uid ${user.uid}, which cannot reach the data dir ${dir}: ${at} is mode ${(mode & 0o777).toString(8)}; chmod o+x ${at}, or choose a dataDir that others may reach`, { details: { directory: at } });
+    }
+  }
 }
 
 /** Six hex digits naming this worker's host objects (cgroups, namespaces, bridge): the same across its restarts. */
@@ -294,6 +356,7 @@ function createNode(
   link = new ControlPlaneLink({
     workerId, url, clock, logger: log,
     ...(shared.processUrl === undefined ? {} : { processUrl: shared.processUrl }),
+    ...(shared.commandToken === undefined ? {} : { commandToken: shared.commandToken }),
     capacity: { cpuMilli: config.cpuMilli, memoryMiB: config.memoryMiB },
     runtimes: worker.runtimeNames,
     listSandboxes: () => worker.list(),
@@ -372,6 +435,17 @@ function routeByWorker(nodes: readonly WorkerNode[], registry: Registry, fence: 
       return found === undefined ? root.dispatch(method, path, body) : found.node.dispatch(method, found.rest, body);
     },
   };
+}
+
+/**
+ * What a call to the worker's server needs (docs/security.md): `/healthz` and `/metrics` nothing;
+ * the sandbox list a member's credential; every other internal call (creations, deletions, logs)
+ * the control plane's. A logical worker's calls (`/w/<i>/…`) are judged without the prefix.
+ */
+function workerAccessLevel(method: string, pathname: string): AccessLevel {
+  const rest = pathname.replace(/^\/w\/\d+(?=\/)/, '');
+  if (!rest.startsWith('/internal/')) return 'open';
+  return method === controlPlaneToWorker.listSandboxes.method && rest === controlPlaneToWorker.listSandboxes.path ? 'member' : 'control-plane';
 }
 
 function countByState(nodes: readonly WorkerNode[]): Record<SandboxState, number> {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { startCluster, runCliProcess, ROOT, type Cluster } from '../kit/cluster.ts';
+import { memberHeaders, startCluster, runCliProcess, ROOT, type Cluster } from '../kit/cluster.ts';
 import { isAlive } from '../kit/process.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
@@ -28,7 +28,7 @@ async function invoke(name: string, path = '/', init?: RequestInit): Promise<{ s
 
 interface SandboxView { sandboxId: string; state: string; generation: number; workerId: string }
 const sandboxesOf = async (name: string) => (await api<{ sandboxes: SandboxView[] }>(`/v1/functions/${name}/sandboxes`)).body.sandboxes;
-const workerSandboxes = async () => (await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`)).json() as { sandboxes: { sandboxId: string; function: string; state: string; pid?: number }[] }).sandboxes;
+const workerSandboxes = async () => (await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`, { headers: memberHeaders() })).json() as { sandboxes: { sandboxId: string; function: string; state: string; pid?: number }[] }).sandboxes;
 
 /**
  * Deploys a handler function of its own for a test (examples/hello's code), so that no test
@@ -256,7 +256,7 @@ describe('consistency', () => {
       const cp = new Set<string>();
       for (const name of functions) for (const s of await sandboxesOf(name)) if (s.state !== 'starting') cp.add(s.sandboxId);
       const dpInternal = (await (await fetch(`${cluster.cpUrl}/v1/dataplanes`)).json() as { dataplanes: { url: string }[] }).dataplanes[0]?.url;
-      const dpView = await (await fetch(`${dpInternal}/internal/v1/routing`)).json() as { endpoints: { sandboxId: string }[] };
+      const dpView = await (await fetch(`${dpInternal}/internal/v1/routing`, { headers: memberHeaders() })).json() as { endpoints: { sandboxId: string }[] };
       const dp = new Set(dpView.endpoints.map((e) => e.sandboxId));
       const worker = new Set((await workerSandboxes()).map((s) => s.sandboxId));
       const same = (a: Set<string>, b: Set<string>) => a.size === b.size && [...a].every((x) => b.has(x));

@@ -1,19 +1,29 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { memberHeaders } from '../kit/cluster.ts';
 import { isFree, startUp } from '../kit/up.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
 /** `npm start` runs `baton up`: the whole local cluster, `hello` deployed, everything stopped on Ctrl-C. */
 
 test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, sandboxes included', async (t) => {
-  const { offset, output, interrupt } = await startUp(t);
+  const { offset, dir, output, interrupt } = await startUp(t);
   assert.match(output.stdout, new RegExp(`curl http://127\\.0\\.0\\.1:${8080 + offset}/fn/hello/`));
+  // The cluster's join secret: made on first start, readable by its owner only, never on a command line.
+  const secretFile = join(dir, 'join-secret');
+  assert.equal(statSync(secretFile).mode & 0o777, 0o600);
+  const secret = readFileSync(secretFile, 'utf8').trim();
+  assert.ok(secret.length >= 32);
+  const unauthenticated = await fetch(`http://127.0.0.1:${10010 + offset}/internal/v1/sandboxes`);
+  assert.equal(unauthenticated.status, 401);
 
   const res = await fetch(`http://127.0.0.1:${8080 + offset}/fn/hello/`);
   assert.equal(res.status, 200);
   const body = await res.json() as { message: string; sandboxId: string };
   assert.match(body.message, /hello/i);
-  const listed = await (await fetch(`http://127.0.0.1:${10010 + offset}/internal/v1/sandboxes`)).json() as { sandboxes: { sandboxId: string; pid: number }[] };
+  const listed = await (await fetch(`http://127.0.0.1:${10010 + offset}/internal/v1/sandboxes`, { headers: memberHeaders(secret) })).json() as { sandboxes: { sandboxId: string; pid: number }[] };
   const sandbox = listed.sandboxes.find((s) => s.sandboxId === body.sandboxId);
   assert.ok(sandbox !== undefined);
 

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BatonClient } from '../../src/cli/client.ts';
+import { memberHeaders } from '../kit/cluster.ts';
 import { startHaCluster, type HaCluster, type HaControlPlane } from '../kit/ha-cluster.ts';
 import { invoke, Tally, waitForConvergence, workerSandboxes } from '../kit/load.ts';
 import { hasRedis } from '../kit/redis.ts';
@@ -77,7 +78,8 @@ test('kill -9 of the leader among three under warm and cold load: a follower tak
 });
 
 test('SIGSTOP of the leader past its lease: a follower takes over; after SIGCONT the old leader steps down, and commands in its epoch are refused by the worker and the data plane', { skip: !hasRedis() && 'redis-server is not installed (apt-get install redis-server)' }, async (t) => {
-  const cluster = await startHaCluster();
+  // Without a join secret: the test poses as the old leader, whose command tokens it cannot have.
+  const cluster = await startHaCluster({ joinSecret: false });
   t.after(() => cluster.stop());
   const { cp: first, epoch: firstEpoch } = await cluster.leader();
   const client = new BatonClient({ url: first.url });
@@ -142,7 +144,7 @@ test('a leader cut off from its store stops acting within its lease; once the st
   const health = await cluster.health(cp);
   assert.equal(health?.role, 'follower');
   // A follower acts on nothing: the worker's internal calls are refused with a code naming no leader.
-  const refused = await fetch(`${cp.url}/internal/v1/workers/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ workerId: 'w-1' }) });
+  const refused = await fetch(`${cp.url}/internal/v1/workers/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json', ...memberHeaders() }, body: JSON.stringify({ workerId: 'w-1' }) });
   assert.equal(refused.status, 503);
   assert.equal((await refused.json() as { error: { code: string } }).error.code, 'ERR_NOT_LEADER');
   // Warm invocations do not need the control plane.

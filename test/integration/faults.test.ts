@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { BatonClient } from '../../src/cli/client.ts';
 import { packDirectory } from '../../src/core/archive.ts';
 import { BatonError } from '../../src/core/errors.ts';
-import { ROOT, runCliProcess, spawnDataplane, startCluster, startWorker, type DaemonProcess, type WorkerProcess } from '../kit/cluster.ts';
+import { memberHeaders, ROOT, runCliProcess, spawnDataplane, startCluster, startWorker, type DaemonProcess, type WorkerProcess } from '../kit/cluster.ts';
 import { startControlPlane, startHaCluster, waitForLeader, type HaControlPlane } from '../kit/ha-cluster.ts';
 import { hasHaproxy, startHaproxy, waitStablyUp } from '../kit/haproxy.ts';
 import { invoke, routedEndpoints, startLoad, waitForConvergence, type Load } from '../kit/load.ts';
@@ -103,7 +103,7 @@ test('kill -9 of a sandbox process under load: the worker reports the exit at on
   for (const name of cold) await client.createFunction({ name, runtime: 'process', artifact: digest, handler: 'index.handler', scaling: { maxScale: 1 } });
   await waitFor(async () => (await client.listSandboxes('warm')).filter((s) => s.state === 'ready').length === 2, { timeoutMs: 20_000, message: 'two ready sandboxes' });
   const [killed] = (await client.listSandboxes('warm')).map((s) => s.sandboxId);
-  const listed = await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`)).json() as { sandboxes: { sandboxId: string; pid?: number }[] };
+  const listed = await (await fetch(`${cluster.workerUrl}/internal/v1/sandboxes`, { headers: memberHeaders() })).json() as { sandboxes: { sandboxId: string; pid?: number }[] };
   const pid = listed.sandboxes.find((s) => s.sandboxId === killed)?.pid;
   assert.ok(pid !== undefined, 'the sandbox has a process');
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { spawnDaemon, type DaemonProcess } from '../kit/cluster.ts';
+import { memberHeaders, spawnDaemon, type DaemonProcess } from '../kit/cluster.ts';
 import { canUseNetns, createNetwork, type TestNetwork } from '../kit/netns.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
@@ -87,7 +87,7 @@ test('a partitioned worker is detected and its sandboxes replaced on the other; 
     return rows.length === 2 && rows.every((s) => s.workerId === 'w2') ? rows : undefined;
   }, { timeoutMs: 15_000, message: 'f\'s capacity recreated on w2' });
   assert.ok(!replaced.some((s) => s.sandboxId === onW1));
-  const routing = () => client.json<{ endpoints: { sandboxId: string }[] }>(`http://${dpHost.address}:8081/internal/v1/routing`);
+  const routing = () => client.json<{ endpoints: { sandboxId: string }[] }>(`http://${dpHost.address}:8081/internal/v1/routing`, { headers: memberHeaders() });
   await waitFor(async () => !(await routing()).endpoints.some((e) => e.sandboxId === onW1), { message: 'w1\'s endpoint withdrawn from the data plane' });
   for (let i = 0; i < 10; i++) assert.equal((await invoke()).status, 200, 'invocations go on through w2');
 
@@ -101,7 +101,7 @@ test('a partitioned worker is detected and its sandboxes replaced on the other; 
     const dpIds = (await routing()).endpoints.map((e) => e.sandboxId);
     const workerIds: string[] = [];
     for (const name of ['w1', 'w2']) {
-      const listed = await client.json<{ sandboxes: { sandboxId: string }[] }>(`http://${net.host(name).address}:10010/internal/v1/sandboxes`);
+      const listed = await client.json<{ sandboxes: { sandboxId: string }[] }>(`http://${net.host(name).address}:10010/internal/v1/sandboxes`, { headers: memberHeaders() });
       workerIds.push(...listed.sandboxes.map((s) => s.sandboxId));
     }
     const same = (a: string[], b: string[]) => a.length === b.length && new Set(a).size === a.length && [...a].sort().join() === [...b].sort().join();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -50,8 +50,8 @@ class FakeControlPlane {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = chunks.length === 0 ? undefined : JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
     const url = req.url ?? '/';
-    if (req.method === 'GET' && url.startsWith('/v1/artifacts/')) {
-      const bytes = this.artifacts.get(decodeURIComponent(url.slice('/v1/artifacts/'.length)));
+    if (req.method === 'GET' && url.startsWith('/internal/v1/artifacts/')) {
+      const bytes = this.artifacts.get(decodeURIComponent(url.slice('/internal/v1/artifacts/'.length)));
       if (bytes === undefined) return json(res, 404, { error: { code: 'ERR_ARTIFACT_NOT_FOUND', message: 'no such artifact' } });
       res.writeHead(200, { 'content-type': 'application/gzip', 'content-length': bytes.length }).end(bytes);
       return;
@@ -107,7 +107,10 @@ async function getJson<T>(url: string): Promise<T> {
 }
 
 async function tempDir(): Promise<string> {
-  return mkdtemp(path.join(tmpdir(), 'baton-worker-'));
+  const dir = await mkdtemp(path.join(tmpdir(), 'baton-worker-'));
+  // Searchable by the unprivileged user a root worker runs process sandboxes as.
+  await chmod(dir, 0o711);
+  return dir;
 }
 
 async function createAndWaitReady(worker: RunningWorker, cp: FakeControlPlane, sandboxId: string, fn: SandboxFunction) {
@@ -135,7 +138,7 @@ describe('worker with the process runtime', () => {
     process.env['NODE_EXTRA_CA_CERTS'] ??= '/nonexistent/ca.pem';
     process.env['BATON_TEST_DAEMON_SECRET'] = 'do-not-leak';
     await cp.start();
-    for (const dir of ['examples/hello', 'examples/python-echo', 'test/fixtures/env-dump', 'test/fixtures/throws']) {
+    for (const dir of ['examples/hello', 'examples/python-echo', 'test/fixtures/env-dump', 'test/fixtures/throws', 'test/fixtures/sandbox-probe']) {
       digests[dir] = await deploy(cp, dir);
     }
     dataDir = await tempDir();
@@ -228,6 +231,36 @@ describe('worker with the process runtime', () => {
     const allowed = new Set(['GREETING', 'PATH', 'HOME', 'TMPDIR', 'PORT', 'BATON_HOST', 'BATON_FUNCTION', 'BATON_SANDBOX_ID',
       'BATON_GENERATION', 'BATON_TIMEOUT_MS', 'BATON_MEMORY_MIB', 'BATON_HANDLER']);
     assert.deepEqual(Object.keys(env).filter((key) => !allowed.has(key)), []);
+  });
+
+  test('a root worker runs a process sandbox unprivileged, with a private TMPDIR, out of reach of the worker\'s files', { skip: process.getuid?.() !== 0 && 'the worker is not root' }, async () => {
+    // Written by the worker (mode 0600) once a sandbox runs; it is there by now.
+    const stateFile = path.join(dataDir, 'sandboxes.json');
+    await waitFor(async () => (await stat(stateFile).catch(() => undefined)) !== undefined, { message: 'the state file' });
+    const event = await createAndWaitReady(worker, cp, 'probe-1', fnOf('probe', digests['test/fixtures/sandbox-probe'] as string, { handler: 'index.handler' }, {
+      PROBE_FILE: stateFile, PROBE_DIR: dataDir, PROBE_ARTIFACTS: path.join(dataDir, 'artifacts'),
+    }));
+    const probe = await (await fetch(`http://${event.address}/`)).json() as {
+      uid: number[]; gid: number[]; groups: string; env: Record<string, string>;
+      tmpOwner: { ok: boolean; value?: number }; tmpMode: { value?: string }; tmpWrite: { ok: boolean };
+      readFile: { ok: boolean; code?: string }; listDir: { ok: boolean; code?: string }; listArtifacts: { ok: boolean; code?: string }; readOwnCode: { ok: boolean };
+    };
+    assert.deepEqual(probe.uid, [65_534, 65_534, 65_534, 65_534], 'real, effective, saved and filesystem uid');
+    assert.deepEqual(probe.gid, [65_534, 65_534, 65_534, 65_534]);
+    assert.equal(probe.groups, '', 'no supplementary groups');
+    assert.equal(probe.tmpOwner.value, 65_534);
+    assert.equal(probe.tmpMode.value, '700');
+    assert.ok(probe.tmpWrite.ok, 'it can write its TMPDIR');
+    assert.ok(probe.readOwnCode.ok, 'it can read its code');
+    assert.deepEqual(probe.readFile, { ok: false, code: 'EACCES' }, 'the worker\'s state file');
+    assert.deepEqual(probe.listDir, { ok: false, code: 'EACCES' }, 'the worker\'s data dir');
+    assert.deepEqual(probe.listArtifacts, { ok: false, code: 'EACCES' }, 'other functions\' code');
+    assert.equal(probe.env['BATON_TEST_DAEMON_SECRET'], undefined);
+    assert.ok(!JSON.stringify(probe.env).includes('do-not-leak'));
+    const tmp = probe.env['TMPDIR'] as string;
+    const deleted = await post(`${worker.url}/internal/v1/sandboxes/delete`, { sandboxIds: ['probe-1'] });
+    assert.equal(deleted.status, 200);
+    await waitFor(async () => (await stat(tmp).catch(() => undefined)) === undefined, { message: 'the TMPDIR removed with the sandbox' });
   });
 
   test('a sandbox killed from outside is reported as exited', async () => {

@@ -4,6 +4,8 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { randomBytes } from 'node:crypto';
+import { bearer, deriveJoinKey } from '../../src/transport/internal-auth.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'src/cli/main.ts');
@@ -49,8 +51,27 @@ export interface DaemonProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** `wrap` runs the daemon through another command, e.g. `ip netns exec NS` (test/kit/netns.ts). */
-export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', args: readonly string[], options: { wrap?: (argv: readonly string[]) => string[] } = {}): DaemonProcess {
+/**
+ * The join secret of every daemon the kit starts (one per test process), so that the tested path
+ * is the authenticated one. It reaches the daemons in their environment, not on their command line.
+ */
+export const KIT_JOIN_SECRET = randomBytes(24).toString('base64url');
+
+/** The headers of a call with a member's credential (the join key): a worker's sandbox list, a data plane's routing view, any internal call to a control plane. */
+export function memberHeaders(secret: string = KIT_JOIN_SECRET): Record<string, string> {
+  return { authorization: bearer(deriveJoinKey(secret)) };
+}
+
+const ENV_PREFIX = { controlplane: 'BATON_CONTROLPLANE_', dataplane: 'BATON_DATAPLANE_', worker: 'BATON_WORKER_' } as const;
+
+/**
+ * `wrap` runs the daemon through another command, e.g. `ip netns exec NS` (test/kit/netns.ts).
+ * `joinSecret`: the daemon's (default KIT_JOIN_SECRET); `false` starts it with none (open, loopback only).
+ */
+export function spawnDaemon(
+  command: 'controlplane' | 'dataplane' | 'worker', args: readonly string[],
+  options: { wrap?: (argv: readonly string[]) => string[]; joinSecret?: string | false } = {},
+): DaemonProcess {
   // BATON_CPU_PROF_DIR=dir writes a V8 CPU profile of each daemon there when it exits (benchmarks).
   const profDir = process.env['BATON_CPU_PROF_DIR'];
   const prof = profDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(profDir, command)}`];
@@ -58,7 +79,10 @@ export function spawnDaemon(command: 'controlplane' | 'dataplane' | 'worker', ar
   const nodeArgs = (process.env['BATON_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
   const argv = [process.execPath, ...prof, ...nodeArgs, ...daemonArgv(), command, ...args];
   const [file, ...rest] = options.wrap === undefined ? argv : options.wrap(argv);
-  const child = spawn(file as string, rest, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  const secret = options.joinSecret ?? KIT_JOIN_SECRET;
+  if (secret !== false) env[`${ENV_PREFIX[command]}JOIN_SECRET`] = secret;
+  const child = spawn(file as string, rest, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   guardExit();
   running.add(child);
   child.once('exit', () => running.delete(child));
@@ -136,7 +160,8 @@ const CP_TEST_FLAGS = ['--heartbeat-interval-ms', '200', '--autoscaler-bucket-ms
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-e2e-'));
-  // Searchable by others: a container sandbox's mapped root (user namespace) must reach its image.
+  // Searchable by others: the unprivileged user a root worker runs process sandboxes as reads their
+  // code below it, and a container sandbox's mapped root (user namespace) must reach its image.
   await chmod(dir, 0o711);
   const cpArgs = ['--port', '0', '--data-dir', join(dir, 'cp'), ...CP_TEST_FLAGS, ...(options.controlplane ?? [])];
   let controlplane = spawnDaemon('controlplane', cpArgs);

@@ -65,24 +65,28 @@ export async function waitForLeader(among: readonly HaControlPlane[], timeoutMs 
  * A control plane on Redis with the fast test settings (`port` 0: a free one); `ready` resolves
  * once it listens. The daemon is returned at once, so that a caller can stop it if it never does.
  */
-export function startControlPlane(o: { dataDir: string; redisUrl: string; port?: number }): { daemon: DaemonProcess; ready: Promise<HaControlPlane> } {
-  const daemon = spawnDaemon('controlplane', ['--port', String(o.port ?? 0), '--data-dir', o.dataDir, '--store', 'redis', '--redis-url', o.redisUrl, ...HA_CP_FLAGS]);
+export function startControlPlane(o: { dataDir: string; redisUrl: string; port?: number }, auth: { joinSecret?: string | false } = {}): { daemon: DaemonProcess; ready: Promise<HaControlPlane> } {
+  const daemon = spawnDaemon('controlplane', ['--port', String(o.port ?? 0), '--data-dir', o.dataDir, '--store', 'redis', '--redis-url', o.redisUrl, ...HA_CP_FLAGS], auth);
   const ready = daemon.waitForLog((l) => l['msg'] === 'control plane listening').then((line) => ({ url: line['url'] as string, daemon }));
   return { daemon, ready };
 }
 
 /**
+ * `joinSecret: false` starts every daemon without one (open, loopback only): a test that must pose
+ * as a control plane to the worker (which accepts commands only with the token it gave its own).
+ *
  * `count` control planes on one real Redis (the first started alone, so it leads), then one
  * emulated worker and one data plane given every control plane's URL — in an order that puts a
  * follower first, so that they must follow the leader's name from the start.
  */
-export async function startHaCluster(options: { count?: number; worker?: readonly string[] } = {}): Promise<HaCluster> {
+export async function startHaCluster(options: { count?: number; worker?: readonly string[]; joinSecret?: false } = {}): Promise<HaCluster> {
+  const auth = options.joinSecret === false ? { joinSecret: false as const } : {};
   const count = options.count ?? 3;
   const dir = await mkdtemp(join(tmpdir(), 'baton-ha-'));
   const redis = await startRedis();
   const started: DaemonProcess[] = [];
   const startCp = async (i: number): Promise<HaControlPlane> => {
-    const cp = startControlPlane({ dataDir: join(dir, `cp${i}`), redisUrl: redis.url });
+    const cp = startControlPlane({ dataDir: join(dir, `cp${i}`), redisUrl: redis.url }, auth);
     started.push(cp.daemon);
     return cp.ready;
   };
@@ -90,8 +94,8 @@ export async function startHaCluster(options: { count?: number; worker?: readonl
     const controlPlanes = [await startCp(0)];
     controlPlanes.push(...await Promise.all(Array.from({ length: count - 1 }, (_, i) => startCp(i + 1))));
     const urls = JSON.stringify([...controlPlanes.slice(1), controlPlanes[0] as HaControlPlane].map((cp) => cp.url));
-    const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--runtime', 'emulated', '--control-plane-urls', urls, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
-    const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--control-plane-urls', urls, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100']);
+    const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--runtime', 'emulated', '--control-plane-urls', urls, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])], auth);
+    const dataplane = spawnDaemon('dataplane', ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--control-plane-urls', urls, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100'], auth);
     started.push(worker, dataplane);
     const workerLine = await worker.waitForLog((l) => l['msg'] === 'worker started');
     const dpLine = await dataplane.waitForLog((l) => l['msg'] === 'data plane started');

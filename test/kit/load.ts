@@ -1,3 +1,4 @@
+import { memberHeaders } from './cluster.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
@@ -141,7 +142,7 @@ const push = (map: ByFunction, fn: string, id: string): void => {
 
 /** A data plane's routing view (its internal API): the endpoints not draining, per function. */
 export async function routedEndpoints(dpInternalUrl: string): Promise<ByFunction> {
-  const view = await (await fetch(`${dpInternalUrl}/internal/v1/routing`, { signal: AbortSignal.timeout(5_000) })).json() as { endpoints: { sandboxId: string; function: string; isDraining: boolean }[] };
+  const view = await (await fetch(`${dpInternalUrl}/internal/v1/routing`, { headers: memberHeaders(), signal: AbortSignal.timeout(5_000) })).json() as { endpoints: { sandboxId: string; function: string; isDraining: boolean }[] };
   const byFunction: ByFunction = new Map();
   for (const e of view.endpoints) if (!e.isDraining) push(byFunction, e.function, e.sandboxId);
   return byFunction;
@@ -151,7 +152,7 @@ export async function routedEndpoints(dpInternalUrl: string): Promise<ByFunction
 export async function workerSandboxes(workerUrls: readonly string[]): Promise<ByFunction> {
   const byFunction: ByFunction = new Map();
   for (const url of workerUrls) {
-    const list = await (await fetch(`${url}/internal/v1/sandboxes`, { signal: AbortSignal.timeout(5_000) })).json() as { sandboxes: { sandboxId: string; function: string; state: string }[] };
+    const list = await (await fetch(`${url}/internal/v1/sandboxes`, { headers: memberHeaders(), signal: AbortSignal.timeout(5_000) })).json() as { sandboxes: { sandboxId: string; function: string; state: string }[] };
     for (const s of list.sandboxes) if (s.state === 'ready') push(byFunction, s.function, s.sandboxId);
   }
   return byFunction;

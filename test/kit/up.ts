@@ -2,7 +2,7 @@ import type { TestContext } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,8 @@ export async function freeOffset(more: (offset: number) => readonly number[] = (
 export interface RunningUp {
   readonly child: ChildProcess;
   readonly offset: number;
+  /** Its `--data-dir`. */
+  readonly dir: string;
   readonly output: { stdout: string; stderr: string };
   /** The pid of the daemon `baton up` runs now for `command` (read from /proc). */
   daemonPid(command: 'controlplane' | 'dataplane' | 'worker'): number | undefined;
@@ -42,6 +44,8 @@ export interface RunningUp {
 /** Starts `baton up` on free ports with its own data dir; resolves once it says it is ready. */
 export async function startUp(t: TestContext, extraArgs: readonly string[] = [], options: { ports?: (offset: number) => readonly number[] } = {}): Promise<RunningUp> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-up-'));
+  // Searchable by the unprivileged user a root worker runs process sandboxes as.
+  await chmod(dir, 0o711);
   t.after(() => rm(dir, { recursive: true, force: true }));
   const offset = await freeOffset(options.ports);
   // A process group of its own: if the test fails, `baton up` and every daemon it started are
@@ -65,7 +69,7 @@ export async function startUp(t: TestContext, extraArgs: readonly string[] = [],
   child.stderr.on('data', (d: Buffer) => { output.stderr += d.toString(); });
   await waitFor(() => output.stdout.includes('Press Ctrl-C'), { timeoutMs: 90_000, message: `baton up to be ready (stdout: ${output.stdout.slice(-500)}; stderr: ${output.stderr.slice(-500)})` });
   return {
-    child, offset, output,
+    child, offset, dir, output,
     daemonPid(command) {
       const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
       return children.find((pid) => {

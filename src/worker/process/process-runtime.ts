@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -38,6 +38,19 @@ export interface ProcessRuntimeOptions {
    * make them (root); absent, sandboxes run with none and `resources` counts for placement only.
    */
   readonly cgroups?: SandboxCgroups;
+  /**
+   * The unprivileged user sandboxes run as (a worker running as root gives one); absent, they run
+   * as the worker's own user. Their HOME and TMPDIR are made theirs (mode 0700).
+   */
+  readonly user?: SandboxUser;
+}
+
+/** Who a sandbox runs as, and the `setpriv` (util-linux) that drops to it after joining a cgroup. */
+export interface SandboxUser {
+  readonly uid: number;
+  readonly gid: number;
+  /** Path of `setpriv`; needed with cgroups, where a root shell joins the group before it drops privileges. */
+  readonly setpriv?: string;
 }
 
 interface ProcessSandbox {
@@ -98,7 +111,15 @@ export class ProcessRuntime implements SandboxRuntime {
     signal.throwIfAborted();
     const { clock, sandboxHost } = this.#options;
     const scratchDir = path.join(this.#scratchRoot, sandboxId);
-    await mkdir(path.join(scratchDir, 'tmp'), { recursive: true });
+    await mkdir(path.join(scratchDir, 'tmp'), { recursive: true, mode: 0o700 });
+    const { user } = this.#options;
+    if (user !== undefined) {
+      // HOME and TMPDIR are the sandbox user's, and nobody else's.
+      for (const dir of [scratchDir, path.join(scratchDir, 'tmp')]) {
+        await chown(dir, user.uid, user.gid);
+        await chmod(dir, 0o700);
+      }
+    }
     const port = await pickFreePort(sandboxHost);
     const runtimeApi = fn.lambdaRuntimeApi === true
       ? new RuntimeApiServer({ host: sandboxHost, functionName: fn.name, timeoutMs: fn.timeoutMs, wallNow: wallTimeMs })
@@ -134,13 +155,16 @@ export class ProcessRuntime implements SandboxRuntime {
       : [resolveCommand(fn.command ?? [], artifactDir), (fn.command ?? []).slice(1), false] as const;
     let file: string = program;
     let args: readonly string[] = programArgs;
-    const { cgroups } = this.#options;
+    const { cgroups, user } = this.#options;
+    let asUser: { uid: number; gid: number } | undefined = user === undefined ? undefined : { uid: user.uid, gid: user.gid };
     if (cgroup !== undefined && cgroups !== undefined) {
       await cgroups.create(cgroup, { memoryMiB: fn.resources.memoryMiB, cpuMilli: fn.resources.cpuMilli, maxPids: fn.resources.maxPids ?? 256, cpu: 'weight' });
-      [file, args] = joinGroupThenExec(await cgroups.processGroup(cgroup), program, programArgs);
+      // Only root may move a process into the group: the shell joins as root, then drops to the user.
+      [file, args] = joinGroupThenExec(await cgroups.processGroup(cgroup), program, programArgs, user);
+      asUser = undefined;
     }
     const child = spawn(file, args, {
-      cwd: artifactDir, env, detached: true,
+      cwd: artifactDir, env, detached: true, ...asUser,
       stdio: hasReadyPipe ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe'],
     });
     await new Promise<void>((resolve, reject) => {
@@ -319,10 +343,17 @@ function cgroupName(sandboxId: string): string {
  * `/bin/sh -c` that writes its own pid into each of the group's `cgroup.procs` files and then execs
  * the program in its place (same pid, same fds — the runner's ready pipe included, same environment).
  */
-export function joinGroupThenExec(procsFiles: readonly string[], program: string, args: readonly string[]): [string, string[]] {
-  const joins = procsFiles.map((file) => `echo $$ > '${file.replace(/'/g, "'\\''")}'`).join(' && ');
+export function joinGroupThenExec(procsFiles: readonly string[], program: string, args: readonly string[], user?: SandboxUser): [string, string[]] {
+  const joins = procsFiles.map((file) => `echo $$ > '${quote(file)}'`).join(' && ');
+  // With a user, `setpriv` (util-linux) takes the shell's place first: uid, gid, no supplementary
+  // groups, then it execs the program (same pid, same fds, same environment).
+  const drop = user === undefined ? '' : `'${quote(user.setpriv ?? 'setpriv')}' --reuid=${user.uid} --regid=${user.gid} --clear-groups -- `;
   // The shell exports PWD, which is not the sandbox's environment: it goes before the exec.
-  return ['/bin/sh', ['-c', `${joins} && unset PWD && exec "$0" "$@"`, program, ...args]];
+  return ['/bin/sh', ['-c', `${joins} && unset PWD && exec ${drop}"$0" "$@"`, program, ...args]];
+}
+
+function quote(text: string): string {
+  return text.replace(/'/g, "'\\''");
 }
 
 function sandboxEnv(sandboxId: string, fn: SandboxFunction, port: number, scratchDir: string, host: string): NodeJS.ProcessEnv {

@@ -61,7 +61,7 @@ export class SandboxStateFile {
       const data = JSON.stringify({ sandboxes: [...this.#entries.values()] });
       const tmp = `${this.#path}.tmp`;
       try {
-        await writeFile(tmp, data);
+        await writeFile(tmp, data, { mode: 0o600 });
         await rename(tmp, this.#path);
       } catch {
         // Best effort: the file only helps clean up after a crash. The next change retries.

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { joinGroupThenExec } from '../../src/worker/process/process-runtime.ts';
+
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((file) => existsSync(file));
+
+/**
+ * With cgroup limits a root shell joins the sandbox's group and `setpriv` drops to the sandbox
+ * user before the program runs (machines without cgroup v2 never take that path in the worker
+ * tests): here the "group" is a plain file, which `echo $$ >` writes the same way.
+ */
+test('the shell that joins a cgroup drops to the sandbox user before it execs the program', { skip: (process.getuid?.() !== 0 && 'not root') || (SETPRIV === undefined && 'setpriv is not installed') }, async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'baton-sandbox-user-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const procs = path.join(dir, 'cgroup.procs');
+  await writeFile(procs, '');
+  const [file, args] = joinGroupThenExec([procs], process.execPath, ['-e', 'process.stdout.write(require("fs").readFileSync("/proc/self/status", "utf8"))'], { uid: 65_534, gid: 65_534, setpriv: SETPRIV as string });
+  const child = spawn(file, args, { env: { PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  assert.equal(code, 0, err);
+  const line = (key: string) => out.split('\n').find((l) => l.startsWith(`${key}:`))?.slice(key.length + 1).trim().split(/\s+/);
+  assert.deepEqual(line('Uid'), ['65534', '65534', '65534', '65534']);
+  assert.deepEqual(line('Gid'), ['65534', '65534', '65534', '65534']);
+  assert.equal(out.split('\n').find((l) => l.startsWith('Groups:'))?.slice('Groups:'.length).trim(), '', 'no supplementary groups');
+  // The pid written into the group is the program's own (the shell exec'd setpriv, which exec'd it).
+  assert.equal((await readFile(procs, 'utf8')).trim(), String(child.pid));
+});
