@@ -48,7 +48,7 @@ const CLIENT_CLOSED = new Error('the client closed the connection');
  * list for `res.writeHead` (measured with `npm run bench:proxy`, see bench/README.md).
  *
  * Errors before the response head: refused connection (nothing sent) → one retry on another
- * endpoint, else 502 ERR_SANDBOX_FAILED; reset → 502 ERR_SANDBOX_FAILED (never retried: the sandbox
+ * endpoint, or back to the queue to wait for one (502 ERR_SANDBOX_FAILED when it is full); reset → 502 ERR_SANDBOX_FAILED (never retried: the sandbox
  * may have run it); no head within the function's `timeoutMs` → 504 ERR_FUNCTION_TIMEOUT (undici
  * closes the upstream connection). After the head, any failure cuts the client's response.
  */
