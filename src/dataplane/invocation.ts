@@ -47,8 +47,9 @@ const CLIENT_CLOSED = new Error('the client closed the connection');
  * which the proxy would only take apart again. Here the raw header Buffers go straight into a flat
  * list for `res.writeHead` (measured with `npm run bench:proxy`, see bench/README.md).
  *
- * Errors before the response head: refused connection (nothing sent) → one retry on another
- * endpoint, or back to the queue to wait for one (502 ERR_SANDBOX_FAILED when it is full); reset → 502 ERR_SANDBOX_FAILED (never retried: the sandbox
+ * Errors before the response head: refused connection (nothing sent) → a retry on another
+ * endpoint (each one refused is picked no more), or back to the queue to wait for one (502
+ * ERR_SANDBOX_FAILED when it is full); reset → 502 ERR_SANDBOX_FAILED (never retried: the sandbox
  * may have run it); no head within the function's `timeoutMs` → 504 ERR_FUNCTION_TIMEOUT (undici
  * closes the upstream connection). After the head, any failure cuts the client's response.
  */
@@ -80,7 +81,6 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   #resume: (() => void) | undefined;
   #isPaused = false;
   #isRequestStarted = false;
-  #hasRetried = false;
   #isClientGone = false;
   #status = 0;
   /** `req` through its `bodyMaxBytes` limit, made at the first dispatch (a retry sends the same stream). */
@@ -188,10 +188,9 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
       return;
     }
     const code = (err as { code?: unknown }).code;
-    if (!this.#isRequestStarted && !this.#hasRetried && code === 'ECONNREFUSED') {
-      this.#hasRetried = true;
-      if (this.#owner.retryElsewhere(this)) return;
-    }
+    // Refused: nothing was sent. Each refusal takes the endpoint out of picking (see
+    // retryElsewhere), so the retries end after at most one per endpoint of the function.
+    if (!this.#isRequestStarted && code === 'ECONNREFUSED' && this.#owner.retryElsewhere(this)) return;
     const errorCode: ErrorCode = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' ? 'ERR_FUNCTION_TIMEOUT' : 'ERR_SANDBOX_FAILED';
     const message = errorCode === 'ERR_FUNCTION_TIMEOUT'
       ? `function '${this.fn.name}' did not answer within ${this.fn.spec.timeoutMs} ms`

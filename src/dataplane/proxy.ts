@@ -330,7 +330,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
 
   /**
    * The connection to the endpoint was refused before any byte of the request was sent (so the
-   * sandbox cannot have seen it, whatever the method): try one other endpoint with a free slot, or
+   * sandbox cannot have seen it, whatever the method): try another endpoint with a free slot, or
    * else wait in the function's queue for one, as a cold start does (the control plane replaces
    * the dead sandbox). Returns false when neither can be (closing, queue full); the caller then
    * answers 502. Nothing listens at the refused endpoint any more (its sandbox or its worker died):

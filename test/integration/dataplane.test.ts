@@ -406,19 +406,20 @@ test('a refused invocation waits no longer than a cold start does: 504 ERR_COLD_
   assert.equal(res.json().error.code, 'ERR_COLD_START_TIMEOUT');
 });
 
-test('a refused connection is retried once on another endpoint, and the endpoint that refused it gets no more invocations', async (t) => {
+test('a refused connection is retried on another endpoint, again if that one refuses too, and an endpoint that refused gets no more invocations', async (t) => {
   const { routing, invoke, dp } = await setup(t);
   const good = await startUpstream(t, 'good');
   const dead = await startUpstream(t, 'dead');
-  await new Promise<void>((resolve) => { dead.server.closeAllConnections(); dead.server.close(() => resolve()); });
-  await routing.snapshot([fn('rt', { concurrency: 4 })], [endpoint('s-dead', 'rt', dead), endpoint('s-good', 'rt', good)]);
+  const dead2 = await startUpstream(t, 'dead2');
+  for (const up of [dead, dead2]) await new Promise<void>((resolve) => { up.server.closeAllConnections(); up.server.close(() => resolve()); });
+  await routing.snapshot([fn('rt', { concurrency: 4 })], [endpoint('s-dead', 'rt', dead), endpoint('s-dead2', 'rt', dead2), endpoint('s-good', 'rt', good)]);
   for (let i = 0; i < 6; i++) {
     const res = await invoke('/fn/rt/', { method: 'POST', body: Buffer.from('payload') });
     assert.equal(res.status, 200);
     assert.equal(res.json().server, 'good');
   }
   const view = await (await fetch(`${dp.url}/internal/v1/routing`)).json() as { endpoints: { sandboxId: string; isRefused: boolean }[] };
-  assert.deepEqual(view.endpoints.map((e) => [e.sandboxId, e.isRefused]).sort(), [['s-dead', true], ['s-good', false]]);
+  assert.deepEqual(view.endpoints.map((e) => [e.sandboxId, e.isRefused]).sort(), [['s-dead', true], ['s-dead2', true], ['s-good', false]]);
   // With the good one full, an invocation waits for a slot rather than going to the refused one.
   holdRequests(good);
   const held = Array.from({ length: 4 }, () => invoke('/fn/rt/'));
