@@ -31,7 +31,7 @@ async function finish(load: Load, what: string): Promise<void> {
   assert.ok(load.warm.ok > 0 && load.cold.sent > 0, `the load ran: warm ${load.warm}; cold ${load.cold}`);
 }
 
-test('kill -9 of a worker under load: its endpoints are withdrawn, capacity is recreated on the other worker, the failures are coded and stop once it is detected; back with the same identity it serves again', async (t) => {
+test('kill -9 of a worker under load: its endpoints are withdrawn, capacity is recreated on the other worker, the failures are coded, bounded by the invocations in flight, and none once it is detected; back with the same identity it serves again', async (t) => {
   const cluster = await startCluster({ worker: ['--runtime', 'emulated', '--worker-id', 'w-a', '--cpu-milli', '64000'] });
   t.after(() => cluster.stop());
   const cpUrls = [cluster.cpUrl];
