@@ -51,8 +51,9 @@ const CLIENT_CLOSED = new Error('the client closed the connection');
  * which the proxy would only take apart again. Here the raw header Buffers go straight into a flat
  * list for `res.writeHead` (measured with `npm run bench:proxy`, see bench/README.md).
  *
- * Errors before the response head: refused connection (nothing sent) → one retry on another
- * endpoint, else 502 ERR_SANDBOX_FAILED; reset → 502 ERR_SANDBOX_FAILED (never retried: the sandbox
+ * Errors before the response head: refused connection (nothing sent) → a retry on another
+ * endpoint (each one refused is picked no more), or back to the queue to wait for one (502
+ * ERR_SANDBOX_FAILED when it is full); reset → 502 ERR_SANDBOX_FAILED (never retried: the sandbox
  * may have run it); no head within the function's `timeoutMs` → 504 ERR_FUNCTION_TIMEOUT (undici
  * closes the upstream connection). After the head, any failure cuts the client's response (a gRPC
  * response ends with a `grpc-status` trailer instead).
@@ -89,7 +90,6 @@ export class Invocation<R> implements Dispatcher.DispatchHandler, H2StreamHandle
   #resume: (() => void) | undefined;
   #isPaused = false;
   #isRequestStarted = false;
-  #hasRetried = false;
   #isClientGone = false;
   #status = 0;
   /** Why the upstream request is to be aborted as soon as it has a connection (a deadline passed before). */
@@ -230,10 +230,9 @@ export class Invocation<R> implements Dispatcher.DispatchHandler, H2StreamHandle
       return;
     }
     const code = (err as { code?: unknown }).code;
-    if (!this.#isRequestStarted && !this.#hasRetried && code === 'ECONNREFUSED') {
-      this.#hasRetried = true;
-      if (this.#owner.retryElsewhere(this)) return;
-    }
+    // Refused: nothing was sent. Each refusal takes the endpoint out of picking (see
+    // retryElsewhere), so the retries end after at most one per endpoint of the function.
+    if (!this.#isRequestStarted && code === 'ECONNREFUSED' && this.#owner.retryElsewhere(this)) return;
     const errorCode: ErrorCode = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === UPSTREAM_TIMEOUT ? 'ERR_FUNCTION_TIMEOUT' : 'ERR_SANDBOX_FAILED';
     const message = errorCode === 'ERR_FUNCTION_TIMEOUT'
       ? `function '${this.fn.name}' did not answer within ${this.fn.spec.timeoutMs} ms`

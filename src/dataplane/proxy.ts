@@ -389,11 +389,12 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
 
   /**
    * The connection to the endpoint was refused before any byte of the request was sent (so the
-   * sandbox cannot have seen it, whatever the method): try one other endpoint with a free slot.
-   * Returns false when there is none; the caller then answers 502. Nothing listens at the refused
-   * endpoint any more (its sandbox or its worker died): no later invocation is sent there, so that
-   * until the control plane withdraws it — after the worker's exit report, or its missed
-   * heartbeats — the function's other endpoints take its share.
+   * sandbox cannot have seen it, whatever the method): try another endpoint with a free slot, or
+   * else wait in the function's queue for one, as a cold start does (the control plane replaces
+   * the dead sandbox). Returns false when neither can be (closing, queue full); the caller then
+   * answers 502. Nothing listens at the refused endpoint any more (its sandbox or its worker died):
+   * no later invocation is sent there, so that until the control plane withdraws it — after the
+   * worker's exit report, or its missed heartbeats — the function's other endpoints take its share.
    */
   retryElsewhere(invocation: Invocation<FunctionTraffic>): boolean {
     const failed = invocation.endpoint;
@@ -404,11 +405,25 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
     }
     const fn = invocation.fn;
     const other = this.#pick(fn, fn.endpoints.items.filter((e) => e !== failed), invocation.key);
-    if (other === undefined) return false;
+    if (other === undefined) return this.#requeue(invocation, failed);
     this.#log.debug({ fn: fn.name, sandboxId: failed.sandboxId, retrySandboxId: other.sandboxId }, 'connection refused, retrying on another endpoint');
     invocation.endpoint = undefined;
     this.#start(invocation, other, false);
     this.#releaseSlot(fn, failed);
+    return true;
+  }
+
+  /** Puts a refused invocation back in its function's queue and frees its slot; false when the queue is full. */
+  #requeue(invocation: Invocation<FunctionTraffic>, failed: EndpointEntry): boolean {
+    const traffic = invocation.fn.traffic;
+    const entry = traffic.queue.push(invocation);
+    if (entry === undefined) return false;
+    invocation.endpoint = undefined;
+    invocation.state = 'waiting';
+    invocation.queueEntry = entry;
+    this.#changeQueued(traffic, 1);
+    traffic.demand.poke();
+    this.#releaseSlot(invocation.fn, failed);
     return true;
   }
 

@@ -374,8 +374,8 @@ test('a function that does not answer within timeoutMs gets 504 ERR_FUNCTION_TIM
   assert.equal((await invoke('/fn/slow/')).status, 200);
 });
 
-test('a sandbox that resets the connection or is gone answers 502 ERR_SANDBOX_FAILED', async (t) => {
-  const { routing, invoke } = await setup(t);
+test('a sandbox that resets the connection answers 502 ERR_SANDBOX_FAILED; one that is gone (connection refused) leaves the invocation waiting for a new endpoint, as a cold start', async (t) => {
+  const { routing, invoke, dp } = await setup(t);
   const reset = await startUpstream(t, 'reset');
   reset.handler = (req) => req.socket.destroy();
   const dead = await startUpstream(t, 'dead');
@@ -387,24 +387,39 @@ test('a sandbox that resets the connection or is gone answers 502 ERR_SANDBOX_FA
   assert.equal(res.json().error.code, 'ERR_SANDBOX_FAILED');
   assert.equal(reset.requests.length, 1, 'a reset request is not retried');
 
-  const refused = await invoke('/fn/d/');
-  assert.equal(refused.status, 502);
-  assert.equal(refused.json().error.code, 'ERR_SANDBOX_FAILED');
+  const refused = invoke('/fn/d/');
+  await waitFor(async () => (await (await fetch(`${dp.url}/metrics`)).text()).includes('baton_dataplane_queue_depth{function="d"} 1'), { message: 'the refused invocation queued' });
+  const replacement = await startUpstream(t, 'replacement');
+  await routing.snapshot([fn('r'), fn('d')], [endpoint('s1', 'r', reset), endpoint('s3', 'd', replacement)]);
+  const served = await refused;
+  assert.equal(served.status, 200);
+  assert.equal(served.json().server, 'replacement');
 });
 
-test('a refused connection is retried once on another endpoint, and the endpoint that refused it gets no more invocations', async (t) => {
+test('a refused invocation waits no longer than a cold start does: 504 ERR_COLD_START_TIMEOUT when no endpoint comes', async (t) => {
+  const { routing, invoke } = await setup(t, { queueTimeoutMs: 200 });
+  const dead = await startUpstream(t, 'dead');
+  await new Promise<void>((resolve) => { dead.server.closeAllConnections(); dead.server.close(() => resolve()); });
+  await routing.snapshot([fn('d')], [endpoint('s2', 'd', dead)]);
+  const res = await invoke('/fn/d/');
+  assert.equal(res.status, 504);
+  assert.equal(res.json().error.code, 'ERR_COLD_START_TIMEOUT');
+});
+
+test('a refused connection is retried on another endpoint, again if that one refuses too, and an endpoint that refused gets no more invocations', async (t) => {
   const { routing, invoke, dp } = await setup(t);
   const good = await startUpstream(t, 'good');
   const dead = await startUpstream(t, 'dead');
-  await new Promise<void>((resolve) => { dead.server.closeAllConnections(); dead.server.close(() => resolve()); });
-  await routing.snapshot([fn('rt', { concurrency: 4 })], [endpoint('s-dead', 'rt', dead), endpoint('s-good', 'rt', good)]);
+  const dead2 = await startUpstream(t, 'dead2');
+  for (const up of [dead, dead2]) await new Promise<void>((resolve) => { up.server.closeAllConnections(); up.server.close(() => resolve()); });
+  await routing.snapshot([fn('rt', { concurrency: 4 })], [endpoint('s-dead', 'rt', dead), endpoint('s-dead2', 'rt', dead2), endpoint('s-good', 'rt', good)]);
   for (let i = 0; i < 6; i++) {
     const res = await invoke('/fn/rt/', { method: 'POST', body: Buffer.from('payload') });
     assert.equal(res.status, 200);
     assert.equal(res.json().server, 'good');
   }
   const view = await (await fetch(`${dp.url}/internal/v1/routing`)).json() as { endpoints: { sandboxId: string; isRefused: boolean }[] };
-  assert.deepEqual(view.endpoints.map((e) => [e.sandboxId, e.isRefused]).sort(), [['s-dead', true], ['s-good', false]]);
+  assert.deepEqual(view.endpoints.map((e) => [e.sandboxId, e.isRefused]).sort(), [['s-dead', true], ['s-dead2', true], ['s-good', false]]);
   // With the good one full, an invocation waits for a slot rather than going to the refused one.
   holdRequests(good);
   const held = Array.from({ length: 4 }, () => invoke('/fn/rt/'));

@@ -249,3 +249,41 @@ test('a registration that crosses a deletion still lists the sandbox: it is dele
   assert.equal(kit.core.workers.get('w-1')?.deletingSandboxIds.size, 0);
   kit.core.close();
 });
+
+test('a worker that leaves (graceful stop): unschedulable at once, its sandboxes draining on the data plane and replaced on the other worker; deleted and answered only once the drain wait is', async () => {
+  const kit = await setupCore();
+  const leaving = await kit.registerWorker('w-1', { cpuMilli: 1000 });
+  await kit.registerDataplane();
+  await kit.deploy(churny('f', { scaling: { minScale: 2, maxScale: 2, stableWindowMs: 2000, panicWindowMs: 1000 } }));
+  await kit.advance(2000, 100);
+  assert.equal(leaving.creates.length, 2);
+  const ids = leaving.creates.map((c) => c.sandboxId);
+  for (const id of ids) kit.ready('w-1', id);
+  const other = await kit.registerWorker('w-2');
+  await kit.clock.settle();
+
+  let isAnswered = false;
+  const left = kit.core.workers.leave('w-1').then(() => { isAnswered = true; });
+  kit.silent.add('w-1');
+  await kit.clock.settle();
+  assert.equal(kit.core.workers.get('w-1')?.state, 'unschedulable');
+  for (const id of ids) assert.equal(kit.dataplane.endpoints.get(id)?.isDraining, true, 'draining on the data plane');
+  assert.equal(other.creates.length, 2, 'replaced on w-2 while they drain');
+  assert.throws(() => kit.core.workers.heartbeat('w-1'), (err: unknown) => err instanceof BatonError && err.code === 'ERR_WORKER_NOT_FOUND');
+  const wait = kit.dataplane.drainWaits.find((w) => ids.every((id) => w.ids.includes(id)));
+  assert.ok(wait !== undefined, 'one drain wait for both');
+  assert.deepEqual(leaving.deletes, [], 'nothing deleted while invocations may be in flight');
+  assert.equal(isAnswered, false);
+  wait.release();
+  await kit.settled(left);
+  assert.deepEqual(leaving.deletes.sort(), [...ids].sort());
+  for (const id of ids) assert.equal(kit.dataplane.endpoints.has(id), false);
+  assert.equal(kit.core.workers.get('w-1')?.allocated.cpuMilli, 0);
+  for (const { sandboxId } of other.creates) kit.ready('w-2', sandboxId);
+  assert.equal(kit.core.sandboxes.size, 2, 'no duplicates');
+  // Back with the same identity and nothing running: schedulable again.
+  await kit.registerWorker('w-1', { cpuMilli: 1000 });
+  assert.equal(kit.core.workers.get('w-1')?.state, 'ready');
+  await assert.rejects(kit.core.workers.leave('w-unknown'), (err: unknown) => err instanceof BatonError && err.code === 'ERR_WORKER_NOT_FOUND');
+  kit.core.close();
+});
