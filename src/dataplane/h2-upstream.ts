@@ -1,4 +1,5 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as connectTcp } from 'node:net';
 import type { Readable } from 'node:stream';
 
 /** The code of the error a stream fails with when the sandbox sends nothing for the timeout. */
@@ -77,7 +78,12 @@ export class H2Upstream {
   }
 
   #connect(): ClientHttp2Session {
-    const session = connect(`http://${this.address}`, {
+    const url = new URL(`http://${this.address}`);
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(url.port || 80);
+    const session = connect(url.origin, {
+      // Without TCP_NODELAY small frames wait on Nagle's algorithm and the peer's delayed ACK.
+      createConnection: () => connectTcp({ host, port, noDelay: true }),
       maxSessionMemory: 32,
       settings: { enablePush: false, initialWindowSize: 1024 * 1024 },
     });
@@ -128,9 +134,15 @@ class StreamForward {
   constructor(stream: ClientHttp2Stream, handler: H2StreamHandler, request: H2Request) {
     this.#stream = stream;
     this.#handler = handler;
-    // On a session already connected the stream is opened within request(), before any listener.
-    if (stream.pending) stream.once('ready', () => handler.onConnect(this.#abort));
-    else queueMicrotask(() => handler.onConnect(this.#abort));
+    // The body is sent once the stream is open: a session that never connects has read none of it,
+    // so the invocation can go to another endpoint with the body whole. On a session already
+    // connected the stream is opened within request(), before any listener.
+    const open = (): void => {
+      handler.onConnect(this.#abort);
+      if (!this.#isDone) this.#send(request.body);
+    };
+    if (stream.pending) stream.once('ready', open);
+    else queueMicrotask(open);
     stream.once('response', (headers: IncomingHttpHeaders) => {
       handler.onResponseHead(Number(headers[':status']), headList(headers), this.#resume);
     });
@@ -156,14 +168,16 @@ class StreamForward {
     stream.setTimeout(request.timeoutMs, () => {
       this.#abort(Object.assign(new Error(`no answer within ${request.timeoutMs} ms`), { code: UPSTREAM_TIMEOUT }));
     });
-    const body = request.body;
+  }
+
+  #send(body: Buffer | Readable | null): void {
     if (body === null) return;
     if (Buffer.isBuffer(body)) {
-      stream.end(body);
+      this.#stream.end(body);
       return;
     }
     body.on('error', (err: Error) => this.#abort(err));
-    body.pipe(stream);
+    body.pipe(this.#stream);
   }
 
   readonly #resume = (): void => {

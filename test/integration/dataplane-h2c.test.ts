@@ -64,7 +64,10 @@ async function startH2Sandbox(t: TestContext, name: string): Promise<H2Sandbox> 
       const respond = (): void => {
         sandbox.served++;
         stream.respond({ ':status': 200, 'content-type': 'application/json', 'x-sandbox': name });
-        stream.end(JSON.stringify({ sandbox: name, path: headers[':path'], authority: headers[':authority'], method: headers[':method'], body: Buffer.concat(chunks).toString('utf8'), te: headers['te'] ?? null }));
+        stream.end(JSON.stringify({
+          sandbox: name, path: headers[':path'], authority: headers[':authority'], method: headers[':method'], body: Buffer.concat(chunks).toString('utf8'),
+          te: headers['te'] ?? null, grpcTimeout: headers['grpc-timeout'] ?? null,
+        }));
       };
       if (sandbox.isHolding) sandbox.held.push(Object.assign(stream, { respond2: respond }));
       else respond();
@@ -159,8 +162,9 @@ test('an endpoint that leaves the routing view finishes its stream in flight, th
   await waitFor(() => sandbox.sessions[0]?.closed === true || sandbox.sessions[0]?.destroyed === true, { message: 'the session closed' });
 });
 
-test('h2c sandbox failures answer as over HTTP/1.1: a reset is 502, no answer within timeoutMs is 504, a refused connection waits for or tries another endpoint', async (t) => {
-  const { routing, client } = await setup(t);
+test('h2c sandbox failures answer as over HTTP/1.1: a reset is 502, no answer within timeoutMs is 504, a refused connection waits for or tries another endpoint, with the body whole', async (t) => {
+  // Round robin: of consecutive invocations, every other one tries the refusing endpoint first.
+  const { routing, client } = await setup(t, { loadBalancingPolicy: 'round-robin' });
   const resetting = await startH2Sandbox(t, 'reset');
   resetting.onStream = (stream) => stream.close(2 /* INTERNAL_ERROR */);
   const silent = await startH2Sandbox(t, 'silent');
@@ -182,15 +186,20 @@ test('h2c sandbox failures answer as over HTTP/1.1: a reset is 502, no answer wi
   await routing.delta([{ type: 'endpoint.put', endpoint: endpoint('c1', 'refused', { address: `127.0.0.1:${closedPort}` }) }]);
   // Refused with no other endpoint: nothing was sent, so it waits in the queue as a cold start does
   // and is served by the next endpoint that comes.
-  const alone = h2(client, { ':method': 'GET', ':path': '/', ':authority': 'refused' });
+  const aloneBody = `payload-alone-${'y'.repeat(50_000)}`;
+  const alone = h2(client, { ':method': 'POST', ':path': '/', ':authority': 'refused' }, aloneBody);
   await new Promise((r) => setTimeout(r, 100));
   await routing.delta([{ type: 'endpoint.put', endpoint: endpoint('g1', 'refused', good) }]);
   const served = await alone;
   assert.deepEqual([served.head[':status'], served.head['x-sandbox']], [200, 'good']);
+  assert.ok((JSON.parse(served.body) as { body: string }).body === aloneBody, 'the streamed body arrived whole after the refusal');
   // The endpoint that refused is picked no more: every invocation goes to the one that listens.
-  for (let i = 0; i < 3; i++) {
-    const retried = await h2(client, { ':method': 'GET', ':path': '/', ':authority': 'refused' });
+  for (let i = 0; i < 4; i++) {
+    const sent = `payload-${i}-${'y'.repeat(50_000)}`;
+    const retried = await h2(client, { ':method': 'POST', ':path': '/', ':authority': 'refused' }, sent);
     assert.deepEqual([retried.head[':status'], retried.head['x-sandbox']], [200, 'good']);
+    const received = (JSON.parse(retried.body) as { body: string }).body;
+    assert.ok(received === sent, `body ${i}: ${received.length} of ${sent.length} bytes arrived, starting '${received.slice(0, 12)}'`);
   }
 });
 
@@ -209,7 +218,12 @@ test('a gRPC call waiting for a cold start leaves the queue at its grpc-timeout 
   assert.deepEqual([full.head['x-baton-error'], full.trailers?.['grpc-status']], ['ERR_QUEUE_FULL', '14']);
   const sandbox = await startH2Sandbox(t, 'late');
   await routing.delta([{ type: 'endpoint.put', endpoint: endpoint('l1', 'grpc-fn', sandbox) }]);
-  assert.equal((await waiting).head['x-sandbox'], 'late');
+  const served = await waiting;
+  assert.equal(served.head['x-sandbox'], 'late');
+  // The sandbox is given what was left of the 5 s after the wait for it, in milliseconds.
+  const grpcTimeout = String((JSON.parse(served.body) as { grpcTimeout: unknown }).grpcTimeout);
+  assert.match(grpcTimeout, /^\d+m$/);
+  assert.ok(Number.parseInt(grpcTimeout, 10) < 5_000 && Number.parseInt(grpcTimeout, 10) > 0, grpcTimeout);
 
   const unknown = await h2(client, { ...grpcHeaders, ':authority': 'nope' });
   assert.deepEqual([unknown.head[':status'], unknown.trailers?.['grpc-status']], [200, '5']);
@@ -219,5 +233,29 @@ test('a gRPC call waiting for a cold start leaves the queue at its grpc-timeout 
   const plain = await h2(client, { ':method': 'GET', ':path': '/', ':authority': 'nope' });
   assert.equal(plain.head[':status'], 404);
   assert.equal((JSON.parse(plain.body) as { error: { code: string } }).error.code, 'ERR_FUNCTION_NOT_FOUND');
+  // More header fields than maxHeaderCount (100) is 431 over HTTP/2 as over HTTP/1.1.
+  const many = Object.fromEntries(Array.from({ length: 102 }, (_, i) => [`x-field-${i}`, 'v']));
+  const crowded = await h2(client, { ':method': 'GET', ':path': '/', ':authority': 'grpc-fn', ...many });
+  assert.deepEqual([crowded.head[':status'], crowded.head['x-baton-error']], [431, 'ERR_HEADERS_TOO_LARGE']);
   assert.ok(dp.proxyUrl.startsWith('http://127.0.0.1:'));
+});
+
+test('over HTTP/1.1 to an h2c function, a body arrives whole; closing, the data plane lets a stream in flight finish', async (t) => {
+  const { dp, routing, client } = await setup(t);
+  const sandbox = await startH2Sandbox(t, 'sb1');
+  await routing.snapshot([fn('echo', { concurrency: 2 })], [endpoint('s1', 'echo', sandbox)]);
+  const body = 'x'.repeat(200_000);
+  const res = await fetch(`${dp.proxyUrl}/fn/echo/upload`, { method: 'POST', body, headers: { 'content-type': 'text/plain' } });
+  assert.equal(res.status, 200);
+  const answer = await res.json() as Record<string, unknown>;
+  assert.deepEqual([answer['path'], answer['method'], answer['authority'], (answer['body'] as string).length], ['/upload', 'POST', dp.proxyUrl.slice('http://'.length), body.length]);
+
+  sandbox.isHolding = true;
+  const pending = h2(client, { ':method': 'GET', ':path': '/', ':authority': 'echo' });
+  await waitFor(() => sandbox.held.length === 1, { message: 'the stream reached the sandbox' });
+  const closed = dp.close();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  release(sandbox.held[0]);
+  assert.equal((await pending).head[':status'], 200);
+  await closed;
 });
