@@ -39,7 +39,7 @@ import { Agent, request } from 'undici';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnDaemon, startCluster, type Cluster, type DaemonProcess } from '../test/kit/cluster.ts';
+import { memberHeaders, spawnDaemon, startCluster, type Cluster, type DaemonProcess } from '../test/kit/cluster.ts';
 import { startRedis } from '../test/kit/redis.ts';
 import { waitFor } from '../test/kit/wait-for.ts';
 
@@ -262,7 +262,7 @@ function warmLoad(dpUrl: string): { sent: number; ok: number; failed: Map<string
 }
 
 async function routedEndpoints(dpInternalUrl: string): Promise<{ sandboxId: string; address: string }[]> {
-  const view = await (await request(`${dpInternalUrl}/internal/v1/routing`, { dispatcher: agent })).body.json() as { endpoints: { sandboxId: string; address: string }[] };
+  const view = await (await request(`${dpInternalUrl}/internal/v1/routing`, { dispatcher: agent, headers: memberHeaders() })).body.json() as { endpoints: { sandboxId: string; address: string }[] };
   return view.endpoints;
 }
 
@@ -277,7 +277,7 @@ async function workerFailureScenario(): Promise<Record<string, unknown>> {
     const sandboxesOnB = onB.reduce((sum, w) => sum + w.sandboxes, 0);
     const sandboxIdsOnB = new Set<string>();
     for (const w of onB) {
-      const rows = (await (await request(`${w.url}/internal/v1/sandboxes`, { dispatcher: agent })).body.json() as { sandboxes: { sandboxId: string }[] }).sandboxes;
+      const rows = (await (await request(`${w.url}/internal/v1/sandboxes`, { dispatcher: agent, headers: memberHeaders() })).body.json() as { sandboxes: { sandboxId: string }[] }).sandboxes;
       for (const r of rows) sandboxIdsOnB.add(r.sandboxId);
     }
     process.stderr.write(`${sandboxes} sandboxes ready; ${sandboxesOnB} on the ${onB.length} workers of process b, which is killed\n`);

@@ -253,6 +253,7 @@ async function runUp(argv: string[]): Promise<number> {
     ...ports.dataPlanes.map((p) => `  data plane     http://127.0.0.1:${p.port}`),
     ...(haproxy === undefined ? [] : [`  HAProxy        ${entryUrl} (each function sticks to one data plane; a dead one is taken out)`]),
     `  worker         http://127.0.0.1:${ports.worker}${runtime === 'emulated' ? ` (${workers} emulated worker${workers === 1 ? '' : 's'})` : ''}`,
+    `  join secret    ${join(dataDir, 'join-secret')} (mode 0600; every daemon of the cluster joins with it)`,
     '',
     runtime === 'process' ? 'Deployed examples/hello as the function "hello". Try:'
       : runtime === 'container' ? 'Deployed examples/hello as the container function "hello" (an image built from this machine\'s node). Try:'

@@ -68,6 +68,8 @@ export class MembershipLink<R> {
   #registrations = 0;
   /** Asked to register again while a registration was in flight: what that one reported may be out of date. */
   #isRegistrationStale = false;
+  /** The code of the last refusal logged (a refusal that repeats is logged once, until a registration succeeds). */
+  #loggedRefusal: ErrorCode | undefined;
 
   constructor(options: MembershipLinkOptions<R>) {
     this.#o = options;
@@ -129,6 +131,7 @@ export class MembershipLink<R> {
       this.#registrations++;
       this.#retries.reset();
       this.#isUnreachable = false;
+      this.#loggedRefusal = undefined;
       const intervalMs = this.#o.intervalOf?.(response);
       if (intervalMs !== undefined && Number.isInteger(intervalMs) && intervalMs > 0) this.#intervalMs = intervalMs;
       log.info({ ...this.#o.fields, heartbeatIntervalMs: this.#intervalMs }, 'registered with the control plane');
@@ -143,7 +146,11 @@ export class MembershipLink<R> {
       const error = toBatonError(err);
       const retryMs = error.isRetryable ? this.#retries.next() : (this.#o.maxRetryMs ?? 5_000);
       if (error.isRetryable) log.warn({ ...this.#o.fields, code: error.code, err: error.message, retryInMs: retryMs }, 'registering with the control plane failed');
-      else log.error({ ...this.#o.fields, code: error.code, err: error.message, retryInMs: retryMs }, 'the control plane refused the registration');
+      else if (this.#loggedRefusal !== error.code) {
+        // Refused (a wrong join secret, mismatched versions) until an operator acts: said once, not every retry.
+        this.#loggedRefusal = error.code;
+        log.error({ ...this.#o.fields, code: error.code, err: error.message, retryInMs: retryMs }, 'the control plane refused the registration');
+      }
       this.#schedule(() => this.#register(), retryMs);
     }));
   }

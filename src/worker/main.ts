@@ -202,10 +202,11 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   const dataDir = path.resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true });
   const runtimes: (ProcessRuntime | ContainerRuntime)[] = [];
+  let user: SandboxUser | undefined;
   for (const name of workerRuntimesOf(config)) {
     if (name === 'process') {
       const cgroups = await processCgroupsOf(config, `${containerTagOf(workerId, dataDir)}p`, logger);
-      const user = await sandboxUserOf(config, dataDir, cgroups !== undefined, logger);
+      user = await sandboxUserOf(config, dataDir, cgroups !== undefined, logger);
       runtimes.push(new ProcessRuntime({
         dataDir, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
         logBufferLines: config.logBufferLines, clock, logger: logger.child({ component: 'process-runtime' }),
@@ -228,6 +229,8 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
     if (leftovers > 0) logger.info({ runtime: runtime.name, count: leftovers }, 'stopped sandboxes left by a previous run');
     if (runtime instanceof ContainerRuntime) await runtime.start();
   }
+  // Images and bundles are the container runtime's (crun reaches them as root): out of a process sandbox's reach.
+  if (user !== undefined && runtimes.some((r) => r instanceof ContainerRuntime)) await chmod(path.join(dataDir, 'container'), 0o700);
   const limits = { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxArtifactEntries };
   const artifacts = new ArtifactCache({
     dir: path.join(dataDir, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),

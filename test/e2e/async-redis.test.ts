@@ -1,6 +1,6 @@
 import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startCluster, runCliProcess, ROOT, type Cluster } from '../kit/cluster.ts';
 import { startRedis } from '../kit/redis.ts';
@@ -24,7 +24,9 @@ after(async () => {
 
 it('delivers every event accepted into Redis after kill -9 of the data plane', async () => {
   const record = join(cluster.dir, 'redis.record');
+  // The sandbox appends to it, as the unprivileged user a root worker runs it as.
   await writeFile(record, '');
+  await chmod(record, 0o666);
   const manifest = join(cluster.dir, 'r.yaml');
   await writeFile(manifest, `name: viaredis\nhandler: esm.handler\ndir: ${join(ROOT, 'test/fixtures/lambda-handlers')}\nenv:\n  RECORD_FILE: ${record}\nasync:\n  maxConcurrency: 1\n`);
   assert.equal((await runCliProcess(['deploy', '-f', manifest, '--url', cluster.cpUrl])).code, 0);

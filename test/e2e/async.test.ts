@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startCluster, runCliProcess, ROOT, type Cluster } from '../kit/cluster.ts';
 import { waitFor } from '../kit/wait-for.ts';
@@ -18,7 +18,9 @@ const cli = (...args: string[]) => runCliProcess([...args, '--url', cluster.cpUr
 
 async function deploy(name: string, body: string): Promise<string> {
   const record = join(cluster.dir, `${name}.record`);
+  // The sandbox appends to it, as the unprivileged user a root worker runs it as.
   await writeFile(record, '');
+  await chmod(record, 0o666);
   const manifest = join(cluster.dir, `${name}.yaml`);
   await writeFile(manifest, `name: ${name}\ndir: ${FIXTURES}\nenv:\n  RECORD_FILE: ${record}\n${body}`);
   const res = await runCliProcess(['deploy', '-f', manifest, '--url', cluster.cpUrl]);

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
@@ -10,7 +13,8 @@ import { startDataplane } from '../../src/dataplane/main.ts';
 import { parseWorkerConfig } from '../../src/worker/config.ts';
 import { startWorker } from '../../src/worker/main.ts';
 import { RpcConnection } from '../../src/transport/rpc-client.ts';
-import { bearer, deriveJoinKey } from '../../src/transport/internal-auth.ts';
+import { ensureJoinSecret } from '../../src/cli/daemons.ts';
+import { bearer, deriveJoinKey, readJoinSecret } from '../../src/transport/internal-auth.ts';
 import { listen } from '../../src/transport/listen.ts';
 import { memberHeaders } from '../kit/cluster.ts';
 import { tempDirSync } from '../kit/temp-dir.ts';
@@ -206,4 +210,26 @@ test('without a join secret a daemon runs open on loopback with a warning, and r
   await assert.rejects(startControlPlane(controlPlaneConfigSchema.parse({ host: '0.0.0.0', port: 0, dataDir: tempDirSync('baton-auth-cp-'), logLevel: 'silent' })),
     (err: { code?: string }) => err.code === 'ERR_INVALID_CONFIG');
   assert.throws(() => parseWorkerConfig({ joinSecret: 'short' }), (err: { code?: string }) => err.code === 'ERR_INVALID_CONFIG');
+});
+
+test('baton up\'s join secret: made once with mode 0600, then reused (a loosened mode is tightened); a daemon reads it from joinSecretFile', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'baton-join-secret-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = await ensureJoinSecret(path.join(dir, 'data'));
+  assert.equal(file, path.join(dir, 'data', 'join-secret'));
+  assert.equal((await stat(file)).mode & 0o777, 0o600);
+  const secret = readJoinSecret({ joinSecretFile: file });
+  assert.ok(secret !== undefined && secret.length >= 32);
+  await chmod(file, 0o644);
+  assert.equal(await ensureJoinSecret(path.join(dir, 'data')), file);
+  assert.equal(readJoinSecret({ joinSecretFile: file }), secret, 'the same secret after a restart');
+  assert.equal((await stat(file)).mode & 0o777, 0o600);
+  // Bad input is a coded error naming the key.
+  const invalid = (config: Parameters<typeof readJoinSecret>[0], key: string) => assert.throws(() => readJoinSecret(config),
+    (err: { code?: string; details?: { key?: string } }) => err.code === 'ERR_INVALID_CONFIG' && err.details?.key === key);
+  invalid({ joinSecretFile: path.join(dir, 'missing') }, 'joinSecretFile');
+  invalid({ joinSecret: secret as string, joinSecretFile: file }, 'joinSecretFile');
+  await writeFile(path.join(dir, 'short'), 'tiny\n');
+  invalid({ joinSecretFile: path.join(dir, 'short') }, 'joinSecretFile');
+  assert.equal(readJoinSecret({}), undefined);
 });

@@ -71,6 +71,8 @@ test('secretEnv reaches the sandbox and nothing else: not the API, the CLI or an
   const first = await invokeEnv();
   assert.equal(first['DB_PASSWORD'], SECRET, 'the sandbox has the secret');
   assert.equal(first['GREETING'], 'hi');
+  const { deriveJoinKey } = await import('../../src/transport/internal-auth.ts');
+  for (const credential of [JOIN_SECRET, deriveJoinKey(JOIN_SECRET)]) assert.ok(!JSON.stringify(first).includes(credential), 'the sandbox has no cluster credential');
 
   // The API shows the names only.
   const one = await (await fetch(`${controlPlane.url}/v1/functions/secretive`)).json() as { spec: { secretEnv: Record<string, string>; env: Record<string, string> }; generation: number };
@@ -111,7 +113,7 @@ test('secretEnv reaches the sandbox and nothing else: not the API, the CLI or an
   }, { timeoutMs: 20_000, message: 'the rotated generation serving' });
   assert.equal(after['DB_PASSWORD'], ROTATED);
 
-  const routingView = await (await fetch(`${dataplane.url}/internal/v1/routing`, { headers: { authorization: `Bearer ${(await import('../../src/transport/internal-auth.ts')).deriveJoinKey(JOIN_SECRET)}` } })).text();
+  const routingView = await (await fetch(`${dataplane.url}/internal/v1/routing`, { headers: { authorization: `Bearer ${deriveJoinKey(JOIN_SECRET)}` } })).text();
   assert.ok(routingView.includes('secretive'));
   for (const [what, text] of [
     ['baton deploy', deployed.stdout + deployed.stderr], ['baton deploy --json', deployedJson.stdout], ['baton describe', described.stdout + described.stderr],
