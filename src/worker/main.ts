@@ -1,6 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { serveRpc, type RpcDispatch } from '../transport/rpc-server.ts';
 import path from 'node:path';
@@ -31,7 +31,7 @@ import { BatchingEventSink } from './event-sink.ts';
 import { EventCoalescer } from './event-coalescer.ts';
 import { ClockHeartbeatTicker } from './heartbeat-ticker.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.ts';
-import { ProcessRuntime, type SandboxUser } from './process/process-runtime.ts';
+import { ProcessRuntime, RUNNER_PATH, type SandboxUser } from './process/process-runtime.ts';
 import { createWorkerRouter } from './routes.ts';
 import type { SandboxRuntime } from './runtime.ts';
 import { Worker, type WorkerDeps } from './worker.ts';
@@ -210,7 +210,7 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
       runtimes.push(new ProcessRuntime({
         dataDir, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
         logBufferLines: config.logBufferLines, clock, logger: logger.child({ component: 'process-runtime' }),
-        ...(cgroups === undefined ? {} : { cgroups }), ...(user === undefined ? {} : { user }),
+        ...(cgroups === undefined ? {} : { cgroups }), ...(user === undefined ? {} : { user, runnerPath: path.join(dataDir, 'runner', 'handler-runner.cjs') }),
       }));
     } else if (name === 'container') {
       await assertContainerPrerequisites(execTool, config.ociRuntime);
@@ -229,8 +229,9 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
     if (leftovers > 0) logger.info({ runtime: runtime.name, count: leftovers }, 'stopped sandboxes left by a previous run');
     if (runtime instanceof ContainerRuntime) await runtime.start();
   }
-  // Images and bundles are the container runtime's (crun reaches them as root): out of a process sandbox's reach.
-  if (user !== undefined && runtimes.some((r) => r instanceof ContainerRuntime)) await chmod(path.join(dataDir, 'container'), 0o700);
+  // Images and bundles are the container runtime's (crun reaches them as root, or as the sandboxes'
+  // mapped root through its group, see ContainerRuntime): out of a process sandbox's reach.
+  if (user !== undefined && runtimes.some((r) => r instanceof ContainerRuntime && r.host.idMap === undefined)) await chmod(path.join(dataDir, 'container'), 0o700);
   const limits = { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxArtifactEntries };
   const artifacts = new ArtifactCache({
     dir: path.join(dataDir, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),
@@ -243,11 +244,12 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
 
 /**
  * Who process sandboxes run as: with the worker root, `sandboxUid`/`sandboxGid`. Their code must be
- * reachable (every directory down to the data dir searchable by them), and nothing else of the
- * worker's: the data dir, its artifact cache and its scratch root are made searchable but not
- * listable (0711), the worker's own files in it are 0600, and each sandbox's HOME is its own (0700).
- * Not root: the worker's own user, said once.
- * @throws BatonError ERR_PREREQUISITE_MISSING when the data dir is out of the sandbox user's reach, or `setpriv` is missing
+ * reachable (every directory down to the data dir searchable by them; the handler runner is copied
+ * into it), and nothing else of the worker's: the data dir, its artifact cache and its scratch
+ * root are made searchable but not listable (0711), the worker's own files in it are 0600, and
+ * each sandbox's HOME is its own (0700). Not root, or a data dir out of the sandbox user's reach
+ * (under a 0700 home directory): the worker's own user, said loudly once.
+ * @throws BatonError ERR_PREREQUISITE_MISSING when cgroup limits are on and `setpriv` is missing
  */
 async function sandboxUserOf(config: WorkerConfig, dataDir: string, hasCgroups: boolean, logger: Logger): Promise<SandboxUser | undefined> {
   const uid = process.getuid?.();
@@ -256,30 +258,41 @@ async function sandboxUserOf(config: WorkerConfig, dataDir: string, hasCgroups: 
     return undefined;
   }
   const user = { uid: config.sandboxUid, gid: config.sandboxGid };
-  for (const dir of [dataDir, path.join(dataDir, 'artifacts'), path.join(dataDir, 'sandboxes')]) {
-    await mkdir(dir, { recursive: true });
-    await chmod(dir, 0o711);
+  const blocked = await unsearchableAncestor(dataDir, user);
+  if (blocked !== undefined) {
+    logger.warn({ sandboxUid: user.uid, directory: blocked.directory, mode: blocked.mode },
+      `PROCESS SANDBOXES RUN AS ROOT: uid ${user.uid} cannot reach the data dir (${blocked.directory} is mode ${blocked.mode}); chmod o+x ${blocked.directory}, or choose a dataDir that others may reach`);
+    return undefined;
   }
-  await assertSearchable(dataDir, user);
   const setpriv = ['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv'].find((file) => existsSync(file));
   if (hasCgroups && setpriv === undefined) {
     throw new BatonError('ERR_PREREQUISITE_MISSING', 'process sandboxes with cgroup limits drop to sandboxUid through setpriv, which is not installed: sudo apt-get install util-linux (or set processLimits: false)');
   }
+  for (const dir of [dataDir, path.join(dataDir, 'artifacts'), path.join(dataDir, 'sandboxes'), path.join(dataDir, 'runner')]) {
+    await mkdir(dir, { recursive: true });
+    await chmod(dir, 0o711);
+  }
+  // Baton's own files may be out of the sandbox user's reach (a checkout under /root): a copy it can read.
+  const runner = path.join(dataDir, 'runner', 'handler-runner.cjs');
+  await copyFile(RUNNER_PATH, runner);
+  await chmod(runner, 0o644);
   logger.info(user, 'process sandboxes run unprivileged');
   return { ...user, ...(setpriv === undefined ? {} : { setpriv }) };
 }
 
-/** Throws unless every directory from `/` down to `dir` is searchable by `user` (else its sandboxes could not reach their code). */
-async function assertSearchable(dir: string, user: { uid: number; gid: number }): Promise<void> {
+/** The first directory from `/` down to `dir` that `user` cannot search, if any (`dir` itself is made 0711 later). */
+async function unsearchableAncestor(dir: string, user: { uid: number; gid: number }): Promise<{ directory: string; mode: string } | undefined> {
   const parts = path.resolve(dir).split(path.sep).filter(Boolean);
-  for (let i = 0; i <= parts.length; i++) {
+  for (let i = 0; i < parts.length; i++) {
     const at = path.sep + parts.slice(0, i).join(path.sep);
-    const { mode, uid, gid } = await stat(at);
+    const found = await stat(at).catch(() => undefined);
+    // Not there yet: made by the worker (mkdir), searchable.
+    if (found === undefined) return undefined;
+    const { mode, uid, gid } = found;
     const isSearchable = (mode & 0o001) !== 0 || (uid === user.uid && (mode & 0o100) !== 0) || (gid === user.gid && (mode & 0o010) !== 0);
-    if (!isSearchable) {
-      throw new BatonError('ERR_PREREQUISITE_MISSING', `process sandboxes run as uid ${user.uid}, which cannot reach the data dir ${dir}: ${at} is mode ${(mode & 0o777).toString(8)}; chmod o+x ${at}, or choose a dataDir that others may reach`, { details: { directory: at } });
-    }
+    if (!isSearchable) return { directory: at, mode: (mode & 0o777).toString(8) };
   }
+  return undefined;
 }
 
 /** Six hex digits naming this worker's host objects (cgroups, namespaces, bridge): the same across its restarts. */

@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { pino } from 'pino';
+import { parseWorkerConfig } from '../../src/worker/config.ts';
+import { startWorker } from '../../src/worker/main.ts';
 import { joinGroupThenExec } from '../../src/worker/process/process-runtime.ts';
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((file) => existsSync(file));
@@ -33,4 +37,29 @@ test('the shell that joins a cgroup drops to the sandbox user before it execs th
   assert.equal(out.split('\n').find((l) => l.startsWith('Groups:'))?.slice('Groups:'.length).trim(), '', 'no supplementary groups');
   // The pid written into the group is the program's own (the shell exec'd setpriv, which exec'd it).
   assert.equal((await readFile(procs, 'utf8')).trim(), String(child.pid));
+});
+
+test('a root worker whose data dir the sandbox user cannot reach runs sandboxes as itself, and says so loudly; one it can reach gets the runner copied in', { skip: process.getuid?.() !== 0 && 'not root' }, async (t) => {
+  const locked = await mkdtemp(path.join(tmpdir(), 'baton-sandbox-user-'));
+  t.after(() => rm(locked, { recursive: true, force: true }));
+  // mkdtemp made it 0700: uid 65534 cannot search it.
+  const start = async (dataDir: string) => {
+    const lines: Record<string, unknown>[] = [];
+    const stream = new Writable({ write(chunk: Buffer, _enc, done) { for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>); done(); } });
+    const worker = await startWorker(parseWorkerConfig({ port: 0, dataDir, controlPlaneUrl: 'http://127.0.0.1:9', processLimits: false }), { logger: pino({ level: 'info' }, stream) });
+    t.after(() => worker.close());
+    return lines;
+  };
+  const lockedLines = await start(path.join(locked, 'worker'));
+  const warning = lockedLines.find((l) => String(l['msg']).startsWith('PROCESS SANDBOXES RUN AS ROOT'));
+  assert.ok(warning !== undefined, JSON.stringify(lockedLines));
+  assert.equal(warning['directory'], locked);
+  assert.equal(warning['mode'], '700');
+
+  await chmod(locked, 0o711);
+  const dataDir = path.join(locked, 'reachable');
+  const lines = await start(dataDir);
+  assert.ok(lines.some((l) => l['msg'] === 'process sandboxes run unprivileged' && l['uid'] === 65_534), JSON.stringify(lines));
+  assert.equal((await stat(dataDir)).mode & 0o777, 0o711);
+  assert.equal((await stat(path.join(dataDir, 'runner', 'handler-runner.cjs'))).mode & 0o777, 0o644);
 });

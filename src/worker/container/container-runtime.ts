@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -123,16 +123,25 @@ export class ContainerRuntime implements SandboxRuntime {
 
   /**
    * In a user namespace, crun mounts the root and `/baton` as the container's root, which is an
-   * unprivileged host id: every directory above them must let others through (`o+x`), or the
-   * start fails with "make rootfs private: Permission denied".
+   * unprivileged host id: every directory above them must let it through, or the start fails with
+   * "make rootfs private: Permission denied". The runtime's own directory lets it through by group;
+   * those above must be searchable by others (`o+x`).
    */
   async #decideUserNamespace(): Promise<void> {
     const mode = this.#o.userNamespace ?? 'off';
     if (mode === 'off') return;
-    const why = await userNamespaceBlocker(path.resolve(this.#runnerDir)) ?? await userNamespaceBlocker(path.resolve(this.#o.dataDir, 'images'));
+    // The runtime's own directory is made reachable by the mapped ids below; the ones above it must be already.
+    const dir = path.resolve(this.#o.dataDir);
+    const why = await userNamespaceBlocker(path.dirname(dir));
     if (why === undefined) {
       const hostId = this.#o.idMapBase ?? 100_000;
       this.#idMap = { hostId, size: 65_536 };
+      // Searchable by the sandboxes' mapped root (its group) and no one else: a process sandbox of
+      // the same worker, an unprivileged host user, cannot enter it. Bundles and crun's state stay root's.
+      await chown(dir, 0, hostId);
+      await chmod(dir, 0o710);
+      await chmod(this.#bundleRoot, 0o700);
+      await chmod(this.#stateRoot, 0o700);
       this.#o.logger.info({ hostIds: `${hostId}-${hostId + 65_535}` }, 'container sandboxes run in user namespaces of their own (their ids 0-65535 are these host ids)');
       return;
     }

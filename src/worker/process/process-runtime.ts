@@ -20,7 +20,8 @@ import { RuntimeApiServer } from './lambda-runtime-api.ts';
 import { wallTimeMs } from '../../core/clock.ts';
 import type { SandboxCgroups } from '../container/cgroups.ts';
 
-const RUNNER_PATH = fileURLToPath(new URL('./handler-runner.cjs', import.meta.url));
+/** Baton's handler runner, which handler functions run under. */
+export const RUNNER_PATH = fileURLToPath(new URL('./handler-runner.cjs', import.meta.url));
 const SANDBOX_PATH = '/usr/local/bin:/usr/bin:/bin';
 
 export interface ProcessRuntimeOptions {
@@ -43,6 +44,8 @@ export interface ProcessRuntimeOptions {
    * as the worker's own user. Their HOME and TMPDIR are made theirs (mode 0700).
    */
   readonly user?: SandboxUser;
+  /** The handler runner to start (default RUNNER_PATH): a copy the sandbox user can read when Baton's own files are out of its reach. */
+  readonly runnerPath?: string;
 }
 
 /** Who a sandbox runs as, and the `setpriv` (util-linux) that drops to it after joining a cgroup. */
@@ -151,7 +154,7 @@ export class ProcessRuntime implements SandboxRuntime {
     const env = sandboxEnv(sandboxId, fn, port, scratchDir, this.#options.sandboxHost);
     if (runtimeApiAddress !== undefined) Object.assign(env, lambdaEnv(fn, artifactDir, runtimeApiAddress));
     const [program, programArgs, hasReadyPipe] = fn.handler !== undefined
-      ? [process.execPath, [RUNNER_PATH], true] as const
+      ? [process.execPath, [this.#options.runnerPath ?? RUNNER_PATH], true] as const
       : [resolveCommand(fn.command ?? [], artifactDir), (fn.command ?? []).slice(1), false] as const;
     let file: string = program;
     let args: readonly string[] = programArgs;
