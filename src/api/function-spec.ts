@@ -39,6 +39,7 @@ export const RESOURCE_DEFAULTS = { cpuMilli: 100, memoryMiB: 128, maxPids: 256 }
 export const NETWORK_MODES = ['none', 'egress'] as const;
 export type NetworkMode = (typeof NETWORK_MODES)[number];
 export const DEFAULT_TIMEOUT_MS = 60_000;
+export const INVOCATION_AUTH = ['none', 'token'] as const;
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
@@ -123,6 +124,12 @@ export const functionSpecSchema = z.strictObject({
   async: asyncSpecSchema.optional(),
   /** Runtime `container` only: `none` (default) or `egress`. */
   network: z.enum(NETWORK_MODES).default('none'),
+  /**
+   * Who may invoke (as Lambda function URLs' `NONE` / `AWS_IAM`): `none` (default) anyone who
+   * reaches the data plane; `token` a bearer token of role invoker, deployer or admin whose scope
+   * covers the function (on the Lambda Invoke API: a SigV4 signature when access keys are configured).
+   */
+  auth: z.enum(INVOCATION_AUTH).default('none'),
 }).superRefine((spec, ctx) => {
   checkCode(spec, ctx);
   if (spec.scaling.minScale > spec.scaling.maxScale) {

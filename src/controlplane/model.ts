@@ -302,7 +302,8 @@ export function toRoutingFunction(fn: FunctionEntry): RoutingFunction {
     ...(spec.maxConcurrency === undefined ? {} : { maxConcurrency: spec.maxConcurrency }),
     ...(spec.maxBodyBytes === undefined ? {} : { maxBodyBytes: spec.maxBodyBytes }),
   };
-  const withAffinity = spec.affinityHeader === undefined ? limited : { ...limited, affinityHeader: spec.affinityHeader };
+  const withAuth = spec.auth === 'token' ? { ...limited, auth: 'token' as const } : limited;
+  const withAffinity = spec.affinityHeader === undefined ? withAuth : { ...withAuth, affinityHeader: spec.affinityHeader };
   return spec.async === undefined ? withAffinity : { ...withAffinity, async: spec.async };
 }
 

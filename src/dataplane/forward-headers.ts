@@ -156,3 +156,13 @@ function dropNamed(headers: string[], names: readonly string[]): string[] {
   }
   return kept;
 }
+
+/** `headers` (a flat name/value list) without its `Authorization` fields. */
+export function withoutAuthorization(headers: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const name = headers[i] as string;
+    if (name.length !== 13 || name.toLowerCase() !== 'authorization') kept.push(name, headers[i + 1] as string);
+  }
+  return kept;
+}

@@ -31,6 +31,8 @@ export interface JsonClientOptions {
    * called over HTTP.
    */
   readonly rpc?: RpcConnection;
+  /** Headers sent with every HTTP call (e.g. `authorization`), also on the call that follows a redirect. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export class JsonClient {
@@ -42,6 +44,7 @@ export class JsonClient {
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #rpc: RpcConnection | undefined;
+  readonly #headers: Readonly<Record<string, string>> | undefined;
 
   /**
    * `baseUrl` may carry a path (`http://host:port/w/3`): the pool connects to its origin and every
@@ -56,6 +59,7 @@ export class JsonClient {
     this.#pool = options.dispatcher ?? new Pool(url.origin, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#rpc = options.rpc;
+    this.#headers = options.headers;
   }
 
   /**
@@ -110,7 +114,8 @@ export class JsonClient {
       res = await this.#pool.request({
         origin: this.#origin, method, path: this.#prefix + path, headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
         ...(options.signal === undefined ? {} : { signal: options.signal }),
-        ...(payload === undefined ? {} : { body: payload, headers: { 'content-type': 'application/json' } }),
+        ...(payload === undefined ? {} : { body: payload }),
+        ...(payload === undefined && this.#headers === undefined ? {} : { headers: { ...this.#headers, ...(payload === undefined ? {} : { 'content-type': 'application/json' }) } }),
       });
     } catch (err) {
       if (err instanceof errors.HeadersTimeoutError) throw new BatonError('ERR_TIMEOUT', `${method} ${this.baseUrl}${path} took longer than ${timeoutMs} ms`, { cause: err });
@@ -121,7 +126,7 @@ export class JsonClient {
       // A follower control plane sends management calls to its leader: the same call, once, there.
       await res.body.dump();
       const target = new URL(location, this.#origin);
-      const there = new JsonClient(target.origin, { timeoutMs });
+      const there = new JsonClient(target.origin, { timeoutMs, ...(this.#headers === undefined ? {} : { headers: this.#headers }) });
       try {
         return await there.call<T>(method, target.pathname + target.search, body, { ...options, redirected: true });
       } finally {
@@ -144,7 +149,7 @@ export class JsonClient {
     const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
     let res;
     try {
-      res = await this.#pool.request({ origin: this.#origin, method: 'GET', path: this.#prefix + path, signal });
+      res = await this.#pool.request({ origin: this.#origin, method: 'GET', path: this.#prefix + path, signal, ...(this.#headers === undefined ? {} : { headers: this.#headers }) });
     } catch (err) {
       throw new BatonError('ERR_UNAVAILABLE', `GET ${this.baseUrl}${path} failed: ${(err as Error).message}`, { cause: err });
     }

@@ -23,9 +23,9 @@ test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, s
 });
 
 test('baton up --runtime emulated --workers 5 registers five workers and serves an emulated hello', async (t) => {
-  const { offset, output, interrupt } = await startUp(t, ['--runtime', 'emulated', '--workers', '5']);
+  const { offset, output, interrupt, adminToken } = await startUp(t, ['--runtime', 'emulated', '--workers', '5']);
   const workers = await waitFor(async () => {
-    const body = await (await fetch(`http://127.0.0.1:${9090 + offset}/v1/workers`)).json() as { workers: { state: string; runtimes: string[] }[] };
+    const body = await (await fetch(`http://127.0.0.1:${9090 + offset}/v1/workers`, { headers: { authorization: `Bearer ${adminToken}` } })).json() as { workers: { state: string; runtimes: string[] }[] };
     return body.workers.filter((w) => w.state === 'ready').length === 5 ? body.workers : undefined;
   }, { message: 'five ready workers' });
   assert.ok(workers.every((w) => w.runtimes.join() === 'emulated'));

@@ -1,0 +1,53 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { bearerToken, compileScopes, tokenId, type RoutingToken } from '../api/tokens.ts';
+import { BatonError } from '../core/errors.ts';
+
+interface HeldToken {
+  readonly hash: Buffer;
+  readonly inScope: (name: string) => boolean;
+  readonly expiresAtMs: number | undefined;
+}
+
+/**
+ * The tokens that may invoke, as the control plane pushes them with the routing view (hashes,
+ * scopes, expiry; revoked ones are removed by a delta). Checking one costs a Map lookup by the
+ * token's public id, one SHA-256 and a constant-time comparison — no call to the control plane.
+ * Only functions whose spec says `auth: "token"` are checked; the others pay nothing.
+ */
+export class InvocationTokens {
+  readonly #tokens = new Map<string, HeldToken>();
+
+  get size(): number {
+    return this.#tokens.size;
+  }
+
+  /** Replaces every token (a routing snapshot). */
+  replaceAll(tokens: readonly RoutingToken[]): void {
+    this.#tokens.clear();
+    for (const token of tokens) this.put(token);
+  }
+
+  put(token: RoutingToken): void {
+    this.#tokens.set(token.id, { hash: Buffer.from(token.hash, 'hex'), inScope: compileScopes(token.scopes), expiresAtMs: token.expiresAtMs });
+  }
+
+  delete(id: string): void {
+    this.#tokens.delete(id);
+  }
+
+  /**
+   * Undefined when `authorization` carries a live token whose scope covers `fn`; otherwise the
+   * refusal: 401 ERR_UNAUTHENTICATED (none, unknown, revoked, expired) or 403 ERR_FORBIDDEN (out of scope).
+   */
+  check(authorization: string | undefined, fn: string, nowMs: number): BatonError | undefined {
+    const token = bearerToken(authorization);
+    const id = token === undefined ? undefined : tokenId(token);
+    const held = id === undefined ? undefined : this.#tokens.get(id);
+    if (token === undefined || held === undefined || !timingSafeEqual(held.hash, createHash('sha256').update(token).digest())
+      || (held.expiresAtMs !== undefined && nowMs >= held.expiresAtMs)) {
+      return new BatonError('ERR_UNAUTHENTICATED', `function '${fn}' needs an API token that may invoke it: Authorization: Bearer baton_…`);
+    }
+    if (!held.inScope(fn)) return new BatonError('ERR_FORBIDDEN', `the token may not invoke function '${fn}'`);
+    return undefined;
+  }
+}
