@@ -132,6 +132,10 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
     return { entries: await deps.audit.read({ afterSeq, limit }) };
   }));
 
+  // Workers fetch the artifacts of the sandboxes they start here (an internal route, as the others below).
+  router.on('GET', '/internal/v1/artifacts/:digest', async (ctx) => ({
+    status: 200, raw: { data: await registry.getArtifact(ctx.params.digest ?? ''), contentType: 'application/gzip' },
+  }));
   router.serve(workerToControlPlane.registerWorker, (request) => workers.register(request));
   router.serve(workerToControlPlane.workerHeartbeat, (request) => {
     workers.heartbeat(request.workerId);
