@@ -103,7 +103,7 @@ async function invoke(dpUrl: string, fn: string, timeoutMs = 30_000): Promise<st
 }
 
 async function restartScenario(): Promise<Record<string, unknown>> {
-  const cpFlags = ['--heartbeat-interval-ms', String(heartbeatMs), '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000'];
+  const cpFlags = ['--heartbeat-interval-ms', String(heartbeatMs), '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000', '--auth-mode', 'none', '--auth-mode', 'none'];
   const cluster: Cluster = await startCluster({
     controlplane: cpFlags,
     worker: ['--emulate', String(workers), '--runtime', 'emulated', '--heartbeat-interval-ms', String(heartbeatMs)],

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ID_PATTERN } from './ids.ts';
+import { routingTokenSchema, TOKEN_ID_PATTERN } from './tokens.ts';
 
 /**
  * Contracts between the control plane and data planes.
@@ -36,6 +37,8 @@ export const routingFunctionSchema = z.strictObject({
   affinityHeader: z.string().optional(),
   /** The spec's `protocol` when it is not the default `http1`: how the data plane talks to the sandboxes. */
   protocol: z.enum(['http1', 'h2c']).optional(),
+  /** The spec's `auth` when it is `token`: invocations need a bearer token of the routing view's `tokens` in scope. Absent: open. */
+  auth: z.literal('token').optional(),
   /** The spec's `async` settings (compiled, every field set), when it has some; the data plane applies the defaults otherwise. */
   async: z.strictObject({
     maxRetryAttempts: z.number().int().min(0).max(2),
@@ -65,6 +68,10 @@ export const routingChangeSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('function.delete'), name: z.string() }),
   z.strictObject({ type: z.literal('endpoint.put'), endpoint: routingEndpointSchema }),
   z.strictObject({ type: z.literal('endpoint.delete'), sandboxId: id }),
+  /** A token that may invoke was created (or its record changed). */
+  z.strictObject({ type: z.literal('token.put'), token: routingTokenSchema }),
+  /** A token was revoked: refused from the moment this is applied. */
+  z.strictObject({ type: z.literal('token.delete'), id: z.string().regex(TOKEN_ID_PATTERN) }),
 ]);
 export type RoutingChange = z.infer<typeof routingChangeSchema>;
 
@@ -85,9 +92,13 @@ export const routingUpdateSchema = z.discriminatedUnion('kind', [
     version: z.number().int().min(0),
     functions: z.array(routingFunctionSchema),
     endpoints: z.array(routingEndpointSchema),
+    /** The live tokens that may invoke (hashes only); absent: none. */
+    tokens: z.array(routingTokenSchema).optional(),
   }),
 ]);
 export type RoutingUpdate = z.infer<typeof routingUpdateSchema>;
+/** The full routing view a snapshot carries. */
+export type RoutingSnapshot = Pick<Extract<RoutingUpdate, { kind: 'snapshot' }>, 'functions' | 'endpoints' | 'tokens'>;
 export const routingAckSchema = z.strictObject({ epoch: z.string(), version: z.number().int().min(0) });
 export type RoutingAck = z.infer<typeof routingAckSchema>;
 

@@ -46,6 +46,7 @@ export const DEFAULT_TIMEOUT_MS = 60_000;
  */
 export const PROTOCOLS = ['http1', 'h2c'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
+export const INVOCATION_AUTH = ['none', 'token'] as const;
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
@@ -139,6 +140,12 @@ export const functionSpecSchema = z.strictObject({
   network: z.enum(NETWORK_MODES).default('none'),
   /** `http1` (default) or `h2c`: see PROTOCOLS. */
   protocol: z.enum(PROTOCOLS).default('http1'),
+  /**
+   * Who may invoke (as Lambda function URLs' `NONE` / `AWS_IAM`): `none` (default) anyone who
+   * reaches the data plane; `token` a bearer token of role invoker, deployer or admin whose scope
+   * covers the function (on the Lambda Invoke API: a SigV4 signature when access keys are configured).
+   */
+  auth: z.enum(INVOCATION_AUTH).default('none'),
 }).superRefine((spec, ctx) => {
   checkCode(spec, ctx);
   for (const key of Object.keys(spec.secretEnv)) {

@@ -1,8 +1,11 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, request } from 'undici';
 import type { FunctionRecord, FunctionSpecInput } from '../api/function-spec.ts';
+import type { CreateTokenRequest, TokenRecord } from '../api/tokens.ts';
+import type { AuditEntry } from '../api/audit.ts';
 import { BatonError } from '../core/errors.ts';
 import { JsonClient, type CallOptions } from '../transport/json-client.ts';
+import { readClientConfig, type ClientConfig } from './client-config.ts';
 
 /**
  * A typed client of the control plane's management REST API (`/v1/...`) and of the data plane's
@@ -132,6 +135,9 @@ export interface InvocationView {
   readonly response?: { status: number; headers?: Record<string, string>; body?: string; bodyEncoding?: 'base64'; isTruncated?: boolean };
 }
 
+/** A token as the API lists it: its public id and settings, never the token or its hash. */
+export type TokenView = Omit<TokenRecord, 'hash'>;
+
 export interface BatonClientOptions {
   /** Control plane base URL; default {@link DEFAULT_URL}. */
   readonly url?: string;
@@ -139,17 +145,32 @@ export interface BatonClientOptions {
   readonly dataplaneUrl?: string;
   /** Deadline of each management call; default 10 000 ms. Uploads get 120 000 ms. */
   readonly timeoutMs?: number;
+  /** API token sent as `Authorization: Bearer …` to the control plane and with invocations. */
+  readonly token?: string | undefined;
 }
 
-/** Picks the URLs the way every command does: flag, then environment, then default. */
+/**
+ * Picks the URLs and the token the way every command does: flag, then environment (`BATON_URL`,
+ * `BATON_DATAPLANE_URL`, `BATON_TOKEN`), then the client config `baton up` writes
+ * (client-config.ts), then the defaults. The config's token is used only for the control plane
+ * the config names: a token is never sent to a cluster it was not made by.
+ */
 export function resolveClientOptions(
-  flags: { url?: string | undefined; dataplaneUrl?: string | undefined },
+  flags: { url?: string | undefined; dataplaneUrl?: string | undefined; token?: string | undefined },
   env: NodeJS.ProcessEnv,
-): { url: string; dataplaneUrl: string } {
+  config: ClientConfig = readClientConfig(env),
+): { url: string; dataplaneUrl: string; token: string | undefined } {
+  const url = flags.url ?? nonEmpty(env['BATON_URL']) ?? config.url ?? DEFAULT_URL;
+  const isConfigured = sameUrl(url, config.url ?? DEFAULT_URL);
   return {
-    url: flags.url ?? nonEmpty(env['BATON_URL']) ?? DEFAULT_URL,
-    dataplaneUrl: flags.dataplaneUrl ?? nonEmpty(env['BATON_DATAPLANE_URL']) ?? DEFAULT_DATAPLANE_URL,
+    url,
+    dataplaneUrl: flags.dataplaneUrl ?? nonEmpty(env['BATON_DATAPLANE_URL']) ?? (isConfigured ? config.dataplaneUrl : undefined) ?? DEFAULT_DATAPLANE_URL,
+    token: flags.token ?? nonEmpty(env['BATON_TOKEN']) ?? (isConfigured ? config.token : undefined),
   };
+}
+
+function sameUrl(a: string, b: string): boolean {
+  return a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -163,17 +184,22 @@ export class BatonClient {
   readonly dataplaneUrl: string;
   readonly #json: JsonClient;
   readonly #agent = new Agent({ keepAliveTimeout: 10_000 });
+  /** `{ authorization }` with a token, else empty. */
+  readonly #auth: Readonly<Record<string, string>>;
 
   constructor(options: BatonClientOptions = {}) {
     this.url = checkUrl(options.url ?? DEFAULT_URL, 'control plane');
     this.dataplaneUrl = checkUrl(options.dataplaneUrl ?? DEFAULT_DATAPLANE_URL, 'data plane');
-    this.#json = new JsonClient(this.url, { connections: 4, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+    this.#auth = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
+    this.#json = new JsonClient(this.url, {
+      connections: 4, headers: this.#auth, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    });
   }
 
   /** PUT /v1/artifacts: uploads a .tar.gz, answers its content digest. */
   async uploadArtifact(data: Buffer, options: CallOptions = {}): Promise<{ digest: string }> {
     const timeoutMs = options.timeoutMs ?? UPLOAD_TIMEOUT_MS;
-    const upload = { body: data, headers: { 'content-type': 'application/gzip' }, timeoutMs, signal: options.signal };
+    const upload = { body: data, headers: { ...this.#auth, 'content-type': 'application/gzip' }, timeoutMs, signal: options.signal };
     let res = await this.#raw('PUT', `${this.url}/v1/artifacts`, upload);
     // A follower control plane redirects to its leader: the same upload, once, there.
     const location = res.headers['location'];
@@ -223,6 +249,27 @@ export class BatonClient {
     return (await this.#json.get<{ dataplanes: DataplaneInfo[] }>('/v1/dataplanes', options)).dataplanes;
   }
 
+  /** POST /v1/tokens (admin): the answer holds the token itself, the one time it is shown. */
+  createToken(request: CreateTokenRequest, options?: CallOptions): Promise<TokenView & { token: string }> {
+    return this.#json.post<TokenView & { token: string }>('/v1/tokens', request, options);
+  }
+
+  /** GET /v1/tokens (admin): every token, revoked ones included, never a secret or a hash. */
+  async listTokens(options?: CallOptions): Promise<TokenView[]> {
+    return (await this.#json.get<{ tokens: TokenView[] }>('/v1/tokens', options)).tokens;
+  }
+
+  /** DELETE /v1/tokens/{id} (admin); ERR_TOKEN_NOT_FOUND when no token has that id. */
+  revokeToken(id: string, options?: CallOptions): Promise<TokenView> {
+    return this.#json.call<TokenView>('DELETE', `/v1/tokens/${encodeURIComponent(id)}`, undefined, options);
+  }
+
+  /** GET /v1/audit (admin): entries after `after` (a `seq`), oldest first; the newest `limit` when `after` is 0. */
+  async readAudit(query: { after?: number; limit?: number } = {}, options?: CallOptions): Promise<AuditEntry[]> {
+    const qs = new URLSearchParams({ after: String(query.after ?? 0), limit: String(query.limit ?? 100) });
+    return (await this.#json.get<{ entries: AuditEntry[] }>(`/v1/audit?${qs.toString()}`, options)).entries;
+  }
+
   /**
    * Sends one invocation to `/fn/{name}{path}` on the data plane and returns the function's answer
    * whatever its status (a non-2xx status is not thrown). No deadline unless `signal` sets one:
@@ -233,7 +280,7 @@ export class BatonClient {
     if (!path.startsWith('/')) throw new BatonError('ERR_INVALID_REQUEST', `invocation path must start with '/', got '${path}'`);
     const method = (req.method ?? (req.data === undefined ? 'GET' : 'POST')).toUpperCase();
     return this.#raw(method, `${this.dataplaneUrl}/fn/${encodeURIComponent(name)}${path}`, {
-      body: req.data, headers: req.headers ?? {}, signal: req.signal,
+      body: req.data, headers: { ...this.#auth, ...req.headers }, signal: req.signal,
     });
   }
 
@@ -260,7 +307,7 @@ export class BatonClient {
   async #dataplaneJson<T>(method: string, path: string, body: unknown, options: CallOptions): Promise<T> {
     const res = await this.#raw(method, `${this.dataplaneUrl}${path}`, {
       body: body === undefined ? undefined : JSON.stringify(body),
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: body === undefined ? this.#auth : { ...this.#auth, 'content-type': 'application/json' },
       timeoutMs: options.timeoutMs ?? 10_000,
       signal: options.signal,
     });

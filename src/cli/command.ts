@@ -59,12 +59,14 @@ export interface Command {
 /** Flags every command accepts. */
 export const COMMON_OPTIONS: OptionSpecs = {
   url: { type: 'string' },
+  token: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
 
 export const COMMON_USAGE = `common flags:
-  --url URL     control plane (default: $BATON_URL, else http://127.0.0.1:9090)
+  --url URL     control plane (default: $BATON_URL, else the one 'baton up' started, else http://127.0.0.1:9090)
+  --token T     API token (default: $BATON_TOKEN, else the admin token 'baton up' wrote to ~/.config/baton/config.json)
   --json        machine-readable JSON on stdout
   -h, --help    this help`;
 
@@ -119,7 +121,7 @@ export function createContext(
     isJson: parsed.values['json'] === true,
     client() {
       client ??= new BatonClient(resolveClientOptions(
-        { url: stringFlag(parsed.values, 'url'), dataplaneUrl: stringFlag(parsed.values, 'dataplane-url') }, io.env));
+        { url: stringFlag(parsed.values, 'url'), dataplaneUrl: stringFlag(parsed.values, 'dataplane-url'), token: stringFlag(parsed.values, 'token') }, io.env));
       return client;
     },
     print: (text = '') => io.stdout.write(`${text}\n`),

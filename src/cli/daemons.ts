@@ -11,7 +11,9 @@ import { dataplaneConfigKeysSchema, deriveDataplaneConfig } from '../dataplane/c
 import { startDataplane } from '../dataplane/main.ts';
 import { workerConfigSchema } from '../worker/config.ts';
 import { startWorker } from '../worker/main.ts';
+import { generateToken, tokenId } from '../api/tokens.ts';
 import { BatonClient } from './client.ts';
+import { writeClientConfig } from './client-config.ts';
 import { deployPlan } from './commands/deploy.ts';
 import { loadManifest } from './manifest.ts';
 import { BatonError } from '../core/errors.ts';
@@ -185,6 +187,11 @@ async function runUp(argv: string[]): Promise<number> {
   const haproxy = dataPlanes > 1 ? requireExecutable('haproxy', 'haproxy', '--data-planes above 1') : undefined;
   const cpUrls = ports.controlPlanes.map((p) => `http://127.0.0.1:${p.port}`);
   const cpUrl = cpUrls[0] as string;
+  // The admin token: made on the first start, kept in the data dir across restarts; every control
+  // plane registers it when it leads, and the CLI finds it in its client config.
+  await mkdir(dataDir, { recursive: true });
+  const adminTokenFile = join(dataDir, 'admin-token');
+  const adminToken = await ensureAdminToken(adminTokenFile);
   const redisUrl = `redis://127.0.0.1:${ports.redis}`;
   const supervisor = new Supervisor({
     clock: new SystemClock({ holdsProcess: true }),
@@ -214,7 +221,7 @@ async function runUp(argv: string[]): Promise<number> {
     }
     ports.controlPlanes.forEach((p, i) => {
       const name = controlPlanes === 1 ? 'controlplane' : `controlplane-${i}`;
-      const args = ['--port', String(p.port), '--registration-port', String(p.registrationPort), '--data-dir', join(dataDir, controlPlanes === 1 ? 'controlplane' : name), '--log-level', logLevel, ...secretFlag];
+      const args = ['--port', String(p.port), '--registration-port', String(p.registrationPort), '--data-dir', join(dataDir, controlPlanes === 1 ? 'controlplane' : name), '--log-level', logLevel, '--admin-token-file', adminTokenFile, ...secretFlag];
       if (store === 'redis') args.push('--store', 'redis', '--redis-url', redisUrl);
       supervise(name, () => spawnDaemon('controlplane', args));
     });
@@ -237,14 +244,15 @@ async function runUp(argv: string[]): Promise<number> {
       supervise('haproxy', () => spawn(haproxy, ['-db', '-f', file], { stdio: ['ignore', 'inherit', 'inherit'] }));
       await waitListening(ports.haproxy, first);
     }
-    if (runtime === 'process') await deployHello(cpUrl);
-    else if (runtime === 'container') await deployContainerHello(cpUrl);
-    else await deployEmulatedHello(cpUrl);
+    if (runtime === 'process') await deployHello(cpUrl, adminToken);
+    else if (runtime === 'container') await deployContainerHello(cpUrl, adminToken);
+    else await deployEmulatedHello(cpUrl, adminToken);
   } catch (err) {
     await supervisor.stop();
     throw err;
   }
   const entryUrl = haproxy === undefined ? `http://127.0.0.1:${ports.dataPlanes[0]?.port}` : `http://127.0.0.1:${ports.haproxy}`;
+  const clientConfig = await writeClientConfig(process.env, { url: cpUrl, dataplaneUrl: entryUrl, token: adminToken });
   process.stdout.write([
     'Baton is running:',
     ...(store === 'redis' ? [`  store          ${redisUrl} (redis-server, append-only file in ${join(dataDir, 'redis')})`] : []),
@@ -259,7 +267,9 @@ async function runUp(argv: string[]): Promise<number> {
       : runtime === 'container' ? 'Deployed examples/hello as the container function "hello" (an image built from this machine\'s node). Try:'
         : 'Deployed the emulated function "hello" (it waits x-baton-exec-ms, then answers). Try:',
     `  curl ${runtime === 'emulated' ? '-H "x-baton-exec-ms: 50" ' : ''}${entryUrl}/fn/hello/`,
-    `  npx baton invoke hello${offset === 0 && haproxy === undefined ? '' : ` --url ${cpUrl} --dataplane-url ${entryUrl}`}`,
+    `  npx baton invoke hello${clientConfig !== undefined || (offset === 0 && haproxy === undefined) ? '' : ` --url ${cpUrl} --dataplane-url ${entryUrl}`}`,
+    '',
+    `The admin token is in ${adminTokenFile}${clientConfig === undefined ? ' (set BATON_TOKEN to it)' : ` and ${clientConfig}, where the CLI finds it`}.`,
     '',
     'A daemon that dies is restarted. Press Ctrl-C to stop everything.',
     '',
@@ -289,6 +299,16 @@ export async function ensureJoinSecret(dataDir: string): Promise<string> {
     await chmod(file, 0o600);
   }
   return file;
+}
+
+/** The token in `file`, or a new one written there (mode 0600) when there is none. */
+async function ensureAdminToken(file: string): Promise<string> {
+  const existing = await readFile(file, 'utf8').then((t) => t.trim(), () => undefined);
+  if (existing !== undefined && tokenId(existing) !== undefined) return existing;
+  if (existing !== undefined) throw new BatonError('ERR_INVALID_CONFIG', `${file} does not hold a Baton token; remove it to have a new one made`);
+  const { token } = generateToken();
+  await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  return token;
 }
 
 /** Resolves once something accepts TCP connections on the loopback port (Redis, HAProxy), within 30 s. */
@@ -329,8 +349,8 @@ async function waitHealthy(url: string, children: readonly ChildProcess[]): Prom
 }
 
 /** Creates (or replaces) an emulated function named `hello`: no code to upload. */
-async function deployEmulatedHello(cpUrl: string): Promise<void> {
-  const client = new BatonClient({ url: cpUrl });
+async function deployEmulatedHello(cpUrl: string, token: string): Promise<void> {
+  const client = new BatonClient({ url: cpUrl, token });
   const spec = { name: 'hello', runtime: 'emulated' } as const;
   try {
     await client.createFunction(spec).catch(async (err: unknown) => {
@@ -343,12 +363,12 @@ async function deployEmulatedHello(cpUrl: string): Promise<void> {
 }
 
 /** examples/hello as a container function: an image built here (base node), then deployed. */
-async function deployContainerHello(cpUrl: string): Promise<void> {
+async function deployContainerHello(cpUrl: string, token: string): Promise<void> {
   const plan = await loadManifest(join(HELLO_DIR, 'baton.yaml'));
   const { buildImage } = await import('./image/image-builder.ts');
   const image = join(tmpdir(), `baton-hello-${process.pid}.tar.gz`);
   await writeFile(image, await buildImage({ dir: plan.dir ?? HELLO_DIR, base: 'node', handler: 'index.handler' }));
-  const client = new BatonClient({ url: cpUrl });
+  const client = new BatonClient({ url: cpUrl, token });
   try {
     await deployPlan(client, { spec: { ...plan.spec, runtime: 'container' }, image });
   } finally {
@@ -357,9 +377,9 @@ async function deployContainerHello(cpUrl: string): Promise<void> {
   }
 }
 
-async function deployHello(cpUrl: string): Promise<void> {
+async function deployHello(cpUrl: string, token: string): Promise<void> {
   const plan = await loadManifest(join(HELLO_DIR, 'baton.yaml'));
-  const client = new BatonClient({ url: cpUrl });
+  const client = new BatonClient({ url: cpUrl, token });
   try {
     await deployPlan(client, { spec: plan.spec, dir: plan.dir ?? HELLO_DIR });
   } finally {

@@ -15,6 +15,8 @@ import { loadgenRunCommand } from './commands/loadgen-run.ts';
 import { logsCommand } from './commands/logs.ts';
 import { statusCommand } from './commands/status.ts';
 import { imageCommand } from './commands/image.ts';
+import { auditCommand } from './commands/audit.ts';
+import { tokenCommand } from './commands/token.ts';
 
 /**
  * The `baton` entry point. Client commands talk to a running cluster; daemon commands start one
@@ -23,6 +25,7 @@ import { imageCommand } from './commands/image.ts';
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
   deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, invocationsCommand, dlqCommand, imageCommand, haproxyConfigCommand,
+  tokenCommand, auditCommand,
 ].map((c) => [c.name, c]));
 
 /** `baton loadgen SUB`: each subcommand is a Command named `loadgen SUB`. */

@@ -46,6 +46,22 @@ export const controlPlaneConfigSchema = z.strictObject({
   joinSecret: z.string().min(16).optional(),
   /** A file holding the join secret (instead of `joinSecret`, which `ps` or a config dump could show). */
   joinSecretFile: z.string().min(1).optional(),
+  /**
+   * `token`: every management call needs an API token (`Authorization: Bearer …`; see
+   * docs/security.md). `none`: no check at all — for tests and benchmarks on a trusted machine.
+   */
+  authMode: z.enum(['token', 'none']).default('token'),
+  /**
+   * A file holding the bootstrap admin token, registered when this control plane leads and no token
+   * of its id is known; created (mode 0600) with a new token when missing. Default `<dataDir>/admin-token`.
+   */
+  adminTokenFile: z.string().optional(),
+  /** Management calls per second each token may make on average (a token bucket); 0: no limit. 429 ERR_TOO_MANY_REQUESTS beyond. */
+  managementRatePerSecond: z.number().min(0).max(100_000).default(50),
+  /** Management calls a token may make at once after being idle (the bucket's size). */
+  managementRateBurst: z.number().int().min(1).max(100_000).default(100),
+  /** Size at which the audit log (`<dataDir>/audit.log`) is rotated to `audit.log.1`; the log keeps at most twice this. */
+  auditLogMaxBytes: z.number().int().min(4096).default(16 * 1024 * 1024),
   /** Seed for the placement and eviction policies' randomness (0 = from the crypto source). */
   randomSeed: z.number().int().min(0).default(0),
 });

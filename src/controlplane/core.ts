@@ -1,4 +1,4 @@
-import type { RoutingEndpoint, RoutingFunction } from '../api/dataplane.ts';
+import type { RoutingSnapshot } from '../api/dataplane.ts';
 import type { RegisterWorkerRequest } from '../api/worker.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Random } from '../core/random.ts';
@@ -18,6 +18,7 @@ import { PlanExecutor } from './plan-executor.ts';
 import { Reconciler } from './reconciler.ts';
 import { RoutingFanout } from './routing-fanout.ts';
 import { SandboxTable } from './sandbox-table.ts';
+import { TokenRegistry } from './token-registry.ts';
 import type { SandboxBatcher } from './worker-client.ts';
 import { WorkerMembership } from './worker-membership.ts';
 
@@ -25,7 +26,7 @@ import { WorkerMembership } from './worker-membership.ts';
 export type WorkerConnector = (registration: RegisterWorkerRequest, onCreateFailed: (sandboxIds: readonly string[], err: unknown) => void) => SandboxBatcher;
 
 /** Opens the channel to a data plane; `snapshot` is the full routing view it is sent when it (re)joins. */
-export type DataplaneConnector = (url: string, dataplaneId: string, snapshot: () => { functions: RoutingFunction[]; endpoints: RoutingEndpoint[] }, commandToken: string | undefined) => DataplaneChannel;
+export type DataplaneConnector = (url: string, dataplaneId: string, snapshot: () => RoutingSnapshot, commandToken: string | undefined) => DataplaneChannel;
 
 export interface ControlPlaneCoreOptions {
   readonly config: Pick<ControlPlaneConfig,
@@ -45,6 +46,7 @@ export interface ControlPlaneCoreOptions {
 /** The control plane's components, wired; its main.ts adds the store, the sockets and the HTTP server. */
 export interface ControlPlaneCore {
   readonly registry: FunctionRegistry;
+  readonly tokens: TokenRegistry;
   readonly workers: WorkerMembership;
   readonly dataplanes: DataplaneMembership;
   readonly demand: DemandIntake;
@@ -90,7 +92,10 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
     removeSandboxes: (fn) => executor.removeAll(fn),
     limits: { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: 100_000 },
   });
-  const routing: RoutingFanout = new RoutingFanout({ functions: registry, sandboxes, channels: () => dataplanes.channels() });
+  const tokens = new TokenRegistry({
+    store, log, routing: { publish: (change) => routing.publish(change), delivered: () => withinMs(clock, FUNCTION_DELIVERY_WAIT_MS, routing.flushed()) },
+  });
+  const routing: RoutingFanout = new RoutingFanout({ functions: registry, sandboxes, tokens, channels: () => dataplanes.channels() });
   const metrics = createControlPlaneMetrics(metricsRegistry, { sandboxes, functions: registry, workers: { values: () => workers.values() } });
   const executor: PlanExecutor = new PlanExecutor({
     sandboxes, routing, drains: dataplanes, clock, log, metrics, createTimeoutMs: config.sandboxCreateTimeoutMs,
@@ -121,9 +126,10 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
     autoscaler, markUsed: (fn, ids, nowMs) => executor.markUsed(fn, ids, nowMs),
   });
   return {
-    registry, workers, dataplanes, demand, autoscaler, executor, reconciler, routing, sandboxes,
+    registry, tokens, workers, dataplanes, demand, autoscaler, executor, reconciler, routing, sandboxes,
     async load() {
       await registry.load();
+      await tokens.load();
       await workers.load();
       await dataplanes.load();
     },

@@ -1,6 +1,8 @@
 import { DIGEST_PATTERN, type FunctionSpecInput } from '../api/function-spec.ts';
 import { BatonError } from '../core/errors.ts';
 import { JsonRouter, reply, type Handler } from '../transport/json-router.ts';
+import { requireScope } from './management-auth.ts';
+import { managed, type RouteDeps } from './routes.ts';
 import type { DataplaneMembership } from './dataplane-membership.ts';
 import type { FunctionRegistry } from './function-registry.ts';
 
@@ -22,7 +24,7 @@ import type { FunctionRegistry } from './function-registry.ts';
  * ERR_INVALID_SPEC, naming it; nothing is registered then.
  */
 
-export interface DirigentRouteDeps {
+export interface DirigentRouteDeps extends Pick<RouteDeps, 'auth' | 'audit'> {
   readonly registry: FunctionRegistry;
   readonly dataplanes: DataplaneMembership;
 }
@@ -107,12 +109,16 @@ export function dataplaneAddresses(dataplanes: DataplaneMembership): string {
   }).join(';');
 }
 
+/** With `authMode: token` a deployer token whose scope covers the name is needed, as for `POST /v1/functions`. */
 function registerHandler(deps: DirigentRouteDeps): Handler {
-  return async (ctx) => {
+  return managed(deps, 'deploy', 'function.create', async (ctx, who, audit) => {
     const text = (await ctx.body(MAX_FORM_BYTES)).toString('utf8');
-    await deps.registry.create(formToSpec(new URLSearchParams(text)));
+    const spec = formToSpec(new URLSearchParams(text));
+    audit.target = spec.name;
+    requireScope(who, spec.name);
+    await deps.registry.create(spec);
     return { status: 200, raw: { data: dataplaneAddresses(deps.dataplanes), contentType: 'text/plain; charset=utf-8' } };
-  };
+  });
 }
 
 /** Adds `POST /registerService` to the control plane's router. */

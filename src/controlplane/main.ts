@@ -1,4 +1,8 @@
 import { randomInt } from 'node:crypto';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { generateToken, tokenId } from '../api/tokens.ts';
+import { BatonError } from '../core/errors.ts';
 import { Gauge } from 'prom-client';
 import { Agent } from 'undici';
 import { controlPlaneToDataplane } from '../api/contracts.ts';
@@ -18,8 +22,9 @@ import { listen } from '../transport/listen.ts';
 import { RpcConnections } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
 import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, readJoinSecret } from '../transport/internal-auth.ts';
-import { BatonError } from '../core/errors.ts';
+import { AuditLog } from './audit-log.ts';
 import type { ControlPlaneConfig } from './config.ts';
+import { ManagementAuth } from './management-auth.ts';
 import { createControlPlaneCore, type ControlPlaneCore, type DataplaneConnector, type WorkerConnector } from './core.ts';
 import { followerRoutes, leaderRoutes } from './leadership.ts';
 import type { DataplaneChannel } from './dataplane-membership.ts';
@@ -67,6 +72,9 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   });
   const store = deps.store ?? await openStore(config, log);
   const random = createRandom(config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed);
+  await mkdir(config.dataDir, { recursive: true });
+  const audit = await AuditLog.open(config.dataDir, { maxBytes: config.auditLogMaxBytes });
+  const adminToken = config.authMode === 'token' ? await readAdminToken(config.adminTokenFile ?? join(config.dataDir, 'admin-token'), log) : undefined;
   // One connection pool per worker origin, shared by every worker client.
   const workerAgent = new Agent({ connections: 64, keepAliveTimeout: 30_000 });
   // With the RPC transport every worker and data plane origin gets one stream connection, shared by
@@ -116,7 +124,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const lead = async (epoch: number): Promise<void> => {
     leaderUrl = selfUrl;
     const built = await buildTerm(epoch, {
-      config, store, clock, log, random, workerAgent, rpc, selfUrl, deps, isClosing: () => isClosing,
+      config, store, clock, log, random, workerAgent, rpc, selfUrl, deps, audit, adminToken, isClosing: () => isClosing,
       isCurrent: () => lease.epoch === epoch && !isClosing, processGauges: [isLeaderGauge, rpcGauge],
     });
     if (takingOver?.epoch === epoch) takingOver = undefined;
@@ -204,7 +212,7 @@ interface LeaderTerm {
 async function buildTerm(epoch: number, o: {
   config: ControlPlaneConfig; store: Store; clock: Clock; log: Logger; random: ReturnType<typeof createRandom>;
   workerAgent: Agent; rpc: RpcConnections | undefined; selfUrl: string; deps: ControlPlaneDeps;
-  isClosing: () => boolean; isCurrent: () => boolean; processGauges: readonly Gauge[];
+  audit: AuditLog; adminToken: string | undefined; isClosing: () => boolean; isCurrent: () => boolean; processGauges: readonly Gauge[];
 }): Promise<LeaderTerm | undefined> {
   const { config, store, clock, log, random } = o;
   // A registry per term: a deposed term's gauges (reading its closed components) leave with it.
@@ -230,6 +238,7 @@ async function buildTerm(epoch: number, o: {
     }
     try {
       await core.load();
+      if (o.adminToken !== undefined) await core.tokens.bootstrap(o.adminToken);
       break;
     } catch (err) {
       log.error({ err, epoch, attempt }, 'could not load the cluster\'s state from the store; trying again');
@@ -238,18 +247,50 @@ async function buildTerm(epoch: number, o: {
   }
   const { registry, workers, dataplanes, demand, autoscaler, executor } = core;
   const recovery = new RecoveryGate({ workers, clock, maxWaitMs: config.heartbeatIntervalMs * config.heartbeatMissLimit });
+  const auth = new ManagementAuth({
+    mode: config.authMode, tokens: core.tokens, clock, ratePerSecond: config.managementRatePerSecond, burst: config.managementRateBurst,
+  });
+  const { audit } = o;
   const router = createRoutes(
-    { registry, workers, dataplanes, demand, autoscaler, executor, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: o.isClosing },
+    { registry, tokens: core.tokens, auth, audit, workers, dataplanes, demand, autoscaler, executor, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: o.isClosing },
     new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
   );
-  addDirigentRoutes(router, { registry, dataplanes });
+  addDirigentRoutes(router, { registry, dataplanes, auth, audit });
   const gated = guardRoutes(router, { recovery, isClosing: o.isClosing });
-  const registration = createRegistrationRouter({ registry, dataplanes });
+  const registration = createRegistrationRouter({ registry, dataplanes, auth, audit });
   core.start();
   return {
     epoch, core, registration, close,
     routes: leaderRoutes(gated, { selfUrl: o.selfUrl, epoch, isClosing: o.isClosing }),
   };
+}
+
+/**
+ * The bootstrap admin token from `file`; when there is none, a new one written there (mode 0600,
+ * never over an existing file). The token itself is never logged — only the file and the id.
+ */
+async function readAdminToken(file: string, log: Logger): Promise<string> {
+  let text: string | undefined;
+  try {
+    text = (await readFile(file, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (text !== undefined) {
+    if (tokenId(text) === undefined) throw new BatonError('ERR_INVALID_CONFIG', `adminTokenFile ${file} does not hold a Baton token (baton_<12 hex>_<43 base64url>)`);
+    return text;
+  }
+  const { token, id } = generateToken();
+  await mkdir(dirname(file), { recursive: true });
+  const handle = await open(file, 'wx', 0o600);
+  try {
+    await handle.writeFile(`${token}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  log.info({ file, tokenId: id }, 'created an admin token; it is in the file (give it to the CLI as BATON_TOKEN or --token)');
+  return token;
 }
 
 /** The configured store backend; Redis is connected (and checked to answer) before anything else starts. */

@@ -302,7 +302,8 @@ export function toRoutingFunction(fn: FunctionEntry): RoutingFunction {
     ...(spec.maxConcurrency === undefined ? {} : { maxConcurrency: spec.maxConcurrency }),
     ...(spec.maxBodyBytes === undefined ? {} : { maxBodyBytes: spec.maxBodyBytes }),
   };
-  const withAffinity = spec.affinityHeader === undefined ? limited : { ...limited, affinityHeader: spec.affinityHeader };
+  const withAuth = spec.auth === 'token' ? { ...limited, auth: 'token' as const } : limited;
+  const withAffinity = spec.affinityHeader === undefined ? withAuth : { ...withAuth, affinityHeader: spec.affinityHeader };
   const withProtocol = spec.protocol === 'http1' ? withAffinity : { ...withAffinity, protocol: spec.protocol };
   return spec.async === undefined ? withProtocol : { ...withProtocol, async: spec.async };
 }

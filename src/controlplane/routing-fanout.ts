@@ -1,4 +1,5 @@
-import type { RoutingChange, RoutingEndpoint, RoutingFunction } from '../api/dataplane.ts';
+import type { RoutingChange, RoutingEndpoint, RoutingFunction, RoutingSnapshot } from '../api/dataplane.ts';
+import type { RoutingToken } from '../api/tokens.ts';
 import { toRoutingEndpoint, toRoutingFunction, type FunctionEntry } from './model.ts';
 import type { RoutingPublisher } from './routing-publisher.ts';
 import type { SandboxReader } from './sandbox-table.ts';
@@ -7,6 +8,8 @@ import type { SandboxReader } from './sandbox-table.ts';
 export interface RoutingSources {
   readonly functions: { values(): Iterable<FunctionEntry> };
   readonly sandboxes: SandboxReader;
+  /** The live tokens that may invoke (absent: none are sent). */
+  readonly tokens?: { routingTokens(): RoutingToken[] };
   /** The connected data planes' channels. */
   channels(): readonly { readonly publisher: RoutingPublisher }[];
 }
@@ -14,7 +17,8 @@ export interface RoutingSources {
 /**
  * The routing view every data plane holds, and the changes to it: a change is handed to every
  * connected data plane's publisher (which batches and versions it); a data plane that (re)connects
- * gets `snapshot()`. The registry publishes functions, the plan executor endpoints; nothing else.
+ * gets `snapshot()`. The registry publishes functions, the plan executor endpoints, the token
+ * registry the tokens that may invoke; nothing else.
  */
 export class RoutingFanout {
   readonly #sources: RoutingSources;
@@ -34,8 +38,8 @@ export class RoutingFanout {
     await Promise.all(waits);
   }
 
-  /** The full view: every function not being deleted, and its ready and draining endpoints. */
-  snapshot(): { functions: RoutingFunction[]; endpoints: RoutingEndpoint[] } {
+  /** The full view: every function not being deleted, its ready and draining endpoints, and the tokens that may invoke. */
+  snapshot(): RoutingSnapshot {
     const functions: RoutingFunction[] = [];
     const endpoints: RoutingEndpoint[] = [];
     for (const fn of this.#sources.functions.values()) {
@@ -45,6 +49,7 @@ export class RoutingFanout {
         if (sandbox.phase !== 'starting' && sandbox.address !== undefined) endpoints.push(toRoutingEndpoint(sandbox));
       }
     }
-    return { functions, endpoints };
+    const tokens = this.#sources.tokens?.routingTokens() ?? [];
+    return tokens.length === 0 ? { functions, endpoints } : { functions, endpoints, tokens };
   }
 }

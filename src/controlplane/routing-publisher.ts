@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { RoutingAck, RoutingChange, RoutingEndpoint, RoutingFunction, RoutingUpdate } from '../api/dataplane.ts';
+import type { RoutingAck, RoutingChange, RoutingSnapshot, RoutingUpdate } from '../api/dataplane.ts';
 import type { Clock, Timer } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import { TurnBatcher } from '../core/turn-batcher.ts';
@@ -11,7 +11,7 @@ export interface RoutingTransport {
 }
 
 export interface RoutingSnapshotSource {
-  snapshot(): { functions: RoutingFunction[]; endpoints: RoutingEndpoint[] };
+  snapshot(): RoutingSnapshot;
 }
 
 /** Changes beyond this many unsent are dropped in favour of one snapshot: memory stays bounded. */
@@ -159,8 +159,7 @@ export class RoutingPublisher {
     this.#sentVersion = version;
     if (this.#needsSnapshot) {
       this.#needsSnapshot = false;
-      const { functions, endpoints } = this.#source.snapshot();
-      return { kind: 'snapshot', epoch: this.#epoch, version, functions, endpoints };
+      return { kind: 'snapshot', epoch: this.#epoch, version, ...this.#source.snapshot() };
     }
     return { kind: 'delta', epoch: this.#epoch, baseVersion, version, changes: this.#pending };
   }

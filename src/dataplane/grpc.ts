@@ -20,6 +20,7 @@ export const GRPC_STATUS = {
   RESOURCE_EXHAUSTED: 8,
   INTERNAL: 13,
   UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
 } as const;
 
 /** Baton's codes a data-plane invocation can fail with, as gRPC statuses; any other is INTERNAL. */
@@ -39,6 +40,8 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   ERR_SHUTTING_DOWN: GRPC_STATUS.UNAVAILABLE,
   ERR_INVALID_SIGNATURE: GRPC_STATUS.PERMISSION_DENIED,
   ERR_UNKNOWN_ACCESS_KEY: GRPC_STATUS.PERMISSION_DENIED,
+  ERR_UNAUTHENTICATED: GRPC_STATUS.UNAUTHENTICATED,
+  ERR_FORBIDDEN: GRPC_STATUS.PERMISSION_DENIED,
 };
 
 export function grpcStatusOf(code: ErrorCode): number {

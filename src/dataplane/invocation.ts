@@ -328,7 +328,7 @@ export function sendError(res: ServerResponse, err: BatonError): void {
     return;
   }
   const body = JSON.stringify({ error: { code: err.code, message: err.message } });
-  res.writeHead(err.status, { 'content-type': 'application/json', 'x-baton-error': err.code, 'content-length': Buffer.byteLength(body), ...retryAfterHeader(err) });
+  res.writeHead(err.status, { 'content-type': 'application/json', 'x-baton-error': err.code, 'content-length': Buffer.byteLength(body), ...retryAfterHeader(err), ...(err.code === 'ERR_UNAUTHENTICATED' ? { 'www-authenticate': 'Bearer' } : {}) });
   res.end(body);
 }
 

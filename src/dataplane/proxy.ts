@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { RoutingFunction, DrainWaitResponse } from '../api/dataplane.ts';
-import type { Clock } from '../core/clock.ts';
+import { wallTimeMs, type Clock } from '../core/clock.ts';
 import { createDeferred, type Deferred } from '../core/deferred.ts';
 import { BatonError, type ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
 import type { DemandReporter, DemandTracker } from './demand-reporter.ts';
 import { DrainWaiter } from './drain-waiter.ts';
-import { scanHttp2RequestHeaders, scanRequestHeaders, type ScannedRequest } from './forward-headers.ts';
+import { scanHttp2RequestHeaders, scanRequestHeaders, withoutAuthorization, type ScannedRequest } from './forward-headers.ts';
 import { isGrpcContentType, markGrpc, parseGrpcTimeout } from './grpc.ts';
 import { Invocation, payloadTooLarge, sendError, type InvocationOwner } from './invocation.ts';
 import { InvocationQueue } from './invocation-queue.ts';
@@ -147,8 +147,18 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
     return false;
   }
 
-  #invoke(req: IncomingMessage, res: ServerResponse, url: string, scanned: ScannedRequest, deadlineMs: number | undefined): void {
+  #invoke(req: IncomingMessage, res: ServerResponse, url: string, scannedHeaders: ScannedRequest, deadlineMs: number | undefined): void {
+    let scanned = scannedHeaders;
     const route = resolveRoute(scanned.host, url, (name) => this.table.getFunction(name));
+    if (route !== undefined && route.fn.spec.auth === 'token') {
+      const refusal = this.table.tokens.check(scanned.authorization, route.fn.name, wallTimeMs());
+      if (refusal !== undefined) {
+        sendError(res, refusal);
+        return;
+      }
+      // The caller's token is not the function's to see (nor the async queue's to keep).
+      scanned = { ...scanned, headers: withoutAuthorization(scanned.headers) };
+    }
     const intercept = this.#options.intercept;
     if (intercept !== undefined && intercept(req, res, route, scanned)) return;
     if (route === undefined) {

@@ -2,6 +2,7 @@ import type { RoutingEndpoint, RoutingFunction, RoutingUpdate, RoutingAck, Routi
 import { BatonError } from '../core/errors.ts';
 import { SlotSet } from '../core/slot-set.ts';
 import type { EndpointView } from '../policy/load-balancing/types.ts';
+import { InvocationTokens } from './invocation-tokens.ts';
 
 /** One endpoint as the data plane tracks it; the load balancer sees it as an EndpointView. */
 export class EndpointEntry implements EndpointView {
@@ -74,6 +75,8 @@ export class RoutingTable<R> {
   readonly #hooks: RoutingHooks<R>;
   readonly #functions = new Map<string, RoutedFunction<R>>();
   readonly #endpoints = new Map<string, EndpointEntry>();
+  /** The tokens that may invoke functions with `auth: "token"`. */
+  readonly tokens = new InvocationTokens();
   #epoch = '';
   #version = 0;
   /** Functions touched by the update being applied that may have gained capacity. */
@@ -118,6 +121,7 @@ export class RoutingTable<R> {
       for (const change of update.changes) this.#applyChange(change);
     } else {
       this.#applySnapshot(update.functions, update.endpoints);
+      this.tokens.replaceAll(update.tokens ?? []);
     }
     this.#epoch = update.epoch;
     this.#version = update.version;
@@ -146,6 +150,8 @@ export class RoutingTable<R> {
       case 'function.delete': return this.#deleteFunction(change.name);
       case 'endpoint.put': return this.#putEndpoint(change.endpoint);
       case 'endpoint.delete': return this.#deleteEndpoint(change.sandboxId);
+      case 'token.put': return this.tokens.put(change.token);
+      case 'token.delete': return this.tokens.delete(change.id);
       default: {
         const never: never = change;
         throw new Error(`unknown routing change ${JSON.stringify(never)}`);

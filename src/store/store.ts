@@ -1,6 +1,6 @@
 /**
  * The persistence interface of the control plane. Only slow-changing state goes here (functions,
- * workers, data planes, artifact blobs, the leader lease); nothing on the invocation or cold-start
+ * workers, data planes, API tokens, artifact blobs, the leader lease); nothing on the invocation or cold-start
  * path calls it. A `put` resolves only once the record is durable: an acknowledged registration
  * survives a `kill -9` of the control plane.
  *
@@ -8,7 +8,8 @@
  * `RedisStore` (shared by several control planes). `test/integration/store-contract.test.ts`
  * runs the same suite against both.
  */
-export type RecordKind = 'functions' | 'workers' | 'dataplanes';
+/** `tokens`: API tokens by id, as hashes only (src/api/tokens.ts). */
+export type RecordKind = 'functions' | 'workers' | 'dataplanes' | 'tokens';
 
 export interface Store {
   /** Every record of a kind, in no particular order. */

@@ -33,6 +33,8 @@ export interface JsonClientOptions {
   readonly rpc?: RpcConnection;
   /** The `authorization` header of every HTTP call (the RPC stream carries its own, see RpcConnection). */
   readonly authorization?: string;
+  /** Headers sent with every HTTP call (e.g. `authorization`), also on the call that follows a redirect. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export class JsonClient {
@@ -61,7 +63,8 @@ export class JsonClient {
     this.#pool = options.dispatcher ?? new Pool(url.origin, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#rpc = options.rpc;
-    this.#headers = options.authorization === undefined ? undefined : { authorization: options.authorization };
+    const headers = options.authorization === undefined ? options.headers : { ...options.headers, authorization: options.authorization };
+    this.#headers = headers === undefined ? undefined : { ...headers };
     this.#jsonHeaders = { 'content-type': 'application/json', ...this.#headers };
   }
 
@@ -128,7 +131,7 @@ export class JsonClient {
       // A follower control plane sends management calls to its leader: the same call, once, there.
       await res.body.dump();
       const target = new URL(location, this.#origin);
-      const there = new JsonClient(target.origin, { timeoutMs });
+      const there = new JsonClient(target.origin, { timeoutMs, ...(this.#headers === undefined ? {} : { headers: this.#headers }) });
       try {
         return await there.call<T>(method, target.pathname + target.search, body, { ...options, redirected: true });
       } finally {

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Contract, ParsedRequestOf, ResponseOf } from '../api/contracts.ts';
 import { parseOrThrow } from '../api/validate.ts';
 import { BatonError, toBatonError } from '../core/errors.ts';
@@ -13,6 +13,8 @@ import type { RpcReply } from './rpc-server.ts';
 export interface RouteContext {
   readonly params: Readonly<Record<string, string>>;
   readonly query: URLSearchParams;
+  /** The request's headers (none for a call on the RPC stream). */
+  readonly headers: IncomingHttpHeaders;
   /** Reads and parses the JSON body (bounded by the router's `maxBodyBytes`). */
   json(): Promise<unknown>;
   /** Reads the raw body (bounded by `limitBytes`, default the router's `maxBodyBytes`); HTTP only. */
@@ -89,7 +91,7 @@ export class JsonRouter {
       const found = this.#match(method, url.pathname);
       if (found === undefined) throw new BatonError('ERR_NOT_FOUND', `no route for ${method} ${url.pathname}`);
       const ctx: RouteContext = {
-        params: found.params, query: url.searchParams,
+        params: found.params, query: url.searchParams, headers: {},
         json: () => Promise.resolve(body ?? {}),
         body: () => Promise.reject(new BatonError('ERR_INVALID_REQUEST', `${method} ${url.pathname} takes a raw body: call it over HTTP`)),
       };
@@ -113,7 +115,7 @@ export class JsonRouter {
     }
     const body = (limit?: number) => readBody(req, limit ?? this.#maxBodyBytes);
     const ctx: RouteContext = {
-      params: found.params, query: url.searchParams, body,
+      params: found.params, query: url.searchParams, headers: req.headers, body,
       json: async () => parseJson(await body()),
     };
     let result: unknown;
@@ -149,8 +151,16 @@ export class JsonRouter {
       res.destroy(err);
       return;
     }
-    sendJson(res, err.status, err.toBody());
+    sendJson(res, err.status, err.toBody(), errorHeaders(err));
   }
+}
+
+/** `WWW-Authenticate` on a 401 (RFC 9110 §11.6.1), `Retry-After` on a 429. */
+function errorHeaders(err: BatonError): Record<string, string> | undefined {
+  if (err.code === 'ERR_UNAUTHENTICATED') return { 'www-authenticate': 'Bearer' };
+  if (err.code !== 'ERR_TOO_MANY_REQUESTS') return undefined;
+  const seconds = (err.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+  return { 'retry-after': String(typeof seconds === 'number' && seconds >= 1 ? Math.ceil(seconds) : 1) };
 }
 
 function sendResult(res: ServerResponse, result: unknown): void {
@@ -173,9 +183,9 @@ function isReply(value: unknown): value is Reply {
     && Object.keys(value).every((k) => k === 'status' || k === 'body' || k === 'raw');
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
   const data = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
   res.end(data);
 }
 

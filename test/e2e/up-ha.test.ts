@@ -55,7 +55,7 @@ test('baton up --control-planes 3 --data-planes 2 --store redis: Redis, three co
   assert.equal(await invoke(), 200, 'hello through HAProxy');
   // The CLI's client, pointed at a follower, is redirected to the leader.
   const follower = cpUrls[(first + 1) % cpUrls.length] as string;
-  const client = new BatonClient({ url: follower });
+  const client = new BatonClient({ url: follower, token: up.adminToken });
   t.after(() => client.close());
   await client.createFunction({ name: 'via-follower', runtime: 'emulated' });
   assert.ok((await client.listFunctions()).some((f) => f.spec.name === 'via-follower'));
@@ -78,7 +78,7 @@ test('baton up --control-planes 3 --data-planes 2 --store redis: Redis, three co
   // The killed one is restarted by the supervisor and follows the new leader.
   await waitFor(async () => (await roles())[first]?.leaderUrl === cpUrls[next as number], { timeoutMs: 30_000, message: 'the restarted control plane to follow' });
   assert.match(up.output.stderr, /controlplane-\d restarted/);
-  const leaderClient = new BatonClient({ url: cpUrls[next as number] as string });
+  const leaderClient = new BatonClient({ url: cpUrls[next as number] as string, token: up.adminToken });
   t.after(() => leaderClient.close());
   assert.ok((await leaderClient.listFunctions()).some((f) => f.spec.name === 'via-follower'), 'the registration survived the fail-over');
   assert.equal(await up.interrupt(), 0, up.output.stderr.slice(-1000));

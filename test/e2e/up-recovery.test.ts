@@ -14,7 +14,7 @@ test('kill -9 of the control plane under baton up: zero failed warm invocations,
   const up = await startUp(t, ['--runtime', 'emulated', '--workers', '2']);
   const cpUrl = `http://127.0.0.1:${9090 + up.offset}`;
   const dpUrl = `http://127.0.0.1:${8080 + up.offset}`;
-  const client = new BatonClient({ url: cpUrl, dataplaneUrl: dpUrl });
+  const client = new BatonClient({ url: cpUrl, dataplaneUrl: dpUrl, token: up.adminToken });
   t.after(() => client.close());
   await client.createFunction({ name: 'cold', runtime: 'emulated' });
   const invoke = async (fn: string): Promise<{ status: number; code?: string }> => {

@@ -1,15 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
+import { stat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { memberHeaders } from '../kit/cluster.ts';
+import { memberHeaders, runCliProcess } from '../kit/cluster.ts';
 import { isFree, startUp } from '../kit/up.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
 /** `npm start` runs `baton up`: the whole local cluster, `hello` deployed, everything stopped on Ctrl-C. */
 
 test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, sandboxes included', async (t) => {
-  const { offset, dir, output, interrupt } = await startUp(t);
+  const up = await startUp(t);
+  const { offset, dir, output, interrupt } = up;
   assert.match(output.stdout, new RegExp(`curl http://127\\.0\\.0\\.1:${8080 + offset}/fn/hello/`));
   // The cluster's join secret: made on first start, readable by its owner only, never on a command line.
   const secretFile = join(dir, 'join-secret');
@@ -18,6 +20,24 @@ test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, s
   assert.ok(secret.length >= 32);
   const unauthenticated = await fetch(`http://127.0.0.1:${10010 + offset}/internal/v1/sandboxes`);
   assert.equal(unauthenticated.status, 401);
+
+  // The admin token is in the data dir and the client config, readable by their owner only, and
+  // the CLI finds the cluster and the token with no flag at all.
+  const configFile = join(up.configHome, 'baton', 'config.json');
+  for (const file of [join(up.dir, 'admin-token'), configFile]) assert.equal((await stat(file)).mode & 0o777, 0o600, file);
+  const config = JSON.parse(await readFile(configFile, 'utf8')) as { url: string; token: string };
+  assert.deepEqual([config.url, config.token], [`http://127.0.0.1:${9090 + offset}`, up.adminToken]);
+  assert.equal((await fetch(`http://127.0.0.1:${9090 + offset}/v1/functions`)).status, 401, 'the API needs a token');
+  const functions = await runCliProcess(['list'], up.cliEnv);
+  assert.equal(functions.code, 0, functions.stderr);
+  assert.match(functions.stdout, /^hello\s+process/m);
+  const invoked = await runCliProcess(['invoke', 'hello'], up.cliEnv);
+  assert.equal(invoked.code, 0, invoked.stderr);
+  const created = await runCliProcess(['token', 'create', '--role', 'invoker', '--scope', 'hello'], up.cliEnv);
+  assert.equal(created.code, 0, created.stderr);
+  const tokens = await runCliProcess(['token', 'list'], up.cliEnv);
+  assert.match(tokens.stdout, new RegExp(`${created.stdout.trim().slice(6, 18)}\\s+invoker\\s+hello\\s+active`));
+  assert.ok(!tokens.stdout.includes(created.stdout.trim().slice(19)), 'list shows no secret');
 
   const res = await fetch(`http://127.0.0.1:${8080 + offset}/fn/hello/`);
   assert.equal(res.status, 200);
@@ -33,9 +53,9 @@ test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, s
 });
 
 test('baton up --runtime emulated --workers 5 registers five workers and serves an emulated hello', async (t) => {
-  const { offset, output, interrupt } = await startUp(t, ['--runtime', 'emulated', '--workers', '5']);
+  const { offset, output, interrupt, adminToken } = await startUp(t, ['--runtime', 'emulated', '--workers', '5']);
   const workers = await waitFor(async () => {
-    const body = await (await fetch(`http://127.0.0.1:${9090 + offset}/v1/workers`)).json() as { workers: { state: string; runtimes: string[] }[] };
+    const body = await (await fetch(`http://127.0.0.1:${9090 + offset}/v1/workers`, { headers: { authorization: `Bearer ${adminToken}` } })).json() as { workers: { state: string; runtimes: string[] }[] };
     return body.workers.filter((w) => w.state === 'ready').length === 5 ? body.workers : undefined;
   }, { message: 'five ready workers' });
   assert.ok(workers.every((w) => w.runtimes.join() === 'emulated'));

@@ -27,7 +27,7 @@ const FUNCTIONS = 500;
 test(`${FUNCTIONS} functions on ${WORKERS} emulated workers scale up and down and every view agrees`, async (t) => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'baton-churn-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
-  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
+  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({ authMode: 'none',
     port: 0, dataDir, heartbeatIntervalMs: 200, autoscalerBucketMs: 100, autoscalerTickMs: 200, logLevel: 'silent',
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());

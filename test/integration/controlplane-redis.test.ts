@@ -9,7 +9,7 @@ import { ROOT, runCliProcess, spawnDaemon, type DaemonProcess } from '../kit/clu
 import { startRedis } from '../kit/redis.ts';
 
 async function startControlPlane(dataDir: string, redisUrl: string): Promise<{ daemon: DaemonProcess; url: string }> {
-  const daemon = spawnDaemon('controlplane', ['--port', '0', '--data-dir', dataDir, '--store', 'redis', '--redis-url', redisUrl, '--log-level', 'info']);
+  const daemon = spawnDaemon('controlplane', ['--port', '0', '--data-dir', dataDir, '--store', 'redis', '--redis-url', redisUrl, '--log-level', 'info', '--auth-mode', 'none']);
   const line = await daemon.waitForLog((l) => l['msg'] === 'control plane listening');
   return { daemon, url: line['url'] as string };
 }

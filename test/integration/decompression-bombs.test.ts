@@ -120,7 +120,7 @@ test('an image layer that is a gzip of 1 GiB of zeros, or of a lying tar, is ref
 
 test('PUT /v1/artifacts with a gzip bomb is answered with a code, stores nothing, and the control plane serves on', async (t) => {
   const dataDir = await tempDir(t);
-  const cp = await startControlPlane(controlPlaneConfigSchema.parse({ port: 0, dataDir, logLevel: 'silent' }), { logger: silentLogger() });
+  const cp = await startControlPlane(controlPlaneConfigSchema.parse({ authMode: 'none', port: 0, dataDir, logLevel: 'silent' }), { logger: silentLogger() });
   t.after(() => cp.close());
   const archive = bomb(2);
   let answer: { status: number; body: { error?: { code?: string } } } | undefined;

@@ -26,7 +26,7 @@ interface WorkerView { workerId: string; url: string; state: string; runtimes: s
 for (const internalTransport of ['rpc', 'http'] as const) test(`20 emulated workers in one process serve an emulated function through the real planes (internal calls over ${internalTransport})`, async (t) => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'baton-emulated-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
-  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
+  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({ authMode: 'none',
     port: 0, dataDir, heartbeatIntervalMs: 100, autoscalerBucketMs: 100, autoscalerTickMs: 200, logLevel: 'silent', internalTransport,
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());
@@ -143,7 +143,7 @@ test('the emulated invocation listener: execution time headers, function name, b
 test('a single emulated worker registers its own URL and the emulated runtime only', async (t) => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'baton-emulated-one-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
-  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({ port: 0, dataDir, heartbeatIntervalMs: 100, logLevel: 'silent' }), { logger: silentLogger() });
+  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({ authMode: 'none', port: 0, dataDir, heartbeatIntervalMs: 100, logLevel: 'silent' }), { logger: silentLogger() });
   t.after(() => controlPlane.close());
   const worker = await startWorker(parseWorkerConfig({
     port: 0, workerId: 'solo', controlPlaneUrl: controlPlane.url, runtime: 'emulated', logLevel: 'silent',
@@ -161,7 +161,7 @@ test('a single emulated worker registers its own URL and the emulated runtime on
 test('a sandbox not ready within sandboxCreateTimeoutMs is given up, deleted on its worker and asked for again after a back-off', async (t) => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'baton-emulated-slow-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
-  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
+  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({ authMode: 'none',
     port: 0, dataDir, heartbeatIntervalMs: 100, sandboxCreateTimeoutMs: 200, logLevel: 'silent',
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());

@@ -17,7 +17,7 @@ import { waitFor } from '../kit/wait-for.ts';
 test('least-recently-used eviction scales down the sandbox the data plane has not used', async (t) => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'baton-lru-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
-  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
+  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({ authMode: 'none',
     port: 0, dataDir, heartbeatIntervalMs: 200, autoscalerBucketMs: 100, autoscalerTickMs: 200, evictionPolicy: 'least-recently-used', logLevel: 'silent',
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());

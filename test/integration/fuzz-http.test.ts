@@ -158,7 +158,7 @@ test('the data plane\'s HTTP parsing: hostile requests over raw sockets get a 4x
 });
 
 test('header limits on the control plane: an oversized header section or too many fields get 431 ERR_HEADERS_TOO_LARGE, then it serves', async (t) => {
-  const cp = await startControlPlane(controlPlaneConfigSchema.parse({ port: 0, dataDir: tempDirSync('baton-cp-'), logLevel: 'silent', maxHeaderBytes: 2048, maxHeaderCount: 20 }), { logger: silentLogger() });
+  const cp = await startControlPlane(controlPlaneConfigSchema.parse({ authMode: 'none', port: 0, dataDir: tempDirSync('baton-cp-'), logLevel: 'silent', maxHeaderBytes: 2048, maxHeaderCount: 20 }), { logger: silentLogger() });
   t.after(() => cp.close());
   const port = Number(new URL(cp.url).port);
   const big = await rawExchange(port, [Buffer.from(`GET /v1/functions HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(3000)}\r\n\r\n`)]);

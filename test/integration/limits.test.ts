@@ -24,7 +24,7 @@ import { waitFor } from '../kit/wait-for.ts';
 async function startPlanes(t: TestContext, dataplane: Partial<DataplaneConfigInput> = {}) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'baton-limits-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
-  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
+  const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({ authMode: 'none',
     port: 0, dataDir, heartbeatIntervalMs: 100, autoscalerBucketMs: 100, autoscalerTickMs: 200, logLevel: 'silent',
   }), { logger: silentLogger() });
   t.after(() => controlPlane.close());

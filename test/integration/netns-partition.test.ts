@@ -20,7 +20,7 @@ test('the namespace harness: a host per namespace on a bridge, addresses only in
   }
   const { stdout: own } = await run('/usr/sbin/ip', ['-o', 'addr', 'show']);
   assert.ok(!own.includes(a.address.split('.').slice(0, 3).join('.') + '.'), 'the test\'s own namespace has no address on the test network');
-  const cp = spawnDaemon('controlplane', ['--host', b.address, '--port', '9090', '--data-dir', `/tmp/${b.ns}-cp`, '--log-level', 'info'], { wrap: b.wrap });
+  const cp = spawnDaemon('controlplane', ['--host', b.address, '--port', '9090', '--data-dir', `/tmp/${b.ns}-cp`, '--log-level', 'info', '--auth-mode', 'none'], { wrap: b.wrap });
   t.after(() => cp.stop('SIGKILL'));
   await cp.waitForLog((l) => l['msg'] === 'control plane listening');
   const client = net.client('a');
@@ -47,7 +47,7 @@ test('a partitioned worker is detected and its sandboxes replaced on the other; 
   const cpHost = net.host('cp');
   const cpUrl = `http://${cpHost.address}:9090`;
   const cp = spawnDaemon('controlplane', ['--host', cpHost.address, '--port', '9090', '--data-dir', `${dataDir}/cp`,
-    '--heartbeat-interval-ms', '200', '--heartbeat-miss-limit', '3', '--autoscaler-bucket-ms', '100', '--autoscaler-tick-ms', '200'], { wrap: cpHost.wrap });
+    '--heartbeat-interval-ms', '200', '--heartbeat-miss-limit', '3', '--autoscaler-bucket-ms', '100', '--autoscaler-tick-ms', '200', '--auth-mode', 'none'], { wrap: cpHost.wrap });
   daemons.push(cp);
   await cp.waitForLog((l) => l['msg'] === 'control plane listening');
   for (const name of ['w1', 'w2']) {

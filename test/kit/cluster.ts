@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -139,6 +139,8 @@ export interface Cluster {
   /** The data plane's internal API (routing view, health). */
   dpInternalUrl: string;
   readonly workerUrl: string;
+  /** With `auth: true`: the control plane's bootstrap admin token (from `<dir>/cp/admin-token`). */
+  readonly adminToken: string | undefined;
   controlplane: DaemonProcess;
   dataplane: DaemonProcess;
   readonly worker: DaemonProcess;
@@ -153,17 +155,24 @@ export interface ClusterOptions {
   readonly controlplane?: readonly string[];
   readonly dataplane?: readonly string[];
   readonly worker?: readonly string[];
+  /** Management calls need tokens (`authMode: token`); the bootstrap admin token is `Cluster.adminToken`. */
+  readonly auth?: boolean;
 }
 
 /** Fast test settings: short heartbeats and autoscaler buckets, so scale decisions come in ~100s of ms. */
 const CP_TEST_FLAGS = ['--heartbeat-interval-ms', '200', '--autoscaler-bucket-ms', '100', '--autoscaler-tick-ms', '200', '--drain-timeout-ms', '10000'];
+/**
+ * Tests of other things call the management API without a token; the tests of API tokens start
+ * their cluster with `auth: true` (the control plane's default) and use `adminToken`.
+ */
+const NO_AUTH_FLAGS = ['--auth-mode', 'none'];
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-e2e-'));
   // Searchable by others: the unprivileged user a root worker runs process sandboxes as reads their
   // code below it, and a container sandbox's mapped root (user namespace) must reach its image.
   await chmod(dir, 0o711);
-  const cpArgs = ['--port', '0', '--data-dir', join(dir, 'cp'), ...CP_TEST_FLAGS, ...(options.controlplane ?? [])];
+  const cpArgs = ['--port', '0', '--data-dir', join(dir, 'cp'), ...CP_TEST_FLAGS, ...(options.auth === true ? [] : NO_AUTH_FLAGS), ...(options.controlplane ?? [])];
   let controlplane = spawnDaemon('controlplane', cpArgs);
   const started: DaemonProcess[] = [controlplane];
   try {
@@ -187,8 +196,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const dpLine = await dataplane.waitForLog((l) => urlOf(l, 'proxyUrl') !== undefined && /listening|started/.test(String(l['msg'])));
     await controlplane.waitForLog((l) => l['msg'] === 'worker registered');
     await controlplane.waitForLog((l) => l['msg'] === 'data plane registered');
+    const adminToken = options.auth === true ? (await readFile(join(dir, 'cp', 'admin-token'), 'utf8')).trim() : undefined;
     const cluster: Cluster = {
-      dir, cpUrl,
+      dir, cpUrl, adminToken,
       dpUrl: urlOf(dpLine, 'proxyUrl') as string,
       dpInternalUrl: urlOf(dpLine, 'url') as string,
       workerUrl: urlOf(workerLine, 'url') as string,

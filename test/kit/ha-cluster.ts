@@ -36,7 +36,7 @@ export interface HaCluster {
 
 /** Fast test settings (as test/kit/cluster.ts) and a lease of 1.5 s. */
 export const HA_CP_FLAGS = [
-  '--heartbeat-interval-ms', '200', '--autoscaler-bucket-ms', '100', '--autoscaler-tick-ms', '200', '--drain-timeout-ms', '10000', '--leader-lease-ms', '1500',
+  '--heartbeat-interval-ms', '200', '--autoscaler-bucket-ms', '100', '--autoscaler-tick-ms', '200', '--drain-timeout-ms', '10000', '--leader-lease-ms', '1500', '--auth-mode', 'none',
 ];
 
 /** `/healthz` of one control plane, or undefined when it does not answer within a second. */

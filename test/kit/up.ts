@@ -30,8 +30,14 @@ export async function freeOffset(more: (offset: number) => readonly number[] = (
 export interface RunningUp {
   readonly child: ChildProcess;
   readonly offset: number;
-  /** Its `--data-dir`. */
+  /** `baton up`'s data dir (`admin-token` is in it). */
   readonly dir: string;
+  /** The XDG_CONFIG_HOME `baton up` ran with: a temporary directory, so that it never writes the user's own client config. */
+  readonly configHome: string;
+  /** The environment a CLI process needs to find what `baton up` wrote (XDG_CONFIG_HOME set, BATON_URL/BATON_TOKEN unset). */
+  readonly cliEnv: NodeJS.ProcessEnv;
+  /** The admin token `baton up` made (from `<dir>/admin-token`). */
+  readonly adminToken: string;
   readonly output: { stdout: string; stderr: string };
   /** The pid of the daemon `baton up` runs now for `command` (read from /proc). */
   daemonPid(command: 'controlplane' | 'dataplane' | 'worker'): number | undefined;
@@ -48,10 +54,17 @@ export async function startUp(t: TestContext, extraArgs: readonly string[] = [],
   await chmod(dir, 0o711);
   t.after(() => rm(dir, { recursive: true, force: true }));
   const offset = await freeOffset(options.ports);
+  const configHome = await mkdtemp(join(tmpdir(), 'baton-xdg-'));
+  t.after(() => rm(configHome, { recursive: true, force: true }));
+  const upEnv: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome };
+  for (const name of ['BATON_URL', 'BATON_DATAPLANE_URL', 'BATON_TOKEN']) delete upEnv[name];
+  // Empty is unset for the CLI, also once merged over another environment (runCliProcess). Not for
+  // `baton up` itself: its data planes would read BATON_DATAPLANE_URL as a config key of theirs.
+  const cliEnv: NodeJS.ProcessEnv = { ...upEnv, BATON_URL: '', BATON_DATAPLANE_URL: '', BATON_TOKEN: '' };
   // A process group of its own: if the test fails, `baton up` and every daemon it started are
   // killed together (a daemon left behind would also hold the test's pipes open).
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--data-dir', dir, '--port-offset', String(offset), ...extraArgs],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: upEnv });
   const killGroup = (): void => {
     try {
       process.kill(-(child.pid as number), 'SIGKILL');
@@ -69,7 +82,8 @@ export async function startUp(t: TestContext, extraArgs: readonly string[] = [],
   child.stderr.on('data', (d: Buffer) => { output.stderr += d.toString(); });
   await waitFor(() => output.stdout.includes('Press Ctrl-C'), { timeoutMs: 90_000, message: `baton up to be ready (stdout: ${output.stdout.slice(-500)}; stderr: ${output.stderr.slice(-500)})` });
   return {
-    child, offset, dir, output,
+    child, offset, dir, configHome, cliEnv, output,
+    adminToken: readFileSync(join(dir, 'admin-token'), 'utf8').trim(),
     daemonPid(command) {
       const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
       return children.find((pid) => {

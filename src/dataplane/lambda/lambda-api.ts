@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ID_PATTERN } from '../../api/ids.ts';
+import { wallTimeMs } from '../../core/clock.ts';
 import { BatonError, toBatonError } from '../../core/errors.ts';
 import type { AsyncAcceptor } from '../async/async-acceptor.ts';
 import { Invocation, kErrorWriter, sendError } from '../invocation.ts';
@@ -68,6 +69,12 @@ export class LambdaApi {
     const maxBytes = type === 'Event' ? this.#options.asyncPayloadMaxBytes : this.#options.syncPayloadMaxBytes;
     const body = await readBody(req, maxBytes);
     await verifier.verify(req, body);
+    // A function with `auth: "token"` is invoked here with a SigV4 signature from a configured key,
+    // or, when no keys are configured, with a bearer token as on the invocation path.
+    if (fn.spec.auth === 'token' && !verifier.isEnabled) {
+      const refusal = proxy.table.tokens.check(req.headers.authorization, fn.name, wallTimeMs());
+      if (refusal !== undefined) throw refusal;
+    }
     if (type === 'DryRun') {
       res.writeHead(204).end();
       return;

@@ -16,6 +16,7 @@ export type LambdaErrorType =
   | 'RequestTooLargeException'
   | 'InvalidSignatureException'
   | 'UnrecognizedClientException'
+  | 'AccessDeniedException'
   | 'ServiceException';
 
 const SERVICE_ERRORS: Partial<Record<ErrorCode, { status: number; type: LambdaErrorType }>> = {
@@ -30,6 +31,8 @@ const SERVICE_ERRORS: Partial<Record<ErrorCode, { status: number; type: LambdaEr
   ERR_PAYLOAD_TOO_LARGE: { status: 413, type: 'RequestTooLargeException' },
   ERR_INVALID_SIGNATURE: { status: 403, type: 'InvalidSignatureException' },
   ERR_UNKNOWN_ACCESS_KEY: { status: 403, type: 'UnrecognizedClientException' },
+  ERR_UNAUTHENTICATED: { status: 401, type: 'UnrecognizedClientException' },
+  ERR_FORBIDDEN: { status: 403, type: 'AccessDeniedException' },
 };
 
 const FUNCTION_ERRORS: Partial<Record<ErrorCode, string>> = {

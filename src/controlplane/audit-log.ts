@@ -1,0 +1,80 @@
+import { appendFile, readFile, rename, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AuditEntry } from '../api/audit.ts';
+import { wallTimeMs } from '../core/clock.ts';
+
+const FILE = 'audit.log';
+const ROTATED = 'audit.log.1';
+
+/**
+ * The audit log: JSON lines appended to `<dir>/audit.log`, one per management change (allowed or
+ * refused). When a line would take the file past `maxBytes` it is renamed to `audit.log.1`
+ * (replacing the one before) and a new file begun, so the log holds between `maxBytes` and twice
+ * that, the newest entries. Appends are serialised; each is written before the call is answered
+ * (not fsync'ed: a crash of the machine may lose the last lines, a crash of the process does not).
+ */
+export class AuditLog {
+  readonly #dir: string;
+  readonly #maxBytes: number;
+  #seq: number;
+  #size: number;
+  #tail: Promise<void> = Promise.resolve();
+
+  private constructor(dir: string, maxBytes: number, seq: number, size: number) {
+    this.#dir = dir;
+    this.#maxBytes = maxBytes;
+    this.#seq = seq;
+    this.#size = size;
+  }
+
+  static async open(dir: string, options: { maxBytes: number }): Promise<AuditLog> {
+    const entries = await readEntries(dir);
+    const last = entries.at(-1);
+    const size = await stat(join(dir, FILE)).then((s) => s.size, () => 0);
+    return new AuditLog(dir, options.maxBytes, last?.seq ?? 0, size);
+  }
+
+  /** Appends one entry (its `seq` and `at` filled in); resolves once it is written. Never rejects. */
+  record(entry: Omit<AuditEntry, 'seq' | 'at'>, nowMs = wallTimeMs()): Promise<void> {
+    const full: AuditEntry = { seq: ++this.#seq, at: new Date(nowMs).toISOString(), ...entry };
+    const line = `${JSON.stringify(full)}\n`;
+    this.#tail = this.#tail.then(async () => {
+      const bytes = Buffer.byteLength(line);
+      if (this.#size > 0 && this.#size + bytes > this.#maxBytes) {
+        await rename(join(this.#dir, FILE), join(this.#dir, ROTATED));
+        this.#size = 0;
+      }
+      await appendFile(join(this.#dir, FILE), line, { mode: 0o600 });
+      this.#size += bytes;
+    }).catch(() => undefined);
+    return this.#tail;
+  }
+
+  /** Entries with a `seq` above `afterSeq` (oldest first), at most `limit` of them — the newest when `afterSeq` is 0. */
+  async read(options: { afterSeq: number; limit: number }): Promise<AuditEntry[]> {
+    await this.#tail;
+    const after = (await readEntries(this.#dir)).filter((e) => e.seq > options.afterSeq);
+    return options.afterSeq === 0 ? after.slice(-options.limit) : after.slice(0, options.limit);
+  }
+}
+
+async function readEntries(dir: string): Promise<AuditEntry[]> {
+  const entries: AuditEntry[] = [];
+  for (const name of [ROTATED, FILE]) {
+    let text: string;
+    try {
+      text = await readFile(join(dir, name), 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      try {
+        entries.push(JSON.parse(line) as AuditEntry);
+      } catch {
+        // A line torn by a crash mid-write is skipped.
+      }
+    }
+  }
+  return entries;
+}
