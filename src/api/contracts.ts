@@ -103,3 +103,10 @@ export function pathOf(c: Contract, request: unknown): string {
   const text = query.toString();
   return text === '' ? path : `${path}?${text}`;
 }
+
+/**
+ * Where a worker fetches an artifact's bytes from the control plane: `GET` this prefix and the
+ * digest → 200 application/gzip (raw bytes, so not a JSON contract). The management API's
+ * `GET /v1/artifacts/{digest}` is the same for people, with a deployer token.
+ */
+export const ARTIFACT_FETCH_PATH = '/internal/v1/artifacts/';

@@ -19,7 +19,7 @@ import { ID_PATTERN } from './ids.ts';
  *   POST /internal/v1/workers/events     SandboxEventsRequest → 200 {}
  *   POST /internal/v1/workers/events/batch  SandboxEventBatchesRequest → 200 SandboxEventBatchesResponse
  *                                        (the events of several workers that share a process, in one request)
- *   GET  /v1/artifacts/{digest}          → 200 application/gzip
+ *   GET  /internal/v1/artifacts/{digest} → 200 application/gzip (the management API's `GET /v1/artifacts/{digest}` needs a deployer token)
  *
  * Creation is asynchronous: the worker accepts a batch at once and reports each sandbox's outcome
  * later as a `ready` or `failed` event (events are batched too). A sandbox that dies on its own is

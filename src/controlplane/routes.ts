@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import { dataplaneToControlPlane, workerToControlPlane } from '../api/contracts.ts';
+import { ARTIFACT_FETCH_PATH, dataplaneToControlPlane, workerToControlPlane } from '../api/contracts.ts';
 import type { SandboxLogLine } from '../api/worker.ts';
 import type { Clock } from '../core/clock.ts';
 import { BatonError, toBatonError } from '../core/errors.ts';
@@ -132,6 +132,10 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
     return { entries: await deps.audit.read({ afterSeq, limit }) };
   }));
 
+  // Workers fetch the artifacts of the sandboxes they start here (an internal route, as the others below).
+  router.on('GET', `${ARTIFACT_FETCH_PATH}:digest`, async (ctx) => ({
+    status: 200, raw: { data: await registry.getArtifact(ctx.params.digest ?? ''), contentType: 'application/gzip' },
+  }));
   router.serve(workerToControlPlane.registerWorker, (request) => workers.register(request));
   router.serve(workerToControlPlane.workerHeartbeat, (request) => {
     workers.heartbeat(request.workerId);

@@ -5,7 +5,7 @@ import type { Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 
-/** Where artifact bytes come from: the control plane's `GET /v1/artifacts/{digest}`. */
+/** Where artifact bytes come from: the control plane's `GET /internal/v1/artifacts/{digest}`. */
 export interface ArtifactSource {
   fetch(digest: string, options: { maxBytes: number; signal?: AbortSignal }): Promise<Buffer>;
 }

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { serveRpc, type RpcDispatch } from '../transport/rpc-server.ts';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
-import { controlPlaneToWorker, workerToControlPlane } from '../api/contracts.ts';
+import { ARTIFACT_FETCH_PATH, controlPlaneToWorker, workerToControlPlane } from '../api/contracts.ts';
 import type { ProcessSandboxesRequest, ProcessSandboxesResponse, SandboxFunction, SandboxState } from '../api/worker.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
@@ -195,7 +195,7 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   const limits = { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxArtifactEntries };
   const artifacts = new ArtifactCache({
     dir: path.join(dataDir, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),
-    source: { fetch: (digest, o) => client.getBytes(`/v1/artifacts/${digest}`, { ...o, timeoutMs: ARTIFACT_FETCH_TIMEOUT_MS }) },
+    source: { fetch: (digest, o) => client.getBytes(`${ARTIFACT_FETCH_PATH}${digest}`, { ...o, timeoutMs: ARTIFACT_FETCH_TIMEOUT_MS }) },
   });
   await artifacts.load();
   logger.info({ dataDir, runtimes: runtimes.map((r) => r.name) }, 'runtimes ready');

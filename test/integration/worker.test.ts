@@ -50,8 +50,8 @@ class FakeControlPlane {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = chunks.length === 0 ? undefined : JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
     const url = req.url ?? '/';
-    if (req.method === 'GET' && url.startsWith('/v1/artifacts/')) {
-      const bytes = this.artifacts.get(decodeURIComponent(url.slice('/v1/artifacts/'.length)));
+    if (req.method === 'GET' && url.startsWith('/internal/v1/artifacts/')) {
+      const bytes = this.artifacts.get(decodeURIComponent(url.slice('/internal/v1/artifacts/'.length)));
       if (bytes === undefined) return json(res, 404, { error: { code: 'ERR_ARTIFACT_NOT_FOUND', message: 'no such artifact' } });
       res.writeHead(200, { 'content-type': 'application/gzip', 'content-length': bytes.length }).end(bytes);
       return;
