@@ -1,13 +1,35 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { stat, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runCliProcess } from '../kit/cluster.ts';
 import { isFree, startUp } from '../kit/up.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
 /** `npm start` runs `baton up`: the whole local cluster, `hello` deployed, everything stopped on Ctrl-C. */
 
 test('baton up starts a cluster that serves hello, and Ctrl-C stops all of it, sandboxes included', async (t) => {
-  const { offset, output, interrupt } = await startUp(t);
+  const up = await startUp(t);
+  const { offset, output, interrupt } = up;
   assert.match(output.stdout, new RegExp(`curl http://127\\.0\\.0\\.1:${8080 + offset}/fn/hello/`));
+
+  // The admin token is in the data dir and the client config, readable by their owner only, and
+  // the CLI finds the cluster and the token with no flag at all.
+  const configFile = join(up.configHome, 'baton', 'config.json');
+  for (const file of [join(up.dir, 'admin-token'), configFile]) assert.equal((await stat(file)).mode & 0o777, 0o600, file);
+  const config = JSON.parse(await readFile(configFile, 'utf8')) as { url: string; token: string };
+  assert.deepEqual([config.url, config.token], [`http://127.0.0.1:${9090 + offset}`, up.adminToken]);
+  assert.equal((await fetch(`http://127.0.0.1:${9090 + offset}/v1/functions`)).status, 401, 'the API needs a token');
+  const functions = await runCliProcess(['list'], up.cliEnv);
+  assert.equal(functions.code, 0, functions.stderr);
+  assert.match(functions.stdout, /^hello\s+process/m);
+  const invoked = await runCliProcess(['invoke', 'hello'], up.cliEnv);
+  assert.equal(invoked.code, 0, invoked.stderr);
+  const created = await runCliProcess(['token', 'create', '--role', 'invoker', '--scope', 'hello'], up.cliEnv);
+  assert.equal(created.code, 0, created.stderr);
+  const tokens = await runCliProcess(['token', 'list'], up.cliEnv);
+  assert.match(tokens.stdout, new RegExp(`${created.stdout.trim().slice(6, 18)}\\s+invoker\\s+hello\\s+active`));
+  assert.ok(!tokens.stdout.includes(created.stdout.trim().slice(19)), 'list shows no secret');
 
   const res = await fetch(`http://127.0.0.1:${8080 + offset}/fn/hello/`);
   assert.equal(res.status, 200);

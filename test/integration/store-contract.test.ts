@@ -148,7 +148,7 @@ for (const backend of [fileBackend(), redisBackend()]) {
       assert.deepEqual(await store.leases.current('race'), winners[0]);
     });
 
-    test('tokens: a kind of their own, kept by id as hashes, revocation overwrites, survives a crash', async () => {
+    test('tokens: a kind of their own, kept by id as hashes, revocation overwrites', async () => {
       const record = { id: 'a1b2c3d4e5f6', hash: 'ab'.repeat(32), role: 'deployer', scopes: ['team-a-*'], createdAt: '2026-01-01T00:00:00.000Z' };
       await store.put('tokens', record.id, record);
       await store.put('tokens', 'b1b2c3d4e5f6', { ...record, id: 'b1b2c3d4e5f6', role: 'viewer', scopes: [] });
@@ -156,8 +156,6 @@ for (const backend of [fileBackend(), redisBackend()]) {
       const tokens = (await store.list<typeof record & { revokedAt?: string }>('tokens')).sort((a, b) => a.id.localeCompare(b.id));
       assert.deepEqual(tokens.map((t) => [t.id, t.role, t.revokedAt ?? null]), [['a1b2c3d4e5f6', 'deployer', '2026-01-02T00:00:00.000Z'], ['b1b2c3d4e5f6', 'viewer', null]]);
       assert.deepEqual(await store.list('functions'), [{ name: 'f1', generation: 2 }], 'other kinds untouched');
-      store = await backend.reopen(store);
-      assert.equal((await store.list('tokens')).length, 2);
       await store.delete('tokens', 'b1b2c3d4e5f6');
       assert.deepEqual((await store.list<{ id: string }>('tokens')).map((t) => t.id), ['a1b2c3d4e5f6']);
     });
@@ -171,6 +169,7 @@ for (const backend of [fileBackend(), redisBackend()]) {
       store = await backend.reopen(store);
       assert.deepEqual(await store.list('functions'), [{ name: 'f1', generation: 2 }]);
       assert.deepEqual(await store.list('dataplanes'), [{ id: 'dp-1', url: 'http://127.0.0.1:1' }]);
+      assert.deepEqual((await store.list<{ id: string; revokedAt?: string }>('tokens')).map((t) => [t.id, t.revokedAt]), [['a1b2c3d4e5f6', '2026-01-02T00:00:00.000Z']], 'a revoked token stays revoked');
       assert.deepEqual(await store.getBlob(digestOf(data)), data);
       // The file store's holdings are of its one process and go with it; Redis keeps them. Either
       // way, the next epoch is above every one handed out before the crash.

@@ -54,12 +54,15 @@ export async function startUp(t: TestContext, extraArgs: readonly string[] = [],
   const offset = await freeOffset(options.ports);
   const configHome = await mkdtemp(join(tmpdir(), 'baton-xdg-'));
   t.after(() => rm(configHome, { recursive: true, force: true }));
-  const cliEnv: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome };
-  for (const name of ['BATON_URL', 'BATON_DATAPLANE_URL', 'BATON_TOKEN']) delete cliEnv[name];
+  const upEnv: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome };
+  for (const name of ['BATON_URL', 'BATON_DATAPLANE_URL', 'BATON_TOKEN']) delete upEnv[name];
+  // Empty is unset for the CLI, also once merged over another environment (runCliProcess). Not for
+  // `baton up` itself: its data planes would read BATON_DATAPLANE_URL as a config key of theirs.
+  const cliEnv: NodeJS.ProcessEnv = { ...upEnv, BATON_URL: '', BATON_DATAPLANE_URL: '', BATON_TOKEN: '' };
   // A process group of its own: if the test fails, `baton up` and every daemon it started are
   // killed together (a daemon left behind would also hold the test's pipes open).
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--data-dir', dir, '--port-offset', String(offset), ...extraArgs],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: cliEnv });
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: upEnv });
   const killGroup = (): void => {
     try {
       process.kill(-(child.pid as number), 'SIGKILL');
