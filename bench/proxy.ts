@@ -4,7 +4,7 @@
  *
  *   npm run bench:proxy -- [--duration 10] [--connections 50] [--rounds 1] [--warmup 2]
  *                          [--concurrency 1000] [--cpu-prof DIR] [--out bench/results/proxy.json]
- *                          [--paths direct,haproxy,dataplane] [--baseline DIR] [--light-connections 1]
+ *                          [--paths direct,haproxy,dataplane,dataplane-auth] [--baseline DIR] [--light-connections 1]
  *
  * Each round runs wrk (1 thread, `--connections`, `--duration` s, `--latency`) against direct,
  * HAProxy and the data plane in turn, after a short unrecorded warm-up of each; the table shows the
@@ -42,10 +42,14 @@ interface BenchOptions {
 }
 
 /** `dataplane-base`: a second data plane from `--baseline DIR`, to compare two versions in one run. */
-type TargetName = 'direct' | 'haproxy' | 'dataplane' | 'dataplane-base';
-const TARGET_NAMES: readonly TargetName[] = ['direct', 'haproxy', 'dataplane', 'dataplane-base'];
+/** `dataplane-auth`: the data plane invoking the same function with `auth: token` and a bearer token (the cost of the check). */
+type TargetName = 'direct' | 'haproxy' | 'dataplane' | 'dataplane-auth' | 'dataplane-base';
+const TARGET_NAMES: readonly TargetName[] = ['direct', 'haproxy', 'dataplane', 'dataplane-auth', 'dataplane-base'];
 /** `proxyPid`: the process between wrk and the upstream whose CPU time is charged to the path. */
-interface Target { readonly name: TargetName; readonly url: string; readonly proxyPid: number | undefined; readonly upstreamPid: number }
+interface Target {
+  readonly name: TargetName; readonly url: string; readonly proxyPid: number | undefined; readonly upstreamPid: number;
+  readonly headers?: Readonly<Record<string, string>>;
+}
 
 /** One measured wrk run plus the CPU time the proxy and the upstream used during it. */
 interface Run extends WrkResult {
@@ -87,7 +91,7 @@ function parseOptions(argv: string[]): BenchOptions {
     out: resolve(values.out),
     lightConnections: int('light-connections', values['light-connections'], 0, 10_000),
     baseline: values.baseline === undefined ? undefined : resolve(values.baseline),
-    paths: (values.paths ?? `direct,haproxy,dataplane${values.baseline === undefined ? '' : ',dataplane-base'}`).split(',').map((p) => {
+    paths: (values.paths ?? `direct,haproxy,dataplane,dataplane-auth${values.baseline === undefined ? '' : ',dataplane-base'}`).split(',').map((p) => {
       if (!(TARGET_NAMES as readonly string[]).includes(p)) throw new Error(`--paths takes a comma-separated subset of ${TARGET_NAMES.join(',')}, got '${p}'`);
       return p as TargetName;
     }),
@@ -137,10 +141,11 @@ async function main(): Promise<void> {
       { name: 'direct', url: `http://${upstream.address}/`, proxyPid: undefined, upstreamPid: upstream.pid },
       { name: 'haproxy', url: `${haproxy.url}/fn/hello/`, proxyPid: haproxy.pid, upstreamPid: upstream.pid },
       { name: 'dataplane', url: `${dataplane.proxyUrl}/fn/hello/`, proxyPid: dataplane.pid, upstreamPid: upstream.pid },
+      { name: 'dataplane-auth', url: `${dataplane.proxyUrl}/fn/hello-auth/`, proxyPid: dataplane.pid, upstreamPid: upstream.pid, headers: { authorization: `Bearer ${controlPlane.invokerToken}` } },
       ...(base === undefined ? [] : [{ name: 'dataplane-base' as const, url: `${base.proxyUrl}/fn/hello/`, proxyPid: base.pid, upstreamPid: upstream.pid }]),
     ];
     const targets = all.filter((t) => options.paths.includes(t.name));
-    for (const target of targets) await waitForOk(target.url, abort.signal);
+    for (const target of targets) await waitForOk(target.url, abort.signal, target.headers);
     const runs = await measure(targets, options, options.connections, options.rounds, abort.signal);
     const light = options.lightConnections === 0 ? undefined : await measure(targets, options, options.lightConnections, 1, abort.signal);
     const summary = summarise(runs, light, options);
@@ -166,9 +171,10 @@ async function measure(targets: readonly Target[], options: BenchOptions, connec
     // Rotate the order each round so that no path always runs first (or right after another).
     const order = targets.map((_, i) => targets[(i + round - 1) % targets.length] as Target);
     for (const target of order) {
-      if (options.warmupS > 0) await runWrk({ ...load, url: target.url, durationS: options.warmupS }, signal);
+      const withHeaders = target.headers === undefined ? load : { ...load, headers: target.headers };
+      if (options.warmupS > 0) await runWrk({ ...withHeaders, url: target.url, durationS: options.warmupS }, signal);
       const cpuBefore = [processCpuMs(target.proxyPid ?? 0), processCpuMs(target.upstreamPid), processCpuTimes(target.proxyPid ?? 0).userMs] as const;
-      const wrk = await runWrk({ ...load, url: target.url, durationS: options.durationS }, signal);
+      const wrk = await runWrk({ ...withHeaders, url: target.url, durationS: options.durationS }, signal);
       const perRequestUs = (pid: number | undefined, before: number): number => (pid === undefined ? 0 : ((processCpuMs(pid) - before) * 1000) / wrk.requests);
       const userUs = target.proxyPid === undefined ? 0 : ((processCpuTimes(target.proxyPid).userMs - cpuBefore[2]) * 1000) / wrk.requests;
       const result: Run = {

@@ -6,6 +6,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { RegisterDataplaneRequest, RoutingUpdate } from '../../src/api/dataplane.ts';
+import { generateToken, hashToken } from '../../src/api/tokens.ts';
 
 /**
  * The processes the proxy benchmark compares: the `hello` function process (the real handler
@@ -84,6 +85,8 @@ export async function startUpstream(scratchDir: string, signal: AbortSignal): Pr
 
 export interface FakeControlPlane extends Stoppable {
   readonly url: string;
+  /** An invoker token of `hello-auth` (the same function with `auth: token`), as the data planes hold it. */
+  readonly invokerToken: string;
   /** Resolves with a data plane's registration once it has registered and received the routing snapshot. */
   routed(dataplaneId: string): Promise<RegisterDataplaneRequest>;
 }
@@ -92,7 +95,8 @@ export interface FakeControlPlane extends Stoppable {
  * Just enough control plane for the benchmark's data planes: accepts register, heartbeat and
  * demand, and after each registration pushes a routing snapshot with the function `hello`
  * (concurrency `concurrency` per sandbox, so 50 connections never queue) and one endpoint, the
- * upstream.
+ * upstream; and `hello-auth`, the same with `auth: token` (an endpoint on the same upstream) and
+ * one invoker token.
  */
 export async function startFakeControlPlane(upstreamAddress: string, concurrency: number): Promise<FakeControlPlane> {
   const waiting = new Map<string, { promise: Promise<RegisterDataplaneRequest>; ok: (r: RegisterDataplaneRequest) => void; fail: (err: Error) => void }>();
@@ -109,6 +113,7 @@ export async function startFakeControlPlane(upstreamAddress: string, concurrency
     return found;
   };
   let version = 0;
+  const invoker = generateToken();
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -116,10 +121,17 @@ export async function startFakeControlPlane(upstreamAddress: string, concurrency
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       if (req.url !== '/internal/v1/dataplanes/register') return;
       const registration = JSON.parse(Buffer.concat(chunks).toString('utf8')) as RegisterDataplaneRequest;
-      const snapshot: RoutingUpdate = {
+      const hello: RoutingUpdate = {
         kind: 'snapshot', epoch: 'bench', version: ++version,
         functions: [{ name: 'hello', generation: 1, concurrency, timeoutMs: 30_000 }],
         endpoints: [{ sandboxId: 'hello-bench-1', function: 'hello', address: upstreamAddress, isDraining: false }],
+      };
+      // A baseline checkout's data plane (`…-base`) may predate invocation auth: it gets `hello` only.
+      const snapshot: RoutingUpdate = registration.dataplaneId.endsWith('-base') ? hello : {
+        ...hello,
+        functions: [...hello.functions, { name: 'hello-auth', generation: 1, concurrency, timeoutMs: 30_000, auth: 'token' }],
+        endpoints: [...hello.endpoints, { sandboxId: 'hello-bench-2', function: 'hello-auth', address: upstreamAddress, isDraining: false }],
+        tokens: [{ id: invoker.id, hash: hashToken(invoker.token), role: 'invoker', scopes: ['hello-*'] }],
       };
       const { ok, fail } = entry(registration.dataplaneId);
       postJson(`${registration.url}/internal/v1/routing`, snapshot).then(() => ok(registration), fail);
@@ -130,6 +142,7 @@ export async function startFakeControlPlane(upstreamAddress: string, concurrency
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://${HOST}:${port}`,
+    invokerToken: invoker.token,
     routed: (dataplaneId) => entry(dataplaneId).promise,
     stop: async () => {
       server.closeAllConnections();
@@ -221,17 +234,17 @@ export async function startHaproxy(upstreamAddress: string, scratchDir: string, 
 }
 
 /** Polls `url` until it answers 200 (bounded by the caller's race). */
-export async function waitForOk(url: string, signal: AbortSignal): Promise<void> {
+export async function waitForOk(url: string, signal: AbortSignal, headers: Readonly<Record<string, string>> = {}): Promise<void> {
   while (!signal.aborted) {
-    const status = await getStatus(url).catch(() => 0);
+    const status = await getStatus(url, headers).catch(() => 0);
     if (status === 200) return;
     await new Promise((ok) => setTimeout(ok, 50));
   }
 }
 
-function getStatus(url: string): Promise<number> {
+function getStatus(url: string, headers: Readonly<Record<string, string>>): Promise<number> {
   return new Promise((ok, fail) => {
-    const req = request(url, { agent: false, timeout: 2_000 }, (res) => {
+    const req = request(url, { agent: false, timeout: 2_000, headers }, (res) => {
       res.resume();
       res.once('end', () => ok(res.statusCode ?? 0));
     });

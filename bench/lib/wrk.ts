@@ -7,6 +7,8 @@ export interface WrkOptions {
   readonly durationS: number;
   /** wrk's per-request timeout; a slower answer counts as a timeout error. */
   readonly timeoutS: number;
+  /** Headers sent with every request (e.g. `authorization`). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /** What the table reports, parsed from `wrk --latency`. Latencies in milliseconds. */
@@ -23,7 +25,8 @@ export interface WrkResult {
 
 /** Runs wrk with one thread and returns its parsed summary; rejects when wrk fails or its output is not understood. */
 export async function runWrk(options: WrkOptions, signal: AbortSignal): Promise<WrkResult> {
-  const args = ['-t1', `-c${options.connections}`, `-d${options.durationS}s`, `--timeout`, `${options.timeoutS}s`, '--latency', options.url];
+  const headers = Object.entries(options.headers ?? {}).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
+  const args = ['-t1', `-c${options.connections}`, `-d${options.durationS}s`, `--timeout`, `${options.timeoutS}s`, '--latency', ...headers, options.url];
   const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'], signal: AbortSignal.any([signal, AbortSignal.timeout((options.durationS + 15) * 1000)]) });
   let stdout = '';
   let stderr = '';
