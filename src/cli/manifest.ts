@@ -140,6 +140,8 @@ export interface DeployFlags {
   readonly cpu?: string | undefined;
   readonly timeoutMs?: string | undefined;
   readonly env?: readonly string[] | undefined;
+  /** `none` or `token` (checked with the spec). */
+  readonly auth?: string | undefined;
 }
 
 /**
@@ -160,6 +162,7 @@ export function applyDeployFlags(base: DeployPlan | undefined, flags: DeployFlag
   }
   if (flags.concurrency !== undefined) spec['concurrency'] = toNumber('concurrency', flags.concurrency);
   if (flags.timeoutMs !== undefined) spec['timeoutMs'] = toNumber('timeout-ms', flags.timeoutMs);
+  if (flags.auth !== undefined) spec['auth'] = flags.auth;
   const scaling = pick({ minScale: flags.minScale, maxScale: flags.maxScale }, { minScale: 'min-scale', maxScale: 'max-scale' });
   if (scaling !== undefined) spec['scaling'] = { ...(spec['scaling'] as object | undefined), ...scaling };
   const resources = pick({ memoryMiB: flags.memory, cpuMilli: flags.cpu, maxPids: flags.maxPids }, { memoryMiB: 'memory', cpuMilli: 'cpu', maxPids: 'max-pids' });

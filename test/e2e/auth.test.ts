@@ -271,6 +271,22 @@ describe('the audit log and secrets', () => {
     assert.equal(follow.stdout.trim().split('\n').length, 3);
   });
 
+  test('baton audit --follow prints a change made after it started, and stops on Ctrl-C', async () => {
+    const controller = new AbortController();
+    let seen = '';
+    const following = runCli(['audit', '--follow', '--json', '--tail', '1'], {
+      env: { BATON_URL: cluster.cpUrl, BATON_TOKEN: admin }, signal: controller.signal, onStdout: (text) => { seen += text; },
+    });
+    await waitFor(() => seen.length > 0, { timeoutMs: 10_000, message: 'the last entry' });
+    assert.equal((await api((tokens['deployerA'] as Created).token, 'POST', '/v1/functions', emulated('team-a-followed'))).status, 201);
+    await waitFor(() => seen.includes('"target":"team-a-followed"'), { timeoutMs: 10_000, message: 'the new entry to be followed' });
+    controller.abort();
+    const result = await following;
+    assert.equal(result.code, 0, result.stderr);
+    const followed = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as { action: string; target: string; status: number });
+    assert.deepEqual(followed.at(-1), { ...followed.at(-1), action: 'function.create', target: 'team-a-followed', status: 201 });
+  });
+
   test('no token appears in any daemon\'s log, in the audit log or in a GET answer', async () => {
     assert.ok(shownTokens.length >= 8);
     const answers = await Promise.all(['/v1/tokens', '/v1/functions', '/v1/audit?limit=10000', '/v1/dataplanes', '/v1/workers', '/metrics'].map(async (path) => (await api(admin, 'GET', path)).text));

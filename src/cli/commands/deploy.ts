@@ -35,6 +35,7 @@ flags:
   --memory MiB          memory per sandbox (default: 128)
   --cpu MILLI           CPU per sandbox in millicores (default: 100)
   --timeout-ms N        invocation timeout (default: 60000)
+  --auth none|token     who may invoke: anyone (default), or a bearer token of role invoker, deployer or admin in scope
   --env K=V             environment variable; repeatable`,
   options: {
     file: { type: 'string', short: 'f' },
@@ -50,6 +51,7 @@ flags:
     memory: { type: 'string' },
     cpu: { type: 'string' },
     'timeout-ms': { type: 'string' },
+    auth: { type: 'string' },
     env: { type: 'string', multiple: true },
   },
   positionals: { min: 0, max: 1, names: 'NAME' },
@@ -105,6 +107,7 @@ export async function buildPlan(ctx: CommandContext): Promise<DeployPlan> {
     maxPids: stringFlag(values, 'max-pids'),
     cpu: stringFlag(values, 'cpu'),
     timeoutMs: stringFlag(values, 'timeout-ms'),
+    auth: stringFlag(values, 'auth'),
     env: stringListFlag(values, 'env'),
   }, io.cwd);
 }
