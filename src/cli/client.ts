@@ -307,7 +307,7 @@ export class BatonClient {
   async #dataplaneJson<T>(method: string, path: string, body: unknown, options: CallOptions): Promise<T> {
     const res = await this.#raw(method, `${this.dataplaneUrl}${path}`, {
       body: body === undefined ? undefined : JSON.stringify(body),
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: body === undefined ? this.#auth : { ...this.#auth, 'content-type': 'application/json' },
       timeoutMs: options.timeoutMs ?? 10_000,
       signal: options.signal,
     });

@@ -16,15 +16,27 @@ interface HeldToken {
  */
 export class InvocationTokens {
   readonly #tokens = new Map<string, HeldToken>();
+  /** The data plane's own token (asynchronous deliveries to itself), kept across snapshots. */
+  #own: { readonly id: string; readonly held: HeldToken } | undefined;
 
   get size(): number {
     return this.#tokens.size;
   }
 
-  /** Replaces every token (a routing snapshot). */
+  /** Replaces every token (a routing snapshot); the data plane's own one stays. */
   replaceAll(tokens: readonly RoutingToken[]): void {
     this.#tokens.clear();
     for (const token of tokens) this.put(token);
+    if (this.#own !== undefined) this.#tokens.set(this.#own.id, this.#own.held);
+  }
+
+  /**
+   * Trusts `token` for every function until the process ends: the data plane's asynchronous
+   * deliveries send it to its own invocation port (and it is stripped there like any other).
+   */
+  trustOwn(token: string, id: string, hash: string): void {
+    this.#own = { id, held: { hash: Buffer.from(hash, 'hex'), inScope: () => true, expiresAtMs: undefined } };
+    this.#tokens.set(id, this.#own.held);
   }
 
   put(token: RoutingToken): void {
@@ -32,7 +44,7 @@ export class InvocationTokens {
   }
 
   delete(id: string): void {
-    this.#tokens.delete(id);
+    if (id !== this.#own?.id) this.#tokens.delete(id);
   }
 
   /**

@@ -9,6 +9,7 @@ import { ASYNC_DEFAULTS, type AsyncConfig } from './async/async-event.ts';
 import { AsyncInvocations } from './async/async-invocations.ts';
 import { registerAsyncMetrics } from './async/async-metrics.ts';
 import { createDeliver } from './async/delivery-client.ts';
+import { generateToken, hashToken } from '../api/tokens.ts';
 import { EmbeddedStore } from './async/embedded-store.ts';
 import { RedisStore } from './async/redis-store.ts';
 import { Redis } from 'ioredis';
@@ -129,7 +130,10 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     asyncPayloadMaxBytes: config.asyncPayloadMaxBytes,
     newId: randomUUID,
   });
-  const asyncApi = new AsyncApi({ invocations, payloadMaxBytes: config.asyncPayloadMaxBytes, newId: randomUUID });
+  const asyncApi = new AsyncApi({
+    invocations, payloadMaxBytes: config.asyncPayloadMaxBytes, newId: randomUUID,
+    authorize: (fn, authorization) => (proxy.table.getFunction(fn)?.spec.auth === 'token' ? proxy.table.tokens.check(authorization, fn, wallTimeMs()) : undefined),
+  });
   intercept = createIntercept(lambdaApi, asyncApi);
   const recovered = await invocations.start();
   if (recovered.recovered > 0 || recovered.corrupt > 0) logger.info(recovered, 'async invocations recovered');
@@ -157,7 +161,12 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   // Asynchronous deliveries go through this data plane's own invocation port, on loopback when it listens on every address.
   const selfHost = config.host === '0.0.0.0' ? '127.0.0.1' : config.host === '::' ? '::1' : config.host;
   selfPool = new Pool(httpUrl(selfHost, proxyPort), { connections: config.asyncDeliveryConcurrency, pipelining: 1 });
-  deliver = createDeliver(selfPool, config.asyncResponseMaxBytes);
+  // Asynchronous invocations of functions with `auth: token` were checked when accepted; their
+  // attempts come back to this port with a token only this process knows.
+  const own = generateToken();
+  proxy.table.tokens.trustOwn(own.token, own.id, hashToken(own.token));
+  const ownAuthorization = `Bearer ${own.token}`;
+  deliver = createDeliver(selfPool, config.asyncResponseMaxBytes, (fn) => (proxy.table.getFunction(fn)?.spec.auth === 'token' ? ownAuthorization : undefined));
 
   link = new ControlPlaneLink({
     client,

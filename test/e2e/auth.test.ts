@@ -224,6 +224,26 @@ describe('invocation auth', () => {
     }
     assert.equal((await invoke('team-a-secure', admin)).status, 200);
 
+    // Asynchronously: checked when accepted, delivered by the data plane itself, its record shown only with a token.
+    const refusedAsync = await fetch(`${cluster.dpUrl}/fn/team-a-secure/`, { method: 'POST', headers: { 'x-baton-invocation-type': 'Event', 'x-baton-exec-ms': '1' }, body: '{}' });
+    assert.equal(refusedAsync.status, 401);
+    const accepted = await fetch(`${cluster.dpUrl}/fn/team-a-secure/`, { method: 'POST', headers: { 'x-baton-invocation-type': 'Event', 'x-baton-exec-ms': '1', authorization: `Bearer ${(tokens['invokerA'] as Created).token}` }, body: '{}' });
+    assert.equal(accepted.status, 202, await accepted.clone().text());
+    const { id } = await accepted.json() as { id: string };
+    const shown = await runCli(['invocations', 'team-a-secure', '--json'], { env: { BATON_URL: cluster.cpUrl, BATON_DATAPLANE_URL: cluster.dpUrl, BATON_TOKEN: (tokens['invokerA'] as Created).token } });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.ok((JSON.parse(shown.stdout) as { invocations: { id: string }[] }).invocations.some((i) => i.id === id), 'the CLI lists it with its token');
+    const done = await waitFor(async () => {
+      const res = await fetch(`${cluster.dpUrl}/v1/invocations/${id}`, { headers: { authorization: `Bearer ${(tokens['invokerA'] as Created).token}` } });
+      const view = await res.json() as { state: string; attempts: { status?: number }[] };
+      return view.state === 'succeeded' || view.state === 'failed' || view.state === 'dead-lettered' ? view : undefined;
+    }, { timeoutMs: 20_000, message: 'the async invocation to finish' });
+    assert.equal(done.state, 'succeeded', JSON.stringify(done));
+    assert.equal((await fetch(`${cluster.dpUrl}/v1/invocations/${id}`)).status, 401, 'its record needs a token too');
+    assert.equal((await fetch(`${cluster.dpUrl}/v1/invocations/${id}`, { headers: { authorization: `Bearer ${(tokens['invoker'] as Created).token}` } })).status, 200);
+    const listed = await (await fetch(`${cluster.dpUrl}/v1/invocations`)).json() as { invocations: { id: string }[] };
+    assert.ok(!listed.invocations.some((i) => i.id === id), 'left out of an unauthenticated list');
+
     const doomed = await createToken('invoker', ['team-a-*']);
     assert.equal((await invoke('team-a-secure', doomed.token)).status, 200, 'a new token works once its creation returned');
     assert.equal((await api(admin, 'DELETE', `/v1/tokens/${doomed.id}`)).status, 200);

@@ -17,6 +17,11 @@ export interface AsyncApiOptions {
   readonly invocations: AsyncInvocations;
   readonly payloadMaxBytes: number;
   readonly newId: () => string;
+  /**
+   * The refusal for a caller (its `Authorization`) of a function's invocations, for functions with
+   * `auth: token` (as invoking it); undefined: allowed. Default: everything allowed.
+   */
+  readonly authorize?: (fn: string, authorization: string | undefined) => BatonError | undefined;
 }
 
 /**
@@ -30,7 +35,8 @@ export interface AsyncApiOptions {
  *   POST /v1/invocations/redrive `{function, ids?}`          → `{redriven: [...]}` dead letters queued again
  *
  * These paths are served only when the Host header names no function (otherwise they are the
- * function's own paths).
+ * function's own paths). The invocations of a function with `auth: token` are shown, listed and
+ * redriven only for a token that may invoke it (`authorize`).
  */
 export class AsyncApi {
   readonly #o: AsyncApiOptions;
@@ -66,8 +72,12 @@ export class AsyncApi {
   async #serve(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const rest = url.pathname.slice(INVOCATIONS_PREFIX.length);
     const invocations = this.#o.invocations;
+    const authorization = req.headers.authorization;
+    const refusal = (fn: string): BatonError | undefined => this.#o.authorize?.(fn, authorization);
     if (req.method === 'POST' && rest === '/redrive') {
       const body = parseRedrive(await readBody(req, 1 << 20));
+      const refused = refusal(body.function);
+      if (refused !== undefined) throw refused;
       sendJson(res, 200, { redriven: invocations.redrive(body.function, body.ids) });
       return;
     }
@@ -78,13 +88,18 @@ export class AsyncApi {
       if (state !== undefined && !STATES.includes(state as AsyncState)) throw new BatonError('ERR_INVALID_REQUEST', `state must be one of ${STATES.join(', ')} (got '${state}')`);
       const limit = Number(url.searchParams.get('limit') ?? 100);
       if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new BatonError('ERR_INVALID_REQUEST', 'limit must be an integer from 1 to 10000');
-      const list = invocations.list(fn, state as AsyncState | undefined, limit);
+      const refused = fn === undefined ? undefined : refusal(fn);
+      if (refused !== undefined) throw refused;
+      // Without a function named, those of functions the caller may not invoke are left out.
+      const list = invocations.list(fn, state as AsyncState | undefined, limit).filter((e) => fn !== undefined || refusal(e.fn) === undefined);
       sendJson(res, 200, { invocations: list.map((e) => toView(e, false)) });
       return;
     }
     const id = decodeURIComponent(rest.slice(1));
     const event = invocations.get(id);
     if (event === undefined) throw new BatonError('ERR_INVOCATION_NOT_FOUND', `no invocation '${id}' is known here (never accepted, or past its retention)`);
+    const refused = refusal(event.fn);
+    if (refused !== undefined) throw refused;
     sendJson(res, 200, toView(event, true));
   }
 }

@@ -11,12 +11,13 @@ const THROTTLE_CODES = new Set(['ERR_QUEUE_FULL', 'ERR_TOO_MANY_REQUESTS', 'ERR_
  * (cold-start queue, concurrency limits, demand reports to the autoscaler, load balancing), at
  * the cost of one loopback hop. The function gets the invocation id as `x-baton-invocation-id`
  * and `x-request-id` (a handler's `context.awsRequestId`), the same on every attempt, and the
- * attempt number as `x-baton-attempt`.
+ * attempt number as `x-baton-attempt`. `authorizationFor` gives the `Authorization` of an attempt
+ * of a function that needs one (`auth: token`): the data plane's own token, which it trusts.
  *
  * `dispatcher` is created by `main.ts` (it owns sockets); the response body is kept up to
  * `responseMaxBytes` (the rest is read and dropped).
  */
-export function createDeliver(dispatcher: Dispatcher, responseMaxBytes: number): Deliver {
+export function createDeliver(dispatcher: Dispatcher, responseMaxBytes: number, authorizationFor: (fn: string) => string | undefined = () => undefined): Deliver {
   return async (event: AsyncEvent): Promise<DeliveryResult> => {
     const { request } = event;
     const isLambda = request.kind === 'lambda';
@@ -24,6 +25,9 @@ export function createDeliver(dispatcher: Dispatcher, responseMaxBytes: number):
     // Through the Lambda API, x-baton-invocation-id becomes the sync invocation's request id (the handler's awsRequestId).
     const headers = isLambda ? [] : [...request.headers, 'x-request-id', event.id];
     headers.push('x-baton-invocation-id', event.id, 'x-baton-attempt', String(event.attempts.length));
+    // A function with `auth: token` is invoked with the data plane's own token (stripped before the function).
+    const authorization = authorizationFor(event.fn);
+    if (authorization !== undefined) headers.push('authorization', authorization);
     try {
       const res = await dispatcher.request({
         path, method: request.method as Dispatcher.HttpMethod, headers,
