@@ -17,6 +17,8 @@ export type TokenRole = (typeof TOKEN_ROLES)[number];
 export const INVOKING_ROLES: readonly TokenRole[] = ['admin', 'deployer', 'invoker'];
 
 const TOKEN_PATTERN = /^baton_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
+/** Characters of a token: `baton_` (6), the id (12), `_` (1), the secret (43). */
+export const TOKEN_LENGTH = 62;
 export const TOKEN_ID_PATTERN = /^[0-9a-f]{12}$/;
 /** A scope: a function-name glob, `*` matching any run of characters (`team-a-*`). */
 export const SCOPE_PATTERN = /^[a-z*][a-z0-9*-]{0,62}$/;

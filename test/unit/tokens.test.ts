@@ -122,6 +122,12 @@ test('the data plane\'s tokens: a snapshot replaces them, deltas add and revoke,
   table.apply(snapshot);
   const check = (token: string | undefined, fn: string, nowMs = 0) => table.tokens.check(token === undefined ? undefined : `Bearer ${token}`, fn, nowMs)?.code;
   assert.equal(check(a.token, 'team-a-x'), undefined);
+  assert.equal(check(a.token, 'team-a-x'), undefined, 'again, from the verified bytes');
+  const forged = `${a.token.slice(0, 19)}${a.token.slice(19).split('').reverse().join('')}`;
+  assert.equal(check(forged, 'team-a-x'), 'ERR_UNAUTHENTICATED', 'the right id with another secret, after the real one was verified');
+  assert.equal(check(`${a.token}x`, 'team-a-x'), 'ERR_UNAUTHENTICATED', 'a longer one');
+  assert.equal(table.tokens.check(`Basic ${a.token}`, 'team-a-x', 0)?.code, 'ERR_UNAUTHENTICATED');
+  assert.equal(table.tokens.check(`bearer ${a.token}`, 'team-a-x', 0), undefined, 'the scheme is case-insensitive');
   assert.equal(check(a.token, 'team-b-x'), 'ERR_FORBIDDEN');
   assert.equal(check(a.token, 'team-a-x', 5_000), 'ERR_UNAUTHENTICATED', 'expired');
   assert.equal(check(b.token, 'team-a-x'), 'ERR_UNAUTHENTICATED', 'not pushed yet');
