@@ -16,6 +16,8 @@ export interface ScannedRequest {
    * or `Prefer: respond-async` (neither is forwarded).
    */
   readonly isAsync: boolean;
+  /** The (first) `Authorization` value, kept in `headers` too; read here so that `req.headers` need not be built. */
+  readonly authorization: string | undefined;
 }
 
 /**
@@ -29,6 +31,7 @@ export function scanRequestHeaders(rawHeaders: readonly string[], remoteAddress:
   let forwardedFor = '';
   let hasBody = false;
   let isAsync = false;
+  let authorization: string | undefined;
   let connectionTokens: string[] | undefined;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string;
@@ -45,6 +48,7 @@ export function scanRequestHeaders(rawHeaders: readonly string[], remoteAddress:
       case FORWARDED_FOR: forwardedFor = forwardedFor === '' ? value : `${forwardedFor}, ${value}`; break;
       case CONNECTION: (connectionTokens ??= []).push(...value.toLowerCase().split(',').map((t) => t.trim())); break;
       case INVOCATION_TYPE: isAsync ||= value.toLowerCase() === 'event'; break;
+      case AUTHORIZATION: authorization ??= value; headers.push(name, value); break;
       case PREFER:
         if (/(^|[,;\s])respond-async([,;\s]|$)/i.test(value)) isAsync = true;
         else headers.push(name, value);
@@ -56,7 +60,7 @@ export function scanRequestHeaders(rawHeaders: readonly string[], remoteAddress:
   headers.push('x-forwarded-for', forwardedFor === '' ? client : `${forwardedFor}, ${client}`);
   if (host !== '') headers.push('x-forwarded-host', host);
   headers.push('x-forwarded-proto', 'http');
-  return { headers: connectionTokens === undefined ? headers : dropNamed(headers, connectionTokens), host, hasBody, isAsync };
+  return { headers: connectionTokens === undefined ? headers : dropNamed(headers, connectionTokens), host, hasBody, isAsync, authorization };
 }
 
 /**
@@ -109,6 +113,7 @@ const FORWARDED_FOR = 5;
 const CONNECTION = 6;
 const INVOCATION_TYPE = 7;
 const PREFER = 8;
+const AUTHORIZATION = 9;
 
 /** Lower-cases only names whose length matches a special header, so most headers cost a length check. */
 function classify(name: string): number {
@@ -129,6 +134,7 @@ function classify(name: string): number {
       if (lower === 'connection') return CONNECTION;
       return lower === 'keep-alive' ? DROP : KEEP;
     }
+    case 13: return name.toLowerCase() === 'authorization' ? AUTHORIZATION : KEEP;
     case 14: return name.toLowerCase() === 'content-length' ? CONTENT_LENGTH : KEEP;
     case 15: return name.toLowerCase() === 'x-forwarded-for' ? FORWARDED_FOR : KEEP;
     case 16: {

@@ -112,7 +112,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
     let scanned = scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress);
     const route = resolveRoute(scanned.host, url, (name) => this.table.getFunction(name));
     if (route !== undefined && route.fn.spec.auth === 'token') {
-      const refusal = this.table.tokens.check(req.headers.authorization, route.fn.name, wallTimeMs());
+      const refusal = this.table.tokens.check(scanned.authorization, route.fn.name, wallTimeMs());
       if (refusal !== undefined) {
         sendError(res, refusal);
         return;
