@@ -73,7 +73,7 @@ async function intruderListener(t: { after(fn: () => unknown): void }): Promise<
 for (const internalTransport of ['rpc', 'http'] as const) test(`with a join secret the planes work end to end over ${internalTransport}, and nobody without it joins, gets routing views or commands a worker`, async (t) => {
   const logs = { cp: capturedLogger(), dp: capturedLogger(), worker: capturedLogger() };
   const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
-    port: 0, dataDir: tempDirSync('baton-auth-cp-'), heartbeatIntervalMs: 100, autoscalerBucketMs: 100, autoscalerTickMs: 200, internalTransport, joinSecret: SECRET,
+    port: 0, dataDir: tempDirSync('baton-auth-cp-'), heartbeatIntervalMs: 100, autoscalerBucketMs: 100, autoscalerTickMs: 200, internalTransport, joinSecret: SECRET, authMode: 'none',
   }), { logger: logs.cp.logger });
   t.after(() => controlPlane.close());
   const dataplane = await startDataplane(parseDataplaneConfig({
@@ -170,7 +170,7 @@ for (const internalTransport of ['rpc', 'http'] as const) test(`with a join secr
 
 test('a worker and a data plane started with the wrong join secret are refused: never registered, never given a routing view', async (t) => {
   const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
-    port: 0, dataDir: tempDirSync('baton-auth-cp-'), heartbeatIntervalMs: 100, joinSecret: SECRET, logLevel: 'silent',
+    port: 0, dataDir: tempDirSync('baton-auth-cp-'), heartbeatIntervalMs: 100, joinSecret: SECRET, logLevel: 'silent', authMode: 'none',
   }), { logger: pino({ level: 'silent' }) });
   t.after(() => controlPlane.close());
   assert.equal((await call(`${controlPlane.url}/v1/functions`, 'POST', {}, { name: 'f', runtime: 'emulated' })).status, 201);

@@ -35,7 +35,7 @@ function capturedLogger(): { logger: Logger; text: () => string } {
 test('secretEnv reaches the sandbox and nothing else: not the API, the CLI or any log; an update without it keeps it', async (t) => {
   const logs = { cp: capturedLogger(), dp: capturedLogger(), worker: capturedLogger() };
   const controlPlane = await startControlPlane(controlPlaneConfigSchema.parse({
-    port: 0, dataDir: tempDirSync('baton-secret-cp-'), heartbeatIntervalMs: 100, autoscalerBucketMs: 100, autoscalerTickMs: 200, joinSecret: JOIN_SECRET, logLevel: 'debug',
+    port: 0, dataDir: tempDirSync('baton-secret-cp-'), heartbeatIntervalMs: 100, autoscalerBucketMs: 100, autoscalerTickMs: 200, joinSecret: JOIN_SECRET, logLevel: 'debug', authMode: 'none',
   }), { logger: logs.cp.logger });
   t.after(() => controlPlane.close());
   const dataplane = await startDataplane(parseDataplaneConfig({
