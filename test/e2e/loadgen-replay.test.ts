@@ -30,7 +30,11 @@ async function isFree(port: number): Promise<boolean> {
   });
 }
 
-async function startUp(t: TestContext, runtime: 'emulated' | 'process' = 'emulated'): Promise<{ cpUrl: string; dpUrl: string; registrationUrl: string; dir: string }> {
+/**
+ * `baton up` on free ports, with its client config in a directory of the test's (never the user's).
+ * `authMode: none` is how an unmodified Invitro, which sends no token, is pointed at Baton.
+ */
+async function startUp(t: TestContext, runtime: 'emulated' | 'process' = 'emulated', authMode: 'token' | 'none' = 'token'): Promise<{ cpUrl: string; dpUrl: string; registrationUrl: string; dir: string; token: string | undefined }> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-loadgen-up-'));
   let offset = 0;
   for (let attempt = 0; attempt < 50 && offset === 0; attempt++) {
@@ -41,7 +45,10 @@ async function startUp(t: TestContext, runtime: 'emulated' | 'process' = 'emulat
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--runtime', runtime, '--data-dir', join(dir, 'data'), '--port-offset', String(offset)], {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
     // The emulated sandboxes' creation latency is the worker's setting.
-    env: { ...process.env, BATON_WORKER_EMULATED_CREATE_LATENCY: '30ms' },
+    env: {
+      ...process.env, BATON_WORKER_EMULATED_CREATE_LATENCY: '30ms', XDG_CONFIG_HOME: join(dir, 'config'),
+      ...(authMode === 'none' ? { BATON_CONTROLPLANE_AUTH_MODE: 'none' } : {}),
+    },
   });
   let stdout = '';
   let stderr = '';
@@ -58,22 +65,25 @@ async function startUp(t: TestContext, runtime: 'emulated' | 'process' = 'emulat
   // Generous: ~5 s on an idle machine, but four Node processes compiling the sources (tsx) on an
   // oversubscribed 2-core machine have taken more than 90 s.
   await waitFor(() => stdout.includes('Press Ctrl-C'), { timeoutMs: 180_000, message: `baton up to be ready (stdout: ${stdout.slice(-300)}; stderr: ${stderr.slice(-500)})` });
-  return { cpUrl: `http://127.0.0.1:${9090 + offset}`, dpUrl: `http://127.0.0.1:${8080 + offset}`, registrationUrl: `http://127.0.0.1:${9091 + offset}`, dir };
+  const token = authMode === 'none' ? undefined : (await readFile(join(dir, 'data', 'admin-token'), 'utf8')).trim();
+  return { cpUrl: `http://127.0.0.1:${9090 + offset}`, dpUrl: `http://127.0.0.1:${8080 + offset}`, registrationUrl: `http://127.0.0.1:${9091 + offset}`, dir, token };
 }
 
-async function functionNames(cpUrl: string): Promise<string[]> {
-  const body = await (await fetch(`${cpUrl}/v1/functions`)).json() as { functions: { spec: { name: string } }[] };
+const withToken = (token: string | undefined): RequestInit => (token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
+
+async function functionNames(cpUrl: string, token: string | undefined): Promise<string[]> {
+  const body = await (await fetch(`${cpUrl}/v1/functions`, withToken(token))).json() as { functions: { spec: { name: string } }[] };
   return body.functions.map((f) => f.spec.name).sort();
 }
 
 test('a 2-minute replay of the fixture trace with --deploy records every invocation, and analyze reads it', async (t) => {
-  const { cpUrl, dpUrl, dir } = await startUp(t);
+  const { cpUrl, dpUrl, dir, token } = await startUp(t);
   const out = join(dir, 'results.csv');
-  const result = await runCli(['loadgen', 'run', TRACE, '--minutes', '2', '--deploy', '--runtime', 'emulated', '--url', cpUrl, '--target', dpUrl, '--format', 'baton', '-o', out]);
+  const result = await runCli(['loadgen', 'run', TRACE, '--minutes', '2', '--deploy', '--runtime', 'emulated', '--url', cpUrl, '--target', dpUrl, '--format', 'baton', '-o', out], { env: { BATON_TOKEN: token ?? '' } });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stderr, /deployed 4 functions \(runtime emulated\)/);
   assert.match(result.stderr, /deleted 4 functions/);
-  assert.deepEqual(await functionNames(cpUrl), ['hello'], 'the trace functions are gone, hello stays');
+  assert.deepEqual(await functionNames(cpUrl, token), ['hello'], 'the trace functions are gone, hello stays');
 
   const trace = await readTrace(TRACE);
   const plan = planTrace(trace.functions, { minutes: 2, iatDistribution: 'exponential', seed: 42 });
@@ -103,13 +113,13 @@ test('a 2-minute replay of the fixture trace with --deploy records every invocat
 });
 
 test('Ctrl-C stops a fixed-rate run cleanly: what was recorded is written and the function removed', async (t) => {
-  const { cpUrl, dpUrl, dir } = await startUp(t);
+  const { cpUrl, dpUrl, dir, token } = await startUp(t);
   const out = join(dir, 'rps.csv');
   const controller = new AbortController();
-  const running = runCli(['loadgen', 'run', '--rps', '20', '--seconds', '120', '--exec-ms', '5', '--deploy', '--url', cpUrl, '--target', dpUrl, '-o', out], { signal: controller.signal });
+  const running = runCli(['loadgen', 'run', '--rps', '20', '--seconds', '120', '--exec-ms', '5', '--deploy', '--url', cpUrl, '--target', dpUrl, '-o', out], { signal: controller.signal, env: { BATON_TOKEN: token ?? '' } });
   // Stop once the warm function has served invocations.
   await waitFor(async () => {
-    const res = await fetch(`${cpUrl}/v1/functions/warm-function`);
+    const res = await fetch(`${cpUrl}/v1/functions/warm-function`, withToken(token));
     if (res.status !== 200) return false;
     const detail = await res.json() as { status: { ready: number } };
     return detail.status.ready >= 1;
@@ -124,11 +134,11 @@ test('Ctrl-C stops a fixed-rate run cleanly: what was recorded is written and th
     const code = records.errorCodes[records.errorIndex[i] ?? 0];
     assert.ok(records.status[i] === 200 || code === 'connectionTimeout', `row ${i}: ${records.status[i]} ${code}`);
   }
-  assert.deepEqual(await functionNames(cpUrl), ['hello']);
+  assert.deepEqual(await functionNames(cpUrl, token), ['hello']);
 });
 
 test("Invitro's registration form registers a function on the registration port, which then answers by Host", async (t) => {
-  const { cpUrl, dpUrl, registrationUrl } = await startUp(t);
+  const { cpUrl, dpUrl, registrationUrl, token } = await startUp(t, 'emulated', 'none');
   // What Invitro's rps_mode sends (http.PostForm), field for field.
   const form = new URLSearchParams([
     ['name', 'tc13acdc7567b225971-3'], ['image', 'docker.io/cvetkovic/dirigent_trace_function:latest'],
@@ -156,13 +166,13 @@ test("Invitro's registration form registers a function on the registration port,
   const bad = await post(`${cpUrl}/registerService`, new URLSearchParams([['name', 'other'], ['image', 'docker.io/library/nginx:latest']]));
   assert.equal(bad.statusCode, 400);
   assert.match((await bad.body.json() as { error: { message: string } }).error.message, /form field image/);
-  assert.deepEqual(await functionNames(cpUrl), ['hello', 'tc13acdc7567b225971-3']);
+  assert.deepEqual(await functionNames(cpUrl, token), ['hello', 'tc13acdc7567b225971-3']);
 });
 
 test('--deploy --runtime process runs examples/trace-function in real sandboxes', async (t) => {
-  const { cpUrl, dpUrl, dir } = await startUp(t, 'process');
+  const { cpUrl, dpUrl, dir, token } = await startUp(t, 'process');
   const out = join(dir, 'process.csv');
-  const result = await runCli(['loadgen', 'run', '--rps', '4', '--seconds', '2', '--exec-ms', '20', '--memory', '8', '--deploy', '--runtime', 'process', '--url', cpUrl, '--target', dpUrl, '--format', 'baton', '-o', out]);
+  const result = await runCli(['loadgen', 'run', '--rps', '4', '--seconds', '2', '--exec-ms', '20', '--memory', '8', '--deploy', '--runtime', 'process', '--url', cpUrl, '--target', dpUrl, '--format', 'baton', '-o', out], { env: { BATON_TOKEN: token ?? '' } });
   assert.equal(result.code, 0, result.stderr);
   const { records } = parseResultsCsv(await readFile(out, 'utf8'));
   assert.equal(records.length, 8);
@@ -170,5 +180,5 @@ test('--deploy --runtime process runs examples/trace-function in real sandboxes'
     assert.equal(records.status[i], 200, `row ${i}: ${records.errorCodes[records.errorIndex[i] ?? 0]}`);
     assert.ok((records.execUs[i] ?? 0) >= 20_000, `row ${i}: the trace function spun ${records.execUs[i]} µs`);
   }
-  assert.deepEqual(await functionNames(cpUrl), ['hello']);
+  assert.deepEqual(await functionNames(cpUrl, token), ['hello']);
 });
