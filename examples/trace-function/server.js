@@ -1,5 +1,6 @@
 // The trace function of Invitro and Dirigent, for every Baton runtime: one port ($PORT) serving
-// HTTP/1.1, HTTP/2 cleartext (prior knowledge) and gRPC (`/faas.Executor/Execute`). Each
+// HTTP/1.1, HTTP/2 cleartext (prior knowledge) and gRPC (`/faas.Executor/Execute`, and the server
+// stream `/faas.Streamer/ExecuteStream`). Each
 // invocation spins the CPU for the requested milliseconds and touches the requested memory, then
 // answers with the measured execution time in µs. No dependencies: the folder runs as it is.
 //
@@ -120,7 +121,20 @@ function readVarint(buf, at) {
 
 /** FaasRequest from its protobuf bytes (unknown fields skipped). */
 function decodeFaasRequest(buf) {
-  const message = { message: '', runtimeInMilliSec: 0, memoryInMebiBytes: 0 };
+  const fields = decodeFields(buf);
+  return { message: fields.strings[1] ?? '', runtimeInMilliSec: fields.ints[2] ?? 0, memoryInMebiBytes: fields.ints[3] ?? 0 };
+}
+
+/** StreamRequest{count, intervalMs} from its protobuf bytes. */
+function decodeStreamRequest(buf) {
+  const fields = decodeFields(buf);
+  return { count: fields.ints[1] ?? 0, intervalMs: fields.ints[2] ?? 0 };
+}
+
+/** A message's varint (as uint32) and length-delimited (as UTF-8) fields by number; others skipped. */
+function decodeFields(buf) {
+  const ints = {};
+  const strings = {};
   let at = 0;
   while (at < buf.length) {
     let key;
@@ -130,19 +144,18 @@ function decodeFaasRequest(buf) {
     if (wire === 0) {
       let value;
       [value, at] = readVarint(buf, at);
-      if (field === 2) message.runtimeInMilliSec = value >>> 0;
-      if (field === 3) message.memoryInMebiBytes = value >>> 0;
+      ints[field] = value >>> 0;
     } else if (wire === 2) {
       let length;
       [length, at] = readVarint(buf, at);
       if (at + length > buf.length) throw new Error('truncated field');
-      if (field === 1) message.message = buf.subarray(at, at + length).toString('utf8');
+      strings[field] = buf.subarray(at, at + length).toString('utf8');
       at += length;
     } else if (wire === 1) at += 8;
     else if (wire === 5) at += 4;
     else throw new Error(`unsupported wire type ${wire}`);
   }
-  return message;
+  return { ints, strings };
 }
 
 function varint(value) {
@@ -175,31 +188,67 @@ function grpcFailure(res, code, message) {
   res.end();
 }
 
+/** One length-prefixed, uncompressed gRPC message. */
+function grpcFrame(message) {
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  return frame;
+}
+
+const METHODS = { '/faas.Executor/Execute': [decodeFaasRequest, onExecute], '/faas.Streamer/ExecuteStream': [decodeStreamRequest, onExecuteStream] };
+
 function onGrpcRequest(req, res, startedAt) {
   if (req.httpVersionMajor !== 2) return grpcFailure(res, GRPC.INTERNAL, 'gRPC needs HTTP/2');
   const chunks = [];
   req.on('data', (chunk) => chunks.push(chunk));
   req.on('end', () => {
-    if (req.url !== '/faas.Executor/Execute') return grpcFailure(res, GRPC.UNIMPLEMENTED, `unknown method ${req.url}`);
+    const method = METHODS[req.url];
+    if (method === undefined) return grpcFailure(res, GRPC.UNIMPLEMENTED, `unknown method ${req.url}`);
     const body = Buffer.concat(chunks);
     if (body.length < 5 || body[0] !== 0 || body.readUInt32BE(1) !== body.length - 5) {
       return grpcFailure(res, GRPC.INVALID_ARGUMENT, 'expected one uncompressed length-prefixed message');
     }
+    const [decode, serve] = method;
     let request;
     try {
-      request = decodeFaasRequest(body.subarray(5));
+      request = decode(body.subarray(5));
     } catch (err) {
-      return grpcFailure(res, GRPC.INVALID_ARGUMENT, `bad FaasRequest: ${err.message}`);
+      return grpcFailure(res, GRPC.INVALID_ARGUMENT, `bad request message: ${err.message}`);
     }
-    const { durationUs } = execute({ runtimeMs: clampMs(request.runtimeInMilliSec), memoryMiB: request.memoryInMebiBytes, isEmpty: false }, startedAt);
-    const reply = encodeFaasReply({ message: `OK - ${MACHINE}`, durationInMicroSec: durationUs, memoryUsageInKb: request.memoryInMebiBytes * 1024 });
-    const frame = Buffer.alloc(5 + reply.length);
-    frame.writeUInt32BE(reply.length, 1);
-    reply.copy(frame, 5);
-    res.writeHead(200, { 'content-type': 'application/grpc' });
-    res.addTrailers({ 'grpc-status': String(GRPC.OK), 'grpc-message': '' });
-    res.end(frame);
+    serve(request, res, startedAt);
   });
+}
+
+function onExecute(request, res, startedAt) {
+  const { durationUs } = execute({ runtimeMs: clampMs(request.runtimeInMilliSec), memoryMiB: request.memoryInMebiBytes, isEmpty: false }, startedAt);
+  const reply = encodeFaasReply({ message: `OK - ${MACHINE}`, durationInMicroSec: durationUs, memoryUsageInKb: request.memoryInMebiBytes * 1024 });
+  res.writeHead(200, { 'content-type': 'application/grpc' });
+  res.addTrailers({ 'grpc-status': String(GRPC.OK), 'grpc-message': '' });
+  res.end(grpcFrame(reply));
+}
+
+/** `count` replies "tick 0" … `intervalMs` apart (timers, no spinning), then grpc-status 0. */
+function onExecuteStream({ count, intervalMs }, res, startedAt) {
+  const total = Math.min(1000, count);
+  const interval = Math.min(10_000, intervalMs);
+  res.writeHead(200, { 'content-type': 'application/grpc' });
+  let sent = 0;
+  let timer;
+  const next = () => {
+    if (sent === total) {
+      res.addTrailers({ 'grpc-status': String(GRPC.OK), 'grpc-message': '' });
+      res.end();
+      return;
+    }
+    const elapsedUs = Math.round((performance.now() - startedAt) * 1000);
+    res.write(grpcFrame(encodeFaasReply({ message: `tick ${sent}`, durationInMicroSec: elapsedUs, memoryUsageInKb: 0 })));
+    sent++;
+    timer = setTimeout(next, sent === total ? 0 : interval);
+  };
+  // A client that cancels (or a deadline the platform enforces) stops the stream.
+  res.on('close', () => clearTimeout(timer));
+  next();
 }
 
 // ---- One port: the first bytes of a connection say HTTP/2 (its preface starts with "PRI ") or HTTP/1.1.

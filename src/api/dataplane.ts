@@ -34,6 +34,8 @@ export const routingFunctionSchema = z.strictObject({
   maxBodyBytes: z.number().int().min(1).optional(),
   /** Header carrying the load-balancing key (see the function spec). */
   affinityHeader: z.string().optional(),
+  /** The spec's `protocol` when it is not the default `http1`: how the data plane talks to the sandboxes. */
+  protocol: z.enum(['http1', 'h2c']).optional(),
   /** The spec's `async` settings (compiled, every field set), when it has some; the data plane applies the defaults otherwise. */
   async: z.strictObject({
     maxRetryAttempts: z.number().int().min(0).max(2),

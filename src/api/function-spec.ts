@@ -39,6 +39,13 @@ export const RESOURCE_DEFAULTS = { cpuMilli: 100, memoryMiB: 128, maxPids: 256 }
 export const NETWORK_MODES = ['none', 'egress'] as const;
 export type NetworkMode = (typeof NETWORK_MODES)[number];
 export const DEFAULT_TIMEOUT_MS = 60_000;
+/**
+ * How the data plane talks to the function's sandboxes: `http1` (HTTP/1.1, pooled keep-alive
+ * connections) or `h2c` (HTTP/2 cleartext with prior knowledge, one session per sandbox, one stream
+ * per invocation) — what a gRPC server needs. Clients may use either towards the data plane.
+ */
+export const PROTOCOLS = ['http1', 'h2c'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
@@ -123,6 +130,8 @@ export const functionSpecSchema = z.strictObject({
   async: asyncSpecSchema.optional(),
   /** Runtime `container` only: `none` (default) or `egress`. */
   network: z.enum(NETWORK_MODES).default('none'),
+  /** `http1` (default) or `h2c`: see PROTOCOLS. */
+  protocol: z.enum(PROTOCOLS).default('http1'),
 }).superRefine((spec, ctx) => {
   checkCode(spec, ctx);
   if (spec.scaling.minScale > spec.scaling.maxScale) {
@@ -141,7 +150,7 @@ export const functionSpecSchema = z.strictObject({
  *   emulated  neither handler nor command (there is nothing to run); artifact optional and ignored.
  */
 function checkCode(
-  spec: { runtime: RuntimeName; artifact?: string | undefined; handler?: string | undefined; command?: string[] | undefined; lambdaRuntimeApi?: boolean | undefined },
+  spec: { runtime: RuntimeName; artifact?: string | undefined; handler?: string | undefined; command?: string[] | undefined; lambdaRuntimeApi?: boolean | undefined; protocol: Protocol },
   ctx: z.RefinementCtx,
 ): void {
   switch (spec.runtime) {
@@ -153,6 +162,9 @@ function checkCode(
       if (spec.lambdaRuntimeApi === true && spec.command === undefined) {
         ctx.addIssue({ code: 'custom', path: ['lambdaRuntimeApi'], message: 'is only for command functions' });
       }
+      if (spec.lambdaRuntimeApi === true && spec.protocol === 'h2c') {
+        ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'h2c is not available with lambdaRuntimeApi (the Runtime API answers HTTP/1.1)' });
+      }
       return;
     case 'container':
       if (spec.artifact === undefined) ctx.addIssue({ code: 'custom', path: ['artifact'], message: 'is required for runtime container (an OCI image archive)' });
@@ -163,6 +175,7 @@ function checkCode(
       if (spec.lambdaRuntimeApi === true) ctx.addIssue({ code: 'custom', path: ['lambdaRuntimeApi'], message: 'is only for runtime process (a container cannot reach the worker\'s Runtime API)' });
       return;
     case 'emulated':
+      if (spec.protocol === 'h2c') ctx.addIssue({ code: 'custom', path: ['protocol'], message: 'h2c is not available for runtime emulated (its sandboxes answer HTTP/1.1)' });
       if (spec.lambdaRuntimeApi === true) ctx.addIssue({ code: 'custom', path: ['lambdaRuntimeApi'], message: 'is only for runtime process' });
       if (spec.handler !== undefined) ctx.addIssue({ code: 'custom', path: ['handler'], message: 'is not allowed for runtime emulated (it runs no code)' });
       if (spec.command !== undefined) ctx.addIssue({ code: 'custom', path: ['command'], message: 'is not allowed for runtime emulated (it runs no code)' });

@@ -303,7 +303,8 @@ export function toRoutingFunction(fn: FunctionEntry): RoutingFunction {
     ...(spec.maxBodyBytes === undefined ? {} : { maxBodyBytes: spec.maxBodyBytes }),
   };
   const withAffinity = spec.affinityHeader === undefined ? limited : { ...limited, affinityHeader: spec.affinityHeader };
-  return spec.async === undefined ? withAffinity : { ...withAffinity, async: spec.async };
+  const withProtocol = spec.protocol === 'http1' ? withAffinity : { ...withAffinity, protocol: spec.protocol };
+  return spec.async === undefined ? withProtocol : { ...withProtocol, async: spec.async };
 }
 
 export function toRoutingEndpoint(sandbox: Sandbox): RoutingEndpoint {

@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   ERR_NOT_LEADER: { status: 503, retryable: true, summary: 'This control plane is a follower: internal calls go to the leader, whose URL `details.leaderUrl` names when one is elected.' },
   ERR_QUEUE_FULL: { status: 503, retryable: true, summary: 'The function\'s invocation queue is at capacity.' },
   ERR_COLD_START_TIMEOUT: { status: 504, retryable: true, summary: 'No sandbox became free for the invocation before its queue deadline.' },
+  ERR_DEADLINE_EXCEEDED: { status: 504, retryable: true, summary: 'The invocation passed the deadline its client set (gRPC\'s `grpc-timeout`) while it waited for a sandbox or ran; a gRPC client sees DEADLINE_EXCEEDED.' },
   ERR_FUNCTION_TIMEOUT: { status: 504, retryable: false, summary: 'The function did not answer within its `timeoutMs`.' },
   ERR_SANDBOX_FAILED: { status: 502, retryable: true, summary: 'The sandbox failed while serving the invocation (connection refused or reset).' },
   ERR_SANDBOX_START_FAILED: { status: 502, retryable: true, summary: 'A sandbox could not be started or did not become ready.' },

@@ -60,6 +60,29 @@ export function scanRequestHeaders(rawHeaders: readonly string[], remoteAddress:
 }
 
 /**
+ * The same for a request that came over HTTP/2: its pseudo-headers are not forwarded, `:authority`
+ * stands for Host, and whether it has a body is known from its stream (`hasBody`: the client did not
+ * end the stream with its headers), not from content-length.
+ */
+export function scanHttp2RequestHeaders(rawHeaders: readonly string[], remoteAddress: string | undefined, hasBody: boolean): ScannedRequest {
+  const fields: string[] = [];
+  let authority: string | undefined;
+  let hasHost = false;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    if (name.charCodeAt(0) === 0x3a /* ':' */) {
+      if (name === ':authority') authority = rawHeaders[i + 1] as string;
+      continue;
+    }
+    if (name === 'host') hasHost = true;
+    fields.push(name, rawHeaders[i + 1] as string);
+  }
+  if (authority !== undefined && !hasHost) fields.push('host', authority);
+  const scanned = scanRequestHeaders(fields, remoteAddress);
+  return { ...scanned, hasBody };
+}
+
+/**
  * An upstream response's raw headers (undici's `[name, value, …]` Buffers) as the flat
  * `[name, value, …]` string list `res.writeHead` takes, without the hop-by-hop ones and those named
  * in `Connection`. Names keep their case and repeated headers (Set-Cookie) stay separate, so the

@@ -1,8 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ByteLimit } from '../core/byte-limit.ts';
+import type { Timer } from '../core/clock.ts';
 import { BatonError, type ErrorCode } from '../core/errors.ts';
 import { responseHeaders } from './forward-headers.ts';
+import { isGrpcResponse, writeGrpcError } from './grpc.ts';
+import { H2Upstream, UPSTREAM_TIMEOUT, type H2StreamHandler } from './h2-upstream.ts';
+import type { Upstream } from './upstream-pools.ts';
 import type { QueueEntry } from './invocation-queue.ts';
 import { statusClass } from './metrics.ts';
 import type { EndpointEntry, RoutedFunction } from './routing-table.ts';
@@ -50,9 +54,12 @@ const CLIENT_CLOSED = new Error('the client closed the connection');
  * Errors before the response head: refused connection (nothing sent) → one retry on another
  * endpoint, else 502 ERR_SANDBOX_FAILED; reset → 502 ERR_SANDBOX_FAILED (never retried: the sandbox
  * may have run it); no head within the function's `timeoutMs` → 504 ERR_FUNCTION_TIMEOUT (undici
- * closes the upstream connection). After the head, any failure cuts the client's response.
+ * closes the upstream connection). After the head, any failure cuts the client's response (a gRPC
+ * response ends with a `grpc-status` trailer instead).
+ *
+ * To an h2c function it is the handler of one HTTP/2 stream (H2Upstream) with the same outcomes.
  */
-export class Invocation<R> implements Dispatcher.DispatchHandler {
+export class Invocation<R> implements Dispatcher.DispatchHandler, H2StreamHandler {
   readonly fn: RoutedFunction<R>;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -70,6 +77,8 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   bodyMaxBytes: number | undefined = undefined;
   /** Rewrites the sandbox's response head before it is sent (the Lambda Invoke API's shape); may edit `headers`. */
   headHook: HeadHook | undefined = undefined;
+  /** The client's deadline (gRPC's `grpc-timeout`), armed by the proxy at admission. */
+  deadline: Timer | undefined = undefined;
   readonly #owner: InvocationOwner<R>;
   readonly #path: string;
   readonly #headers: string[];
@@ -83,6 +92,8 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
   #hasRetried = false;
   #isClientGone = false;
   #status = 0;
+  /** Why the upstream request is to be aborted as soon as it has a connection (a deadline passed before). */
+  #abortReason: Error | undefined;
   /** `req` through its `bodyMaxBytes` limit, made at the first dispatch (a retry sends the same stream). */
   #limitedBody: ByteLimit | undefined;
 
@@ -101,8 +112,8 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
     req.on('error', ignoreError);
   }
 
-  /** Sends the request to `endpoint` over `pool`; the owner has already taken the slot. */
-  begin(endpoint: EndpointEntry, pool: Pool): void {
+  /** Sends the request to `endpoint` over its upstream; the owner has already taken the slot. */
+  begin(endpoint: EndpointEntry, upstream: Upstream): void {
     this.state = 'running';
     this.endpoint = endpoint;
     this.#abort = undefined;
@@ -110,7 +121,19 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
     this.#isPaused = false;
     this.#isRequestStarted = false;
     const timeoutMs = this.fn.spec.timeoutMs;
-    pool.dispatch({
+    if (upstream instanceof H2Upstream) {
+      const te = this.req.headers['te'];
+      upstream.dispatch({
+        method: this.req.method ?? 'GET',
+        path: this.#path,
+        headers: this.#headers,
+        isTrailersAccepted: typeof te === 'string' && te.toLowerCase().includes('trailers'),
+        body: this.body ?? (this.#hasBody ? this.#requestBody() : null),
+        timeoutMs,
+      }, this);
+      return;
+    }
+    upstream.dispatch({
       path: this.#path,
       method: this.req.method as Dispatcher.HttpMethod,
       headers: this.#headers,
@@ -136,6 +159,7 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
     this.#abort = abort;
     this.#isRequestStarted = true;
     if (this.#isClientGone) abort(CLIENT_CLOSED);
+    else if (this.#abortReason !== undefined) abort(this.#abortReason);
   }
 
   /** Returns false to pause the upstream until `resume` is called. */
@@ -144,15 +168,28 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
     this.#status = statusCode;
     this.#resume = resume;
     if (this.#isClientGone) return true;
-    const headers = responseHeaders(rawHeaders);
+    this.#writeHead(statusCode, responseHeaders(rawHeaders), statusText);
+    return true;
+  }
+
+  /** An h2c sandbox's response head (its headers already a flat list without pseudo-headers). */
+  onResponseHead(status: number, headers: string[], resume: () => void): void {
+    if (status < 200) return;
+    this.#status = status;
+    this.#resume = resume;
+    if (this.#isClientGone) return;
+    this.#writeHead(status, headers, '');
+  }
+
+  #writeHead(statusCode: number, headers: string[], statusText: string): void {
     if (this.headHook !== undefined) {
       const status = this.headHook(statusCode, headers);
       this.res.writeHead(status, headers);
-      return true;
+      return;
     }
-    if (statusText !== '') this.res.writeHead(statusCode, statusText, headers);
+    // HTTP/2 has no reason phrase.
+    if (statusText !== '' && this.req.httpVersionMajor !== 2) this.res.writeHead(statusCode, statusText, headers);
     else this.res.writeHead(statusCode, headers);
-    return true;
   }
 
   /** Returns false when the client's socket is full: undici pauses until 'drain' resumes it. */
@@ -165,10 +202,15 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
     return false;
   }
 
-  onComplete(): void {
+  /** `trailers`: undici's raw Buffers or an h2c stream's strings, `[name, value, …]`. */
+  onComplete(trailers?: readonly (Buffer | string)[] | null): void {
     if (this.state !== 'running') return;
     this.state = 'done';
-    if (!this.#isClientGone) this.res.end();
+    if (!this.#isClientGone) {
+      // Trailers reach an HTTP/2 client (gRPC's grpc-status); HTTP/1.1 sends them only on a chunked response.
+      if (trailers !== undefined && trailers !== null && trailers.length > 0) this.res.addTrailers(trailerObject(trailers));
+      this.res.end();
+    }
     this.#owner.release(this, this.#isClientGone ? 'client_closed' : statusClass(this.#status));
   }
 
@@ -179,10 +221,10 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
       this.#owner.release(this, 'client_closed');
       return;
     }
-    if (err instanceof BatonError && err.code === 'ERR_PAYLOAD_TOO_LARGE') {
-      // The rest of the body is never read: the connection closes after the answer.
+    if (err instanceof BatonError && (err.code === 'ERR_PAYLOAD_TOO_LARGE' || err.code === 'ERR_DEADLINE_EXCEEDED')) {
+      // A body too large: the rest is never read, so the connection closes after the answer.
       this.state = 'done';
-      this.res.shouldKeepAlive = false;
+      if (err.code === 'ERR_PAYLOAD_TOO_LARGE') this.res.shouldKeepAlive = false;
       sendError(this.res, err);
       this.#owner.release(this, err.code);
       return;
@@ -192,7 +234,7 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
       this.#hasRetried = true;
       if (this.#owner.retryElsewhere(this)) return;
     }
-    const errorCode: ErrorCode = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' ? 'ERR_FUNCTION_TIMEOUT' : 'ERR_SANDBOX_FAILED';
+    const errorCode: ErrorCode = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === UPSTREAM_TIMEOUT ? 'ERR_FUNCTION_TIMEOUT' : 'ERR_SANDBOX_FAILED';
     const message = errorCode === 'ERR_FUNCTION_TIMEOUT'
       ? `function '${this.fn.name}' did not answer within ${this.fn.spec.timeoutMs} ms`
       : `sandbox ${this.endpoint?.sandboxId ?? '?'} of function '${this.fn.name}' failed: ${err.message}`;
@@ -215,6 +257,13 @@ export class Invocation<R> implements Dispatcher.DispatchHandler {
     this.#abort?.(CLIENT_CLOSED);
   }
 
+  /** Aborts the request at its sandbox with `err` (answered by onError), now or once it has a connection. */
+  abortWith(err: BatonError): void {
+    if (this.state !== 'running') return;
+    if (this.#abort !== undefined) this.#abort(err);
+    else this.#abortReason = err;
+  }
+
   onClientDrain(): void {
     if (!this.#isPaused) return;
     this.#isPaused = false;
@@ -227,6 +276,16 @@ export function payloadTooLarge(maxBytes: number): BatonError {
   return new BatonError('ERR_PAYLOAD_TOO_LARGE', `the invocation body must be at most ${maxBytes} bytes`, { details: { maxBytes } });
 }
 
+function trailerObject(list: readonly (Buffer | string)[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < list.length; i += 2) {
+    const name = String(list[i]).toLowerCase();
+    const value = String(list[i + 1]);
+    out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
+  }
+  return out;
+}
+
 /** Rewrites a sandbox's response status and headers (flat `[name, value, …]`, editable); returns the status to send. */
 export type HeadHook = (status: number, headers: string[]) => number;
 
@@ -236,9 +295,14 @@ export const kErrorWriter = Symbol('baton.errorWriter');
 
 /**
  * Sends a data-plane error as `{error:{code,message}}` with the code's status (or through the
- * response's own `kErrorWriter`), or cuts the response if it has begun.
+ * response's own `kErrorWriter`), or cuts the response if it has begun; to a gRPC request, as a
+ * gRPC status (src/dataplane/grpc.ts).
  */
 export function sendError(res: ServerResponse, err: BatonError): void {
+  if (isGrpcResponse(res)) {
+    if (!res.writableEnded) writeGrpcError(res, err);
+    return;
+  }
   if (res.headersSent) {
     res.destroy();
     return;

@@ -20,6 +20,7 @@ import { createLoadBalancer, parseLoadBalancingPolicy } from '../policy/load-bal
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
+import { serveCleartextHttp2 } from '../transport/h2c.ts';
 import { createLimitedServer } from '../transport/http-limits.ts';
 import { LeaderClient } from '../transport/leader-client.ts';
 import { EpochFence } from '../core/fencing.ts';
@@ -138,6 +139,8 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
 
   const headerLimits = { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount };
   const proxyServer = createLimitedServer(headerLimits, proxy.handle, { keepAliveTimeout: 65_000 });
+  // HTTP/2 cleartext (prior knowledge) on the same port: gRPC clients and h2c callers.
+  const proxyHttp2 = serveCleartextHttp2(proxyServer, proxy.handleHttp2, { limits: headerLimits, maxConcurrentStreams: 1000, idleTimeoutMs: 65_000, firstBytesTimeoutMs: 65_000 });
   const internalServer = createLimitedServer(headerLimits, internalRouter.handle);
   const rpcServer = serveRpc(internalServer, internalRouter.dispatch, { onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed') });
   let proxyPort: number;
@@ -179,8 +182,10 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     await selfPool?.close().catch(() => undefined);
     const stopAccepting = closeServer(proxyServer);
     proxyServer.closeIdleConnections();
+    proxyHttp2.closeSessions();
     await proxy.close(config.shutdownGraceMs);
     proxyServer.closeAllConnections();
+    proxyHttp2.destroySessions();
     await stopAccepting;
     reporter.close();
     link?.close();

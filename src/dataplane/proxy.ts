@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Pool } from 'undici';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { RoutingFunction, DrainWaitResponse } from '../api/dataplane.ts';
 import type { Clock } from '../core/clock.ts';
 import { createDeferred, type Deferred } from '../core/deferred.ts';
@@ -8,13 +8,14 @@ import type { Logger } from '../observability/logger.ts';
 import type { LoadBalancer } from '../policy/load-balancing/types.ts';
 import type { DemandReporter, DemandTracker } from './demand-reporter.ts';
 import { DrainWaiter } from './drain-waiter.ts';
-import { scanRequestHeaders, type ScannedRequest } from './forward-headers.ts';
+import { scanHttp2RequestHeaders, scanRequestHeaders, type ScannedRequest } from './forward-headers.ts';
+import { isGrpcContentType, markGrpc, parseGrpcTimeout } from './grpc.ts';
 import { Invocation, payloadTooLarge, sendError, type InvocationOwner } from './invocation.ts';
 import { InvocationQueue } from './invocation-queue.ts';
 import type { DataplaneMetrics, FunctionGaugeRow, FunctionMetrics } from './metrics.ts';
 import { resolveRoute, type Route } from './route.ts';
 import { RoutingTable, type EndpointEntry, type RoutedFunction } from './routing-table.ts';
-import type { UpstreamPools } from './upstream-pools.ts';
+import type { Upstream, UpstreamPools } from './upstream-pools.ts';
 
 /** The proxy's state for one function, created when the function enters the routing table. */
 export interface FunctionTraffic {
@@ -82,7 +83,9 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
     this.table = new RoutingTable<FunctionTraffic>({
       createTraffic: (spec) => this.#createTraffic(spec),
       onFunctionRemoved: (fn) => this.#onFunctionRemoved(fn),
-      onEndpointAdded: (endpoint) => { endpoint.upstream = options.pools.acquire(endpoint.address); },
+      onEndpointAdded: (endpoint) => {
+        endpoint.upstream = options.pools.acquire(endpoint.address, this.table.getFunction(endpoint.function)?.spec.protocol);
+      },
       onEndpointRetired: (endpoint) => this.#onEndpointRetired(endpoint),
       onCapacity: (fn) => this.dispatchQueued(fn),
     });
@@ -97,19 +100,54 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
     return this.#inflight;
   }
 
-  /** Node's `request` listener for the invocation server. */
+  /** Node's `request` listener for the invocation server (HTTP/1.1). */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '/';
+    if (this.#isAnsweredHere(url, res)) return;
+    this.#invoke(req, res, url, scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress), undefined);
+  };
+
+  /**
+   * The `request` listener for HTTP/2 on the invocation port (src/transport/h2c.ts): the same path,
+   * with the compatibility API's request and response. A gRPC request gets Baton's errors as gRPC
+   * statuses and its `grpc-timeout` as the invocation's deadline.
+   */
+  readonly handleHttp2 = (h2req: Http2ServerRequest, h2res: Http2ServerResponse): void => {
+    const req = h2req as unknown as IncomingMessage;
+    const res = h2res as unknown as ServerResponse;
+    let deadlineMs: number | undefined;
+    if (isGrpcContentType(h2req.headers['content-type'])) {
+      markGrpc(res);
+      const header = h2req.headers['grpc-timeout'];
+      if (header !== undefined) {
+        const timeout = String(header);
+        deadlineMs = parseGrpcTimeout(timeout);
+        if (deadlineMs === undefined) {
+          sendError(res, new BatonError('ERR_INVALID_REQUEST', `grpc-timeout '${timeout}' is not 1 to 8 digits and a unit (H, M, S, m, u, n)`));
+          return;
+        }
+      }
+    }
+    const url = h2req.url;
+    if (this.#isAnsweredHere(url, res)) return;
+    this.#invoke(req, res, url, scanHttp2RequestHeaders(h2req.rawHeaders, h2req.socket.remoteAddress, !h2req.stream.endAfterHeaders), deadlineMs);
+  };
+
+  /** Reserved paths and the refusal while closing, answered without routing. */
+  #isAnsweredHere(url: string, res: ServerResponse): boolean {
     if (url.startsWith('/_baton/')) {
       this.#handleReserved(url, res);
-      return;
+      return true;
     }
     if (this.#state !== 'open') {
       res.shouldKeepAlive = false;
       sendError(res, new BatonError('ERR_SHUTTING_DOWN', 'the data plane is shutting down'));
-      return;
+      return true;
     }
-    const scanned = scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress);
+    return false;
+  }
+
+  #invoke(req: IncomingMessage, res: ServerResponse, url: string, scanned: ScannedRequest, deadlineMs: number | undefined): void {
     const route = resolveRoute(scanned.host, url, (name) => this.table.getFunction(name));
     const intercept = this.#options.intercept;
     if (intercept !== undefined && intercept(req, res, route, scanned)) return;
@@ -129,8 +167,28 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
         return;
       }
     }
+    if (deadlineMs !== undefined) this.#armDeadline(invocation, deadlineMs);
     this.#admit(invocation);
-  };
+  }
+
+  /** The client's deadline: waiting, the invocation leaves the queue; running, it is aborted at its sandbox. */
+  #armDeadline(invocation: Invocation<FunctionTraffic>, deadlineMs: number): void {
+    invocation.deadline = this.#options.clock.setTimeout(() => {
+      invocation.deadline = undefined;
+      const err = new BatonError('ERR_DEADLINE_EXCEEDED', `the invocation of function '${invocation.fn.name}' passed its client's deadline (${deadlineMs} ms)`, { details: { deadlineMs } });
+      if (invocation.state === 'running') {
+        invocation.abortWith(err);
+        return;
+      }
+      if (invocation.state !== 'waiting') return;
+      const entry = invocation.queueEntry;
+      if (entry !== undefined) {
+        invocation.queueEntry = undefined;
+        if (invocation.fn.traffic.queue.remove(entry)) this.#changeQueued(invocation.fn.traffic, -1);
+      }
+      this.#reject(invocation, err);
+    }, deadlineMs);
+  }
 
   /** Resolves when the named sandboxes have no invocation in flight here, or at `timeoutMs`. */
   drainWait(sandboxIds: readonly string[], timeoutMs: number): Promise<DrainWaitResponse> {
@@ -300,11 +358,12 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
     this.#inflight++;
     invocation.fn.traffic.demand.change(1, isFromQueue ? -1 : 0);
     invocation.fn.traffic.demand.markUsed(endpoint.sandboxId);
-    invocation.begin(endpoint, endpoint.upstream as Pool);
+    invocation.begin(endpoint, endpoint.upstream as Upstream);
   }
 
   /** The invocation left its endpoint (answered, failed or aborted): free the slot. */
   release(invocation: Invocation<FunctionTraffic>, code: string): void {
+    invocation.deadline?.cancel();
     const endpoint = invocation.endpoint;
     if (endpoint === undefined) return;
     invocation.endpoint = undefined;
@@ -320,7 +379,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
       if (endpoint.isRetired) {
         // A retired endpoint holds its pool until its last invocation ends (see #onEndpointRetired).
         if (this.#lingering.get(endpoint.sandboxId) === endpoint) this.#lingering.delete(endpoint.sandboxId);
-        this.#options.pools.release(endpoint.address);
+        this.#options.pools.release(endpoint.address, endpoint.upstream);
       }
       this.#drains.onIdle(endpoint);
     }
@@ -348,6 +407,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
 
   /** A queued invocation's client went away: drop it from the queue. */
   abandonQueued(invocation: Invocation<FunctionTraffic>): void {
+    invocation.deadline?.cancel();
     const entry = invocation.queueEntry;
     if (entry === undefined) return;
     invocation.queueEntry = undefined;
@@ -359,6 +419,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
   }
 
   #reject(invocation: Invocation<FunctionTraffic>, err: BatonError): void {
+    invocation.deadline?.cancel();
     invocation.fn.traffic.metrics.countInvocation(err.code);
     invocation.fail(err);
   }
@@ -416,7 +477,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
 
   #onEndpointRetired(endpoint: EndpointEntry): void {
     if (endpoint.inflight === 0) {
-      this.#options.pools.release(endpoint.address);
+      this.#options.pools.release(endpoint.address, endpoint.upstream);
       return;
     }
     this.#lingering.set(endpoint.sandboxId, endpoint);
