@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -9,7 +11,9 @@ import * as protoLoader from '@grpc/proto-loader';
 import { request } from 'undici';
 import { BatonClient } from '../../src/cli/client.ts';
 import { packDirectory } from '../../src/core/archive.ts';
+import { parseResultsCsv } from '../../src/loadgen/invitro-csv.ts';
 import { ROOT, startCluster, type Cluster } from '../kit/cluster.ts';
+import { runCli } from '../kit/run-cli.ts';
 
 /**
  * h2c and gRPC through the data plane, end to end: a control plane, a process-runtime worker and a
@@ -205,4 +209,24 @@ test('Baton\'s own errors reach gRPC clients as gRPC statuses: unknown function 
   holding.on('error', () => undefined);
   holding.cancel();
   assert.equal((await cancelled).code, grpc.status.CANCELLED);
+});
+
+test('baton loadgen run --transport grpc --deploy --runtime process replays through the data plane into h2c sandboxes', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'baton-h2c-loadgen-'));
+  try {
+    const out = join(dir, 'grpc.csv');
+    const result = await runCli(['loadgen', 'run', '--rps', '10', '--seconds', '1', '--exec-ms', '5', '--function', 'lg-grpc', '--deploy', '--runtime', 'process',
+      '--transport', 'grpc', '--url', cluster.cpUrl, '--target', cluster.dpUrl, '--format', 'baton', '-o', out]);
+    assert.equal(result.code, 0, result.stderr);
+    const { records } = parseResultsCsv(await readFile(out, 'utf8'));
+    assert.equal(records.length, 10);
+    for (let i = 0; i < records.length; i++) {
+      assert.equal(records.status[i], 200, `row ${i}: ${records.errorCodes[records.errorIndex[i] ?? 0]}`);
+      assert.ok((records.execUs[i] ?? 0) >= 5_000, `row ${i}: ExecutionTime ${records.execUs[i]}`);
+    }
+    // Every call was answered, so the sandboxes were reached over h2c (the trace function refuses gRPC over HTTP/1.1); removed afterwards.
+    assert.match(result.stderr, /deleted 1 functions/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

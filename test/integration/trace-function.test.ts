@@ -109,11 +109,11 @@ test('an unknown gRPC method is UNIMPLEMENTED, as a gRPC status', async (t) => {
   assert.match(err.details, /unknown method/);
 });
 
-test('baton loadgen run records the trace function\'s ExecutionTime over HTTP/1.1 and over h2c', async (t) => {
+test('baton loadgen run records the trace function\'s ExecutionTime over HTTP/1.1, h2c and gRPC', async (t) => {
   const port = await startTraceFunction(t);
   const dir = await mkdtemp(join(tmpdir(), 'baton-tf-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  for (const transport of ['http1', 'h2c']) {
+  for (const transport of ['http1', 'h2c', 'grpc']) {
     const out = join(dir, `${transport}.csv`);
     const result = await runCli(['loadgen', 'run', '--rps', '20', '--seconds', '1', '--exec-ms', '5', '--target', `http://127.0.0.1:${port}`, '--transport', transport, '--format', 'baton', '-o', out]);
     assert.equal(result.code, 0, result.stderr);
@@ -124,7 +124,7 @@ test('baton loadgen run records the trace function\'s ExecutionTime over HTTP/1.
       assert.ok((records.execUs[i] ?? 0) >= 5_000, `${transport} row ${i}: ExecutionTime ${records.execUs[i]}`);
     }
   }
-  const refused = await runCli(['loadgen', 'run', '--rps', '1', '--seconds', '1', '--target', `http://127.0.0.1:${port}`, '--transport', 'grpc', '-o', join(dir, 'g.csv')]);
+  const refused = await runCli(['loadgen', 'run', '--rps', '1', '--seconds', '1', '--target', `http://127.0.0.1:${port}`, '--transport', 'grpc', '--routing', 'path', '-o', join(dir, 'g.csv')]);
   assert.equal(refused.code, 2);
-  assert.match(refused.stderr, /--transport grpc is not available/);
+  assert.match(refused.stderr, /--transport grpc names the function by the call's authority: it needs --routing host/);
 });

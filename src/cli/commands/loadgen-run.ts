@@ -1,11 +1,12 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { FunctionSpecInput } from '../../api/function-spec.ts';
 import { packDirectory } from '../../core/archive.ts';
 import { BatonError } from '../../core/errors.ts';
 import { formatInvitroCsv } from '../../loadgen/invitro-csv.ts';
 import type { ResultsFormat } from '../../loadgen/invitro-csv.ts';
 import { H2CClient, Pool, type Dispatcher } from 'undici';
+import { GrpcDispatcher } from '../../loadgen/grpc-dispatcher.ts';
 import { isOk } from '../../loadgen/records.ts';
 import { runPlan } from '../../loadgen/runner.ts';
 import type { Routing, RunProgress, RunResult } from '../../loadgen/runner.ts';
@@ -47,7 +48,9 @@ ${TRACE_PLAN_USAGE.replace(/^/gm, '  ')}
 where and how:
   --target URL          the data plane (or anything speaking HTTP), e.g. http://127.0.0.1:8080
   --routing host|path   Host: <name> to / (default, Dirigent's and Invitro's way) or /fn/<name>/
-  --transport T         http1 (default) | h2c (HTTP/2 cleartext, prior knowledge); grpc is not available yet
+  --transport T         http1 (default) | h2c (HTTP/2 cleartext, prior knowledge) | grpc (Invitro's
+                        faas.Executor/Execute, the function named by the call's authority; needs
+                        --routing host and a gRPC function: --deploy makes one with protocol h2c)
   --deploy              register every function through the control plane (--url) first, and
                         delete them afterwards unless --keep; an existing name is refused
   --runtime R           emulated (default) | process (examples/trace-function) | container
@@ -150,11 +153,13 @@ function memoryPerFunction(plan: Plan): number[] {
  * 1 MiB. A process function's memory is also its limit (a cgroup's, on a root worker), and the trace
  * function touches what it is asked for on top of Node's own: the largest ask plus 64 MiB, at least
  * 128 MiB. CPU 100 m (Invitro's 1 vCPU / 10). Cold-sweep functions scale as Dirigent's `cold_start_sweep` (one sandbox at most,
- * torn down as soon as idle); the warm RPS function keeps one sandbox.
+ * torn down as soon as idle); the warm RPS function keeps one sandbox. `protocol` is how the data
+ * plane reaches the sandboxes (`h2c` for --transport h2c and grpc; the trace function serves both).
  */
-export function deploySpec(name: string, mode: Mode, runtime: 'emulated' | 'process', memoryMiB: number, artifact: string | undefined, timeoutMs: number): FunctionSpecInput {
+export function deploySpec(name: string, mode: Mode, runtime: 'emulated' | 'process', memoryMiB: number, artifact: string | undefined, timeoutMs: number, protocol: 'http1' | 'h2c' = 'http1'): FunctionSpecInput {
   const base: FunctionSpecInput = {
     name, runtime, concurrency: 1, timeoutMs: Math.min(900_000, Math.max(1, timeoutMs)),
+    ...(protocol === 'h2c' ? { protocol } : {}),
     resources: { cpuMilli: 100, memoryMiB: runtime === 'process' ? Math.max(128, Math.ceil(memoryMiB) + 64) : Math.max(1, Math.ceil(memoryMiB / 10)) },
     ...(runtime === 'process' ? { artifact, command: ['node', 'server.js'] } : {}),
   };
@@ -174,7 +179,7 @@ async function eachParallel<T>(items: readonly T[], work: (item: T) => Promise<v
 }
 
 /** Registers the plan's functions; none is created when a name is taken. Returns the created names. */
-async function deployFunctions(client: BatonClient, planned: Planned, runtime: 'emulated' | 'process', timeoutMs: number, io: CliIo): Promise<string[]> {
+async function deployFunctions(client: BatonClient, planned: Planned, runtime: 'emulated' | 'process', timeoutMs: number, protocol: 'http1' | 'h2c', io: CliIo): Promise<string[]> {
   const { plan } = planned;
   const call = io.signal === undefined ? {} : { signal: io.signal };
   const existing = new Set((await client.listFunctions(call)).map((f) => f.spec.name));
@@ -188,7 +193,7 @@ async function deployFunctions(client: BatonClient, planned: Planned, runtime: '
   const created: string[] = [];
   try {
     await eachParallel(plan.functions.map((name, i) => ({ name, memoryMiB: memory[i] ?? 0 })), async ({ name, memoryMiB }) => {
-      await client.createFunction(deploySpec(name, planned.mode, runtime, memoryMiB, artifact, timeoutMs), call);
+      await client.createFunction(deploySpec(name, planned.mode, runtime, memoryMiB, artifact, timeoutMs, protocol), call);
       created.push(name);
     });
   } catch (err) {
@@ -236,6 +241,18 @@ function h2cDispatcher(target: string, connections: number, timeoutMs: number): 
   });
 }
 
+/** gRPC calls through @grpc/grpc-js, one channel per function (see GrpcDispatcher). */
+function grpcDispatcher(target: string, timeoutMs: number): Dispatcher {
+  let url: URL;
+  try {
+    url = new URL(target);
+  } catch {
+    throw new UsageError(`--target '${target}' is not a URL`);
+  }
+  if (url.protocol !== 'http:') throw new UsageError(`--transport grpc needs an http:// target (cleartext), got '${target}'`);
+  return new GrpcDispatcher(url.host, join(TRACE_FUNCTION_DIR, 'faas.proto'), timeoutMs + 1_000);
+}
+
 async function runLoad(ctx: CommandContext): Promise<number> {
   const { values, io } = ctx;
   const target = stringFlag(values, 'target');
@@ -245,8 +262,9 @@ async function runLoad(ctx: CommandContext): Promise<number> {
   const runtime = oneOf(values, 'runtime', RUNTIMES, 'emulated');
   if (runtime === 'container') throw new UsageError("--runtime container: this version of Baton has no container runtime (runtimes: emulated, process)");
   const transport = oneOf(values, 'transport', TRANSPORTS, 'http1');
-  if (transport === 'grpc') throw new UsageError('--transport grpc is not available in this version (http1, h2c)');
   const routing = oneOf<Routing>(values, 'routing', ['host', 'path'], 'host');
+  if (transport === 'grpc' && routing !== 'host') throw new UsageError('--transport grpc names the function by the call\'s authority: it needs --routing host');
+  if (transport === 'grpc' && runtime === 'emulated' && values['deploy'] === true) throw new UsageError('--transport grpc --deploy needs --runtime process (an emulated sandbox answers HTTP/1.1 only)');
   const format = oneOf<ResultsFormat>(values, 'format', ['invitro', 'baton'], 'invitro');
   const timeoutMs = intFlag(values, 'timeout-ms', 1) ?? 15_000;
   const connections = intFlag(values, 'connections', 1) ?? 512;
@@ -261,10 +279,10 @@ async function runLoad(ctx: CommandContext): Promise<number> {
   const lastMs = plan.length === 0 ? 0 : plan.atMs[plan.length - 1] ?? 0;
   if (lastMs > maxDurationMs) throw new BatonError('ERR_INVALID_REQUEST', `the plan lasts ${Math.ceil(lastMs / 1000)} s, more than --max-seconds ${maxDurationMs / 1000}`);
 
-  const deployed = values['deploy'] === true ? await deployFunctions(ctx.client(), planned, runtime, timeoutMs, io) : [];
+  const deployed = values['deploy'] === true ? await deployFunctions(ctx.client(), planned, runtime, timeoutMs, transport !== 'http1' && runtime === 'process' ? 'h2c' : 'http1', io) : [];
   if (deployed.length > 0) io.stderr.write(`deployed ${deployed.length} functions (runtime ${runtime})\n`);
   let result: RunResult;
-  const dispatcher = transport === 'h2c' ? h2cDispatcher(target, connections, timeoutMs) : undefined;
+  const dispatcher = transport === 'h2c' ? h2cDispatcher(target, connections, timeoutMs) : transport === 'grpc' ? grpcDispatcher(target, timeoutMs) : undefined;
   try {
     const isTty = io.stderr.isTTY === true;
     result = await runPlan(plan, {
