@@ -5,13 +5,24 @@
  *   npm run bench:proxy -- [--duration 10] [--connections 50] [--rounds 1] [--warmup 2]
  *                          [--concurrency 1000] [--cpu-prof DIR] [--out bench/results/proxy.json]
  *                          [--paths direct,haproxy,dataplane] [--baseline DIR] [--light-connections 1]
+ *                          [--h2c-paths direct-h1,direct-h2c,dataplane-h1,dataplane-h2c | none]
+ *                          [--h2c-connections 5] [--h2c-streams 10]
  *
  * Each round runs wrk (1 thread, `--connections`, `--duration` s, `--latency`) against direct,
  * HAProxy and the data plane in turn, after a short unrecorded warm-up of each; the table shows the
  * median over rounds. Then one light-load round (`--light-connections`, default 1) shows what each
  * hop adds to latency when nothing queues. `--baseline DIR` also runs the data plane of another checkout of Baton (with
  * its node_modules) as the path `dataplane-base`, to compare two versions in one run on a noisy
- * machine. `--cpu-prof DIR` profiles this checkout's data plane. Everything started is stopped at the end, on error and on Ctrl-C.
+ * machine. `--cpu-prof DIR` profiles this checkout's data plane.
+ *
+ * HTTP/1.1 next to h2c, in the same run: h2load (nghttp2; wrk has no HTTP/2) loads
+ * examples/trace-function (one process serving both, `workload: empty` so it answers at once)
+ * directly and through the data plane, as the function `trace-h1` (HTTP/1.1 in and out: h2load
+ * --h1, `--connections` connections) and `trace-h2c` (`protocol: h2c`, HTTP/2 in and out:
+ * `--h2c-connections` × `--h2c-streams` concurrent streams, the same concurrency by default). h2load
+ * reports no percentiles, so that table shows mean and max latency.
+ *
+ * Everything started is stopped at the end, on error and on Ctrl-C.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -19,10 +30,11 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  REPO_ROOT, startDataplaneProcess, startFakeControlPlane, startHaproxy, startUpstream, waitForOk, type Stoppable,
+  REPO_ROOT, startDataplaneProcess, startFakeControlPlane, startHaproxy, startTraceUpstream, startUpstream, waitForOk, type Stoppable,
 } from './lib/proxy-fixtures.ts';
 import { processCpuMs, processCpuTimes } from './lib/proc-cpu.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
+import { runH2load, type H2loadResult } from './lib/h2load.ts';
 
 interface BenchOptions {
   readonly durationS: number;
@@ -39,7 +51,16 @@ interface BenchOptions {
   readonly lightConnections: number;
   /** A checkout (with node_modules) whose data plane runs as the path `dataplane-base`. */
   readonly baseline: string | undefined;
+  /** The HTTP/1.1-versus-h2c paths loaded with h2load (none: skipped). */
+  readonly h2cPaths: readonly H2cTargetName[];
+  readonly h2cConnections: number;
+  readonly h2cStreams: number;
 }
+
+type H2cTargetName = 'direct-h1' | 'direct-h2c' | 'dataplane-h1' | 'dataplane-h2c';
+const H2C_TARGET_NAMES: readonly H2cTargetName[] = ['direct-h1', 'direct-h2c', 'dataplane-h1', 'dataplane-h2c'];
+interface H2cTarget { readonly name: H2cTargetName; readonly url: string; readonly protocol: 'h1' | 'h2c'; readonly proxyPid: number | undefined }
+interface H2cRun extends H2loadResult { readonly proxyCpuUsPerRequest: number }
 
 /** `dataplane-base`: a second data plane from `--baseline DIR`, to compare two versions in one run. */
 type TargetName = 'direct' | 'haproxy' | 'dataplane' | 'dataplane-base';
@@ -69,6 +90,9 @@ function parseOptions(argv: string[]): BenchOptions {
       paths: { type: 'string' },
       'light-connections': { type: 'string', default: '1' },
       baseline: { type: 'string' },
+      'h2c-paths': { type: 'string', default: H2C_TARGET_NAMES.join(',') },
+      'h2c-connections': { type: 'string', default: '5' },
+      'h2c-streams': { type: 'string', default: '10' },
       out: { type: 'string', default: join(REPO_ROOT, 'bench/results/proxy.json') },
     },
   });
@@ -87,6 +111,12 @@ function parseOptions(argv: string[]): BenchOptions {
     out: resolve(values.out),
     lightConnections: int('light-connections', values['light-connections'], 0, 10_000),
     baseline: values.baseline === undefined ? undefined : resolve(values.baseline),
+    h2cConnections: int('h2c-connections', values['h2c-connections'], 1, 1_000),
+    h2cStreams: int('h2c-streams', values['h2c-streams'], 1, 1_000),
+    h2cPaths: values['h2c-paths'] === 'none' ? [] : values['h2c-paths'].split(',').map((p) => {
+      if (!(H2C_TARGET_NAMES as readonly string[]).includes(p)) throw new Error(`--h2c-paths takes none or a comma-separated subset of ${H2C_TARGET_NAMES.join(',')}, got '${p}'`);
+      return p as H2cTargetName;
+    }),
     paths: (values.paths ?? `direct,haproxy,dataplane${values.baseline === undefined ? '' : ',dataplane-base'}`).split(',').map((p) => {
       if (!(TARGET_NAMES as readonly string[]).includes(p)) throw new Error(`--paths takes a comma-separated subset of ${TARGET_NAMES.join(',')}, got '${p}'`);
       return p as TargetName;
@@ -95,8 +125,9 @@ function parseOptions(argv: string[]): BenchOptions {
 }
 
 /** haproxy and wrk come from Debian; as root they are installed when missing, otherwise the command is printed. */
-function ensureTools(): void {
-  const missing = ['haproxy', 'wrk'].filter((tool) => {
+function ensureTools(needsH2load: boolean): void {
+  const packages: Record<string, string> = { haproxy: 'haproxy', wrk: 'wrk', h2load: 'nghttp2-client' };
+  const missing = ['haproxy', 'wrk', ...(needsH2load ? ['h2load'] : [])].filter((tool) => {
     try {
       execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
       return false;
@@ -105,7 +136,7 @@ function ensureTools(): void {
     }
   });
   if (missing.length === 0) return;
-  const command = `apt-get update && apt-get install -y ${missing.join(' ')}`;
+  const command = `apt-get update && apt-get install -y ${missing.map((tool) => packages[tool] ?? tool).join(' ')}`;
   if (process.getuid?.() !== 0) throw new Error(`missing ${missing.join(', ')}; install with: sudo ${command}`);
   process.stderr.write(`installing ${missing.join(', ')}…\n`);
   execFileSync('sh', ['-c', command], { stdio: 'inherit', timeout: 300_000 });
@@ -113,7 +144,7 @@ function ensureTools(): void {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  ensureTools();
+  ensureTools(options.h2cPaths.length > 0);
   const abort = new AbortController();
   const stops: Stoppable[] = [];
   const scratch = await mkdtemp(join(tmpdir(), 'baton-bench-proxy-'));
@@ -123,7 +154,13 @@ async function main(): Promise<void> {
   try {
     const upstream = await startUpstream(scratch, abort.signal);
     stops.push(upstream);
-    const controlPlane = await startFakeControlPlane(upstream.address, options.concurrency);
+    const traceUpstream = options.h2cPaths.length === 0 ? undefined : await startTraceUpstream(scratch, abort.signal);
+    if (traceUpstream !== undefined) stops.push(traceUpstream);
+    const extra = traceUpstream === undefined ? [] : [
+      { name: 'trace-h1', protocol: 'http1' as const, address: traceUpstream.address },
+      { name: 'trace-h2c', protocol: 'h2c' as const, address: traceUpstream.address },
+    ];
+    const controlPlane = await startFakeControlPlane(upstream.address, options.concurrency, extra);
     stops.push(controlPlane);
     const profFlags = options.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir];
     const dataplane = await startDataplaneProcess(controlPlane, { dataplaneId: 'bench-dataplane', nodeFlags: profFlags }, abort.signal);
@@ -143,10 +180,18 @@ async function main(): Promise<void> {
     for (const target of targets) await waitForOk(target.url, abort.signal);
     const runs = await measure(targets, options, options.connections, options.rounds, abort.signal);
     const light = options.lightConnections === 0 ? undefined : await measure(targets, options, options.lightConnections, 1, abort.signal);
-    const summary = summarise(runs, light, options);
+    const h2cTargets: H2cTarget[] = traceUpstream === undefined ? [] : ([
+      { name: 'direct-h1', url: `http://${traceUpstream.address}/`, protocol: 'h1', proxyPid: undefined },
+      { name: 'direct-h2c', url: `http://${traceUpstream.address}/`, protocol: 'h2c', proxyPid: undefined },
+      { name: 'dataplane-h1', url: `${dataplane.proxyUrl}/fn/trace-h1/`, protocol: 'h1', proxyPid: dataplane.pid },
+      { name: 'dataplane-h2c', url: `${dataplane.proxyUrl}/fn/trace-h2c/`, protocol: 'h2c', proxyPid: dataplane.pid },
+    ] as const).filter((t) => options.h2cPaths.includes(t.name));
+    const h2cRuns = await measureH2c(h2cTargets, options, abort.signal);
+    const summary = { ...summarise(runs, light, options), h2c: summariseH2c(h2cRuns, options) };
     process.stdout.write(formatTable(summary.rows, `wrk 1 thread, ${options.connections} connections, ${options.durationS} s per path, ${options.rounds} round(s) (median), ${options.warmupS} s warm-up`));
     if (summary.lightRows.length > 0) process.stdout.write(`\n${formatTable(summary.lightRows, `light load: wrk 1 thread, ${options.lightConnections} connection(s), ${options.durationS} s per path, 1 round`)}`);
     if (base !== undefined) process.stdout.write(formatComparison(summary));
+    if (summary.h2c.rows.length > 0) process.stdout.write(`\n${formatH2cTable(summary.h2c)}`);
     await mkdir(dirname(options.out), { recursive: true });
     await writeFile(options.out, `${JSON.stringify(summary, null, 2)}\n`);
     process.stdout.write(`\nwrote ${options.out}\n`);
@@ -182,6 +227,72 @@ async function measure(targets: readonly Target[], options: BenchOptions, connec
     }
   }
   return runs;
+}
+
+/** The HTTP/1.1-versus-h2c paths, each run `--rounds` times after a warm-up, in a rotating order. */
+async function measureH2c(targets: readonly H2cTarget[], options: BenchOptions, signal: AbortSignal): Promise<Map<H2cTargetName, H2cRun[]>> {
+  const runs = new Map<H2cTargetName, H2cRun[]>(targets.map((t) => [t.name, []]));
+  for (let round = 1; round <= options.rounds; round++) {
+    const order = targets.map((_, i) => targets[(i + round - 1) % targets.length] as H2cTarget);
+    for (const target of order) {
+      const load = {
+        url: target.url, protocol: target.protocol, headers: ['workload: empty'],
+        connections: target.protocol === 'h1' ? options.connections : options.h2cConnections, streams: options.h2cStreams,
+      };
+      if (options.warmupS > 0) await runH2load({ ...load, durationS: options.warmupS, warmupS: 0 }, signal);
+      const cpuBefore = processCpuMs(target.proxyPid ?? 0);
+      const result = await runH2load({ ...load, durationS: options.durationS, warmupS: 0 }, signal);
+      const run: H2cRun = { ...result, proxyCpuUsPerRequest: target.proxyPid === undefined ? 0 : ((processCpuMs(target.proxyPid) - cpuBefore) * 1000) / Math.max(1, result.requests) };
+      runs.get(target.name)?.push(run);
+      process.stderr.write(`h2load round ${round}/${options.rounds} ${target.name.padEnd(13)} ${run.requestsPerSecond.toFixed(0)} req/s  mean ${run.meanMs.toFixed(3)} ms  proxy CPU ${run.proxyCpuUsPerRequest.toFixed(1)} µs/req  failed ${run.failed}\n`);
+    }
+  }
+  return runs;
+}
+
+interface H2cRow {
+  readonly target: H2cTargetName;
+  readonly requestsPerSecond: number;
+  readonly meanMs: number;
+  readonly maxMs: number;
+  readonly proxyCpuUsPerRequest: number;
+  readonly failed: number;
+  readonly rounds: readonly H2cRun[];
+}
+
+interface H2cSummary {
+  readonly params: { tool: 'h2load'; h1Connections: number; h2cConnections: number; h2cStreams: number; durationS: number; warmupS: number; rounds: number };
+  readonly rows: readonly H2cRow[];
+}
+
+function summariseH2c(runs: Map<H2cTargetName, H2cRun[]>, options: BenchOptions): H2cSummary {
+  return {
+    params: { tool: 'h2load', h1Connections: options.connections, h2cConnections: options.h2cConnections, h2cStreams: options.h2cStreams, durationS: options.durationS, warmupS: options.warmupS, rounds: options.rounds },
+    rows: [...runs.entries()].map(([target, results]) => ({
+      target,
+      requestsPerSecond: median(results.map((r) => r.requestsPerSecond)),
+      meanMs: median(results.map((r) => r.meanMs)),
+      maxMs: median(results.map((r) => r.maxMs)),
+      proxyCpuUsPerRequest: median(results.map((r) => r.proxyCpuUsPerRequest)),
+      failed: results.reduce((sum, r) => sum + r.failed, 0),
+      rounds: results,
+    })),
+  };
+}
+
+function formatH2cTable(summary: H2cSummary): string {
+  const p = summary.params;
+  const title = `HTTP/1.1 and h2c, trace function upstream: h2load 1 thread, ${p.h1Connections} HTTP/1.1 connections or ${p.h2cConnections} × ${p.h2cStreams} h2c streams, ${p.durationS} s per path, ${p.rounds} round(s) (median)`;
+  const header = ['path', 'req/s', 'mean ms', 'max ms', 'proxy CPU µs/req', 'failed'];
+  const lines = summary.rows.map((r) => [
+    r.target, r.requestsPerSecond.toFixed(0), r.meanMs.toFixed(3), r.maxMs.toFixed(3), r.target.startsWith('direct') ? '—' : r.proxyCpuUsPerRequest.toFixed(1), String(r.failed),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
+  const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
+  const h1 = summary.rows.find((r) => r.target === 'dataplane-h1');
+  const h2 = summary.rows.find((r) => r.target === 'dataplane-h2c');
+  const ratio = h1 === undefined || h2 === undefined ? [] : [`data plane h2c / HTTP/1.1: req/s ×${(h2.requestsPerSecond / h1.requestsPerSecond).toFixed(3)}, proxy CPU/req ×${(h2.proxyCpuUsPerRequest / h1.proxyCpuUsPerRequest).toFixed(3)}`];
+  return [title, fmt(header), ...lines.map(fmt), ...ratio, ''].join('\n');
 }
 
 interface Row {

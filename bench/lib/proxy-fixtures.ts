@@ -16,6 +16,7 @@ import type { RegisterDataplaneRequest, RoutingUpdate } from '../../src/api/data
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 const RUNNER = join(REPO_ROOT, 'src/worker/process/handler-runner.js');
 const HELLO_DIR = join(REPO_ROOT, 'examples/hello');
+const TRACE_FUNCTION_DIR = join(REPO_ROOT, 'examples/trace-function');
 const HOST = '127.0.0.1';
 
 export interface Stoppable {
@@ -82,6 +83,32 @@ export async function startUpstream(scratchDir: string, signal: AbortSignal): Pr
   return { address: `${HOST}:${port}`, pid: child.pid as number, stop: () => stopChild(child) };
 }
 
+/**
+ * examples/trace-function as a sandbox process (HTTP/1.1 and h2c on one port), for the h2c
+ * comparison: the same process behind an http1 and an h2c function. Asked with `workload: empty`,
+ * it answers at once.
+ */
+export async function startTraceUpstream(scratchDir: string, signal: AbortSignal): Promise<Upstream> {
+  const port = await pickFreePort();
+  const env = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: scratchDir, TMPDIR: scratchDir, PORT: String(port), HOST };
+  const child = spawn(process.execPath, ['server.js'], { cwd: TRACE_FUNCTION_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr = tail(child.stderr);
+  await Promise.race([
+    new Promise<void>((ok) => child.stdout?.once('data', () => ok())),
+    once(child, 'exit').then(() => { throw new Error(`the trace function process exited: ${stderr()}`); }),
+    rejectAfter(10_000, 'the trace function process did not start', signal),
+  ]);
+  child.stdout?.resume();
+  return { address: `${HOST}:${port}`, pid: child.pid as number, stop: () => stopChild(child) };
+}
+
+/** Functions routed besides `hello`: each with one endpoint at `address`. */
+export interface ExtraFunction {
+  readonly name: string;
+  readonly protocol: 'http1' | 'h2c';
+  readonly address: string;
+}
+
 export interface FakeControlPlane extends Stoppable {
   readonly url: string;
   /** Resolves with a data plane's registration once it has registered and received the routing snapshot. */
@@ -94,7 +121,7 @@ export interface FakeControlPlane extends Stoppable {
  * (concurrency `concurrency` per sandbox, so 50 connections never queue) and one endpoint, the
  * upstream.
  */
-export async function startFakeControlPlane(upstreamAddress: string, concurrency: number): Promise<FakeControlPlane> {
+export async function startFakeControlPlane(upstreamAddress: string, concurrency: number, extra: readonly ExtraFunction[] = []): Promise<FakeControlPlane> {
   const waiting = new Map<string, { promise: Promise<RegisterDataplaneRequest>; ok: (r: RegisterDataplaneRequest) => void; fail: (err: Error) => void }>();
   const entry = (id: string) => {
     let found = waiting.get(id);
@@ -118,8 +145,14 @@ export async function startFakeControlPlane(upstreamAddress: string, concurrency
       const registration = JSON.parse(Buffer.concat(chunks).toString('utf8')) as RegisterDataplaneRequest;
       const snapshot: RoutingUpdate = {
         kind: 'snapshot', epoch: 'bench', version: ++version,
-        functions: [{ name: 'hello', generation: 1, concurrency, timeoutMs: 30_000 }],
-        endpoints: [{ sandboxId: 'hello-bench-1', function: 'hello', address: upstreamAddress, isDraining: false }],
+        functions: [
+          { name: 'hello', generation: 1, concurrency, timeoutMs: 30_000 },
+          ...extra.map((f) => ({ name: f.name, generation: 1, concurrency, timeoutMs: 30_000, ...(f.protocol === 'h2c' ? { protocol: 'h2c' as const } : {}) })),
+        ],
+        endpoints: [
+          { sandboxId: 'hello-bench-1', function: 'hello', address: upstreamAddress, isDraining: false },
+          ...extra.map((f) => ({ sandboxId: `${f.name}-bench-1`, function: f.name, address: f.address, isDraining: false })),
+        ],
       };
       const { ok, fail } = entry(registration.dataplaneId);
       postJson(`${registration.url}/internal/v1/routing`, snapshot).then(() => ok(registration), fail);

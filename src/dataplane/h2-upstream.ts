@@ -1,4 +1,5 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as connectTcp } from 'node:net';
 import type { Readable } from 'node:stream';
 
 /** The code of the error a stream fails with when the sandbox sends nothing for the timeout. */
@@ -77,7 +78,12 @@ export class H2Upstream {
   }
 
   #connect(): ClientHttp2Session {
-    const session = connect(`http://${this.address}`, {
+    const url = new URL(`http://${this.address}`);
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(url.port || 80);
+    const session = connect(url.origin, {
+      // Without TCP_NODELAY small frames wait on Nagle's algorithm and the peer's delayed ACK.
+      createConnection: () => connectTcp({ host, port, noDelay: true }),
       maxSessionMemory: 32,
       settings: { enablePush: false, initialWindowSize: 1024 * 1024 },
     });

@@ -98,7 +98,11 @@ export function serveCleartextHttp2(
       socket.unshift(head);
       // Both take the bytes already read from the socket's buffer: an HTTP/2 session when it
       // attaches, the HTTP/1.1 parser once the socket flows again.
-      if (isPreface) server.emit('connection', socket);
+      if (isPreface) {
+        // As the HTTP/1.1 server does: small frames must not wait on Nagle's algorithm.
+        socket.setNoDelay(true);
+        server.emit('connection', socket);
+      }
       else {
         http1Connection.call(http1, socket);
         socket.resume();
