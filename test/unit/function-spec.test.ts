@@ -93,3 +93,12 @@ test('an emulated function needs no code: no artifact, handler or command', () =
 test('an emulated function may name an artifact (it is never checked or fetched)', () => {
   assert.equal(parse({ name: 'emu', runtime: 'emulated', artifact }).artifact, artifact);
 });
+
+test('protocol is http1 by default or h2c; h2c is refused where the sandbox answers only HTTP/1.1', () => {
+  assert.equal(parse({ name: 'p', artifact, handler: 'index.handler' }).protocol, 'http1');
+  assert.equal(parse({ name: 'p', artifact, command: ['node', 'server.js'], protocol: 'h2c' }).protocol, 'h2c');
+  assert.equal(parse({ name: 'c', runtime: 'container', artifact, protocol: 'h2c' }).protocol, 'h2c');
+  assert.deepEqual(issuesOf({ name: 'p', artifact, handler: 'index.handler', protocol: 'h2' }).map((i) => i.field), ['protocol']);
+  assert.deepEqual(issuesOf({ name: 'e', runtime: 'emulated', protocol: 'h2c' }).map((i) => i.field), ['protocol']);
+  assert.deepEqual(issuesOf({ name: 'l', artifact, command: ['./bootstrap'], lambdaRuntimeApi: true, protocol: 'h2c' }).map((i) => i.field), ['protocol']);
+});
