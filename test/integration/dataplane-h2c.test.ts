@@ -217,3 +217,23 @@ test('a gRPC call waiting for a cold start leaves the queue at its grpc-timeout 
   assert.equal((JSON.parse(plain.body) as { error: { code: string } }).error.code, 'ERR_FUNCTION_NOT_FOUND');
   assert.ok(dp.proxyUrl.startsWith('http://127.0.0.1:'));
 });
+
+test('over HTTP/1.1 to an h2c function, a body arrives whole; closing, the data plane lets a stream in flight finish', async (t) => {
+  const { dp, routing, client } = await setup(t);
+  const sandbox = await startH2Sandbox(t, 'sb1');
+  await routing.snapshot([fn('echo', { concurrency: 2 })], [endpoint('s1', 'echo', sandbox)]);
+  const body = 'x'.repeat(200_000);
+  const res = await fetch(`${dp.proxyUrl}/fn/echo/upload`, { method: 'POST', body, headers: { 'content-type': 'text/plain' } });
+  assert.equal(res.status, 200);
+  const answer = await res.json() as Record<string, unknown>;
+  assert.deepEqual([answer['path'], answer['method'], answer['authority'], (answer['body'] as string).length], ['/upload', 'POST', dp.proxyUrl.slice('http://'.length), body.length]);
+
+  sandbox.isHolding = true;
+  const pending = h2(client, { ':method': 'GET', ':path': '/', ':authority': 'echo' });
+  await waitFor(() => sandbox.held.length === 1, { message: 'the stream reached the sandbox' });
+  const closed = dp.close();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  release(sandbox.held[0]);
+  assert.equal((await pending).head[':status'], 200);
+  await closed;
+});
