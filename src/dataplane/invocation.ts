@@ -79,6 +79,8 @@ export class Invocation<R> implements Dispatcher.DispatchHandler, H2StreamHandle
   headHook: HeadHook | undefined = undefined;
   /** The client's deadline (gRPC's `grpc-timeout`), armed by the proxy at admission. */
   deadline: Timer | undefined = undefined;
+  /** When that deadline passes (the clock's ms); the sandbox is sent what is left of it as its `grpc-timeout`. */
+  deadlineAt: number | undefined = undefined;
   readonly #owner: InvocationOwner<R>;
   readonly #path: string;
   readonly #headers: string[];
@@ -112,8 +114,11 @@ export class Invocation<R> implements Dispatcher.DispatchHandler, H2StreamHandle
     req.on('error', ignoreError);
   }
 
-  /** Sends the request to `endpoint` over its upstream; the owner has already taken the slot. */
-  begin(endpoint: EndpointEntry, upstream: Upstream): void {
+  /**
+   * Sends the request to `endpoint` over its upstream; the owner has already taken the slot.
+   * `now`: the clock's time, to send an h2c sandbox the rest of the client's deadline.
+   */
+  begin(endpoint: EndpointEntry, upstream: Upstream, now: number): void {
     this.state = 'running';
     this.endpoint = endpoint;
     this.#abort = undefined;
@@ -126,7 +131,7 @@ export class Invocation<R> implements Dispatcher.DispatchHandler, H2StreamHandle
       upstream.dispatch({
         method: this.req.method ?? 'GET',
         path: this.#path,
-        headers: this.#headers,
+        headers: this.deadlineAt === undefined ? this.#headers : withGrpcTimeout(this.#headers, Math.max(1, Math.ceil(this.deadlineAt - now))),
         isTrailersAccepted: typeof te === 'string' && te.toLowerCase().includes('trailers'),
         body: this.body ?? (this.#hasBody ? this.#requestBody() : null),
         timeoutMs,
@@ -274,6 +279,16 @@ export class Invocation<R> implements Dispatcher.DispatchHandler, H2StreamHandle
 /** The refusal of a body larger than its function allows. */
 export function payloadTooLarge(maxBytes: number): BatonError {
   return new BatonError('ERR_PAYLOAD_TOO_LARGE', `the invocation body must be at most ${maxBytes} bytes`, { details: { maxBytes } });
+}
+
+/** `headers` with `grpc-timeout` set to `ms` milliseconds (what is left of the client's deadline). */
+function withGrpcTimeout(headers: readonly string[], ms: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if ((headers[i] as string).toLowerCase() !== 'grpc-timeout') out.push(headers[i] as string, headers[i + 1] as string);
+  }
+  out.push('grpc-timeout', `${ms}m`);
+  return out;
 }
 
 function trailerObject(list: readonly (Buffer | string)[]): Record<string, string> {

@@ -173,6 +173,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
 
   /** The client's deadline: waiting, the invocation leaves the queue; running, it is aborted at its sandbox. */
   #armDeadline(invocation: Invocation<FunctionTraffic>, deadlineMs: number): void {
+    invocation.deadlineAt = this.#options.clock.now() + deadlineMs;
     invocation.deadline = this.#options.clock.setTimeout(() => {
       invocation.deadline = undefined;
       const err = new BatonError('ERR_DEADLINE_EXCEEDED', `the invocation of function '${invocation.fn.name}' passed its client's deadline (${deadlineMs} ms)`, { details: { deadlineMs } });
@@ -358,7 +359,7 @@ export class InvocationProxy implements InvocationOwner<FunctionTraffic> {
     this.#inflight++;
     invocation.fn.traffic.demand.change(1, isFromQueue ? -1 : 0);
     invocation.fn.traffic.demand.markUsed(endpoint.sandboxId);
-    invocation.begin(endpoint, endpoint.upstream as Upstream);
+    invocation.begin(endpoint, endpoint.upstream as Upstream, invocation.deadlineAt === undefined ? 0 : this.#options.clock.now());
   }
 
   /** The invocation left its endpoint (answered, failed or aborted): free the slot. */

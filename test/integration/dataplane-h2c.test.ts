@@ -64,7 +64,10 @@ async function startH2Sandbox(t: TestContext, name: string): Promise<H2Sandbox> 
       const respond = (): void => {
         sandbox.served++;
         stream.respond({ ':status': 200, 'content-type': 'application/json', 'x-sandbox': name });
-        stream.end(JSON.stringify({ sandbox: name, path: headers[':path'], authority: headers[':authority'], method: headers[':method'], body: Buffer.concat(chunks).toString('utf8'), te: headers['te'] ?? null }));
+        stream.end(JSON.stringify({
+          sandbox: name, path: headers[':path'], authority: headers[':authority'], method: headers[':method'], body: Buffer.concat(chunks).toString('utf8'),
+          te: headers['te'] ?? null, grpcTimeout: headers['grpc-timeout'] ?? null,
+        }));
       };
       if (sandbox.isHolding) sandbox.held.push(Object.assign(stream, { respond2: respond }));
       else respond();
@@ -205,7 +208,12 @@ test('a gRPC call waiting for a cold start leaves the queue at its grpc-timeout 
   assert.deepEqual([full.head['x-baton-error'], full.trailers?.['grpc-status']], ['ERR_QUEUE_FULL', '14']);
   const sandbox = await startH2Sandbox(t, 'late');
   await routing.delta([{ type: 'endpoint.put', endpoint: endpoint('l1', 'grpc-fn', sandbox) }]);
-  assert.equal((await waiting).head['x-sandbox'], 'late');
+  const served = await waiting;
+  assert.equal(served.head['x-sandbox'], 'late');
+  // The sandbox is given what was left of the 5 s after the wait for it, in milliseconds.
+  const grpcTimeout = String((JSON.parse(served.body) as { grpcTimeout: unknown }).grpcTimeout);
+  assert.match(grpcTimeout, /^\d+m$/);
+  assert.ok(Number.parseInt(grpcTimeout, 10) < 5_000 && Number.parseInt(grpcTimeout, 10) > 0, grpcTimeout);
 
   const unknown = await h2(client, { ...grpcHeaders, ':authority': 'nope' });
   assert.deepEqual([unknown.head[':status'], unknown.trailers?.['grpc-status']], [200, '5']);
