@@ -200,6 +200,7 @@ const METHODS = { '/faas.Executor/Execute': [decodeFaasRequest, onExecute], '/fa
 
 function onGrpcRequest(req, res, startedAt) {
   if (req.httpVersionMajor !== 2) return grpcFailure(res, GRPC.INTERNAL, 'gRPC needs HTTP/2');
+  if (req.url === '/faas.Streamer/Echo') return onEcho(req, res);
   const chunks = [];
   req.on('data', (chunk) => chunks.push(chunk));
   req.on('end', () => {
@@ -226,6 +227,43 @@ function onExecute(request, res, startedAt) {
   res.writeHead(200, { 'content-type': 'application/grpc' });
   res.addTrailers({ 'grpc-status': String(GRPC.OK), 'grpc-message': '' });
   res.end(grpcFrame(reply));
+}
+
+/** Bidirectional: each request message, as its frame completes, is answered "echo <count>". */
+function onEcho(req, res) {
+  res.writeHead(200, { 'content-type': 'application/grpc' });
+  let pending = Buffer.alloc(0);
+  let isFailed = false;
+  req.on('data', (chunk) => {
+    if (isFailed) return;
+    pending = Buffer.concat([pending, chunk]);
+    while (pending.length >= 5) {
+      const length = pending.readUInt32BE(1);
+      if (pending[0] !== 0 || length > 1024 * 1024) {
+        isFailed = true;
+        res.addTrailers({ 'grpc-status': String(GRPC.INVALID_ARGUMENT), 'grpc-message': 'expected uncompressed messages of at most 1 MiB' });
+        res.end();
+        return;
+      }
+      if (pending.length < 5 + length) break;
+      let request;
+      try {
+        request = decodeStreamRequest(pending.subarray(5, 5 + length));
+      } catch (err) {
+        isFailed = true;
+        res.addTrailers({ 'grpc-status': String(GRPC.INVALID_ARGUMENT), 'grpc-message': encodeURIComponent(`bad StreamRequest: ${err.message}`) });
+        res.end();
+        return;
+      }
+      pending = pending.subarray(5 + length);
+      res.write(grpcFrame(encodeFaasReply({ message: `echo ${request.count}`, durationInMicroSec: 0, memoryUsageInKb: 0 })));
+    }
+  });
+  req.on('end', () => {
+    if (isFailed) return;
+    res.addTrailers({ 'grpc-status': String(GRPC.OK), 'grpc-message': '' });
+    res.end();
+  });
 }
 
 /** `count` replies "tick 0" … `intervalMs` apart (timers, no spinning), then grpc-status 0. */

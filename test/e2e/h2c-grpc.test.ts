@@ -49,7 +49,10 @@ async function deploy(name: string, extra: Record<string, unknown> = {}): Promis
 interface FaasReply { message: string; durationInMicroSec: number; memoryUsageInKb: number }
 type Unary = (req: object, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, reply?: FaasReply) => void) => void;
 type ExecutorClient = grpc.Client & { Execute: Unary };
-type StreamerClient = grpc.Client & { ExecuteStream(req: object, options: grpc.CallOptions): grpc.ClientReadableStream<FaasReply> };
+type StreamerClient = grpc.Client & {
+  ExecuteStream(req: object, options: grpc.CallOptions): grpc.ClientReadableStream<FaasReply>;
+  Echo(options: grpc.CallOptions): grpc.ClientDuplexStream<object, FaasReply>;
+};
 
 const proto = grpc.loadPackageDefinition(protoLoader.loadSync(join(DIR, 'faas.proto'), { keepCase: true, defaults: true })) as unknown as {
   faas: {
@@ -106,7 +109,7 @@ async function h2Request(session: ClientHttp2Session, headers: Record<string, st
 
 interface HttpAnswer { Status: string; Function: string; ExecutionTime: number }
 
-test('a gRPC function answers a @grpc/grpc-js client through the data plane, cold then warm, unary and server-streaming', async () => {
+test('a gRPC function answers a @grpc/grpc-js client through the data plane, cold then warm, unary, server-streaming and bidirectional', async () => {
   await deploy('tf-grpc');
   const exec = executor('tf-grpc');
   // Cold: the call waits in the data plane's queue for the first sandbox.
@@ -123,6 +126,17 @@ test('a gRPC function answers a @grpc/grpc-js client through the data plane, col
   for await (const reply of call) messages.push((reply as FaasReply).message);
   assert.deepEqual(messages, ['tick 0', 'tick 1', 'tick 2', 'tick 3', 'tick 4']);
   assert.equal((await status).code, grpc.status.OK);
+
+  // Bidirectional: each reply comes back before the next request is written.
+  const echo = streamer('tf-grpc').Echo({ deadline: new Date(Date.now() + 10_000) });
+  const echoStatus = new Promise<grpc.StatusObject>((resolve) => echo.on('status', resolve));
+  for (const count of [1, 2, 3]) {
+    echo.write({ count });
+    const [reply] = await once(echo, 'data') as [FaasReply];
+    assert.equal(reply.message, `echo ${count}`);
+  }
+  echo.end();
+  assert.equal((await echoStatus).code, grpc.status.OK);
 });
 
 test('the same h2c function answers HTTP/1.1 and h2c (prior knowledge) clients alike; Upgrade: h2c is answered over HTTP/1.1', async () => {
