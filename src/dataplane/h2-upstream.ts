@@ -134,9 +134,15 @@ class StreamForward {
   constructor(stream: ClientHttp2Stream, handler: H2StreamHandler, request: H2Request) {
     this.#stream = stream;
     this.#handler = handler;
-    // On a session already connected the stream is opened within request(), before any listener.
-    if (stream.pending) stream.once('ready', () => handler.onConnect(this.#abort));
-    else queueMicrotask(() => handler.onConnect(this.#abort));
+    // The body is sent once the stream is open: a session that never connects has read none of it,
+    // so the invocation can go to another endpoint with the body whole. On a session already
+    // connected the stream is opened within request(), before any listener.
+    const open = (): void => {
+      handler.onConnect(this.#abort);
+      if (!this.#isDone) this.#send(request.body);
+    };
+    if (stream.pending) stream.once('ready', open);
+    else queueMicrotask(open);
     stream.once('response', (headers: IncomingHttpHeaders) => {
       handler.onResponseHead(Number(headers[':status']), headList(headers), this.#resume);
     });
@@ -162,14 +168,16 @@ class StreamForward {
     stream.setTimeout(request.timeoutMs, () => {
       this.#abort(Object.assign(new Error(`no answer within ${request.timeoutMs} ms`), { code: UPSTREAM_TIMEOUT }));
     });
-    const body = request.body;
+  }
+
+  #send(body: Buffer | Readable | null): void {
     if (body === null) return;
     if (Buffer.isBuffer(body)) {
-      stream.end(body);
+      this.#stream.end(body);
       return;
     }
     body.on('error', (err: Error) => this.#abort(err));
-    body.pipe(stream);
+    body.pipe(this.#stream);
   }
 
   readonly #resume = (): void => {

@@ -162,8 +162,9 @@ test('an endpoint that leaves the routing view finishes its stream in flight, th
   await waitFor(() => sandbox.sessions[0]?.closed === true || sandbox.sessions[0]?.destroyed === true, { message: 'the session closed' });
 });
 
-test('h2c sandbox failures answer as over HTTP/1.1: a reset is 502, no answer within timeoutMs is 504, a refused connection tries another endpoint', async (t) => {
-  const { routing, client } = await setup(t);
+test('h2c sandbox failures answer as over HTTP/1.1: a reset is 502, no answer within timeoutMs is 504, a refused connection tries another endpoint with the body whole', async (t) => {
+  // Round robin: of consecutive invocations, every other one tries the refusing endpoint first.
+  const { routing, client } = await setup(t, { loadBalancingPolicy: 'round-robin' });
   const resetting = await startH2Sandbox(t, 'reset');
   resetting.onStream = (stream) => stream.close(2 /* INTERNAL_ERROR */);
   const silent = await startH2Sandbox(t, 'silent');
@@ -186,10 +187,14 @@ test('h2c sandbox failures answer as over HTTP/1.1: a reset is 502, no answer wi
   const alone = await h2(client, { ':method': 'GET', ':path': '/', ':authority': 'refused' });
   assert.deepEqual([alone.head[':status'], alone.head['x-baton-error']], [502, 'ERR_SANDBOX_FAILED']);
   await routing.delta([{ type: 'endpoint.put', endpoint: endpoint('g1', 'refused', good) }]);
-  // Whichever endpoint the balancer picks first, the invocation is served by the one that listens.
-  for (let i = 0; i < 3; i++) {
-    const retried = await h2(client, { ':method': 'GET', ':path': '/', ':authority': 'refused' });
+  // Whichever endpoint the balancer picks first, the invocation is served by the one that listens,
+  // and a streamed body (no content-length) arrives whole after the refusal.
+  for (let i = 0; i < 4; i++) {
+    const sent = `payload-${i}-${'y'.repeat(50_000)}`;
+    const retried = await h2(client, { ':method': 'POST', ':path': '/', ':authority': 'refused' }, sent);
     assert.deepEqual([retried.head[':status'], retried.head['x-sandbox']], [200, 'good']);
+    const received = (JSON.parse(retried.body) as { body: string }).body;
+    assert.ok(received === sent, `body ${i}: ${received.length} of ${sent.length} bytes arrived, starting '${received.slice(0, 12)}'`);
   }
 });
 
