@@ -228,6 +228,10 @@ test('a gRPC call waiting for a cold start leaves the queue at its grpc-timeout 
   const plain = await h2(client, { ':method': 'GET', ':path': '/', ':authority': 'nope' });
   assert.equal(plain.head[':status'], 404);
   assert.equal((JSON.parse(plain.body) as { error: { code: string } }).error.code, 'ERR_FUNCTION_NOT_FOUND');
+  // More header fields than maxHeaderCount (100) is 431 over HTTP/2 as over HTTP/1.1.
+  const many = Object.fromEntries(Array.from({ length: 102 }, (_, i) => [`x-field-${i}`, 'v']));
+  const crowded = await h2(client, { ':method': 'GET', ':path': '/', ':authority': 'grpc-fn', ...many });
+  assert.deepEqual([crowded.head[':status'], crowded.head['x-baton-error']], [431, 'ERR_HEADERS_TOO_LARGE']);
   assert.ok(dp.proxyUrl.startsWith('http://127.0.0.1:'));
 });
 
