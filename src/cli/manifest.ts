@@ -130,6 +130,7 @@ export interface DeployFlags {
   readonly name?: string | undefined;
   readonly dir?: string | undefined;
   readonly runtime?: string | undefined;
+  readonly protocol?: string | undefined;
   readonly handler?: string | undefined;
   readonly command?: string | undefined;
   readonly concurrency?: string | undefined;
@@ -150,6 +151,7 @@ export function applyDeployFlags(base: DeployPlan | undefined, flags: DeployFlag
   const spec: Record<string, unknown> = { ...base?.spec };
   if (flags.name !== undefined) spec['name'] = flags.name;
   if (flags.runtime !== undefined) spec['runtime'] = flags.runtime;
+  if (flags.protocol !== undefined) spec['protocol'] = flags.protocol;
   if (flags.handler !== undefined) {
     spec['handler'] = flags.handler;
     if (flags.command === undefined) delete spec['command'];

@@ -59,6 +59,9 @@ test('deploy flags map to the function spec', () => {
   });
   const spec = validateDraft(plan.spec);
   assert.equal(spec.scaling.targetUtilization, 0.7, 'defaults fill the rest');
+  assert.equal(spec.protocol, 'http1');
+  assert.equal(validateDraft(applyDeployFlags(undefined, { name: 'g', command: 'node server.js', protocol: 'h2c' }, '/').spec).protocol, 'h2c');
+  specError(() => validateDraft(applyDeployFlags(undefined, { name: 'g', command: 'node server.js', protocol: 'http3' }, '/').spec), /protocol/);
   specError(() => applyDeployFlags(undefined, { name: 'x', concurrency: 'many' }, '/'), /concurrency: --concurrency must be a number \(got 'many'\)/);
 });
 

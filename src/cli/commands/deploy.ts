@@ -29,6 +29,7 @@ flags:
   --handler FILE.EXPORT module and export of a handler function, e.g. index.handler
   --command "CMD ARGS"  an executable serving HTTP on $PORT (split like a shell, not run by one)
   --runtime NAME        sandbox runtime (default: process)
+  --protocol P          http1 (default) | h2c: how the data plane reaches the sandboxes (h2c for gRPC)
   --concurrency N       in-flight invocations per sandbox (default: 1)
   --min-scale N         sandboxes kept at all times (default: 0)
   --max-scale N         sandboxes at most (default: 100)
@@ -44,6 +45,7 @@ flags:
     handler: { type: 'string' },
     command: { type: 'string' },
     runtime: { type: 'string' },
+    protocol: { type: 'string' },
     concurrency: { type: 'string' },
     'min-scale': { type: 'string' },
     'max-scale': { type: 'string' },
@@ -96,6 +98,7 @@ export async function buildPlan(ctx: CommandContext): Promise<DeployPlan> {
     name: positionals[0],
     dir: stringFlag(values, 'dir'),
     runtime: stringFlag(values, 'runtime'),
+    protocol: stringFlag(values, 'protocol'),
     handler: stringFlag(values, 'handler'),
     command: stringFlag(values, 'command'),
     concurrency: stringFlag(values, 'concurrency'),
