@@ -51,12 +51,15 @@ export class H2Upstream {
       handler.onError(Object.assign(new Error(`the session to ${this.address} is closed`), { code: 'ECONNREFUSED' }));
       return;
     }
-    const session = this.#session ?? this.#connect();
+    const current = this.#session;
+    const session = current === undefined || current.closed || current.destroyed ? this.#connect() : current;
     let stream: ClientHttp2Stream;
     try {
       stream = session.request(requestHeaders(request, this.address), { endStream: request.body === null });
     } catch (err) {
-      handler.onError(err as Error);
+      // Nothing was sent (a session going away, headers HTTP/2 refuses): as a refused connection,
+      // the invocation may go to another endpoint.
+      handler.onError(Object.assign(new Error(`no stream to ${this.address}: ${(err as Error).message}`), { code: 'ECONNREFUSED', cause: err }));
       return;
     }
     new StreamForward(stream, handler, request);
