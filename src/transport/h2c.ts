@@ -102,8 +102,7 @@ export function serveCleartextHttp2(
         // As the HTTP/1.1 server does: small frames must not wait on Nagle's algorithm.
         socket.setNoDelay(true);
         server.emit('connection', socket);
-      }
-      else {
+      } else {
         http1Connection.call(http1, socket);
         socket.resume();
       }
