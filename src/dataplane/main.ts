@@ -182,10 +182,10 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     await selfPool?.close().catch(() => undefined);
     const stopAccepting = closeServer(proxyServer);
     proxyServer.closeIdleConnections();
-    proxyHttp2.closeSessions();
+    proxyHttp2.closeIdle();
     await proxy.close(config.shutdownGraceMs);
     proxyServer.closeAllConnections();
-    proxyHttp2.destroySessions();
+    proxyHttp2.destroyAll();
     await stopAccepting;
     reporter.close();
     link?.close();

@@ -22,10 +22,13 @@ export interface CleartextHttp2 {
   readonly server: Http2Server;
   /** Sessions open now. */
   readonly sessions: ReadonlySet<ServerHttp2Session>;
-  /** GOAWAY on every session: no new streams, open ones finish, then the connection closes. */
-  closeSessions(): void;
-  /** Cuts every session at once. */
-  destroySessions(): void;
+  /**
+   * For a graceful stop: closes the connections that have not sent a byte yet (neither server knows
+   * them) and sends GOAWAY on every session (no new streams; open ones finish, then it closes).
+   */
+  closeIdle(): void;
+  /** Cuts every session, and every connection not yet handed to a server, at once. */
+  destroyAll(): void;
 }
 
 /**
@@ -77,12 +80,16 @@ export function serveCleartextHttp2(
   const http1Connection = http1.listeners('connection')[0] as ((socket: Socket) => void) | undefined;
   if (http1Connection === undefined) throw new Error('the HTTP/1.1 server has no connection listener');
   http1.removeListener('connection', http1Connection);
+  /** Connections whose first bytes have not come yet. */
+  const pending = new Set<Socket>();
   http1.on('connection', (socket: Socket) => {
     let head: Buffer | undefined;
     // Until it is handed over, the socket's errors and a client that sends nothing end it here.
     const onEarlyEnd = (): void => {
       socket.destroy();
     };
+    pending.add(socket);
+    socket.once('close', () => pending.delete(socket));
     socket.on('error', onEarlyEnd);
     socket.setTimeout(options.firstBytesTimeoutMs, onEarlyEnd);
     const onData = (chunk: Buffer): void => {
@@ -91,6 +98,7 @@ export function serveCleartextHttp2(
       const isPreface = head.compare(PREFACE_START, 0, n, 0, n) === 0;
       if (isPreface && head.length < PREFACE_START.length) return;
       socket.off('data', onData);
+      pending.delete(socket);
       socket.off('error', onEarlyEnd);
       socket.off('timeout', onEarlyEnd);
       socket.setTimeout(0);
@@ -113,10 +121,12 @@ export function serveCleartextHttp2(
   return {
     server,
     sessions,
-    closeSessions() {
+    closeIdle() {
+      for (const socket of pending) socket.destroy();
       for (const session of sessions) session.close();
     },
-    destroySessions() {
+    destroyAll() {
+      for (const socket of pending) socket.destroy();
       for (const session of sessions) session.destroy();
     },
   };

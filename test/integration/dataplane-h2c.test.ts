@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { connect, createServer as createHttp2Server, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import type { RoutingEndpoint, RoutingFunction } from '../../src/api/dataplane.ts';
 import { parseDataplaneConfig } from '../../src/dataplane/config.ts';
@@ -253,4 +253,15 @@ test('over HTTP/1.1 to an h2c function, a body arrives whole; closing, the data 
   release(sandbox.held[0]);
   assert.equal((await pending).head[':status'], 200);
   await closed;
+});
+
+test('a connection that has sent nothing yet does not hold up the data plane\'s close', { timeout: 30_000 }, async (t) => {
+  const { dp, routing } = await setup(t);
+  await routing.snapshot([], []);
+  const silent = netConnect(Number(new URL(dp.proxyUrl).port), '127.0.0.1');
+  await once(silent, 'connect');
+  const ended = once(silent, 'close');
+  // Without the data plane closing it, this socket would keep close() waiting until its first-bytes timeout.
+  await dp.close();
+  await ended;
 });
