@@ -188,7 +188,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const cpLine = await controlplane.waitForLog((l) => urlOf(l, 'url') !== undefined && /listening|started/.test(String(l['msg'])));
     const cpUrl = urlOf(cpLine, 'url') as string;
     const cpPort = new URL(cpUrl).port;
-    const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', ...(options.worker ?? [])]);
+    // A worker's SIGTERM first waits (up to shutdownGraceMs) for its sandboxes' in-flight invocations
+    // to drain; a test cluster's stop gives it 3 s, well within the 10 s after which stop kills it
+    // (a worker killed mid-drain leaves its sandboxes running, and the test's data dir goes).
+    const worker = spawnDaemon('worker', ['--port', '0', '--data-dir', join(dir, 'worker'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--shutdown-grace-ms', '3000', ...(options.worker ?? [])]);
     const dpArgs = ['--port', '0', '--internal-port', '0', '--data-dir', join(dir, 'dp'), '--control-plane-url', cpUrl, '--heartbeat-interval-ms', '200', '--demand-report-interval-ms', '100', ...(options.dataplane ?? [])];
     const dataplane = spawnDaemon('dataplane', dpArgs);
     started.push(worker, dataplane);
@@ -218,7 +221,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         cluster.dpInternalUrl = urlOf(line, 'url') as string;
       },
       async stop() {
-        await Promise.all([cluster.dataplane.stop(), worker.stop()]);
+        // The worker first, while the control plane and the data plane can still drain its
+        // sandboxes (its SIGTERM leaves the cluster, then stops them), then the others.
+        await worker.stop();
+        await cluster.dataplane.stop();
         await cluster.controlplane.stop();
         await rm(dir, { recursive: true, force: true });
       },
