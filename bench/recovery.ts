@@ -103,7 +103,7 @@ async function invoke(dpUrl: string, fn: string, timeoutMs = 30_000): Promise<st
 }
 
 async function restartScenario(): Promise<Record<string, unknown>> {
-  const cpFlags = ['--heartbeat-interval-ms', String(heartbeatMs), '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000', '--auth-mode', 'none', '--auth-mode', 'none'];
+  const cpFlags = ['--heartbeat-interval-ms', String(heartbeatMs), '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000', '--auth-mode', 'none'];
   const cluster: Cluster = await startCluster({
     controlplane: cpFlags,
     worker: ['--emulate', String(workers), '--runtime', 'emulated', '--heartbeat-interval-ms', String(heartbeatMs)],
@@ -206,7 +206,8 @@ async function startBenchCluster(o: { controlPlanes: number; workerProcesses: { 
   const dir = await mkdtemp(join(tmpdir(), 'baton-bench-recovery-'));
   const redis = o.controlPlanes > 1 ? await startRedis() : undefined;
   const started: DaemonProcess[] = [];
-  const cpFlags = ['--heartbeat-interval-ms', String(heartbeatMs), '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000',
+  // The bench calls the management API without a token.
+  const cpFlags = ['--heartbeat-interval-ms', String(heartbeatMs), '--autoscaler-bucket-ms', '1000', '--autoscaler-tick-ms', '2000', '--auth-mode', 'none',
     ...(redis === undefined ? [] : ['--store', 'redis', '--redis-url', redis.url])];
   const controlPlanes: { url: string; daemon: DaemonProcess }[] = [];
   for (let i = 0; i < o.controlPlanes; i++) {
