@@ -72,6 +72,12 @@ export const workerConfigSchema = z.strictObject({
    */
   sandboxUid: z.number().int().min(1).max(4_294_967_294).default(65_534),
   sandboxGid: z.number().int().min(1).max(4_294_967_294).default(65_534),
+  /**
+   * Worker running as root: where process sandboxes' code (the artifact cache), scratch directories
+   * and the handler runner live, reachable by sandboxUid. Default: `dataDir`, or
+   * `/var/lib/baton/<tag>` when a directory above `dataDir` is closed to others.
+   */
+  sandboxDir: z.string().min(1).optional(),
   /** OCI runtime binary of the container runtime: `crun` (default) or `runc` (a name on PATH or a path). */
   ociRuntime: z.string().min(1).default('crun'),
   /** Worker-local IPv4 network of container sandboxes (`.1` is the worker's bridge); distinct per worker on a host. */

@@ -203,14 +203,18 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   await mkdir(dataDir, { recursive: true });
   const runtimes: (ProcessRuntime | ContainerRuntime)[] = [];
   let user: SandboxUser | undefined;
+  // What process sandboxes read (their code, scratch directories, the runner): the data dir, unless
+  // the sandbox user cannot reach it (see sandboxRootOf).
+  let sandboxRoot = dataDir;
   for (const name of workerRuntimesOf(config)) {
     if (name === 'process') {
       const cgroups = await processCgroupsOf(config, `${containerTagOf(workerId, dataDir)}p`, logger);
-      user = await sandboxUserOf(config, dataDir, cgroups !== undefined, logger);
+      sandboxRoot = await sandboxRootOf(config, dataDir, containerTagOf(workerId, dataDir), logger);
+      user = await sandboxUserOf(config, sandboxRoot, cgroups !== undefined, logger);
       runtimes.push(new ProcessRuntime({
-        dataDir, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
+        dataDir: sandboxRoot, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
         logBufferLines: config.logBufferLines, clock, logger: logger.child({ component: 'process-runtime' }),
-        ...(cgroups === undefined ? {} : { cgroups }), ...(user === undefined ? {} : { user, runnerPath: path.join(dataDir, 'runner', 'handler-runner.cjs') }),
+        ...(cgroups === undefined ? {} : { cgroups }), ...(user === undefined ? {} : { user, runnerPath: path.join(sandboxRoot, 'runner', 'handler-runner.cjs') }),
       }));
     } else if (name === 'container') {
       await assertContainerPrerequisites(execTool, config.ociRuntime);
@@ -234,7 +238,7 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   if (user !== undefined && runtimes.some((r) => r instanceof ContainerRuntime && r.host.idMap === undefined)) await chmod(path.join(dataDir, 'container'), 0o700);
   const limits = { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxArtifactEntries };
   const artifacts = new ArtifactCache({
-    dir: path.join(dataDir, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),
+    dir: path.join(sandboxRoot, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),
     source: { fetch: (digest, o) => client.getBytes(`${ARTIFACT_FETCH_PATH}${digest}`, { ...o, timeoutMs: ARTIFACT_FETCH_TIMEOUT_MS }) },
   });
   await artifacts.load();
@@ -281,6 +285,38 @@ async function sandboxUserOf(config: WorkerConfig, dataDir: string, hasCgroups: 
 }
 
 /** The first directory from `/` down to `dir` that `user` cannot search, if any (`dir` itself is made 0711 later). */
+/** Where a root worker keeps its process sandboxes' files when they cannot be under its data dir. */
+export const FALLBACK_SANDBOX_ROOT = '/var/lib/baton';
+
+/**
+ * The directory process sandboxes' files live under: `sandboxDir` when set; else the data dir when
+ * the sandbox user can reach it; else (a data dir below a directory closed to others, such as a
+ * 0700 /root) `/var/lib/baton/<tag>`, so that sandboxes still run unprivileged. A worker that is
+ * not root keeps everything in its data dir.
+ * @throws BatonError ERR_PREREQUISITE_MISSING when `sandboxDir` is set and the sandbox user cannot reach it
+ */
+async function sandboxRootOf(config: WorkerConfig, dataDir: string, tag: string, logger: Logger): Promise<string> {
+  if (process.getuid?.() !== 0) return dataDir;
+  const user = { uid: config.sandboxUid, gid: config.sandboxGid };
+  if (config.sandboxDir !== undefined) {
+    const dir = path.resolve(config.sandboxDir);
+    const blocked = await unsearchableAncestor(dir, user);
+    if (blocked !== undefined) {
+      throw new BatonError('ERR_PREREQUISITE_MISSING', `sandboxDir ${dir} is out of uid ${user.uid}'s reach: ${blocked.directory} is mode ${blocked.mode}; chmod o+x ${blocked.directory} or choose another sandboxDir`);
+    }
+    return dir;
+  }
+  const blocked = await unsearchableAncestor(dataDir, user);
+  if (blocked === undefined) return dataDir;
+  const fallback = path.join(FALLBACK_SANDBOX_ROOT, tag);
+  if (await unsearchableAncestor(fallback, user) !== undefined) return dataDir;
+  await mkdir(fallback, { recursive: true });
+  await chmod(FALLBACK_SANDBOX_ROOT, 0o711);
+  logger.info({ sandboxDir: fallback, directory: blocked.directory, mode: blocked.mode },
+    `process sandboxes' code and scratch directories are under ${fallback}: uid ${user.uid} cannot reach the data dir (${blocked.directory} is mode ${blocked.mode})`);
+  return fallback;
+}
+
 async function unsearchableAncestor(dir: string, user: { uid: number; gid: number }): Promise<{ directory: string; mode: string } | undefined> {
   const parts = path.resolve(dir).split(path.sep).filter(Boolean);
   for (let i = 0; i < parts.length; i++) {
@@ -295,7 +331,6 @@ async function unsearchableAncestor(dir: string, user: { uid: number; gid: numbe
   return undefined;
 }
 
-/** Six hex digits naming this worker's host objects (cgroups, namespaces, bridge): the same across its restarts. */
 /**
  * The process runtime's cgroups when `processLimits` is on and this worker can make them (root,
  * a writable hierarchy — tried once with a probe group); otherwise none, said once in the log.
@@ -317,6 +352,7 @@ async function processCgroupsOf(config: WorkerConfig, tag: string, logger: Logge
   }
 }
 
+/** Six hex digits naming this worker's host objects (cgroups, namespaces, bridge): the same across its restarts. */
 function containerTagOf(workerId: string, dataDir: string): string {
   return createHash('sha256').update(`${workerId}\0${dataDir}`).digest('hex').slice(0, 6);
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +36,8 @@ async function isFree(port: number): Promise<boolean> {
  */
 async function startUp(t: TestContext, runtime: 'emulated' | 'process' = 'emulated', authMode: 'token' | 'none' = 'token'): Promise<{ cpUrl: string; dpUrl: string; registrationUrl: string; dir: string; token: string | undefined }> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-loadgen-up-'));
+  // Searchable by the unprivileged user the worker runs process sandboxes as.
+  await chmod(dir, 0o711);
   let offset = 0;
   for (let attempt = 0; attempt < 50 && offset === 0; attempt++) {
     const candidate = 20_000 + Math.floor(Math.random() * 20_000);

@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { parseWorkerConfig } from '../../src/worker/config.ts';
-import { startWorker } from '../../src/worker/main.ts';
+import { FALLBACK_SANDBOX_ROOT, startWorker } from '../../src/worker/main.ts';
 import { joinGroupThenExec } from '../../src/worker/process/process-runtime.ts';
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((file) => existsSync(file));
@@ -39,7 +39,7 @@ test('the shell that joins a cgroup drops to the sandbox user before it execs th
   assert.equal((await readFile(procs, 'utf8')).trim(), String(child.pid));
 });
 
-test('a root worker whose data dir the sandbox user cannot reach runs sandboxes as itself, and says so loudly; one it can reach gets the runner copied in', { skip: process.getuid?.() !== 0 && 'not root' }, async (t) => {
+test('a root worker whose data dir the sandbox user cannot reach keeps its sandboxes\' files under /var/lib/baton/<tag>, still unprivileged; one it can reach keeps them in the data dir, with the runner copied in', { skip: process.getuid?.() !== 0 && 'not root' }, async (t) => {
   const locked = await mkdtemp(path.join(tmpdir(), 'baton-sandbox-user-'));
   t.after(() => rm(locked, { recursive: true, force: true }));
   // mkdtemp made it 0700: uid 65534 cannot search it.
@@ -50,11 +50,20 @@ test('a root worker whose data dir the sandbox user cannot reach runs sandboxes 
     t.after(() => worker.close());
     return lines;
   };
+  // Below a directory closed to others: the sandboxes' files go under /var/lib/baton/<tag>, and
+  // the sandboxes still run unprivileged.
   const lockedLines = await start(path.join(locked, 'worker'));
-  const warning = lockedLines.find((l) => String(l['msg']).startsWith('PROCESS SANDBOXES RUN AS ROOT'));
-  assert.ok(warning !== undefined, JSON.stringify(lockedLines));
-  assert.equal(warning['directory'], locked);
-  assert.equal(warning['mode'], '700');
+  const moved = lockedLines.find((l) => typeof l['sandboxDir'] === 'string');
+  assert.ok(moved !== undefined, JSON.stringify(lockedLines));
+  const sandboxDir = moved['sandboxDir'] as string;
+  t.after(() => rm(sandboxDir, { recursive: true, force: true }));
+  assert.equal(path.dirname(sandboxDir), FALLBACK_SANDBOX_ROOT);
+  assert.deepEqual([moved['directory'], moved['mode']], [locked, '700']);
+  assert.ok(!lockedLines.some((l) => String(l['msg']).startsWith('PROCESS SANDBOXES RUN AS ROOT')), JSON.stringify(lockedLines));
+  assert.ok(lockedLines.some((l) => l['msg'] === 'process sandboxes run unprivileged' && l['uid'] === 65_534), JSON.stringify(lockedLines));
+  assert.equal((await stat(sandboxDir)).mode & 0o777, 0o711);
+  assert.equal((await stat(path.join(sandboxDir, 'runner', 'handler-runner.cjs'))).mode & 0o777, 0o644);
+  assert.ok((await stat(path.join(sandboxDir, 'artifacts'))).isDirectory(), 'the artifact cache is there');
 
   await chmod(locked, 0o711);
   const dataDir = path.join(locked, 'reachable');
