@@ -1,4 +1,6 @@
+import { fileURLToPath } from 'node:url';
 import { DIGEST_PATTERN, type FunctionSpecInput } from '../api/function-spec.ts';
+import { packDirectory } from '../core/archive.ts';
 import { BatonError } from '../core/errors.ts';
 import { JsonRouter, reply, type Handler } from '../transport/json-router.ts';
 import { requireScope } from './management-auth.ts';
@@ -29,13 +31,26 @@ export interface DirigentRouteDeps extends Pick<RouteDeps, 'auth' | 'audit'> {
   readonly dataplanes: DataplaneMembership;
 }
 
-/** Image names that select the emulated runtime: Dirigent's and Invitro's test-function images, and `emulated`. */
+/** Image names that select the emulated runtime: Dirigent's HTTP test-function images, and `emulated`. */
 export const EMULATED_IMAGES: readonly RegExp[] = [
   /^emulated(:.*)?$/,
   /^(empty|trace)$/, // Dirigent's Firecracker names
-  /(^|\/)dirigent_(trace|empty|grpc)_function(:[^/]*)?$/,
+  /(^|\/)dirigent_(trace|empty)_function(:[^/]*)?$/,
+];
+
+/**
+ * Image names of gRPC trace functions (`faas.Executor/Execute`, what Invitro calls with
+ * `InvokeProtocol: grpc`): served by Baton's own trace function (examples/trace-function, which
+ * speaks HTTP/1.1, h2c and gRPC) in the process runtime, reached over h2c.
+ */
+export const GRPC_TRACE_IMAGES: readonly RegExp[] = [
+  /(^|\/)dirigent_grpc_function(:[^/]*)?$/,
   /(^|\/)invitro_trace_function(:[^/]*)?$/,
 ];
+
+/** Stands for the trace function's artifact in `imageToCode`; the route uploads it and puts its digest in. */
+export const TRACE_FUNCTION_ARTIFACT = 'trace-function';
+const TRACE_FUNCTION_DIR = fileURLToPath(new URL('../../examples/trace-function/', import.meta.url));
 
 /** Default command of a function registered by artifact digest: the trace function's. */
 export const DEFAULT_DIGEST_COMMAND = ['node', 'server.js'] as const;
@@ -47,19 +62,24 @@ function invalid(field: string, rule: string): BatonError {
 }
 
 /**
- * The runtime and code an `image` names: an emulated image name → runtime `emulated`;
+ * The runtime and code an `image` names: an emulated image name → runtime `emulated`; a gRPC
+ * trace-function image → Baton's trace function (process runtime, `protocol: h2c`);
  * `sha256:<64 hex>` (an artifact uploaded with `PUT /v1/artifacts`) → runtime `process` running
- * `command` (a Baton form field, split on spaces; default `node server.js`). Container images and
- * image archives need a container runtime, which this version does not have: ERR_INVALID_REQUEST.
+ * `command` (a Baton form field, split on spaces; default `node server.js`). Any other image
+ * reference: ERR_INVALID_REQUEST (a registry image cannot be pulled; an OCI image archive is
+ * deployed with `baton deploy --image`).
  */
-export function imageToCode(image: string, command: string | undefined): Pick<FunctionSpecInput, 'runtime' | 'artifact' | 'command'> {
+export function imageToCode(image: string, command: string | undefined): Pick<FunctionSpecInput, 'runtime' | 'artifact' | 'command' | 'protocol'> {
   if (EMULATED_IMAGES.some((pattern) => pattern.test(image))) return { runtime: 'emulated' };
+  if (GRPC_TRACE_IMAGES.some((pattern) => pattern.test(image))) {
+    return { runtime: 'process', artifact: TRACE_FUNCTION_ARTIFACT, command: [...DEFAULT_DIGEST_COMMAND], protocol: 'h2c' };
+  }
   if (DIGEST_PATTERN.test(image)) {
     const argv = command === undefined ? [...DEFAULT_DIGEST_COMMAND] : command.split(' ').filter((a) => a !== '');
     if (argv.length === 0) throw invalid('command', 'must name a program');
     return { runtime: 'process', artifact: image, command: argv };
   }
-  throw invalid('image', `"${image}" names no runtime this Baton has: use "emulated" (or a Dirigent/Invitro test-function image), or sha256:<digest> of an uploaded artifact; container images and image archives need a container runtime`);
+  throw invalid('image', `"${image}" names nothing Baton can run from a registration: use "emulated" (or a Dirigent/Invitro test-function image), or sha256:<digest> of an uploaded artifact; Baton pulls no registry images (deploy an OCI image archive with baton deploy --image)`);
 }
 
 function optionalInt(form: URLSearchParams, field: string, min: number, max: number): number | undefined {
@@ -109,6 +129,20 @@ export function dataplaneAddresses(dataplanes: DataplaneMembership): string {
   }).join(';');
 }
 
+let traceFunctionUpload: Promise<string> | undefined;
+
+/** The trace function's artifact digest, uploaded at the first registration that needs it (once per process; a failure is tried again next time). */
+function traceFunctionDigest(registry: FunctionRegistry): Promise<string> {
+  traceFunctionUpload ??= (async () => {
+    const archive = await packDirectory(TRACE_FUNCTION_DIR).catch((err: unknown) => {
+      throw new BatonError('ERR_INVALID_REQUEST', `a gRPC trace-function image needs Baton's examples/trace-function, which this installation does not have (${err instanceof Error ? err.message : String(err)})`);
+    });
+    return (await registry.putArtifact(archive)).digest;
+  })();
+  traceFunctionUpload.catch(() => { traceFunctionUpload = undefined; });
+  return traceFunctionUpload;
+}
+
 /** With `authMode: token` a deployer token whose scope covers the name is needed, as for `POST /v1/functions`. */
 function registerHandler(deps: DirigentRouteDeps): Handler {
   return managed(deps, 'deploy', 'function.create', async (ctx, who, audit) => {
@@ -116,7 +150,7 @@ function registerHandler(deps: DirigentRouteDeps): Handler {
     const spec = formToSpec(new URLSearchParams(text));
     audit.target = spec.name;
     requireScope(who, spec.name);
-    await deps.registry.create(spec);
+    await deps.registry.create(spec.artifact === TRACE_FUNCTION_ARTIFACT ? { ...spec, artifact: await traceFunctionDigest(deps.registry) } : spec);
     return { status: 200, raw: { data: dataplaneAddresses(deps.dataplanes), contentType: 'text/plain; charset=utf-8' } };
   });
 }

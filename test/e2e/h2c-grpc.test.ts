@@ -139,6 +139,23 @@ test('a gRPC function answers a @grpc/grpc-js client through the data plane, col
   assert.equal((await echoStatus).code, grpc.status.OK);
 });
 
+test('Invitro\'s gRPC mode unmodified: a dirigent_grpc_function registration is served by Baton\'s trace function, called by :authority', async () => {
+  // What Invitro sends to Dirigent's registration server for its gRPC function, field for field.
+  const form = new URLSearchParams([
+    ['name', 'invitro-grpc-1'], ['image', 'docker.io/cvetkovic/dirigent_grpc_function:latest'], ['port_forwarding', '80'], ['port_forwarding', 'tcp'],
+    ['requested_cpu', '100'], ['requested_memory', '64'], ['scaling_upper_bound', '1'], ['scaling_lower_bound', '0'],
+  ]);
+  const registered = await request(`${cluster.cpUrl}/registerService`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() });
+  assert.equal(registered.statusCode, 200, await registered.body.text());
+  const spec = (await client.getFunction('invitro-grpc-1')).spec as { runtime: string; protocol: string; command: string[] };
+  assert.deepEqual([spec.runtime, spec.protocol, spec.command], ['process', 'h2c', ['node', 'server.js']]);
+  // Invitro's call: faas.Executor/Execute with the function's name as the authority.
+  const reply = await execute(executor('invitro-grpc-1'), { message: 'nothing', runtimeInMilliSec: 10, memoryInMebiBytes: 1 }, 30_000);
+  assert.match(reply.message, /^OK - /);
+  assert.ok(reply.durationInMicroSec >= 10_000, `durationInMicroSec ${reply.durationInMicroSec}`);
+  await client.deleteFunction('invitro-grpc-1');
+});
+
 test('the same h2c function answers HTTP/1.1 and h2c (prior knowledge) clients alike; Upgrade: h2c is answered over HTTP/1.1', async () => {
   await deploy('tf-both');
   const headers = { requested_cpu: '10', function: 'tf-both', workload: 'trace' };

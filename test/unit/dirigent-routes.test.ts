@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { functionSpecSchema } from '../../src/api/function-spec.ts';
 import { BatonError } from '../../src/core/errors.ts';
-import { formToSpec, imageToCode } from '../../src/controlplane/dirigent-routes.ts';
+import { formToSpec, imageToCode, TRACE_FUNCTION_ARTIFACT } from '../../src/controlplane/dirigent-routes.ts';
 
 const form = (pairs: [string, string][]) => new URLSearchParams(pairs);
 
@@ -21,9 +21,12 @@ describe('Dirigent registration form → function spec', () => {
     assert.deepEqual(spec.scaling, { minScale: 0, maxScale: 1, stableWindowMs: 6_000, panicWindowMs: 2_000, scaleToZeroGraceMs: 0 });
   });
 
-  it('maps images: emulated names, artifact digests (process runtime), and refuses container images', () => {
-    for (const image of ['emulated', 'trace', 'empty', 'docker.io/cvetkovic/dirigent_trace_function:latest', 'ghcr.io/vhive-serverless/invitro_trace_function:latest']) {
+  it('maps images: emulated names, gRPC trace-function images (Baton\'s trace function over h2c), artifact digests (process runtime), and refuses registry images', () => {
+    for (const image of ['emulated', 'trace', 'empty', 'docker.io/cvetkovic/dirigent_trace_function:latest', 'docker.io/cvetkovic/dirigent_empty_function:latest']) {
       assert.deepEqual(imageToCode(image, undefined), { runtime: 'emulated' }, image);
+    }
+    for (const image of ['docker.io/cvetkovic/dirigent_grpc_function:latest', 'ghcr.io/vhive-serverless/invitro_trace_function:latest']) {
+      assert.deepEqual(imageToCode(image, undefined), { runtime: 'process', artifact: TRACE_FUNCTION_ARTIFACT, command: ['node', 'server.js'], protocol: 'h2c' }, image);
     }
     const digest = `sha256:${'a'.repeat(64)}`;
     assert.deepEqual(imageToCode(digest, undefined), { runtime: 'process', artifact: digest, command: ['node', 'server.js'] });
