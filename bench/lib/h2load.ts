@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { runTool } from './run-tool.ts';
 
 /** One h2load run (nghttp2's load generator); bounded by `durationS` + `warmupS` (killed 15 s after). */
 export interface H2loadOptions {
@@ -31,17 +31,7 @@ export async function runH2load(options: H2loadOptions, signal: AbortSignal): Pr
     ...options.headers.flatMap((h) => ['-H', h]),
     options.url,
   ];
-  const child = spawn('h2load', args, { stdio: ['ignore', 'pipe', 'pipe'], signal: AbortSignal.any([signal, AbortSignal.timeout((options.durationS + options.warmupS + 15) * 1000)]) });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (c) => resolve(c));
-  });
-  if (code !== 0) throw new Error(`h2load exited with ${code}: ${stderr.trim() || stdout.trim()}`);
-  return parseH2loadOutput(stdout);
+  return parseH2loadOutput(await runTool('h2load', args, (options.durationS + options.warmupS + 15) * 1000, signal));
 }
 
 /**

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { runTool } from './run-tool.ts';
 
 /** One wrk run's parameters; every run is bounded by `durationS` (and killed at `durationS + 15` s). */
 export interface WrkOptions {
@@ -27,17 +27,7 @@ export interface WrkResult {
 export async function runWrk(options: WrkOptions, signal: AbortSignal): Promise<WrkResult> {
   const headers = Object.entries(options.headers ?? {}).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
   const args = ['-t1', `-c${options.connections}`, `-d${options.durationS}s`, `--timeout`, `${options.timeoutS}s`, '--latency', ...headers, options.url];
-  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'], signal: AbortSignal.any([signal, AbortSignal.timeout((options.durationS + 15) * 1000)]) });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (c) => resolve(c));
-  });
-  if (code !== 0) throw new Error(`wrk exited with ${code}: ${stderr.trim() || stdout.trim()}`);
-  return parseWrkOutput(stdout);
+  return parseWrkOutput(await runTool('wrk', args, (options.durationS + 15) * 1000, signal));
 }
 
 /**
