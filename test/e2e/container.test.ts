@@ -3,6 +3,7 @@ import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { parseResultsCsv } from '../../src/loadgen/invitro-csv.ts';
 import { execTool } from '../../src/worker/container/exec.ts';
 import { assertContainerPrerequisites } from '../../src/worker/container/prerequisites.ts';
 import { runCliProcess, ROOT, spawnDaemon, startCluster, type Cluster, type DaemonProcess } from '../kit/cluster.ts';
@@ -165,6 +166,22 @@ describe('container functions', () => {
     const described = await cli('describe', 'oom-ctr');
     assert.match(described.stdout, /recent sandbox failures[\s\S]*oom/);
     assert.equal((await cli('delete', 'oom-ctr')).code, 0);
+  });
+
+  it('baton loadgen run --deploy --runtime container replays into containers of the trace function\'s image, and removes them', async () => {
+    const out = join(cluster.dir, 'loadgen-ctr.csv');
+    const result = await cli('loadgen', 'run', '--rps', '4', '--seconds', '2', '--exec-ms', '10', '--function', 'lg-ctr', '--deploy', '--runtime', 'container',
+      '--target', cluster.dpUrl, '--timeout-ms', '30000', '--format', 'baton', '-o', out);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /deployed 1 functions \(runtime container\)/);
+    const { records } = parseResultsCsv(await readFile(out, 'utf8'));
+    assert.equal(records.length, 8);
+    for (let i = 0; i < records.length; i++) {
+      assert.equal(records.status[i], 200, `row ${i}: ${records.errorCodes[records.errorIndex[i] ?? 0]}`);
+      assert.ok((records.execUs[i] ?? 0) >= 10_000, `row ${i}: ExecutionTime ${records.execUs[i]}`);
+    }
+    assert.match(result.stderr, /deleted 1 functions/);
+    assert.equal((await api('/v1/functions/lg-ctr')).status, 404);
   });
 
   it('a worker restarted after kill -9 leaves no container, namespace or cgroup of the previous run', async () => {

@@ -2,6 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { FunctionSpecInput } from '../../api/function-spec.ts';
 import { packDirectory } from '../../core/archive.ts';
+import { buildImage } from '../image/image-builder.ts';
 import { BatonError } from '../../core/errors.ts';
 import { formatInvitroCsv } from '../../loadgen/invitro-csv.ts';
 import type { ResultsFormat } from '../../loadgen/invitro-csv.ts';
@@ -53,7 +54,7 @@ where and how:
                         --routing host and a gRPC function: --deploy makes one with protocol h2c)
   --deploy              register every function through the control plane (--url) first, and
                         delete them afterwards unless --keep; an existing name is refused
-  --runtime R           emulated (default) | process (examples/trace-function) | container
+  --runtime R           emulated (default) | process (examples/trace-function) | container (its image, built from this machine's node)
   --timeout-ms N        per-invocation deadline (default 15000)
   --connections N       client connections (default 512)
   --max-invocations N   refuse larger plans (default 1000000)
@@ -156,12 +157,14 @@ function memoryPerFunction(plan: Plan): number[] {
  * torn down as soon as idle); the warm RPS function keeps one sandbox. `protocol` is how the data
  * plane reaches the sandboxes (`h2c` for --transport h2c and grpc; the trace function serves both).
  */
-export function deploySpec(name: string, mode: Mode, runtime: 'emulated' | 'process', memoryMiB: number, artifact: string | undefined, timeoutMs: number, protocol: 'http1' | 'h2c' = 'http1'): FunctionSpecInput {
+export function deploySpec(name: string, mode: Mode, runtime: 'emulated' | 'process' | 'container', memoryMiB: number, artifact: string | undefined, timeoutMs: number, protocol: 'http1' | 'h2c' = 'http1'): FunctionSpecInput {
+  const isReal = runtime !== 'emulated';
   const base: FunctionSpecInput = {
     name, runtime, concurrency: 1, timeoutMs: Math.min(900_000, Math.max(1, timeoutMs)),
     ...(protocol === 'h2c' ? { protocol } : {}),
-    resources: { cpuMilli: 100, memoryMiB: runtime === 'process' ? Math.max(128, Math.ceil(memoryMiB) + 64) : Math.max(1, Math.ceil(memoryMiB / 10)) },
-    ...(runtime === 'process' ? { artifact, command: ['node', 'server.js'] } : {}),
+    resources: { cpuMilli: 100, memoryMiB: isReal ? Math.max(128, Math.ceil(memoryMiB) + 64) : Math.max(1, Math.ceil(memoryMiB / 10)) },
+    // A container's image runs `node server.js` (its Cmd); a process sandbox is told so.
+    ...(runtime === 'process' ? { artifact, command: ['node', 'server.js'] } : runtime === 'container' ? { artifact } : {}),
   };
   if (mode === 'cold-sweep') return { ...base, scaling: { minScale: 0, maxScale: 1, stableWindowMs: 6_000, panicWindowMs: 2_000, scaleToZeroGraceMs: 0 } };
   if (mode === 'rps') return { ...base, scaling: { minScale: 1, maxScale: 1_024 } };
@@ -179,7 +182,7 @@ async function eachParallel<T>(items: readonly T[], work: (item: T) => Promise<v
 }
 
 /** Registers the plan's functions; none is created when a name is taken. Returns the created names. */
-async function deployFunctions(client: BatonClient, planned: Planned, runtime: 'emulated' | 'process', timeoutMs: number, protocol: 'http1' | 'h2c', io: CliIo): Promise<string[]> {
+async function deployFunctions(client: BatonClient, planned: Planned, runtime: 'emulated' | 'process' | 'container', timeoutMs: number, protocol: 'http1' | 'h2c', io: CliIo): Promise<string[]> {
   const { plan } = planned;
   const call = io.signal === undefined ? {} : { signal: io.signal };
   const existing = new Set((await client.listFunctions(call)).map((f) => f.spec.name));
@@ -189,6 +192,8 @@ async function deployFunctions(client: BatonClient, planned: Planned, runtime: '
   }
   let artifact: string | undefined;
   if (runtime === 'process') artifact = (await client.uploadArtifact(await packDirectory(TRACE_FUNCTION_DIR), call)).digest;
+  // An OCI image of the trace function, built from this machine's Node.js as `baton image build` does.
+  if (runtime === 'container') artifact = (await client.uploadArtifact(await buildImage({ dir: TRACE_FUNCTION_DIR, base: 'node', command: ['node', 'server.js'] }), call)).digest;
   const memory = memoryPerFunction(plan);
   const created: string[] = [];
   try {
@@ -260,11 +265,10 @@ async function runLoad(ctx: CommandContext): Promise<number> {
   const output = stringFlag(values, 'output');
   if (output === undefined) throw new UsageError('-o results.csv is required');
   const runtime = oneOf(values, 'runtime', RUNTIMES, 'emulated');
-  if (runtime === 'container') throw new UsageError("--runtime container: this version of Baton has no container runtime (runtimes: emulated, process)");
   const transport = oneOf(values, 'transport', TRANSPORTS, 'http1');
   const routing = oneOf<Routing>(values, 'routing', ['host', 'path'], 'host');
   if (transport === 'grpc' && routing !== 'host') throw new UsageError('--transport grpc names the function by the call\'s authority: it needs --routing host');
-  if (transport === 'grpc' && runtime === 'emulated' && values['deploy'] === true) throw new UsageError('--transport grpc --deploy needs --runtime process (an emulated sandbox answers HTTP/1.1 only)');
+  if (transport === 'grpc' && runtime === 'emulated' && values['deploy'] === true) throw new UsageError('--transport grpc --deploy needs --runtime process or container (an emulated sandbox answers HTTP/1.1 only)');
   const format = oneOf<ResultsFormat>(values, 'format', ['invitro', 'baton'], 'invitro');
   const timeoutMs = intFlag(values, 'timeout-ms', 1) ?? 15_000;
   const connections = intFlag(values, 'connections', 1) ?? 512;
@@ -279,7 +283,7 @@ async function runLoad(ctx: CommandContext): Promise<number> {
   const lastMs = plan.length === 0 ? 0 : plan.atMs[plan.length - 1] ?? 0;
   if (lastMs > maxDurationMs) throw new BatonError('ERR_INVALID_REQUEST', `the plan lasts ${Math.ceil(lastMs / 1000)} s, more than --max-seconds ${maxDurationMs / 1000}`);
 
-  const deployed = values['deploy'] === true ? await deployFunctions(ctx.client(), planned, runtime, timeoutMs, transport !== 'http1' && runtime === 'process' ? 'h2c' : 'http1', io) : [];
+  const deployed = values['deploy'] === true ? await deployFunctions(ctx.client(), planned, runtime, timeoutMs, transport !== 'http1' && runtime !== 'emulated' ? 'h2c' : 'http1', io) : [];
   if (deployed.length > 0) io.stderr.write(`deployed ${deployed.length} functions (runtime ${runtime})\n`);
   let result: RunResult;
   const dispatcher = transport === 'h2c' ? h2cDispatcher(target, connections, timeoutMs) : transport === 'grpc' ? grpcDispatcher(target, timeoutMs) : undefined;
