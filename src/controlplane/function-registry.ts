@@ -28,6 +28,8 @@ export interface FunctionRegistryOptions {
   /** Drains and deletes every sandbox of a function being deleted. */
   readonly removeSandboxes: (fn: FunctionEntry) => Promise<void>;
   readonly limits: { readonly maxPackedBytes: number; readonly maxUnpackedBytes: number; readonly maxEntries: number };
+  /** Refuses (throws) a spec its quotas cannot take (the quota registry's `admit`); absent: every spec fits. */
+  readonly admit?: (spec: FunctionSpec) => void;
 }
 
 /**
@@ -99,6 +101,7 @@ export class FunctionRegistry {
     const spec = { ...parsed, secretEnv: keptSecrets(parsed.secretEnv, {}) };
     return this.#delivered(this.#serialise(spec.name, async () => {
       if (this.#functions.has(spec.name)) throw new BatonError('ERR_FUNCTION_EXISTS', `function '${spec.name}' already exists`);
+      this.#o.admit?.(spec);
       await this.#requireArtifact(spec);
       const now = new Date(wallTimeMs()).toISOString();
       const record: FunctionRecord = { spec, generation: 1, createdAt: now, updatedAt: now };
@@ -125,6 +128,7 @@ export class FunctionRegistry {
       for (const key of Object.keys(spec.secretEnv)) {
         if (Object.hasOwn(spec.env, key)) throw invalidSecret(key, 'is also in env (a variable is in one or the other)');
       }
+      this.#o.admit?.(spec);
       await this.#requireArtifact(spec);
       const record: FunctionRecord = { spec, generation: fn.record.generation + 1, createdAt: fn.record.createdAt, updatedAt: new Date(wallTimeMs()).toISOString() };
       await this.#o.store.put('functions', name, record);

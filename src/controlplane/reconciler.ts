@@ -4,6 +4,7 @@ import type { PlanPolicies } from '../policy/plan/types.ts';
 import type { WorkerSnapshot } from '../policy/placement/types.ts';
 import type { FunctionEntry } from './model.ts';
 import type { PlanExecutor } from './plan-executor.ts';
+import type { QuotaRegistry } from './quota-registry.ts';
 
 export interface ReconcilerOptions {
   readonly policies: PlanPolicies;
@@ -13,6 +14,8 @@ export interface ReconcilerOptions {
   /** The workers, for placement (an array rebuilt only when one joins). */
   readonly workers: () => readonly WorkerSnapshot[];
   readonly log: Logger;
+  /** The quotas: how many sandboxes a function may still add, and which functions they hold back. */
+  readonly quotas: Pick<QuotaRegistry, 'size' | 'headroom' | 'markHeld'>;
 }
 
 /**
@@ -21,7 +24,8 @@ export interface ReconcilerOptions {
  * (`src/policy/plan/`) turn it into a plan, which the executor applies. It is the one way into
  * planning: a decision, a sandbox that became ready or failed, a drained sandbox, a lost worker,
  * the end of a back-off and a registry change all come here. A converged function costs one
- * walk over its sandboxes and applies nothing.
+ * walk over its sandboxes and applies nothing. A function under quotas creates no more sandboxes
+ * than they leave; one held back is remembered, and planned again when its quota has room.
  */
 export class Reconciler {
   readonly #o: ReconcilerOptions;
@@ -33,11 +37,16 @@ export class Reconciler {
   converge(fn: FunctionEntry): void {
     if (fn.isDeleting) return;
     const { spec, generation } = fn.record;
+    const { quotas } = this.#o;
+    // Functions under no quota (every one while none exists) pay this one check.
+    const headroom = quotas.size === 0 ? undefined : quotas.headroom(fn);
     const plan = planScale({
       function: spec.name, runtime: spec.runtime, artifact: spec.artifact, resources: spec.resources,
       generation, desired: this.#o.desiredScale(fn), sandboxes: fn.sandboxes.values(),
       isBackingOff: fn.sandboxes.isBackingOff, workers: this.#o.workers(),
+      ...(headroom === undefined || headroom.count === Infinity ? {} : { maxCreate: headroom.count }),
     }, this.#o.policies);
+    if (headroom !== undefined) quotas.markHeld(fn, plan.isCappedByQuota ? headroom.scope : undefined);
     if (isEmptyPlan(plan)) return;
     if (this.#o.log.isLevelEnabled('debug')) {
       this.#o.log.debug({ fn: plan.function, reason: plan.reason, create: plan.create.length, cancel: plan.cancel.length, drain: plan.drain.length, unplaced: plan.unplaced }, 'plan');
