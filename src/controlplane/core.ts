@@ -13,7 +13,7 @@ import { DataplaneMembership, type DataplaneChannel } from './dataplane-membersh
 import { DemandIntake } from './demand-intake.ts';
 import { FunctionRegistry } from './function-registry.ts';
 import { addAutoscalerGauges, createControlPlaneMetrics } from './metrics.ts';
-import { countSandboxes } from './model.ts';
+import { countSandboxes, toRoutingFunction } from './model.ts';
 import { PlanExecutor } from './plan-executor.ts';
 import { QuotaRegistry } from './quota-registry.ts';
 import { Reconciler } from './reconciler.ts';
@@ -132,6 +132,7 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
   const reconciler: Reconciler = new Reconciler({
     policies: { placement: createPlacementPolicy(config.placementPolicy, { random }), eviction: createEvictionPolicy(config.evictionPolicy, { random }) },
     executor, desiredScale: (fn) => autoscaler.desiredScale(fn), workers: () => workers.list(), log, quotas,
+    publishFunction: (fn) => routing.publish({ type: 'function.put', function: toRoutingFunction(fn) }),
   });
   const demand = new DemandIntake({
     clock, functions: { get: (name) => registry.find(name) }, requireDataplane: (id) => dataplanes.require(id),

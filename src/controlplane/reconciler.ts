@@ -2,7 +2,7 @@ import type { Logger } from '../observability/logger.ts';
 import { isEmptyPlan, planScale } from '../policy/plan/plan-scale.ts';
 import type { PlanPolicies } from '../policy/plan/types.ts';
 import type { WorkerSnapshot } from '../policy/placement/types.ts';
-import type { FunctionEntry } from './model.ts';
+import { countSandboxes, type FunctionEntry } from './model.ts';
 import type { PlanExecutor } from './plan-executor.ts';
 import type { QuotaRegistry } from './quota-registry.ts';
 
@@ -16,6 +16,8 @@ export interface ReconcilerOptions {
   readonly log: Logger;
   /** The quotas: how many sandboxes a function may still add, and which functions they hold back. */
   readonly quotas: Pick<QuotaRegistry, 'size' | 'headroom' | 'markHeld'>;
+  /** Sends the function's routing entry to the data planes again (its quota cap changed). */
+  readonly publishFunction: (fn: FunctionEntry) => void;
 }
 
 /**
@@ -46,11 +48,26 @@ export class Reconciler {
       isBackingOff: fn.sandboxes.isBackingOff, workers: this.#o.workers(),
       ...(headroom === undefined || headroom.count === Infinity ? {} : { maxCreate: headroom.count }),
     }, this.#o.policies);
-    if (headroom !== undefined) quotas.markHeld(fn, plan.isCappedByQuota ? headroom.scope : undefined);
+    if (headroom !== undefined) this.#holdBack(fn, plan.isCappedByQuota ? headroom.scope : undefined, plan.create.length);
+    else if (fn.quotaScaleCap !== undefined) this.#setCap(fn, undefined);
     if (isEmptyPlan(plan)) return;
     if (this.#o.log.isLevelEnabled('debug')) {
       this.#o.log.debug({ fn: plan.function, reason: plan.reason, create: plan.create.length, cancel: plan.cancel.length, drain: plan.drain.length, unplaced: plan.unplaced }, 'plan');
     }
     this.#o.executor.apply(fn, plan);
+  }
+
+  /** Held back (or not) by the quota of `scope`: the data planes see what it may have as its maxScale. */
+  #holdBack(fn: FunctionEntry, scope: string | undefined, creating: number): void {
+    this.#o.quotas.markHeld(fn, scope);
+    // Walked only while held: a function under no quota, or with room in it, pays nothing here.
+    const cap = scope === undefined ? undefined : countSandboxes(fn).current + creating;
+    this.#setCap(fn, cap === 0 ? undefined : cap);
+  }
+
+  #setCap(fn: FunctionEntry, cap: number | undefined): void {
+    if (fn.quotaScaleCap === cap) return;
+    fn.quotaScaleCap = cap;
+    this.#o.publishFunction(fn);
   }
 }

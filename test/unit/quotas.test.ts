@@ -33,6 +33,13 @@ test('a quota of 2 sandboxes on team-a-*: two functions under demand get 2 in to
   assert.deepEqual(kit.core.quotas.of(other), []);
   assert.equal(kit.core.quotas.heldBy(b), 'team-a-*', 'the function that got no sandbox is held back by the quota');
   assert.equal(kit.core.quotas.heldBy(a), 'team-a-*', 'so is the one that got 2 of its 3');
+  const lastMaxScale = (name: string) => kit.dataplane.changes.filter((c) => c.type === 'function.put' && c.function.name === name).map((c) => (c as { function: { maxScale?: number } }).function.maxScale).at(-1);
+  const shareOfA = createsOf(worker.creates, 'team-a-one');
+  assert.equal(lastMaxScale('team-a-one'), shareOfA === 0 ? 10 : shareOfA, 'the data planes see what the quota leaves it as its maxScale (its own when it has none)');
+  assert.equal(lastMaxScale('team-b-x'), 10);
+  await kit.core.quotas.delete('team-a-*');
+  await kit.advance(100);
+  assert.equal(lastMaxScale('team-a-one'), 10, 'its own maxScale again once no quota holds it');
   kit.core.close();
 });
 
