@@ -131,16 +131,12 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
   router.on('GET', '/v1/tokens', managed(deps, 'admin', undefined, () => ({ tokens: tokens.list() })));
   router.on('DELETE', '/v1/tokens/:id', managed(deps, 'admin', 'token.revoke', async (ctx, who) => tokens.revoke(ctx.params.id ?? '', who)));
   // Quotas name scopes across teams: set and deleted by admins, read by unscoped tokens.
-  router.on('PUT', '/v1/quotas/:scope', managed(deps, 'admin', 'quota.set', async (ctx, _who, audit) => {
-    audit.target = ctx.params.scope ?? null;
-    return deps.quotas.set(ctx.params.scope ?? '', await ctx.json());
-  }));
+  router.on('PUT', '/v1/quotas/:scope', managed(deps, 'admin', 'quota.set', async (ctx) => deps.quotas.set(ctx.params.scope ?? '', await ctx.json())));
   router.on('GET', '/v1/quotas', managed(deps, 'read', undefined, (_ctx, who) => {
     if (!who.isUnscoped) throw new BatonError('ERR_FORBIDDEN', 'a scoped token may not list the quotas (they name every scope)');
     return { quotas: deps.quotas.list() };
   }));
-  router.on('DELETE', '/v1/quotas/:scope', managed(deps, 'admin', 'quota.delete', async (ctx, _who, audit) => {
-    audit.target = ctx.params.scope ?? null;
+  router.on('DELETE', '/v1/quotas/:scope', managed(deps, 'admin', 'quota.delete', async (ctx) => {
     await deps.quotas.delete(ctx.params.scope ?? '');
     return { deleted: ctx.params.scope };
   }));
@@ -195,14 +191,14 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
 /**
  * A management route: the caller checked for `access` first; with an `action` (a change) the
  * outcome is written to the audit log — `audit.target` as the handler sets it, by default the
- * path's `name` or `id` — before the answer is sent.
+ * path's `name`, `id` or `scope` — before the answer is sent.
  */
 export function managed(
   deps: Pick<RouteDeps, 'auth' | 'audit'>, access: Access, action: string | undefined,
   handler: (ctx: RouteContext, who: Principal, audit: { target: string | null }) => unknown,
 ): Handler {
   return async (ctx) => {
-    const audit = { target: ctx.params['name'] ?? ctx.params['id'] ?? null };
+    const audit = { target: ctx.params['name'] ?? ctx.params['id'] ?? ctx.params['scope'] ?? null };
     let who: Principal | undefined;
     try {
       who = deps.auth.check(ctx.headers, access);

@@ -47,6 +47,27 @@ after(async () => {
   await cluster?.stop();
 });
 
+test('quotas are an admin\'s: other roles and scoped tokens are refused, bad scopes and limits are 400, an unknown quota 404; nothing changes', async () => {
+  const token = async (role: string, scopes: string[] = []) => (await api('POST', '/v1/tokens', { role, scopes })).json.token as string;
+  const deployer = await token('deployer');
+  const viewerA = await token('viewer', ['team-a-*']);
+  const viewer = await token('viewer');
+  const as = async (who: string, method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${cluster.cpUrl}${path}`, { method, headers: { authorization: `Bearer ${who}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const json = await res.json() as { error?: { code: string } };
+    return `${res.status} ${json.error?.code ?? ''}`.trim();
+  };
+  assert.equal(await as(deployer, 'PUT', '/v1/quotas/team-a-*', { maxSandboxes: 1 }), '403 ERR_FORBIDDEN');
+  assert.equal(await as(deployer, 'DELETE', '/v1/quotas/team-a-*'), '403 ERR_FORBIDDEN');
+  assert.equal(await as(viewerA, 'GET', '/v1/quotas'), '403 ERR_FORBIDDEN');
+  assert.equal(await as(viewer, 'GET', '/v1/quotas'), '200');
+  assert.equal(await as(admin, 'PUT', '/v1/quotas/Team-A', { maxSandboxes: 1 }), '400 ERR_INVALID_REQUEST');
+  assert.equal(await as(admin, 'PUT', '/v1/quotas/team-a-*', { maxSandboxes: 'many' }), '400 ERR_INVALID_REQUEST');
+  assert.equal(await as(admin, 'PUT', '/v1/quotas/team-a-*', {}), '400 ERR_INVALID_REQUEST');
+  assert.equal(await as(admin, 'DELETE', '/v1/quotas/team-z-*'), '404 ERR_QUOTA_NOT_FOUND');
+  assert.deepEqual((await api('GET', '/v1/quotas')).json.quotas, [], 'nothing was set');
+});
+
 test('a quota of 2 sandboxes on team-a-*: over-quota deploys refused, two functions under concurrent slow load never exceed 2 in total, describe shows it, deleting the quota lets them scale', async () => {
   const set = await cli('quota', 'set', 'team-a-*', '--sandboxes', '2', '--memory', '4096');
   assert.equal(set.code, 0, set.stderr);
@@ -114,6 +135,9 @@ test('a quota of 2 sandboxes on team-a-*: over-quota deploys refused, two functi
   assert.deepEqual(await load, ['200', '200', '200', '200']);
 
   const audit = (await api('GET', '/v1/audit?limit=1000')).json.entries as { action: string; target: string; status: number }[];
-  assert.deepEqual(audit.filter((e) => e.action.startsWith('quota.')).map((e) => [e.action, e.target, e.status]), [['quota.set', 'team-a-*', 200], ['quota.delete', 'team-a-*', 200]]);
+  assert.deepEqual(audit.filter((e) => e.action.startsWith('quota.')).map((e) => [e.action, e.target, e.status]), [
+    ['quota.set', 'team-a-*', 403], ['quota.delete', 'team-a-*', 403], ['quota.set', 'Team-A', 400], ['quota.set', 'team-a-*', 400], ['quota.set', 'team-a-*', 400], ['quota.delete', 'team-z-*', 404],
+    ['quota.set', 'team-a-*', 200], ['quota.delete', 'team-a-*', 200],
+  ], 'every quota change, refused ones too');
   assert.ok(audit.some((e) => e.action === 'function.create' && e.target === 'team-a-big' && e.status === 403), 'the refused deploy is audited');
 });
