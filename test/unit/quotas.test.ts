@@ -118,3 +118,21 @@ test('bad quotas are refused with ERR_INVALID_REQUEST and store nothing; an unkn
   await assert.rejects(kit.core.quotas.delete('team-b-*'), { code: 'ERR_QUOTA_NOT_FOUND' });
   kit.core.close();
 });
+
+test('usage is rebuilt from what workers report: sandboxes adopted at a registration (after a restart or a fail-over) count, and a withdrawn worker\'s are taken off', async () => {
+  const { kit } = await withQuota({ maxSandboxes: 2 });
+  const fn = await kit.deploy({ name: 'team-a-one', scaling });
+  await kit.registerWorker('w-2', { sandboxes: [
+    { sandboxId: 'team-a-one-adopted1', function: 'team-a-one', generation: 1, state: 'ready', address: '127.0.0.1:9', startedAt: '' },
+    { sandboxId: 'team-a-one-adopted2', function: 'team-a-one', generation: 1, state: 'ready', address: '127.0.0.1:10', startedAt: '' },
+  ] });
+  assert.deepEqual(kit.core.quotas.of(fn), [{ scope: 'team-a-*', maxSandboxes: 2, sandboxes: 2, memoryMiB: 256 }]);
+  kit.core.demand.report(poke('team-a-one', 4));
+  kit.clock.runTurns();
+  assert.equal(createsOf(kit.workers.get('w-1')!.creates, 'team-a-one') + createsOf(kit.workers.get('w-2')!.creates, 'team-a-one'), 0, 'the adopted sandboxes fill the quota: nothing more is created');
+  kit.silent.add('w-2');
+  await kit.advance(5000);
+  assert.equal(kit.core.quotas.of(fn)[0]?.sandboxes, 2, 'the lost worker\'s sandboxes are taken off, and the function gets its 2 back elsewhere');
+  assert.equal(createsOf(kit.workers.get('w-1')!.creates, 'team-a-one'), 2);
+  kit.core.close();
+});
