@@ -30,6 +30,7 @@ export interface QuotaRegistryOptions {
 }
 
 const NO_QUOTAS: readonly QuotaState[] = [];
+const NOTHING_TO_RELEASE = (): void => undefined;
 
 /**
  * Per-scope quotas of sandboxes and memory (src/api/quotas.ts): stored, and enforced from counters
@@ -47,6 +48,8 @@ export class QuotaRegistry {
   #version = 0;
   readonly #matching = new WeakMap<FunctionEntry, { version: number; quotas: readonly QuotaState[] }>();
   readonly #toRelease = new Set<FunctionEntry>();
+  /** Specs admitted whose change is not registered yet, by name. */
+  readonly #admitting = new Map<string, FunctionSpec>();
   #isReleaseQueued = false;
 
   constructor(options: QuotaRegistryOptions) {
@@ -172,23 +175,28 @@ export class QuotaRegistry {
 
   /**
    * Refuses a spec whose minimum scale cannot fit: with the minimum scales of the other functions
-   * in a quota's scope, it would exceed the quota's sandboxes or memory (floors that cannot all be
-   * kept). A spec with `minScale: 0` commits nothing and is always admitted.
+   * in a quota's scope (those registered, and those being created or updated now), it would exceed
+   * the quota's sandboxes or memory (floors that cannot all be kept). A spec with `minScale: 0`
+   * commits nothing and is always admitted. An admitted spec is reserved until the returned
+   * function is called (once its change is registered, or failed), so that concurrent changes in
+   * one scope are checked against each other.
    * @throws BatonError ERR_QUOTA_EXCEEDED naming the quota
    */
-  admit(spec: FunctionSpec): void {
+  admit(spec: FunctionSpec): () => void {
     const { minScale } = spec.scaling;
-    if (this.#quotas.size === 0 || minScale === 0) return;
+    if (this.#quotas.size === 0 || minScale === 0) return NOTHING_TO_RELEASE;
     for (const state of this.#quotas.values()) {
       if (!state.matches(spec.name)) continue;
       let sandboxes = minScale;
       let memoryMiB = minScale * spec.resources.memoryMiB;
-      for (const fn of this.#o.functions.values()) {
-        if (fn.isDeleting || fn.name === spec.name || !state.matches(fn.name)) continue;
-        const other = fn.record.spec;
+      const add = (other: FunctionSpec): void => {
         sandboxes += other.scaling.minScale;
         memoryMiB += other.scaling.minScale * other.resources.memoryMiB;
+      };
+      for (const fn of this.#o.functions.values()) {
+        if (!fn.isDeleting && fn.name !== spec.name && !this.#admitting.has(fn.name) && state.matches(fn.name)) add(fn.record.spec);
       }
+      for (const [name, other] of this.#admitting) if (name !== spec.name && state.matches(name)) add(other);
       const { maxSandboxes, maxMemoryMiB } = state.record;
       if (maxSandboxes !== undefined && sandboxes > maxSandboxes) {
         throw exceeded(state, `minScale ${minScale} with the minimum scales of the other functions in scope makes ${sandboxes} sandboxes, over its maxSandboxes ${maxSandboxes}`, { field: 'scaling.minScale', sandboxes });
@@ -197,6 +205,11 @@ export class QuotaRegistry {
         throw exceeded(state, `minScale ${minScale} × ${spec.resources.memoryMiB} MiB with the minimum scales of the other functions in scope makes ${memoryMiB} MiB, over its maxMemoryMiB ${maxMemoryMiB}`, { field: 'scaling.minScale', memoryMiB });
       }
     }
+    // Changes of one name are serialised by the function registry: one reservation per name at most.
+    this.#admitting.set(spec.name, spec);
+    return () => {
+      if (this.#admitting.get(spec.name) === spec) this.#admitting.delete(spec.name);
+    };
   }
 
   #matchesOf(fn: FunctionEntry): readonly QuotaState[] {

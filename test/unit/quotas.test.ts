@@ -136,3 +136,13 @@ test('usage is rebuilt from what workers report: sandboxes adopted at a registra
   assert.equal(createsOf(kit.workers.get('w-1')!.creates, 'team-a-one'), 2);
   kit.core.close();
 });
+
+test('concurrent creates in one scope are checked against each other: of three with minScale 1 under a quota of 2, exactly one is refused', async () => {
+  const { kit } = await withQuota({ maxSandboxes: 2 });
+  const results = await Promise.allSettled(['team-a-x', 'team-a-y', 'team-a-z'].map((name) => kit.settled(kit.core.registry.create({ name, runtime: 'emulated', scaling: { minScale: 1, maxScale: 2 } }))));
+  const refused = results.filter((r) => r.status === 'rejected');
+  assert.equal(refused.length, 1, JSON.stringify(results.map((r) => r.status)));
+  assert.equal(((refused[0] as PromiseRejectedResult).reason as BatonError).code, 'ERR_QUOTA_EXCEEDED');
+  assert.equal(kit.core.registry.list().length, 2);
+  kit.core.close();
+});
