@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, request } from 'undici';
 import type { FunctionRecord, FunctionSpecInput } from '../api/function-spec.ts';
+import type { QuotaRequest, QuotaUsage } from '../api/quotas.ts';
 import type { CreateTokenRequest, TokenRecord } from '../api/tokens.ts';
 import type { AuditEntry } from '../api/audit.ts';
 import { BatonError } from '../core/errors.ts';
@@ -23,10 +24,14 @@ export interface FunctionStatus {
   readonly ready: number;
   readonly starting: number;
   readonly draining: number;
+  /** The scope of the quota that keeps the function below its desired scale, if one does. */
+  readonly heldByQuota?: string;
 }
 
 export interface FunctionDetail extends FunctionRecord {
   readonly status: FunctionStatus;
+  /** The quotas that bind the function, with their scope's usage. */
+  readonly quotas?: readonly QuotaUsage[];
   /** The function's latest cold starts, oldest first (also of sandboxes that are gone). */
   readonly recentColdStarts?: readonly ColdStartRecord[];
   /** The function's latest sandbox failures, oldest first. */
@@ -265,6 +270,19 @@ export class BatonClient {
   }
 
   /** GET /v1/audit (admin): entries after `after` (a `seq`), oldest first; the newest `limit` when `after` is 0. */
+  /** PUT /v1/quotas/{scope}: sets (creates or replaces) a quota; admin. */
+  setQuota(scope: string, request: QuotaRequest, options?: CallOptions): Promise<QuotaUsage> {
+    return this.#json.call<QuotaUsage>('PUT', `/v1/quotas/${encodeURIComponent(scope)}`, request, options);
+  }
+
+  async listQuotas(options?: CallOptions): Promise<QuotaUsage[]> {
+    return (await this.#json.get<{ quotas: QuotaUsage[] }>('/v1/quotas', options)).quotas;
+  }
+
+  deleteQuota(scope: string, options?: CallOptions): Promise<{ deleted: string }> {
+    return this.#json.call<{ deleted: string }>('DELETE', `/v1/quotas/${encodeURIComponent(scope)}`, undefined, options);
+  }
+
   async readAudit(query: { after?: number; limit?: number } = {}, options?: CallOptions): Promise<AuditEntry[]> {
     const qs = new URLSearchParams({ after: String(query.after ?? 0), limit: String(query.limit ?? 100) });
     return (await this.#json.get<{ entries: AuditEntry[] }>(`/v1/audit?${qs.toString()}`, options)).entries;

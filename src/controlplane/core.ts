@@ -13,8 +13,9 @@ import { DataplaneMembership, type DataplaneChannel } from './dataplane-membersh
 import { DemandIntake } from './demand-intake.ts';
 import { FunctionRegistry } from './function-registry.ts';
 import { addAutoscalerGauges, createControlPlaneMetrics } from './metrics.ts';
-import { countSandboxes } from './model.ts';
+import { countSandboxes, toRoutingFunction } from './model.ts';
 import { PlanExecutor } from './plan-executor.ts';
+import { QuotaRegistry } from './quota-registry.ts';
 import { Reconciler } from './reconciler.ts';
 import { RoutingFanout } from './routing-fanout.ts';
 import { SandboxTable } from './sandbox-table.ts';
@@ -47,6 +48,7 @@ export interface ControlPlaneCoreOptions {
 export interface ControlPlaneCore {
   readonly registry: FunctionRegistry;
   readonly tokens: TokenRegistry;
+  readonly quotas: QuotaRegistry;
   readonly workers: WorkerMembership;
   readonly dataplanes: DataplaneMembership;
   readonly demand: DemandIntake;
@@ -81,22 +83,32 @@ const FUNCTION_DELIVERY_WAIT_MS = 2_000;
  */
 export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlaneCore {
   const { config, store, clock, log, random, metricsRegistry } = o;
-  const sandboxes = new SandboxTable();
+  const sandboxes = new SandboxTable({ added: (s) => quotas.added(s), removed: (s) => quotas.removed(s) });
   const dataplanes: DataplaneMembership = new DataplaneMembership({
     store, clock, log, heartbeatIntervalMs: config.heartbeatIntervalMs, heartbeatMissLimit: config.heartbeatMissLimit,
     connect: (url, dataplaneId, commandToken) => o.connectDataplane(url, dataplaneId, () => routing.snapshot(), commandToken),
   });
   const registry: FunctionRegistry = new FunctionRegistry({
     store, log, routing: { publish: (change) => routing.publish(change), delivered: () => withinMs(clock, FUNCTION_DELIVERY_WAIT_MS, dataplanes.registered().then(() => routing.flushed())) },
-    autoscaler: { ensureActive: (fn) => autoscaler.ensureActive(fn), onUpdated: (fn) => autoscaler.onUpdated(fn), forget: (fn) => autoscaler.forget(fn) },
+    autoscaler: {
+      ensureActive: (fn) => autoscaler.ensureActive(fn), onUpdated: (fn) => autoscaler.onUpdated(fn),
+      forget: (fn) => {
+        autoscaler.forget(fn);
+        quotas.forget(fn);
+      },
+    },
     removeSandboxes: (fn) => executor.removeAll(fn),
     limits: { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: 100_000 },
+    admit: (spec) => quotas.admit(spec),
+  });
+  const quotas: QuotaRegistry = new QuotaRegistry({
+    store, log, functions: { values: () => registry.values() }, sandboxes, onReleased: (fn) => reconciler.converge(fn),
   });
   const tokens = new TokenRegistry({
     store, log, routing: { publish: (change) => routing.publish(change), delivered: () => withinMs(clock, FUNCTION_DELIVERY_WAIT_MS, routing.flushed()) },
   });
   const routing: RoutingFanout = new RoutingFanout({ functions: registry, sandboxes, tokens, channels: () => dataplanes.channels() });
-  const metrics = createControlPlaneMetrics(metricsRegistry, { sandboxes, functions: registry, workers: { values: () => workers.values() } });
+  const metrics = createControlPlaneMetrics(metricsRegistry, { sandboxes, functions: registry, workers: { values: () => workers.values() }, quotas });
   const executor: PlanExecutor = new PlanExecutor({
     sandboxes, routing, drains: dataplanes, clock, log, metrics, createTimeoutMs: config.sandboxCreateTimeoutMs,
     workers: { get: (id) => workers.get(id), batcher: (id) => workers.batcher(id) },
@@ -119,17 +131,19 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
   addAutoscalerGauges(metricsRegistry, autoscaler);
   const reconciler: Reconciler = new Reconciler({
     policies: { placement: createPlacementPolicy(config.placementPolicy, { random }), eviction: createEvictionPolicy(config.evictionPolicy, { random }) },
-    executor, desiredScale: (fn) => autoscaler.desiredScale(fn), workers: () => workers.list(), log,
+    executor, desiredScale: (fn) => autoscaler.desiredScale(fn), workers: () => workers.list(), log, quotas,
+    publishFunction: (fn) => routing.publish({ type: 'function.put', function: toRoutingFunction(fn) }),
   });
   const demand = new DemandIntake({
     clock, functions: { get: (name) => registry.find(name) }, requireDataplane: (id) => dataplanes.require(id),
     autoscaler, markUsed: (fn, ids, nowMs) => executor.markUsed(fn, ids, nowMs),
   });
   return {
-    registry, tokens, workers, dataplanes, demand, autoscaler, executor, reconciler, routing, sandboxes,
+    registry, tokens, quotas, workers, dataplanes, demand, autoscaler, executor, reconciler, routing, sandboxes,
     async load() {
       await registry.load();
       await tokens.load();
+      await quotas.load();
       await workers.load();
       await dataplanes.load();
     },

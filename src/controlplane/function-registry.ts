@@ -28,6 +28,11 @@ export interface FunctionRegistryOptions {
   /** Drains and deletes every sandbox of a function being deleted. */
   readonly removeSandboxes: (fn: FunctionEntry) => Promise<void>;
   readonly limits: { readonly maxPackedBytes: number; readonly maxUnpackedBytes: number; readonly maxEntries: number };
+  /**
+   * Refuses (throws) a spec its quotas cannot take, else reserves it until the returned function is
+   * called (the quota registry's `admit`); absent: every spec fits.
+   */
+  readonly admit?: (spec: FunctionSpec) => () => void;
 }
 
 /**
@@ -99,12 +104,17 @@ export class FunctionRegistry {
     const spec = { ...parsed, secretEnv: keptSecrets(parsed.secretEnv, {}) };
     return this.#delivered(this.#serialise(spec.name, async () => {
       if (this.#functions.has(spec.name)) throw new BatonError('ERR_FUNCTION_EXISTS', `function '${spec.name}' already exists`);
-      await this.#requireArtifact(spec);
+      const release = this.#o.admit?.(spec);
       const now = new Date(wallTimeMs()).toISOString();
       const record: FunctionRecord = { spec, generation: 1, createdAt: now, updatedAt: now };
-      await this.#o.store.put('functions', spec.name, record);
       const fn = new FunctionEntry(record);
-      this.#functions.set(spec.name, fn);
+      try {
+        await this.#requireArtifact(spec);
+        await this.#o.store.put('functions', spec.name, record);
+        this.#functions.set(spec.name, fn);
+      } finally {
+        release?.();
+      }
       this.#o.routing.publish({ type: 'function.put', function: toRoutingFunction(fn) });
       if (spec.scaling.minScale > 0) this.#o.autoscaler.ensureActive(fn);
       this.#o.log.info({ fn: spec.name, generation: 1 }, 'function created');
@@ -125,10 +135,15 @@ export class FunctionRegistry {
       for (const key of Object.keys(spec.secretEnv)) {
         if (Object.hasOwn(spec.env, key)) throw invalidSecret(key, 'is also in env (a variable is in one or the other)');
       }
-      await this.#requireArtifact(spec);
+      const release = this.#o.admit?.(spec);
       const record: FunctionRecord = { spec, generation: fn.record.generation + 1, createdAt: fn.record.createdAt, updatedAt: new Date(wallTimeMs()).toISOString() };
-      await this.#o.store.put('functions', name, record);
-      fn.replaceRecord(record);
+      try {
+        await this.#requireArtifact(spec);
+        await this.#o.store.put('functions', name, record);
+        fn.replaceRecord(record);
+      } finally {
+        release?.();
+      }
       this.#o.routing.publish({ type: 'function.put', function: toRoutingFunction(fn) });
       this.#o.autoscaler.onUpdated(fn);
       this.#o.log.info({ fn: name, generation: record.generation }, 'function updated');

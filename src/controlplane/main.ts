@@ -252,7 +252,7 @@ async function buildTerm(epoch: number, o: {
   });
   const { audit } = o;
   const router = createRoutes(
-    { registry, tokens: core.tokens, auth, audit, workers, dataplanes, demand, autoscaler, executor, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: o.isClosing },
+    { registry, tokens: core.tokens, quotas: core.quotas, auth, audit, workers, dataplanes, demand, autoscaler, executor, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: o.isClosing },
     new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
   );
   addDirigentRoutes(router, { registry, dataplanes, auth, audit });

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { COLD_START_BUCKETS_SECONDS, CounterFamily, type MetricsRegistry } from '../observability/metrics.ts';
+import type { QuotaUsage } from '../api/quotas.ts';
 import type { ColdStartBreakdown, Sandbox, WorkerEntry } from './model.ts';
 
 export interface ControlPlaneMetrics {
@@ -15,6 +16,7 @@ export interface MetricSources {
   readonly sandboxes: { values(): Iterable<Sandbox> };
   readonly functions: { readonly size: number };
   readonly workers: { values(): Iterable<WorkerEntry> };
+  readonly quotas: { list(): readonly QuotaUsage[] };
 }
 
 export function createControlPlaneMetrics(registry: MetricsRegistry, state: MetricSources): ControlPlaneMetrics {
@@ -36,6 +38,26 @@ export function createControlPlaneMetrics(registry: MetricsRegistry, state: Metr
       const counts = { ready: 0, unschedulable: 0, unregistered: 0 };
       for (const worker of state.workers.values()) counts[worker.state]++;
       for (const [s, n] of Object.entries(counts)) this.set({ state: s }, n);
+    },
+  });
+  new Gauge({
+    name: 'baton_quota_usage', help: 'What the sandboxes in a quota\'s scope use (resource: sandboxes, memory_mib)', labelNames: ['scope', 'resource'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const quota of state.quotas.list()) {
+        this.set({ scope: quota.scope, resource: 'sandboxes' }, quota.sandboxes);
+        this.set({ scope: quota.scope, resource: 'memory_mib' }, quota.memoryMiB);
+      }
+    },
+  });
+  new Gauge({
+    name: 'baton_quota_limit', help: 'A quota\'s limits (resource: sandboxes, memory_mib; a limit not set is not shown)', labelNames: ['scope', 'resource'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const quota of state.quotas.list()) {
+        if (quota.maxSandboxes !== undefined) this.set({ scope: quota.scope, resource: 'sandboxes' }, quota.maxSandboxes);
+        if (quota.maxMemoryMiB !== undefined) this.set({ scope: quota.scope, resource: 'memory_mib' }, quota.maxMemoryMiB);
+      }
     },
   });
   // Cold starts are counted per function in plain numbers, rendered by Baton at scrape time: one

@@ -100,6 +100,12 @@ export class FunctionEntry {
   #record: FunctionRecord;
   #isDeleting = false;
   readonly sandboxes: FunctionSandboxes = new FunctionSandboxes();
+  /**
+   * The reconciler's: while a quota holds the function back, the sandboxes it has (and is creating)
+   * — the data planes get it as the function's maxScale, so its overload is refused at once there
+   * as at a real maxScale. Undefined while no quota holds it (or it has no sandbox at all).
+   */
+  quotaScaleCap: number | undefined = undefined;
 
   constructor(record: FunctionRecord) {
     this.#record = record;
@@ -296,7 +302,8 @@ export function countSandboxes(fn: FunctionEntry): ScaleCounts {
 
 export function toRoutingFunction(fn: FunctionEntry): RoutingFunction {
   const { spec } = fn.record;
-  const routing: RoutingFunction = { name: spec.name, generation: fn.record.generation, concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, maxScale: spec.scaling.maxScale };
+  const maxScale = fn.quotaScaleCap === undefined ? spec.scaling.maxScale : Math.min(spec.scaling.maxScale, fn.quotaScaleCap);
+  const routing: RoutingFunction = { name: spec.name, generation: fn.record.generation, concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, maxScale };
   const limited = {
     ...routing,
     ...(spec.maxConcurrency === undefined ? {} : { maxConcurrency: spec.maxConcurrency }),

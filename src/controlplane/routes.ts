@@ -13,12 +13,14 @@ import type { FunctionRegistry } from './function-registry.ts';
 import { countSandboxes, type FunctionEntry } from './model.ts';
 import { requireScope, type Access, type ManagementAuth } from './management-auth.ts';
 import type { PlanExecutor } from './plan-executor.ts';
+import type { QuotaRegistry } from './quota-registry.ts';
 import type { Principal, TokenRegistry } from './token-registry.ts';
 import type { WorkerMembership } from './worker-membership.ts';
 
 export interface RouteDeps {
   readonly registry: FunctionRegistry;
   readonly tokens: TokenRegistry;
+  readonly quotas: QuotaRegistry;
   readonly auth: ManagementAuth;
   readonly audit: AuditLog;
   readonly workers: WorkerMembership;
@@ -128,6 +130,16 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
   }));
   router.on('GET', '/v1/tokens', managed(deps, 'admin', undefined, () => ({ tokens: tokens.list() })));
   router.on('DELETE', '/v1/tokens/:id', managed(deps, 'admin', 'token.revoke', async (ctx, who) => tokens.revoke(ctx.params.id ?? '', who)));
+  // Quotas name scopes across teams: set and deleted by admins, read by unscoped tokens.
+  router.on('PUT', '/v1/quotas/:scope', managed(deps, 'admin', 'quota.set', async (ctx) => deps.quotas.set(ctx.params.scope ?? '', await ctx.json())));
+  router.on('GET', '/v1/quotas', managed(deps, 'read', undefined, (_ctx, who) => {
+    if (!who.isUnscoped) throw new BatonError('ERR_FORBIDDEN', 'a scoped token may not list the quotas (they name every scope)');
+    return { quotas: deps.quotas.list() };
+  }));
+  router.on('DELETE', '/v1/quotas/:scope', managed(deps, 'admin', 'quota.delete', async (ctx) => {
+    await deps.quotas.delete(ctx.params.scope ?? '');
+    return { deleted: ctx.params.scope };
+  }));
   router.on('GET', '/v1/audit', managed(deps, 'admin', undefined, async (ctx) => {
     const afterSeq = Math.max(0, Math.floor(Number(ctx.query.get('after') ?? 0)) || 0);
     const limit = Math.min(MAX_AUDIT_LINES, Math.max(1, Math.floor(Number(ctx.query.get('limit') ?? 100)) || 100));
@@ -179,14 +191,14 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
 /**
  * A management route: the caller checked for `access` first; with an `action` (a change) the
  * outcome is written to the audit log — `audit.target` as the handler sets it, by default the
- * path's `name` or `id` — before the answer is sent.
+ * path's `name`, `id` or `scope` — before the answer is sent.
  */
 export function managed(
   deps: Pick<RouteDeps, 'auth' | 'audit'>, access: Access, action: string | undefined,
   handler: (ctx: RouteContext, who: Principal, audit: { target: string | null }) => unknown,
 ): Handler {
   return async (ctx) => {
-    const audit = { target: ctx.params['name'] ?? ctx.params['id'] ?? null };
+    const audit = { target: ctx.params['name'] ?? ctx.params['id'] ?? ctx.params['scope'] ?? null };
     let who: Principal | undefined;
     try {
       who = deps.auth.check(ctx.headers, access);
@@ -211,12 +223,15 @@ function statusOf(result: unknown): number {
 function describeFunction(fn: FunctionEntry, deps: RouteDeps): unknown {
   const counts = countSandboxes(fn);
   const scaling = deps.autoscaler.describe(fn);
+  const heldBy = deps.quotas.heldBy(fn);
   return {
     ...redactRecord(fn.record),
     status: {
       desired: deps.autoscaler.desiredScale(fn), ready: counts.ready, starting: counts.starting, draining: counts.draining,
       outdated: counts.outdatedReady, isPanicking: scaling?.isPanicking ?? false, reason: scaling?.reason ?? 'idle',
+      ...(heldBy === undefined ? {} : { heldByQuota: heldBy }),
     },
+    quotas: deps.quotas.of(fn),
     recentColdStarts: fn.sandboxes.recentColdStarts.entries().map((c) => ({ sandboxId: c.sandboxId, workerId: c.workerId, at: new Date(c.readyAtWallMs).toISOString(), breakdown: c.breakdown })),
     recentFailures: fn.sandboxes.recentFailures.entries(),
   };

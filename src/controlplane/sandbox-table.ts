@@ -7,6 +7,12 @@ export interface SandboxReader {
   readonly size: number;
 }
 
+/** Told of each sandbox as it is indexed and forgotten (constant work each). */
+export interface SandboxAccounting {
+  added(sandbox: Sandbox): void;
+  removed(sandbox: Sandbox): void;
+}
+
 /**
  * Every sandbox the control plane knows, by id, with the indexes that keep per-cold-start work
  * constant: each function's and each worker's sandboxes (their SlotSets) and each worker's
@@ -15,6 +21,12 @@ export interface SandboxReader {
  */
 export class SandboxTable implements SandboxReader {
   readonly #byId = new Map<string, Sandbox>();
+  readonly #accounting: SandboxAccounting | undefined;
+
+  /** `accounting` hears of every sandbox added and removed (the quota counters). */
+  constructor(accounting?: SandboxAccounting) {
+    this.#accounting = accounting;
+  }
 
   get size(): number {
     return this.#byId.size;
@@ -36,6 +48,7 @@ export class SandboxTable implements SandboxReader {
     worker.sandboxes.add(sandbox);
     sandbox.fn.sandboxes.items.add(sandbox);
     this.#byId.set(sandbox.id, sandbox);
+    this.#accounting?.added(sandbox);
   }
 
   /** Forgets a sandbox and releases its resources; false when it was already gone. */
@@ -50,6 +63,7 @@ export class SandboxTable implements SandboxReader {
     worker.sandboxes.delete(sandbox);
     sandbox.fn.sandboxes.items.delete(sandbox);
     this.#byId.delete(sandbox.id);
+    this.#accounting?.removed(sandbox);
     return true;
   }
 }

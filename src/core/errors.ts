@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   ERR_SANDBOX_NOT_FOUND: { status: 404, retryable: false, summary: 'No sandbox has that id.' },
   ERR_TOKEN_NOT_FOUND: { status: 404, retryable: false, summary: 'No API token has that id.' },
   ERR_UNAUTHENTICATED: { status: 401, retryable: false, summary: 'The call needs a valid credential and carries none, or one that is unknown, revoked or expired: a management call (or an invocation of a function with `auth: token`) an API token (`Authorization: Bearer baton_…`; the answer has `WWW-Authenticate: Bearer`), an internal call the cluster\'s join key, a command to a worker or data plane the token it gave its control plane. Nothing changed.' },
+  ERR_QUOTA_NOT_FOUND: { status: 404, retryable: false, summary: 'No quota has that scope.' },
+  ERR_QUOTA_EXCEEDED: { status: 403, retryable: false, summary: 'A function\'s `scaling.minScale` (with the minimum scales of the other functions in the scope) does not fit a quota of its scope; `details.scope` names it. Nothing changed.' },
   ERR_FORBIDDEN: { status: 403, retryable: false, summary: 'The token\'s role or scope does not allow the call; it says nothing of whether the object exists.' },
   ERR_NOT_FOUND: { status: 404, retryable: false, summary: 'No route matches the method and path.' },
   ERR_VERSION_GAP: { status: 409, retryable: true, summary: 'An endpoint delta does not start at the receiver\'s version; the sender must send a snapshot.' },

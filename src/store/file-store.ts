@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { checkLeaseArgs, type LeaseHolder, type LeaseStore, type RecordKind, type Store } from './store.ts';
 
-const KINDS: readonly RecordKind[] = ['functions', 'workers', 'dataplanes', 'tokens'];
+const KINDS: readonly RecordKind[] = ['functions', 'workers', 'dataplanes', 'tokens', 'quotas'];
 const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$/;
 
 /**

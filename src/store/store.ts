@@ -8,8 +8,8 @@
  * `RedisStore` (shared by several control planes). `test/integration/store-contract.test.ts`
  * runs the same suite against both.
  */
-/** `tokens`: API tokens by id, as hashes only (src/api/tokens.ts). */
-export type RecordKind = 'functions' | 'workers' | 'dataplanes' | 'tokens';
+/** `tokens`: API tokens by id, as hashes only (src/api/tokens.ts); `quotas`: per-scope quotas (src/api/quotas.ts). */
+export type RecordKind = 'functions' | 'workers' | 'dataplanes' | 'tokens' | 'quotas';
 
 export interface Store {
   /** Every record of a kind, in no particular order. */

@@ -202,3 +202,36 @@ test('invocation body limit: a larger content-length is 413 at once, a chunked b
   assert.deepEqual(await post('plain', chunked(1024 * 1024)), { status: 413, code: 'ERR_PAYLOAD_TOO_LARGE' });
   assert.deepEqual(await post('plain', Buffer.alloc(4096)), { status: 200, code: undefined });
 });
+
+test('a function held at its quota is at its maxScale on the data plane: what it cannot serve soon is refused at once with 429; without the quota it scales', async (t) => {
+  const { controlPlane, deploy, describe, invoke } = await startPlanes(t);
+  const quotaUrl = `${controlPlane.url}/v1/quotas/${encodeURIComponent('team-q-*')}`;
+  const put = await fetch(quotaUrl, { method: 'PUT', body: JSON.stringify({ maxSandboxes: 1 }), headers: { 'content-type': 'application/json' } });
+  assert.equal(put.status, 200, await put.text());
+  const created = await deploy({ name: 'team-q-fn', runtime: 'emulated', concurrency: 1, scaling: { minScale: 0, maxScale: 5 } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const status = async () => (await describe('team-q-fn') as unknown as { status: { ready: number; starting: number; heldByQuota?: string } }).status;
+  // A wave of slow invocations wants 6 sandboxes; the quota leaves one.
+  const wave = Array.from({ length: 6 }, () => invoke('team-q-fn', 1000));
+  await waitFor(async () => (await status()).heldByQuota === 'team-q-*', { message: 'the function held back by its quota', timeoutMs: 20_000 });
+  // Its maxScale on the data plane is now the one sandbox: an invocation past the bounded wait is refused at once (before, it queued behind the wave).
+  const refused = await waitFor(async () => {
+    const answer = await invoke('team-q-fn', 0);
+    return answer.status === 429 ? answer : undefined;
+  }, { message: 'an invocation refused at the quota', timeoutMs: 20_000 });
+  assertOnlyServedOrRefused([refused]);
+  const answers = await Promise.all(wave);
+  assertOnlyServedOrRefused(answers);
+  assert.ok(answers.some((a) => a.status === 200), 'the sandbox the quota allows serves');
+  const held = await status();
+  assert.ok(held.ready + held.starting <= 1, `never past the quota: ${JSON.stringify(held)}`);
+
+  const deleted = await fetch(quotaUrl, { method: 'DELETE' });
+  assert.equal(deleted.status, 200);
+  const load = Promise.all(Array.from({ length: 4 }, () => invoke('team-q-fn', 1000)));
+  await waitFor(async () => {
+    const s = await status();
+    return s.ready + s.starting >= 2 && s.heldByQuota === undefined;
+  }, { message: 'the function scaling past the deleted quota', timeoutMs: 20_000 });
+  assertOnlyServedOrRefused(await load);
+});

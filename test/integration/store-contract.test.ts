@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { quotaStoreKey } from '../../src/api/quotas.ts';
 import { BatonError } from '../../src/core/errors.ts';
 import { FileStore } from '../../src/store/file-store.ts';
 import { RedisStore } from '../../src/store/redis-store.ts';
@@ -160,6 +161,18 @@ for (const backend of [fileBackend(), redisBackend()]) {
       assert.deepEqual((await store.list<{ id: string }>('tokens')).map((t) => t.id), ['a1b2c3d4e5f6']);
     });
 
+    test('quotas: a kind of their own, kept by scope (its store key), replaced by a second put, deleted alone', async () => {
+      const record = { scope: 'team-a-*', maxSandboxes: 2, updatedAt: '2026-01-01T00:00:00.000Z' };
+      await store.put('quotas', quotaStoreKey(record.scope), record);
+      await store.put('quotas', quotaStoreKey('team-a'), { scope: 'team-a', maxMemoryMiB: 512, updatedAt: '2026-01-01T00:00:00.000Z' });
+      await store.put('quotas', quotaStoreKey(record.scope), { ...record, maxSandboxes: 5 });
+      const quotas = (await store.list<{ scope: string; maxSandboxes?: number; maxMemoryMiB?: number }>('quotas')).sort((a, b) => a.scope.localeCompare(b.scope));
+      assert.deepEqual(quotas.map((q) => [q.scope, q.maxSandboxes ?? null, q.maxMemoryMiB ?? null]), [['team-a', null, 512], ['team-a-*', 5, null]], "'team-a' and 'team-a-*' are distinct keys");
+      await store.delete('quotas', quotaStoreKey('team-a'));
+      assert.deepEqual((await store.list<{ scope: string }>('quotas')).map((q) => q.scope), ['team-a-*']);
+      assert.equal((await store.list('tokens')).length, 1, 'other kinds untouched');
+    });
+
     test('what was acknowledged survives a crash; epochs keep growing after it', async () => {
       const data = Buffer.from('artifact bytes');
       await store.putBlob(digestOf(data), data);
@@ -170,6 +183,7 @@ for (const backend of [fileBackend(), redisBackend()]) {
       assert.deepEqual(await store.list('functions'), [{ name: 'f1', generation: 2 }]);
       assert.deepEqual(await store.list('dataplanes'), [{ id: 'dp-1', url: 'http://127.0.0.1:1' }]);
       assert.deepEqual((await store.list<{ id: string; revokedAt?: string }>('tokens')).map((t) => [t.id, t.revokedAt]), [['a1b2c3d4e5f6', '2026-01-02T00:00:00.000Z']], 'a revoked token stays revoked');
+      assert.deepEqual((await store.list<{ scope: string; maxSandboxes: number }>('quotas')).map((q) => [q.scope, q.maxSandboxes]), [['team-a-*', 5]], 'a quota survives');
       assert.deepEqual(await store.getBlob(digestOf(data)), data);
       // The file store's holdings are of its one process and go with it; Redis keeps them. Either
       // way, the next epoch is above every one handed out before the crash.

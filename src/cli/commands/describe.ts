@@ -1,4 +1,5 @@
 import { stringify as toYaml } from 'yaml';
+import type { QuotaUsage } from '../../api/quotas.ts';
 import type { ColdStartRecord, SandboxFailureRecord, SandboxInfo } from '../client.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { formatAge, formatMs, formatTable } from '../format.ts';
@@ -27,6 +28,8 @@ export const describeCommand: Command = {
     ctx.print(`created:     ${detail.createdAt} (${formatAge(detail.createdAt, now)} ago)`);
     ctx.print(`updated:     ${detail.updatedAt} (${formatAge(detail.updatedAt, now)} ago)`);
     ctx.print(`sandboxes:   ${status.ready} ready of ${status.desired} desired, ${status.starting} starting, ${status.draining} draining`);
+    if (status.heldByQuota !== undefined) ctx.print(`held back:   by the quota of '${status.heldByQuota}' (it has no room for more sandboxes)`);
+    for (const q of detail.quotas ?? []) ctx.print(`quota:       ${formatQuota(q)}`);
     ctx.print();
     ctx.print('spec:');
     ctx.print(indent(toYaml(detail.spec).trimEnd()));
@@ -72,6 +75,13 @@ function printFailures(ctx: CommandContext, failures: readonly SandboxFailureRec
     f.sandboxId, f.workerId, f.at, f.reason,
     f.code !== undefined ? `${f.code}: ${f.message ?? ''}`.slice(0, 120) : f.signal != null ? `signal ${f.signal}` : `exit code ${f.exitCode ?? '-'}`,
   ]))));
+}
+
+/** `team-a-*: 2/2 sandboxes, 256/4096 MiB` (a limit not set shows as its usage alone). */
+export function formatQuota(q: QuotaUsage): string {
+  const sandboxes = q.maxSandboxes === undefined ? `${q.sandboxes}` : `${q.sandboxes}/${q.maxSandboxes}`;
+  const memory = q.maxMemoryMiB === undefined ? `${q.memoryMiB}` : `${q.memoryMiB}/${q.maxMemoryMiB}`;
+  return `${q.scope}: ${sandboxes} sandboxes, ${memory} MiB`;
 }
 
 function indent(text: string): string {

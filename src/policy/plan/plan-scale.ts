@@ -9,8 +9,9 @@ const NONE: readonly string[] = [];
  * 1. Rollout: ready sandboxes of an older generation are retired as current ones become ready,
  *    oldest first, keeping the function's ready count at the desired scale. Worked numbers:
  *    desired 3, 3 outdated ready, 1 current ready → retire 3 − max(0, 3 − 1) = 1.
- * 2. Scale up: desired − current (starting + ready of this generation) new sandboxes, placed by the
- *    placement policy — unless a recent failure is backing the function off.
+ * 2. Scale up: desired − current (starting + ready of this generation) new sandboxes, at most
+ *    `maxCreate` (what the function's quotas leave), placed by the placement policy — unless a
+ *    recent failure is backing the function off.
  * 3. Scale down: current − desired, cancelling starting sandboxes first (newest first; they serve
  *    nothing yet), then draining ready ones: all of them when all go (scale to zero, the common
  *    case), else the victims the eviction policy picks.
@@ -29,7 +30,10 @@ export function planScale(input: ScaleInput, policies: PlanPolicies): ScalePlan 
   }
   if (input.desired > current) {
     if (input.isBackingOff) return plan(input, { drain, reason: drain.length > 0 ? reason : 'backing-off' });
-    const count = input.desired - current;
+    const wanted = input.desired - current;
+    const count = input.maxCreate === undefined ? wanted : Math.min(wanted, input.maxCreate);
+    const isCappedByQuota = count < wanted;
+    if (count <= 0) return plan(input, { drain, reason: drain.length > 0 ? reason : 'at-quota', isCappedByQuota });
     const placed = policies.placement.place({ function: input.function, runtime: input.runtime, artifact: input.artifact, resources: input.resources, count }, input.workers);
     const unplaced = placed.unplaced;
     return plan(input, {
@@ -37,6 +41,7 @@ export function planScale(input: ScaleInput, policies: PlanPolicies): ScalePlan 
       placementReason: unplaced > 0 ? placed.reason : undefined,
       reason: unplaced === 0 ? 'scale-up' : placed.workerIds.length > 0 ? 'scale-up-partly-placed' : 'no-worker-has-room',
       hasNoCapacity: unplaced > 0 && placed.workerIds.length === 0 && current === 0,
+      isCappedByQuota,
     });
   }
   if (input.desired < current) {
@@ -64,6 +69,7 @@ function plan(input: ScaleInput, parts: Partial<ScalePlan>): ScalePlan {
     placementReason: parts.placementReason,
     reason: parts.reason ?? 'converged',
     hasNoCapacity: parts.hasNoCapacity ?? false,
+    isCappedByQuota: parts.isCappedByQuota ?? false,
   };
 }
 

@@ -32,6 +32,8 @@ export interface ScaleInput {
   /** A creation failed recently and the back-off has not passed: create nothing now. */
   readonly isBackingOff: boolean;
   readonly workers: readonly WorkerSnapshot[];
+  /** The most sandboxes a quota lets this plan create (absent: no quota binds the function). */
+  readonly maxCreate?: number;
 }
 
 export interface PlanPolicies {
@@ -47,7 +49,8 @@ export type PlanReason =
   | 'no-worker-has-room'
   | 'backing-off'
   | 'scale-down'
-  | 'rollout';
+  | 'rollout'
+  | 'at-quota';
 
 /**
  * What to do for one function, as data: applied by the plan executor, which alone changes
@@ -67,4 +70,6 @@ export interface ScalePlan {
   readonly reason: PlanReason;
   /** The function has no sandbox and none could be placed: its waiting invocations should be refused. */
   readonly hasNoCapacity: boolean;
+  /** A quota (`maxCreate`) let it create fewer sandboxes than its desired scale asked for. */
+  readonly isCappedByQuota: boolean;
 }
