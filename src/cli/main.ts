@@ -17,6 +17,7 @@ import { statusCommand } from './commands/status.ts';
 import { imageCommand } from './commands/image.ts';
 import { auditCommand } from './commands/audit.ts';
 import { tokenCommand } from './commands/token.ts';
+import { certsCommand } from './commands/certs.ts';
 
 /**
  * The `baton` entry point. Client commands talk to a running cluster; daemon commands start one
@@ -25,7 +26,7 @@ import { tokenCommand } from './commands/token.ts';
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
   deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, invocationsCommand, dlqCommand, imageCommand, haproxyConfigCommand,
-  tokenCommand, auditCommand,
+  tokenCommand, auditCommand, certsCommand,
 ].map((c) => [c.name, c]));
 
 /** `baton loadgen SUB`: each subcommand is a Command named `loadgen SUB`. */
