@@ -64,9 +64,15 @@ export function clientTlsOptions(tls: ClientTls): { ca: Buffer; cert?: Buffer; k
   return tls.cert === undefined || tls.key === undefined ? { ca: tls.ca } : { ca: tls.ca, cert: tls.cert, key: tls.key };
 }
 
-/** Whether the request came over TLS with a client certificate that the cluster CA signed. */
+/**
+ * Whether the request came over TLS with a client certificate that the cluster CA signed.
+ * `authorized` alone is not enough: on a resumed TLS session of a client that showed no
+ * certificate, Node reports the socket authorized (there was nothing to fail verification), so the
+ * peer's certificate must be there too (a resumed session of a member keeps it).
+ */
 export function isClientVerified(req: IncomingMessage): boolean {
-  return (req.socket as Partial<TLSSocket>).authorized === true;
+  const socket = req.socket as Partial<TLSSocket>;
+  return socket.authorized === true && socket.getPeerCertificate?.().raw !== undefined;
 }
 
 /**
