@@ -163,14 +163,15 @@ export function resolveClientOptions(
   flags: { url?: string | undefined; dataplaneUrl?: string | undefined; token?: string | undefined; ca?: string | undefined },
   env: NodeJS.ProcessEnv,
   config: ClientConfig = readClientConfig(env),
-): { url: string; dataplaneUrl: string; token: string | undefined; ca: string | undefined } {
+): { url: string; dataplaneUrl: string; token: string | undefined; ca?: string } {
   const url = flags.url ?? nonEmpty(env['BATON_URL']) ?? config.url ?? DEFAULT_URL;
   const isConfigured = sameUrl(url, config.url ?? DEFAULT_URL);
+  const ca = flags.ca ?? nonEmpty(env['BATON_CA']) ?? (isConfigured ? config.ca : undefined);
   return {
     url,
     dataplaneUrl: flags.dataplaneUrl ?? nonEmpty(env['BATON_DATAPLANE_URL']) ?? (isConfigured ? config.dataplaneUrl : undefined) ?? DEFAULT_DATAPLANE_URL,
     token: flags.token ?? nonEmpty(env['BATON_TOKEN']) ?? (isConfigured ? config.token : undefined),
-    ca: flags.ca ?? nonEmpty(env['BATON_CA']) ?? (isConfigured ? config.ca : undefined),
+    ...(ca === undefined ? {} : { ca }),
   };
 }
 
