@@ -12,7 +12,7 @@ export interface ClientConfig {
   readonly dataplaneUrl?: string;
   readonly token?: string;
   /** The cluster CA (a PEM file) an `https` control plane and data plane are checked against (`baton up --tls`). */
-  readonly ca?: string;
+  readonly ca?: string | undefined;
 }
 
 /** Where the config lives for this environment; undefined when neither XDG_CONFIG_HOME nor HOME is set. */

@@ -10,6 +10,7 @@ import { Agent, request } from 'undici';
 import { CERT_ROLES, certFilesIn, certsInit, type CertRole } from '../../src/core/certs.ts';
 import { RpcConnection } from '../../src/transport/rpc-client.ts';
 import { memberHeaders, ROOT, runCliProcess, startCluster, type Cluster } from '../kit/cluster.ts';
+import { startUp } from '../kit/up.ts';
 
 /**
  * A cluster whose three daemons run with TLS (certificates from `baton certs init`, made by the
@@ -169,5 +170,24 @@ describe('a cluster with TLS', () => {
     } finally {
       rpc.close();
     }
+  });
+});
+
+describe('baton up --tls', () => {
+  it('makes the certificates, runs every daemon with TLS, and the CLI works with no flag', async (t) => {
+    const up = await startUp(t, ['--tls']);
+    const { offset } = up;
+    const caFile = join(up.dir, 'certs', 'ca.crt');
+    assert.match(up.output.stdout, new RegExp(`curl --cacert ${caFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} https://127\\.0\\.0\\.1:${8080 + offset}/fn/hello/`));
+    const config = JSON.parse(await readFile(join(up.configHome, 'baton', 'config.json'), 'utf8')) as { url: string; dataplaneUrl: string; ca: string };
+    assert.deepEqual([config.url, config.dataplaneUrl, config.ca], [`https://127.0.0.1:${9090 + offset}`, `https://127.0.0.1:${8080 + offset}`, caFile]);
+    const listed = await runCliProcess(['list'], up.cliEnv);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^hello\s+process/m);
+    const invoked = await runCliProcess(['invoke', 'hello'], up.cliEnv);
+    assert.equal(invoked.code, 0, invoked.stderr);
+    assert.match(invoked.stdout, /hello/i);
+    for (const port of [8080, 8081, 9090, 10010]) await assert.rejects(plainRequest(`http://127.0.0.1:${port + offset}`, '/healthz'), `port ${port + offset} refuses plain text`);
+    assert.equal(await up.interrupt(), 0, up.output.stderr.slice(-1000));
   });
 });
