@@ -11,6 +11,8 @@ export interface ClientConfig {
   readonly url?: string;
   readonly dataplaneUrl?: string;
   readonly token?: string;
+  /** The cluster CA (a PEM file) an `https` control plane and data plane are checked against (`baton up --tls`). */
+  readonly ca?: string | undefined;
 }
 
 /** Where the config lives for this environment; undefined when neither XDG_CONFIG_HOME nor HOME is set. */
@@ -32,7 +34,7 @@ export function readClientConfig(env: NodeJS.ProcessEnv): ClientConfig {
     return {};
   }
   const config: Record<string, string> = {};
-  for (const key of ['url', 'dataplaneUrl', 'token'] as const) {
+  for (const key of ['url', 'dataplaneUrl', 'token', 'ca'] as const) {
     const value = (parsed as Record<string, unknown> | null)?.[key];
     if (typeof value === 'string' && value !== '') config[key] = value;
   }

@@ -7,6 +7,8 @@ import type { AuditEntry } from '../api/audit.ts';
 import { BatonError } from '../core/errors.ts';
 import { JsonClient, type CallOptions } from '../transport/json-client.ts';
 import { readClientConfig, type ClientConfig } from './client-config.ts';
+import { readFileSync } from 'node:fs';
+import { clientTlsOptions } from '../transport/tls.ts';
 
 /**
  * A typed client of the control plane's management REST API (`/v1/...`) and of the data plane's
@@ -152,6 +154,8 @@ export interface BatonClientOptions {
   readonly timeoutMs?: number;
   /** API token sent as `Authorization: Bearer …` to the control plane and with invocations. */
   readonly token?: string | undefined;
+  /** The CA (a PEM file) that `https` control planes and data planes must be signed by; default the system's CAs. */
+  readonly ca?: string | undefined;
 }
 
 /**
@@ -161,16 +165,18 @@ export interface BatonClientOptions {
  * the config names: a token is never sent to a cluster it was not made by.
  */
 export function resolveClientOptions(
-  flags: { url?: string | undefined; dataplaneUrl?: string | undefined; token?: string | undefined },
+  flags: { url?: string | undefined; dataplaneUrl?: string | undefined; token?: string | undefined; ca?: string | undefined },
   env: NodeJS.ProcessEnv,
   config: ClientConfig = readClientConfig(env),
-): { url: string; dataplaneUrl: string; token: string | undefined } {
+): { url: string; dataplaneUrl: string; token: string | undefined; ca?: string } {
   const url = flags.url ?? nonEmpty(env['BATON_URL']) ?? config.url ?? DEFAULT_URL;
   const isConfigured = sameUrl(url, config.url ?? DEFAULT_URL);
+  const ca = flags.ca ?? nonEmpty(env['BATON_CA']) ?? (isConfigured ? config.ca : undefined);
   return {
     url,
     dataplaneUrl: flags.dataplaneUrl ?? nonEmpty(env['BATON_DATAPLANE_URL']) ?? (isConfigured ? config.dataplaneUrl : undefined) ?? DEFAULT_DATAPLANE_URL,
     token: flags.token ?? nonEmpty(env['BATON_TOKEN']) ?? (isConfigured ? config.token : undefined),
+    ...(ca === undefined ? {} : { ca }),
   };
 }
 
@@ -188,7 +194,7 @@ export class BatonClient {
   readonly url: string;
   readonly dataplaneUrl: string;
   readonly #json: JsonClient;
-  readonly #agent = new Agent({ keepAliveTimeout: 10_000 });
+  readonly #agent: Agent;
   /** `{ authorization }` with a token, else empty. */
   readonly #auth: Readonly<Record<string, string>>;
 
@@ -196,8 +202,10 @@ export class BatonClient {
     this.url = checkUrl(options.url ?? DEFAULT_URL, 'control plane');
     this.dataplaneUrl = checkUrl(options.dataplaneUrl ?? DEFAULT_DATAPLANE_URL, 'data plane');
     this.#auth = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
+    const tls = options.ca === undefined ? undefined : { ca: readCa(options.ca) };
+    this.#agent = new Agent({ keepAliveTimeout: 10_000, ...(tls === undefined ? {} : { connect: clientTlsOptions(tls) }) });
     this.#json = new JsonClient(this.url, {
-      connections: 4, headers: this.#auth, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      connections: 4, headers: this.#auth, tls, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     });
   }
 
@@ -385,5 +393,14 @@ function parseJson(body: Buffer): unknown {
     return JSON.parse(body.toString('utf8'));
   } catch {
     return undefined;
+  }
+}
+
+/** The CA file of `--ca` / `BATON_CA` / the client config; one that cannot be read is ERR_INVALID_REQUEST. */
+function readCa(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new BatonError('ERR_INVALID_REQUEST', `--ca: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
   }
 }

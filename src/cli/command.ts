@@ -60,6 +60,7 @@ export interface Command {
 export const COMMON_OPTIONS: OptionSpecs = {
   url: { type: 'string' },
   token: { type: 'string' },
+  ca: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 };
@@ -67,6 +68,7 @@ export const COMMON_OPTIONS: OptionSpecs = {
 export const COMMON_USAGE = `common flags:
   --url URL     control plane (default: $BATON_URL, else the one 'baton up' started, else http://127.0.0.1:9090)
   --token T     API token (default: $BATON_TOKEN, else the admin token 'baton up' wrote to ~/.config/baton/config.json)
+  --ca FILE     CA of an https cluster (default: $BATON_CA, else the one 'baton up --tls' made)
   --json        machine-readable JSON on stdout
   -h, --help    this help`;
 
@@ -121,7 +123,7 @@ export function createContext(
     isJson: parsed.values['json'] === true,
     client() {
       client ??= new BatonClient(resolveClientOptions(
-        { url: stringFlag(parsed.values, 'url'), dataplaneUrl: stringFlag(parsed.values, 'dataplane-url'), token: stringFlag(parsed.values, 'token') }, io.env));
+        { url: stringFlag(parsed.values, 'url'), dataplaneUrl: stringFlag(parsed.values, 'dataplane-url'), token: stringFlag(parsed.values, 'token'), ca: stringFlag(parsed.values, 'ca') }, io.env));
       return client;
     },
     print: (text = '') => io.stdout.write(`${text}\n`),

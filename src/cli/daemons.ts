@@ -22,6 +22,8 @@ import { Supervisor } from './supervisor.ts';
 import { renderHaproxyConfig } from './haproxy-config.ts';
 import { SystemClock } from '../core/clock.ts';
 import { MIN_JOIN_SECRET_LENGTH, newJoinSecret } from '../transport/internal-auth.ts';
+import { certFilesIn, certsInit, type CertFiles, type CertRole } from '../core/certs.ts';
+import { Agent, request } from 'undici';
 
 /**
  * The daemon commands: `baton controlplane|dataplane|worker [--config FILE] [--key value]…` run
@@ -105,9 +107,11 @@ export interface UpOptions {
   readonly dataPlanes: number;
   /** `file` (embedded) or `redis` (a redis-server started by `baton up`). */
   readonly store: 'file' | 'redis';
+  /** TLS on every port and mutual TLS between the planes, with certificates `baton certs init` makes in `<dataDir>/certs` on the first start. */
+  readonly isTls: boolean;
 }
 
-const UP_FLAGS = ['data-dir', 'port-offset', 'log-level', 'runtime', 'workers', 'control-planes', 'data-planes', 'store'];
+const UP_FLAGS = ['data-dir', 'port-offset', 'log-level', 'runtime', 'workers', 'control-planes', 'data-planes', 'store', 'tls'];
 
 /** @throws BatonError ERR_INVALID_CONFIG naming the flag */
 export function parseUpFlags(argv: readonly string[]): UpOptions {
@@ -135,7 +139,13 @@ export function parseUpFlags(argv: readonly string[]): UpOptions {
   if (controlPlanes > 1 && store !== 'redis') {
     throw new BatonError('ERR_INVALID_CONFIG', '--control-planes above 1 needs --store redis (the control planes share the store and the leader lease in it)');
   }
-  return { dataDir: resolve(String(flags['data-dir'] ?? './.baton')), offset, logLevel: String(flags['log-level'] ?? 'warn'), runtime, workers, controlPlanes, dataPlanes, store };
+  const tls = flags['tls'] ?? false;
+  if (tls !== true && tls !== false && tls !== 'true' && tls !== 'false') throw new BatonError('ERR_INVALID_CONFIG', `--tls takes no value, got '${String(tls)}'`);
+  const isTls = tls === true || tls === 'true';
+  if (isTls && dataPlanes > 1) {
+    throw new BatonError('ERR_INVALID_CONFIG', '--tls with --data-planes above 1 is not supported (HAProxy in front of the data planes would have to terminate TLS)');
+  }
+  return { dataDir: resolve(String(flags['data-dir'] ?? './.baton')), offset, logLevel: String(flags['log-level'] ?? 'warn'), runtime, workers, controlPlanes, dataPlanes, store, isTls };
 }
 
 /**
@@ -180,18 +190,28 @@ function requireExecutable(name: string, debianPackage: string, why: string): st
  */
 async function runUp(argv: string[]): Promise<number> {
   const options = parseUpFlags(argv);
-  const { dataDir, offset, logLevel, runtime, workers, controlPlanes, dataPlanes, store } = options;
+  const { dataDir, offset, logLevel, runtime, workers, controlPlanes, dataPlanes, store, isTls } = options;
+  const scheme = isTls ? 'https' : 'http';
   const ports = upPorts(options);
   // Checked before anything starts: a missing tool is one clear message, not a half-started cluster.
   const redisServer = store === 'redis' ? requireExecutable('redis-server', 'redis-server', '--store redis') : undefined;
   const haproxy = dataPlanes > 1 ? requireExecutable('haproxy', 'haproxy', '--data-planes above 1') : undefined;
-  const cpUrls = ports.controlPlanes.map((p) => `http://127.0.0.1:${p.port}`);
+  const cpUrls = ports.controlPlanes.map((p) => `${scheme}://127.0.0.1:${p.port}`);
   const cpUrl = cpUrls[0] as string;
   // The admin token: made on the first start, kept in the data dir across restarts; every control
   // plane registers it when it leads, and the CLI finds it in its client config.
   await mkdir(dataDir, { recursive: true });
   const adminTokenFile = join(dataDir, 'admin-token');
   const adminToken = await ensureAdminToken(adminTokenFile);
+  const certs = isTls ? await ensureCerts(join(dataDir, 'certs')) : undefined;
+  const tlsFlag = (role: CertRole): string[] => (certs === undefined ? [] : [
+    '--tls-cert-file', certs.roles[role].cert, '--tls-key-file', certs.roles[role].key, '--tls-ca-file', certs.caCert,
+  ]);
+  // Start-up health checks: over TLS with the control plane's certificate (the worker's and the data plane's internal ports want one).
+  const probe = certs === undefined ? undefined : new Agent({
+    connect: { ca: await readFile(certs.caCert), cert: await readFile(certs.roles.controlplane.cert), key: await readFile(certs.roles.controlplane.key) },
+  });
+  const ca = certs?.caCert;
   const redisUrl = `redis://127.0.0.1:${ports.redis}`;
   const supervisor = new Supervisor({
     clock: new SystemClock({ holdsProcess: true }),
@@ -221,52 +241,56 @@ async function runUp(argv: string[]): Promise<number> {
     }
     ports.controlPlanes.forEach((p, i) => {
       const name = controlPlanes === 1 ? 'controlplane' : `controlplane-${i}`;
-      const args = ['--port', String(p.port), '--registration-port', String(p.registrationPort), '--data-dir', join(dataDir, controlPlanes === 1 ? 'controlplane' : name), '--log-level', logLevel, '--admin-token-file', adminTokenFile, ...secretFlag];
+      const args = ['--port', String(p.port), '--registration-port', String(p.registrationPort), '--data-dir', join(dataDir, controlPlanes === 1 ? 'controlplane' : name), '--log-level', logLevel, '--admin-token-file', adminTokenFile, ...secretFlag, ...tlsFlag('controlplane')];
       if (store === 'redis') args.push('--store', 'redis', '--redis-url', redisUrl);
       supervise(name, () => spawnDaemon('controlplane', args));
     });
-    for (const url of cpUrls) await waitHealthy(`${url}/healthz`, first);
-    const workerArgs = ['--port', String(ports.worker), '--data-dir', join(dataDir, 'worker'), ...cpFlag, '--log-level', logLevel, ...secretFlag];
+    for (const url of cpUrls) await waitHealthy(`${url}/healthz`, first, probe);
+    const workerArgs = ['--port', String(ports.worker), '--data-dir', join(dataDir, 'worker'), ...cpFlag, '--log-level', logLevel, ...secretFlag, ...tlsFlag('worker')];
     if (runtime === 'emulated') workerArgs.push('--runtime', 'emulated', '--emulate', String(workers === 1 ? 0 : workers));
     if (runtime === 'container') workerArgs.push('--runtimes', '["process","container"]');
     supervise('worker', () => spawnDaemon('worker', workerArgs));
     ports.dataPlanes.forEach((p, j) => {
       const name = dataPlanes === 1 ? 'dataplane' : `dataplane-${j}`;
-      const args = ['--port', String(p.port), '--internal-port', String(p.internalPort), '--data-dir', join(dataDir, name), ...cpFlag, '--log-level', logLevel, ...secretFlag];
+      const args = ['--port', String(p.port), '--internal-port', String(p.internalPort), '--data-dir', join(dataDir, name), ...cpFlag, '--log-level', logLevel, ...secretFlag, ...tlsFlag('dataplane')];
       if (dataPlanes > 1) args.push('--dataplane-id', name);
       supervise(name, () => spawnDaemon('dataplane', args));
     });
-    await waitHealthy(`http://127.0.0.1:${ports.worker}/healthz`, first);
-    for (const p of ports.dataPlanes) await waitHealthy(`http://127.0.0.1:${p.internalPort}/healthz`, first);
+    await waitHealthy(`${scheme}://127.0.0.1:${ports.worker}/healthz`, first, probe);
+    for (const p of ports.dataPlanes) await waitHealthy(`${scheme}://127.0.0.1:${p.internalPort}/healthz`, first, probe);
     if (haproxy !== undefined) {
       const file = join(dataDir, 'haproxy.cfg');
       await writeFile(file, renderHaproxyConfig({ bind: `127.0.0.1:${ports.haproxy}`, dataplanes: ports.dataPlanes.map((p) => `127.0.0.1:${p.port}`) }));
       supervise('haproxy', () => spawn(haproxy, ['-db', '-f', file], { stdio: ['ignore', 'inherit', 'inherit'] }));
       await waitListening(ports.haproxy, first);
     }
-    if (runtime === 'process') await deployHello(cpUrl, adminToken);
-    else if (runtime === 'container') await deployContainerHello(cpUrl, adminToken);
-    else await deployEmulatedHello(cpUrl, adminToken);
+    if (runtime === 'process') await deployHello(cpUrl, adminToken, ca);
+    else if (runtime === 'container') await deployContainerHello(cpUrl, adminToken, ca);
+    else await deployEmulatedHello(cpUrl, adminToken, ca);
   } catch (err) {
     await supervisor.stop();
     throw err;
+  } finally {
+    await probe?.close();
   }
-  const entryUrl = haproxy === undefined ? `http://127.0.0.1:${ports.dataPlanes[0]?.port}` : `http://127.0.0.1:${ports.haproxy}`;
-  const clientConfig = await writeClientConfig(process.env, { url: cpUrl, dataplaneUrl: entryUrl, token: adminToken });
+  const entryUrl = haproxy === undefined ? `${scheme}://127.0.0.1:${ports.dataPlanes[0]?.port}` : `http://127.0.0.1:${ports.haproxy}`;
+  // Without TLS the client config has no `ca` (one a `--tls` run left is dropped).
+  const clientConfig = await writeClientConfig(process.env, { url: cpUrl, dataplaneUrl: entryUrl, token: adminToken, ca });
   process.stdout.write([
     'Baton is running:',
     ...(store === 'redis' ? [`  store          ${redisUrl} (redis-server, append-only file in ${join(dataDir, 'redis')})`] : []),
-    ...cpUrls.map((url, i) => `  control plane  ${url} (Dirigent registration: http://127.0.0.1:${ports.controlPlanes[i]?.registrationPort}/registerService)`),
+    ...cpUrls.map((url, i) => `  control plane  ${url} (Dirigent registration: ${scheme}://127.0.0.1:${ports.controlPlanes[i]?.registrationPort}/registerService)`),
     ...(controlPlanes > 1 ? ['                 one leads (its /healthz says so); the others redirect management calls to it'] : []),
-    ...ports.dataPlanes.map((p) => `  data plane     http://127.0.0.1:${p.port}`),
+    ...ports.dataPlanes.map((p) => `  data plane     ${scheme}://127.0.0.1:${p.port}`),
     ...(haproxy === undefined ? [] : [`  HAProxy        ${entryUrl} (each function sticks to one data plane; a dead one is taken out)`]),
-    `  worker         http://127.0.0.1:${ports.worker}${runtime === 'emulated' ? ` (${workers} emulated worker${workers === 1 ? '' : 's'})` : ''}`,
+    `  worker         ${scheme}://127.0.0.1:${ports.worker}${runtime === 'emulated' ? ` (${workers} emulated worker${workers === 1 ? '' : 's'})` : ''}`,
     `  join secret    ${join(dataDir, 'join-secret')} (mode 0600; every daemon of the cluster joins with it)`,
+    ...(certs === undefined ? [] : [`  TLS            CA ${certs.caCert}; the planes' certificates beside it (mutual TLS between the planes)`]),
     '',
     runtime === 'process' ? 'Deployed examples/hello as the function "hello". Try:'
       : runtime === 'container' ? 'Deployed examples/hello as the container function "hello" (an image built from this machine\'s node). Try:'
         : 'Deployed the emulated function "hello" (it waits x-baton-exec-ms, then answers). Try:',
-    `  curl ${runtime === 'emulated' ? '-H "x-baton-exec-ms: 50" ' : ''}${entryUrl}/fn/hello/`,
+    `  curl ${certs === undefined ? '' : `--cacert ${certs.caCert} `}${runtime === 'emulated' ? '-H "x-baton-exec-ms: 50" ' : ''}${entryUrl}/fn/hello/`,
     `  npx baton invoke hello${clientConfig !== undefined || (offset === 0 && haproxy === undefined) ? '' : ` --url ${cpUrl} --dataplane-url ${entryUrl}`}`,
     '',
     `The admin token is in ${adminTokenFile}${clientConfig === undefined ? ' (set BATON_TOKEN to it)' : ` and ${clientConfig}, where the CLI finds it`}.`,
@@ -278,6 +302,17 @@ async function runUp(argv: string[]): Promise<number> {
   process.stderr.write(`stopping (${reason})…\n`);
   await supervisor.stop();
   return 0;
+}
+
+/**
+ * `<dir>`'s CA and plane certificates (for 127.0.0.1, ::1 and localhost): made by `baton certs
+ * init` on the first `baton up --tls` and reused after, so that restarted daemons and a later
+ * `baton up --tls` keep trusting each other and the client config's CA stays right.
+ */
+async function ensureCerts(dir: string): Promise<CertFiles> {
+  const files = certFilesIn(dir);
+  if (existsSync(files.caCert)) return files;
+  return certsInit(dir, { hosts: ['127.0.0.1', '::1', 'localhost'], days: 365 });
 }
 
 /**
@@ -333,13 +368,19 @@ function spawnDaemon(command: string, args: string[]): ChildProcess {
   return child;
 }
 
-async function waitHealthy(url: string, children: readonly ChildProcess[]): Promise<void> {
+async function waitHealthy(url: string, children: readonly ChildProcess[], dispatcher?: Agent): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (children.some((c) => c.exitCode !== null)) throw new BatonError('ERR_UNAVAILABLE', `a daemon exited during start-up (waiting for ${url})`);
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (res.ok) return;
+      if (dispatcher === undefined) {
+        const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+        if (res.ok) return;
+      } else {
+        const res = await request(url, { dispatcher, signal: AbortSignal.timeout(1000) });
+        await res.body.dump();
+        if (res.statusCode === 200) return;
+      }
     } catch {
       // not up yet
     }
@@ -349,8 +390,8 @@ async function waitHealthy(url: string, children: readonly ChildProcess[]): Prom
 }
 
 /** Creates (or replaces) an emulated function named `hello`: no code to upload. */
-async function deployEmulatedHello(cpUrl: string, token: string): Promise<void> {
-  const client = new BatonClient({ url: cpUrl, token });
+async function deployEmulatedHello(cpUrl: string, token: string, ca: string | undefined): Promise<void> {
+  const client = new BatonClient({ url: cpUrl, token, ca });
   const spec = { name: 'hello', runtime: 'emulated' } as const;
   try {
     await client.createFunction(spec).catch(async (err: unknown) => {
@@ -363,12 +404,12 @@ async function deployEmulatedHello(cpUrl: string, token: string): Promise<void> 
 }
 
 /** examples/hello as a container function: an image built here (base node), then deployed. */
-async function deployContainerHello(cpUrl: string, token: string): Promise<void> {
+async function deployContainerHello(cpUrl: string, token: string, ca: string | undefined): Promise<void> {
   const plan = await loadManifest(join(HELLO_DIR, 'baton.yaml'));
   const { buildImage } = await import('./image/image-builder.ts');
   const image = join(tmpdir(), `baton-hello-${process.pid}.tar.gz`);
   await writeFile(image, await buildImage({ dir: plan.dir ?? HELLO_DIR, base: 'node', handler: 'index.handler' }));
-  const client = new BatonClient({ url: cpUrl, token });
+  const client = new BatonClient({ url: cpUrl, token, ca });
   try {
     await deployPlan(client, { spec: { ...plan.spec, runtime: 'container' }, image });
   } finally {
@@ -377,9 +418,9 @@ async function deployContainerHello(cpUrl: string, token: string): Promise<void>
   }
 }
 
-async function deployHello(cpUrl: string, token: string): Promise<void> {
+async function deployHello(cpUrl: string, token: string, ca: string | undefined): Promise<void> {
   const plan = await loadManifest(join(HELLO_DIR, 'baton.yaml'));
-  const client = new BatonClient({ url: cpUrl, token });
+  const client = new BatonClient({ url: cpUrl, token, ca });
   try {
     await deployPlan(client, { spec: plan.spec, dir: plan.dir ?? HELLO_DIR });
   } finally {

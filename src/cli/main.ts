@@ -18,6 +18,7 @@ import { imageCommand } from './commands/image.ts';
 import { auditCommand } from './commands/audit.ts';
 import { tokenCommand } from './commands/token.ts';
 import { quotaCommand } from './commands/quota.ts';
+import { certsCommand } from './commands/certs.ts';
 
 /**
  * The `baton` entry point. Client commands talk to a running cluster; daemon commands start one
@@ -26,7 +27,7 @@ import { quotaCommand } from './commands/quota.ts';
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map([
   deployCommand, invokeCommand, listCommand, describeCommand, deleteCommand, logsCommand, statusCommand, invocationsCommand, dlqCommand, imageCommand, haproxyConfigCommand,
-  tokenCommand, quotaCommand, auditCommand,
+  tokenCommand, quotaCommand, auditCommand, certsCommand,
 ].map((c) => [c.name, c]));
 
 /** `baton loadgen SUB`: each subcommand is a Command named `loadgen SUB`. */

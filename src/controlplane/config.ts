@@ -46,6 +46,12 @@ export const controlPlaneConfigSchema = z.strictObject({
   joinSecret: z.string().min(16).optional(),
   /** A file holding the join secret (instead of `joinSecret`, which `ps` or a config dump could show). */
   joinSecretFile: z.string().min(1).optional(),
+  /** This daemon's TLS certificate (PEM; `baton certs init` makes one per role). With tlsKeyFile and tlsCaFile: its ports serve TLS and it calls its peers over mutual TLS. */
+  tlsCertFile: z.string().min(1).optional(),
+  /** The private key of `tlsCertFile` (PEM). */
+  tlsKeyFile: z.string().min(1).optional(),
+  /** The cluster CA (PEM): the peers' certificates must be signed by it. */
+  tlsCaFile: z.string().min(1).optional(),
   /**
    * `token`: every management call needs an API token (`Authorization: Bearer …`; see
    * docs/security.md). `none`: no check at all — for tests and benchmarks on a trusted machine.

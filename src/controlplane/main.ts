@@ -21,6 +21,7 @@ import { createLimitedServer } from '../transport/http-limits.ts';
 import { listen } from '../transport/listen.ts';
 import { RpcConnections } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
+import { clientTlsOptions, readTls, requireJoinSecretWithTls, serverTlsOptions, type TlsMaterial } from '../transport/tls.ts';
 import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, readJoinSecret } from '../transport/internal-auth.ts';
 import { AuditLog } from './audit-log.ts';
 import type { ControlPlaneConfig } from './config.ts';
@@ -65,9 +66,12 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const clock = deps.clock ?? systemClock;
   const joinSecret = readJoinSecret(config);
   checkOpenMode(config.host, joinSecret, log);
-  // Internal calls (/internal/…, and the RPC stream, which carries only those) need the join key.
+  const tls = readTls(config);
+  requireJoinSecretWithTls(tls, joinSecret);
+  // Internal calls (/internal/…, and the RPC stream, which carries only those) need the join key,
+  // and with TLS a client certificate from the cluster CA too.
   const guard = joinSecret === undefined ? undefined : new InternalGuard({
-    member: new CredentialSet([deriveJoinKey(joinSecret)]), rpcLevel: 'member', log,
+    member: new CredentialSet([deriveJoinKey(joinSecret)]), rpcLevel: 'member', log, isClientCertRequired: tls !== undefined,
     levelOf: (_method, pathname) => (pathname.startsWith('/internal/') ? 'member' : 'open'),
   });
   const store = deps.store ?? await openStore(config, log);
@@ -76,10 +80,10 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const audit = await AuditLog.open(config.dataDir, { maxBytes: config.auditLogMaxBytes });
   const adminToken = config.authMode === 'token' ? await readAdminToken(config.adminTokenFile ?? join(config.dataDir, 'admin-token'), log) : undefined;
   // One connection pool per worker origin, shared by every worker client.
-  const workerAgent = new Agent({ connections: 64, keepAliveTimeout: 30_000 });
+  const workerAgent = new Agent({ connections: 64, keepAliveTimeout: 30_000, ...(tls === undefined ? {} : { connect: clientTlsOptions(tls) }) });
   // With the RPC transport every worker and data plane origin gets one stream connection, shared by
   // the clients of the workers behind it.
-  const rpc = config.internalTransport === 'rpc' ? new RpcConnections() : undefined;
+  const rpc = config.internalTransport === 'rpc' ? new RpcConnections({ tls }) : undefined;
   const processMetrics = createRegistry('controlplane');
   const isLeaderGauge = new Gauge({ name: 'baton_controlplane_is_leader', help: '1 while this control plane holds the leader lease', registers: [processMetrics] });
 
@@ -89,9 +93,12 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   let leaderUrl: string | undefined;
   let routes: Routes | undefined;
   const headerLimits = { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount };
+  // With TLS a client certificate is asked for but not required at the handshake: people with only
+  // an API token reach the management API; internal calls need a verified one (the guard).
+  const serverOptions = { keepAliveTimeout: 65_000, ...(tls === undefined ? {} : { tls: serverTlsOptions(tls, 'requested') }) };
   const server = createLimitedServer(headerLimits, (req, res) => {
     if (guard === undefined || guard.admit(req, res)) (routes as Routes).handle(req, res);
-  }, { keepAliveTimeout: 65_000 });
+  }, serverOptions);
   const rpcServer = serveRpc(server, (method, path, body) => {
     // The stream is the members' link: the management API is not reachable through it.
     if (!path.startsWith('/internal/')) {
@@ -119,12 +126,12 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       return;
     }
     follower.handle(req, res);
-  }, { keepAliveTimeout: 65_000 });
+  }, serverOptions);
 
   const lead = async (epoch: number): Promise<void> => {
     leaderUrl = selfUrl;
     const built = await buildTerm(epoch, {
-      config, store, clock, log, random, workerAgent, rpc, selfUrl, deps, audit, adminToken, isClosing: () => isClosing,
+      config, store, clock, log, random, workerAgent, rpc, tls, selfUrl, deps, audit, adminToken, isClosing: () => isClosing,
       isCurrent: () => lease.epoch === epoch && !isClosing, processGauges: [isLeaderGauge, rpcGauge],
     });
     if (takingOver?.epoch === epoch) takingOver = undefined;
@@ -211,7 +218,7 @@ interface LeaderTerm {
  */
 async function buildTerm(epoch: number, o: {
   config: ControlPlaneConfig; store: Store; clock: Clock; log: Logger; random: ReturnType<typeof createRandom>;
-  workerAgent: Agent; rpc: RpcConnections | undefined; selfUrl: string; deps: ControlPlaneDeps;
+  workerAgent: Agent; rpc: RpcConnections | undefined; tls: TlsMaterial | undefined; selfUrl: string; deps: ControlPlaneDeps;
   audit: AuditLog; adminToken: string | undefined; isClosing: () => boolean; isCurrent: () => boolean; processGauges: readonly Gauge[];
 }): Promise<LeaderTerm | undefined> {
   const { config, store, clock, log, random } = o;
@@ -223,7 +230,7 @@ async function buildTerm(epoch: number, o: {
     config, store, clock, log, random, metricsRegistry, leaderEpoch: epoch,
     connectWorker: workerConnection.connect,
     connectDataplane: (url, dataplaneId, snapshot, commandToken) => connectDataplane(url, {
-      clock, log: log.child({ dataplane: dataplaneId }), drainTimeoutMs: config.drainTimeoutMs, rpc: o.rpc, snapshot, leaderEpoch: epoch,
+      clock, log: log.child({ dataplane: dataplaneId }), drainTimeoutMs: config.drainTimeoutMs, rpc: o.rpc, tls: o.tls, snapshot, leaderEpoch: epoch,
       authorization: commandToken === undefined ? undefined : bearer(commandToken),
     }),
   });
@@ -354,15 +361,15 @@ function workerConnector(o: {
 
 /** Opens the channel to one data plane: its routing publisher and its drain waits. */
 function connectDataplane(url: string, o: {
-  clock: Clock; log: Logger; drainTimeoutMs: number; rpc: RpcConnections | undefined;
+  clock: Clock; log: Logger; drainTimeoutMs: number; rpc: RpcConnections | undefined; tls: TlsMaterial | undefined;
   snapshot: Parameters<DataplaneConnector>[2]; leaderEpoch: number; authorization: string | undefined;
 }): DataplaneChannel {
   const rpc = o.rpc?.for(url, o.authorization);
   const auth = o.authorization === undefined ? {} : { authorization: o.authorization };
-  const client = new JsonClient(url, { timeoutMs: 10_000, connections: 1, ...(rpc === undefined ? {} : { rpc }), ...auth });
+  const client = new JsonClient(url, { timeoutMs: 10_000, connections: 1, tls: o.tls, ...(rpc === undefined ? {} : { rpc }), ...auth });
   // Drain waits may last up to drainTimeoutMs: over HTTP they get connections of their own, so
   // that they never hold up routing updates (on the RPC stream calls do not wait for each other).
-  const drainClient = new JsonClient(url, { timeoutMs: o.drainTimeoutMs + 5_000, connections: 4, ...(rpc === undefined ? {} : { rpc }), ...auth });
+  const drainClient = new JsonClient(url, { timeoutMs: o.drainTimeoutMs + 5_000, connections: 4, tls: o.tls, ...(rpc === undefined ? {} : { rpc }), ...auth });
   const drains = new DrainBatcher(async (sandboxIds, timeoutMs) => {
     try {
       await drainClient.invoke(controlPlaneToDataplane.drainSandboxes, { sandboxIds, timeoutMs });

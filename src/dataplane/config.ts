@@ -86,6 +86,12 @@ export const dataplaneConfigKeysSchema = z.strictObject({
   joinSecret: z.string().min(16).optional(),
   /** A file holding the join secret (instead of `joinSecret`, which `ps` or a config dump could show). */
   joinSecretFile: z.string().min(1).optional(),
+  /** This daemon's TLS certificate (PEM; `baton certs init` makes one per role). With tlsKeyFile and tlsCaFile: its ports serve TLS and it calls its peers over mutual TLS. */
+  tlsCertFile: z.string().min(1).optional(),
+  /** The private key of `tlsCertFile` (PEM). */
+  tlsKeyFile: z.string().min(1).optional(),
+  /** The cluster CA (PEM): the peers' certificates must be signed by it. */
+  tlsCaFile: z.string().min(1).optional(),
   /** Access keys whose SigV4 signatures the Lambda Invoke API accepts; empty: signatures are not checked. */
   lambdaAccessKeys: z.array(z.strictObject({ accessKeyId: z.string().min(1).max(128), secretAccessKey: z.string().min(1).max(128) })).max(100).default(() => []),
 });

@@ -25,6 +25,7 @@ import type { LoadBalancer } from '../policy/load-balancing/types.ts';
 import { serveCleartextHttp2 } from '../transport/h2c.ts';
 import { createLimitedServer } from '../transport/http-limits.ts';
 import { LeaderClient } from '../transport/leader-client.ts';
+import { clientTlsOptions, readTls, requireJoinSecretWithTls, serverTlsOptions } from '../transport/tls.ts';
 import { EpochFence } from '../core/fencing.ts';
 import { closeServer, httpUrl, listen } from '../transport/listen.ts';
 import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, newCommandToken, readJoinSecret, type AccessLevel } from '../transport/internal-auth.ts';
@@ -71,12 +72,14 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const clock = systemClock;
   const joinSecret = readJoinSecret(config);
   checkOpenMode(config.host, joinSecret, logger);
+  const tls = readTls(config);
+  requireJoinSecretWithTls(tls, joinSecret);
   const joinKey = joinSecret === undefined ? undefined : deriveJoinKey(joinSecret);
   // Routing updates and drain waits are accepted only with this, given to the control plane at registration.
   const commandToken = joinSecret === undefined ? undefined : newCommandToken();
   const registry = createRegistry('dataplane');
   const client = new LeaderClient({
-    urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], timeoutMs: 5_000, connections: 4, isRpc: config.internalTransport === 'rpc',
+    urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], timeoutMs: 5_000, connections: 4, isRpc: config.internalTransport === 'rpc', tls,
     ...(joinKey === undefined ? {} : { authorization: bearer(joinKey) }),
   });
   let link: ControlPlaneLink | undefined;
@@ -152,20 +155,25 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const internalRouter = createInternalRouter({ proxy, registry, dataplaneId: config.dataplaneId, logger: logger.child({ component: 'internal' }), fence: new EpochFence() });
 
   const headerLimits = { maxHeaderBytes: config.maxHeaderBytes, maxHeaderCount: config.maxHeaderCount };
-  const proxyServer = createLimitedServer(headerLimits, proxy.handle, { keepAliveTimeout: 65_000 });
+  // With TLS the invocation port is HTTPS (HTTP/1.1; callers need no certificate) and the internal
+  // port HTTPS that only holders of a certificate from the cluster CA reach.
+  const proxyServer = createLimitedServer(headerLimits, proxy.handle, {
+    keepAliveTimeout: 65_000, ...(tls === undefined ? {} : { tls: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' } }),
+  });
   const guard = joinKey === undefined || commandToken === undefined ? undefined : new InternalGuard({
     member: new CredentialSet([joinKey, commandToken]), controlPlane: new CredentialSet([commandToken]),
     levelOf: dataplaneAccessLevel, rpcLevel: 'control-plane', log: logger.child({ component: 'internal' }),
   });
   const internalServer = createLimitedServer(headerLimits, guard === undefined ? internalRouter.handle : (req, res) => {
     if (guard.admit(req, res)) internalRouter.handle(req, res);
-  });
+  }, tls === undefined ? {} : { tls: serverTlsOptions(tls, 'required') });
   const rpcServer = serveRpc(internalServer, internalRouter.dispatch, {
     onProtocolError: (err) => logger.warn({ err: err.message }, 'an RPC connection broke the protocol; closed'),
     ...(guard === undefined ? {} : { admit: (req, socket) => guard.admitUpgrade(req, socket) }),
   });
-  // HTTP/2 cleartext (prior knowledge) on the same port: gRPC clients and h2c callers.
-  const proxyHttp2 = serveCleartextHttp2(proxyServer, proxy.handleHttp2, { limits: headerLimits, maxConcurrentStreams: 1000, idleTimeoutMs: 65_000, firstBytesTimeoutMs: 65_000 });
+  // HTTP/2 cleartext (prior knowledge) on the same port: gRPC clients and h2c callers. Not under
+  // TLS, where the port serves HTTP/1.1 only (docs/security.md).
+  const proxyHttp2 = tls !== undefined ? undefined : serveCleartextHttp2(proxyServer, proxy.handleHttp2, { limits: headerLimits, maxConcurrentStreams: 1000, idleTimeoutMs: 65_000, firstBytesTimeoutMs: 65_000 });
   let proxyPort: number;
   let internalPort: number;
   try {
@@ -178,11 +186,13 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     await invocations.close(0);
     throw err;
   }
-  const proxyUrl = httpUrl(config.advertiseHost, proxyPort);
-  const url = httpUrl(config.advertiseHost, internalPort);
+  const proxyUrl = httpUrl(config.advertiseHost, proxyPort, tls !== undefined);
+  const url = httpUrl(config.advertiseHost, internalPort, tls !== undefined);
   // Asynchronous deliveries go through this data plane's own invocation port, on loopback when it listens on every address.
   const selfHost = config.host === '0.0.0.0' ? '127.0.0.1' : config.host === '::' ? '::1' : config.host;
-  selfPool = new Pool(httpUrl(selfHost, proxyPort), { connections: config.asyncDeliveryConcurrency, pipelining: 1 });
+  selfPool = new Pool(httpUrl(selfHost, proxyPort, tls !== undefined), {
+    connections: config.asyncDeliveryConcurrency, pipelining: 1, ...(tls === undefined ? {} : { connect: clientTlsOptions(tls) }),
+  });
   // Asynchronous invocations of functions with `auth: token` were checked when accepted; their
   // attempts come back to this port with a token only this process knows.
   const own = generateToken();
@@ -210,10 +220,10 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
     await selfPool?.close().catch(() => undefined);
     const stopAccepting = closeServer(proxyServer);
     proxyServer.closeIdleConnections();
-    proxyHttp2.closeIdle();
+    proxyHttp2?.closeIdle();
     await proxy.close(config.shutdownGraceMs);
     proxyServer.closeAllConnections();
-    proxyHttp2.destroyAll();
+    proxyHttp2?.destroyAll();
     await stopAccepting;
     reporter.close();
     link?.close();

@@ -1,3 +1,4 @@
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BatonError, type ErrorCode } from '../core/errors.ts';
@@ -16,8 +17,10 @@ export interface HeaderLimits {
  * ordinary error body, and the connection is closed: after a request that did not parse, nothing
  * else on it can be trusted to be where it seems.
  */
-export function createLimitedServer(limits: HeaderLimits, handler: RequestListener, options: { keepAliveTimeout?: number } = {}): Server {
-  const server = createServer({ ...options, maxHeaderSize: limits.maxHeaderBytes, requireHostHeader: false }, (req: IncomingMessage, res: ServerResponse) => {
+export function createLimitedServer(limits: HeaderLimits, handler: RequestListener, options: { keepAliveTimeout?: number; tls?: HttpsServerOptions } = {}): Server {
+  const { tls, ...httpOptions } = options;
+  const serverOptions = { ...httpOptions, maxHeaderSize: limits.maxHeaderBytes, requireHostHeader: false };
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     // Node keeps at most maxHeadersCount fields (one more than allowed), dropping the rest: more than allowed is refused.
     if (req.rawHeaders.length > limits.maxHeaderCount * 2) {
       res.shouldKeepAlive = false;
@@ -25,7 +28,9 @@ export function createLimitedServer(limits: HeaderLimits, handler: RequestListen
       return;
     }
     handler(req, res);
-  });
+  };
+  // With `tls` an HTTPS server (node:https's is a node:http Server over TLS sockets): a client that does not speak TLS fails the handshake and is closed.
+  const server: Server = tls === undefined ? createServer(serverOptions, listener) : createHttpsServer({ ...serverOptions, ...tls }, listener);
   server.maxHeadersCount = limits.maxHeaderCount + 1;
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
     if (!socket.writable || err.code === 'ECONNRESET') {

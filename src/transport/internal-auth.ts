@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
+import { isClientVerified } from './tls.ts';
 
 /**
  * Credentials of the links between the planes (docs/security.md, "Links between the planes"):
@@ -122,6 +123,8 @@ export interface InternalGuardOptions {
   /** What an RPC upgrade needs (every call on the stream is then allowed). */
   readonly rpcLevel: Exclude<AccessLevel, 'open'>;
   readonly log: Logger;
+  /** With TLS: a call that is not open also needs a client certificate from the cluster CA (besides its credential). */
+  readonly isClientCertRequired?: boolean;
 }
 
 /** Peer addresses whose refusal has been logged, at most this many (then refusals are counted only). */
@@ -152,7 +155,7 @@ export class InternalGuard {
     const url = req.url ?? '/';
     const query = url.indexOf('?');
     const level = this.#o.levelOf(method, query === -1 ? url : url.slice(0, query));
-    if (level === 'open' || this.#accepts(level, req.headers.authorization)) return true;
+    if (level === 'open' || this.#accepts(level, req)) return true;
     this.#refuse(req, `${method} ${query === -1 ? url : url.slice(0, query)}`);
     req.resume();
     res.shouldKeepAlive = false;
@@ -164,14 +167,16 @@ export class InternalGuard {
 
   /** True when the RPC upgrade may go on; otherwise the socket has been answered 401 and closed. */
   admitUpgrade(req: IncomingMessage, socket: Duplex): boolean {
-    if (this.#accepts(this.#o.rpcLevel, req.headers.authorization)) return true;
+    if (this.#accepts(this.#o.rpcLevel, req)) return true;
     this.#refuse(req, 'RPC upgrade');
     const body = JSON.stringify(unauthenticated().toBody());
     socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nwww-authenticate: Bearer\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     return false;
   }
 
-  #accepts(level: Exclude<AccessLevel, 'open'>, authorization: string | undefined): boolean {
+  #accepts(level: Exclude<AccessLevel, 'open'>, req: IncomingMessage): boolean {
+    if (this.#o.isClientCertRequired === true && !isClientVerified(req)) return false;
+    const authorization = req.headers.authorization;
     if (level === 'member') return this.#o.member.accepts(authorization);
     return this.#o.controlPlane?.accepts(authorization) ?? false;
   }

@@ -3,6 +3,7 @@ import { compileInPlaceCheck } from '../api/in-place-check.ts';
 import { pathOf, type Contract, type RequestOf, type ResponseOf } from '../api/contracts.ts';
 import { BatonError } from '../core/errors.ts';
 import { RpcUnsupportedError, type RpcConnection } from './rpc-client.ts';
+import { clientTlsOptions, type ClientTls } from './tls.ts';
 
 /**
  * A JSON RPC client for one peer daemon, over a keep-alive connection pool. Every call has a
@@ -35,6 +36,8 @@ export interface JsonClientOptions {
   readonly authorization?: string;
   /** Headers sent with every HTTP call (e.g. `authorization`), also on the call that follows a redirect. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** An `https` peer of the cluster: the CA it must be signed by, and this daemon's certificate (ignored with `dispatcher`, which has its own). */
+  readonly tls?: ClientTls | undefined;
 }
 
 export class JsonClient {
@@ -49,6 +52,7 @@ export class JsonClient {
   /** Headers of a call without a body and of one with a JSON body (made once: no object per call). */
   readonly #headers: Record<string, string> | undefined;
   readonly #jsonHeaders: Record<string, string>;
+  readonly #tls: ClientTls | undefined;
 
   /**
    * `baseUrl` may carry a path (`http://host:port/w/3`): the pool connects to its origin and every
@@ -60,12 +64,15 @@ export class JsonClient {
     this.#prefix = url.pathname.replace(/\/+$/, '');
     this.#origin = url.origin;
     this.#isShared = options.dispatcher !== undefined;
-    this.#pool = options.dispatcher ?? new Pool(url.origin, { connections: options.connections ?? 8, keepAliveTimeout: 30_000 });
+    this.#pool = options.dispatcher ?? new Pool(url.origin, {
+      connections: options.connections ?? 8, keepAliveTimeout: 30_000, ...(options.tls === undefined ? {} : { connect: clientTlsOptions(options.tls) }),
+    });
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#rpc = options.rpc;
     const headers = options.authorization === undefined ? options.headers : { ...options.headers, authorization: options.authorization };
     this.#headers = headers === undefined ? undefined : { ...headers };
     this.#jsonHeaders = { 'content-type': 'application/json', ...this.#headers };
+    this.#tls = options.tls;
   }
 
   /**
@@ -131,7 +138,7 @@ export class JsonClient {
       // A follower control plane sends management calls to its leader: the same call, once, there.
       await res.body.dump();
       const target = new URL(location, this.#origin);
-      const there = new JsonClient(target.origin, { timeoutMs, ...(this.#headers === undefined ? {} : { headers: this.#headers }) });
+      const there = new JsonClient(target.origin, { timeoutMs, tls: this.#tls, ...(this.#headers === undefined ? {} : { headers: this.#headers }) });
       try {
         return await there.call<T>(method, target.pathname + target.search, body, { ...options, redirected: true });
       } finally {

@@ -1,6 +1,7 @@
 import type { Contract, RequestOf, ResponseOf } from '../api/contracts.ts';
 import { toBatonError } from '../core/errors.ts';
 import { JsonClient, type CallOptions } from './json-client.ts';
+import type { TlsMaterial } from './tls.ts';
 import { RpcConnection } from './rpc-client.ts';
 
 export interface LeaderClientOptions {
@@ -13,6 +14,8 @@ export interface LeaderClientOptions {
   readonly isRpc?: boolean;
   /** The credential of every call (the cluster's join key): on each HTTP request and at the RPC upgrade. */
   readonly authorization?: string;
+  /** `https` control planes: the cluster CA and this daemon's certificate. */
+  readonly tls?: TlsMaterial | undefined;
 }
 
 /**
@@ -96,8 +99,9 @@ export class LeaderClient {
     let entry = this.#clients.get(url);
     if (entry === undefined) {
       const auth = this.#o.authorization === undefined ? {} : { authorization: this.#o.authorization };
-      const rpc = this.#o.isRpc === true ? new RpcConnection(url, auth) : undefined;
+      const rpc = this.#o.isRpc === true ? new RpcConnection(url, { ...auth, tls: this.#o.tls }) : undefined;
       const json = new JsonClient(url, {
+        tls: this.#o.tls,
         ...(this.#o.timeoutMs === undefined ? {} : { timeoutMs: this.#o.timeoutMs }),
         ...(this.#o.connections === undefined ? {} : { connections: this.#o.connections }),
         ...(rpc === undefined ? {} : { rpc }), ...auth,

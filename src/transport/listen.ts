@@ -1,9 +1,10 @@
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 
 /**
  * Starts `server` listening on `host:port` (port 0: a free one) and resolves with the port it got
- * and its base URL (`http://host:port`, an IPv6 host in brackets); rejects with the listen error
+ * and its base URL (`http://host:port`, `https://` for a TLS server, an IPv6 host in brackets); rejects with the listen error
  * (EADDRINUSE, EACCES) instead of leaving it to the server's 'error' event.
  */
 export async function listen(server: Server, address: { readonly host: string; readonly port: number }): Promise<{ port: number; url: string }> {
@@ -15,12 +16,12 @@ export async function listen(server: Server, address: { readonly host: string; r
     });
   });
   const { port } = server.address() as AddressInfo;
-  return { port, url: httpUrl(address.host, port) };
+  return { port, url: httpUrl(address.host, port, server instanceof TlsServer) };
 }
 
-/** `http://host:port`, with an IPv6 host in brackets. */
-export function httpUrl(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+/** `http://host:port` (`https://` with `isTls`), with an IPv6 host in brackets. */
+export function httpUrl(host: string, port: number, isTls = false): string {
+  return `${isTls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /**

@@ -1,9 +1,11 @@
 import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { systemClock, type Clock, type Timer } from '../core/clock.ts';
 import { BatonError } from '../core/errors.ts';
 import { FrameDecoder, encodeFrame, writeCorked } from './rpc-frames.ts';
 import { DEFAULT_MAX_FRAME_BYTES, RPC_PATH, RPC_PROTOCOL } from './rpc-server.ts';
+import { clientTlsOptions, type TlsMaterial } from './tls.ts';
 
 /**
  * The client side of Baton's internal RPC stream: one upgraded connection to a peer's origin that
@@ -27,6 +29,8 @@ export interface RpcConnectionOptions {
   readonly clock?: Clock;
   /** The `authorization` header of the upgrade (the stream's credential, checked once). */
   readonly authorization?: string;
+  /** For an `https` origin: the cluster CA and this daemon's certificate (mutual TLS). */
+  readonly tls?: TlsMaterial | undefined;
 }
 
 interface PendingCall {
@@ -53,6 +57,7 @@ export class RpcConnection {
   readonly #maxUnsentBytes: number;
   readonly #clock: Clock;
   readonly #authorization: string | undefined;
+  readonly #tls: TlsMaterial | undefined;
   readonly #pending = new Map<number, PendingCall>();
   #nextId = 1;
   #state: State = 'idle';
@@ -74,6 +79,7 @@ export class RpcConnection {
     this.#maxUnsentBytes = options.maxUnsentBytes ?? 64 * 1024 * 1024;
     this.#clock = options.clock ?? systemClock;
     this.#authorization = options.authorization;
+    this.#tls = options.tls;
   }
 
   /** The credential the stream is opened with. */
@@ -146,11 +152,14 @@ export class RpcConnection {
 
   #connect(): void {
     this.#state = 'connecting';
-    const req = httpRequest({
-      host: this.#url.hostname.replace(/^\[|\]$/g, ''), port: this.#url.port === '' ? 80 : Number(this.#url.port),
+    const isTls = this.#url.protocol === 'https:';
+    const options = {
+      host: this.#url.hostname.replace(/^\[|\]$/g, ''), port: this.#url.port === '' ? (isTls ? 443 : 80) : Number(this.#url.port),
       path: RPC_PATH, method: 'GET', agent: false,
       headers: { connection: 'Upgrade', upgrade: RPC_PROTOCOL, ...(this.#authorization === undefined ? {} : { authorization: this.#authorization }) },
-    });
+    } as const;
+    // An https origin: the stream runs over mutual TLS (the cluster CA, this daemon's certificate).
+    const req = isTls ? httpsRequest({ ...options, ...(this.#tls === undefined ? {} : clientTlsOptions(this.#tls)) }) : httpRequest(options);
     const timer = this.#clock.setTimeout(() => req.destroy(new Error(`no answer to the upgrade within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
     req.on('upgrade', (_res, socket: Socket, head: Buffer) => {
       timer.cancel();

@@ -129,6 +129,12 @@ export const workerConfigSchema = z.strictObject({
   joinSecret: z.string().min(16).optional(),
   /** A file holding the join secret (instead of `joinSecret`, which `ps` or a config dump could show). */
   joinSecretFile: z.string().min(1).optional(),
+  /** This daemon's TLS certificate (PEM; `baton certs init` makes one per role). With tlsKeyFile and tlsCaFile: its ports serve TLS and it calls its peers over mutual TLS. */
+  tlsCertFile: z.string().min(1).optional(),
+  /** The private key of `tlsCertFile` (PEM). */
+  tlsKeyFile: z.string().min(1).optional(),
+  /** The cluster CA (PEM): the peers' certificates must be signed by it. */
+  tlsCaFile: z.string().min(1).optional(),
   /** Seed of the emulated latency samples (logical worker i: this + i); 0 = from the crypto source. */
   randomSeed: z.number().int().min(0).default(0),
 }).superRefine((config, ctx) => {

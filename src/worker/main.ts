@@ -2,6 +2,7 @@ import { createHash, randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { serveRpc, type RpcDispatch } from '../transport/rpc-server.ts';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
@@ -13,6 +14,7 @@ import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import { LeaderClient } from '../transport/leader-client.ts';
+import { readTls, requireJoinSecretWithTls, serverTlsOptions } from '../transport/tls.ts';
 import { EpochFence } from '../core/fencing.ts';
 import { closeServer, listen } from '../transport/listen.ts';
 import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
@@ -96,6 +98,8 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   const clock = systemClock;
   const joinSecret = readJoinSecret(config);
   checkOpenMode(config.host, joinSecret, logger);
+  const tls = readTls(config);
+  requireJoinSecretWithTls(tls, joinSecret);
   const joinKey = joinSecret === undefined ? undefined : deriveJoinKey(joinSecret);
   const commandToken = joinSecret === undefined ? undefined : newCommandToken();
   const guard = joinKey === undefined || commandToken === undefined ? undefined : new InternalGuard({
@@ -104,11 +108,13 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   });
   let handle: Handler | undefined;
   let dispatch: RpcDispatch | undefined;
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     if (guard !== undefined && !guard.admit(req, res)) return;
     if (handle !== undefined) handle(req, res);
     else sendJson(res, 503, new BatonError('ERR_UNAVAILABLE', 'the worker is starting').toBody());
-  });
+  };
+  // With TLS only the cluster's daemons reach the port: a client without a certificate from the cluster CA fails the handshake.
+  const server = tls === undefined ? createServer(onRequest) : createHttpsServer(serverTlsOptions(tls, 'required'), onRequest);
   const rpcServer = serveRpc(server, (method, path, body) => {
     if (dispatch !== undefined) return dispatch(method, path, body);
     const err = new BatonError('ERR_UNAVAILABLE', 'the worker is starting');
@@ -120,7 +126,7 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   const { port, url } = await listen(server, config);
   const workerId = config.workerId ?? defaultWorkerId(port);
   const client = new LeaderClient({
-    urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], connections: config.emulate > 0 ? 64 : 8, isRpc: config.internalTransport === 'rpc',
+    urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], connections: config.emulate > 0 ? 64 : 8, isRpc: config.internalTransport === 'rpc', tls,
     ...(joinKey === undefined ? {} : { authorization: bearer(joinKey) }),
   });
   const registry = createRegistry('worker');

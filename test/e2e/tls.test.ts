@@ -1,0 +1,193 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Agent, request } from 'undici';
+import { CERT_ROLES, certFilesIn, certsInit, type CertRole } from '../../src/core/certs.ts';
+import { RpcConnection } from '../../src/transport/rpc-client.ts';
+import { memberHeaders, ROOT, runCliProcess, startCluster, type Cluster } from '../kit/cluster.ts';
+import { startUp } from '../kit/up.ts';
+
+/**
+ * A cluster whose three daemons run with TLS (certificates from `baton certs init`, made by the
+ * openssl CLI): functions deploy and run over https, the planes talk over mutual TLS, a plain-text
+ * client is refused on every port and a certificate of another CA makes no member.
+ */
+
+const run = promisify(execFile);
+let dir: string;
+let cluster: Cluster;
+/** Trusts the cluster CA and shows no certificate (a user, the CLI). */
+let userAgent: Agent;
+/** Trusts the cluster CA and shows a worker certificate of another CA. */
+let foreignAgent: Agent;
+/** Trusts the cluster CA and shows the cluster's own worker certificate. */
+let memberAgent: Agent;
+
+const tlsArgs = (role: CertRole): string[] => {
+  const files = certFilesIn(join(dir, 'certs'));
+  return ['--tls-cert-file', files.roles[role].cert, '--tls-key-file', files.roles[role].key, '--tls-ca-file', files.caCert];
+};
+
+const cli = (...args: string[]) => runCliProcess([...args, '--url', cluster.cpUrl, '--ca', certFilesIn(join(dir, 'certs')).caCert], { BATON_DATAPLANE_URL: cluster.dpUrl });
+
+/** A plain-text HTTP/1.1 request to `url`'s port: resolves with its status, or rejects when the connection is refused or closed. */
+function plainRequest(url: string, path: string): Promise<number> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: hostname, port: Number(port), path, method: 'GET', headers: memberHeaders(), agent: false, timeout: 10_000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function call(agent: Agent, url: string, init: { method?: 'GET' | 'POST'; body?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await request(url, { dispatcher: agent, method: init.method ?? 'GET', headers: { 'content-type': 'application/json', ...init.headers }, ...(init.body === undefined ? {} : { body: init.body }) });
+  const text = await res.body.text();
+  return { status: res.statusCode, body: text === '' ? {} : JSON.parse(text) as Record<string, unknown> };
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'baton-tls-'));
+  const files = await certsInit(join(dir, 'certs'), { hosts: ['127.0.0.1', 'localhost'], days: 2 });
+  const foreign = await certsInit(join(dir, 'foreign'), { hosts: ['127.0.0.1', 'localhost'], days: 2 });
+  const ca = await readFile(files.caCert);
+  userAgent = new Agent({ connect: { ca } });
+  foreignAgent = new Agent({ connect: { ca, cert: await readFile(foreign.roles.worker.cert), key: await readFile(foreign.roles.worker.key) } });
+  memberAgent = new Agent({ connect: { ca, cert: await readFile(files.roles.worker.cert), key: await readFile(files.roles.worker.key) } });
+  cluster = await startCluster({ controlplane: tlsArgs('controlplane'), worker: tlsArgs('worker'), dataplane: tlsArgs('dataplane') });
+});
+
+after(async () => {
+  await cluster?.stop();
+  await Promise.all([userAgent?.close(), foreignAgent?.close(), memberAgent?.close()]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('baton certs init', () => {
+  it('makes a CA and one certificate per role that openssl verifies, with the hosts as SANs and serverAuth + clientAuth', async () => {
+    const files = certFilesIn(join(dir, 'certs'));
+    assert.equal((await stat(files.caKey)).mode & 0o777, 0o600);
+    for (const role of CERT_ROLES) {
+      const verified = await run('openssl', ['verify', '-CAfile', files.caCert, files.roles[role].cert]);
+      assert.match(verified.stdout, /: OK/);
+      const text = (await run('openssl', ['x509', '-in', files.roles[role].cert, '-noout', '-text'])).stdout;
+      assert.match(text, /IP Address:127\.0\.0\.1/);
+      assert.match(text, /DNS:localhost/);
+      assert.match(text, /TLS Web Server Authentication, TLS Web Client Authentication/);
+      assert.match(text, new RegExp(`OU ?= ?${role}`));
+      assert.equal((await stat(files.roles[role].key)).mode & 0o777, 0o600);
+    }
+    // A certificate of another CA is not one of this cluster's.
+    await assert.rejects(run('openssl', ['verify', '-CAfile', files.caCert, certFilesIn(join(dir, 'foreign')).roles.worker.cert]));
+  });
+
+  it('keeps an existing CA unless --force, and refuses a malformed host', async () => {
+    const caBefore = await readFile(certFilesIn(join(dir, 'foreign')).caCert, 'utf8');
+    const again = await runCliProcess(['certs', 'init', join(dir, 'foreign')]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /ERR_INVALID_REQUEST.*exists/);
+    assert.equal(await readFile(certFilesIn(join(dir, 'foreign')).caCert, 'utf8'), caBefore);
+    const bad = await runCliProcess(['certs', 'init', join(dir, 'bad'), '--hosts', 'exa mple']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /ERR_INVALID_REQUEST/);
+    const forced = await runCliProcess(['certs', 'init', join(dir, 'foreign'), '--force', '--hosts', '127.0.0.1']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.notEqual(await readFile(certFilesIn(join(dir, 'foreign')).caCert, 'utf8'), caBefore);
+  });
+});
+
+describe('a cluster with TLS', () => {
+  it('advertises https on every port', () => {
+    for (const url of [cluster.cpUrl, cluster.dpUrl, cluster.dpInternalUrl, cluster.workerUrl]) assert.match(url, /^https:\/\//);
+  });
+
+  it('deploys through the CLI with --ca and serves a cold then a warm invocation over https', async () => {
+    const deployed = await cli('deploy', 'hello-tls', '--dir', join(ROOT, 'examples/hello'), '--handler', 'index.handler');
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const cold = await call(userAgent, `${cluster.dpUrl}/fn/hello-tls/greet`);
+    assert.equal(cold.status, 200, JSON.stringify(cold.body));
+    const warm = await call(userAgent, `${cluster.dpUrl}/fn/hello-tls/greet`);
+    assert.equal(warm.status, 200);
+    assert.equal(typeof cold.body['sandboxId'], 'string');
+    assert.equal(warm.body['sandboxId'], cold.body['sandboxId']);
+    const listed = await cli('list', '--json');
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /hello-tls/);
+  });
+
+  it('the CLI without the CA cannot reach the https control plane', async () => {
+    const res = await runCliProcess(['list', '--url', cluster.cpUrl]);
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /ERR_UNAVAILABLE/);
+  });
+
+  it('refuses a plain-text client on every port', async () => {
+    await assert.rejects(plainRequest(cluster.cpUrl, '/v1/functions'));
+    await assert.rejects(plainRequest(cluster.cpUrl, '/internal/v1/workers'));
+    await assert.rejects(plainRequest(cluster.dpUrl, '/fn/hello-tls/greet'));
+    await assert.rejects(plainRequest(cluster.dpInternalUrl, '/internal/v1/routing'));
+    await assert.rejects(plainRequest(cluster.workerUrl, '/internal/v1/sandboxes'));
+  });
+
+  it('serves the management API to a TLS client without a certificate, and no internal call', async () => {
+    const listed = await call(userAgent, `${cluster.cpUrl}/v1/functions`);
+    assert.equal(listed.status, 200);
+    const internal = await call(userAgent, `${cluster.cpUrl}/internal/v1/workers/register`, { method: 'POST', body: '{}', headers: memberHeaders() });
+    assert.equal(internal.status, 401);
+    assert.equal((internal.body['error'] as { code: string }).code, 'ERR_UNAUTHENTICATED');
+    // The worker's port and the data plane's internal port want a cluster certificate at the handshake.
+    await assert.rejects(call(userAgent, `${cluster.workerUrl}/internal/v1/sandboxes`, { headers: memberHeaders() }));
+    await assert.rejects(call(userAgent, `${cluster.dpInternalUrl}/healthz`));
+  });
+
+  it('a certificate of another CA cannot register a worker or a data plane, nor open the RPC stream; the cluster\'s own can get past the check', async () => {
+    for (const path of ['/internal/v1/workers/register', '/internal/v1/dataplanes/register']) {
+      const foreign = await call(foreignAgent, `${cluster.cpUrl}${path}`, { method: 'POST', body: '{}', headers: memberHeaders() });
+      assert.equal(foreign.status, 401, path);
+      assert.equal((foreign.body['error'] as { code: string }).code, 'ERR_UNAUTHENTICATED');
+      // With the cluster's certificate and the join key the call reaches the route (which finds the body malformed).
+      const member = await call(memberAgent, `${cluster.cpUrl}${path}`, { method: 'POST', body: '{}', headers: memberHeaders() });
+      assert.equal(member.status, 400, path);
+    }
+    await assert.rejects(call(foreignAgent, `${cluster.workerUrl}/internal/v1/sandboxes`, { headers: memberHeaders() }));
+    await assert.rejects(call(foreignAgent, `${cluster.dpInternalUrl}/healthz`));
+    const files = certFilesIn(join(dir, 'foreign'));
+    const rpc = new RpcConnection(cluster.cpUrl, {
+      authorization: memberHeaders()['authorization'] as string,
+      tls: { ca: await readFile(certFilesIn(join(dir, 'certs')).caCert), cert: await readFile(files.roles.worker.cert), key: await readFile(files.roles.worker.key) },
+    });
+    try {
+      await assert.rejects(rpc.call('POST', '/internal/v1/workers/register', {}, 5_000), (err: { code?: string }) => err.code === 'ERR_UNAUTHENTICATED');
+    } finally {
+      rpc.close();
+    }
+  });
+});
+
+describe('baton up --tls', () => {
+  it('makes the certificates, runs every daemon with TLS, and the CLI works with no flag', async (t) => {
+    const up = await startUp(t, ['--tls']);
+    const { offset } = up;
+    const caFile = join(up.dir, 'certs', 'ca.crt');
+    assert.match(up.output.stdout, new RegExp(`curl --cacert ${caFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} https://127\\.0\\.0\\.1:${8080 + offset}/fn/hello/`));
+    const config = JSON.parse(await readFile(join(up.configHome, 'baton', 'config.json'), 'utf8')) as { url: string; dataplaneUrl: string; ca: string };
+    assert.deepEqual([config.url, config.dataplaneUrl, config.ca], [`https://127.0.0.1:${9090 + offset}`, `https://127.0.0.1:${8080 + offset}`, caFile]);
+    const listed = await runCliProcess(['list'], up.cliEnv);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^hello\s+process/m);
+    const invoked = await runCliProcess(['invoke', 'hello'], up.cliEnv);
+    assert.equal(invoked.code, 0, invoked.stderr);
+    assert.match(invoked.stdout, /hello/i);
+    for (const port of [8080, 8081, 9090, 10010]) await assert.rejects(plainRequest(`http://127.0.0.1:${port + offset}`, '/healthz'), `port ${port + offset} refuses plain text`);
+    assert.equal(await up.interrupt(), 0, up.output.stderr.slice(-1000));
+  });
+});
