@@ -73,8 +73,9 @@ export const workerConfigSchema = z.strictObject({
   sandboxUid: z.number().int().min(1).max(4_294_967_294).default(65_534),
   sandboxGid: z.number().int().min(1).max(4_294_967_294).default(65_534),
   /**
-   * Worker running as root: where process sandboxes' code (the artifact cache), scratch directories
-   * and the handler runner live, reachable by sandboxUid. Default: `dataDir`, or
+   * Worker running as root: where what sandboxes reach lives — process sandboxes' code (the artifact
+   * cache), scratch directories and the handler runner, the container runtime's directory — reachable
+   * by sandboxUid (and so by containers' mapped ids). Default: `dataDir`, or
    * `/var/lib/baton/<tag>` when a directory above `dataDir` is closed to others.
    */
   sandboxDir: z.string().min(1).optional(),

@@ -209,13 +209,12 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   await mkdir(dataDir, { recursive: true });
   const runtimes: (ProcessRuntime | ContainerRuntime)[] = [];
   let user: SandboxUser | undefined;
-  // What process sandboxes read (their code, scratch directories, the runner): the data dir, unless
-  // the sandbox user cannot reach it (see sandboxRootOf).
-  let sandboxRoot = dataDir;
+  // What sandboxes reach (process sandboxes' code, scratch directories and the runner; containers'
+  // images through their mapped ids): the data dir, unless unprivileged ids cannot reach it (see sandboxRootOf).
+  const sandboxRoot = await sandboxRootOf(config, dataDir, containerTagOf(workerId, dataDir), logger);
   for (const name of workerRuntimesOf(config)) {
     if (name === 'process') {
       const cgroups = await processCgroupsOf(config, `${containerTagOf(workerId, dataDir)}p`, logger);
-      sandboxRoot = await sandboxRootOf(config, dataDir, containerTagOf(workerId, dataDir), logger);
       user = await sandboxUserOf(config, sandboxRoot, cgroups !== undefined, logger);
       runtimes.push(new ProcessRuntime({
         dataDir: sandboxRoot, sandboxHost: config.sandboxHost, readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs,
@@ -225,7 +224,7 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
     } else if (name === 'container') {
       await assertContainerPrerequisites(execTool, config.ociRuntime);
       runtimes.push(new ContainerRuntime({
-        dataDir: path.join(dataDir, 'container'), tag: containerTagOf(workerId, dataDir), ociRuntime: config.ociRuntime,
+        dataDir: path.join(sandboxRoot, 'container'), tag: containerTagOf(workerId, dataDir), ociRuntime: config.ociRuntime,
         subnet: config.containerSubnet, netnsPoolSize: config.containerNetnsPool, egress: config.containerEgress, uid: config.containerUid, gid: config.containerGid,
         userNamespace: config.containerUserNamespace, idMapBase: config.containerIdMapBase,
         imageLimits: { maxBytes: config.maxImageBytes, maxEntries: config.maxImageEntries },
@@ -241,7 +240,7 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   }
   // Images and bundles are the container runtime's (crun reaches them as root, or as the sandboxes'
   // mapped root through its group, see ContainerRuntime): out of a process sandbox's reach.
-  if (user !== undefined && runtimes.some((r) => r instanceof ContainerRuntime && r.host.idMap === undefined)) await chmod(path.join(dataDir, 'container'), 0o700);
+  if (user !== undefined && runtimes.some((r) => r instanceof ContainerRuntime && r.host.idMap === undefined)) await chmod(path.join(sandboxRoot, 'container'), 0o700);
   const limits = { maxPackedBytes: config.maxArtifactBytes, maxUnpackedBytes: config.maxUnpackedBytes, maxEntries: config.maxArtifactEntries };
   const artifacts = new ArtifactCache({
     dir: path.join(sandboxRoot, 'artifacts'), limits, clock, logger: logger.child({ component: 'artifact-cache' }),
@@ -319,7 +318,7 @@ async function sandboxRootOf(config: WorkerConfig, dataDir: string, tag: string,
   await mkdir(fallback, { recursive: true });
   await chmod(FALLBACK_SANDBOX_ROOT, 0o711);
   logger.info({ sandboxDir: fallback, directory: blocked.directory, mode: blocked.mode },
-    `process sandboxes' code and scratch directories are under ${fallback}: uid ${user.uid} cannot reach the data dir (${blocked.directory} is mode ${blocked.mode})`);
+    `sandboxes' files (process sandboxes' code and scratch directories, the container runtime's directory) are under ${fallback}: uid ${user.uid} cannot reach the data dir (${blocked.directory} is mode ${blocked.mode})`);
   return fallback;
 }
 
