@@ -173,6 +173,24 @@ describe('a cluster with TLS', () => {
   });
 });
 
+describe('a cluster with TLS and the http internal transport', () => {
+  it('registers its members and serves a cold then a warm invocation', async () => {
+    const args = (role: CertRole): string[] => [...tlsArgs(role), '--internal-transport', 'http'];
+    const plain = await startCluster({ controlplane: args('controlplane'), worker: args('worker'), dataplane: args('dataplane') });
+    try {
+      const deployed = await runCliProcess(['deploy', 'hello-tls-http', '--dir', join(ROOT, 'examples/hello'), '--handler', 'index.handler', '--url', plain.cpUrl, '--ca', certFilesIn(join(dir, 'certs')).caCert]);
+      assert.equal(deployed.code, 0, deployed.stderr);
+      const cold = await call(userAgent, `${plain.dpUrl}/fn/hello-tls-http/`);
+      assert.equal(cold.status, 200, JSON.stringify(cold.body));
+      const warm = await call(userAgent, `${plain.dpUrl}/fn/hello-tls-http/`);
+      assert.equal(warm.body['sandboxId'], cold.body['sandboxId']);
+      assert.ok(!plain.controlplane.logs.some((l) => l['msg'] === 'an RPC connection broke the protocol; closed'));
+    } finally {
+      await plain.stop();
+    }
+  });
+});
+
 describe('baton up --tls', () => {
   it('makes the certificates, runs every daemon with TLS, and the CLI works with no flag', async (t) => {
     const up = await startUp(t, ['--tls']);
