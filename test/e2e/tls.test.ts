@@ -11,6 +11,7 @@ import { CERT_ROLES, certFilesIn, certsInit, type CertRole } from '../../src/cor
 import { RpcConnection } from '../../src/transport/rpc-client.ts';
 import { memberHeaders, ROOT, runCliProcess, startCluster, type Cluster } from '../kit/cluster.ts';
 import { startUp } from '../kit/up.ts';
+import { waitFor } from '../kit/wait-for.ts';
 
 /**
  * A cluster whose three daemons run with TLS (certificates from `baton certs init`, made by the
@@ -122,6 +123,17 @@ describe('a cluster with TLS', () => {
     const listed = await cli('list', '--json');
     assert.equal(listed.code, 0, listed.stderr);
     assert.match(listed.stdout, /hello-tls/);
+  });
+
+  it('runs an asynchronous invocation, delivered by the data plane to its own https port', async () => {
+    const accepted = await call(userAgent, `${cluster.dpUrl}/fn/hello-tls/greet`, { method: 'POST', body: '{}', headers: { 'x-baton-invocation-type': 'Event' } });
+    assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+    const id = accepted.body['id'] as string;
+    const done = await waitFor(async () => {
+      const view = await call(userAgent, `${cluster.dpUrl}/v1/invocations/${id}`);
+      return view.body['state'] === 'succeeded' || view.body['state'] === 'dead-lettered' ? view.body : undefined;
+    }, { timeoutMs: 30_000, message: 'the asynchronous invocation to finish' });
+    assert.equal(done['state'], 'succeeded', JSON.stringify(done));
   });
 
   it('the CLI without the CA cannot reach the https control plane', async () => {
