@@ -66,8 +66,7 @@ export async function certsInit(dir: string, options: CertsInitOptions): Promise
   const openssl = options.openssl ?? 'openssl';
   const days = String(options.days);
   try {
-    await opensslRun(openssl, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', files.caKey]);
-    await chmod(files.caKey, 0o600);
+    await newKey(openssl, files.caKey);
     await opensslRun(openssl, [
       'req', '-x509', '-new', '-key', files.caKey, '-sha256', '-days', days, '-subj', '/O=Baton/CN=Baton cluster CA', '-out', files.caCert,
       '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
@@ -76,8 +75,7 @@ export async function certsInit(dir: string, options: CertsInitOptions): Promise
       const { cert, key } = files.roles[role];
       const csr = `${cert}.csr`;
       const ext = `${cert}.ext`;
-      await opensslRun(openssl, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
-      await chmod(key, 0o600);
+      await newKey(openssl, key);
       await opensslRun(openssl, ['req', '-new', '-key', key, '-subj', `/O=Baton/OU=${role}/CN=baton-${role}`, '-out', csr]);
       await writeFile(ext, [
         'basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth,clientAuth', `subjectAltName=${sans}`, '',
@@ -93,6 +91,14 @@ export async function certsInit(dir: string, options: CertsInitOptions): Promise
     await rm(join(dir, 'ca.srl'), { force: true });
   }
   return files;
+}
+
+/** An EC P-256 private key in `path`, which is made 0600 before openssl writes into it (the key is never readable by others, not even for a moment). */
+async function newKey(openssl: string, path: string): Promise<void> {
+  await rm(path, { force: true });
+  await writeFile(path, '', { mode: 0o600, flag: 'wx' });
+  await chmod(path, 0o600);
+  await opensslRun(openssl, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path]);
 }
 
 async function opensslRun(openssl: string, args: string[]): Promise<void> {

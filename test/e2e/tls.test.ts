@@ -11,6 +11,7 @@ import { CERT_ROLES, certFilesIn, certsInit, type CertRole } from '../../src/cor
 import { RpcConnection } from '../../src/transport/rpc-client.ts';
 import { memberHeaders, ROOT, runCliProcess, startCluster, type Cluster } from '../kit/cluster.ts';
 import { startUp } from '../kit/up.ts';
+import { waitFor } from '../kit/wait-for.ts';
 
 /**
  * A cluster whose three daemons run with TLS (certificates from `baton certs init`, made by the
@@ -124,6 +125,17 @@ describe('a cluster with TLS', () => {
     assert.match(listed.stdout, /hello-tls/);
   });
 
+  it('runs an asynchronous invocation, delivered by the data plane to its own https port', async () => {
+    const accepted = await call(userAgent, `${cluster.dpUrl}/fn/hello-tls/greet`, { method: 'POST', body: '{}', headers: { 'x-baton-invocation-type': 'Event' } });
+    assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+    const id = accepted.body['id'] as string;
+    const done = await waitFor(async () => {
+      const view = await call(userAgent, `${cluster.dpUrl}/v1/invocations/${id}`);
+      return view.body['state'] === 'succeeded' || view.body['state'] === 'dead-lettered' ? view.body : undefined;
+    }, { timeoutMs: 30_000, message: 'the asynchronous invocation to finish' });
+    assert.equal(done['state'], 'succeeded', JSON.stringify(done));
+  });
+
   it('the CLI without the CA cannot reach the https control plane', async () => {
     const res = await runCliProcess(['list', '--url', cluster.cpUrl]);
     assert.equal(res.code, 1);
@@ -169,6 +181,24 @@ describe('a cluster with TLS', () => {
       await assert.rejects(rpc.call('POST', '/internal/v1/workers/register', {}, 5_000), (err: { code?: string }) => err.code === 'ERR_UNAUTHENTICATED');
     } finally {
       rpc.close();
+    }
+  });
+});
+
+describe('a cluster with TLS and the http internal transport', () => {
+  it('registers its members and serves a cold then a warm invocation', async () => {
+    const args = (role: CertRole): string[] => [...tlsArgs(role), '--internal-transport', 'http'];
+    const plain = await startCluster({ controlplane: args('controlplane'), worker: args('worker'), dataplane: args('dataplane') });
+    try {
+      const deployed = await runCliProcess(['deploy', 'hello-tls-http', '--dir', join(ROOT, 'examples/hello'), '--handler', 'index.handler', '--url', plain.cpUrl, '--ca', certFilesIn(join(dir, 'certs')).caCert]);
+      assert.equal(deployed.code, 0, deployed.stderr);
+      const cold = await call(userAgent, `${plain.dpUrl}/fn/hello-tls-http/`);
+      assert.equal(cold.status, 200, JSON.stringify(cold.body));
+      const warm = await call(userAgent, `${plain.dpUrl}/fn/hello-tls-http/`);
+      assert.equal(warm.body['sandboxId'], cold.body['sandboxId']);
+      assert.ok(!plain.controlplane.logs.some((l) => l['msg'] === 'an RPC connection broke the protocol; closed'));
+    } finally {
+      await plain.stop();
     }
   });
 });

@@ -186,11 +186,19 @@ test('tables align columns and right-align numbers', () => {
 });
 
 test('baton up: --runtime and --workers', () => {
-  assert.deepEqual({ ...parseUpFlags([]), dataDir: '' }, { dataDir: '', offset: 0, logLevel: 'warn', runtime: 'process', workers: 1, controlPlanes: 1, dataPlanes: 1, store: 'file' });
+  assert.deepEqual({ ...parseUpFlags([]), dataDir: '' }, { dataDir: '', offset: 0, logLevel: 'warn', runtime: 'process', workers: 1, controlPlanes: 1, dataPlanes: 1, store: 'file', isTls: false });
   const emulated = parseUpFlags(['--runtime', 'emulated', '--workers', '200']);
   assert.equal(emulated.runtime, 'emulated');
   assert.equal(emulated.workers, 200);
   for (const bad of [['--runtime', 'vm'], ['--workers', '0'], ['--workers', 'many'], ['--workers', '3'], ['--replicas', '2']]) {
+    assert.throws(() => parseUpFlags(bad), (err: unknown) => err instanceof Error && 'code' in err && err.code === 'ERR_INVALID_CONFIG', bad.join(' '));
+  }
+});
+
+test('baton up: --tls, bare; refused with a value or in front of several data planes', () => {
+  assert.equal(parseUpFlags(['--tls']).isTls, true);
+  assert.equal(parseUpFlags(['--tls', '--port-offset', '10']).isTls, true);
+  for (const bad of [['--tls', 'yes'], ['--tls', '--data-planes', '2']]) {
     assert.throws(() => parseUpFlags(bad), (err: unknown) => err instanceof Error && 'code' in err && err.code === 'ERR_INVALID_CONFIG', bad.join(' '));
   }
 });
