@@ -70,7 +70,7 @@ export interface ControlPlaneCore {
  * first moments) — before the API answers anyway (a data plane that is down gets a snapshot when
  * it is back).
  */
-const FUNCTION_DELIVERY_WAIT_MS = 2_000;
+export const FUNCTION_DELIVERY_WAIT_MS = 2_000;
 
 /**
  * Wires the control plane's components — each the one owner of its state: the registry
@@ -161,7 +161,7 @@ export function createControlPlaneCore(o: ControlPlaneCoreOptions): ControlPlane
 }
 
 /** `work`, or nothing once `ms` have passed; never rejects (`work` itself must not). */
-function withinMs(clock: Clock, ms: number, work: Promise<void>): Promise<void> {
+export function withinMs(clock: Clock, ms: number, work: Promise<void>): Promise<void> {
   return new Promise((resolve) => {
     const timer = clock.setTimeout(resolve, ms);
     void work.then(() => {

@@ -26,7 +26,7 @@ import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, rea
 import { AuditLog } from './audit-log.ts';
 import type { ControlPlaneConfig } from './config.ts';
 import { ManagementAuth } from './management-auth.ts';
-import { createControlPlaneCore, type ControlPlaneCore, type DataplaneConnector, type WorkerConnector } from './core.ts';
+import { createControlPlaneCore, FUNCTION_DELIVERY_WAIT_MS, withinMs, type ControlPlaneCore, type DataplaneConnector, type WorkerConnector } from './core.ts';
 import { followerRoutes, leaderRoutes } from './leadership.ts';
 import type { DataplaneChannel } from './dataplane-membership.ts';
 import { DrainBatcher } from './drain-batcher.ts';
@@ -259,7 +259,7 @@ async function buildTerm(epoch: number, o: {
   });
   const { audit } = o;
   const router = createRoutes(
-    { registry, tokens: core.tokens, quotas: core.quotas, auth, audit, workers, dataplanes, demand, autoscaler, executor, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: o.isClosing },
+    { registry, tokens: core.tokens, quotas: core.quotas, routingDelivered: () => withinMs(clock, FUNCTION_DELIVERY_WAIT_MS, core.routing.flushed()), auth, audit, workers, dataplanes, demand, autoscaler, executor, clock, metrics: metricsRegistry, maxArtifactBytes: config.maxArtifactBytes, isClosing: o.isClosing },
     new JsonRouter({ onError: (err, where) => { if (err.status >= 500) log.error({ err, path: where.path }, 'request failed'); } }),
   );
   addDirigentRoutes(router, { registry, dataplanes, auth, audit });

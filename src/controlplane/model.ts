@@ -103,7 +103,8 @@ export class FunctionEntry {
   /**
    * The reconciler's: while a quota holds the function back, the sandboxes it has (and is creating)
    * — the data planes get it as the function's maxScale, so its overload is refused at once there
-   * as at a real maxScale. Undefined while no quota holds it (or it has no sandbox at all).
+   * as at a real maxScale (0: it has none, and its waiting invocations are refused as at no
+   * capacity). Undefined while no quota holds it.
    */
   quotaScaleCap: number | undefined = undefined;
 
@@ -302,7 +303,7 @@ export function countSandboxes(fn: FunctionEntry): ScaleCounts {
 
 export function toRoutingFunction(fn: FunctionEntry): RoutingFunction {
   const { spec } = fn.record;
-  const maxScale = fn.quotaScaleCap === undefined ? spec.scaling.maxScale : Math.min(spec.scaling.maxScale, fn.quotaScaleCap);
+  const maxScale = fn.quotaScaleCap === undefined || fn.quotaScaleCap === 0 ? spec.scaling.maxScale : Math.min(spec.scaling.maxScale, fn.quotaScaleCap);
   const routing: RoutingFunction = { name: spec.name, generation: fn.record.generation, concurrency: spec.concurrency, timeoutMs: spec.timeoutMs, maxScale };
   const limited = {
     ...routing,

@@ -85,6 +85,7 @@ export class QuotaRegistry {
     if (existing !== undefined) {
       existing.record = record;
       this.#release(existing);
+      this.#releaseAllCapped();
     } else {
       const state = newState(record);
       for (const sandbox of this.#o.sandboxes.values()) {
@@ -105,6 +106,7 @@ export class QuotaRegistry {
     this.#quotas.delete(scope);
     this.#version++;
     this.#release(state);
+    this.#releaseAllCapped();
     this.#o.log.info({ scope }, 'quota deleted');
   }
 
@@ -229,6 +231,17 @@ export class QuotaRegistry {
   #release(state: QuotaState): void {
     for (const fn of state.held) this.#toRelease.add(fn);
     state.held.clear();
+    this.#queueRelease();
+  }
+
+  /** After a quota change: every function a quota capped is planned again (a change is rare; a walk is fine). */
+  #releaseAllCapped(): void {
+    for (const fn of this.#o.functions.values()) if (fn.quotaScaleCap !== undefined) this.#toRelease.add(fn);
+    for (const state of this.#quotas.values()) state.held.clear();
+    this.#queueRelease();
+  }
+
+  #queueRelease(): void {
     if (this.#isReleaseQueued || this.#toRelease.size === 0) return;
     this.#isReleaseQueued = true;
     queueMicrotask(() => {

@@ -61,13 +61,20 @@ export class Reconciler {
   #holdBack(fn: FunctionEntry, scope: string | undefined, creating: number): void {
     this.#o.quotas.markHeld(fn, scope);
     // Walked only while held: a function under no quota, or with room in it, pays nothing here.
-    const cap = scope === undefined ? undefined : countSandboxes(fn).current + creating;
-    this.#setCap(fn, cap === 0 ? undefined : cap);
+    this.#setCap(fn, scope === undefined ? undefined : countSandboxes(fn).current + creating);
   }
 
+  /**
+   * A cap of 0 (the quota is used up by the scope's other functions) is told to the data planes as
+   * no capacity: its waiting invocations are refused at once (ERR_NO_CAPACITY) instead of waiting
+   * out the cold-start deadline; any other cap goes to them as the function's maxScale.
+   */
   #setCap(fn: FunctionEntry, cap: number | undefined): void {
-    if (fn.quotaScaleCap === cap) return;
+    const previous = fn.quotaScaleCap;
+    if (previous === cap) return;
     fn.quotaScaleCap = cap;
-    this.#o.publishFunction(fn);
+    if (cap === 0) fn.sandboxes.hasNoCapacity = true;
+    else if (previous === 0) fn.sandboxes.hasNoCapacity = false;
+    if ((previous ?? 0) > 0 || (cap ?? 0) > 0) this.#o.publishFunction(fn);
   }
 }

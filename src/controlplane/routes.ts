@@ -21,6 +21,11 @@ export interface RouteDeps {
   readonly registry: FunctionRegistry;
   readonly tokens: TokenRegistry;
   readonly quotas: QuotaRegistry;
+  /**
+   * Resolves once the data planes have what was published so far (bounded, never rejects): a quota
+   * change is answered once the functions it capped or released have their new maxScale there.
+   */
+  readonly routingDelivered: () => Promise<void>;
   readonly auth: ManagementAuth;
   readonly audit: AuditLog;
   readonly workers: WorkerMembership;
@@ -131,13 +136,18 @@ export function createRoutes(deps: RouteDeps, router: JsonRouter): JsonRouter {
   router.on('GET', '/v1/tokens', managed(deps, 'admin', undefined, () => ({ tokens: tokens.list() })));
   router.on('DELETE', '/v1/tokens/:id', managed(deps, 'admin', 'token.revoke', async (ctx, who) => tokens.revoke(ctx.params.id ?? '', who)));
   // Quotas name scopes across teams: set and deleted by admins, read by unscoped tokens.
-  router.on('PUT', '/v1/quotas/:scope', managed(deps, 'admin', 'quota.set', async (ctx) => deps.quotas.set(ctx.params.scope ?? '', await ctx.json())));
+  router.on('PUT', '/v1/quotas/:scope', managed(deps, 'admin', 'quota.set', async (ctx) => {
+    const quota = await deps.quotas.set(ctx.params.scope ?? '', await ctx.json());
+    await quotaDelivered(deps);
+    return quota;
+  }));
   router.on('GET', '/v1/quotas', managed(deps, 'read', undefined, (_ctx, who) => {
     if (!who.isUnscoped) throw new BatonError('ERR_FORBIDDEN', 'a scoped token may not list the quotas (they name every scope)');
     return { quotas: deps.quotas.list() };
   }));
   router.on('DELETE', '/v1/quotas/:scope', managed(deps, 'admin', 'quota.delete', async (ctx) => {
     await deps.quotas.delete(ctx.params.scope ?? '');
+    await quotaDelivered(deps);
     return { deleted: ctx.params.scope };
   }));
   router.on('GET', '/v1/audit', managed(deps, 'admin', undefined, async (ctx) => {
@@ -213,6 +223,12 @@ export function managed(
       throw err;
     }
   };
+}
+
+/** The functions a quota change released are planned on a microtask (quota-registry.ts): let it run, then wait for the data planes. */
+async function quotaDelivered(deps: Pick<RouteDeps, 'routingDelivered'>): Promise<void> {
+  await new Promise<void>((resolve) => queueMicrotask(resolve));
+  await deps.routingDelivered();
 }
 
 function statusOf(result: unknown): number {

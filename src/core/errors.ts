@@ -31,7 +31,7 @@ export const ERROR_CODES = {
   ERR_FUNCTION_TIMEOUT: { status: 504, retryable: false, summary: 'The function did not answer within its `timeoutMs`.' },
   ERR_SANDBOX_FAILED: { status: 502, retryable: true, summary: 'The sandbox failed while serving the invocation (connection refused or reset).' },
   ERR_SANDBOX_START_FAILED: { status: 502, retryable: true, summary: 'A sandbox could not be started or did not become ready.' },
-  ERR_NO_CAPACITY: { status: 503, retryable: true, summary: 'No schedulable worker has the CPU and memory a sandbox needs.' },
+  ERR_NO_CAPACITY: { status: 503, retryable: true, summary: 'No schedulable worker has the CPU and memory a sandbox needs, or the function has no sandbox and a quota of its scope is used up by its other functions.' },
   ERR_PREREQUISITE_MISSING: { status: 500, retryable: false, summary: 'The machine lacks something a runtime needs (a tool, root, a cgroup controller); the message names each with the command that fixes it.' },
   ERR_RUNTIME_UNAVAILABLE: { status: 400, retryable: false, summary: 'The worker does not offer the function\'s runtime.' },
   ERR_PAYLOAD_TOO_LARGE: { status: 413, retryable: false, summary: 'A request body is larger than allowed (compressed or, once decompressed, unpacked).' },
