@@ -89,7 +89,7 @@ export class JsonRouter {
     const url = new URL(path, 'http://localhost');
     try {
       const found = this.#match(method, url.pathname);
-      if (found === undefined) throw new BatonError('ERR_NOT_FOUND', `no route for ${method} ${url.pathname}`);
+      if (found === undefined) throw this.#noRoute(method, url.pathname);
       const ctx: RouteContext = {
         params: found.params, query: url.searchParams, headers: {},
         json: () => Promise.resolve(body ?? {}),
@@ -111,7 +111,7 @@ export class JsonRouter {
     const found = this.#match(req.method ?? 'GET', url.pathname);
     if (found === undefined) {
       req.resume();
-      throw new BatonError('ERR_NOT_FOUND', `no route for ${req.method} ${url.pathname}`);
+      throw this.#noRoute(req.method ?? 'GET', url.pathname);
     }
     const body = (limit?: number) => readBody(req, limit ?? this.#maxBodyBytes);
     const ctx: RouteContext = {
@@ -128,19 +128,20 @@ export class JsonRouter {
     sendResult(res, result);
   }
 
+  /** 405 ERR_METHOD_NOT_ALLOWED naming the methods the path takes, or 404 ERR_NOT_FOUND when none does. */
+  #noRoute(method: string, pathname: string): BatonError {
+    const parts = pathname.split('/').filter(Boolean);
+    const allow = [...new Set(this.#routes.filter((route) => matchSegments(route.segments, parts) !== undefined).map((route) => route.method))];
+    if (allow.length === 0) return new BatonError('ERR_NOT_FOUND', `no route for ${method} ${pathname}`);
+    return new BatonError('ERR_METHOD_NOT_ALLOWED', `${pathname} does not take ${method} (it takes ${allow.join(', ')})`, { details: { allow } });
+  }
+
   #match(method: string, pathname: string): { route: Route; params: Record<string, string> } | undefined {
     const parts = pathname.split('/').filter(Boolean);
     for (const route of this.#routes) {
-      if (route.method !== method || route.segments.length !== parts.length) continue;
-      const params: Record<string, string> = {};
-      let isMatch = true;
-      for (let i = 0; i < parts.length && isMatch; i++) {
-        const segment = route.segments[i] as string;
-        const part = parts[i] as string;
-        if (segment.startsWith(':')) params[segment.slice(1)] = decodeURIComponent(part);
-        else isMatch = segment === part;
-      }
-      if (isMatch) return { route, params };
+      if (route.method !== method) continue;
+      const params = matchSegments(route.segments, parts);
+      if (params !== undefined) return { route, params };
     }
     return undefined;
   }
@@ -155,9 +156,23 @@ export class JsonRouter {
   }
 }
 
-/** `WWW-Authenticate` on a 401 (RFC 9110 §11.6.1), `Retry-After` on a 429. */
+/** A route's path parameters when its segments match the path's `parts`, else undefined. */
+function matchSegments(segments: readonly string[], parts: readonly string[]): Record<string, string> | undefined {
+  if (segments.length !== parts.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < parts.length; i++) {
+    const segment = segments[i] as string;
+    const part = parts[i] as string;
+    if (segment.startsWith(':')) params[segment.slice(1)] = decodeURIComponent(part);
+    else if (segment !== part) return undefined;
+  }
+  return params;
+}
+
+/** `WWW-Authenticate` on a 401 (RFC 9110 §11.6.1), `Allow` on a 405 (§15.5.6), `Retry-After` on a 429. */
 function errorHeaders(err: BatonError): Record<string, string> | undefined {
   if (err.code === 'ERR_UNAUTHENTICATED') return { 'www-authenticate': 'Bearer' };
+  if (err.code === 'ERR_METHOD_NOT_ALLOWED') return { allow: ((err.details as { allow?: string[] } | undefined)?.allow ?? []).join(', ') };
   if (err.code !== 'ERR_TOO_MANY_REQUESTS') return undefined;
   const seconds = (err.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
   return { 'retry-after': String(typeof seconds === 'number' && seconds >= 1 ? Math.ceil(seconds) : 1) };
