@@ -35,7 +35,7 @@ test('the namespace harness: a host per namespace on a bridge, addresses only in
 
 interface SandboxRow { sandboxId: string; workerId: string; state: string }
 
-test('a partitioned worker is detected and its sandboxes replaced on the other; after healing the views converge without duplicates', { skip }, async (t) => {
+test('a partitioned worker under steady load is detected and its sandboxes replaced on the other, every failure coded; after healing the views converge without duplicates', { skip }, async (t) => {
   const net: TestNetwork = await createNetwork(['cp', 'dp', 'w1', 'w2']);
   const daemons: DaemonProcess[] = [];
   t.after(async () => {
@@ -67,7 +67,7 @@ test('a partitioned worker is detected and its sandboxes replaced on the other; 
     { timeoutMs: 20_000, message: 'the data plane registered' });
   const created = await client.request(`${cpUrl}/v1/functions`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'f', runtime: 'emulated', scaling: { minScale: 2, stableWindowMs: 2000, panicWindowMs: 1000 }, resources: { cpuMilli: 100, memoryMiB: 64 } }),
+    body: JSON.stringify({ name: 'f', runtime: 'emulated', timeoutMs: 3000, scaling: { minScale: 2, stableWindowMs: 2000, panicWindowMs: 1000 }, resources: { cpuMilli: 100, memoryMiB: 64 } }),
   });
   assert.equal(created.status, 201, created.body);
   const sandboxes = async () => (await api<{ sandboxes: SandboxRow[] }>('/v1/functions/f/sandboxes')).sandboxes;
@@ -78,6 +78,29 @@ test('a partitioned worker is detected and its sandboxes replaced on the other; 
   const onW1 = ready.find((s) => s.workerId === 'w1')?.sandboxId as string;
   const invoke = () => client.request(`http://${dpHost.address}:8080/fn/f/`, { headers: { 'x-baton-exec-ms': '1' } });
   assert.equal((await invoke()).status, 200);
+
+  // A steady load through the cut and the healing: 4 closed-loop lanes until the views converged.
+  const tally = { sent: 0, ok: 0, failed: new Map<string, number>() };
+  let isLoading = true;
+  const outcomeOf = (res: { status: number; body: string }): string => {
+    if (res.status === 200) return res.body === '' ? 'an empty 200' : 'ok';
+    try {
+      return (JSON.parse(res.body) as { error?: { code?: string } }).error?.code ?? `HTTP ${res.status} without a code`;
+    } catch {
+      return `HTTP ${res.status} without a code`;
+    }
+  };
+  const lane = async (): Promise<void> => {
+    while (isLoading) {
+      const outcome = await invoke().then(outcomeOf, () => 'no answer within 10 s');
+      tally.sent++;
+      if (outcome === 'ok') tally.ok++;
+      else tally.failed.set(outcome, (tally.failed.get(outcome) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const lanes = Promise.all(Array.from({ length: 4 }, lane));
+  await new Promise((r) => setTimeout(r, 500));
 
   await net.cut('w1');
   await waitFor(async () => (await api<{ workers: { workerId: string; state: string }[] }>('/v1/workers')).workers.find((w) => w.workerId === 'w1')?.state === 'unschedulable',
@@ -107,5 +130,13 @@ test('a partitioned worker is detected and its sandboxes replaced on the other; 
     const same = (a: string[], b: string[]) => a.length === b.length && new Set(a).size === a.length && [...a].sort().join() === [...b].sort().join();
     return cpIds.length === 2 && same(cpIds, dpIds) && same(cpIds, workerIds);
   }, { timeoutMs: 30_000, intervalMs: 200, message: 'control plane, data plane and workers to agree on two sandboxes of f, each once' });
-  assert.equal((await invoke()).status, 200);
+  isLoading = false;
+  await lanes;
+  const failed = Object.fromEntries(tally.failed);
+  console.log(`steady load through the cut link: sent ${tally.sent}, succeeded ${tally.ok}, failed ${JSON.stringify(failed)}`);
+  assert.ok(tally.ok > 0 && tally.sent > 20, `the load ran: ${JSON.stringify(tally)}`);
+  // Only invocations that were on w1's sandbox, or sent to it before its withdrawal, may fail, and
+  // every one with a code: never a hang past the function's timeout, never an empty 200.
+  for (const code of Object.keys(failed)) assert.ok(['ERR_FUNCTION_TIMEOUT', 'ERR_SANDBOX_FAILED'].includes(code), `failure ${code}: ${JSON.stringify(failed)}`);
+  for (let i = 0; i < 10; i++) assert.equal((await invoke()).status, 200, 'served once the views converged');
 });
