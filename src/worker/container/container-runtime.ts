@@ -192,7 +192,7 @@ export class ContainerRuntime implements SandboxRuntime {
     } catch (err) {
       if (!this.#sandboxes.has(sandboxId)) {
         // Never spawned: undo what was made for it.
-        if (slot !== undefined) this.#network.release(slot);
+        if (slot !== undefined) void this.#network.release(slot);
         await this.#cgroups.remove(containerId);
         await rm(bundleDir, { recursive: true, force: true });
       }
@@ -301,7 +301,7 @@ export class ContainerRuntime implements SandboxRuntime {
   async #cleanup(sandbox: ContainerSandbox): Promise<void> {
     await this.#o.exec(this.#o.ociRuntime, ['--root', this.#stateRoot, 'delete', '--force', sandbox.containerId]).catch(() => undefined);
     await this.#cgroups.remove(sandbox.containerId);
-    this.#network.release(sandbox.slot);
+    void this.#network.release(sandbox.slot);
     await rm(sandbox.bundleDir, { recursive: true, force: true });
     if (this.#sandboxes.get(sandbox.sandboxId) === sandbox) this.#sandboxes.delete(sandbox.sandboxId);
   }

@@ -188,14 +188,15 @@ export class NetworkPool {
       .finally(() => { this.#filling = undefined; });
   }
 
-  /** Gives a namespace back once its container is gone. */
-  release(slot: NetworkSlot): void {
+  /**
+   * Gives a namespace back once its container is gone: to the pool, or destroyed when the pool is
+   * full. The promise (which callers need not wait for) settles once it is one or the other.
+   */
+  release(slot: NetworkSlot): Promise<void> {
     const idle = this.#idle[slot.mode];
-    if (this.#isClosed || idle.length >= this.#o.size) {
-      void this.#destroy(slot);
-      return;
-    }
+    if (this.#isClosed || idle.length >= this.#o.size) return this.#destroy(slot);
     idle.push(slot);
+    return Promise.resolve();
   }
 
   /** Removes every namespace of the pool, the bridge and the table. In-use namespaces must have been released. */
