@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -12,6 +11,7 @@ import { readTrace } from '../../src/loadgen/trace.ts';
 import { request } from 'undici';
 import { ROOT } from '../kit/cluster.ts';
 import { runCli } from '../kit/run-cli.ts';
+import { freeOffset } from '../kit/up.ts';
 import { waitFor } from '../kit/wait-for.ts';
 
 /**
@@ -22,14 +22,6 @@ import { waitFor } from '../kit/wait-for.ts';
 
 const TRACE = join(ROOT, 'test/fixtures/azure2019-example');
 
-async function isFree(port: number): Promise<boolean> {
-  const server = createServer();
-  return new Promise((resolvePort) => {
-    server.once('error', () => resolvePort(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolvePort(true)));
-  });
-}
-
 /**
  * `baton up` on free ports, with its client config in a directory of the test's (never the user's).
  * `authMode: none` is how an unmodified Invitro, which sends no token, is pointed at Baton.
@@ -38,12 +30,7 @@ async function startUp(t: TestContext, runtime: 'emulated' | 'process' = 'emulat
   const dir = await mkdtemp(join(tmpdir(), 'baton-loadgen-up-'));
   // Searchable by the unprivileged user the worker runs process sandboxes as.
   await chmod(dir, 0o711);
-  let offset = 0;
-  for (let attempt = 0; attempt < 50 && offset === 0; attempt++) {
-    const candidate = 20_000 + Math.floor(Math.random() * 20_000);
-    if ((await Promise.all([8080, 8081, 9090, 9091, 10010].map((p) => isFree(p + candidate)))).every(Boolean)) offset = candidate;
-  }
-  assert.ok(offset > 0, 'a free port offset');
+  const offset = await freeOffset(t);
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'up', '--runtime', runtime, '--data-dir', join(dir, 'data'), '--port-offset', String(offset)], {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
     // The emulated sandboxes' creation latency is the worker's setting.

@@ -1,7 +1,7 @@
 import type { TestContext } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,12 +17,77 @@ export async function isFree(port: number): Promise<boolean> {
   });
 }
 
-/** A `--port-offset` whose ports (8080, 8081, 9090, 9091, 10010 + offset, and `more`'s) are free now. */
-export async function freeOffset(more: (offset: number) => readonly number[] = () => []): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const offset = 20_000 + Math.floor(Math.random() * 20_000);
-    const ports = [...new Set([...[8080, 8081, 9090, 9091, 10010].map((p) => p + offset), ...more(offset)])];
-    if ((await Promise.all(ports.map(isFree))).every(Boolean)) return offset;
+/**
+ * Where test processes reserve the fixed ports they hand to `baton up`: one file per port, created
+ * exclusively and holding the reserving process's pid. Test files run in parallel processes, and
+ * "is it free now" alone lets two of them pick overlapping ports between the check and the bind.
+ */
+const PORT_LOCK_DIR = join(tmpdir(), 'baton-test-ports');
+
+/** Below the kernel's ephemeral range, so that no outgoing connection or `listen(0)` takes one of them meanwhile. */
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Takes the lock file of `port`, or takes over one whose process is gone; false if a live process holds it. */
+function lockPort(port: number): boolean {
+  const file = join(PORT_LOCK_DIR, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number(readFileSync(file, 'utf8').trim());
+      if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) return false;
+      rmSync(file, { force: true });
+    }
+  }
+  return false;
+}
+
+function unlockPorts(ports: readonly number[]): void {
+  for (const port of ports) rmSync(join(PORT_LOCK_DIR, String(port)), { force: true });
+}
+
+/**
+ * A `--port-offset` whose ports (8080, 8081, 9090, 9091, 10010 + offset, and `more`'s) are free now
+ * and reserved for this test until it ends (every port below the ephemeral range, each locked
+ * against the other test processes).
+ */
+export async function freeOffset(t: TestContext, more: (offset: number) => readonly number[] = () => []): Promise<number> {
+  mkdirSync(PORT_LOCK_DIR, { recursive: true, mode: 0o1777 });
+  const portsOf = (offset: number): number[] => [...new Set([...[8080, 8081, 9090, 9091, 10010].map((p) => p + offset), ...more(offset)])];
+  const span = Math.max(...portsOf(0));
+  const highest = ephemeralLow() - 1 - span;
+  const lowest = 10_000;
+  if (highest <= lowest) throw new Error(`no room for port offsets below the ephemeral range (${ephemeralLow()})`);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const offset = lowest + Math.floor(Math.random() * (highest - lowest));
+    const ports = portsOf(offset);
+    const locked: number[] = [];
+    for (const port of ports) {
+      if (!lockPort(port)) break;
+      locked.push(port);
+    }
+    if (locked.length === ports.length && (await Promise.all(ports.map(isFree))).every(Boolean)) {
+      t.after(() => unlockPorts(ports));
+      return offset;
+    }
+    unlockPorts(locked);
   }
   throw new Error('no free port offset');
 }
@@ -53,7 +118,7 @@ export async function startUp(t: TestContext, extraArgs: readonly string[] = [],
   // Searchable by the unprivileged user a root worker runs process sandboxes as.
   await chmod(dir, 0o711);
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const offset = await freeOffset(options.ports);
+  const offset = await freeOffset(t, options.ports);
   const configHome = await mkdtemp(join(tmpdir(), 'baton-xdg-'));
   t.after(() => rm(configHome, { recursive: true, force: true }));
   const upEnv: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome };
