@@ -52,7 +52,7 @@ export const createTokenRequestSchema = z.strictObject({
 });
 export type CreateTokenRequest = z.input<typeof createTokenRequestSchema>;
 
-/** A token as the data planes hold it (pushed with the routing view): only invocation-capable, unrevoked ones. */
+/** A token as the data planes hold it (pushed with the routing view): every unrevoked one, with its role. */
 export const routingTokenSchema = z.strictObject({
   id: z.string().regex(TOKEN_ID_PATTERN),
   hash: z.string().regex(HASH_PATTERN),

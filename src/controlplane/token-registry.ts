@@ -1,6 +1,6 @@
 import type { RoutingChange } from '../api/dataplane.ts';
 import {
-  compileScopes, createTokenRequestSchema, generateToken, hashToken, INVOKING_ROLES, tokenId, tokenMatches,
+  compileScopes, createTokenRequestSchema, generateToken, hashToken, tokenId, tokenMatches,
   type RoutingToken, type TokenRecord, type TokenRole,
 } from '../api/tokens.ts';
 import { parseOrThrow } from '../api/validate.ts';
@@ -126,11 +126,14 @@ export class TokenRegistry {
     return { tokenId: entry.record.id, role: entry.record.role, isUnscoped: entry.record.scopes.length === 0, inScope: entry.inScope };
   }
 
-  /** The live tokens that may invoke, as the data planes hold them (the routing snapshot's `tokens`). */
+  /**
+   * The live tokens, as the data planes hold them (the routing snapshot's `tokens`): every role, so
+   * that a data plane tells a token that may not invoke (403) from one it does not know (401).
+   */
   routingTokens(): RoutingToken[] {
     const tokens: RoutingToken[] = [];
     for (const entry of this.#tokens.values()) {
-      if (INVOKING_ROLES.includes(entry.record.role) && this.#isLive(entry)) tokens.push(toRoutingToken(entry));
+      if (this.#isLive(entry)) tokens.push(toRoutingToken(entry));
     }
     return tokens;
   }
@@ -143,7 +146,6 @@ export class TokenRegistry {
     await this.#o.store.put('tokens', record.id, record);
     const entry = toEntry(record);
     this.#tokens.set(record.id, entry);
-    if (!INVOKING_ROLES.includes(record.role)) return;
     this.#o.routing.publish(record.revokedAt === undefined
       ? { type: 'token.put', token: toRoutingToken(entry) }
       : { type: 'token.delete', id: record.id });

@@ -1,9 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { compileScopes, TOKEN_LENGTH, type RoutingToken } from '../api/tokens.ts';
+import { compileScopes, INVOKING_ROLES, TOKEN_LENGTH, type RoutingToken } from '../api/tokens.ts';
 import { BatonError } from '../core/errors.ts';
 
 interface HeldToken {
   readonly hash: Buffer;
+  /** False for a role that does not invoke (viewer): its presentation is a 403, not a 401. */
+  readonly mayInvoke: boolean;
   readonly inScope: (name: string) => boolean;
   readonly expiresAtMs: number | undefined;
   /** The token's bytes once one presentation matched the hash (in memory only; gone with the entry). */
@@ -40,12 +42,12 @@ export class InvocationTokens {
    * deliveries send it to its own invocation port (and it is stripped there like any other).
    */
   trustOwn(token: string, id: string, hash: string): void {
-    this.#own = { id, held: { hash: Buffer.from(hash, 'hex'), inScope: () => true, expiresAtMs: undefined, verified: undefined } };
+    this.#own = { id, held: { hash: Buffer.from(hash, 'hex'), mayInvoke: true, inScope: () => true, expiresAtMs: undefined, verified: undefined } };
     this.#tokens.set(id, this.#own.held);
   }
 
   put(token: RoutingToken): void {
-    this.#tokens.set(token.id, { hash: Buffer.from(token.hash, 'hex'), inScope: compileScopes(token.scopes), expiresAtMs: token.expiresAtMs, verified: undefined });
+    this.#tokens.set(token.id, { hash: Buffer.from(token.hash, 'hex'), mayInvoke: INVOKING_ROLES.includes(token.role), inScope: compileScopes(token.scopes), expiresAtMs: token.expiresAtMs, verified: undefined });
   }
 
   delete(id: string): void {
@@ -54,7 +56,8 @@ export class InvocationTokens {
 
   /**
    * Undefined when `authorization` carries a live token whose scope covers `fn`; otherwise the
-   * refusal: 401 ERR_UNAUTHENTICATED (none, unknown, revoked, expired) or 403 ERR_FORBIDDEN (out of scope).
+   * refusal: 401 ERR_UNAUTHENTICATED (none, unknown, revoked, expired) or 403 ERR_FORBIDDEN (a role
+   * that does not invoke, or out of scope).
    */
   check(authorization: string | undefined, fn: string, nowMs: number): BatonError | undefined {
     const token = authorization === undefined ? undefined : presentedToken(authorization);
@@ -63,7 +66,7 @@ export class InvocationTokens {
     if (token === undefined || held === undefined || !matches(held, token) || (held.expiresAtMs !== undefined && nowMs >= held.expiresAtMs)) {
       return new BatonError('ERR_UNAUTHENTICATED', `function '${fn}' needs an API token that may invoke it: Authorization: Bearer baton_…`);
     }
-    if (!held.inScope(fn)) return new BatonError('ERR_FORBIDDEN', `the token may not invoke function '${fn}'`);
+    if (!held.mayInvoke || !held.inScope(fn)) return new BatonError('ERR_FORBIDDEN', `the token may not invoke function '${fn}'`);
     return undefined;
   }
 }

@@ -232,7 +232,8 @@ describe('invocation auth', () => {
     const none = await invoke('team-a-secure');
     assert.deepEqual([none.status, none.code, none.auth], [401, 'ERR_UNAUTHENTICATED', 'Bearer']);
     assert.equal((await invoke('team-a-secure', 'baton_000000000000_' + 'x'.repeat(43))).status, 401);
-    assert.equal((await invoke('team-a-secure', (tokens['viewer'] as Created).token)).status, 401, 'a viewer reads, it does not invoke');
+    const byViewer = await invoke('team-a-secure', (tokens['viewer'] as Created).token);
+    assert.deepEqual([byViewer.status, byViewer.code], [403, 'ERR_FORBIDDEN'], 'a viewer reads, it does not invoke');
     const outOfScope = await invoke('team-b-secure', (tokens['invokerA'] as Created).token);
     assert.deepEqual([outOfScope.status, outOfScope.code], [403, 'ERR_FORBIDDEN']);
     for (const key of ['invoker', 'invokerA', 'deployerA']) {

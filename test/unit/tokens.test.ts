@@ -43,7 +43,7 @@ test('scopes are whole-name globs; none covers every function', () => {
   assert.equal(compileScopes(['a.b'])('axb'), false, 'a dot is a dot');
 });
 
-test('the registry keeps only hashes, authenticates in constant time, refuses revoked and expired tokens, and publishes invoking ones', async () => {
+test('the registry keeps only hashes, authenticates in constant time, refuses revoked and expired tokens, and publishes every live one with its role', async () => {
   const { registry, store, published, nowMs } = makeRegistry();
   const deployer = await registry.create({ role: 'deployer', scopes: ['team-a-*'] }, ADMIN);
   const viewer = await registry.create({ role: 'viewer', expiresInMs: 60_000 }, ADMIN);
@@ -57,16 +57,16 @@ test('the registry keeps only hashes, authenticates in constant time, refuses re
   assert.equal(codeOf(catching(() => registry.authenticate(undefined))), 'ERR_UNAUTHENTICATED');
   assert.equal(codeOf(catching(() => registry.authenticate(`baton_${deployer.record.id}_${'A'.repeat(43)}`))), 'ERR_UNAUTHENTICATED', 'the right id with the wrong secret');
 
-  // Only tokens that may invoke reach the data planes.
-  assert.deepEqual(published.map((c) => c.type), ['token.put']);
-  assert.deepEqual(registry.routingTokens().map((t) => t.id), [deployer.record.id]);
+  // Every live token reaches the data planes, with its role: they refuse a viewer's with 403.
+  assert.deepEqual(published.map((c) => c.type), ['token.put', 'token.put']);
+  assert.deepEqual(registry.routingTokens().map((t) => [t.id, t.role]), [[deployer.record.id, 'deployer'], [viewer.record.id, 'viewer']]);
 
   nowMs.value += 60_000;
   assert.equal(codeOf(catching(() => registry.authenticate(viewer.token))), 'ERR_UNAUTHENTICATED', 'expired');
   await registry.revoke(deployer.record.id, ADMIN);
   assert.equal(codeOf(catching(() => registry.authenticate(deployer.token))), 'ERR_UNAUTHENTICATED', 'revoked');
   assert.deepEqual(published.at(-1), { type: 'token.delete', id: deployer.record.id });
-  assert.deepEqual(registry.routingTokens(), []);
+  assert.deepEqual(registry.routingTokens(), [], 'the viewer\'s expired, the deployer\'s revoked');
   await assert.rejects(registry.revoke('0123456789ab', ADMIN), (err) => codeOf(err) === 'ERR_TOKEN_NOT_FOUND');
   await assert.rejects(registry.create({ role: 'admin', scopes: ['x-*'] }, ADMIN), (err) => codeOf(err) === 'ERR_INVALID_REQUEST');
   await assert.rejects(registry.create({ role: 'viewer', scopes: ['UPPER'] }, ADMIN), (err) => codeOf(err) === 'ERR_INVALID_REQUEST');
@@ -129,10 +129,14 @@ test('the data plane\'s tokens: a snapshot replaces them, deltas add and revoke,
   assert.equal(table.tokens.check(`Basic ${a.token}`, 'team-a-x', 0)?.code, 'ERR_UNAUTHENTICATED');
   assert.equal(table.tokens.check(`bearer ${a.token}`, 'team-a-x', 0), undefined, 'the scheme is case-insensitive');
   assert.equal(check(a.token, 'team-b-x'), 'ERR_FORBIDDEN');
+  const viewer = generateToken();
+  table.apply({ kind: 'delta', epoch: 'e', baseVersion: 1, version: 2, changes: [{ type: 'token.put', token: { ...held(viewer), role: 'viewer' } }] });
+  assert.equal(check(viewer.token, 'team-a-x'), 'ERR_FORBIDDEN', 'a viewer\'s token is known and may not invoke');
+  assert.equal(check(`${viewer.token.slice(0, 19)}${'A'.repeat(43)}`, 'team-a-x'), 'ERR_UNAUTHENTICATED', 'a viewer\'s id with another secret');
   assert.equal(check(a.token, 'team-a-x', 5_000), 'ERR_UNAUTHENTICATED', 'expired');
   assert.equal(check(b.token, 'team-a-x'), 'ERR_UNAUTHENTICATED', 'not pushed yet');
   assert.equal(check(undefined, 'team-a-x'), 'ERR_UNAUTHENTICATED');
-  table.apply({ kind: 'delta', epoch: 'e', baseVersion: 1, version: 2, changes: [{ type: 'token.put', token: held(b) }, { type: 'token.delete', id: a.id }] });
+  table.apply({ kind: 'delta', epoch: 'e', baseVersion: 2, version: 3, changes: [{ type: 'token.put', token: held(b) }, { type: 'token.delete', id: a.id }] });
   assert.equal(check(b.token, 'anything'), undefined);
   assert.equal(check(a.token, 'team-a-x'), 'ERR_UNAUTHENTICATED', 'revoked');
   table.apply({ kind: 'snapshot', epoch: 'f', version: 1, functions: [], endpoints: [] });
