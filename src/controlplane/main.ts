@@ -5,7 +5,8 @@ import { generateToken, tokenId } from '../api/tokens.ts';
 import { BatonError } from '../core/errors.ts';
 import { Gauge } from 'prom-client';
 import { Agent } from 'undici';
-import { controlPlaneToDataplane } from '../api/contracts.ts';
+import { ARTIFACT_FETCH_PATH, controlPlaneToDataplane, dataplaneToControlPlane, workerToControlPlane } from '../api/contracts.ts';
+import type { CertRole } from '../core/certs.ts';
 import { repeat, systemClock, type Clock } from '../core/clock.ts';
 import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
@@ -22,7 +23,7 @@ import { listen } from '../transport/listen.ts';
 import { RpcConnections } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
 import { clientTlsOptions, readTls, requireJoinSecretWithTls, serverTlsOptions, type TlsMaterial } from '../transport/tls.ts';
-import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, readJoinSecret } from '../transport/internal-auth.ts';
+import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, readJoinSecret, unauthenticated } from '../transport/internal-auth.ts';
 import { AuditLog } from './audit-log.ts';
 import type { ControlPlaneConfig } from './config.ts';
 import { ManagementAuth } from './management-auth.ts';
@@ -73,6 +74,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const guard = joinSecret === undefined ? undefined : new InternalGuard({
     member: new CredentialSet([deriveJoinKey(joinSecret)]), rpcLevel: 'member', log, isClientCertRequired: tls !== undefined,
     levelOf: (_method, pathname) => (pathname.startsWith('/internal/') ? 'member' : 'open'),
+    ...(tls === undefined ? {} : { certRolesOf: controlPlaneCertRoles, rpcCertRoles: ['worker', 'dataplane'] as const }),
   });
   const store = deps.store ?? await openStore(config, log);
   const random = createRandom(config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed);
@@ -99,10 +101,14 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const server = createLimitedServer(headerLimits, (req, res) => {
     if (guard === undefined || guard.admit(req, res)) (routes as Routes).handle(req, res);
   }, serverOptions);
-  const rpcServer = serveRpc(server, (method, path, body) => {
+  const rpcServer = serveRpc(server, (method, path, body, upgrade) => {
     // The stream is the members' link: the management API is not reachable through it.
     if (!path.startsWith('/internal/')) {
       const err = new BatonError('ERR_NOT_FOUND', `${method} ${path.split('?')[0] ?? path} is not served on the RPC stream`);
+      return Promise.resolve({ status: err.status, body: err.toBody() });
+    }
+    if (guard !== undefined && !guard.admitsOnStream(upgrade, method, path)) {
+      const err = unauthenticated();
       return Promise.resolve({ status: err.status, body: err.toBody() });
     }
     return (routes as Routes).dispatch(method, path, body);
@@ -389,3 +395,19 @@ function connectDataplane(url: string, o: {
     },
   };
 }
+
+/**
+ * With TLS, whose certificate may make an internal call (docs/security.md): a worker's calls (its
+ * registration, heartbeats, events, artifact fetches) need a worker's certificate, a data plane's a
+ * data plane's, so that holding one plane's key and the join secret does not make one the other.
+ */
+function controlPlaneCertRoles(_method: string, pathname: string): readonly CertRole[] | undefined {
+  if (WORKER_PATHS.has(pathname) || pathname.startsWith(ARTIFACT_FETCH_PATH)) return WORKER_ROLE;
+  if (DATAPLANE_PATHS.has(pathname)) return DATAPLANE_ROLE;
+  return undefined;
+}
+
+const WORKER_PATHS = new Set(Object.values(workerToControlPlane).map((c) => c.path));
+const DATAPLANE_PATHS = new Set(Object.values(dataplaneToControlPlane).map((c) => c.path));
+const WORKER_ROLE: readonly CertRole[] = ['worker'];
+const DATAPLANE_ROLE: readonly CertRole[] = ['dataplane'];

@@ -36,6 +36,7 @@ import { DataplaneMetrics, type FunctionGaugeRow } from './metrics.ts';
 import { InvocationProxy } from './proxy.ts';
 import { createInternalRouter } from './routes.ts';
 import { UpstreamPools } from './upstream-pools.ts';
+import type { CertRole } from '../core/certs.ts';
 
 export interface DataplaneOptions {
   readonly logger?: Logger;
@@ -162,7 +163,10 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   });
   const guard = joinKey === undefined || commandToken === undefined ? undefined : new InternalGuard({
     member: new CredentialSet([joinKey, commandToken]), controlPlane: new CredentialSet([commandToken]),
-    levelOf: dataplaneAccessLevel, rpcLevel: 'control-plane', log: logger.child({ component: 'internal' }),
+    levelOf: dataplaneAccessLevel, rpcLevel: 'control-plane',
+    // With TLS, commands need the control plane's certificate, not only the cluster's.
+    ...(tls === undefined ? {} : { certRolesOf: (method: string, pathname: string) => (dataplaneAccessLevel(method, pathname) === 'control-plane' ? CONTROL_PLANE_ROLE : undefined), rpcCertRoles: CONTROL_PLANE_ROLE }),
+    log: logger.child({ component: 'internal' }),
   });
   const internalServer = createLimitedServer(headerLimits, guard === undefined ? internalRouter.handle : (req, res) => {
     if (guard.admit(req, res)) internalRouter.handle(req, res);
@@ -260,3 +264,4 @@ function asyncConfigOf(proxy: InvocationProxy, fn: string): AsyncConfig | undefi
   return entry.spec.async ?? ASYNC_DEFAULTS;
 }
 
+const CONTROL_PLANE_ROLE: readonly CertRole[] = ['controlplane'];

@@ -4,7 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { isClientVerified } from './tls.ts';
+import type { CertRole } from '../core/certs.ts';
+import { isClientVerified, peerCertRole } from './tls.ts';
 
 /**
  * Credentials of the links between the planes (docs/security.md, "Links between the planes"):
@@ -125,6 +126,15 @@ export interface InternalGuardOptions {
   readonly log: Logger;
   /** With TLS: a call that is not open also needs a client certificate from the cluster CA (besides its credential). */
   readonly isClientCertRequired?: boolean;
+  /**
+   * With TLS: the plane roles whose certificate may make a call that is not open (by method and
+   * path, without the query; undefined: any of the cluster's), so that a worker's certificate
+   * cannot register a data plane nor a data plane's command a worker. The role is the certificate
+   * subject's OU (`baton certs init`).
+   */
+  readonly certRolesOf?: (method: string, pathname: string) => readonly CertRole[] | undefined;
+  /** With TLS: the roles whose certificate may open the RPC stream (each call on it is then judged by `certRolesOf` too, see `admitsOnStream`). */
+  readonly rpcCertRoles?: readonly CertRole[];
 }
 
 /** Peer addresses whose refusal has been logged, at most this many (then refusals are counted only). */
@@ -167,15 +177,34 @@ export class InternalGuard {
 
   /** True when the RPC upgrade may go on; otherwise the socket has been answered 401 and closed. */
   admitUpgrade(req: IncomingMessage, socket: Duplex): boolean {
-    if (this.#accepts(this.#o.rpcLevel, req)) return true;
+    if (this.#accepts(this.#o.rpcLevel, req) && this.#hasRole(this.#o.rpcCertRoles, req)) return true;
     this.#refuse(req, 'RPC upgrade');
     const body = JSON.stringify(unauthenticated().toBody());
     socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nwww-authenticate: Bearer\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     return false;
   }
 
+  /**
+   * Whether a call on an RPC stream opened by `upgrade` may be made by that stream's certificate
+   * (`certRolesOf`); a refusal is counted and logged like any other.
+   */
+  admitsOnStream(upgrade: IncomingMessage, method: string, path: string): boolean {
+    const query = path.indexOf('?');
+    const pathname = query === -1 ? path : path.slice(0, query);
+    if (this.#o.levelOf(method, pathname) === 'open' || this.#hasRole(this.#o.certRolesOf?.(method, pathname), upgrade)) return true;
+    this.#refuse(upgrade, `${method} ${pathname} on the RPC stream`);
+    return false;
+  }
+
+  #hasRole(roles: readonly CertRole[] | undefined, req: IncomingMessage): boolean {
+    if (roles === undefined) return true;
+    const role = peerCertRole(req);
+    return role !== undefined && roles.includes(role);
+  }
+
   #accepts(level: Exclude<AccessLevel, 'open'>, req: IncomingMessage): boolean {
     if (this.#o.isClientCertRequired === true && !isClientVerified(req)) return false;
+    if (!this.#hasRole(this.#o.certRolesOf?.(req.method ?? 'GET', pathOf(req.url ?? '/')), req)) return false;
     const authorization = req.headers.authorization;
     if (level === 'member') return this.#o.member.accepts(authorization);
     return this.#o.controlPlane?.accepts(authorization) ?? false;
@@ -188,6 +217,11 @@ export class InternalGuard {
     this.#loggedPeers.add(peer);
     this.#o.log.warn({ peer, call: what, hasCredential: req.headers.authorization !== undefined }, 'refused an internal call without a valid credential (further refusals from this peer are not logged)');
   }
+}
+
+function pathOf(url: string): string {
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
 }
 
 /** The refusal of an internal call without a valid credential (says nothing about which was expected). */

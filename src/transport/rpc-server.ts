@@ -22,6 +22,8 @@ export interface RpcReply {
 
 /** Runs one call: the HTTP route for `method` and `path`, given the parsed body. */
 export type RpcDispatch = (method: string, path: string, body: unknown) => Promise<RpcReply>;
+/** What serves a stream's calls: a dispatch, told which request opened the stream (its socket, its peer's certificate). */
+export type RpcStreamDispatch = (method: string, path: string, body: unknown, upgrade: IncomingMessage) => Promise<RpcReply>;
 
 export interface RpcServerOptions {
   readonly maxFrameBytes?: number;
@@ -42,7 +44,7 @@ export interface RpcServer {
 const HIGH_WATER_BYTES = 8 * 1024 * 1024;
 
 /** Serves the RPC stream on `server`'s upgrade requests for RPC_PATH; other upgrades are refused. */
-export function serveRpc(server: Server, dispatch: RpcDispatch, options: RpcServerOptions = {}): RpcServer {
+export function serveRpc(server: Server, dispatch: RpcStreamDispatch, options: RpcServerOptions = {}): RpcServer {
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const maxInFlight = options.maxInFlight ?? 4096;
   const sockets = new Set<Duplex>();
@@ -56,7 +58,7 @@ export function serveRpc(server: Server, dispatch: RpcDispatch, options: RpcServ
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${RPC_PROTOCOL}\r\n\r\n`);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    serveConnection(socket, head, dispatch, maxFrameBytes, maxInFlight, options.onProtocolError);
+    serveConnection(socket, head, (method, path, body) => dispatch(method, path, body, req), maxFrameBytes, maxInFlight, options.onProtocolError);
   });
   return {
     close() {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import { CERT_ROLES, type CertRole } from '../core/certs.ts';
 import { BatonError } from '../core/errors.ts';
 
 /** A daemon's TLS keys (flat, like the rest of its config): all three or none. */
@@ -73,6 +74,20 @@ export function clientTlsOptions(tls: ClientTls): { ca: Buffer; cert?: Buffer; k
 export function isClientVerified(req: IncomingMessage): boolean {
   const socket = req.socket as Partial<TLSSocket>;
   return socket.authorized === true && socket.getPeerCertificate?.().raw !== undefined;
+}
+
+/**
+ * The plane role a verified client certificate names (its subject's OU, as `baton certs init`
+ * writes it: `/O=Baton/OU=worker/CN=baton-worker`), or undefined (no verified certificate, or no
+ * role of Baton's in it).
+ */
+export function peerCertRole(req: IncomingMessage): CertRole | undefined {
+  if (!isClientVerified(req)) return undefined;
+  const ou = (req.socket as TLSSocket).getPeerCertificate().subject?.OU;
+  const units = Array.isArray(ou) ? ou : ou === undefined ? [] : [ou];
+  // One role per certificate: a certificate that names several is no plane's.
+  const roles = units.filter((unit): unit is CertRole => (CERT_ROLES as readonly string[]).includes(unit));
+  return roles.length === 1 ? roles[0] : undefined;
 }
 
 /**

@@ -37,6 +37,7 @@ import { ProcessRuntime, RUNNER_PATH, type SandboxUser } from './process/process
 import { createWorkerRouter } from './routes.ts';
 import type { SandboxRuntime } from './runtime.ts';
 import { Worker, type WorkerDeps } from './worker.ts';
+import type { CertRole } from '../core/certs.ts';
 
 export interface RunningWorker {
   /** Base URL of the internal API, with the port actually bound. */
@@ -104,7 +105,10 @@ export async function startWorker(config: WorkerConfig, options: { logger?: Logg
   const commandToken = joinSecret === undefined ? undefined : newCommandToken();
   const guard = joinKey === undefined || commandToken === undefined ? undefined : new InternalGuard({
     member: new CredentialSet([joinKey, commandToken]), controlPlane: new CredentialSet([commandToken]),
-    levelOf: workerAccessLevel, rpcLevel: 'control-plane', log: logger,
+    levelOf: workerAccessLevel, rpcLevel: 'control-plane',
+    // With TLS, commands need the control plane's certificate, not only the cluster's.
+    ...(tls === undefined ? {} : { certRolesOf: (method: string, pathname: string) => (workerAccessLevel(method, pathname) === 'control-plane' ? CONTROL_PLANE_ROLE : undefined), rpcCertRoles: CONTROL_PLANE_ROLE }),
+    log: logger,
   });
   let handle: Handler | undefined;
   let dispatch: RpcDispatch | undefined;
@@ -520,3 +524,4 @@ function seedOf(config: WorkerConfig): number {
   return config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed;
 }
 
+const CONTROL_PLANE_ROLE: readonly CertRole[] = ['controlplane'];

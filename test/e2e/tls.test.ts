@@ -34,6 +34,12 @@ const tlsArgs = (role: CertRole): string[] => {
   return ['--tls-cert-file', files.roles[role].cert, '--tls-key-file', files.roles[role].key, '--tls-ca-file', files.caCert];
 };
 
+/** An agent that trusts the cluster CA and shows the cluster's certificate of `role`. */
+async function roleAgent(role: CertRole): Promise<Agent> {
+  const files = certFilesIn(join(dir, 'certs'));
+  return new Agent({ connect: { ca: await readFile(files.caCert), cert: await readFile(files.roles[role].cert), key: await readFile(files.roles[role].key) } });
+}
+
 const cli = (...args: string[]) => runCliProcess([...args, '--url', cluster.cpUrl, '--ca', certFilesIn(join(dir, 'certs')).caCert], { BATON_DATAPLANE_URL: cluster.dpUrl });
 
 /** A plain-text HTTP/1.1 request to `url`'s port: resolves with its status, or rejects when the connection is refused or closed. */
@@ -161,14 +167,26 @@ describe('a cluster with TLS', () => {
     await assert.rejects(call(userAgent, `${cluster.dpInternalUrl}/healthz`));
   });
 
-  it('a certificate of another CA cannot register a worker or a data plane, nor open the RPC stream; the cluster\'s own can get past the check', async () => {
+  it('a certificate of another CA cannot register a worker or a data plane, nor open the RPC stream; the cluster\'s own gets past the check only for its own role\'s calls', async () => {
     for (const path of ['/internal/v1/workers/register', '/internal/v1/dataplanes/register']) {
       const foreign = await call(foreignAgent, `${cluster.cpUrl}${path}`, { method: 'POST', body: '{}', headers: memberHeaders() });
       assert.equal(foreign.status, 401, path);
       assert.equal((foreign.body['error'] as { code: string }).code, 'ERR_UNAUTHENTICATED');
-      // With the cluster's certificate and the join key the call reaches the route (which finds the body malformed).
-      const member = await call(memberAgent, `${cluster.cpUrl}${path}`, { method: 'POST', body: '{}', headers: memberHeaders() });
-      assert.equal(member.status, 400, path);
+    }
+    // With the cluster's certificate of the right role and the join key a call reaches the route
+    // (which finds the body malformed); with another role's, it is refused like a stranger's.
+    const dataplaneAgent = await roleAgent('dataplane');
+    try {
+      for (const [agent, path, status] of [
+        [memberAgent, '/internal/v1/workers/register', 400], [dataplaneAgent, '/internal/v1/dataplanes/register', 400],
+        [memberAgent, '/internal/v1/dataplanes/register', 401], [dataplaneAgent, '/internal/v1/workers/register', 401],
+        [dataplaneAgent, '/internal/v1/workers/heartbeat', 401], [memberAgent, '/internal/v1/demand', 401],
+      ] as const) {
+        const answer = await call(agent, `${cluster.cpUrl}${path}`, { method: 'POST', body: '{}', headers: memberHeaders() });
+        assert.equal(answer.status, status, `${agent === memberAgent ? 'worker' : 'data plane'} certificate: ${path}`);
+      }
+    } finally {
+      await dataplaneAgent.close();
     }
     await assert.rejects(call(foreignAgent, `${cluster.workerUrl}/internal/v1/sandboxes`, { headers: memberHeaders() }));
     await assert.rejects(call(foreignAgent, `${cluster.dpInternalUrl}/healthz`));
@@ -181,6 +199,18 @@ describe('a cluster with TLS', () => {
       await assert.rejects(rpc.call('POST', '/internal/v1/workers/register', {}, 5_000), (err: { code?: string }) => err.code === 'ERR_UNAUTHENTICATED');
     } finally {
       rpc.close();
+    }
+    // A stream opened with a worker's certificate carries a worker's calls only.
+    const own = certFilesIn(join(dir, 'certs'));
+    const workerRpc = new RpcConnection(cluster.cpUrl, {
+      authorization: memberHeaders()['authorization'] as string,
+      tls: { ca: await readFile(own.caCert), cert: await readFile(own.roles.worker.cert), key: await readFile(own.roles.worker.key) },
+    });
+    try {
+      await assert.rejects(workerRpc.call('POST', '/internal/v1/dataplanes/register', {}, 5_000), (err: { code?: string }) => err.code === 'ERR_UNAUTHENTICATED');
+      await assert.rejects(workerRpc.call('POST', '/internal/v1/workers/register', {}, 5_000), (err: { code?: string }) => err.code === 'ERR_INVALID_REQUEST', 'a worker\'s call reaches the route');
+    } finally {
+      workerRpc.close();
     }
   });
 });
