@@ -22,8 +22,8 @@ import { createLimitedServer } from '../transport/http-limits.ts';
 import { listen } from '../transport/listen.ts';
 import { RpcConnections } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
-import { clientTlsOptions, readTls, requireJoinSecretWithTls, serverTlsOptions, type TlsMaterial } from '../transport/tls.ts';
-import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, readJoinSecret, unauthenticated } from '../transport/internal-auth.ts';
+import { clientTlsOptions, serverTlsOptions, type TlsMaterial } from '../transport/tls.ts';
+import { bearer, CredentialSet, InternalGuard, readLinkCredentials, unauthenticated } from '../transport/internal-auth.ts';
 import { AuditLog } from './audit-log.ts';
 import type { ControlPlaneConfig } from './config.ts';
 import { ManagementAuth } from './management-auth.ts';
@@ -65,14 +65,11 @@ export interface ControlPlaneDeps {
 export async function startControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps = {}): Promise<RunningControlPlane> {
   const log = deps.logger ?? createLogger({ name: 'controlplane', level: config.logLevel });
   const clock = deps.clock ?? systemClock;
-  const joinSecret = readJoinSecret(config);
-  checkOpenMode(config.host, joinSecret, log);
-  const tls = readTls(config);
-  requireJoinSecretWithTls(tls, joinSecret);
+  const { joinKey, tls } = readLinkCredentials(config, log);
   // Internal calls (/internal/…, and the RPC stream, which carries only those) need the join key,
   // and with TLS a client certificate from the cluster CA too.
-  const guard = joinSecret === undefined ? undefined : new InternalGuard({
-    member: new CredentialSet([deriveJoinKey(joinSecret)]), rpcLevel: 'member', log, isClientCertRequired: tls !== undefined,
+  const guard = joinKey === undefined ? undefined : new InternalGuard({
+    member: new CredentialSet([joinKey]), rpcLevel: 'member', log, isClientCertRequired: tls !== undefined,
     levelOf: (_method, pathname) => (pathname.startsWith('/internal/') ? 'member' : 'open'),
     ...(tls === undefined ? {} : { certRolesOf: controlPlaneCertRoles, rpcCertRoles: ['worker', 'dataplane'] as const }),
   });

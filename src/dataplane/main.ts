@@ -25,10 +25,10 @@ import type { LoadBalancer } from '../policy/load-balancing/types.ts';
 import { serveCleartextHttp2 } from '../transport/h2c.ts';
 import { createLimitedServer } from '../transport/http-limits.ts';
 import { LeaderClient } from '../transport/leader-client.ts';
-import { clientTlsOptions, readTls, requireJoinSecretWithTls, serverTlsOptions } from '../transport/tls.ts';
+import { clientTlsOptions, serverTlsOptions } from '../transport/tls.ts';
 import { EpochFence } from '../core/fencing.ts';
 import { closeServer, httpUrl, listen } from '../transport/listen.ts';
-import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, newCommandToken, readJoinSecret, type AccessLevel } from '../transport/internal-auth.ts';
+import { type AccessLevel, bearer, CredentialSet, InternalGuard, newCommandToken, readLinkCredentials } from '../transport/internal-auth.ts';
 import type { DataplaneConfig } from './config.ts';
 import { ControlPlaneLink } from './control-plane-link.ts';
 import { DemandReporter } from './demand-reporter.ts';
@@ -71,13 +71,9 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
   const makeBalancer = options.createLoadBalancer ?? defaultLoadBalancerFactory;
   makeBalancer(config.loadBalancingPolicy, '(config check)');
   const clock = systemClock;
-  const joinSecret = readJoinSecret(config);
-  checkOpenMode(config.host, joinSecret, logger);
-  const tls = readTls(config);
-  requireJoinSecretWithTls(tls, joinSecret);
-  const joinKey = joinSecret === undefined ? undefined : deriveJoinKey(joinSecret);
+  const { joinKey, tls } = readLinkCredentials(config, logger);
   // Routing updates and drain waits are accepted only with this, given to the control plane at registration.
-  const commandToken = joinSecret === undefined ? undefined : newCommandToken();
+  const commandToken = joinKey === undefined ? undefined : newCommandToken();
   const registry = createRegistry('dataplane');
   const client = new LeaderClient({
     urls: config.controlPlaneUrls ?? [config.controlPlaneUrl], timeoutMs: 5_000, connections: 4, isRpc: config.internalTransport === 'rpc', tls,

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { BatonError } from '../core/errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { CertRole } from '../core/certs.ts';
-import { isClientVerified, peerCertRole } from './tls.ts';
+import { isClientVerified, peerCertRole, readTls, requireJoinSecretWithTls, type TlsConfig, type TlsMaterial } from './tls.ts';
 
 /**
  * Credentials of the links between the planes (docs/security.md, "Links between the planes"):
@@ -45,6 +45,21 @@ export function newJoinSecret(): string {
 /** The `authorization` header value carrying `token`. */
 export function bearer(token: string): string {
   return `Bearer ${token}`;
+}
+
+/**
+ * What a daemon's config says of its links, checked at start: the join key (undefined: no join
+ * secret, open, allowed on loopback only) and its TLS material (undefined: TLS off; it needs a join secret).
+ * @throws BatonError ERR_INVALID_CONFIG (see readJoinSecret, checkOpenMode, readTls)
+ */
+export function readLinkCredentials(
+  config: { readonly host: string; readonly joinSecret?: string | undefined; readonly joinSecretFile?: string | undefined } & TlsConfig, log: Logger,
+): { readonly joinKey: string | undefined; readonly tls: TlsMaterial | undefined } {
+  const joinSecret = readJoinSecret(config);
+  checkOpenMode(config.host, joinSecret, log);
+  const tls = readTls(config);
+  requireJoinSecretWithTls(tls, joinSecret);
+  return { joinKey: joinSecret === undefined ? undefined : deriveJoinKey(joinSecret), tls };
 }
 
 /**

@@ -14,11 +14,11 @@ import { createRandom } from '../core/random.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { createRegistry } from '../observability/metrics.ts';
 import { LeaderClient } from '../transport/leader-client.ts';
-import { readTls, requireJoinSecretWithTls, serverTlsOptions } from '../transport/tls.ts';
+import { serverTlsOptions } from '../transport/tls.ts';
 import { EpochFence } from '../core/fencing.ts';
 import { closeServer, listen } from '../transport/listen.ts';
 import { JsonRouter, reply, sendJson } from '../transport/json-router.ts';
-import { bearer, checkOpenMode, CredentialSet, deriveJoinKey, InternalGuard, newCommandToken, readJoinSecret, type AccessLevel } from '../transport/internal-auth.ts';
+import { type AccessLevel, bearer, CredentialSet, InternalGuard, newCommandToken, readLinkCredentials } from '../transport/internal-auth.ts';
 import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, workerRuntimesOf, type WorkerConfig } from './config.ts';
 import { SandboxCgroups } from './container/cgroups.ts';
@@ -97,12 +97,8 @@ const ARTIFACT_FETCH_TIMEOUT_MS = 120_000;
 export async function startWorker(config: WorkerConfig, options: { logger?: Logger } = {}): Promise<RunningWorker> {
   const logger = options.logger ?? createLogger({ name: 'worker', level: config.logLevel });
   const clock = systemClock;
-  const joinSecret = readJoinSecret(config);
-  checkOpenMode(config.host, joinSecret, logger);
-  const tls = readTls(config);
-  requireJoinSecretWithTls(tls, joinSecret);
-  const joinKey = joinSecret === undefined ? undefined : deriveJoinKey(joinSecret);
-  const commandToken = joinSecret === undefined ? undefined : newCommandToken();
+  const { joinKey, tls } = readLinkCredentials(config, logger);
+  const commandToken = joinKey === undefined ? undefined : newCommandToken();
   const guard = joinKey === undefined || commandToken === undefined ? undefined : new InternalGuard({
     member: new CredentialSet([joinKey, commandToken]), controlPlane: new CredentialSet([commandToken]),
     levelOf: workerAccessLevel, rpcLevel: 'control-plane',
