@@ -142,9 +142,6 @@ export function parseUpFlags(argv: readonly string[]): UpOptions {
   const tls = flags['tls'] ?? false;
   if (tls !== true && tls !== false && tls !== 'true' && tls !== 'false') throw new BatonError('ERR_INVALID_CONFIG', `--tls takes no value, got '${String(tls)}'`);
   const isTls = tls === true || tls === 'true';
-  if (isTls && dataPlanes > 1) {
-    throw new BatonError('ERR_INVALID_CONFIG', '--tls with --data-planes above 1 is not supported (HAProxy in front of the data planes would have to terminate TLS)');
-  }
   return { dataDir: resolve(String(flags['data-dir'] ?? './.baton')), offset, logLevel: String(flags['log-level'] ?? 'warn'), runtime, workers, controlPlanes, dataPlanes, store, isTls };
 }
 
@@ -260,7 +257,9 @@ async function runUp(argv: string[]): Promise<number> {
     for (const p of ports.dataPlanes) await waitHealthy(`${scheme}://127.0.0.1:${p.internalPort}/healthz`, first, probe);
     if (haproxy !== undefined) {
       const file = join(dataDir, 'haproxy.cfg');
-      await writeFile(file, renderHaproxyConfig({ bind: `127.0.0.1:${ports.haproxy}`, dataplanes: ports.dataPlanes.map((p) => `127.0.0.1:${p.port}`) }));
+      // With TLS, HAProxy serves HTTPS with the data planes' certificate (and key, in one PEM, as it wants them) and calls them over HTTPS.
+      const tls = certs === undefined ? undefined : { certFile: await haproxyPem(certs), caFile: certs.caCert, verifyHost: 'localhost' };
+      await writeFile(file, renderHaproxyConfig({ bind: `127.0.0.1:${ports.haproxy}`, dataplanes: ports.dataPlanes.map((p) => `127.0.0.1:${p.port}`), ...(tls === undefined ? {} : { tls }) }));
       supervise('haproxy', () => spawn(haproxy, ['-db', '-f', file], { stdio: ['ignore', 'inherit', 'inherit'] }));
       await waitListening(ports.haproxy, first);
     }
@@ -273,7 +272,7 @@ async function runUp(argv: string[]): Promise<number> {
   } finally {
     await probe?.close();
   }
-  const entryUrl = haproxy === undefined ? `${scheme}://127.0.0.1:${ports.dataPlanes[0]?.port}` : `http://127.0.0.1:${ports.haproxy}`;
+  const entryUrl = `${scheme}://127.0.0.1:${haproxy === undefined ? ports.dataPlanes[0]?.port : ports.haproxy}`;
   // Without TLS the client config has no `ca` (one a `--tls` run left is dropped).
   const clientConfig = await writeClientConfig(process.env, { url: cpUrl, dataplaneUrl: entryUrl, token: adminToken, ca });
   process.stdout.write([
@@ -313,6 +312,18 @@ async function ensureCerts(dir: string): Promise<CertFiles> {
   const files = certFilesIn(dir);
   if (existsSync(files.caCert)) return files;
   return certsInit(dir, { hosts: ['127.0.0.1', '::1', 'localhost'], days: 365 });
+}
+
+/**
+ * `haproxy.pem` beside the certificates: the data planes' certificate and key in one file (mode
+ * 0600), as HAProxy reads them; written on every start, from the files it is made of.
+ */
+async function haproxyPem(certs: CertFiles): Promise<string> {
+  const file = join(dirname(certs.caCert), 'haproxy.pem');
+  const pem = `${(await readFile(certs.roles.dataplane.cert, 'utf8')).trimEnd()}\n${(await readFile(certs.roles.dataplane.key, 'utf8')).trimEnd()}\n`;
+  await rm(file, { force: true });
+  await writeFile(file, pem, { mode: 0o600, flag: 'wx' });
+  return file;
 }
 
 /**

@@ -11,6 +11,13 @@ export interface HaproxyConfigOptions {
   readonly checkIntervalMs?: number;
   /** Longest an invocation may take through HAProxy. Default 16 min (a function's `timeoutMs` is at most 15 min). */
   readonly serverTimeoutMs?: number;
+  /**
+   * TLS on both sides: HAProxy serves HTTPS with `certFile` (a PEM holding the certificate and its
+   * key, as HAProxy wants them) and calls each data plane over HTTPS, checking its certificate
+   * against `caFile` (the cluster CA) and the name `verifyHost` (one of its subject alternative
+   * names). HAProxy still sees each request, so functions stick to a data plane as without TLS.
+   */
+  readonly tls?: { readonly certFile: string; readonly caFile: string; readonly verifyHost: string };
 }
 
 /** What HAProxy answers by itself (no data plane could take the request), as Baton errors. */
@@ -44,7 +51,9 @@ export function checkHostPort(value: string, what: string): string {
  *   queue full, no capacity — never run), or that got no answer at all (typically sent on a kept-alive
  *   connection to a data plane that had just died) is sent once more, to another data plane. The
  *   last case includes a data plane killed while it served the request: such an invocation may run
- *   twice, as with any client retry after a lost answer.
+ *   twice, as with any client retry after a lost answer;
+ * - with `tls`, HTTPS in and out (HTTP/1.1; the health checks too), the data planes' certificates
+ *   checked against the cluster CA.
  */
 export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
   checkHostPort(options.bind, '--bind');
@@ -56,6 +65,15 @@ export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
     names.add(dp);
   }
   if (options.stats !== undefined) checkHostPort(options.stats, '--stats');
+  const { tls } = options;
+  if (tls !== undefined) {
+    for (const [what, file] of [['the certificate file', tls.certFile], ['the CA file', tls.caFile]] as const) {
+      // A path goes into the configuration unquoted: one HAProxy would split or misread is refused.
+      if (!/^[A-Za-z0-9/._+-]+$/.test(file)) throw new BatonError('ERR_INVALID_REQUEST', `${what} must be a path of letters, digits and /._+- only, got '${file}'`);
+    }
+    if (!/^[A-Za-z0-9.:-]+$/.test(tls.verifyHost)) throw new BatonError('ERR_INVALID_REQUEST', `the host to verify must be a host name, got '${tls.verifyHost}'`);
+  }
+  const serverTls = tls === undefined ? '' : ` ssl verify required ca-file ${tls.caFile} verifyhost ${tls.verifyHost} alpn http/1.1`;
   const inter = options.checkIntervalMs ?? 500;
   const serverTimeout = options.serverTimeoutMs ?? 16 * 60_000;
   const lines = [
@@ -79,7 +97,7 @@ export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
     ...HAPROXY_ERRORS.map(([status, code, message]) => `  http-error status ${status} content-type application/json string '${JSON.stringify({ error: { code, message } })}'`),
     '',
     'frontend baton_invocations',
-    `  bind ${options.bind}`,
+    `  bind ${options.bind}${tls === undefined ? '' : ` ssl crt ${tls.certFile} alpn http/1.1`}`,
     '  # The function: the /fn/<name>/ path segment, else the Host header (without a port).',
     '  http-request set-var(txn.baton_fn) path,field(3,/) if { path_beg /fn/ }',
     '  http-request set-var(txn.baton_fn) req.hdr(host),field(1,:) unless { var(txn.baton_fn) -m found }',
@@ -91,7 +109,7 @@ export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
     '  option httpchk GET /_baton/healthz',
     '  http-check expect status 200',
     `  default-server inter ${inter}ms fall 2 rise 2`,
-    ...options.dataplanes.map((dp, i) => `  server dp${i + 1} ${dp} check`),
+    ...options.dataplanes.map((dp, i) => `  server dp${i + 1} ${dp} check${serverTls}`),
   ];
   if (options.stats !== undefined) {
     lines.push('', 'frontend baton_stats', `  bind ${options.stats}`, '  stats enable', '  stats uri /', '  stats refresh 2s');

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -248,6 +249,31 @@ describe('baton up --tls', () => {
     assert.equal(invoked.code, 0, invoked.stderr);
     assert.match(invoked.stdout, /hello/i);
     for (const port of [8080, 8081, 9090, 10010]) await assert.rejects(plainRequest(`http://127.0.0.1:${port + offset}`, '/healthz'), `port ${port + offset} refuses plain text`);
+    assert.equal(await up.interrupt(), 0, up.output.stderr.slice(-1000));
+  });
+
+  it('with --data-planes 2, HAProxy serves HTTPS and calls the data planes over HTTPS', { skip: existsSync('/usr/sbin/haproxy') ? false : 'haproxy is not installed' }, async (t) => {
+    const up = await startUp(t, ['--tls', '--data-planes', '2', '--runtime', 'emulated'], { ports: (o) => [8000 + o, 8090 + o, 8091 + o] });
+    const entry = `https://127.0.0.1:${8000 + up.offset}`;
+    assert.match(up.output.stdout, new RegExp(`HAProxy +${entry.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const config = JSON.parse(await readFile(join(up.configHome, 'baton', 'config.json'), 'utf8')) as { dataplaneUrl: string };
+    assert.equal(config.dataplaneUrl, entry);
+    const pem = await stat(join(up.dir, 'certs', 'haproxy.pem'));
+    assert.equal(pem.mode & 0o777, 0o600);
+    const agent = new Agent({ connect: { ca: await readFile(join(up.dir, 'certs', 'ca.crt')) } });
+    t.after(() => agent.close());
+    // The data planes serve HTTPS only: an answer through HAProxy means it called them over TLS.
+    for (let i = 0; i < 6; i++) {
+      const status = await waitFor(async () => {
+        const answer = await request(`${entry}/fn/hello/`, { dispatcher: agent, headers: { 'x-baton-exec-ms': '1' } }).catch(() => undefined);
+        await answer?.body.dump();
+        return answer?.statusCode === 200 ? 200 : undefined;
+      }, { timeoutMs: 30_000, message: 'an invocation through HAProxy over https' });
+      assert.equal(status, 200);
+    }
+    const invoked = await runCliProcess(['invoke', 'hello'], up.cliEnv);
+    assert.equal(invoked.code, 0, invoked.stderr);
+    await assert.rejects(plainRequest(`http://127.0.0.1:${8000 + up.offset}`, '/fn/hello/'), 'HAProxy refuses plain text');
     assert.equal(await up.interrupt(), 0, up.output.stderr.slice(-1000));
   });
 });

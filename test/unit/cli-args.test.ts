@@ -195,10 +195,11 @@ test('baton up: --runtime and --workers', () => {
   }
 });
 
-test('baton up: --tls, bare; refused with a value or in front of several data planes', () => {
+test('baton up: --tls, bare (also in front of several data planes); refused with a value', () => {
   assert.equal(parseUpFlags(['--tls']).isTls, true);
   assert.equal(parseUpFlags(['--tls', '--port-offset', '10']).isTls, true);
-  for (const bad of [['--tls', 'yes'], ['--tls', '--data-planes', '2']]) {
+  assert.equal(parseUpFlags(['--tls', '--data-planes', '2']).isTls, true);
+  for (const bad of [['--tls', 'yes'], ['--tls', 'no']]) {
     assert.throws(() => parseUpFlags(bad), (err: unknown) => err instanceof Error && 'code' in err && err.code === 'ERR_INVALID_CONFIG', bad.join(' '));
   }
 });
