@@ -6,15 +6,23 @@ import { wallTimeMs } from '../core/clock.ts';
 const FILE = 'audit.log';
 const ROTATED = 'audit.log.1';
 
+/** Where the control plane writes its audit entries, and `GET /v1/audit` reads them. */
+export interface AuditTrail {
+  /** Appends one entry (its `seq` and `at` filled in); resolves once it is durable. Never rejects. */
+  record(entry: Omit<AuditEntry, 'seq' | 'at'>, nowMs?: number): Promise<void>;
+  /** Entries with a `seq` above `afterSeq` (oldest first), at most `limit` of them — the newest when `afterSeq` is 0. */
+  read(options: { afterSeq: number; limit: number }): Promise<AuditEntry[]>;
+}
+
 /**
- * The audit log: JSON lines appended to `<dir>/audit.log`, one per management change (allowed or
+ * The audit log of a control plane with the file store: JSON lines appended to `<dir>/audit.log`, one per management change (allowed or
  * refused). When a line would take the file past `maxBytes` it is renamed to `audit.log.1`
  * (replacing the one before) and a new file begun, so the log holds between `maxBytes` and twice
  * that, the newest entries. Appends are serialised; each is on disk (fdatasync) before the call is
  * answered, so a crash of the machine loses no answered change's line (management changes are few:
  * one sync each costs nothing that matters).
  */
-export class AuditLog {
+export class AuditLog implements AuditTrail {
   readonly #dir: string;
   readonly #maxBytes: number;
   #seq: number;
@@ -84,4 +92,41 @@ async function readEntries(dir: string): Promise<AuditEntry[]> {
     }
   }
   return entries;
+}
+
+/** What `RedisAuditTrail` needs of the Redis store. */
+export interface RedisAuditStore {
+  appendAudit(entry: Omit<AuditEntry, 'seq'>, maxEntries: number): Promise<number>;
+  readAudit(options: { afterSeq: number; limit: number }): Promise<AuditEntry[]>;
+}
+
+/**
+ * The audit log with the Redis store: one stream for every control plane of the cluster, so that
+ * `baton audit` shows every term's changes, whichever control plane led, in one order. Durable as
+ * the store is (`appendfsync always`). An entry that cannot be written (Redis unreachable, when the
+ * change itself could not be stored either) is reported to `onError` and dropped: the answer is
+ * not held back by it.
+ */
+export class RedisAuditTrail implements AuditTrail {
+  readonly #store: RedisAuditStore;
+  readonly #maxEntries: number;
+  readonly #onError: (err: unknown) => void;
+
+  constructor(store: RedisAuditStore, options: { maxEntries: number; onError: (err: unknown) => void }) {
+    this.#store = store;
+    this.#maxEntries = options.maxEntries;
+    this.#onError = options.onError;
+  }
+
+  async record(entry: Omit<AuditEntry, 'seq' | 'at'>, nowMs = wallTimeMs()): Promise<void> {
+    try {
+      await this.#store.appendAudit({ at: new Date(nowMs).toISOString(), ...entry }, this.#maxEntries);
+    } catch (err) {
+      this.#onError(err);
+    }
+  }
+
+  read(options: { afterSeq: number; limit: number }): Promise<AuditEntry[]> {
+    return this.#store.readAudit(options);
+  }
 }

@@ -68,6 +68,7 @@ export const controlPlaneConfigSchema = z.strictObject({
   managementRateBurst: z.number().int().min(1).max(100_000).default(100),
   /** Size at which the audit log (`<dataDir>/audit.log`) is rotated to `audit.log.1`; the log keeps at most twice this. */
   auditLogMaxBytes: z.number().int().min(4096).default(16 * 1024 * 1024),
+  auditLogMaxEntries: z.number().int().min(100).max(100_000_000).default(1_000_000),
   /** Seed for the placement and eviction policies' randomness (0 = from the crypto source). */
   randomSeed: z.number().int().min(0).default(0),
 });

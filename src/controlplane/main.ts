@@ -24,7 +24,7 @@ import { RpcConnections } from '../transport/rpc-client.ts';
 import { serveRpc } from '../transport/rpc-server.ts';
 import { clientTlsOptions, serverTlsOptions, type TlsMaterial } from '../transport/tls.ts';
 import { bearer, CredentialSet, InternalGuard, readLinkCredentials, unauthenticated } from '../transport/internal-auth.ts';
-import { AuditLog } from './audit-log.ts';
+import { AuditLog, RedisAuditTrail, type AuditTrail } from './audit-log.ts';
 import type { ControlPlaneConfig } from './config.ts';
 import { ManagementAuth } from './management-auth.ts';
 import { createControlPlaneCore, FUNCTION_DELIVERY_WAIT_MS, withinMs, type ControlPlaneCore, type DataplaneConnector, type WorkerConnector } from './core.ts';
@@ -76,7 +76,10 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const store = deps.store ?? await openStore(config, log);
   const random = createRandom(config.randomSeed === 0 ? randomInt(2 ** 31) : config.randomSeed);
   await mkdir(config.dataDir, { recursive: true });
-  const audit = await AuditLog.open(config.dataDir, { maxBytes: config.auditLogMaxBytes });
+  // With Redis, one audit stream for the cluster (every term's changes, in one order); else a file of this control plane's.
+  const audit: AuditTrail = store instanceof RedisStore
+    ? new RedisAuditTrail(store, { maxEntries: config.auditLogMaxEntries, onError: (err) => log.error({ err: (err as Error).message }, 'an audit entry could not be written to Redis') })
+    : await AuditLog.open(config.dataDir, { maxBytes: config.auditLogMaxBytes });
   const adminToken = config.authMode === 'token' ? await readAdminToken(config.adminTokenFile ?? join(config.dataDir, 'admin-token'), log) : undefined;
   // One connection pool per worker origin, shared by every worker client.
   const workerAgent = new Agent({ connections: 64, keepAliveTimeout: 30_000, ...(tls === undefined ? {} : { connect: clientTlsOptions(tls) }) });
@@ -222,7 +225,7 @@ interface LeaderTerm {
 async function buildTerm(epoch: number, o: {
   config: ControlPlaneConfig; store: Store; clock: Clock; log: Logger; random: ReturnType<typeof createRandom>;
   workerAgent: Agent; rpc: RpcConnections | undefined; tls: TlsMaterial | undefined; selfUrl: string; deps: ControlPlaneDeps;
-  audit: AuditLog; adminToken: string | undefined; isClosing: () => boolean; isCurrent: () => boolean; processGauges: readonly Gauge[];
+  audit: AuditTrail; adminToken: string | undefined; isClosing: () => boolean; isCurrent: () => boolean; processGauges: readonly Gauge[];
 }): Promise<LeaderTerm | undefined> {
   const { config, store, clock, log, random } = o;
   // A registry per term: a deposed term's gauges (reading its closed components) leave with it.

@@ -5,7 +5,7 @@ import type { SandboxLogLine } from '../api/worker.ts';
 import type { Clock } from '../core/clock.ts';
 import { BatonError, toBatonError } from '../core/errors.ts';
 import { JsonRouter, reply, type Handler, type RouteContext } from '../transport/json-router.ts';
-import type { AuditLog } from './audit-log.ts';
+import type { AuditTrail } from './audit-log.ts';
 import type { Autoscaler } from './autoscaler.ts';
 import type { DataplaneMembership } from './dataplane-membership.ts';
 import type { DemandIntake } from './demand-intake.ts';
@@ -27,7 +27,7 @@ export interface RouteDeps {
    */
   readonly routingDelivered: () => Promise<void>;
   readonly auth: ManagementAuth;
-  readonly audit: AuditLog;
+  readonly audit: AuditTrail;
   readonly workers: WorkerMembership;
   readonly dataplanes: DataplaneMembership;
   readonly demand: DemandIntake;

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { AuditEntry } from '../api/audit.ts';
 import { BatonError } from '../core/errors.ts';
 import { checkLeaseArgs, type LeaseHolder, type LeaseStore, type RecordKind, type Store } from './store.ts';
 
@@ -20,6 +21,16 @@ return epoch`;
 const RENEW = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`;
+
+/**
+ * One audit entry: KEYS[1] the stream, KEYS[2] its sequence counter; ARGV[1] the entry (JSON, without
+ * its seq), ARGV[2] the entries kept (about). The next seq is the entry's stream id (`<seq>-0`), so
+ * every control plane's entries are in one order. Answers the seq.
+ */
+const AUDIT_APPEND = `
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1])
+return seq`;
 
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -94,12 +105,39 @@ export class RedisStore implements Store {
     return (await this.#call('hasBlob', () => this.#redis.exists(this.#blob(digest)))) === 1;
   }
 
+  /**
+   * Appends an audit entry (as `AUDIT_APPEND`) to the stream every control plane of the cluster
+   * shares; resolves with its seq. Of at most `maxEntries` (about: Redis trims whole nodes).
+   */
+  async appendAudit(entry: Omit<AuditEntry, 'seq'>, maxEntries: number): Promise<number> {
+    const json = JSON.stringify(entry);
+    return Number(await this.#call('appendAudit', () => this.#redis.eval(AUDIT_APPEND, 2, this.#auditKey(), `${this.#auditKey()}:seq`, json, String(maxEntries))));
+  }
+
+  /** Audit entries with a seq above `afterSeq` (oldest first), at most `limit` — the newest when `afterSeq` is 0. */
+  async readAudit(options: { afterSeq: number; limit: number }): Promise<AuditEntry[]> {
+    const rows = options.afterSeq === 0
+      ? (await this.#call('readAudit', () => this.#redis.xrevrange(this.#auditKey(), '+', '-', 'COUNT', options.limit))).reverse()
+      : await this.#call('readAudit', () => this.#redis.xrange(this.#auditKey(), `(${options.afterSeq}-0`, '+', 'COUNT', options.limit));
+    const entries: AuditEntry[] = [];
+    for (const [id, fields] of rows) {
+      const json = fields[fields.indexOf('e') + 1];
+      if (json === undefined) continue;
+      entries.push({ seq: Number(id.split('-')[0]), ...(JSON.parse(json) as Omit<AuditEntry, 'seq'>) });
+    }
+    return entries;
+  }
+
   async close(): Promise<void> {
     try {
       await this.#redis.quit();
     } catch {
       this.#redis.disconnect();
     }
+  }
+
+  #auditKey(): string {
+    return `${this.#prefix}audit`;
   }
 
   #records(kind: RecordKind): string {

@@ -81,5 +81,9 @@ test('baton up --control-planes 3 --data-planes 2 --store redis: Redis, three co
   const leaderClient = new BatonClient({ url: cpUrls[next as number] as string, token: up.adminToken });
   t.after(() => leaderClient.close());
   assert.ok((await leaderClient.listFunctions()).some((f) => f.spec.name === 'via-follower'), 'the registration survived the fail-over');
+  // One audit log for the cluster (in Redis): the new leader shows what the first one answered, and its own after.
+  await leaderClient.createFunction({ name: 'after-fail-over', runtime: 'emulated' });
+  const audited = (await leaderClient.readAudit({ limit: 1000 })).filter((e) => e.action === 'function.create').map((e) => e.target);
+  assert.deepEqual(audited.filter((name) => name === 'via-follower' || name === 'after-fail-over'), ['via-follower', 'after-fail-over']);
   assert.equal(await up.interrupt(), 0, up.output.stderr.slice(-1000));
 });
