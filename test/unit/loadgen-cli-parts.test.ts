@@ -58,6 +58,7 @@ describe('deploySpec', () => {
   it('asks a tenth of the largest memory of emulated functions, enough for process ones, and sweep functions scale as Dirigent\'s cold_start_sweep', () => {
     const trace = deploySpec('t1-0', 'trace', 'emulated', 175, undefined, 15_000);
     assert.deepEqual(trace.resources, { cpuMilli: 100, memoryMiB: 18 });
+    assert.deepEqual(trace.scaling, { maxScale: 10_000 }, 'a trace function scales as far as its load asks');
     const sweep = deploySpec('cold-function-0', 'cold-sweep', 'emulated', 0, undefined, 15_000);
     assert.deepEqual(sweep.scaling, { minScale: 0, maxScale: 1, stableWindowMs: 6_000, panicWindowMs: 2_000, scaleToZeroGraceMs: 0 });
     const process = deploySpec('warm-function', 'rps', 'process', 10, `sha256:${'b'.repeat(64)}`, 15_000);

@@ -168,10 +168,14 @@ export function deploySpec(name: string, mode: Mode, runtime: 'emulated' | 'proc
   };
   if (mode === 'cold-sweep') return { ...base, scaling: { minScale: 0, maxScale: 1, stableWindowMs: 6_000, panicWindowMs: 2_000, scaleToZeroGraceMs: 0 } };
   if (mode === 'rps') return { ...base, scaling: { minScale: 1, maxScale: 1_024 } };
-  return base;
+  // Trace functions scale as far as their load asks, as Invitro's do on Knative (no max scale by
+  // default): Baton's default ceiling of 100 would turn a busy trace function's load into refusals.
+  return { ...base, scaling: { maxScale: TRACE_MAX_SCALE } };
 }
 
 const DEPLOY_PARALLELISM = 16;
+/** The highest `scaling.maxScale` a spec may have. */
+const TRACE_MAX_SCALE = 10_000;
 
 async function eachParallel<T>(items: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
