@@ -6,9 +6,15 @@ import { createDeferred, type Deferred } from '../../core/deferred.ts';
 
 /**
  * An append-only log of checksummed records in numbered segment files (`seg-00000001.log`, …)
- * with group commit: records appended within `groupCommitMs` of each other are written with one
- * `writev` and made durable with one `fdatasync`, so thousands of appends per second cost a few
- * hundred fsyncs, not thousands.
+ * with group commit: the records of one batch are written with one `writev` and made durable with
+ * one `fdatasync`, so thousands of appends per second cost a few hundred fsyncs, not thousands.
+ *
+ * With `groupCommitMs: 0` (the default) the commit is the natural one databases use: a record
+ * appended while no write is in flight is flushed in the next turn of the event loop (with every
+ * record appended in the same turn), and the records that arrive while a write and its fsync are
+ * in flight form the next batch, flushed as soon as that fsync returns. An idle log adds one fsync
+ * to an append and no fixed wait; a busy one makes batches as large as an fsync is long. A
+ * positive `groupCommitMs` also holds each batch's first record that long before the flush.
  *
  * Record framing (little-endian):
  *
@@ -25,7 +31,7 @@ import { createDeferred, type Deferred } from '../../core/deferred.ts';
 export interface SegmentLogOptions {
   readonly dir: string;
   readonly clock: Clock;
-  /** How long the first record of a batch waits for others before the write and fsync (0: the next turn). */
+  /** How long the first record of a batch waits for others before the write and fsync (0: no wait, see above). */
   readonly groupCommitMs: number;
   /** A segment is closed once it holds this many bytes; the next record opens a new one. */
   readonly segmentMaxBytes: number;
@@ -62,6 +68,7 @@ export class SegmentLog {
   #pending: Pending[] = [];
   #waiters: Deferred<void>[] = [];
   #timer: Timer | undefined;
+  #isDeferred = false;
   #flushing: Promise<void> | undefined;
   #segments = new Set<number>();
   #isClosed = false;
@@ -155,7 +162,8 @@ export class SegmentLog {
     if (this.#isClosed) return;
     this.#timer?.cancel();
     this.#timer = undefined;
-    await this.#flushing;
+    // A flush that ends with records pending starts the next one: wait for the last.
+    while (this.#flushing !== undefined) await this.#flushing;
     if (this.#pending.length > 0) await this.#flush();
     this.#isClosed = true;
     await this.#fh?.close();
@@ -163,15 +171,25 @@ export class SegmentLog {
   }
 
   #schedule(): void {
-    if (this.#timer !== undefined || this.#flushing !== undefined) return;
-    this.#timer = this.#options.clock.setTimeout(this.#onTimer, this.#options.groupCommitMs);
+    if (this.#timer !== undefined || this.#isDeferred || this.#flushing !== undefined) return;
+    if (this.#options.groupCommitMs > 0) {
+      this.#timer = this.#options.clock.setTimeout(this.#onTimer, this.#options.groupCommitMs);
+      return;
+    }
+    this.#isDeferred = true;
+    this.#options.clock.defer(this.#onTimer);
   }
 
   readonly #onTimer = (): void => {
     this.#timer = undefined;
+    this.#isDeferred = false;
+    if (this.#isClosed || this.#pending.length === 0) return;
     this.#flushing = this.#flush().finally(() => {
       this.#flushing = undefined;
-      if (this.#pending.length > 0) this.#schedule();
+      // What arrived during this write and fsync is the next batch: with no wait, flushed at once.
+      if (this.#pending.length === 0) return;
+      if (this.#options.groupCommitMs > 0) this.#schedule();
+      else this.#onTimer();
     });
   };
 
