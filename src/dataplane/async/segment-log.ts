@@ -56,6 +56,7 @@ const SEGMENT_PATTERN = /^seg-(\d{8})\.log$/;
 interface Pending {
   readonly segment: number;
   readonly buffers: Buffer[];
+  bytes: number;
 }
 
 export class SegmentLog {
@@ -121,17 +122,18 @@ export class SegmentLog {
    */
   append(header: unknown, body?: Buffer): { segment: number; durable: Promise<void> } {
     if (this.#isClosed) throw new Error('the segment log is closed');
-    const json = Buffer.from(JSON.stringify(header));
+    // One buffer per record (frame, header, body), so that a batch is one buffer written with one call.
+    const json = JSON.stringify(header);
+    const jsonBytes = Buffer.byteLength(json);
     const bodyBytes = body?.length ?? 0;
-    const frame = Buffer.allocUnsafe(FRAME_BYTES + 4);
-    const length = 4 + json.length + bodyBytes;
-    frame.writeUInt32LE(length, 0);
-    frame.writeUInt32LE(json.length, FRAME_BYTES);
-    let crc = crc32(frame.subarray(FRAME_BYTES));
-    crc = crc32(json, crc);
-    if (body !== undefined && bodyBytes > 0) crc = crc32(body, crc);
-    frame.writeUInt32LE(crc, 4);
+    const length = 4 + jsonBytes + bodyBytes;
     const size = FRAME_BYTES + length;
+    const record = Buffer.allocUnsafe(size);
+    record.writeUInt32LE(length, 0);
+    record.writeUInt32LE(jsonBytes, FRAME_BYTES);
+    record.write(json, FRAME_BYTES + 4, 'utf8');
+    if (body !== undefined && bodyBytes > 0) body.copy(record, FRAME_BYTES + 4 + jsonBytes);
+    record.writeUInt32LE(crc32(record.subarray(FRAME_BYTES)), 4);
     if (this.#segmentBytes > 0 && this.#segmentBytes + size > this.#options.segmentMaxBytes) {
       this.#segment += 1;
       this.#segmentBytes = 0;
@@ -139,10 +141,12 @@ export class SegmentLog {
     this.#segmentBytes += size;
     this.#segments.add(this.#segment);
     const last = this.#pending.at(-1);
-    const buffers = last !== undefined && last.segment === this.#segment ? last.buffers : [];
-    if (buffers !== last?.buffers) this.#pending.push({ segment: this.#segment, buffers });
-    buffers.push(frame, json);
-    if (body !== undefined && bodyBytes > 0) buffers.push(body);
+    if (last !== undefined && last.segment === this.#segment) {
+      last.buffers.push(record);
+      last.bytes += size;
+    } else {
+      this.#pending.push({ segment: this.#segment, buffers: [record], bytes: size });
+    }
     const waiter = createDeferred<void>();
     this.#waiters.push(waiter);
     this.#schedule();
@@ -205,7 +209,7 @@ export class SegmentLog {
           await this.#fh?.close();
           await this.#openFile(part.segment);
         }
-        await writeAll(this.#fh as FileHandle, part.buffers);
+        await writeAll(this.#fh as FileHandle, part.buffers.length === 1 ? part.buffers : [Buffer.concat(part.buffers, part.bytes)]);
       }
       await this.#sync();
       for (const waiter of waiters) waiter.resolve();
