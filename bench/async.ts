@@ -37,6 +37,7 @@ const RATE = Number(values.rate);
 const CONNECTIONS = Number(values.connections);
 const PHASES = new Set(values.phases.split(','));
 const MAX_OUTSTANDING = 20_000;
+const WARMUP_SECONDS = 2;
 const DRAIN_MS = 10_000;
 const FIXTURES = join(ROOT, 'test/fixtures/lambda-handlers');
 
@@ -76,30 +77,43 @@ async function delivered(cluster: Cluster, fn: string): Promise<number> {
   return Number(new RegExp(`^baton_dataplane_async_deliveries_total\\{function="${fn}",outcome="succeeded"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
 }
 
-async function accepts(cluster: Cluster, fn: string): Promise<Record<string, number>> {
-  const dpUrl = cluster.dpUrl;
-  const pid = cluster.dataplane.child.pid as number;
-  const fsyncsBefore = await fsyncs(cluster);
-  const deliveredBefore = await delivered(cluster, fn);
-  const cpuBefore = processCpuTimes(pid);
-  const clientBefore = process.cpuUsage();
-  const pool = new Pool(dpUrl, { connections: CONNECTIONS, pipelining: 1 });
+interface OpenLoopRun {
+  readonly latencies: number[];
+  /** Each accepted request's due time, ms after the run's start. */
+  readonly dueTimes: number[];
+  readonly sent: number;
+  readonly refused: number;
+  readonly failed: number;
+  readonly notSent: number;
+  readonly unfinished: number;
+  /** From the first due time to the last answer. */
+  readonly seconds: number;
+}
+
+/** `rate`/s accepts for `seconds`, each due at start + i/rate; latency from its due time to its 202. */
+async function openLoop(pool: Pool, fn: string, rate: number, seconds: number): Promise<OpenLoopRun> {
   const latencies: number[] = [];
+  const dueTimes: number[] = [];
   let refused = 0;
   let failed = 0;
   let notSent = 0;
   let outstanding = 0;
   const body = JSON.stringify({ n: 1, pad: 'x'.repeat(200) });
-  const total = Math.round(RATE * SECONDS);
-  const intervalMs = 1000 / RATE;
+  const total = Math.round(rate * seconds);
+  const intervalMs = 1000 / rate;
   const settled: Promise<void>[] = [];
+  const started = performance.now();
   const send = (dueAt: number): Promise<void> => {
     outstanding += 1;
     return pool.request({ path: `/fn/${fn}/`, method: 'POST', body, headers: { 'content-type': 'application/json', 'x-baton-invocation-type': 'Event' } })
       .then(async (res) => {
         await res.body.dump();
-        if (res.statusCode === 202) latencies.push(performance.now() - dueAt);
-        else refused += 1;
+        if (res.statusCode === 202) {
+          latencies.push(performance.now() - dueAt);
+          dueTimes.push(dueAt - started);
+        } else {
+          refused += 1;
+        }
       }, () => {
         failed += 1;
       })
@@ -107,7 +121,6 @@ async function accepts(cluster: Cluster, fn: string): Promise<Record<string, num
         outstanding -= 1;
       });
   };
-  const started = performance.now();
   let next = 0;
   await new Promise<void>((resolve) => {
     const tick = (): void => {
@@ -123,24 +136,45 @@ async function accepts(cluster: Cluster, fn: string): Promise<Record<string, num
     };
     tick();
   });
-  const sendSeconds = (performance.now() - started) / 1000;
   const drained = await Promise.race([Promise.all(settled).then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), DRAIN_MS))]);
-  const lastAt = performance.now();
-  await pool.destroy();
+  return { latencies, dueTimes, sent: settled.length, refused, failed, notSent, unfinished: drained ? 0 : outstanding, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * Open loop: `RATE`/s accepts (`X-Baton-Invocation-Type: Event`) for `SECONDS` over `CONNECTIONS`
+ * keep-alive connections, after a warm-up of `WARMUP_SECONDS` at a quarter of the rate (the
+ * connections opened, the accept path compiled: without it the first second of a cold data plane
+ * queues for hundreds of milliseconds and tells nothing about the steady state).
+ */
+async function accepts(cluster: Cluster, fn: string): Promise<Record<string, number | number[]>> {
+  const pid = cluster.dataplane.child.pid as number;
+  const pool = new Pool(cluster.dpUrl, { connections: CONNECTIONS, pipelining: 1 });
+  const warmup = await openLoop(pool, fn, RATE / 4, WARMUP_SECONDS);
+  const fsyncsBefore = await fsyncs(cluster);
+  const deliveredBefore = await delivered(cluster, fn);
+  const cpuBefore = processCpuTimes(pid);
+  const clientBefore = process.cpuUsage();
+  const run = await openLoop(pool, fn, RATE, SECONDS);
   const cpuAfter = processCpuTimes(pid);
   const client = process.cpuUsage(clientBefore);
-  const seconds = (lastAt - started) / 1000;
+  const fsyncsAfter = await fsyncs(cluster);
+  const deliveredAfter = await delivered(cluster, fn);
+  await pool.destroy();
+  const { latencies, seconds } = run;
   return {
-    // The data plane's CPU over the phase, in cores (user + system), and the log's fsyncs per second.
+    warmupAccepted: warmup.latencies.length,
+    // The data plane's CPU over the run, in cores (user + system), the log's fsyncs and the deliveries made meanwhile.
     dataplaneCores: Number(((cpuAfter.userMs + cpuAfter.systemMs - cpuBefore.userMs - cpuBefore.systemMs) / 1000 / seconds).toFixed(2)),
     dataplaneSystemCores: Number(((cpuAfter.systemMs - cpuBefore.systemMs) / 1000 / seconds).toFixed(2)),
     clientCores: Number(((client.user + client.system) / 1e6 / seconds).toFixed(2)),
-    fsyncsPerSecond: Math.round(((await fsyncs(cluster)) - fsyncsBefore) / seconds),
-    deliveredPerSecond: Math.round(((await delivered(cluster, fn)) - deliveredBefore) / seconds),
-    offeredPerSecond: RATE, sent: settled.length, accepted: latencies.length, refused, failed, notSent, unfinished: drained ? 0 : outstanding,
-    // Achieved: what was accepted over the time from the first due time to the last answer.
-    acceptsPerSecond: Math.round(latencies.length / ((lastAt - started) / 1000)), sendSeconds: Number(sendSeconds.toFixed(2)),
+    fsyncsPerSecond: Math.round((fsyncsAfter - fsyncsBefore) / seconds),
+    deliveredPerSecond: Math.round((deliveredAfter - deliveredBefore) / seconds),
+    offeredPerSecond: RATE, sent: run.sent, accepted: latencies.length, refused: run.refused, failed: run.failed, notSent: run.notSent, unfinished: run.unfinished,
+    // Achieved: accepted over the time from the first due time to the last answer.
+    acceptsPerSecond: Math.round(latencies.length / seconds),
     p50Ms: pct(latencies, 50), p90Ms: pct(latencies, 90), p99Ms: pct(latencies, 99), maxMs: pct(latencies, 100),
+    // p99 of the requests due in each half second: where in the run the latency was.
+    p99ByHalfSecondMs: Array.from({ length: Math.ceil(SECONDS * 2) }, (_, i) => pct(latencies.filter((_, j) => Math.floor((run.dueTimes[j] ?? 0) / 500) === i), 99)),
   };
 }
 
