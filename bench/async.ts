@@ -3,7 +3,7 @@
  * latency, and the end-to-end latency of an asynchronous invocation next to a synchronous one of
  * the same warm function, in the same run. Writes bench/results/async.json.
  *
- *   npm run bench:async -- [--seconds 4] [--rate 10000] [--connections 64] [--phases log,latency,embedded,redis]
+ *   npm run bench:async -- [--seconds 4] [--rate 10000] [--connections 64] [--pipelining 1] [--phases log,latency,embedded,redis]
  *
  * Accepts are an open-loop load: request i is due at start + i/rate whatever became of the others,
  * and its latency counts from that due time (so a stall shows as the queueing it causes instead of
@@ -27,6 +27,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '4' },
     rate: { type: 'string', default: '10000' },
     connections: { type: 'string', default: '64' },
+    /** Requests in flight per connection (HTTP/1.1 pipelining; 1: none). */
+    pipelining: { type: 'string', default: '1' },
     /** Which phases run: log (the log alone), latency (sync next to async), embedded and redis (accepts). */
     phases: { type: 'string', default: 'log,latency,embedded,redis' },
     json: { type: 'string', default: join(ROOT, 'bench/results/async.json') },
@@ -35,6 +37,7 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds);
 const RATE = Number(values.rate);
 const CONNECTIONS = Number(values.connections);
+const PIPELINING = Number(values.pipelining);
 const PHASES = new Set(values.phases.split(','));
 const MAX_OUTSTANDING = 20_000;
 const WARMUP_SECONDS = 2;
@@ -105,7 +108,8 @@ async function openLoop(pool: Pool, fn: string, rate: number, seconds: number): 
   const started = performance.now();
   const send = (dueAt: number): Promise<void> => {
     outstanding += 1;
-    return pool.request({ path: `/fn/${fn}/`, method: 'POST', body, headers: { 'content-type': 'application/json', 'x-baton-invocation-type': 'Event' } })
+    // idempotent lets undici pipeline a POST (it is never retried: a failure is counted).
+    return pool.request({ path: `/fn/${fn}/`, method: 'POST', body, idempotent: PIPELINING > 1, headers: { 'content-type': 'application/json', 'x-baton-invocation-type': 'Event' } })
       .then(async (res) => {
         await res.body.dump();
         if (res.statusCode === 202) {
@@ -148,7 +152,7 @@ async function openLoop(pool: Pool, fn: string, rate: number, seconds: number): 
  */
 async function accepts(cluster: Cluster, fn: string): Promise<Record<string, number | number[]>> {
   const pid = cluster.dataplane.child.pid as number;
-  const pool = new Pool(cluster.dpUrl, { connections: CONNECTIONS, pipelining: 1 });
+  const pool = new Pool(cluster.dpUrl, { connections: CONNECTIONS, pipelining: PIPELINING });
   const warmup = await openLoop(pool, fn, RATE / 4, WARMUP_SECONDS);
   const fsyncsBefore = await fsyncs(cluster);
   const deliveredBefore = await delivered(cluster, fn);
@@ -236,7 +240,7 @@ async function logAlone(): Promise<{ appendsPerSecond: number; fsyncs: number }>
 }
 
 async function main(): Promise<void> {
-  const result: Record<string, unknown> = { seconds: SECONDS, rate: RATE, connections: CONNECTIONS, phases: [...PHASES] };
+  const result: Record<string, unknown> = { seconds: SECONDS, rate: RATE, connections: CONNECTIONS, pipelining: PIPELINING, phases: [...PHASES] };
   if (PHASES.has('log')) result['logAlone'] = await logAlone();
   if (PHASES.has('latency') || PHASES.has('embedded')) {
     const embedded = await startCluster({ dataplane: [] });
