@@ -64,6 +64,25 @@ test('natural group commit (no wait): records appended during a flush form the n
   assert.deepEqual(records.map((r) => (r.header as { i: unknown }).i), [...Array.from({ length: 501 }, (_, i) => i), 'alone']);
 });
 
+test('close flushes what is pending and waits for the flush in flight, and the batch that follows it', async (t) => {
+  const dir = await tempDir(t);
+  const log = newLog(dir, 1 << 20, 0);
+  await log.open(() => undefined);
+  const durable = [log.append({ i: 0 }).durable];
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  for (let i = 1; i <= 100; i++) durable.push(log.append({ i }).durable);
+  const closed = log.close();
+  assert.equal(log.close(), closed, 'a second close is the same');
+  await closed;
+  await Promise.all(durable);
+  assert.throws(() => log.append({ i: 'late' }), /closed/);
+  const records: ReplayedRecord[] = [];
+  const again = newLog(dir);
+  await again.open((r) => records.push(r));
+  t.after(() => again.close());
+  assert.deepEqual(records.map((r) => (r.header as { i: number }).i), Array.from({ length: 101 }, (_, i) => i));
+});
+
 async function lastSegmentFile(dir: string): Promise<string> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.log')).sort();
   const sizes = await Promise.all(files.map(async (f) => (await stat(path.join(dir, f))).size));

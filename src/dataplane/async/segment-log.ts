@@ -73,6 +73,7 @@ export class SegmentLog {
   #flushing: Promise<void> | undefined;
   #segments = new Set<number>();
   #isClosed = false;
+  #closing: Promise<void> | undefined;
   #fsyncs = 0;
 
   constructor(options: SegmentLogOptions) {
@@ -162,13 +163,19 @@ export class SegmentLog {
   }
 
   /** Flushes what is pending and closes the file. */
-  async close(): Promise<void> {
-    if (this.#isClosed) return;
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#timer?.cancel();
     this.#timer = undefined;
-    // A flush that ends with records pending starts the next one: wait for the last.
-    while (this.#flushing !== undefined) await this.#flushing;
-    if (this.#pending.length > 0) await this.#flush();
+    // No flush starts on its own from here: the one in flight ends, then what is pending is flushed here.
+    while (this.#flushing !== undefined || this.#pending.length > 0) {
+      if (this.#flushing !== undefined) await this.#flushing;
+      else await this.#flush();
+    }
     this.#isClosed = true;
     await this.#fh?.close();
     this.#fh = undefined;
@@ -187,7 +194,7 @@ export class SegmentLog {
   readonly #onTimer = (): void => {
     this.#timer = undefined;
     this.#isDeferred = false;
-    if (this.#isClosed || this.#pending.length === 0) return;
+    if (this.#closing !== undefined || this.#pending.length === 0) return;
     this.#flushing = this.#flush().finally(() => {
       this.#flushing = undefined;
       // What arrived during this write and fsync is the next batch: with no wait, flushed at once.
