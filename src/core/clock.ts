@@ -71,3 +71,18 @@ export function repeat(clock: Clock, ms: number, fn: () => void): Timer {
 export function wallTimeMs(): number {
   return Date.now();
 }
+
+let wallOffsetMs = Date.now() - performance.now();
+
+/**
+ * Wall-clock milliseconds since the epoch with sub-millisecond resolution: the monotonic clock
+ * plus an offset that follows `Date.now()` (re-anchored whenever the two drift apart by more than
+ * a millisecond, as when the system clock is set). For records whose times are compared at
+ * sub-millisecond scale (an asynchronous invocation's accepted, started and finished times).
+ */
+export function wallTimePreciseMs(): number {
+  const mono = performance.now();
+  const candidate = Date.now() - mono;
+  if (Math.abs(candidate - wallOffsetMs) > 1) wallOffsetMs = candidate;
+  return mono + wallOffsetMs;
+}

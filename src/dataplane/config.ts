@@ -66,8 +66,11 @@ export const dataplaneConfigKeysSchema = z.strictObject({
   asyncPayloadMaxBytes: z.number().int().min(1).max(64 * 1024 ** 2).default(1024 ** 2),
   /** Async attempts in flight over all functions (each function also has `async.maxConcurrency`). */
   asyncDeliveryConcurrency: z.number().int().min(1).max(100_000).default(256),
-  /** How long the first record of a batch waits for others before one write and one fdatasync. */
-  asyncGroupCommitMs: z.number().int().min(0).max(1000).default(2),
+  /**
+   * How long the first record of a batch waits for others before one write and one fdatasync; 0:
+   * no wait — a batch is what arrived while the previous fsync was in flight (natural group commit).
+   */
+  asyncGroupCommitMs: z.number().int().min(0).max(1000).default(0),
   /** A log segment is closed at this size and deleted once nothing in it is kept. */
   asyncSegmentMaxBytes: z.number().int().min(4096).max(4 * 1024 ** 3).default(64 * 1024 ** 2),
   /** How long a finished invocation's state and response can be fetched. */

@@ -1,6 +1,6 @@
 import { serveRpc } from '../transport/rpc-server.ts';
 import { controlPlaneToDataplane } from '../api/contracts.ts';
-import { systemClock, wallTimeMs } from '../core/clock.ts';
+import { systemClock, wallTimePreciseMs, wallTimeMs } from '../core/clock.ts';
 import { randomInt, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Pool } from 'undici';
@@ -118,7 +118,7 @@ export async function startDataplane(config: DataplaneConfig, options: Dataplane
       ? new RedisStore(redisClient(config.asyncRedisUrl, asyncLogger), `baton:async:${config.dataplaneId}:`, config.dataplaneId, asyncLogger)
       : new EmbeddedStore(segmentLog, asyncLogger),
     clock,
-    wallNow: wallTimeMs,
+    wallNow: wallTimePreciseMs,
     random: createRandom(randomInt(2 ** 31)),
     logger: asyncLogger,
     deliver: (event) => (selfPool === undefined ? Promise.resolve({ outcome: 'throttled', status: 0 }) : deliver(event)),

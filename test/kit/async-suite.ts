@@ -8,6 +8,8 @@ import { createDeferred, type Deferred } from '../../src/core/deferred.ts';
 import { BatonError } from '../../src/core/errors.ts';
 import { createRandom } from '../../src/core/random.ts';
 import { createLogger } from '../../src/observability/logger.ts';
+import { createRegistry } from '../../src/observability/metrics.ts';
+import { registerAsyncMetrics } from '../../src/dataplane/async/async-metrics.ts';
 import { ASYNC_DEFAULTS, type AsyncConfig, type AsyncEvent } from '../../src/dataplane/async/async-event.ts';
 import { AsyncInvocations, type DeliveryResult } from '../../src/dataplane/async/async-invocations.ts';
 import { EmbeddedStore } from '../../src/dataplane/async/embedded-store.ts';
@@ -228,6 +230,45 @@ export function asyncInvocationsSuite(label: string, makeBacking: (t: TestContex
     assert.deepEqual(redelivered, ['queued', 'running']);
     const running = second.invocations.get('running');
     assert.deepEqual(running?.attempts.map((a) => a.outcome), ['interrupted', undefined]);
+  });
+
+  test(`${label}: an event its function can take at once starts its attempt in its acceptance record (a crash right after the 202 shows it interrupted)`, async (t) => {
+    const backing = await makeBacking(t);
+    const clock = new ManualClock();
+    const first = await harness(t, backing, { clock });
+    first.config = { ...ASYNC_DEFAULTS, maxConcurrency: 1 };
+    await first.invocations.accept('now', 'f', request(1));
+    assert.equal(first.invocations.get('now')?.state, 'running', 'started with its acceptance');
+    await first.invocations.accept('later', 'f', request(2));
+    assert.equal(first.invocations.get('later')?.state, 'queued', 'the function\'s one slot is taken: queued');
+    // A crash as soon as both were accepted: nothing else was saved.
+    const second = await harness(t, backing, { clock });
+    second.invocations.poke('f');
+    await second.calledTimes(2);
+    assert.deepEqual(second.invocations.get('now')?.attempts.map((a) => a.outcome), ['interrupted', undefined]);
+    assert.deepEqual(second.invocations.get('later')?.attempts.map((a) => a.outcome), [undefined]);
+  });
+
+  test(`${label}: the queue's depth and the age of its oldest event, as the metrics show them`, async (t) => {
+    const h = await harness(t, await makeBacking(t));
+    h.config = { ...ASYNC_DEFAULTS, maxConcurrency: 1 };
+    const registry = createRegistry('dataplane', { withDefaults: false });
+    registerAsyncMetrics(registry, () => h.invocations, () => 0);
+    await h.invocations.accept('m1', 'f', request(1));
+    h.clock.advance(3_000);
+    await h.invocations.accept('m2', 'f', request(2));
+    await h.invocations.accept('m3', 'g', request(3));
+    assert.deepEqual([...h.invocations.queueRows()].sort((a, b) => a.fn.localeCompare(b.fn)), [{ fn: 'f', depth: 2, oldestAgeMs: 3_000 }, { fn: 'g', depth: 1, oldestAgeMs: 0 }]);
+    const text = await registry.metrics();
+    assert.match(text, /^baton_dataplane_async_queue_depth\{function="f"\} 2$/m);
+    assert.match(text, /^baton_dataplane_async_oldest_age_seconds\{function="f"\} 3$/m);
+    await h.calledTimes(2);
+    for (const call of h.calls) call.answer.resolve(ok);
+    await h.calledTimes(3);
+    h.calls[2]?.answer.resolve(ok);
+    await settle();
+    assert.deepEqual([...h.invocations.queueRows()], []);
+    assert.doesNotMatch(await registry.metrics(), /async_queue_depth\{/);
   });
 
   test(`${label}: an event that keeps failing goes to the on-failure function with Lambda's destination record`, async (t) => {

@@ -14,8 +14,8 @@ async function tempDir(t: TestContext): Promise<string> {
   return dir;
 }
 
-function newLog(dir: string, segmentMaxBytes = 1 << 20): SegmentLog {
-  return new SegmentLog({ dir, clock: liveClock, groupCommitMs: 2, segmentMaxBytes });
+function newLog(dir: string, segmentMaxBytes = 1 << 20, groupCommitMs = 2): SegmentLog {
+  return new SegmentLog({ dir, clock: liveClock, groupCommitMs, segmentMaxBytes });
 }
 
 async function replay(dir: string, segmentMaxBytes?: number): Promise<{ log: SegmentLog; records: ReplayedRecord[]; report: Awaited<ReturnType<SegmentLog['open']>> }> {
@@ -38,6 +38,49 @@ test('records appended together are replayed in order, with their bodies, after 
   assert.deepEqual(again.records.map((r) => (r.header as { i: number }).i), Array.from({ length: 500 }, (_, i) => i));
   assert.equal(again.records[7]?.body.toString(), 'body-7');
   assert.deepEqual(again.report.corrupt, []);
+});
+
+test('natural group commit (no wait): records appended during a flush form the next batch; an idle append is one fsync', async (t) => {
+  const dir = await tempDir(t);
+  const log = newLog(dir, 1 << 20, 0);
+  await log.open(() => undefined);
+  t.after(() => log.close());
+  const first = log.append({ i: 0 }).durable;
+  // The flush of the first record starts in the next turn; the 300 appended once it is in flight wait for its fsync.
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  const during = Array.from({ length: 300 }, (_, i) => log.append({ i: i + 1 }, Buffer.from(`body-${i}`)).durable);
+  await Promise.all([first, ...during]);
+  assert.equal(log.fsyncs, 2, 'one fsync for the first record, one for the 300 that arrived during it');
+  const sameTurn = Array.from({ length: 200 }, (_, i) => log.append({ i: 301 + i }).durable);
+  await Promise.all(sameTurn);
+  assert.equal(log.fsyncs, 3, '200 records appended in one idle turn: one fsync');
+  await log.append({ i: 'alone' }).durable;
+  assert.equal(log.fsyncs, 4);
+  await log.close();
+  const records: ReplayedRecord[] = [];
+  const again = newLog(dir);
+  await again.open((r) => records.push(r));
+  t.after(() => again.close());
+  assert.deepEqual(records.map((r) => (r.header as { i: unknown }).i), [...Array.from({ length: 501 }, (_, i) => i), 'alone']);
+});
+
+test('close flushes what is pending and waits for the flush in flight, and the batch that follows it', async (t) => {
+  const dir = await tempDir(t);
+  const log = newLog(dir, 1 << 20, 0);
+  await log.open(() => undefined);
+  const durable = [log.append({ i: 0 }).durable];
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  for (let i = 1; i <= 100; i++) durable.push(log.append({ i }).durable);
+  const closed = log.close();
+  assert.equal(log.close(), closed, 'a second close is the same');
+  await closed;
+  await Promise.all(durable);
+  assert.throws(() => log.append({ i: 'late' }), /closed/);
+  const records: ReplayedRecord[] = [];
+  const again = newLog(dir);
+  await again.open((r) => records.push(r));
+  t.after(() => again.close());
+  assert.deepEqual(records.map((r) => (r.header as { i: number }).i), Array.from({ length: 101 }, (_, i) => i));
 });
 
 async function lastSegmentFile(dir: string): Promise<string> {

@@ -3,6 +3,21 @@ import assert from 'node:assert/strict';
 import { scanRequestHeaders } from '../../src/dataplane/forward-headers.ts';
 import { lambdaHead } from '../../src/dataplane/lambda/lambda-api.ts';
 import { functionErrorType, lambdaServiceError } from '../../src/dataplane/lambda/lambda-errors.ts';
+import { isoMicros } from '../../src/dataplane/async/async-api.ts';
+import { wallTimePreciseMs } from '../../src/core/clock.ts';
+
+test('invocation times are shown with microseconds, and the precise wall clock follows Date.now()', () => {
+  const at = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
+  assert.equal(isoMicros(at + 0.9125), '2026-01-02T03:04:05.678912Z');
+  assert.equal(isoMicros(at), '2026-01-02T03:04:05.678000Z');
+  assert.equal(isoMicros(at + 0.9996), '2026-01-02T03:04:05.678999Z', 'cut, never rounded up into the next millisecond');
+  for (let i = 0; i < 1000; i++) {
+    const before = Date.now();
+    const precise = wallTimePreciseMs();
+    const after = Date.now();
+    assert.ok(precise >= before - 1 && precise <= after + 2, `${precise} within a millisecond of [${before}, ${after}]`);
+  }
+});
 
 test('an asynchronous invocation is asked for by X-Baton-Invocation-Type: Event or Prefer: respond-async, and neither is forwarded', () => {
   const byType = scanRequestHeaders(['X-Baton-Invocation-Type', 'Event', 'accept', '*/*'], '1.2.3.4');

@@ -55,7 +55,7 @@ export class AsyncApi {
     }
     readBody(req, this.#o.payloadMaxBytes)
       .then((body) => this.#o.invocations.accept(id, route.fn.name, { kind: 'http', method: req.method ?? 'GET', path: route.path, headers, body }))
-      .then(() => sendJson(res, 202, { id, function: route.fn.name, state: 'queued' }, { 'x-baton-invocation-id': id, location: `${INVOCATIONS_PREFIX}/${id}` }))
+      .then(() => sendJson(res, 202, { id, function: route.fn.name, state: this.#o.invocations.get(id)?.state ?? 'queued' }, { 'x-baton-invocation-id': id, location: `${INVOCATIONS_PREFIX}/${id}` }))
       .catch((err: unknown) => {
         res.shouldKeepAlive = false;
         sendError(res, toBatonError(err));
@@ -119,7 +119,7 @@ function parseRedrive(body: Buffer): { function: string; ids?: string[] } {
 
 /** The JSON view of an invocation: times as ISO strings, the response body as text (or base64). */
 export function toView(event: AsyncEvent, withResponse: boolean): Record<string, unknown> {
-  const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+  const iso = (ms: number | undefined) => (ms === undefined ? undefined : isoMicros(ms));
   const view: Record<string, unknown> = {
     id: event.id,
     function: event.fn,
@@ -139,6 +139,13 @@ export function toView(event: AsyncEvent, withResponse: boolean): Record<string,
       : { status };
   }
   return view;
+}
+
+/** ISO 8601 with microseconds (`2026-01-01T00:00:00.123456Z`): attempt times are recorded below the millisecond. */
+export function isoMicros(ms: number): string {
+  const whole = Math.floor(ms);
+  const micros = Math.min(999, Math.floor((ms - whole) * 1000));
+  return `${new Date(whole).toISOString().slice(0, -1)}${String(micros).padStart(3, '0')}Z`;
 }
 
 function utf8(buf: Buffer): string | undefined {

@@ -149,15 +149,27 @@ export class AsyncInvocations implements AsyncAcceptor {
     this.#events.set(id, event);
     this.#unfinished += 1;
     this.#bytes += size;
+    // An event its function can take at once starts its first attempt in its acceptance record: one
+    // durable write instead of two before it runs (after a crash, that attempt shows as interrupted).
+    const queue = this.#queueOf(fn);
+    const config = this.#o.configOf(fn);
+    const startsNow = config !== undefined && queue.head >= queue.ready.length && queue.running < config.maxConcurrency && this.#running < this.#o.deliveryConcurrency;
+    if (startsNow) this.#begin(queue, event, now);
     try {
       await this.#o.store.save(event, true);
     } catch (err) {
       this.#events.delete(id);
       this.#unfinished -= 1;
       this.#bytes -= size;
+      if (startsNow) {
+        queue.running -= 1;
+        this.#running -= 1;
+        this.#pumpAll(queue);
+      }
       throw new BatonError('ERR_INTERNAL', `the event could not be made durable: ${(err as Error).message}`, { cause: err });
     }
-    this.#enqueue(event);
+    if (startsNow) void this.#o.deliver(event).then((result) => this.#finish(queue, event, result));
+    else this.#enqueue(event);
   }
 
   get(id: string): AsyncEvent | undefined {
@@ -312,13 +324,18 @@ export class AsyncInvocations implements AsyncAcceptor {
       this.#fail(event, 'max-event-age', config);
       return;
     }
+    this.#begin(queue, event, now);
+    // The attempt is durable before it starts: after a crash, an attempt that may have run is always
+    // visible (as `interrupted`), so every duplicate delivery is explained by the record.
+    void this.#save(event, false).then(() => this.#o.deliver(event)).then((result) => this.#finish(queue, event, result));
+  }
+
+  /** The event's next attempt starts (in memory; the caller makes it durable before sending it). */
+  #begin(queue: FunctionQueue, event: AsyncEvent, now: number): void {
     event.state = 'running';
     event.attempts.push({ startedAt: now });
     queue.running += 1;
     this.#running += 1;
-    // The attempt is durable before it starts: after a crash, an attempt that may have run is always
-    // visible (as `interrupted`), so every duplicate delivery is explained by the record.
-    void this.#save(event, false).then(() => this.#o.deliver(event)).then((result) => this.#finish(queue, event, result));
   }
 
   #finish(queue: FunctionQueue, event: AsyncEvent, result: DeliveryResult): void {
@@ -340,6 +357,11 @@ export class AsyncInvocations implements AsyncAcceptor {
       else this.#retryOrFail(event);
     }
     if (this.#running === 0) this.#idle?.();
+    this.#pumpAll(queue);
+  }
+
+  /** A delivery slot was freed: `queue` first, then the functions that waited for a global slot. */
+  #pumpAll(queue: FunctionQueue): void {
     this.#pump(queue);
     for (const starved of this.#starved) {
       if (this.#running >= this.#o.deliveryConcurrency) break;

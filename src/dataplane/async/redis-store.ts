@@ -81,7 +81,9 @@ export class RedisStore implements AsyncStore {
     } else {
       multi.hset(key, 's', JSON.stringify(state));
     }
-    const isNew = withRequest && !this.#entries.has(event.id) && event.state === 'queued' && event.attempts.length === 0 && event.redrives === 0;
+    // Accepted: queued, or with its first attempt started in the same save (a function with a free slot).
+    const isAccepted = (event.state === 'queued' && event.attempts.length === 0) || (event.state === 'running' && event.attempts.length === 1);
+    const isNew = withRequest && !this.#entries.has(event.id) && isAccepted && event.redrives === 0;
     if (isNew) multi.xadd(this.#stream, '*', 'id', event.id);
     const entry = this.#entries.get(event.id);
     const isFinished = event.state === 'succeeded' || event.state === 'failed' || event.state === 'dead-lettered';

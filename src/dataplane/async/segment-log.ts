@@ -6,9 +6,15 @@ import { createDeferred, type Deferred } from '../../core/deferred.ts';
 
 /**
  * An append-only log of checksummed records in numbered segment files (`seg-00000001.log`, …)
- * with group commit: records appended within `groupCommitMs` of each other are written with one
- * `writev` and made durable with one `fdatasync`, so thousands of appends per second cost a few
- * hundred fsyncs, not thousands.
+ * with group commit: the records of one batch are written with one `writev` and made durable with
+ * one `fdatasync`, so thousands of appends per second cost a few hundred fsyncs, not thousands.
+ *
+ * With `groupCommitMs: 0` (the default) the commit is the natural one databases use: a record
+ * appended while no write is in flight is flushed in the next turn of the event loop (with every
+ * record appended in the same turn), and the records that arrive while a write and its fsync are
+ * in flight form the next batch, flushed as soon as that fsync returns. An idle log adds one fsync
+ * to an append and no fixed wait; a busy one makes batches as large as an fsync is long. A
+ * positive `groupCommitMs` also holds each batch's first record that long before the flush.
  *
  * Record framing (little-endian):
  *
@@ -25,7 +31,7 @@ import { createDeferred, type Deferred } from '../../core/deferred.ts';
 export interface SegmentLogOptions {
   readonly dir: string;
   readonly clock: Clock;
-  /** How long the first record of a batch waits for others before the write and fsync (0: the next turn). */
+  /** How long the first record of a batch waits for others before the write and fsync (0: no wait, see above). */
   readonly groupCommitMs: number;
   /** A segment is closed once it holds this many bytes; the next record opens a new one. */
   readonly segmentMaxBytes: number;
@@ -50,6 +56,7 @@ const SEGMENT_PATTERN = /^seg-(\d{8})\.log$/;
 interface Pending {
   readonly segment: number;
   readonly buffers: Buffer[];
+  bytes: number;
 }
 
 export class SegmentLog {
@@ -62,9 +69,11 @@ export class SegmentLog {
   #pending: Pending[] = [];
   #waiters: Deferred<void>[] = [];
   #timer: Timer | undefined;
+  #isDeferred = false;
   #flushing: Promise<void> | undefined;
   #segments = new Set<number>();
   #isClosed = false;
+  #closing: Promise<void> | undefined;
   #fsyncs = 0;
 
   constructor(options: SegmentLogOptions) {
@@ -114,17 +123,18 @@ export class SegmentLog {
    */
   append(header: unknown, body?: Buffer): { segment: number; durable: Promise<void> } {
     if (this.#isClosed) throw new Error('the segment log is closed');
-    const json = Buffer.from(JSON.stringify(header));
+    // One buffer per record (frame, header, body), so that a batch is one buffer written with one call.
+    const json = JSON.stringify(header);
+    const jsonBytes = Buffer.byteLength(json);
     const bodyBytes = body?.length ?? 0;
-    const frame = Buffer.allocUnsafe(FRAME_BYTES + 4);
-    const length = 4 + json.length + bodyBytes;
-    frame.writeUInt32LE(length, 0);
-    frame.writeUInt32LE(json.length, FRAME_BYTES);
-    let crc = crc32(frame.subarray(FRAME_BYTES));
-    crc = crc32(json, crc);
-    if (body !== undefined && bodyBytes > 0) crc = crc32(body, crc);
-    frame.writeUInt32LE(crc, 4);
+    const length = 4 + jsonBytes + bodyBytes;
     const size = FRAME_BYTES + length;
+    const record = Buffer.allocUnsafe(size);
+    record.writeUInt32LE(length, 0);
+    record.writeUInt32LE(jsonBytes, FRAME_BYTES);
+    record.write(json, FRAME_BYTES + 4, 'utf8');
+    if (body !== undefined && bodyBytes > 0) body.copy(record, FRAME_BYTES + 4 + jsonBytes);
+    record.writeUInt32LE(crc32(record.subarray(FRAME_BYTES)), 4);
     if (this.#segmentBytes > 0 && this.#segmentBytes + size > this.#options.segmentMaxBytes) {
       this.#segment += 1;
       this.#segmentBytes = 0;
@@ -132,10 +142,12 @@ export class SegmentLog {
     this.#segmentBytes += size;
     this.#segments.add(this.#segment);
     const last = this.#pending.at(-1);
-    const buffers = last !== undefined && last.segment === this.#segment ? last.buffers : [];
-    if (buffers !== last?.buffers) this.#pending.push({ segment: this.#segment, buffers });
-    buffers.push(frame, json);
-    if (body !== undefined && bodyBytes > 0) buffers.push(body);
+    if (last !== undefined && last.segment === this.#segment) {
+      last.buffers.push(record);
+      last.bytes += size;
+    } else {
+      this.#pending.push({ segment: this.#segment, buffers: [record], bytes: size });
+    }
     const waiter = createDeferred<void>();
     this.#waiters.push(waiter);
     this.#schedule();
@@ -151,27 +163,44 @@ export class SegmentLog {
   }
 
   /** Flushes what is pending and closes the file. */
-  async close(): Promise<void> {
-    if (this.#isClosed) return;
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#timer?.cancel();
     this.#timer = undefined;
-    await this.#flushing;
-    if (this.#pending.length > 0) await this.#flush();
+    // No flush starts on its own from here: the one in flight ends, then what is pending is flushed here.
+    while (this.#flushing !== undefined || this.#pending.length > 0) {
+      if (this.#flushing !== undefined) await this.#flushing;
+      else await this.#flush();
+    }
     this.#isClosed = true;
     await this.#fh?.close();
     this.#fh = undefined;
   }
 
   #schedule(): void {
-    if (this.#timer !== undefined || this.#flushing !== undefined) return;
-    this.#timer = this.#options.clock.setTimeout(this.#onTimer, this.#options.groupCommitMs);
+    if (this.#timer !== undefined || this.#isDeferred || this.#flushing !== undefined) return;
+    if (this.#options.groupCommitMs > 0) {
+      this.#timer = this.#options.clock.setTimeout(this.#onTimer, this.#options.groupCommitMs);
+      return;
+    }
+    this.#isDeferred = true;
+    this.#options.clock.defer(this.#onTimer);
   }
 
   readonly #onTimer = (): void => {
     this.#timer = undefined;
+    this.#isDeferred = false;
+    if (this.#closing !== undefined || this.#pending.length === 0) return;
     this.#flushing = this.#flush().finally(() => {
       this.#flushing = undefined;
-      if (this.#pending.length > 0) this.#schedule();
+      // What arrived during this write and fsync is the next batch: with no wait, flushed at once.
+      if (this.#pending.length === 0) return;
+      if (this.#options.groupCommitMs > 0) this.#schedule();
+      else this.#onTimer();
     });
   };
 
@@ -187,7 +216,7 @@ export class SegmentLog {
           await this.#fh?.close();
           await this.#openFile(part.segment);
         }
-        await writeAll(this.#fh as FileHandle, part.buffers);
+        await writeAll(this.#fh as FileHandle, part.buffers.length === 1 ? part.buffers : [Buffer.concat(part.buffers, part.bytes)]);
       }
       await this.#sync();
       for (const waiter of waiters) waiter.resolve();
