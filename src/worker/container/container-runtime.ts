@@ -198,7 +198,9 @@ export class ContainerRuntime implements SandboxRuntime {
       }
       throw err instanceof BatonError ? err : startFailed(sandboxId, String(err), 'start-error', err);
     } finally {
-      this.#network.refill();
+      // Refilling spawns `ip`, which blocks the event loop for a few ms: in a later turn, after the
+      // worker's ready event (flushed on the next turn) has left, not on the cold start's path.
+      this.#o.clock.setTimeout(() => this.#network.refill(), 0);
     }
   }
 
