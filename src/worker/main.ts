@@ -265,7 +265,10 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   });
   await artifacts.load();
   logger.info({ dataDir, runtimes: runtimes.map((r) => r.name) }, 'runtimes ready');
-  return createNode(shared, workerId, url, runtimes, artifacts, async () => undefined);
+  // Stopped with its sandboxes gone, the worker leaves nothing for a record to describe.
+  return createNode(shared, workerId, url, runtimes, artifacts, async (options) => {
+    if (options?.keepSandboxes !== true) await hostRegistry?.unregister(containerTagOf(workerId, dataDir));
+  });
 }
 
 /**
@@ -437,7 +440,8 @@ async function createEmulatedNode(shared: Shared, workerId: string, url: string,
 }
 
 function createNode(
-  shared: Shared, workerId: string, url: string, runtimes: readonly SandboxRuntime[], artifacts: WorkerDeps['artifacts'], closeRuntimeServer: () => Promise<void>,
+  shared: Shared, workerId: string, url: string, runtimes: readonly SandboxRuntime[], artifacts: WorkerDeps['artifacts'],
+  closeRuntimeServer: (options?: { keepSandboxes?: boolean }) => Promise<void>,
 ): WorkerNode {
   const { config, clock, client, registry, metrics, ticker } = shared;
   const log = shared.logger.child({ workerId });
@@ -480,7 +484,7 @@ function createNode(
       await running.close();
       await worker.close(options);
       await events.close();
-      await closeRuntimeServer();
+      await closeRuntimeServer(options);
     },
   };
 }

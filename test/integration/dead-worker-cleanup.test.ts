@@ -95,4 +95,7 @@ test('a worker started with a new id removes what a kill -9ed worker of the host
   assert.ok(fresh.daemon.logs.every((l) => l['deadWorkerId'] !== liveId));
   const records = (await readdir(registryDir)).sort();
   assert.deepEqual(records, [`${liveTag}.json`, `${tagOf(newId, newDir)}.json`].sort());
+  // A worker that stops (its sandboxes with it) takes its record away.
+  await (others[0] as WorkerProcess).daemon.stop();
+  assert.deepEqual(await readdir(registryDir), [`${tagOf(newId, newDir)}.json`]);
 });

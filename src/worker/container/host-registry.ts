@@ -55,6 +55,13 @@ export class HostRegistry {
     await rename(tmp, file);
   }
 
+  /** Removes this process's record of `tag` (a worker that stopped and took its sandboxes with it). */
+  async unregister(tag: string): Promise<void> {
+    const file = this.#file(tag);
+    const record = await readRecord(file);
+    if (record?.pid === process.pid) await rm(file, { force: true });
+  }
+
   /**
    * The records of dead workers other than `ownTag`, each claimed by renaming it (a worker starting
    * at the same time finds it gone and leaves it). A record that cannot be read is left alone.
