@@ -86,6 +86,11 @@ export const workerConfigSchema = z.strictObject({
   /** Network namespaces kept ready for container sandboxes (made ahead, off the cold-start path). */
   containerNetnsPool: z.number().int().min(0).max(256).default(4),
   /**
+   * Where container workers of this host record what they own (one file per worker: pid, start
+   * time, tag, directories); a starting worker removes what dead workers recorded there left.
+   */
+  hostRegistryDir: z.string().min(1).default('/run/baton/workers'),
+  /**
    * Whether container sandboxes of functions with `network: "egress"` may open connections beyond
    * the host (forwarded and masqueraded; IPv4 forwarding is turned on). Off: such sandboxes fail to
    * start with ERR_RUNTIME_UNAVAILABLE.

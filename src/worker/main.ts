@@ -1,6 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { serveRpc, type RpcDispatch } from '../transport/rpc-server.ts';
@@ -22,7 +22,8 @@ import { type AccessLevel, bearer, CredentialSet, InternalGuard, newCommandToken
 import { ArtifactCache } from './artifact-cache.ts';
 import { defaultWorkerId, workerRuntimeOf, workerRuntimesOf, type WorkerConfig } from './config.ts';
 import { SandboxCgroups } from './container/cgroups.ts';
-import { ContainerRuntime } from './container/container-runtime.ts';
+import { ContainerRuntime, type ContainerRuntimeOptions } from './container/container-runtime.ts';
+import { HostRegistry } from './container/host-registry.ts';
 import { execTool } from './container/exec.ts';
 import { assertContainerPrerequisites } from './container/prerequisites.ts';
 import { ControlPlaneLink, type HeartbeatTicker } from './control-plane-link.ts';
@@ -33,6 +34,7 @@ import { BatchingEventSink } from './event-sink.ts';
 import { EventCoalescer } from './event-coalescer.ts';
 import { ClockHeartbeatTicker } from './heartbeat-ticker.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.ts';
+import { processStartTime } from './process/proc-stat.ts';
 import { ProcessRuntime, RUNNER_PATH, type SandboxUser } from './process/process-runtime.ts';
 import { createWorkerRouter } from './routes.ts';
 import type { SandboxRuntime } from './runtime.ts';
@@ -212,6 +214,14 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   // What sandboxes reach (process sandboxes' code, scratch directories and the runner; containers'
   // images through their mapped ids): the data dir, unless unprivileged ids cannot reach it (see sandboxRootOf).
   const sandboxRoot = await sandboxRootOf(config, dataDir, containerTagOf(workerId, dataDir), logger);
+  /** The container runtime's options: this worker's, or (its directory, tag and cgroups) a dead worker's to clean up after. */
+  const containerOptions = (own: Pick<ContainerRuntimeOptions, 'dataDir' | 'tag' | 'ociRuntime' | 'subnet' | 'procSelfCgroup'>): ContainerRuntimeOptions => ({
+    ...own, netnsPoolSize: config.containerNetnsPool, egress: config.containerEgress, uid: config.containerUid, gid: config.containerGid,
+    userNamespace: config.containerUserNamespace, idMapBase: config.containerIdMapBase,
+    imageLimits: { maxBytes: config.maxImageBytes, maxEntries: config.maxImageEntries },
+    readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs, logBufferLines: config.logBufferLines,
+    clock, logger: logger.child({ component: 'container-runtime' }), exec: execTool,
+  });
   for (const name of workerRuntimesOf(config)) {
     if (name === 'process') {
       const cgroups = await processCgroupsOf(config, `${containerTagOf(workerId, dataDir)}p`, logger);
@@ -223,20 +233,27 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
       }));
     } else if (name === 'container') {
       await assertContainerPrerequisites(execTool, config.ociRuntime);
-      runtimes.push(new ContainerRuntime({
-        dataDir: path.join(sandboxRoot, 'container'), tag: containerTagOf(workerId, dataDir), ociRuntime: config.ociRuntime,
-        subnet: config.containerSubnet, netnsPoolSize: config.containerNetnsPool, egress: config.containerEgress, uid: config.containerUid, gid: config.containerGid,
-        userNamespace: config.containerUserNamespace, idMapBase: config.containerIdMapBase,
-        imageLimits: { maxBytes: config.maxImageBytes, maxEntries: config.maxImageEntries },
-        readyTimeoutMs: config.readyTimeoutMs, stopGraceMs: config.stopGraceMs, logBufferLines: config.logBufferLines,
-        clock, logger: logger.child({ component: 'container-runtime' }), exec: execTool,
-      }));
+      runtimes.push(new ContainerRuntime(containerOptions({
+        dataDir: path.join(sandboxRoot, 'container'), tag: containerTagOf(workerId, dataDir), ociRuntime: config.ociRuntime, subnet: config.containerSubnet,
+      })));
     }
   }
+  const hostRegistry = runtimes.some((r) => r instanceof ContainerRuntime) ? new HostRegistry(config.hostRegistryDir) : undefined;
+  if (hostRegistry !== undefined) await cleanupDeadWorkers(hostRegistry, containerTagOf(workerId, dataDir), containerOptions, logger);
   for (const runtime of runtimes) {
     const leftovers = await runtime.cleanupLeftovers();
     if (leftovers > 0) logger.info({ runtime: runtime.name, count: leftovers }, 'stopped sandboxes left by a previous run');
-    if (runtime instanceof ContainerRuntime) await runtime.start();
+    if (runtime instanceof ContainerRuntime) {
+      // Recorded before the bridge, table and namespaces exist: a worker killed from here on is found.
+      const startTime = await processStartTime(process.pid);
+      if (hostRegistry !== undefined && startTime !== undefined) {
+        await hostRegistry.register({
+          workerId, pid: process.pid, startTime, tag: containerTagOf(workerId, dataDir), containerDir: path.join(sandboxRoot, 'container'),
+          ociRuntime: config.ociRuntime, subnet: config.containerSubnet, procCgroup: await readFile('/proc/self/cgroup', 'utf8'),
+        });
+      }
+      await runtime.start();
+    }
   }
   // Images and bundles are the container runtime's (crun reaches them as root, or as the sandboxes'
   // mapped root through its group, see ContainerRuntime): out of a process sandbox's reach.
@@ -248,7 +265,10 @@ async function createRealNode(shared: Shared, workerId: string, url: string): Pr
   });
   await artifacts.load();
   logger.info({ dataDir, runtimes: runtimes.map((r) => r.name) }, 'runtimes ready');
-  return createNode(shared, workerId, url, runtimes, artifacts, async () => undefined);
+  // Stopped with its sandboxes gone, the worker leaves nothing for a record to describe.
+  return createNode(shared, workerId, url, runtimes, artifacts, async (options) => {
+    if (options?.keepSandboxes !== true) await hostRegistry?.unregister(containerTagOf(workerId, dataDir));
+  });
 }
 
 /**
@@ -357,6 +377,35 @@ async function processCgroupsOf(config: WorkerConfig, tag: string, logger: Logge
   }
 }
 
+/**
+ * Removes what dead container workers of this host left (see HostRegistry): for each record of a
+ * worker that no longer runs, a container runtime on its directory, tag and cgroups removes its
+ * containers, cgroups, namespaces, veths, bridge and table; the record goes once that is done.
+ * A failure is logged and leaves the record for the next worker to try again.
+ */
+async function cleanupDeadWorkers(
+  registry: HostRegistry, ownTag: string,
+  options: (own: Pick<ContainerRuntimeOptions, 'dataDir' | 'tag' | 'ociRuntime' | 'subnet' | 'procSelfCgroup'>) => ContainerRuntimeOptions, logger: Logger,
+): Promise<void> {
+  for (const dead of await registry.claimDead(ownTag)) {
+    const { record } = dead;
+    const about = { deadWorkerId: record.workerId, pid: record.pid, tag: record.tag };
+    try {
+      const runtime = new ContainerRuntime(options({
+        dataDir: record.containerDir, tag: record.tag, ociRuntime: record.ociRuntime, subnet: record.subnet, procSelfCgroup: record.procCgroup,
+      }));
+      const removed = await runtime.cleanupDeadWorker();
+      await dead.done();
+      const level = removed.containers + removed.cgroups + removed.netns > 0 ? 'info' : 'debug';
+      logger[level]({ ...about, ...removed }, 'removed what a dead worker of this host left (containers, cgroups, network namespaces, veths, bridge, nft table)');
+    } catch (err) {
+      await registry.register(record).catch(() => undefined);
+      await dead.done();
+      logger.warn({ ...about, err: err instanceof Error ? err.message : String(err) }, 'cleaning up after a dead worker failed; the next worker to start tries again');
+    }
+  }
+}
+
 /** Six hex digits naming this worker's host objects (cgroups, namespaces, bridge): the same across its restarts. */
 function containerTagOf(workerId: string, dataDir: string): string {
   return createHash('sha256').update(`${workerId}\0${dataDir}`).digest('hex').slice(0, 6);
@@ -391,7 +440,8 @@ async function createEmulatedNode(shared: Shared, workerId: string, url: string,
 }
 
 function createNode(
-  shared: Shared, workerId: string, url: string, runtimes: readonly SandboxRuntime[], artifacts: WorkerDeps['artifacts'], closeRuntimeServer: () => Promise<void>,
+  shared: Shared, workerId: string, url: string, runtimes: readonly SandboxRuntime[], artifacts: WorkerDeps['artifacts'],
+  closeRuntimeServer: (options?: { keepSandboxes?: boolean }) => Promise<void>,
 ): WorkerNode {
   const { config, clock, client, registry, metrics, ticker } = shared;
   const log = shared.logger.child({ workerId });
@@ -434,7 +484,7 @@ function createNode(
       await running.close();
       await worker.close(options);
       await events.close();
-      await closeRuntimeServer();
+      await closeRuntimeServer(options);
     },
   };
 }

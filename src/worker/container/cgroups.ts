@@ -163,6 +163,28 @@ export class SandboxCgroups {
     for (const dir of dirs) await removeTree(dir);
   }
 
+  /**
+   * SIGKILLs every process in the sandbox's groups (its container's included): for a dead worker's
+   * sandboxes whose crun state is gone. Returns how many there were (0: the groups are empty).
+   */
+  async killProcesses(sandboxId: string): Promise<number> {
+    const pids = new Set<number>();
+    for (const dir of this.dirsOf(sandboxId)) {
+      for (const group of [dir, path.join(dir, 'c')]) {
+        const text = await readFile(path.join(group, 'cgroup.procs'), 'utf8').catch(() => '');
+        for (const line of text.split('\n')) if (/^\d+$/.test(line)) pids.add(Number(line));
+      }
+    }
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+    return pids.size;
+  }
+
   /** Every sandbox id with a group here (what a previous run may have left). */
   async list(): Promise<string[]> {
     const ids = new Set<string>();
@@ -200,14 +222,15 @@ export function parseProcCgroup(text: string): Map<string, string> {
   return out;
 }
 
-/** The v1 hierarchies mounted under /sys/fs/cgroup (names as the directories are called). */
+/** The hierarchies mounted under /sys/fs/cgroup on a v1 (hybrid) host (names as the directories are called). */
 function hierarchies(): string[] {
   const names: string[] = [];
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const fields = line.split(' ');
     const mountPoint = fields[4] ?? '';
     const sep = fields.indexOf('-');
-    if (sep > 0 && fields[sep + 1] === 'cgroup' && path.dirname(mountPoint) === ROOT) names.push(path.basename(mountPoint));
+    // The v2 hierarchy of a hybrid host (`unified`) too: crun makes the container's group there as well.
+    if (sep > 0 && (fields[sep + 1] === 'cgroup' || fields[sep + 1] === 'cgroup2') && path.dirname(mountPoint) === ROOT) names.push(path.basename(mountPoint));
   }
   return names;
 }

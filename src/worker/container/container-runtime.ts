@@ -47,6 +47,8 @@ export interface ContainerRuntimeOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly exec: Exec;
+  /** `/proc/self/cgroup` of the worker whose sandboxes these are (default this process's): another's, to clean up after a dead worker. */
+  readonly procSelfCgroup?: string;
 }
 
 interface ContainerSandbox {
@@ -99,7 +101,7 @@ export class ContainerRuntime implements SandboxRuntime {
     this.#o = options;
     this.#images = new ImageStore({ dir: path.join(options.dataDir, 'images'), limits: options.imageLimits, clock: options.clock, logger: options.logger });
     this.#network = new NetworkPool({ tag: options.tag, subnet: options.subnet, size: options.netnsPoolSize, egress: options.egress ?? true, exec: options.exec, logger: options.logger });
-    this.#cgroups = new SandboxCgroups(options.tag);
+    this.#cgroups = options.procSelfCgroup === undefined ? new SandboxCgroups(options.tag) : new SandboxCgroups(options.tag, options.procSelfCgroup);
     this.#stateRoot = path.join(options.dataDir, 'crun');
     this.#bundleRoot = path.join(options.dataDir, 'containers');
     this.#runnerDir = path.join(options.dataDir, 'runner');
@@ -198,7 +200,9 @@ export class ContainerRuntime implements SandboxRuntime {
       }
       throw err instanceof BatonError ? err : startFailed(sandboxId, String(err), 'start-error', err);
     } finally {
-      this.#network.refill();
+      // Refilling spawns `ip`, which blocks the event loop for a few ms: in a later turn, after the
+      // worker's ready event (flushed on the next turn) has left, not on the cold start's path.
+      this.#o.clock.setTimeout(() => this.#network.refill(), 0);
     }
   }
 
@@ -336,7 +340,6 @@ export class ContainerRuntime implements SandboxRuntime {
 
   /** Containers in crun's state, then cgroups, namespaces, bridge, table and bundles a previous run left. */
   async cleanupLeftovers(): Promise<number> {
-    await mkdir(this.#stateRoot, { recursive: true });
     const listed = await this.#o.exec(this.#o.ociRuntime, ['--root', this.#stateRoot, 'list', '--quiet']).catch(() => '');
     const ids = listed.split('\n').map((line) => line.trim()).filter((line) => line !== '');
     for (const id of ids) {
@@ -348,6 +351,27 @@ export class ContainerRuntime implements SandboxRuntime {
     await this.#network.cleanupLeftovers();
     await rm(this.#bundleRoot, { recursive: true, force: true });
     return ids.length;
+  }
+
+  /**
+   * Everything a dead worker of this tag left (this runtime made for its directory, tag and
+   * cgroups, never started): its containers (through its crun state, and any process still in its
+   * sandbox cgroups when that state is gone), cgroups, namespaces, veths, bridge, table, bundles.
+   * Returns what there was.
+   */
+  async cleanupDeadWorker(): Promise<{ containers: number; cgroups: number; netns: number }> {
+    const cgroups = (await this.#cgroups.list()).length;
+    const netns = (await this.#network.listNamespaces()).length;
+    const containers = await this.cleanupLeftovers();
+    const stuck = await this.#cgroups.list();
+    for (const id of stuck) {
+      // Killed processes leave their groups once reaped: up to ~1 s.
+      for (let round = 0; round < 50 && await this.#cgroups.killProcesses(id) > 0; round++) {
+        await new Promise<void>((resolve) => this.#o.clock.setTimeout(resolve, 20));
+      }
+    }
+    if (stuck.length > 0) await this.#cgroups.removeAll();
+    return { containers, cgroups, netns };
   }
 
   async close(options: { keepSandboxes?: boolean } = {}): Promise<void> {
