@@ -32,7 +32,11 @@ export interface RunOptions {
   readonly baseUrl: string;
   /** 'path' sends to `/fn/<name>/`; 'host' sends to `/` with `Host: <name>`. Default 'path'. */
   readonly routing?: Routing;
-  /** Connections in the pool (keep-alive, no pipelining). Default 512. */
+  /**
+   * Connections in the pool (keep-alive, no pipelining). Default 4,096: an open loop must not wait
+   * in the client, so the pool should hold every invocation in flight at the trace's busiest
+   * moment (see `RunResult.connectionWaits`).
+   */
   readonly connections?: number;
   /** Per-invocation deadline from its send, ms. Default 15,000. */
   readonly timeoutMs?: number;
@@ -88,7 +92,15 @@ export interface RunResult extends InvocationRecords {
   readonly sendLagP99Ms: number;
   /** Most invocations outstanding at once. */
   readonly maxInFlight: number;
+  /**
+   * Invocations sent while every connection of the runner's own pool was busy: they waited in the
+   * client for one to free up, and their latency includes that wait (0 with a dispatcher given).
+   */
+  readonly connectionWaits: number;
 }
+
+/** The pool's size unless told otherwise. */
+export const DEFAULT_CONNECTIONS = 4096;
 
 export const EXEC_MS_HEADER = 'x-baton-exec-ms';
 /**
@@ -134,7 +146,7 @@ function compileOptions(plan: Plan, options: RunOptions): RunConfig {
   const refuse = (message: string, details: unknown): never => { throw new BatonError('ERR_INVALID_REQUEST', message, { details }); };
   if (plan.length > maxInvocations) refuse(`the plan has ${plan.length} invocations, more than maxInvocations ${maxInvocations}`, { length: plan.length, maxInvocations });
   if (lastMs > maxDurationMs) refuse(`the plan lasts ${lastMs} ms, more than maxDurationMs ${maxDurationMs}`, { lastMs, maxDurationMs });
-  const connections = options.connections ?? 512;
+  const connections = options.connections ?? DEFAULT_CONNECTIONS;
   if (!Number.isInteger(connections) || connections < 1 || connections > 65_536) refuse(`connections must be an integer in [1, 65536], got ${connections}`, { connections });
   const timeoutMs = options.timeoutMs ?? 15_000;
   if (!(timeoutMs > 0)) refuse(`timeoutMs must be positive, got ${timeoutMs}`, { timeoutMs });
@@ -180,6 +192,7 @@ class Run {
   #next = 0;
   #startMs = 0;
   #maxInFlight = 0;
+  #connectionWaits = 0;
   #stopReason: StopReason = 'completed';
   #isStopped = false;
   #timer: NodeJS.Timeout | undefined;
@@ -258,6 +271,7 @@ class Run {
     const exchange = new Exchange(this, i, this.#config.maxBodyBytes);
     this.#inFlight.set(i, exchange);
     this.#maxInFlight = Math.max(this.#maxInFlight, this.#inFlight.size);
+    if (this.#config.dispatcher === undefined && this.#inFlight.size > this.#config.connections) this.#connectionWaits++;
     this.#sentMs[i] = this.#config.now() - this.#startMs;
     this.#dispatcher.dispatch({ origin: this.#config.origin, path: this.#config.paths[fn] ?? '/', method: this.#config.method, headers }, exchange);
   }
@@ -352,7 +366,7 @@ class Run {
     for (let i = 0; i < sent; i++) lags[i] = (sentMs[i] ?? 0) - (scheduledMs[i] ?? 0);
     return {
       length: sent, planned: plan.length, stopReason: this.#stopReason, startWallMs, durationMs,
-      sendLagP99Ms: percentiles(lags, [99])[0] ?? Number.NaN, maxInFlight: this.#maxInFlight,
+      sendLagP99Ms: percentiles(lags, [99])[0] ?? Number.NaN, maxInFlight: this.#maxInFlight, connectionWaits: this.#connectionWaits,
       functions: plan.functions, functionIndex: plan.functionIndex.subarray(0, sent),
       requestedExecMs: plan.execMs.subarray(0, sent), minute: plan.minute.subarray(0, sent),
       scheduledMs, sentMs, endMs: this.#endMs.subarray(0, sent), status: this.#status.subarray(0, sent),

@@ -50,6 +50,7 @@ describe('runPlan', () => {
     assert.equal(result.stopReason, 'completed');
     assert.equal(result.length, 40);
     assert.ok(result.maxInFlight >= 15, `maxInFlight ${result.maxInFlight}`);
+    assert.equal(result.connectionWaits, 0, 'every send found a free connection');
     // Loose bound: the server shares this process's event loop, and the first run warms the JIT.
     assert.ok(result.sendLagP99Ms < 100, `send lag p99 ${result.sendLagP99Ms} ms`);
     for (let i = 0; i < result.length; i++) {
@@ -101,6 +102,7 @@ describe('runPlan', () => {
     assert.ok(performance.now() - started < 2_000);
     assert.deepEqual([errorCodeOf(result, 0), errorCodeOf(result, 1)], ['TIMEOUT', 'TIMEOUT']);
     assert.deepEqual([result.status[0], result.status[1]], [0, 0]);
+    assert.equal(result.connectionWaits, 1, 'the second send found the one connection busy');
 
     // A body over maxBodyBytes is not kept: the answer counts by its status, without ExecutionTime.
     const capped = await runPlan(createPlan([{ atMs: 0, function: 'ok', execMs: 1 }]), { baseUrl: url, maxBodyBytes: 10 });

@@ -9,7 +9,7 @@ import type { ResultsFormat } from '../../loadgen/invitro-csv.ts';
 import { H2CClient, Pool, type Dispatcher } from 'undici';
 import { GrpcDispatcher } from '../../loadgen/grpc-dispatcher.ts';
 import { isOk } from '../../loadgen/records.ts';
-import { runPlan } from '../../loadgen/runner.ts';
+import { DEFAULT_CONNECTIONS, runPlan } from '../../loadgen/runner.ts';
 import type { Routing, RunProgress, RunResult } from '../../loadgen/runner.ts';
 import { planColdStartSweep, planFixedRate } from '../../loadgen/schedule.ts';
 import type { Plan } from '../../loadgen/schedule.ts';
@@ -56,7 +56,7 @@ where and how:
                         delete them afterwards unless --keep; an existing name is refused
   --runtime R           emulated (default) | process (examples/trace-function) | container (its image, built from this machine's node)
   --timeout-ms N        per-invocation deadline (default 15000)
-  --connections N       client connections (default 512)
+  --connections N       client connections (default 4096; an invocation finding all busy waits in the client, and is counted)
   --max-invocations N   refuse larger plans (default 1000000)
   --max-seconds N       refuse plans lasting longer (default 3600)
   --format F            invitro (default) | baton
@@ -275,7 +275,7 @@ async function runLoad(ctx: CommandContext): Promise<number> {
   if (transport === 'grpc' && runtime === 'emulated' && values['deploy'] === true) throw new UsageError('--transport grpc --deploy needs --runtime process or container (an emulated sandbox answers HTTP/1.1 only)');
   const format = oneOf<ResultsFormat>(values, 'format', ['invitro', 'baton'], 'invitro');
   const timeoutMs = intFlag(values, 'timeout-ms', 1) ?? 15_000;
-  const connections = intFlag(values, 'connections', 1) ?? 512;
+  const connections = intFlag(values, 'connections', 1) ?? DEFAULT_CONNECTIONS;
   const maxInvocations = intFlag(values, 'max-invocations', 1) ?? 1_000_000;
   const maxDurationMs = (intFlag(values, 'max-seconds', 1) ?? 3_600) * 1000;
   if (values['keep'] === true && values['deploy'] !== true) throw new UsageError('--keep needs --deploy');
@@ -308,11 +308,15 @@ async function runLoad(ctx: CommandContext): Promise<number> {
     const summary = {
       results: path, stopReason: result.stopReason, planned: result.planned, sent: result.length, ok,
       failed: result.length - ok, durationMs: Math.round(result.durationMs), sendLagP99Ms: result.sendLagP99Ms, maxInFlight: result.maxInFlight,
+      connectionWaits: result.connectionWaits,
     };
     if (ctx.isJson) ctx.printJson(summary);
     else {
       ctx.print(`${result.stopReason === 'aborted' ? 'stopped' : 'done'}: sent ${result.length} of ${result.planned} invocations, ${ok} ok, ${result.length - ok} failed, send lag p99 ${result.sendLagP99Ms.toFixed(1)} ms`);
       ctx.print(`wrote ${path}`);
+    }
+    if (result.connectionWaits > 0) {
+      io.stderr.write(`warning: ${result.connectionWaits} invocations found all ${connections} connections busy and waited in the client (${result.maxInFlight} were in flight at most); their latency includes that wait: raise --connections\n`);
     }
   } finally {
     await dispatcher?.close();
