@@ -177,11 +177,10 @@ export class InternalGuard {
   /** True when the request may go on; otherwise it has been answered 401. */
   admit(req: IncomingMessage, res: ServerResponse): boolean {
     const method = req.method ?? 'GET';
-    const url = req.url ?? '/';
-    const query = url.indexOf('?');
-    const level = this.#o.levelOf(method, query === -1 ? url : url.slice(0, query));
-    if (level === 'open' || this.#accepts(level, req)) return true;
-    this.#refuse(req, `${method} ${query === -1 ? url : url.slice(0, query)}`);
+    const pathname = pathOf(req.url ?? '/');
+    const level = this.#o.levelOf(method, pathname);
+    if (level === 'open' || this.#accepts(level, req, method, pathname)) return true;
+    this.#refuse(req, `${method} ${pathname}`);
     req.resume();
     res.shouldKeepAlive = false;
     const body = JSON.stringify(unauthenticated().toBody());
@@ -192,7 +191,7 @@ export class InternalGuard {
 
   /** True when the RPC upgrade may go on; otherwise the socket has been answered 401 and closed. */
   admitUpgrade(req: IncomingMessage, socket: Duplex): boolean {
-    if (this.#accepts(this.#o.rpcLevel, req) && this.#hasRole(this.#o.rpcCertRoles, req)) return true;
+    if (this.#accepts(this.#o.rpcLevel, req, req.method ?? 'GET', pathOf(req.url ?? '/')) && this.#hasRole(this.#o.rpcCertRoles, req)) return true;
     this.#refuse(req, 'RPC upgrade');
     const body = JSON.stringify(unauthenticated().toBody());
     socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nwww-authenticate: Bearer\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
@@ -204,8 +203,7 @@ export class InternalGuard {
    * (`certRolesOf`); a refusal is counted and logged like any other.
    */
   admitsOnStream(upgrade: IncomingMessage, method: string, path: string): boolean {
-    const query = path.indexOf('?');
-    const pathname = query === -1 ? path : path.slice(0, query);
+    const pathname = pathOf(path);
     if (this.#o.levelOf(method, pathname) === 'open' || this.#hasRole(this.#o.certRolesOf?.(method, pathname), upgrade)) return true;
     this.#refuse(upgrade, `${method} ${pathname} on the RPC stream`);
     return false;
@@ -217,9 +215,9 @@ export class InternalGuard {
     return role !== undefined && roles.includes(role);
   }
 
-  #accepts(level: Exclude<AccessLevel, 'open'>, req: IncomingMessage): boolean {
+  #accepts(level: Exclude<AccessLevel, 'open'>, req: IncomingMessage, method: string, pathname: string): boolean {
     if (this.#o.isClientCertRequired === true && !isClientVerified(req)) return false;
-    if (!this.#hasRole(this.#o.certRolesOf?.(req.method ?? 'GET', pathOf(req.url ?? '/')), req)) return false;
+    if (!this.#hasRole(this.#o.certRolesOf?.(method, pathname), req)) return false;
     const authorization = req.headers.authorization;
     if (level === 'member') return this.#o.member.accepts(authorization);
     return this.#o.controlPlane?.accepts(authorization) ?? false;
@@ -234,6 +232,7 @@ export class InternalGuard {
   }
 }
 
+/** `url` without its query. */
 function pathOf(url: string): string {
   const query = url.indexOf('?');
   return query === -1 ? url : url.slice(0, query);
